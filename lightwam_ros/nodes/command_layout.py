@@ -1,0 +1,218 @@
+"""Which joints an executor commands for an embodiment, and how a chunk's columns become targets.
+
+The policy speaks in action dimensions (``fl_joint1``, ``left_gripper``, ``dx`` ...); the robot in
+joints.  ``CommandLayout`` links the two by *name*: a chunk's columns may arrive in any order as
+long as their names are exactly the embodiment's action dimensions, and the commanded joint order
+is the embodiment's (or one the user chooses, for a controller that lists its joints otherwise).
+
+- absolute joints: a ``joint_positions`` dimension drives the joint of the same name; a
+  ``gripper_normalized`` dimension drives every joint of its arm's gripper through the gripper
+  convention (command scale -> joint position, linear).
+- delta end-effector: one arm's joints, then its gripper joints.  The chunk is integrated and
+  solved by IK (``control.delta_eef``) into arm joints plus one finger column, which drives every
+  gripper joint (ROS drivers report parallel fingers with the same sign).
+
+No ROS imports: the node wraps this, tests can use it directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import yaml
+
+from lightwam_ros.control.delta_eef import GripperMap, delta_eef_chunk_to_joint_targets
+from lightwam_ros.control.kinematics import PANDA_KINEMATICS, SerialChain, panda_chain
+from lightwam_ros.control.scheduling import ActionChunk
+from lightwam_ros.policy.embodiment import ArmSpec, EmbodimentSpec
+
+
+class ChunkLayoutError(ValueError):
+    """A chunk's columns do not match the embodiment's action dimensions (by name)."""
+
+
+@dataclass(frozen=True, eq=False)
+class JointTargets:
+    """A chunk turned into (H, D) joint targets in the commanded order, ready for the core."""
+
+    chunk: ActionChunk
+    note: str  # e.g. IK accuracy for delta-EEF chunks; empty otherwise
+
+
+class CommandLayout:
+    """Commanded joints of one embodiment and the by-name map from action columns to joints."""
+
+    def __init__(self, spec: EmbodimentSpec, joint_order: Sequence[str] = (),
+                 kinematics_file: str = "") -> None:
+        self.spec = spec
+        self.mode = spec.action.mode
+        self.action_names = spec.action.layout.dim_names
+        if self.mode == "absolute_joints":
+            natural, sources = self._absolute_sources(spec)
+            self._arm: ArmSpec | None = None
+            self.chain: SerialChain | None = None
+        else:
+            self._arm = self._delta_arm(spec)
+            self.chain = _load_chain(self._arm, kinematics_file)
+            natural, sources = self._delta_sources(self._arm)
+        order = tuple(joint_order) or natural
+        if sorted(order) != sorted(natural) or len(set(order)) != len(order):
+            raise ValueError(
+                f"joint_names must list each commanded joint of {spec.name} exactly once (any "
+                f"order): {list(natural)}; got {list(order)}")
+        self.joint_names: tuple[str, ...] = order
+        picked = [sources[name] for name in order]
+        self._columns = np.array([column for column, _, _ in picked], dtype=np.intp)
+        self._scale = np.array([scale for _, scale, _ in picked])
+        self._offset = np.array([offset for _, _, offset in picked])
+        bounds = np.array([spec.joint_limit(name) for name in order], dtype=np.float64)
+        self.lower, self.upper = bounds[:, 0], bounds[:, 1]
+        self._canonical: dict[tuple[str, ...], np.ndarray] = {}
+        if self._arm is not None:
+            position = {name: i for i, name in enumerate(order)}
+            self._arm_index = np.array([position[j] for j in self._arm.joints], dtype=np.intp)
+            self._finger_index = position[self._arm.gripper.joints[0]]
+
+    @property
+    def dim(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def base_frame(self) -> str:
+        """Frame of delta-EEF poses (the arm's base frame)."""
+        return (self._arm.base_frame if self._arm is not None and self._arm.base_frame else "")
+
+    # ---------------------------------------------------------------- construction
+
+    @staticmethod
+    def _absolute_sources(spec: EmbodimentSpec):
+        """Joint -> (canonical action column, scale, offset) for absolute-joint actions."""
+        names: list[str] = []
+        sources: dict[str, tuple[int, float, float]] = {}
+        column = 0
+        for field in spec.action.layout.fields:
+            if field.kind == "joint_positions":
+                for offset, joint in enumerate(field.joints):
+                    names.append(joint)
+                    sources[joint] = (column + offset, 1.0, 0.0)
+            else:  # gripper_normalized: command scale -> joint position, linear
+                gripper = spec.arm(field.arm).gripper
+                scale = ((gripper.closed_position - gripper.open_position)
+                         / (gripper.command_close - gripper.command_open))
+                offset = gripper.open_position - gripper.command_open * scale
+                for joint in gripper.joints:
+                    names.append(joint)
+                    sources[joint] = (column, scale, offset)
+            column += field.size
+        return tuple(names), sources
+
+    @staticmethod
+    def _delta_arm(spec: EmbodimentSpec) -> ArmSpec:
+        arms = {field.arm for field in spec.action.layout.fields}
+        if len(arms) != 1:
+            raise ValueError(f"{spec.name}: delta-EEF execution drives one arm, the action names "
+                             f"{sorted(arms)}")
+        arm = spec.arm(arms.pop())
+        if arm.gripper is None:
+            raise ValueError(f"{spec.name}: arm {arm.name!r} has no gripper for the gripper "
+                             "command")
+        return arm
+
+    @staticmethod
+    def _delta_sources(arm: ArmSpec):
+        """Joint -> (column of the converted chunk, 1, 0): arm joints, then the finger column."""
+        names = arm.joints + arm.gripper.joints
+        sources = {joint: (i, 1.0, 0.0) for i, joint in enumerate(arm.joints)}
+        sources.update({joint: (len(arm.joints), 1.0, 0.0) for joint in arm.gripper.joints})
+        return names, sources
+
+    # ---------------------------------------------------------------- per chunk
+
+    def canonical_columns(self, action_names: Sequence[str]) -> np.ndarray:
+        """Index of each embodiment action dimension among the chunk's columns (by name)."""
+        key = tuple(action_names)
+        columns = self._canonical.get(key)
+        if columns is not None:
+            return columns
+        index = {name: i for i, name in enumerate(key)}
+        missing = [name for name in self.action_names if name not in index]
+        extra = [name for name in key if name not in self.action_names]
+        if missing or extra or len(index) != len(key):
+            raise ChunkLayoutError(
+                f"chunk action_names {list(key)} do not match {self.spec.name}'s action dimensions "
+                f"{list(self.action_names)}" + (f"; missing {missing}" if missing else "")
+                + (f"; unexpected {extra}" if extra else ""))
+        columns = np.array([index[name] for name in self.action_names], dtype=np.intp)
+        self._canonical[key] = columns
+        return columns
+
+    def to_joint_targets(self, actions: np.ndarray, action_names: Sequence[str], stamp: float,
+                         dt: float, execute_steps: int, chunk_id: int,
+                         current: np.ndarray | None = None) -> JointTargets:
+        """(H, A) actions with named columns -> joint targets in the commanded order.
+
+        ``current`` (commanded joint positions, commanded order) is the start of delta-EEF
+        integration; absolute-joint chunks do not need it.
+        """
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.ndim != 2 or actions.shape[1] != len(self.action_names):
+            raise ChunkLayoutError(
+                f"chunk has {actions.shape[-1] if actions.ndim else 0} action dims, "
+                f"{self.spec.name} uses {len(self.action_names)}")
+        canonical = actions[:, self.canonical_columns(action_names)]
+        note = ""
+        if self.mode == "delta_eef":
+            canonical, note = self._delta_to_joints(canonical, stamp, dt, execute_steps, chunk_id,
+                                                    current)
+        targets = canonical[:, self._columns] * self._scale + self._offset
+        return JointTargets(ActionChunk(stamp, dt, targets, execute_steps, chunk_id), note)
+
+    def _delta_to_joints(self, deltas: np.ndarray, stamp: float, dt: float, execute_steps: int,
+                         chunk_id: int, current: np.ndarray | None) -> tuple[np.ndarray, str]:
+        if current is None:
+            raise ChunkLayoutError("a delta-EEF chunk needs the current joint positions: "
+                                   "no joint state received yet")
+        current = np.asarray(current, dtype=np.float64)
+        q_start = current[self._arm_index]
+        finger_start = float(current[self._finger_index])
+        scaling = self.spec.action.delta_eef
+        gripper = self._arm.gripper
+        # Only the executable rows are ever used: solving IK for the rest would only delay the
+        # chunk (every millisecond of conversion is a millisecond of its plan already gone).
+        executable = deltas[:execute_steps]
+        conversion = delta_eef_chunk_to_joint_targets(
+            ActionChunk(stamp, dt, executable, execute_steps, chunk_id), q_start, finger_start,
+            chain=self.chain,
+            gripper=GripperMap(gripper.open_position, gripper.closed_position,
+                               gripper.command_open, gripper.command_close),
+            pos_scale=scaling.translation_m_per_unit, rot_scale=scaling.rotation_rad_per_unit,
+            bound=scaling.bound)
+        if not conversion.ok:
+            raise ChunkLayoutError(f"delta-EEF chunk cannot be reached: {conversion.reason}")
+        note = (f"IK error up to {conversion.max_position_error:.2e} m, "
+                f"{conversion.max_rotation_error:.2e} rad")
+        return conversion.chunk.actions, note
+
+    def arm_positions(self, joints: np.ndarray) -> np.ndarray:
+        """The delta-EEF arm's joints (kinematic order) from a commanded-order vector."""
+        return np.asarray(joints)[self._arm_index]
+
+
+def _load_chain(arm: ArmSpec, kinematics_file: str) -> SerialChain:
+    """The arm's kinematics: a YAML file of modified-DH rows, or the Panda for Panda joints."""
+    if kinematics_file:
+        path = Path(kinematics_file).expanduser()
+        if not path.is_file():
+            raise ValueError(f"kinematics_file not found: {path}")
+        chain = SerialChain(yaml.safe_load(path.read_text()))
+    elif arm.joints == tuple(joint["name"] for joint in PANDA_KINEMATICS["joints"]):
+        chain = panda_chain()
+    else:
+        raise ValueError(f"arm {arm.name!r} ({list(arm.joints)}) needs a kinematics_file with "
+                         "its modified-DH parameters for delta-EEF execution")
+    if chain.joint_names != arm.joints:
+        raise ValueError(f"kinematics joints {list(chain.joint_names)} differ from arm "
+                         f"{arm.name!r}'s joints {list(arm.joints)}")
+    return chain

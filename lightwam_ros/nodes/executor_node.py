@@ -1,0 +1,491 @@
+"""The chunk executor as a ROS 2 node: ActionChunks and joint states in, joint commands out.
+
+A thin shell around ``control.executor_core.ChunkExecutorCore``, which does the validation,
+scheduling, interpolation, safety filtering and watchdog work without ROS.  The shell adds:
+
+- name-based matching of joint states and chunk columns (``JointStateMatcher``, ``CommandLayout``);
+- delta-EEF chunks converted to joint targets by IK from the currently commanded joints;
+- a timer at ``control_rate`` that ticks the core and publishes the command as a
+  JointTrajectory (for ros2_control's JointTrajectoryController), a Float64MultiArray (forward
+  command controllers) and/or a JointState, plus an end-effector PoseStamped for delta-EEF arms;
+- an e-stop topic and services, and DiagnosticArray telemetry.
+
+Threading: the core is not thread-safe, so every callback that touches it (control tick, joint
+states, e-stop, reset, diagnostics) shares one MutuallyExclusiveCallbackGroup.  Chunk parsing and
+IK run in a second group, so under a MultiThreadedExecutor a slow conversion does not hold the
+core; converted chunks reach the core through a queue the tick drains.  ``main`` nevertheless
+spins a SingleThreadedExecutor: rclpy's MultiThreadedExecutor starves fast timers (ros2/rclpy
+#1223; measured here: a 100 Hz tick ran at about 20 Hz with two nodes in one process), and a late
+tick is worse than a delta-EEF conversion (~15-25 ms) delaying a few ticks, which the core absorbs
+by using the real elapsed time.
+
+Every callback catches its own errors: a bad input is logged with its reason and dropped (the
+watchdog then holds the last safe command), an internal error latches the e-stop.  Nothing ever
+raises into rclpy.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import sys
+import threading
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.context import Context
+from rclpy.exceptions import NameValidationException, ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from lightwam_ros.control.executor_core import ChunkExecutorCore, Command
+from lightwam_ros.control.scheduling import ActionChunk as ScheduledChunk
+from lightwam_ros.control.watchdog import FOLLOWING_STATES, ExecutorState
+from lightwam_ros.msg import ActionChunk
+from lightwam_ros.nodes.chunk_messages import msg_to_chunk
+from lightwam_ros.nodes.command_layout import ChunkLayoutError, CommandLayout
+from lightwam_ros.nodes.diagnostics import make_diagnostic_array, make_diagnostic_status
+from lightwam_ros.nodes.executor_params import ExecutorSettings, declare_executor_parameters
+from lightwam_ros.nodes.joint_state import JointStateError, JointStateMatcher
+from lightwam_ros.nodes.stamps import (nanoseconds_to_stamp, seconds_to_duration,
+                                       stamp_to_seconds)
+from lightwam_ros.policy.embodiment import load_embodiment
+
+NODE_NAME = "lightwam_executor"
+_PENDING_CHUNKS = 16  # converted chunks waiting for the next tick; older ones are dropped first
+_LEVEL_BY_STATE = {ExecutorState.RAMP_IN: 0, ExecutorState.RUNNING: 0, ExecutorState.WAITING: 1,
+                   ExecutorState.HOLDING: 1, ExecutorState.ESTOPPED: 2}
+
+
+class ReasonReporter:
+    """Rate-limits repeated complaints about one input without hiding a new problem.
+
+    The first problem after a good input is reported at once; while the input stays bad, at most
+    one report per ``interval`` seconds, with the count of those left out.  Thread-safe.  The
+    caller logs the returned text (rclpy ties a severity to each logging call site).
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._last = -math.inf
+        self._suppressed = 0
+
+    def bad(self, message: str) -> Optional[str]:
+        """The text to log now, or None while reports are being left out."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self._interval:
+                self._suppressed += 1
+                return None
+            suffix = f" ({self._suppressed} similar reports left out)" if self._suppressed else ""
+            self._last, self._suppressed = now, 0
+        return message + suffix
+
+    def good(self) -> None:
+        with self._lock:
+            self._last, self._suppressed = -math.inf, 0
+
+
+class TickStats:
+    """Control-loop timing on the monotonic clock: period statistics and missed ticks."""
+
+    def __init__(self, period: float, window: int = 1000) -> None:
+        self.period = period
+        self.ticks = 0
+        self.missed = 0
+        self._periods: collections.deque[float] = collections.deque(maxlen=window)
+        self._previous: Optional[float] = None
+
+    def record(self, now: float) -> None:
+        self.ticks += 1
+        if self._previous is not None:
+            gap = now - self._previous
+            self._periods.append(gap)
+            self.missed += max(0, round(gap / self.period) - 1)
+        self._previous = now
+
+    def summary(self) -> dict[str, float]:
+        periods = np.fromiter(self._periods, float) if self._periods else np.zeros(1)
+        return {"tick_period_mean_ms": 1e3 * float(periods.mean()),
+                "tick_period_p99_ms": 1e3 * float(np.percentile(periods, 99)),
+                "tick_period_max_ms": 1e3 * float(periods.max())}
+
+
+class ExecutorNode(Node):
+    """The chunk executor node; build it with ``create_executor_node`` (or ``main``)."""
+
+    def __init__(self, node_name: str = NODE_NAME, *, context: Optional[Context] = None,
+                 namespace: Optional[str] = None,
+                 parameter_overrides: Optional[Sequence[Parameter]] = None) -> None:
+        super().__init__(node_name, context=context, namespace=namespace,
+                         parameter_overrides=list(parameter_overrides or []))
+        try:
+            self._configure()
+        except BaseException:
+            self.destroy_node()
+            raise
+
+    # ---------------------------------------------------------------- set-up
+
+    def _configure(self) -> None:
+        self.settings: ExecutorSettings = declare_executor_parameters(self)
+        settings = self.settings
+        try:
+            spec = load_embodiment(settings.embodiment)
+        except FileNotFoundError as error:
+            raise ValueError(f"parameter embodiment: {error}") from None
+        self.layout = CommandLayout(spec, settings.joint_names, settings.kinematics_file)
+        limits = settings.limits(self.layout.joint_names, self.layout.lower, self.layout.upper)
+        self._core = ChunkExecutorCore(settings.core_config(limits))
+        self._matcher = JointStateMatcher(self.layout.joint_names)
+        self._names = list(self.layout.joint_names)
+        self._period = 1.0 / settings.control_rate
+
+        # Shared between the two callback groups: single reference reads/writes only.
+        self._pending: collections.deque = collections.deque(maxlen=_PENDING_CHUNKS)
+        self._commanded: Optional[np.ndarray] = None  # last command (commanded order)
+        self._measured: Optional[np.ndarray] = None
+        self._chunks_rejected_early = 0  # written by the chunk group only
+        # Core group only.
+        self._chunks_accepted = 0
+        self._chunks_rejected_core = 0
+        self._limited_ticks = 0
+        self._last_rejection = ""
+        self._t_measured = -math.inf
+        self._state: Optional[ExecutorState] = None
+        self._stats = TickStats(self._period)
+
+        self._chunk_reporter = ReasonReporter()
+        self._joint_reporter = ReasonReporter()
+        self._error_reporter = ReasonReporter()
+        self._create_interfaces()
+        self.get_logger().info(
+            f"executing {spec.name} ({self.layout.mode}) on joints {self._names} at "
+            f"{settings.control_rate:g} Hz, boundary rule {settings.boundary_rule}, "
+            f"{settings.interpolation} interpolation, "
+            + ("SHADOW mode: commanding nothing" if settings.shadow
+               else f"outputs {list(settings.output_modes)}"))
+
+    def _create_interfaces(self) -> None:
+        settings, topics = self.settings, self.settings.topics
+        core_group = MutuallyExclusiveCallbackGroup()
+        chunk_group = MutuallyExclusiveCallbackGroup()
+        reliable = QoSProfile(depth=10)
+        self.create_subscription(ActionChunk, topics["chunk_topic"], self._on_chunk, reliable,
+                                 callback_group=chunk_group)
+        # Best effort matches both reliable and best-effort joint-state publishers.
+        self.create_subscription(JointState, topics["joint_state_topic"], self._on_joint_state,
+                                 qos_profile_sensor_data, callback_group=core_group)
+        self.create_subscription(Bool, topics["estop_topic"], self._on_estop_topic, reliable,
+                                 callback_group=core_group)
+        self.create_service(Trigger, topics["estop_service"], self._on_estop_service,
+                            callback_group=core_group)
+        self.create_service(Trigger, topics["reset_service"], self._on_reset_service,
+                            callback_group=core_group)
+
+        self._trajectory_pub = self._forward_pub = self._joint_command_pub = None
+        self._pose_pub = self._shadow_pub = None
+        if settings.shadow:
+            self._shadow_pub = self.create_publisher(JointState, topics["shadow_command_topic"],
+                                                     reliable)
+        else:
+            modes = settings.output_modes
+            if "joint_trajectory" in modes:
+                self._trajectory_pub = self.create_publisher(
+                    JointTrajectory, topics["joint_trajectory_topic"], reliable)
+            if "forward_command" in modes:
+                self._forward_pub = self.create_publisher(
+                    Float64MultiArray, topics["forward_command_topic"], reliable)
+            if "joint_state" in modes:
+                self._joint_command_pub = self.create_publisher(
+                    JointState, topics["joint_command_topic"], reliable)
+            if self.layout.mode == "delta_eef":
+                self._pose_pub = self.create_publisher(PoseStamped, topics["target_pose_topic"],
+                                                       reliable)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, topics["diagnostics_topic"],
+                                                      reliable)
+        self._point_time = seconds_to_duration(self._period)
+        self.create_timer(self._period, self._on_tick, callback_group=core_group)
+        self.create_timer(1.0 / settings.diagnostics_rate, self._on_diagnostics,
+                          callback_group=core_group)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _warn(self, reporter: ReasonReporter, message: str) -> None:
+        text = reporter.bad(message)
+        if text is not None:
+            self.get_logger().warning(text)
+
+    def _error(self, message: str) -> None:
+        text = self._error_reporter.bad(message)
+        if text is not None:
+            self.get_logger().error(text)
+
+    def _internal_error(self, where: str, error: BaseException) -> None:
+        """An unexpected exception: latch a hold (never guess) and say so."""
+        try:
+            self._core.estop(f"internal error in {where}: {error!r}")
+            outcome = "e-stop latched, call reset to resume"
+        except Exception as estop_error:  # noqa: BLE001 - still must not raise into rclpy
+            outcome = f"latching the e-stop failed too: {estop_error!r}"
+        self._error(f"internal error in {where}: {error!r}; {outcome}")
+
+    # ---------------------------------------------------------------- chunk group
+
+    def _on_chunk(self, msg: ActionChunk) -> None:
+        try:
+            targets = self._convert_chunk(msg)
+        except ValueError as error:  # ChunkMessageError, ChunkLayoutError
+            self._reject_early(msg.chunk_id, str(error))
+            return
+        except Exception as error:  # noqa: BLE001 - a callback must never raise into rclpy
+            self._reject_early(msg.chunk_id, f"conversion failed: {error!r}")
+            return
+        self._pending.append(targets)
+
+    def _reject_early(self, chunk_id: int, reason: str) -> None:
+        self._chunks_rejected_early += 1
+        self._last_rejection = reason
+        self._warn(self._chunk_reporter, f"rejected chunk #{chunk_id}: {reason}")
+
+    def _convert_chunk(self, msg: ActionChunk) -> ScheduledChunk:
+        """Validated joint targets in the commanded order, or ValueError with the reason."""
+        chunk = msg_to_chunk(msg)
+        spec_name = self.layout.spec.name
+        if chunk.embodiment != spec_name:
+            raise ChunkLayoutError(f"chunk is for embodiment {chunk.embodiment!r}, this executor "
+                                   f"drives {spec_name!r}")
+        if chunk.action_mode != self.layout.mode:
+            raise ChunkLayoutError(f"chunk action_mode {chunk.action_mode!r}, {spec_name} "
+                                   f"executes {self.layout.mode!r}")
+        current = self._commanded if self._commanded is not None else self._measured
+        targets = self.layout.to_joint_targets(
+            chunk.actions, chunk.action_names, chunk.stamp, chunk.dt, chunk.execute_steps,
+            chunk.chunk_id, current=current)
+        if targets.note:
+            self.get_logger().debug(f"chunk #{chunk.chunk_id}: {targets.note}")
+        return targets.chunk
+
+    # ---------------------------------------------------------------- core group
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        try:
+            positions = self._matcher.extract(msg)
+            stamp = stamp_to_seconds(msg.header.stamp)
+            if stamp == 0.0:
+                raise JointStateError("JointState header.stamp is zero: the executor needs "
+                                      "stamped joint states to tell fresh ones from stale ones")
+            now = self._now_ns() * 1e-9
+            if stamp > now + self.settings.max_clock_skew:
+                raise JointStateError(f"JointState stamped {stamp - now:.3f} s in the future: "
+                                      "clocks disagree")
+            if stamp < self._t_measured:
+                raise JointStateError(f"JointState stamped {self._t_measured - stamp:.3f} s "
+                                      "before the previous one: out of order, ignored")
+            self._core.update_measured(positions, stamp)
+        except ValueError as error:
+            self._warn(self._joint_reporter, f"ignored joint state: {error}")
+            return
+        except Exception as error:  # noqa: BLE001
+            self._internal_error("joint state callback", error)
+            return
+        self._t_measured = stamp
+        self._measured = positions
+        self._joint_reporter.good()
+
+    def _on_tick(self) -> None:
+        try:
+            self._submit_pending()
+            now_ns = self._now_ns()
+            command = self._core.tick(now_ns * 1e-9)
+            self._stats.record(time.monotonic())
+            self._note_state(command)
+            if command.positions is not None:
+                self._commanded = command.positions
+                self._limited_ticks += command.limited
+                self._publish(command, now_ns)
+        except Exception as error:  # noqa: BLE001
+            self._internal_error("control tick", error)
+
+    def _submit_pending(self) -> None:
+        while self._pending:
+            chunk = self._pending.popleft()
+            result = self._core.submit_chunk(chunk)
+            if result.accepted:
+                self._chunks_accepted += 1
+                self._chunk_reporter.good()
+            else:
+                self._chunks_rejected_core += 1
+                self._last_rejection = result.reason
+                self._warn(self._chunk_reporter,
+                           f"rejected chunk #{chunk.chunk_id}: {result.reason}")
+
+    def _note_state(self, command: Command) -> None:
+        if command.state == self._state:
+            return
+        previous = self._state.name if self._state is not None else "START"
+        self._state = command.state
+        text = f"state {previous} -> {command.state.name}: {command.reason}"
+        # rclpy ties a severity to each call site, hence two calls.
+        if command.state in FOLLOWING_STATES:
+            self.get_logger().info(text)
+        else:
+            self.get_logger().warning(text)
+
+    def _publish(self, command: Command, now_ns: int) -> None:
+        stamp = nanoseconds_to_stamp(now_ns)
+        positions = command.positions.tolist()
+        velocities = command.velocities.tolist()
+        if self._shadow_pub is not None:
+            self._shadow_pub.publish(self._joint_state(positions, velocities, stamp))
+            return
+        if self._forward_pub is not None:
+            self._forward_pub.publish(Float64MultiArray(data=positions))
+        if self._joint_command_pub is not None:
+            self._joint_command_pub.publish(self._joint_state(positions, velocities, stamp))
+        if self._trajectory_pub is not None:
+            # Reach the command one period after the tick: it arrives before that time, and the
+            # next message (one period later) replaces it, so the controller tracks the command.
+            trajectory = JointTrajectory(joint_names=self._names, points=[JointTrajectoryPoint(
+                positions=positions, velocities=velocities, time_from_start=self._point_time)])
+            trajectory.header.stamp = stamp
+            self._trajectory_pub.publish(trajectory)
+        if self._pose_pub is not None:
+            self._pose_pub.publish(self._target_pose(command.positions, stamp))
+
+    def _joint_state(self, positions: list[float], velocities: list[float], stamp) -> JointState:
+        """The command as a JointState.  Built directly rather than with ``make_joint_state``:
+        names were checked once at start and the core's output is always finite, and the checks
+        would cost about a quarter of a 500 Hz tick."""
+        msg = JointState(name=self._names, position=positions, velocity=velocities)
+        msg.header.stamp = stamp
+        return msg
+
+    def _target_pose(self, positions: np.ndarray, stamp) -> PoseStamped:
+        pose = self.layout.chain.forward(self.layout.arm_positions(positions))
+        msg = PoseStamped()
+        msg.header.stamp = stamp
+        msg.header.frame_id = self.layout.base_frame
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = pose.position.tolist()
+        w, x, y, z = pose.quaternion.tolist()
+        msg.pose.orientation.w, msg.pose.orientation.x = w, x
+        msg.pose.orientation.y, msg.pose.orientation.z = y, z
+        return msg
+
+    def _on_estop_topic(self, msg: Bool) -> None:
+        try:
+            if msg.data:
+                self._estop(f"{self.settings.topics['estop_topic']} topic")
+            else:
+                self.get_logger().info("e-stop topic false: ignored (only the reset service "
+                                       "clears a latched e-stop)")
+        except Exception as error:  # noqa: BLE001
+            self._internal_error("e-stop topic callback", error)
+
+    def _estop(self, source: str) -> None:
+        self._core.estop(source)
+        self._pending.clear()
+        self.get_logger().warning(f"E-STOP latched by {source}: braking to a hold; chunks are "
+                                  f"refused until {self.settings.topics['reset_service']}")
+
+    def _on_estop_service(self, request: Trigger.Request,
+                          response: Trigger.Response) -> Trigger.Response:
+        try:
+            self._estop(f"{self.settings.topics['estop_service']} service")
+            response.success, response.message = True, "e-stop latched"
+        except Exception as error:  # noqa: BLE001
+            self._internal_error("e-stop service", error)
+            response.success, response.message = True, "e-stop latched after an internal error"
+        return response
+
+    def _on_reset_service(self, request: Trigger.Request,
+                          response: Trigger.Response) -> Trigger.Response:
+        try:
+            self._pending.clear()
+            self._core.reset()
+            self.get_logger().info("reset: e-stop and plan cleared; waiting for a new chunk")
+            response.success, response.message = True, "reset: waiting for a new chunk"
+        except Exception as error:  # noqa: BLE001
+            self._internal_error("reset service", error)
+            response.success, response.message = False, f"reset failed: {error!r}"
+        return response
+
+    def _on_diagnostics(self) -> None:
+        try:
+            state = self._core.state
+            values = {
+                "state": state.name,
+                "reason": self._core.reason,
+                "shadow": self.settings.shadow,
+                "chunks_accepted": self._chunks_accepted,
+                "chunks_rejected": self._chunks_rejected_core + self._chunks_rejected_early,
+                "last_rejection": self._last_rejection,
+                "joint_state_age_s": self._now_ns() * 1e-9 - self._t_measured,
+                "ticks": self._stats.ticks,
+                "missed_ticks": self._stats.missed,
+                "limited_ticks": self._limited_ticks,
+                "control_rate_hz": self.settings.control_rate,
+                **self._stats.summary(),
+            }
+            status = make_diagnostic_status(
+                f"{self.get_name()}: {self.layout.spec.name}", _LEVEL_BY_STATE[state],
+                f"{state.name}: {self._core.reason}", values)
+            self._diagnostics_pub.publish(
+                make_diagnostic_array([status], nanoseconds_to_stamp(self._now_ns())))
+        except Exception as error:  # noqa: BLE001
+            self._error(f"diagnostics failed: {error!r}")
+
+
+def create_executor_node(node_name: str = NODE_NAME, *, context: Optional[Context] = None,
+                         namespace: Optional[str] = None,
+                         parameter_overrides: Optional[Sequence[Parameter]] = None
+                         ) -> ExecutorNode:
+    """Build a configured executor node (rclpy must be initialised on ``context``).
+
+    For in-process bring-up: add the node to an executor (a SingleThreadedExecutor is the reliable
+    choice, see the module docstring; its callback groups also make it safe under a
+    MultiThreadedExecutor).  Bad parameters raise ValueError (or rclpy's ParameterException).
+    """
+    return ExecutorNode(node_name, context=context, namespace=namespace,
+                        parameter_overrides=parameter_overrides)
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    """Run the executor until SIGINT; exit status 2 when the configuration is invalid."""
+    rclpy.init(args=args)
+    try:
+        try:
+            node = create_executor_node()
+        except (ValueError, ParameterException, NameValidationException) as error:
+            rclpy.logging.get_logger(NODE_NAME).fatal(f"invalid configuration: {error}")
+            return 2
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

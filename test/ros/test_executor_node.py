@@ -1,0 +1,688 @@
+"""The chunk executor node with real rclpy: a node process (or an in-process node) driven over DDS.
+
+The test side plays robot and policy: it publishes joint states that follow the executor's own
+commands (a perfectly tracking arm) and action chunks, and records what the executor commands.
+All waits are condition-based with deadlines.
+"""
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import PoseStamped  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile  # noqa: E402
+from rclpy.serialization import deserialize_message  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from lightwam_ros.control.kinematics import panda_chain  # noqa: E402
+from lightwam_ros.msg import ActionChunk  # noqa: E402
+from lightwam_ros.nodes.command_layout import ChunkLayoutError, CommandLayout  # noqa: E402
+from lightwam_ros.nodes.executor_node import (ReasonReporter, TickStats,  # noqa: E402
+                                              create_executor_node)
+from lightwam_ros.nodes.stamps import seconds_to_stamp, stamp_to_seconds  # noqa: E402
+from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+ALOHA = load_embodiment("robotwin_aloha")
+ALOHA_ACTIONS = ALOHA.action.layout.dim_names
+ALOHA_JOINTS = ("fl_joint1", "fl_joint2", "fl_joint3", "fl_joint4", "fl_joint5", "fl_joint6",
+                "fl_joint7", "fr_joint1", "fr_joint2", "fr_joint3", "fr_joint4", "fr_joint5",
+                "fr_joint6", "fr_joint7")
+# A mid-range pose (rad for arm joints, m for the grippers); as actions the grippers are 0.5.
+Q0 = np.array([0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0175, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0175])
+A0 = Q0.copy()
+A0[[6, 13]] = 0.5
+ARM = np.array([1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0], dtype=float)  # moving columns
+VMAX, AMAX = 1.0, 5.0
+DT, HORIZON, EXECUTE = 0.06, 32, 24
+COMMAND_TOPIC = "lightwam/joint_command"
+FORWARD_TOPIC = "forward_position_controller/commands"
+TRAJECTORY_TOPIC = "joint_trajectory_controller/joint_trajectory"
+
+
+def wait_until(condition, timeout, what):
+    """Poll ``condition`` until it is truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.005)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def make_chunk(actions, stamp, names=ALOHA_ACTIONS, embodiment="robotwin_aloha",
+               mode="absolute_joints", dt=DT, execute=EXECUTE, chunk_id=0):
+    actions = np.asarray(actions, dtype=np.float64)
+    msg = ActionChunk()
+    msg.header.stamp = seconds_to_stamp(stamp)
+    msg.chunk_id = chunk_id
+    msg.embodiment = embodiment
+    msg.action_mode = mode
+    msg.action_names = list(names)
+    msg.dt = dt
+    msg.horizon, msg.action_dim = actions.shape
+    msg.actions = actions.astype(np.float32).ravel().tolist()
+    msg.execute_steps = execute
+    return msg
+
+
+def ramp_actions(start, end, stamp, t0, t1):
+    """Chunk rows moving linearly from ``start`` (at time t0) to ``end`` (at t1), then holding."""
+    times = stamp + DT * np.arange(1, HORIZON + 1)
+    frac = np.clip((times - t0) / (t1 - t0), 0.0, 1.0)[:, None]
+    return start + frac * (end - start)
+
+
+def sine_actions(stamp, origin, amplitude=0.2, frequency=0.4):
+    """A smooth reference every chunk samples consistently, like a policy tracking one motion."""
+    times = stamp + DT * np.arange(1, HORIZON + 1) - origin
+    return A0 + amplitude * np.sin(2 * np.pi * frequency * times)[:, None] * ARM
+
+
+def _decode_command(raw):
+    msg = deserialize_message(raw, JointState)
+    return stamp_to_seconds(msg.header.stamp), np.array(msg.position), np.array(msg.velocity)
+
+
+class DecodedLog:
+    """Received messages kept as bytes and decoded once, on first access (a read-only list)."""
+
+    def __init__(self, decode):
+        self._decode = decode
+        self._raw = []
+        self._decoded = {}
+
+    def append(self, raw):
+        self._raw.append(raw)
+
+    def __len__(self):
+        return len(self._raw)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._raw)))]
+        index = range(len(self._raw))[index]  # negative indices, IndexError
+        if index not in self._decoded:
+            self._decoded[index] = self._decode(self._raw[index])
+        return self._decoded[index]
+
+
+class Harness:
+    """The test's side of the graph: a tracking 'robot', a 'policy' and recorders."""
+
+    def __init__(self, context, joint_names, chunk_period=0.1, joint_period=0.01):
+        self.node = Node("executor_test_harness", context=context)
+        self.joint_names = list(joint_names)
+        reliable = QoSProfile(depth=1000)
+        self.joint_pub = self.node.create_publisher(JointState, "joint_states", 10)
+        self.chunk_pub = self.node.create_publisher(ActionChunk, "lightwam/action_chunk", 10)
+        self.estop_pub = self.node.create_publisher(Bool, "lightwam/estop", 10)
+        self.reset_client = self.node.create_client(Trigger, "lightwam/reset")
+        self.estop_client = self.node.create_client(Trigger, "lightwam/estop")
+        self.commands = DecodedLog(_decode_command)  # (stamp s, positions, velocities)
+        self.forward = []  # monotonic receive times
+        self.trajectories = []
+        self.poses = []
+        self.diagnostics = {}
+        # Raw subscriptions: at 500 Hz on two topics, decoding in the callback would make this
+        # process, not the executor, the bottleneck on a 2-core machine.
+        self.node.create_subscription(JointState, COMMAND_TOPIC, self.commands.append, reliable,
+                                      raw=True)
+        self.node.create_subscription(Float64MultiArray, FORWARD_TOPIC,
+                                      lambda raw: self.forward.append(time.monotonic()), reliable,
+                                      raw=True)
+        self.node.create_subscription(JointTrajectory, TRAJECTORY_TOPIC, self.trajectories.append,
+                                      reliable)
+        self.node.create_subscription(PoseStamped, "lightwam/target_pose", self.poses.append,
+                                      reliable)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.start_positions = None  # what the 'robot' reports before any command
+        self.joint_source = self.follow  # callable() -> JointState or None
+        self.chunk_source = None  # callable(now) -> ActionChunk or None
+        self.origin = 0.0  # time origin of the sine the good chunks sample
+        self.node.create_timer(joint_period, self._publish_joint_state)
+        self.node.create_timer(chunk_period, self._publish_chunk)
+
+    # -------------------------------------------------------------- recorders
+
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            if status.name.startswith("lightwam_executor"):
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def state(self):
+        return self.diagnostics.get("state"), self.diagnostics.get("reason", "")
+
+    # -------------------------------------------------------------- sources
+
+    def now(self):
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def joint_state(self, positions, names=None):
+        msg = JointState(name=list(names or self.joint_names), position=list(positions))
+        msg.header.stamp = seconds_to_stamp(self.now())
+        return msg
+
+    def current(self):
+        return self.commands[-1][1] if self.commands else self.start_positions
+
+    def follow(self):
+        """A perfectly tracking arm: reports the last command as its position."""
+        return self.joint_state(self.current())
+
+    def _publish_joint_state(self):
+        msg = self.joint_source()
+        if msg is not None:
+            self.joint_pub.publish(msg)
+
+    def _publish_chunk(self):
+        if self.chunk_source is not None:
+            msg = self.chunk_source(self.now())
+            if msg is not None:
+                self.chunk_pub.publish(msg)
+
+    def wait_for_executor(self):
+        """Until the executor subscribes to our chunks (a chunk sent earlier would be lost)."""
+        wait_until(lambda: self.chunk_pub.get_subscription_count() > 0, 10,
+                   "the executor's chunk subscription")
+
+    def reset(self):
+        assert self.reset_client.wait_for_service(timeout_sec=10), "reset service not available"
+        future = self.reset_client.call_async(Trigger.Request())
+        wait_until(future.done, 10, "the reset service to answer")
+        assert future.result().success
+
+    # -------------------------------------------------------------- checks
+
+    def commands_since(self, index):
+        return self.commands[index:]
+
+    def settled(self, since, count=20):
+        """The last ``count`` commands (after index ``since``) are identical: the arm holds."""
+        recent = self.commands[max(since, len(self.commands) - count):]
+        if len(recent) < count:
+            return False
+        return np.ptp(np.array([c[1] for c in recent]), axis=0).max() < 1e-12
+
+
+def assert_within_caps(commands, vmax=VMAX, amax=AMAX):
+    """Consecutive commands respect the velocity cap (|dq| <= vmax dt) and the acceleration cap
+    (|dv| <= amax dt), dt taken from the stamps (exact even if a message was lost)."""
+    stamps = np.array([c[0] for c in commands])
+    positions = np.array([c[1] for c in commands])
+    velocities = np.array([c[2] for c in commands])
+    dt = np.diff(stamps)[:, None]
+    assert np.all(dt > 0), "command stamps must increase"
+    speed = np.abs(np.diff(positions, axis=0)) / dt
+    accel = np.abs(np.diff(velocities, axis=0)) / dt
+    assert speed.max() <= vmax * 1.001 + 1e-9, f"velocity {speed.max():.4f} above the cap {vmax}"
+    assert accel.max() <= amax * 1.001 + 1e-6, f"acceleration {accel.max():.4f} above cap {amax}"
+    return speed.max(), accel.max()
+
+
+class NodeProcess:
+    """``python -m lightwam_ros.nodes.executor_node`` with its output captured line by line."""
+
+    def __init__(self, *ros_args):
+        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0",
+                   RCUTILS_COLORIZED_OUTPUT="0")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lightwam_ros.nodes.executor_node", "--ros-args", *ros_args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+
+    def wait_for_line(self, pattern, since=0, timeout=10.0):
+        regex = re.compile(pattern)
+
+        def found():
+            return next((line for line in self.lines[since:] if regex.search(line)), None)
+        return wait_until(found, timeout, f"a log line matching {pattern!r}; got "
+                                          f"{self.lines[since:][-10:]}")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout=15)
+        self._reader.join(timeout=5)
+        print("executor output:", *self.lines[-40:], sep="\n  ")  # shown when a test fails
+        return code
+
+
+def params(**values):
+    return [arg for name, value in values.items() for arg in ("-p", f"{name}:={value}")]
+
+
+def _ros_context():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)
+
+
+def _aloha_harness(context):
+    """The test-side node, spinning in a thread, reporting the aloha joints."""
+    helper = Harness(context, ALOHA_JOINTS)
+    helper.start_positions = Q0
+    executor, thread = spin_in_background(context, [helper.node])
+    yield helper
+    executor.shutdown()
+    thread.join(timeout=5)
+    helper.node.destroy_node()
+
+
+def spin_in_background(context, nodes):
+    executor = SingleThreadedExecutor(context=context)
+    for node in nodes:
+        executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    return executor, thread
+
+
+ros_context = pytest.fixture(_ros_context)
+class_ros_context = pytest.fixture(scope="class")(_ros_context)
+
+
+@pytest.fixture
+def harness(ros_context):
+    yield from _aloha_harness(ros_context)
+
+
+@pytest.fixture(scope="class")
+def class_harness(class_ros_context):
+    """One harness for a test class: discovery (seconds on 2 cores) is paid once."""
+    yield from _aloha_harness(class_ros_context)
+
+
+CONFIG_ALOHA = str(ROOT / "config" / "executor_robotwin_aloha.yaml")
+CONFIG_FRANKA = str(ROOT / "config" / "executor_libero_franka.yaml")
+
+
+# ------------------------------------------------------------------ rate and chunk boundary
+
+
+def test_overlapping_chunks_are_executed_at_control_rate_without_jumps(harness):
+    node = NodeProcess("--params-file", CONFIG_ALOHA, *params(
+        output_modes="[forward_command,joint_state]", max_velocity=VMAX, max_acceleration=AMAX,
+        ramp_time=0.1, chunk_timeout=2.0, joint_state_timeout=0.3, diagnostics_rate=10.0))
+    try:
+        wait_until(lambda: len(harness.commands) > 50, 20, "commands from the executor")
+        harness.wait_for_executor()
+        # Chunk A moves the arm joints +0.3 rad over 1.4 s; chunk B, 0.5 s later and overlapping A,
+        # turns back to -0.2 rad: the boundary reverses the motion.
+        t0 = harness.now()
+        harness.chunk_pub.publish(make_chunk(ramp_actions(A0, A0 + 0.3 * ARM, t0, t0, t0 + 1.4),
+                                             t0, chunk_id=1))
+        wait_until(lambda: harness.current()[0] > Q0[0] + 0.05, 5, "motion along chunk A")
+        start = len(harness.commands)
+        t1 = harness.now()
+        at_t1 = A0 + ARM * (harness.current() - Q0)
+        harness.chunk_pub.publish(make_chunk(ramp_actions(at_t1, A0 - 0.2 * ARM, t1, t1, t1 + 1.4),
+                                             t1, chunk_id=2))
+        forward_start = len(harness.forward)
+        wait_until(lambda: harness.current()[0] < Q0[0] - 0.15, 5, "motion along chunk B")
+        received = harness.forward[forward_start:]
+        rate = (len(received) - 1) / (received[-1] - received[0])
+        node.wait_for_line(r"state RAMP_IN -> RUNNING")
+        commands = harness.commands[start:]
+    finally:
+        assert node.stop() == 0
+    ticks = {key: harness.diagnostics.get(key) for key in ("tick_period_mean_ms", "missed_ticks")}
+    print(f"received command rate {rate:.1f} Hz (nominal 500); executor ticks: {ticks}")
+    assert rate >= 0.6 * 500, f"commands arrived at {rate:.1f} Hz, below 60 % of 500 Hz"
+    speed, _ = assert_within_caps(commands)
+    # The boundary really reversed the motion, and joints that the chunks leave alone stayed put.
+    positions = np.array([c[1] for c in commands])
+    assert positions[:, 0].max() > Q0[0] + 0.05 and positions[-1, 0] < Q0[0] - 0.15
+    np.testing.assert_allclose(positions[:, ARM == 0], np.tile(Q0[ARM == 0], (len(positions), 1)),
+                               atol=1e-9)
+    assert speed > 0.1  # the check above is not vacuous: the arm moved
+
+
+# ------------------------------------------------------------------ bad inputs
+
+
+def assert_holds_safely(harness, node, since_command, since_line, log_pattern, reason_pattern):
+    """The bad input is logged, the executor holds, and the commands never left the envelope
+    of the good motion (no jump, nothing of the bad input executed)."""
+    node.wait_for_line(log_pattern, since=since_line)
+    wait_until(lambda: harness.state()[0] == "HOLDING"
+               and re.search(reason_pattern, harness.state()[1]), 5,
+               f"HOLDING with a reason matching {reason_pattern!r}, got {harness.state()}")
+    wait_until(lambda: harness.settled(since_command), 5, "the commands to stop changing")
+    commands = harness.commands_since(since_command)
+    assert_within_caps(commands)
+    deviation = np.abs(np.array([c[1] for c in commands]) - Q0).max()
+    assert deviation < 0.2 + 0.05, f"command left the good motion's envelope by {deviation:.3f}"
+
+
+@pytest.fixture(scope="class")
+def executor_process():
+    """One executor process per test class (stopped before the in-process tests start)."""
+    node = NodeProcess("--params-file", CONFIG_ALOHA, *params(
+        control_rate=250.0, output_modes="[forward_command,joint_state]", max_velocity=VMAX,
+        max_acceleration=AMAX, ramp_time=0.1, chunk_timeout=0.4, joint_state_timeout=0.15,
+        diagnostics_rate=20.0))
+    yield node
+    assert node.stop() == 0
+
+
+class TestBadInputsOnARunningExecutor:
+    """One executor process; each test resets it, runs good chunks, then injects one bad input."""
+
+    @pytest.fixture
+    def harness(self, class_harness):
+        class_harness.joint_source = class_harness.follow
+        class_harness.chunk_source = None
+        return class_harness
+
+    @pytest.fixture
+    def running(self, executor_process, harness):
+        """The executor following a stream of good chunks (a sine around Q0), state RUNNING."""
+        wait_until(lambda: harness.commands, 20, "commands from the executor")
+        before_reset = len(executor_process.lines)
+        harness.reset()
+        harness.origin = origin = harness.now()
+        harness.chunk_source = lambda now: make_chunk(sine_actions(now, origin), now)
+        executor_process.wait_for_line(r"state RAMP_IN -> RUNNING", since=before_reset)
+        wait_until(lambda: harness.state()[0] == "RUNNING", 5, "diagnostics saying RUNNING")
+        return executor_process, len(harness.commands), len(executor_process.lines)
+
+    def test_nan_joint_state_holds(self, running, harness):
+        node, since_command, since_line = running
+
+        def nan_state():
+            positions = harness.current().copy()
+            positions[2] = math.nan
+            return harness.joint_state(positions)
+        harness.joint_source = nan_state
+        assert_holds_safely(harness, node, since_command, since_line,
+                            r"ignored joint state: .*non-finite.*fl_joint3=nan",
+                            r"joint state is .* old")
+
+    def test_missing_joint_holds(self, running, harness):
+        node, since_command, since_line = running
+        keep = [i for i, name in enumerate(ALOHA_JOINTS) if name != "fr_joint2"]
+        harness.joint_source = lambda: harness.joint_state(
+            harness.current()[keep], [ALOHA_JOINTS[i] for i in keep])
+        assert_holds_safely(harness, node, since_command, since_line,
+                            r"ignored joint state: .*lacks joints \['fr_joint2'\]",
+                            r"joint state is .* old")
+
+    def test_stale_joint_states_hold(self, running, harness):
+        node, since_command, since_line = running
+        harness.joint_source = lambda: None
+        assert_holds_safely(harness, node, since_command, since_line,
+                            r"RUNNING -> HOLDING: holding: joint state is .* old",
+                            r"joint state is .* old")
+
+    def test_reordered_joints_with_extras_are_matched_by_name(self, running, harness):
+        node, since_command, since_line = running
+        order = np.random.default_rng(0).permutation(len(ALOHA_JOINTS))
+        names = [ALOHA_JOINTS[i] for i in order] + ["head_pan"]
+        harness.joint_source = lambda: harness.joint_state(
+            list(harness.current()[order]) + [0.0], names)
+        # Had the names been matched by index, the deviation check would hold the arm at once.
+        wait_until(lambda: len(harness.commands) > since_command + 150, 10, "150 more commands")
+        assert harness.state()[0] == "RUNNING", harness.state()
+        moved = np.ptp(np.array([c[1] for c in harness.commands_since(since_command)])[:, 0])
+        assert moved > 0.01
+        assert not any("ignored joint state" in line for line in node.lines[since_line:])
+
+    @pytest.mark.parametrize("bad_chunk, log_pattern", [
+        pytest.param(lambda actions, now: make_chunk(
+                         np.where(np.arange(14) == 3, math.nan, actions + 0.5), now),
+                     r"rejected chunk #\d+: chunk action at step 0, dimension 3 \('fl_joint4'\) "
+                     r"is nan", id="nan"),
+        pytest.param(lambda actions, now: make_chunk(actions + 2.5 * ARM, now),
+                     r"rejected chunk #\d+: invalid chunk: .* outside \[", id="out_of_limits"),
+        pytest.param(lambda actions, now: make_chunk(actions + 0.5 * ARM, now,
+                                                     embodiment="libero_franka"),
+                     r"rejected chunk #\d+: chunk is for embodiment 'libero_franka', this executor "
+                     r"drives 'robotwin_aloha'", id="wrong_embodiment"),
+        pytest.param(lambda actions, now: make_chunk(actions[:, :13] + 0.5, now,
+                                                     names=ALOHA_ACTIONS[:13]),
+                     r"rejected chunk #\d+: chunk has 13 action dims, robotwin_aloha uses 14",
+                     id="wrong_action_dim"),
+    ])
+    def test_bad_chunk_is_refused_and_the_executor_holds(self, running, harness, bad_chunk,
+                                                         log_pattern):
+        node, since_command, since_line = running
+        harness.chunk_source = lambda now: bad_chunk(sine_actions(now, 0.0), now)
+        assert_holds_safely(harness, node, since_command, since_line, log_pattern, r"no chunk for")
+
+    def test_reordered_chunk_columns_are_matched_by_name(self, running, harness):
+        node, since_command, since_line = running
+        order = np.arange(14)[::-1]
+        harness.chunk_source = lambda now: make_chunk(  # the same motion, columns reversed
+            sine_actions(now, harness.origin)[:, order], now,
+            names=[ALOHA_ACTIONS[i] for i in order])
+        wait_until(lambda: len(harness.commands) > since_command + 150, 10, "150 more commands")
+        assert harness.state()[0] == "RUNNING", harness.state()
+        assert not any("rejected chunk" in line for line in node.lines[since_line:])
+        positions = np.array([c[1] for c in harness.commands_since(since_command)])
+        # Reversed by index, gripper columns would land on arm joints, far outside Q0's range.
+        assert np.abs(positions - Q0).max() < 0.25
+
+    def test_estop_topic_latches_until_reset(self, running, harness):
+        node, since_command, since_line = running
+        harness.estop_pub.publish(Bool(data=True))
+        node.wait_for_line(r"E-STOP latched by lightwam/estop topic", since=since_line)
+        wait_until(lambda: harness.state()[0] == "ESTOPPED", 5, "state ESTOPPED")
+        wait_until(lambda: harness.settled(since_command), 5, "the commands to stop changing")
+        # Good chunks keep coming but are refused: the command stays frozen.
+        node.wait_for_line(r"rejected chunk #\d+: e-stop latched", since=since_line)
+        frozen = len(harness.commands)
+        wait_until(lambda: len(harness.commands) > frozen + 100, 10, "100 more commands")
+        held = np.array([c[1] for c in harness.commands[frozen:]])
+        assert np.ptp(held, axis=0).max() < 1e-12
+        assert harness.state()[0] == "ESTOPPED"
+        assert_within_caps(harness.commands_since(since_command))
+        # The reset service clears it; the next good chunk ramps in and the arm moves again.
+        after_reset, line_before_reset = len(harness.commands), len(node.lines)
+        harness.reset()
+        node.wait_for_line(r"state ESTOPPED -> WAITING: reset", since=line_before_reset)
+        node.wait_for_line(r"state WAITING -> RAMP_IN", since=line_before_reset)
+        wait_until(lambda: not harness.settled(after_reset), 5, "the commands to change again")
+        # The e-stop service latches the same hold.
+        future = harness.estop_client.call_async(Trigger.Request())
+        wait_until(future.done, 10, "the e-stop service to answer")
+        assert future.result().success
+        node.wait_for_line(r"E-STOP latched by lightwam/estop service", since=line_before_reset)
+        wait_until(lambda: harness.state()[0] == "ESTOPPED", 5, "state ESTOPPED again")
+        wait_until(lambda: harness.settled(after_reset), 5, "the commands to stop changing")
+        assert_within_caps(harness.commands_since(since_command))
+
+
+# ------------------------------------------------------------------ helpers of the node
+
+
+def test_command_layout_matches_chunk_columns_by_name_and_maps_grippers():
+    layout = CommandLayout(ALOHA)
+    assert layout.joint_names == ALOHA_JOINTS
+    rows = np.tile(A0, (3, 1))
+    rows[:, 6], rows[:, 13] = 1.0, 0.0  # left gripper open, right closed (RoboTwin: 1 = open)
+    direct = layout.to_joint_targets(rows, ALOHA_ACTIONS, 1.0, DT, 3, 7).chunk
+    np.testing.assert_allclose(direct.actions[0, [6, 13]], [0.045, -0.01])  # open / closed joint
+    np.testing.assert_allclose(direct.actions[:, ARM == 1], rows[:, ARM == 1])
+    order = np.random.default_rng(1).permutation(14)
+    shuffled = layout.to_joint_targets(rows[:, order], [ALOHA_ACTIONS[i] for i in order], 1.0,
+                                       DT, 3, 7).chunk
+    np.testing.assert_array_equal(shuffled.actions, direct.actions)
+    renamed = list(ALOHA_ACTIONS[:13]) + ["right_grip"]
+    with pytest.raises(ChunkLayoutError, match=r"missing \['right_gripper'\]; unexpected "
+                                               r"\['right_grip'\]"):
+        layout.to_joint_targets(rows, renamed, 1.0, DT, 3, 7)
+    # A controller that lists its joints in another order gets the same targets in its order.
+    reversed_layout = CommandLayout(ALOHA, joint_order=ALOHA_JOINTS[::-1])
+    np.testing.assert_array_equal(
+        reversed_layout.to_joint_targets(rows, ALOHA_ACTIONS, 1.0, DT, 3, 7).chunk.actions,
+        direct.actions[:, ::-1])
+    np.testing.assert_array_equal(reversed_layout.upper, layout.upper[::-1])
+
+
+def test_reason_reporter_reports_the_first_problem_then_throttles():
+    reporter = ReasonReporter(interval=0.05)
+    assert reporter.bad("joint state has NaN") == "joint state has NaN"
+    assert reporter.bad("joint state has NaN") is None  # within the interval: left out
+    text = wait_until(lambda: reporter.bad("joint state has NaN"), 5, "the next report")
+    assert re.fullmatch(r"joint state has NaN \(\d+ similar reports left out\)", text)
+    reporter.good()
+    assert reporter.bad("joint missing") == "joint missing"  # a new problem is never hidden
+
+
+def test_tick_stats_count_missed_ticks():
+    stats = TickStats(period=0.002)
+    for t in (0.0, 0.002, 0.004, 0.010, 0.012):  # 0.004 -> 0.010 skips two ticks
+        stats.record(t)
+    assert stats.ticks == 5 and stats.missed == 2
+    assert stats.summary()["tick_period_max_ms"] == pytest.approx(6.0)
+
+
+# ------------------------------------------------------------------ configuration
+
+
+@pytest.mark.parametrize("override, message", [
+    ("boundary_rule:=bogus", r"boundary_rule must be one of \['latest', 'blend', 'ensemble'\]"),
+    ("max_velocity:=[1.0,2.0]", r"max_velocity: 2 values for 14 joints"),
+])
+def test_invalid_parameters_stop_the_process_with_a_reason(override, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "lightwam_ros.nodes.executor_node", "--ros-args",
+         "--params-file", CONFIG_ALOHA, "-p", override],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert re.search(r"invalid configuration: parameter " + message, result.stderr + result.stdout)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"embodiment": ""}, "parameter embodiment is required"),
+    ({"control_rate": -5.0}, "control_rate must be > 0"),
+    ({"interpolation": "linear"}, "interpolation must be one of cubic, quintic, min_jerk"),
+    ({"output_modes": ["joint_trajectory", "teleport"]}, "output_modes must list distinct"),
+    ({"max_acceleration": 0.0}, "max_acceleration must be > 0"),
+    ({"joint_names": ["fl_joint1"]}, "joint_names must list each commanded joint"),
+])
+def test_invalid_parameters_raise_when_built_in_process(ros_context, overrides, message):
+    base = {"embodiment": "robotwin_aloha"}
+    base.update(overrides)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        create_executor_node(context=ros_context, parameter_overrides=[
+            Parameter(name, value=value) for name, value in base.items()])
+
+
+# ------------------------------------------------------------------ in-process nodes
+
+
+def test_shadow_mode_computes_but_commands_nothing(ros_context):
+    executor_node = create_executor_node(context=ros_context, parameter_overrides=[
+        Parameter("embodiment", value="robotwin_aloha"), Parameter("shadow", value=True),
+        Parameter("control_rate", value=100.0), Parameter("ramp_time", value=0.1),
+        Parameter("chunk_timeout", value=2.0),
+        Parameter("output_modes", value=["joint_trajectory", "forward_command", "joint_state"])])
+    helper = Harness(ros_context, ALOHA_JOINTS)
+    helper.start_positions = Q0
+    shadow = []
+    helper.node.create_subscription(JointState, "lightwam/shadow_command",
+                                    lambda m: shadow.append(np.array(m.position)), 100)
+    executor, thread = spin_in_background(ros_context, [executor_node, helper.node])
+    try:
+        wait_until(lambda: shadow, 10, "shadow commands")
+        helper.wait_for_executor()
+        helper.joint_source = lambda: helper.joint_state(shadow[-1])
+        t0 = helper.now()
+        helper.chunk_pub.publish(make_chunk(ramp_actions(A0, A0 + 0.2 * ARM, t0, t0, t0 + 0.6), t0))
+        wait_until(lambda: shadow[-1][0] > Q0[0] + 0.1, 10, "the shadow command to follow")
+        for topic in (COMMAND_TOPIC, FORWARD_TOPIC, TRAJECTORY_TOPIC):
+            assert helper.node.count_publishers(topic) == 0, topic
+        assert not helper.commands and not helper.forward and not helper.trajectories
+    finally:
+        executor.shutdown()
+        thread.join(timeout=5)
+        executor_node.destroy_node()
+        helper.node.destroy_node()
+
+
+PANDA_HOME = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04, 0.04])
+PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1",
+                                                            "panda_finger_joint2"]
+
+
+def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
+    """LIBERO Franka in-process from its shipped config: a chunk of +x deltas with a close
+    command becomes joint commands whose FK moves 5 steps x 0.1 x 0.05 m = 2.5 cm along x.  The
+    last 5 executable steps stand still, so the arm settles on the target before the plan ends
+    (at the end of a plan the executor brakes from wherever the capped command is)."""
+    context = rclpy.Context()
+    rclpy.init(context=context, args=["--ros-args", "--params-file", CONFIG_FRANKA])
+    try:
+        executor_node = create_executor_node(context=context, parameter_overrides=[
+            Parameter("control_rate", value=100.0), Parameter("ramp_time", value=0.05),
+            Parameter("chunk_timeout", value=3.0), Parameter("joint_state_timeout", value=0.3),
+            Parameter("diagnostics_rate", value=20.0),
+            # Fingers fast enough to close within the 0.5 s chunk (the plan's end is a hold).
+            Parameter("max_velocity", value=[1.0] * 7 + [0.2, 0.2]),
+            Parameter("max_acceleration", value=[5.0] * 7 + [2.0, 2.0]),
+            Parameter("output_modes", value=["joint_trajectory", "joint_state"])])
+        helper = Harness(context, PANDA_JOINTS)
+        helper.start_positions = PANDA_HOME
+        executor, thread = spin_in_background(context, [executor_node, helper.node])
+        try:
+            wait_until(lambda: len(helper.poses) > 5, 10, "target poses")
+            helper.wait_for_executor()
+            start_pose = helper.poses[-1].pose
+            deltas = np.zeros((32, 7))
+            deltas[:5, 0] = 0.1
+            deltas[:, 6] = 1.0  # robosuite: +1 closes
+            t0 = helper.now()
+            helper.chunk_pub.publish(make_chunk(
+                deltas, t0, names=("dx", "dy", "dz", "drx", "dry", "drz", "gripper"),
+                embodiment="libero_franka", mode="delta_eef", dt=0.05, execute=10))
+            wait_until(lambda: "plan exhausted" in helper.state()[1], 10, "the end of the plan")
+            wait_until(lambda: helper.settled(0, count=5), 5, "the arm to settle")
+        finally:
+            executor.shutdown()
+            thread.join(timeout=5)
+            executor_node.destroy_node()
+            helper.node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    end = helper.poses[-1].pose
+    xyz = lambda p: np.array([p.position.x, p.position.y, p.position.z])  # noqa: E731
+    moved = xyz(end) - xyz(start_pose)
+    np.testing.assert_allclose(moved, [0.025, 0.0, 0.0], atol=5e-4)
+    quat = lambda o: np.array([o.w, o.x, o.y, o.z])  # noqa: E731
+    assert abs(np.dot(quat(end.orientation), quat(start_pose.orientation))) > 0.9999
+    final = helper.commands[-1][1]
+    np.testing.assert_allclose(final[7:], [0.0, 0.0], atol=1e-6)  # both fingers closed
+    # The published pose is the FK of the published joints.
+    fk = panda_chain().forward(final[:7])
+    np.testing.assert_allclose(fk.position, xyz(end), atol=1e-9)
+    # The JointTrajectory output carries the same command, reached one control period ahead.
+    last = helper.trajectories[-1]
+    assert list(last.joint_names) == PANDA_JOINTS and len(last.points) == 1
+    assert last.points[0].time_from_start.nanosec == 10_000_000
+    np.testing.assert_allclose(last.points[0].positions, final, atol=1e-12)
