@@ -1,0 +1,586 @@
+"""The Light-WAM policy as a ROS 2 node: cameras, joint states and an instruction in, chunks out.
+
+A thin shell around ROS-free parts: ``PolicyRunner`` (model), ``ObservationAssembler`` (stamped
+input buffers that refuse stale or frozen inputs), ``StateBuilder`` (state vector by joint name,
+end-effector pose by forward kinematics or a pose topic) and the message conversions.
+
+Threads.  Subscription callbacks only convert a message and push it into the assembler (under a
+lock); they never block on the model and never raise into rclpy: a bad message is logged (rate
+limited, naming the stream and the reason) and dropped.  Inference runs on a worker thread that
+first loads and warms up the model (status STARTING, then WARMING_UP; nothing else is published
+before READY), then waits for a trigger: a timer at ``rate`` or, with ``trigger:=request``, a
+``std_msgs/Empty`` message or a ``std_srvs/Trigger`` call.  A trigger that finds inference still
+running is skipped and counted, never queued, so the node never computes a chunk from an
+observation that was already old when it started.  Each run assembles the observation as of
+*now*, predicts, validates and publishes.
+
+Outputs.
+- ``ActionChunk`` on ``chunk_topic``: ``header.stamp`` is the exact stamp of the frame of the
+  embodiment's first camera (its scene camera) used for the prediction, so an executor places the
+  steps in time from the observation, not from the publish time; chunk ids increase by one per
+  published chunk.
+- Shadow mode publishes the same message on ``shadow_chunk_topic`` *instead*: a separate topic,
+  rather than a flag inside the message, means no executor can act on a shadow chunk, whatever
+  its version or configuration, while recorders and RViz see everything.
+- ``JointTrajectory`` on ``trajectory_topic`` for absolute-joint embodiments; ``MarkerArray`` on
+  ``path_topic`` for delta-EEF embodiments (the deltas integrated from the observation's
+  end-effector pose).  Absolute-joint embodiments get no marker path: no forward kinematics ship
+  for their arms (see ``nodes.policy_visuals``).
+- ``PolicyStatus`` on every state change and at ``status_rate`` (transient local: a late monitor
+  gets the current one), ``DiagnosticArray`` at ``diagnostics_rate``.
+
+A model exception or a chunk that fails validation is logged and reported (status ERROR), no
+chunk is published, and the next trigger tries again.
+"""
+from __future__ import annotations
+
+import collections
+import sys
+import threading
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from rclpy.context import Context
+from rclpy.exceptions import NameValidationException, ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Empty, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
+
+from lightwam_ros.control.frame_history import (ObservationAssembler, StaleInputError,
+                                                StreamConfig, StreamProblem)
+from lightwam_ros.control.kinematics import Pose
+from lightwam_ros.msg import ActionChunk, PolicyStatus
+from lightwam_ros.nodes.chunk_messages import ChunkData, chunk_to_msg
+from lightwam_ros.nodes.diagnostics import make_diagnostic_array, make_diagnostic_status
+from lightwam_ros.nodes.executor_node import ReasonReporter
+from lightwam_ros.nodes.image_conversion import (ImageConversionError, compressed_to_rgb,
+                                                 image_to_rgb)
+from lightwam_ros.nodes.joint_state import JointStateMatcher
+from lightwam_ros.nodes.policy_params import CameraInput, PolicySettings, declare_policy_parameters
+from lightwam_ros.nodes.policy_visuals import PredictionVisuals
+from lightwam_ros.nodes.stamps import nanoseconds_to_stamp, stamp_to_seconds
+from lightwam_ros.policy.runner import (LatencyStats, PolicyInputError, PolicyOutput,
+                                        PolicyOutputError, PolicyRunner)
+from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains
+
+NODE_NAME = "lightwam_policy"
+JOINT_STREAM = "joint_states"
+_ANCHOR_STAMPS_KEPT = 64  # exact stamps of recent scene-camera frames (see _anchor_stamp)
+_LEVEL = {PolicyStatus.STARTING: 1, PolicyStatus.WARMING_UP: 1, PolicyStatus.READY: 0,
+          PolicyStatus.WAITING_FOR_INPUT: 1, PolicyStatus.ERROR: 2}
+_STATE_NAMES = {PolicyStatus.STARTING: "STARTING", PolicyStatus.WARMING_UP: "WARMING_UP",
+                PolicyStatus.READY: "READY", PolicyStatus.WAITING_FOR_INPUT: "WAITING_FOR_INPUT",
+                PolicyStatus.ERROR: "ERROR"}
+
+
+def camera_stream(role: str) -> str:
+    return f"camera:{role}"
+
+
+def pose_stream(arm: str) -> str:
+    return f"eef_pose:{arm}"
+
+
+class PolicyNode(Node):
+    """The policy node; build it with ``create_policy_node`` (or run ``main``)."""
+
+    def __init__(self, node_name: str = NODE_NAME, *, context: Optional[Context] = None,
+                 namespace: Optional[str] = None,
+                 parameter_overrides: Optional[Sequence[Parameter]] = None) -> None:
+        super().__init__(node_name, context=context, namespace=namespace,
+                         parameter_overrides=list(parameter_overrides or []))
+        self.fatal_error: Optional[str] = None  # set when the model cannot be loaded
+        self._worker: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        try:
+            self._configure()
+        except BaseException:
+            self.destroy_node()
+            raise
+        self._worker = threading.Thread(target=self._run_worker, name="lightwam_policy_inference",
+                                        daemon=True)
+        self._worker.start()
+
+    # ---------------------------------------------------------------- set-up
+
+    def _configure(self) -> None:
+        self.settings: PolicySettings = declare_policy_parameters(self)
+        settings, spec = self.settings, self.settings.spec
+        measured = tuple(pose.arm for pose in settings.poses)
+        self._builder = StateBuilder(spec, default_chains(spec, measured))
+        self._matcher = JointStateMatcher(self._builder.joint_names)
+        self._visuals = PredictionVisuals(spec)
+        self._anchor = camera_stream(spec.canvas.cameras[0].role)
+
+        streams = {JOINT_STREAM: StreamConfig(settings.joint_state_max_age, settings.tolerance)}
+        self._topics = {JOINT_STREAM: settings.topics["joint_state_topic"]}
+        for camera in settings.cameras:
+            streams[camera_stream(camera.role)] = StreamConfig(
+                camera.max_age, settings.tolerance, frozen_after=settings.frozen_after)
+            self._topics[camera_stream(camera.role)] = camera.topic
+        for pose in settings.poses:
+            streams[pose_stream(pose.arm)] = StreamConfig(pose.max_age, settings.tolerance)
+            self._topics[pose_stream(pose.arm)] = pose.topic
+        self._assembler = ObservationAssembler(streams)
+        self._inputs_lock = threading.Lock()  # guards the assembler and the input bookkeeping
+        self._anchor_stamps: collections.deque[tuple[float, Time]] = collections.deque(
+            maxlen=_ANCHOR_STAMPS_KEPT)
+        self._latest_stamp = {name: None for name in streams}
+        self._invalid = {name: 0 for name in streams}
+        self._reporters = {name: ReasonReporter() for name in streams}  # per input stream
+        self._error_reporter = ReasonReporter()  # inference failures
+
+        self._instruction: Optional[str] = settings.instruction or None
+        self._runner: Optional[PolicyRunner] = None
+        self._ready = False
+        self._busy = False
+        self._trigger_lock = threading.Lock()
+        self._chunk_id = 0
+        self._skipped = 0
+        self._failures = 0
+        self._last_output: Optional[PolicyOutput] = None
+        # Read by the status and diagnostics timers; the runner's own statistics are updated by
+        # the worker without a lock, so the worker copies them here after each prediction.
+        self._latency_stats: Optional[LatencyStats] = None
+        self._last_latency = 0.0
+        self._last_age = 0.0
+        self._status_lock = threading.Lock()
+        self._status: Optional[tuple[int, str, Any]] = None  # state, message, change key
+        self._create_interfaces()
+        self._set_status(PolicyStatus.STARTING, f"loading {settings.checkpoint}")
+
+    def _create_interfaces(self) -> None:
+        settings, topics = self.settings, self.settings.topics
+        reliable = QoSProfile(depth=10)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._status_pub = self.create_publisher(PolicyStatus, topics["status_topic"], latched)
+        chunk_topic = topics["shadow_chunk_topic" if settings.shadow else "chunk_topic"]
+        self._chunk_pub = self.create_publisher(ActionChunk, chunk_topic, reliable)
+        self._trajectory_pub = self._path_pub = None
+        if settings.spec.action.mode == "absolute_joints":
+            self._trajectory_pub = self.create_publisher(JointTrajectory,
+                                                         topics["trajectory_topic"], reliable)
+        else:
+            self._path_pub = self.create_publisher(MarkerArray, topics["path_topic"], reliable)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray,
+                                                      topics["diagnostics_topic"], reliable)
+
+        # Best effort matches reliable and best-effort sensor publishers alike.
+        for camera in settings.cameras:
+            kind, convert = ((CompressedImage, compressed_to_rgb) if camera.compressed
+                             else (Image, image_to_rgb))
+            self.create_subscription(kind, camera.topic, self._image_callback(camera, convert),
+                                     qos_profile_sensor_data)
+        self.create_subscription(JointState, topics["joint_state_topic"], self._on_joint_state,
+                                 qos_profile_sensor_data)
+        for pose in settings.poses:
+            self.create_subscription(PoseStamped, pose.topic, self._pose_callback(pose.arm),
+                                     qos_profile_sensor_data)
+        self.create_subscription(String, topics["instruction_topic"], self._on_instruction,
+                                 reliable)
+        if settings.trigger == "timer":
+            self.create_timer(1.0 / settings.rate, self._on_tick)
+        else:
+            self.create_subscription(Empty, topics["request_topic"], self._on_request, reliable)
+            self.create_service(Trigger, topics["request_service"], self._on_request_service)
+        self.create_timer(1.0 / settings.status_rate, self._publish_status)
+        self.create_timer(1.0 / settings.diagnostics_rate, self._on_diagnostics)
+        mode = (f"SHADOW: chunks on {chunk_topic} only" if settings.shadow
+                else f"chunks on {chunk_topic}")
+        trigger = (f"every {1.0 / settings.rate:.3f} s" if settings.trigger == "timer"
+                   else f"on request ({topics['request_topic']}, {topics['request_service']})")
+        self.get_logger().info(
+            f"policy for {settings.spec.name} ({settings.model_id}): {mode}, inference {trigger}; "
+            f"inputs {self._topics}; instruction {self._instruction!r}")
+
+    # ---------------------------------------------------------------- input callbacks
+
+    def _image_callback(self, camera: CameraInput,
+                        convert: Callable[[Any], np.ndarray]) -> Callable[[Any], None]:
+        stream = camera_stream(camera.role)
+
+        def on_image(msg: Any) -> None:
+            try:
+                rgb = convert(msg)
+                if camera.size is not None and rgb.shape[:2] != camera.size:
+                    raise ImageConversionError(
+                        f"frame is {rgb.shape[0]}x{rgb.shape[1]} (height x width), expected "
+                        f"{camera.size[0]}x{camera.size[1]} (parameter cameras.{camera.role}.size)")
+                self._accept(stream, msg.header.stamp, rgb)
+            except Exception as error:  # noqa: BLE001 - never raise into rclpy
+                self._reject(stream, error)
+        return on_image
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        try:
+            self._accept(JOINT_STREAM, msg.header.stamp, self._matcher.extract(msg))
+        except Exception as error:  # noqa: BLE001
+            self._reject(JOINT_STREAM, error)
+
+    def _pose_callback(self, arm: str) -> Callable[[PoseStamped], None]:
+        stream = pose_stream(arm)
+
+        def on_pose(msg: PoseStamped) -> None:
+            try:
+                p, q = msg.pose.position, msg.pose.orientation
+                norm = float(np.linalg.norm([q.w, q.x, q.y, q.z]))
+                if not abs(norm - 1.0) < 1e-3:
+                    raise ValueError(f"orientation quaternion has norm {norm:.6g}, not 1")
+                pose = Pose.from_quaternion([p.x, p.y, p.z], [q.w, q.x, q.y, q.z])
+                self._accept(stream, msg.header.stamp, pose)
+            except Exception as error:  # noqa: BLE001
+                self._reject(stream, error)
+        return on_pose
+
+    def _accept(self, stream: str, stamp: Time, value: Any) -> None:
+        seconds = stamp_to_seconds(stamp)
+        if seconds == 0.0:
+            raise ValueError("header.stamp is zero: inputs must be stamped with their capture "
+                             "time")
+        with self._inputs_lock:
+            if not self._assembler.add(stream, seconds, value):
+                message = self._assembler.stats(stream).last_rejection
+            else:
+                message = ""
+                self._latest_stamp[stream] = seconds
+                if stream == self._anchor:
+                    self._anchor_stamps.append((seconds, Time(sec=stamp.sec,
+                                                              nanosec=stamp.nanosec)))
+        if message:
+            self._warn_input(stream, f"dropped input from {self._topics[stream]}: {message}")
+        else:
+            self._reporters[stream].good()
+
+    def _reject(self, stream: str, error: BaseException) -> None:
+        with self._inputs_lock:
+            self._invalid[stream] += 1
+        reason = str(error) if isinstance(error, ValueError) else f"unexpected error {error!r}"
+        self._warn_input(stream, f"dropped input from {self._topics[stream]} ({stream}): {reason}")
+
+    def _warn_input(self, stream: str, message: str) -> None:
+        """Log a bad input at once, then at most once a second while the stream stays bad."""
+        text = self._reporters[stream].bad(message)
+        if text is not None:
+            self.get_logger().warning(text)
+
+    def _on_instruction(self, msg: String) -> None:
+        task = msg.data.strip()
+        if task in self.settings.tasks:
+            if task != self._instruction:
+                self.get_logger().info(f"instruction set to {task!r} (was {self._instruction!r})")
+            self._instruction = task
+        else:
+            self.get_logger().warning(
+                f"unknown instruction {task!r} on {self.settings.topics['instruction_topic']}: "
+                f"not in the instruction cache (tasks: {list(self.settings.tasks)}); keeping "
+                f"{self._instruction!r}")
+
+    # ---------------------------------------------------------------- triggers
+
+    def _try_start(self) -> bool:
+        """Wake the worker unless it is busy; a trigger while busy is dropped, never queued."""
+        with self._trigger_lock:
+            if not self._ready or self._busy:
+                return False
+            self._busy = True
+        self._wake.set()
+        return True
+
+    def _on_tick(self) -> None:
+        if self._ready and not self._try_start():
+            self._skipped += 1
+
+    def _on_request(self, _msg: Empty) -> None:
+        if not self._try_start():
+            self._skipped += 1
+            self.get_logger().warning("chunk request dropped: " + self._busy_reason())
+
+    def _on_request_service(self, _request: Trigger.Request,
+                            response: Trigger.Response) -> Trigger.Response:
+        response.success = self._try_start()
+        if response.success:
+            response.message = f"inference started; the chunk follows on {self._chunk_pub.topic}"
+        else:
+            self._skipped += 1
+            response.message = self._busy_reason()
+        return response
+
+    def _busy_reason(self) -> str:
+        if not self._ready:
+            return "the policy is not ready (loading or warming up)"
+        return "inference is still running (requests are not queued)"
+
+    # ---------------------------------------------------------------- worker thread
+
+    def _run_worker(self) -> None:
+        try:
+            self._load()
+        except Exception as error:  # noqa: BLE001 - reported, then main() exits non-zero
+            self.fatal_error = f"cannot load the policy: {error}"
+            self.get_logger().fatal(self.fatal_error)
+            self._set_status(PolicyStatus.ERROR, self.fatal_error, log=False)
+            return
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._infer_once()
+            except Exception as error:  # noqa: BLE001 - e.g. publishing during shutdown
+                if not self._stop.is_set():
+                    self._fail(f"internal error: {error!r}")
+            finally:
+                with self._trigger_lock:
+                    self._busy = False
+
+    def _load(self) -> None:
+        settings = self.settings
+        started = time.monotonic()
+        runner = PolicyRunner.from_files(
+            settings.checkpoint, settings.instruction_cache, embodiment=settings.spec.source,
+            device=settings.device, dtype=settings.dtype, compile=settings.compile,
+            cuda_graphs=settings.cuda_graphs, warmup=0)
+        self._set_status(PolicyStatus.WARMING_UP,
+                         f"{settings.warmup} warm-up passes on {runner.device} ({runner.dtype})")
+        # from_files ran no pass (so that loading and warm-up show as separate states): run them
+        # now.  With cuda_graphs this captures the graph a second time, which costs milliseconds.
+        runner.warmup_iterations = settings.warmup
+        runner.warmup()
+        self._runner = runner
+        with self._trigger_lock:
+            self._ready = True
+        self._set_status(PolicyStatus.READY,
+                         f"loaded and warmed up in {time.monotonic() - started:.1f} s")
+
+    def _infer_once(self) -> None:
+        started = time.monotonic()
+        instruction = self._instruction
+        if instruction is None:
+            self._set_status(PolicyStatus.WAITING_FOR_INPUT,
+                             f"no instruction: publish a task on "
+                             f"{self.settings.topics['instruction_topic']}")
+            return
+        now = self.get_clock().now().nanoseconds * 1e-9
+        with self._inputs_lock:
+            try:
+                observation = self._assembler.assemble(now)
+            except StaleInputError as error:
+                observation = None
+                problems = error.problems
+            else:
+                anchor_stamp = self._anchor_stamp(observation.samples[self._anchor].stamp)
+        if observation is None:
+            self._set_status(PolicyStatus.WAITING_FOR_INPUT, self._describe(problems),
+                             key=tuple((p.stream, p.kind) for p in problems))
+            return
+        try:
+            poses = {pose.arm: observation.value(pose_stream(pose.arm))
+                     for pose in self.settings.poses}
+            state = self._builder.build(observation.value(JOINT_STREAM), poses)
+            images = {camera.role: observation.value(camera_stream(camera.role))
+                      for camera in self.settings.cameras}
+            output = self._runner.predict(images, state.vector, instruction)
+        except (StateAssemblyError, PolicyInputError) as error:
+            self._set_status(PolicyStatus.WAITING_FOR_INPUT, f"unusable input: {error}")
+            return
+        except PolicyOutputError as error:
+            self._last_output = error.output
+            self._fail(f"chunk refused, not published: {error}")
+            return
+        except Exception as error:  # noqa: BLE001 - the model failed; keep running
+            self._fail(f"inference failed: {error!r}")
+            return
+        latency = time.monotonic() - started
+        self._publish_chunk(output, observation.samples[self._anchor].stamp, anchor_stamp,
+                            observation.oldest_age, latency, instruction, state.poses)
+
+    def _anchor_stamp(self, seconds: float) -> Time:
+        """The exact stamp of the scene-camera frame stored at ``seconds`` (float seconds lose
+        nanoseconds at epoch times, and the chunk must carry the frame's stamp to the ns)."""
+        for stored, stamp in reversed(self._anchor_stamps):
+            if stored == seconds:
+                return stamp
+        raise RuntimeError(f"no exact stamp kept for the frame at {seconds:.9f}")
+
+    def _describe(self, problems: tuple[StreamProblem, ...]) -> str:
+        return "; ".join(f"{problem.message} [topic {self._topics[problem.stream]}]"
+                         for problem in problems)
+
+    def _publish_chunk(self, output: PolicyOutput, stamp: float, exact_stamp: Time, age: float,
+                       latency: float, instruction: str, poses: dict[str, Pose]) -> None:
+        spec = self.settings.spec
+        chunk = ChunkData(
+            stamp=stamp, actions=output.chunk, dt=self.settings.step_period,
+            execute_steps=output.execute_steps, chunk_id=self._chunk_id,
+            embodiment=spec.name, action_mode=spec.action.mode,
+            action_names=spec.action.layout.dim_names, inference_latency=latency,
+            observation_age=age, model_id=self.settings.model_id, instruction=instruction,
+            frame_id=self._visuals.frame_id)
+        msg = chunk_to_msg(chunk)
+        msg.header.stamp = exact_stamp
+        self._chunk_pub.publish(msg)
+        self._chunk_id += 1
+        self._last_output, self._last_latency, self._last_age = output, latency, age
+        self._latency_stats = self._runner.latency_stats()
+        if self._trajectory_pub is not None:
+            self._trajectory_pub.publish(self._visuals.trajectory(chunk))
+        if self._path_pub is not None:
+            markers = self._visuals.path(chunk, poses)
+            if markers is not None:
+                self._path_pub.publish(markers)
+        self._error_reporter.good()
+        what = "shadow chunks (never executed)" if self.settings.shadow else "chunks"
+        self._set_status(PolicyStatus.READY, f"publishing {what} for {instruction!r}")
+
+    def _fail(self, message: str) -> None:
+        self._failures += 1
+        text = self._error_reporter.bad(message)
+        if text is not None:
+            self.get_logger().error(text)
+        self._set_status(PolicyStatus.ERROR, message, key=message.split(":")[0], log=False)
+
+    # ---------------------------------------------------------------- status and diagnostics
+
+    def _set_status(self, state: int, message: str, key: Any = None, log: bool = True) -> None:
+        """Record the state; publish and log at once when the state or its key changes."""
+        key = message if key is None else key
+        with self._status_lock:
+            previous = self._status
+            self._status = (state, message, key)
+        if previous is not None and (previous[0], previous[2]) == (state, key):
+            return
+        if log:  # one call site per severity: rclpy ties a severity to each
+            text = f"{_STATE_NAMES[state]}: {message}"
+            if state == PolicyStatus.ERROR:
+                self.get_logger().error(text)
+            elif state == PolicyStatus.WAITING_FOR_INPUT:
+                self.get_logger().warning(text)
+            else:
+                self.get_logger().info(text)
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        try:
+            with self._status_lock:
+                state, message, _ = self._status
+                msg = PolicyStatus(state=state, message=message, model_id=self.settings.model_id,
+                                   embodiment=self.settings.spec.name,
+                                   chunks_published=self._chunk_id,
+                                   frames_dropped=self._frames_dropped(),
+                                   observation_age=self._last_age)
+                msg.header.stamp = self.get_clock().now().to_msg()
+                stats = self._latency_stats
+                if stats is not None:
+                    msg.latency_p50, msg.latency_p90 = stats.p50, stats.p90
+                if self._last_output is not None:
+                    msg.gpu_memory_peak = float(self._last_output.peak_memory_bytes)
+                self._status_pub.publish(msg)
+        except Exception as error:  # noqa: BLE001 - e.g. during shutdown
+            self._log_internal(f"status not published: {error!r}")
+
+    def _frames_dropped(self) -> int:
+        return self._assembler.frames_dropped + sum(self._invalid.values())
+
+    def _on_diagnostics(self) -> None:
+        try:
+            with self._status_lock:
+                state, message, _ = self._status
+            now = self.get_clock().now().nanoseconds * 1e-9
+            with self._inputs_lock:
+                ages = {f"input_age_s[{name}]": (now - stamp if stamp is not None else "none")
+                        for name, stamp in self._latest_stamp.items()}
+                dropped = self._frames_dropped()
+                invalid = sum(self._invalid.values())
+            values: dict[str, Any] = {
+                "state": _STATE_NAMES[state], "instruction": self._instruction or "",
+                "shadow": self.settings.shadow, "trigger": self.settings.trigger,
+                "rate_hz": self.settings.rate, "chunks_published": self._chunk_id,
+                "skipped_ticks": self._skipped, "inference_failures": self._failures,
+                "frames_dropped": dropped, "frames_invalid": invalid,
+                "observation_age_s": self._last_age, "inference_latency_s": self._last_latency,
+                **ages}
+            output = self._last_output
+            if output is not None:
+                for stage, seconds in output.timing.as_dict().items():
+                    values[f"{stage}_ms"] = "n/a" if seconds is None else 1e3 * seconds
+                values["gpu_memory_peak_mb"] = output.peak_memory_bytes / 2**20
+            stats = self._latency_stats
+            if stats is not None:
+                values.update(latency_p50_ms=1e3 * stats.p50, latency_p90_ms=1e3 * stats.p90,
+                              latency_max_ms=1e3 * stats.max)
+            status = make_diagnostic_status(f"{self.get_name()}: {self.settings.spec.name}",
+                                            _LEVEL[state], f"{_STATE_NAMES[state]}: {message}",
+                                            values)
+            self._diagnostics_pub.publish(make_diagnostic_array(
+                [status], nanoseconds_to_stamp(self.get_clock().now().nanoseconds)))
+        except Exception as error:  # noqa: BLE001
+            self._log_internal(f"diagnostics not published: {error!r}")
+
+    def _log_internal(self, message: str) -> None:
+        if not self._stop.is_set():  # publishers fail while the node shuts down: expected
+            self.get_logger().error(message)
+
+    # ---------------------------------------------------------------- shutdown
+
+    def destroy_node(self) -> None:
+        """Stop the worker (an inference in progress finishes first, up to 10 s), then the node."""
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=10.0)
+        super().destroy_node()
+
+
+def create_policy_node(node_name: str = NODE_NAME, *, context: Optional[Context] = None,
+                       namespace: Optional[str] = None,
+                       parameter_overrides: Optional[Sequence[Parameter]] = None) -> PolicyNode:
+    """Build a configured policy node (rclpy must be initialised on ``context``).
+
+    For in-process bring-up: add it to any executor; the model loads on the node's own worker
+    thread (watch ``PolicyStatus`` or ``fatal_error``).  Bad parameters raise ValueError (or
+    rclpy's ParameterException) before anything is loaded.
+    """
+    return PolicyNode(node_name, context=context, namespace=namespace,
+                      parameter_overrides=parameter_overrides)
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    """Run the policy until SIGINT; exit status 2 for an invalid configuration, 1 when the model
+    cannot be loaded."""
+    rclpy.init(args=args)
+    try:
+        try:
+            node = create_policy_node()
+        except (ValueError, ParameterException, NameValidationException) as error:
+            rclpy.logging.get_logger(NODE_NAME).fatal(f"invalid configuration: {error}")
+            return 2
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            while rclpy.ok() and node.fatal_error is None:
+                executor.spin_once(timeout_sec=0.2)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+        return 1 if node.fatal_error is not None else 0
+    finally:
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
