@@ -33,13 +33,10 @@ import time
 from typing import Optional, Sequence
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.context import Context
-from rclpy.exceptions import NameValidationException, ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -57,6 +54,7 @@ from lightwam_ros.nodes.command_layout import ChunkLayoutError, CommandLayout
 from lightwam_ros.nodes.diagnostics import make_diagnostic_array, make_diagnostic_status
 from lightwam_ros.nodes.executor_params import ExecutorSettings, declare_executor_parameters
 from lightwam_ros.nodes.joint_state import JointStateError, JointStateMatcher
+from lightwam_ros.nodes.node_main import run_node
 from lightwam_ros.nodes.stamps import (nanoseconds_to_stamp, seconds_to_duration,
                                        stamp_to_seconds)
 from lightwam_ros.policy.embodiment import load_embodiment
@@ -466,25 +464,7 @@ def create_executor_node(node_name: str = NODE_NAME, *, context: Optional[Contex
 
 def main(args: Optional[list[str]] = None) -> int:
     """Run the executor until SIGINT; exit status 2 when the configuration is invalid."""
-    rclpy.init(args=args)
-    try:
-        try:
-            node = create_executor_node()
-        except (ValueError, ParameterException, NameValidationException) as error:
-            rclpy.logging.get_logger(NODE_NAME).fatal(f"invalid configuration: {error}")
-            return 2
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            executor.shutdown()
-            node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
-    return 0
+    return run_node(create_executor_node, NODE_NAME, args)
 
 
 if __name__ == "__main__":

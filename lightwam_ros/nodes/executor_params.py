@@ -9,7 +9,6 @@ embodiment's order when that is empty).
 from __future__ import annotations
 
 import array
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -22,6 +21,7 @@ from lightwam_ros.control.executor_core import ExecutorConfig
 from lightwam_ros.control.interpolation import INTERPOLATION_KINDS
 from lightwam_ros.control.safety import JointSafetyLimits
 from lightwam_ros.control.scheduling import BOUNDARY_RULES
+from lightwam_ros.nodes.parameter_checks import finite_number
 
 OUTPUT_MODES = ("joint_trajectory", "forward_command", "joint_state")
 INTERPOLATION_ALIASES = {"min_jerk": "minimum_jerk"}
@@ -147,7 +147,8 @@ def declare_executor_parameters(node: Node) -> ExecutorSettings:
 
 def validate_settings(values: dict[str, Any]) -> ExecutorSettings:
     """Check raw parameter values (as rclpy returns them); ValueError names the bad one."""
-    numbers = {name: _number(name, values[name]) for name in _NUMBERS if name not in _PER_JOINT}
+    numbers = {name: finite_number(name, values[name])
+               for name in _NUMBERS if name not in _PER_JOINT}
     for name in ("control_rate", "chunk_timeout", "joint_state_timeout", "diagnostics_rate"):
         if numbers[name] <= 0.0:
             raise ValueError(f"parameter {name} must be > 0, got {numbers[name]}")
@@ -185,22 +186,13 @@ def validate_settings(values: dict[str, Any]) -> ExecutorSettings:
         output_modes=modes, shadow=bool(values["shadow"]), topics=topics, **numbers, **caps)
 
 
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"parameter {name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"parameter {name} must be finite, got {value}")
-    return value
-
-
 def _cap(name: str, value: Any) -> float | tuple[float, ...]:
     """A positive scalar or a non-empty list of them (limit_margin may be 0)."""
     scalar = isinstance(value, (int, float)) and not isinstance(value, bool)
     if scalar:
-        numbers = (_number(name, value),)
+        numbers = (finite_number(name, value),)
     elif isinstance(value, (list, tuple, array.array)) and len(value) > 0:
-        numbers = tuple(_number(name, item) for item in value)
+        numbers = tuple(finite_number(name, item) for item in value)
     else:
         raise ValueError(f"parameter {name} must be a number or a list of numbers, got {value!r}")
     allow_zero = name == "limit_margin"  # the margin may be 0, the caps may not

@@ -41,13 +41,10 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.context import Context
-from rclpy.exceptions import NameValidationException, ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
@@ -67,6 +64,7 @@ from lightwam_ros.nodes.executor_node import ReasonReporter
 from lightwam_ros.nodes.image_conversion import (ImageConversionError, compressed_to_rgb,
                                                  image_to_rgb)
 from lightwam_ros.nodes.joint_state import JointStateMatcher
+from lightwam_ros.nodes.node_main import run_node
 from lightwam_ros.nodes.policy_params import CameraInput, PolicySettings, declare_policy_parameters
 from lightwam_ros.nodes.policy_visuals import PredictionVisuals
 from lightwam_ros.nodes.stamps import nanoseconds_to_stamp, stamp_to_seconds
@@ -560,26 +558,8 @@ def create_policy_node(node_name: str = NODE_NAME, *, context: Optional[Context]
 def main(args: Optional[list[str]] = None) -> int:
     """Run the policy until SIGINT; exit status 2 for an invalid configuration, 1 when the model
     cannot be loaded."""
-    rclpy.init(args=args)
-    try:
-        try:
-            node = create_policy_node()
-        except (ValueError, ParameterException, NameValidationException) as error:
-            rclpy.logging.get_logger(NODE_NAME).fatal(f"invalid configuration: {error}")
-            return 2
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        try:
-            while rclpy.ok() and node.fatal_error is None:
-                executor.spin_once(timeout_sec=0.2)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            executor.shutdown()
-            node.destroy_node()
-        return 1 if node.fatal_error is not None else 0
-    finally:
-        rclpy.try_shutdown()
+    return run_node(create_policy_node, NODE_NAME, args,
+                    failed=lambda node: node.fatal_error is not None)
 
 
 if __name__ == "__main__":

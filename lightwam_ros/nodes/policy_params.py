@@ -13,7 +13,6 @@ is the ``embodiment`` parameter or, when that is empty, the one recorded in the 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -24,6 +23,7 @@ from rclpy.parameter import Parameter
 from safetensors import SafetensorError, safe_open
 
 from lightwam_ros.model.instructions import InstructionCache
+from lightwam_ros.nodes.parameter_checks import finite_number
 from lightwam_ros.policy.device import resolve_device, resolve_dtype
 from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
 from lightwam_ros.policy.runner import COMPILE_MODES
@@ -148,7 +148,7 @@ def validate_settings(values: dict[str, Any], checkpoint: Path, cache: Instructi
                       spec: EmbodimentSpec, model_id: str, cameras: tuple[CameraInput, ...],
                       poses: tuple[PoseInput, ...]) -> PolicySettings:
     """Check the raw values of the general parameters; ValueError names the bad one."""
-    numbers = {name: _number(name, values[name]) for name in _NUMBERS}
+    numbers = {name: finite_number(name, values[name]) for name in _NUMBERS}
     for name in ("status_rate", "diagnostics_rate", "joint_state_max_age"):
         if numbers[name] <= 0.0:
             raise ValueError(f"parameter {name} must be > 0, got {numbers[name]}")
@@ -238,7 +238,7 @@ def _declare_camera(node: Node, role: str) -> CameraInput:
                      f"camera/{role}/image_raw (/compressed when compressed).").strip()
     if not topic:
         topic = f"camera/{role}/image_raw" + ("/compressed" if compressed else "")
-    max_age = _number(prefix + "max_age", _declare(
+    max_age = finite_number(prefix + "max_age", _declare(
         node, prefix + "max_age", DEFAULT_CAMERA_MAX_AGE,
         f"Refuse camera '{role}' frames older than this [s].", dynamic=True))
     if max_age <= 0.0:
@@ -260,7 +260,7 @@ def _declare_pose(node: Node, arm: str) -> Optional[PoseInput]:
     topic = _declare(node, prefix + "topic", "", f"geometry_msgs/PoseStamped of arm '{arm}''s end "
                      "effector in its base frame; empty: forward kinematics of the joint states "
                      "(Franka Panda only).").strip()
-    max_age = _number(prefix + "max_age", _declare(
+    max_age = finite_number(prefix + "max_age", _declare(
         node, prefix + "max_age", DEFAULT_STATE_MAX_AGE,
         f"Refuse arm '{arm}' poses older than this [s].", dynamic=True))
     if max_age <= 0.0:
@@ -271,12 +271,3 @@ def _declare_pose(node: Node, arm: str) -> Optional[PoseInput]:
 def _declare(node: Node, name: str, default: Any, description: str, dynamic: bool = False) -> Any:
     return node.declare_parameter(name, default, ParameterDescriptor(
         description=description, dynamic_typing=dynamic)).value
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"parameter {name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"parameter {name} must be finite, got {value}")
-    return value
