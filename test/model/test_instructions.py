@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 
 from lightwam_ros.model.instructions import (PROMPT_TEMPLATE, InstructionCache, encode_instructions_live,
                                              prompt_for, prompt_key)
+from lightwam_ros.tools.encode_instructions import main as encode_tool
 
 TEXT_LEN, TEXT_DIM = 16, 6
 TASKS = ("put the bowl on the plate", "open the top drawer")
@@ -237,3 +238,34 @@ def test_live_encoder_builds_a_cache_from_local_files_only(tmp_path, monkeypatch
     assert int(mask.sum()) == words
     assert torch.equal(embedding[:words, 0], torch.arange(2, words + 2, dtype=embedding.dtype))
     assert not embedding[words:].any()
+
+
+# --------------------------------------------------------------------------- command-line tool
+def test_encode_tool_extends_an_existing_cache_and_refuses_a_foreign_one(tmp_path, monkeypatch,
+                                                                         capsys):
+    monkeypatch.setitem(sys.modules, "transformers", fake_transformers([]))
+    tasks_file = tmp_path / "tasks.txt"
+    tasks_file.write_text(f"{TASKS[1]}\n\n  {TASKS[0]}  \n{TASKS[1]}\n")
+    output = tmp_path / "instructions.safetensors"
+    assert encode_tool(["--umt5", str(tmp_path), "--task", TASKS[0], "-o", str(output),
+                        "--text-len", "32"]) == 0
+    assert InstructionCache.load(output).tasks() == [TASKS[0]]
+    assert encode_tool(["--umt5", str(tmp_path), "--tasks-file", str(tasks_file),
+                        "-o", str(output), "--text-len", "32"]) == 0
+    cache = InstructionCache.load(output)
+    assert cache.tasks() == sorted(TASKS[:2]) and cache.text_len == 32
+
+    before = output.read_bytes()
+    assert encode_tool(["--umt5", str(tmp_path), "--task", "new", "-o", str(output),
+                        "--encoder-id", "t5-base", "--text-len", "32"]) == 2
+    assert "encoder 'umt5-xxl' (expected 't5-base')" in capsys.readouterr().err
+    assert output.read_bytes() == before
+
+
+def test_encode_tool_explains_missing_tasks_and_weights(tmp_path, capsys):
+    output = tmp_path / "instructions.safetensors"
+    assert encode_tool(["--umt5", str(tmp_path), "-o", str(output)]) == 2
+    assert "no task instructions given" in capsys.readouterr().err
+    assert encode_tool(["--umt5", str(tmp_path / "absent"), "--task", "x", "-o",
+                        str(output)]) == 2
+    assert "nothing is downloaded" in capsys.readouterr().err and not output.exists()
