@@ -5,66 +5,39 @@ commands (a perfectly tracking arm) and action chunks, and records what the exec
 All waits are condition-based with deadlines.
 """
 import math
-import os
 import re
-import signal
 import subprocess
 import sys
-import threading
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from geometry_msgs.msg import PoseStamped  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile  # noqa: E402
-from rclpy.serialization import deserialize_message  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
-from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
+from std_msgs.msg import Bool  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from lightwam_ros.control.kinematics import panda_chain  # noqa: E402
 from lightwam_ros.msg import ActionChunk  # noqa: E402
 from lightwam_ros.nodes.command_layout import ChunkLayoutError, CommandLayout  # noqa: E402
 from lightwam_ros.nodes.executor_node import (ReasonReporter, TickStats,  # noqa: E402
                                               create_executor_node)
-from lightwam_ros.nodes.stamps import seconds_to_stamp, stamp_to_seconds  # noqa: E402
+from lightwam_ros.nodes.stamps import seconds_to_stamp  # noqa: E402
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
+from ros_harness import (A0, ALOHA_JOINTS, COMMAND_TOPIC, CONFIG, FORWARD_TOPIC,  # noqa: E402
+                         Q0, STAMP_JUMP_BACK_NS, TRAJECTORY_TOPIC, Harness, NodeProcess,
+                         aloha_harness, assert_within_caps, fresh_ros_context,
+                         spin_in_background, wait_until)
 
-ROOT = Path(__file__).resolve().parents[2]
 ALOHA = load_embodiment("robotwin_aloha")
 ALOHA_ACTIONS = ALOHA.action.layout.dim_names
-ALOHA_JOINTS = ("fl_joint1", "fl_joint2", "fl_joint3", "fl_joint4", "fl_joint5", "fl_joint6",
-                "fl_joint7", "fr_joint1", "fr_joint2", "fr_joint3", "fr_joint4", "fr_joint5",
-                "fr_joint6", "fr_joint7")
-# A mid-range pose (rad for arm joints, m for the grippers); as actions the grippers are 0.5.
-Q0 = np.array([0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0175, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0175])
-A0 = Q0.copy()
-A0[[6, 13]] = 0.5
 ARM = np.array([1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0], dtype=float)  # moving columns
 VMAX, AMAX = 1.0, 5.0
 DT, HORIZON, EXECUTE = 0.06, 32, 24
-COMMAND_TOPIC = "lightwam/joint_command"
-FORWARD_TOPIC = "forward_position_controller/commands"
-TRAJECTORY_TOPIC = "joint_trajectory_controller/joint_trajectory"
-
-
-def wait_until(condition, timeout, what):
-    """Poll ``condition`` until it is truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.005)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+STAMP_JUMP_BACK = STAMP_JUMP_BACK_NS * 1e-9
+CONFIG_ALOHA = str(CONFIG / "executor_robotwin_aloha.yaml")
+CONFIG_FRANKA = str(CONFIG / "executor_libero_franka.yaml")
 
 
 def make_chunk(actions, stamp, names=ALOHA_ACTIONS, embodiment="robotwin_aloha",
@@ -96,238 +69,29 @@ def sine_actions(stamp, origin, amplitude=0.2, frequency=0.4):
     return A0 + amplitude * np.sin(2 * np.pi * frequency * times)[:, None] * ARM
 
 
-def _decode_command(raw):
-    msg = deserialize_message(raw, JointState)
-    return stamp_to_seconds(msg.header.stamp), np.array(msg.position), np.array(msg.velocity)
-
-
-class DecodedLog:
-    """Received messages kept as bytes and decoded once, on first access (a read-only list)."""
-
-    def __init__(self, decode):
-        self._decode = decode
-        self._raw = []
-        self._decoded = {}
-
-    def append(self, raw):
-        self._raw.append(raw)
-
-    def __len__(self):
-        return len(self._raw)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self._raw)))]
-        index = range(len(self._raw))[index]  # negative indices, IndexError
-        if index not in self._decoded:
-            self._decoded[index] = self._decode(self._raw[index])
-        return self._decoded[index]
-
-
-class Harness:
-    """The test's side of the graph: a tracking 'robot', a 'policy' and recorders."""
-
-    def __init__(self, context, joint_names, chunk_period=0.1, joint_period=0.01):
-        self.node = Node("executor_test_harness", context=context)
-        self.joint_names = list(joint_names)
-        reliable = QoSProfile(depth=1000)
-        self.joint_pub = self.node.create_publisher(JointState, "joint_states", 10)
-        self.chunk_pub = self.node.create_publisher(ActionChunk, "lightwam/action_chunk", 10)
-        self.estop_pub = self.node.create_publisher(Bool, "lightwam/estop", 10)
-        self.reset_client = self.node.create_client(Trigger, "lightwam/reset")
-        self.estop_client = self.node.create_client(Trigger, "lightwam/estop")
-        self.commands = DecodedLog(_decode_command)  # (stamp s, positions, velocities)
-        self.forward = []  # monotonic receive times
-        self.trajectories = []
-        self.poses = []
-        self.diagnostics = {}
-        # Raw subscriptions: at 500 Hz on two topics, decoding in the callback would make this
-        # process, not the executor, the bottleneck on a 2-core machine.
-        self.node.create_subscription(JointState, COMMAND_TOPIC, self.commands.append, reliable,
-                                      raw=True)
-        self.node.create_subscription(Float64MultiArray, FORWARD_TOPIC,
-                                      lambda raw: self.forward.append(time.monotonic()), reliable,
-                                      raw=True)
-        self.node.create_subscription(JointTrajectory, TRAJECTORY_TOPIC, self.trajectories.append,
-                                      reliable)
-        self.node.create_subscription(PoseStamped, "lightwam/target_pose", self.poses.append,
-                                      reliable)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.start_positions = None  # what the 'robot' reports before any command
-        self.joint_source = self.follow  # callable() -> JointState or None
-        self.chunk_source = None  # callable(now) -> ActionChunk or None
-        self.origin = 0.0  # time origin of the sine the good chunks sample
-        self.node.create_timer(joint_period, self._publish_joint_state)
-        self.node.create_timer(chunk_period, self._publish_chunk)
-
-    # -------------------------------------------------------------- recorders
-
-    def _on_diagnostics(self, msg):
-        for status in msg.status:
-            if status.name.startswith("lightwam_executor"):
-                self.diagnostics = {kv.key: kv.value for kv in status.values}
-
-    def state(self):
-        return self.diagnostics.get("state"), self.diagnostics.get("reason", "")
-
-    # -------------------------------------------------------------- sources
-
-    def now(self):
-        return self.node.get_clock().now().nanoseconds * 1e-9
-
-    def joint_state(self, positions, names=None):
-        msg = JointState(name=list(names or self.joint_names), position=list(positions))
-        msg.header.stamp = seconds_to_stamp(self.now())
-        return msg
-
-    def current(self):
-        return self.commands[-1][1] if self.commands else self.start_positions
-
-    def follow(self):
-        """A perfectly tracking arm: reports the last command as its position."""
-        return self.joint_state(self.current())
-
-    def _publish_joint_state(self):
-        msg = self.joint_source()
-        if msg is not None:
-            self.joint_pub.publish(msg)
-
-    def _publish_chunk(self):
-        if self.chunk_source is not None:
-            msg = self.chunk_source(self.now())
-            if msg is not None:
-                self.chunk_pub.publish(msg)
-
-    def wait_for_executor(self):
-        """Until the executor subscribes to our chunks (a chunk sent earlier would be lost)."""
-        wait_until(lambda: self.chunk_pub.get_subscription_count() > 0, 10,
-                   "the executor's chunk subscription")
-
-    def reset(self):
-        assert self.reset_client.wait_for_service(timeout_sec=10), "reset service not available"
-        future = self.reset_client.call_async(Trigger.Request())
-        wait_until(future.done, 10, "the reset service to answer")
-        assert future.result().success
-
-    # -------------------------------------------------------------- checks
-
-    def commands_since(self, index):
-        return self.commands[index:]
-
-    def settled(self, since, count=20):
-        """The last ``count`` commands (after index ``since``) are identical: the arm holds."""
-        recent = self.commands[max(since, len(self.commands) - count):]
-        if len(recent) < count:
-            return False
-        return np.ptp(np.array([c[1] for c in recent]), axis=0).max() < 1e-12
-
-
-def assert_within_caps(commands, vmax=VMAX, amax=AMAX):
-    """Consecutive commands respect the velocity cap (|dq| <= vmax dt) and the acceleration cap
-    (|dv| <= amax dt), dt taken from the stamps (exact even if a message was lost)."""
-    stamps = np.array([c[0] for c in commands])
-    positions = np.array([c[1] for c in commands])
-    velocities = np.array([c[2] for c in commands])
-    dt = np.diff(stamps)[:, None]
-    assert np.all(dt > 0), "command stamps must increase"
-    speed = np.abs(np.diff(positions, axis=0)) / dt
-    accel = np.abs(np.diff(velocities, axis=0)) / dt
-    assert speed.max() <= vmax * 1.001 + 1e-9, f"velocity {speed.max():.4f} above the cap {vmax}"
-    assert accel.max() <= amax * 1.001 + 1e-6, f"acceleration {accel.max():.4f} above cap {amax}"
-    return speed.max(), accel.max()
-
-
-class NodeProcess:
-    """``python -m lightwam_ros.nodes.executor_node`` with its output captured line by line."""
-
-    def __init__(self, *ros_args):
-        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0",
-                   RCUTILS_COLORIZED_OUTPUT="0")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "lightwam_ros.nodes.executor_node", "--ros-args", *ros_args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        self.lines = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip())
-
-    def wait_for_line(self, pattern, since=0, timeout=10.0):
-        regex = re.compile(pattern)
-
-        def found():
-            return next((line for line in self.lines[since:] if regex.search(line)), None)
-        return wait_until(found, timeout, f"a log line matching {pattern!r}; got "
-                                          f"{self.lines[since:][-10:]}")
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        code = self.process.wait(timeout=15)
-        self._reader.join(timeout=5)
-        print("executor output:", *self.lines[-40:], sep="\n  ")  # shown when a test fails
-        return code
-
-
-def params(**values):
-    return [arg for name, value in values.items() for arg in ("-p", f"{name}:={value}")]
-
-
-def _ros_context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
-def _aloha_harness(context):
-    """The test-side node, spinning in a thread, reporting the aloha joints."""
-    helper = Harness(context, ALOHA_JOINTS)
-    helper.start_positions = Q0
-    executor, thread = spin_in_background(context, [helper.node])
-    yield helper
-    executor.shutdown()
-    thread.join(timeout=5)
-    helper.node.destroy_node()
-
-
-def spin_in_background(context, nodes):
-    executor = SingleThreadedExecutor(context=context)
-    for node in nodes:
-        executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    return executor, thread
-
-
-ros_context = pytest.fixture(_ros_context)
-class_ros_context = pytest.fixture(scope="class")(_ros_context)
+ros_context = pytest.fixture(fresh_ros_context)
+class_ros_context = pytest.fixture(scope="class")(fresh_ros_context)
 
 
 @pytest.fixture
 def harness(ros_context):
-    yield from _aloha_harness(ros_context)
+    yield from aloha_harness(ros_context)
 
 
 @pytest.fixture(scope="class")
 def class_harness(class_ros_context):
     """One harness for a test class: discovery (seconds on 2 cores) is paid once."""
-    yield from _aloha_harness(class_ros_context)
-
-
-CONFIG_ALOHA = str(ROOT / "config" / "executor_robotwin_aloha.yaml")
-CONFIG_FRANKA = str(ROOT / "config" / "executor_libero_franka.yaml")
+    yield from aloha_harness(class_ros_context)
 
 
 # ------------------------------------------------------------------ rate and chunk boundary
 
 
 def test_overlapping_chunks_are_executed_at_control_rate_without_jumps(harness):
-    node = NodeProcess("--params-file", CONFIG_ALOHA, *params(
+    node = NodeProcess("executor_node", dict(
         output_modes="[forward_command,joint_state]", max_velocity=VMAX, max_acceleration=AMAX,
-        ramp_time=0.1, chunk_timeout=2.0, joint_state_timeout=0.3, diagnostics_rate=10.0))
+        ramp_time=0.1, chunk_timeout=2.0, joint_state_timeout=0.3, diagnostics_rate=10.0),
+        CONFIG_ALOHA)
     try:
         wait_until(lambda: len(harness.commands) > 50, 20, "commands from the executor")
         harness.wait_for_executor()
@@ -346,14 +110,14 @@ def test_overlapping_chunks_are_executed_at_control_rate_without_jumps(harness):
         wait_until(lambda: harness.current()[0] < Q0[0] - 0.15, 5, "motion along chunk B")
         received = harness.forward[forward_start:]
         rate = (len(received) - 1) / (received[-1] - received[0])
-        node.wait_for_line(r"state RAMP_IN -> RUNNING")
+        node.wait_for_log(r"state RAMP_IN -> RUNNING")
         commands = harness.commands[start:]
     finally:
         assert node.stop() == 0
     ticks = {key: harness.diagnostics.get(key) for key in ("tick_period_mean_ms", "missed_ticks")}
     print(f"received command rate {rate:.1f} Hz (nominal 500); executor ticks: {ticks}")
     assert rate >= 0.6 * 500, f"commands arrived at {rate:.1f} Hz, below 60 % of 500 Hz"
-    speed, _ = assert_within_caps(commands)
+    speed, _ = assert_within_caps(commands, VMAX, AMAX)
     # The boundary really reversed the motion, and joints that the chunks leave alone stayed put.
     positions = np.array([c[1] for c in commands])
     assert positions[:, 0].max() > Q0[0] + 0.05 and positions[-1, 0] < Q0[0] - 0.15
@@ -368,13 +132,13 @@ def test_overlapping_chunks_are_executed_at_control_rate_without_jumps(harness):
 def assert_holds_safely(harness, node, since_command, since_line, log_pattern, reason_pattern):
     """The bad input is logged, the executor holds, and the commands never left the envelope
     of the good motion (no jump, nothing of the bad input executed)."""
-    node.wait_for_line(log_pattern, since=since_line)
+    node.wait_for_log(log_pattern, since=since_line)
     wait_until(lambda: harness.state()[0] == "HOLDING"
                and re.search(reason_pattern, harness.state()[1]), 5,
                f"HOLDING with a reason matching {reason_pattern!r}, got {harness.state()}")
     wait_until(lambda: harness.settled(since_command), 5, "the commands to stop changing")
     commands = harness.commands_since(since_command)
-    assert_within_caps(commands)
+    assert_within_caps(commands, VMAX, AMAX)
     deviation = np.abs(np.array([c[1] for c in commands]) - Q0).max()
     assert deviation < 0.2 + 0.05, f"command left the good motion's envelope by {deviation:.3f}"
 
@@ -382,10 +146,10 @@ def assert_holds_safely(harness, node, since_command, since_line, log_pattern, r
 @pytest.fixture(scope="class")
 def executor_process():
     """One executor process per test class (stopped before the in-process tests start)."""
-    node = NodeProcess("--params-file", CONFIG_ALOHA, *params(
+    node = NodeProcess("executor_node", dict(
         control_rate=250.0, output_modes="[forward_command,joint_state]", max_velocity=VMAX,
         max_acceleration=AMAX, ramp_time=0.1, chunk_timeout=0.4, joint_state_timeout=0.15,
-        diagnostics_rate=20.0))
+        diagnostics_rate=20.0), CONFIG_ALOHA)
     yield node
     assert node.stop() == 0
 
@@ -407,7 +171,7 @@ class TestBadInputsOnARunningExecutor:
         harness.reset()
         harness.origin = origin = harness.now()
         harness.chunk_source = lambda now: make_chunk(sine_actions(now, origin), now)
-        executor_process.wait_for_line(r"state RAMP_IN -> RUNNING", since=before_reset)
+        executor_process.wait_for_log(r"state RAMP_IN -> RUNNING", since=before_reset)
         wait_until(lambda: harness.state()[0] == "RUNNING", 5, "diagnostics saying RUNNING")
         return executor_process, len(harness.commands), len(executor_process.lines)
 
@@ -439,6 +203,20 @@ class TestBadInputsOnARunningExecutor:
                             r"RUNNING -> HOLDING: holding: joint state is .* old",
                             r"joint state is .* old")
 
+    @pytest.mark.parametrize("bad_state, log_pattern", [
+        pytest.param(lambda h: h.joint_state(h.current(), stamp=h.now() - STAMP_JUMP_BACK),
+                     r"ignored joint state: JointState stamped [45]\.\d+ s before the previous "
+                     r"one: out of order, ignored", id="stamps_backwards"),
+        pytest.param(lambda h: h.joint_state(np.where(np.arange(14) == 2, math.inf,
+                                                      h.current())),
+                     r"ignored joint state: .*non-finite.*fl_joint3=inf", id="inf_position"),
+    ])
+    def test_bad_joint_state_holds(self, running, harness, bad_state, log_pattern):
+        node, since_command, since_line = running
+        harness.joint_source = lambda: bad_state(harness)
+        assert_holds_safely(harness, node, since_command, since_line, log_pattern,
+                            r"joint state is .* old")
+
     def test_reordered_joints_with_extras_are_matched_by_name(self, running, harness):
         node, since_command, since_line = running
         order = np.random.default_rng(0).permutation(len(ALOHA_JOINTS))
@@ -467,6 +245,13 @@ class TestBadInputsOnARunningExecutor:
                                                      names=ALOHA_ACTIONS[:13]),
                      r"rejected chunk #\d+: chunk has 13 action dims, robotwin_aloha uses 14",
                      id="wrong_action_dim"),
+        # max_clock_skew is 0.1 s (config): a chunk from 1 s ahead means the clocks disagree.
+        pytest.param(lambda actions, now: make_chunk(actions, now + 1.0),
+                     r"rejected chunk #\d+: chunk stamp is [01]\.\d+ s in the future: "
+                     r"clocks disagree", id="stamped_in_the_future"),
+        pytest.param(lambda actions, now: make_chunk(actions, now - 10.0),
+                     r"rejected chunk #\d+: stale chunk: its last executable step ended "
+                     r"[89]\.\d+ s ago", id="stamped_far_in_the_past"),
     ])
     def test_bad_chunk_is_refused_and_the_executor_holds(self, running, harness, bad_chunk,
                                                          log_pattern):
@@ -490,31 +275,31 @@ class TestBadInputsOnARunningExecutor:
     def test_estop_topic_latches_until_reset(self, running, harness):
         node, since_command, since_line = running
         harness.estop_pub.publish(Bool(data=True))
-        node.wait_for_line(r"E-STOP latched by lightwam/estop topic", since=since_line)
+        node.wait_for_log(r"E-STOP latched by lightwam/estop topic", since=since_line)
         wait_until(lambda: harness.state()[0] == "ESTOPPED", 5, "state ESTOPPED")
         wait_until(lambda: harness.settled(since_command), 5, "the commands to stop changing")
         # Good chunks keep coming but are refused: the command stays frozen.
-        node.wait_for_line(r"rejected chunk #\d+: e-stop latched", since=since_line)
+        node.wait_for_log(r"rejected chunk #\d+: e-stop latched", since=since_line)
         frozen = len(harness.commands)
         wait_until(lambda: len(harness.commands) > frozen + 100, 10, "100 more commands")
         held = np.array([c[1] for c in harness.commands[frozen:]])
         assert np.ptp(held, axis=0).max() < 1e-12
         assert harness.state()[0] == "ESTOPPED"
-        assert_within_caps(harness.commands_since(since_command))
+        assert_within_caps(harness.commands_since(since_command), VMAX, AMAX)
         # The reset service clears it; the next good chunk ramps in and the arm moves again.
         after_reset, line_before_reset = len(harness.commands), len(node.lines)
         harness.reset()
-        node.wait_for_line(r"state ESTOPPED -> WAITING: reset", since=line_before_reset)
-        node.wait_for_line(r"state WAITING -> RAMP_IN", since=line_before_reset)
+        node.wait_for_log(r"state ESTOPPED -> WAITING: reset", since=line_before_reset)
+        node.wait_for_log(r"state WAITING -> RAMP_IN", since=line_before_reset)
         wait_until(lambda: not harness.settled(after_reset), 5, "the commands to change again")
         # The e-stop service latches the same hold.
         future = harness.estop_client.call_async(Trigger.Request())
         wait_until(future.done, 10, "the e-stop service to answer")
         assert future.result().success
-        node.wait_for_line(r"E-STOP latched by lightwam/estop service", since=line_before_reset)
+        node.wait_for_log(r"E-STOP latched by lightwam/estop service", since=line_before_reset)
         wait_until(lambda: harness.state()[0] == "ESTOPPED", 5, "state ESTOPPED again")
         wait_until(lambda: harness.settled(after_reset), 5, "the commands to stop changing")
-        assert_within_caps(harness.commands_since(since_command))
+        assert_within_caps(harness.commands_since(since_command), VMAX, AMAX)
 
 
 # ------------------------------------------------------------------ helpers of the node
