@@ -74,6 +74,7 @@ from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, 
 
 NODE_NAME = "lightwam_policy"
 JOINT_STREAM = "joint_states"
+_WORKER_STOP_TIMEOUT = 120.0  # s: a full checkpoint load from a slow disk
 _ANCHOR_STAMPS_KEPT = 64  # exact stamps of recent scene-camera frames (see _anchor_stamp)
 _LEVEL = {PolicyStatus.STARTING: 1, PolicyStatus.WARMING_UP: 1, PolicyStatus.READY: 0,
           PolicyStatus.WAITING_FOR_INPUT: 1, PolicyStatus.ERROR: 2}
@@ -356,7 +357,8 @@ class PolicyNode(Node):
         # from_files ran no pass (so that loading and warm-up show as separate states): run them
         # now.  With cuda_graphs this captures the graph a second time, which costs milliseconds.
         runner.warmup_iterations = settings.warmup
-        runner.warmup()
+        if not runner.warmup(cancel=self._stop):
+            return
         self._runner = runner
         with self._trigger_lock:
             self._ready = True
@@ -534,11 +536,17 @@ class PolicyNode(Node):
     # ---------------------------------------------------------------- shutdown
 
     def destroy_node(self) -> None:
-        """Stop the worker (an inference in progress finishes first, up to 10 s), then the node."""
+        """Stop the worker, then the node.  An inference or a checkpoint load in progress
+        finishes first (up to ``_WORKER_STOP_TIMEOUT``): a thread left inside torch when the
+        interpreter exits aborts the process; warm-up stops between passes."""
         self._stop.set()
         self._wake.set()
         if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=10.0)
+            self._worker.join(timeout=1.0)
+            if self._worker.is_alive():
+                self.get_logger().info("stopping: waiting for the model to finish loading or "
+                                       "predicting")
+                self._worker.join(timeout=_WORKER_STOP_TIMEOUT)
         super().destroy_node()
 
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Optional, Protocol
 
 import numpy as np
 import torch
@@ -327,8 +327,12 @@ class PolicyRunner:
     def tasks(self) -> list[str]:
         return list(self._instructions.tasks())
 
-    def warmup(self) -> None:
-        """Compile/capture and run ``warmup_iterations`` passes on a neutral observation."""
+    def warmup(self, cancel: Optional[threading.Event] = None) -> bool:
+        """Compile/capture and run ``warmup_iterations`` passes on a neutral observation.
+
+        Returns True when ready; False, leaving the runner not ready, when ``cancel`` was set
+        between two passes (a full model's warm-up on a CPU takes minutes: Ctrl-C must not wait).
+        """
         tasks = self.tasks
         if not tasks:
             raise PolicyConfigError("the instruction cache holds no tasks")
@@ -340,9 +344,12 @@ class PolicyRunner:
             self._load_inputs(images, state, tasks[0])
             self._pass.prepare()
             for _ in range(self.warmup_iterations):
+                if cancel is not None and cancel.is_set():
+                    return False
                 self._infer(images, state, tasks[0])
             self._latencies.clear()
             self._ready = True
+        return True
 
     def predict(self, images: Mapping[str, np.ndarray], state: np.ndarray,
                 instruction: str) -> PolicyOutput:

@@ -3,6 +3,7 @@ validation, optimised vs reference agreement, and loading a make_tiny package fr
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 import pytest
@@ -114,7 +115,11 @@ def test_warmup_runs_passes_that_stay_out_of_the_statistics():
     assert not runner.ready
     with pytest.raises(RuntimeError, match="warmup"):
         runner.predict(images, state, runner.tasks[0])
-    runner.warmup()
+    cancelled = threading.Event()
+    cancelled.set()
+    assert runner.warmup(cancel=cancelled) is False
+    assert not runner.ready and expert_calls[0] == 0
+    assert runner.warmup(cancel=threading.Event()) is True
     assert runner.ready and expert_calls[0] == 2
     assert runner.latency_stats() is None
     for _ in range(2):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import threading
 import time
 from typing import Iterator
@@ -251,6 +252,22 @@ def test_bad_configuration_and_a_corrupt_checkpoint_exit_non_zero(tmp_path):
         assert any(message in line for line in node.lines), (name, node.lines)
 
 
+
+def test_a_signal_during_warm_up_ends_the_process_cleanly(tmp_path):
+    """Ctrl-C (SIGINT) or ros2 launch's SIGTERM while the model warms up: the node stops between
+    passes and exits 0, instead of aborting with a worker thread inside torch."""
+    package = make_tiny_package("robotwin_aloha", tmp_path)
+    files = {"checkpoint": package.checkpoint, "instruction_cache": package.instructions}
+    nodes = {signum: NodeProcess("policy_node", {**files, "warmup": 100000})
+             for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum, node in nodes.items():
+        node.wait_for_log(r"WARMING_UP: 100000 warm-up passes", 60)
+        node.process.send_signal(signum)
+    for signum, node in nodes.items():
+        assert node.process.wait(timeout=30) == 0, (signum, node.lines)
+        node.stop()
+        assert not any("terminate called" in line or "Traceback" in line
+                       for line in node.lines), node.lines
 
 def test_libero_shadow_on_request_with_an_end_effector_path(tmp_path):
     package = make_tiny_package("libero_franka", tmp_path)
