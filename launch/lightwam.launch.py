@@ -1,0 +1,45 @@
+"""Light-WAM policy + chunk executor (+ loopback robot, + RViz) for ``ros2 launch``.
+
+    ros2 launch lightwam_ros lightwam.launch.py embodiment:=libero_franka \\
+        checkpoint:=/models/model.safetensors instruction_cache:=/models/instructions.safetensors
+    ros2 launch lightwam_ros lightwam.launch.py loopback_robot:=true rviz:=true  # no hardware
+
+The nodes, their parameter files (config/<node>_<embodiment>.yaml) and their overrides come from
+``lightwam_ros.tools.bringup_plan``, which ``lightwam-bringup`` uses too: both start the same
+pipeline.  Without a checkpoint a random-weight tiny package is built (only with
+loopback_robot:=true or shadow:=true).  replay:=true implies use_sim_time (a bag provides the
+inputs and /clock).
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from lightwam_ros.tools.bringup_plan import (LAUNCH_ARGUMENTS, PACKAGE, launch_flag,
+                                             plan_from_launch_arguments, rviz_config)
+
+
+def _nodes(context, *args, **kwargs):
+    """The plan's nodes for the arguments' values (known only once the launch runs)."""
+    values = {argument.name: LaunchConfiguration(argument.name).perform(context)
+              for argument in LAUNCH_ARGUMENTS}
+    plan = plan_from_launch_arguments(values)
+    actions = [Node(package=PACKAGE, executable=node.executable, name=node.node_name,
+                    output="screen", emulate_tty=True, additional_env=dict(node.env),
+                    parameters=[str(node.params_file)]
+                    + ([dict(node.overrides)] if node.overrides else []))
+               for node in plan.nodes]
+    if launch_flag(values, "rviz"):
+        actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+                            arguments=["-d", str(rviz_config())],
+                            parameters=[{"use_sim_time": plan.use_sim_time}]))
+    return actions
+
+
+def generate_launch_description():
+    arguments = [DeclareLaunchArgument(argument.name, default_value=argument.default,
+                                       description=argument.description,
+                                       **({"choices": list(argument.choices)}
+                                          if argument.choices else {}))
+                 for argument in LAUNCH_ARGUMENTS]
+    return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])

@@ -1,0 +1,493 @@
+"""What a Light-WAM bring-up starts, and with which parameters: one plan for every launcher.
+
+``lightwam-bringup`` (no launch_ros needed) and ``launch/lightwam.launch.py`` both build their
+nodes from ``build_plan``, so the parameter files, the overrides and the wiring of the loopback
+robot cannot drift apart.  No ROS imports: the plan is plain data, tested without rclpy.
+
+A plan is one ``NodePlan`` per node: the node's parameter file (``config/<kind>_<embodiment>``
+.yaml, found in a source checkout or an installed share folder) plus overrides that win over it
+(model files, shadow, use_sim_time, ``--params`` pass-through) and environment variables for its
+process (the policy's CPU thread count).  The loopback robot is wired from
+the *effective* policy and executor parameters: it publishes joint states where both listen,
+camera images where the policy expects them and at the size it requires, and follows whichever
+command output of the executor it understands.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import yaml
+
+PACKAGE = "lightwam_ros"
+EMBODIMENTS = ("libero_franka", "robotwin_aloha")
+DEFAULT_EMBODIMENT = "robotwin_aloha"
+ROLES = ("policy", "executor", "robot")
+NODE_NAMES = {"policy": "lightwam_policy", "executor": "lightwam_executor",
+              "robot": "lightwam_loopback_robot"}
+MODULES = {"policy": "lightwam_ros.nodes.policy_node",
+           "executor": "lightwam_ros.nodes.executor_node",
+           "robot": "lightwam_ros.nodes.loopback_robot"}
+EXECUTABLES = {"policy": "lightwam-policy", "executor": "lightwam-executor",
+               "robot": "lightwam-loopback-robot"}
+_FILE_PREFIX = {"policy": "policy", "executor": "executor", "robot": "loopback"}
+# Executor output mode -> (topic parameter, message type the loopback robot follows), by
+# preference: a trajectory is what a real ros2_control arm gets.
+_FOLLOWED_OUTPUTS = (("joint_trajectory", "joint_trajectory_topic"),
+                     ("joint_state", "joint_command_topic"))
+_TINY_SOURCES = ("tools/make_tiny.py", "model/*.py", "config/embodiments/*.yaml")
+
+
+class PlanError(ValueError):
+    """The requested bring-up is inconsistent or incomplete; the message says how to fix it."""
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter files
+# --------------------------------------------------------------------------------------------
+
+
+def config_dirs() -> list[Path]:
+    """Where parameter files may live, best first: a source checkout (an editable install runs
+    from it), the ament index (colcon), the Python prefix's share folder (pip)."""
+    candidates = []
+    source = Path(__file__).resolve().parents[2]
+    if (source / "package.xml").is_file():
+        candidates.append(source / "config")
+    try:
+        from ament_index_python.packages import (PackageNotFoundError,
+                                                 get_package_share_directory)
+    except ImportError:
+        pass
+    else:
+        try:
+            candidates.append(Path(get_package_share_directory(PACKAGE)) / "config")
+        except (PackageNotFoundError, LookupError, OSError):  # OSError: no AMENT_PREFIX_PATH
+            pass
+    candidates.append(Path(sys.prefix) / "share" / PACKAGE / "config")
+    return list(dict.fromkeys(candidates))
+
+
+def config_file(name: str) -> Path:
+    """The first ``config/<name>`` found in ``config_dirs()``."""
+    searched = config_dirs()
+    for folder in searched:
+        if (folder / name).is_file():
+            return folder / name
+    raise PlanError(f"config file {name} not found in {[str(p) for p in searched]}")
+
+
+def params_file(role: str, embodiment: str) -> Path:
+    """The parameter file of a node role (policy, executor, robot) for an embodiment."""
+    if role not in ROLES:
+        raise PlanError(f"unknown node role {role!r}; roles: {list(ROLES)}")
+    if embodiment not in EMBODIMENTS:
+        raise PlanError(f"no parameter files for embodiment {embodiment!r}; shipped: "
+                        f"{list(EMBODIMENTS)}")
+    return config_file(f"{_FILE_PREFIX[role]}_{embodiment}.yaml")
+
+
+def rviz_config() -> Path:
+    return config_file("lightwam.rviz")
+
+
+def read_params(path: Path, node_name: str) -> dict[str, Any]:
+    """A node's parameters in a ROS 2 parameter file, nested keys joined with dots (as ROS names
+    them).  ``/**`` sections apply to every node; the node's own section wins."""
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise PlanError(f"cannot read parameter file {path}: {error}") from None
+    if not isinstance(document, dict):
+        raise PlanError(f"parameter file {path}: expected a mapping of node names")
+    values: dict[str, Any] = {}
+    for key in ("/**", node_name, "/" + node_name):
+        section = document.get(key)
+        if section is None:
+            continue
+        parameters = section.get("ros__parameters") if isinstance(section, dict) else None
+        if not isinstance(parameters, dict):
+            raise PlanError(f"parameter file {path}: section {key!r} has no ros__parameters")
+        values.update(_flatten(parameters))
+    return values
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+# --------------------------------------------------------------------------------------------
+# Overrides
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParamOverride:
+    """``[role:]name:=value`` from the command line; without a role it goes to every node whose
+    parameter file sets ``name``."""
+
+    role: Optional[str]
+    name: str
+    value: Any
+
+    @classmethod
+    def parse(cls, text: str) -> ParamOverride:
+        target, sep, raw = text.partition(":=")
+        if not sep or not target:
+            raise PlanError(f"--params {text!r}: expected [ROLE:]NAME:=VALUE, e.g. rate:=5 or "
+                            f"executor:boundary_rule:=blend")
+        role, _, name = target.rpartition(":")
+        if role and role not in ROLES:
+            raise PlanError(f"--params {text!r}: unknown node {role!r}; nodes: {list(ROLES)}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as error:
+            raise PlanError(f"--params {text!r}: value is not valid YAML: {error}") from None
+        return cls(role or None, name, _parameter_value(text, value))
+
+
+def _parameter_value(text: str, value: Any) -> Any:
+    """The value if a ROS parameter can hold it (a scalar or a non-empty uniform list); a list
+    mixing integers and doubles becomes doubles, as ROS arrays are uniform."""
+    scalar = (bool, int, float, str)
+    if isinstance(value, scalar):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, scalar) for v in value):
+        kinds = {type(v) for v in value}
+        if kinds == {int, float}:
+            return [float(v) for v in value]
+        if len(kinds) == 1:
+            return value
+    raise PlanError(f"--params {text!r}: a parameter value must be a bool, number, string or a "
+                    f"non-empty list of one of those, got {value!r}")
+
+
+def ros_value_text(value: Any) -> str:
+    """The value as ``-p name:=TEXT`` needs it: ROS parses TEXT as YAML, and JSON is YAML whose
+    strings stay strings (a path or an instruction that looks like a number or a bool too)."""
+    return json.dumps(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Model files
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    checkpoint: Path
+    instruction_cache: Path
+    tiny: bool  # a random-weight package: arbitrary motions
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / PACKAGE
+
+
+def resolve_model(embodiment: str, checkpoint: Optional[str | Path],
+                  instruction_cache: Optional[str | Path], *, tiny: bool, safe_target: bool,
+                  cache_dir: Optional[Path] = None) -> ModelFiles:
+    """The checkpoint and instruction cache to run.
+
+    Without a checkpoint a random-weight tiny package is used (built once into ``cache_dir``),
+    but only when asked for (``tiny``) or when nothing real can move (``safe_target``: the
+    loopback robot, or shadow mode): random weights must never drive an arm by default.
+    """
+    if tiny and (checkpoint or instruction_cache):
+        raise PlanError("tiny uses a random-weight package: give either it or a checkpoint and "
+                        "instruction cache, not both")
+    if checkpoint or instruction_cache:
+        if not (checkpoint and instruction_cache):
+            raise PlanError("a checkpoint needs its instruction cache and vice versa")
+        files = ModelFiles(Path(checkpoint).expanduser(), Path(instruction_cache).expanduser(),
+                           tiny=False)
+        for path in (files.checkpoint, files.instruction_cache):
+            if not path.is_file():
+                raise PlanError(f"no such file: {path}")
+        return files
+    if not (tiny or safe_target):
+        raise PlanError("no checkpoint given: a random-weight tiny package is only used with the "
+                        "loopback robot, in shadow mode, or when asked for explicitly (tiny); "
+                        "pass a checkpoint and instruction cache to drive a robot")
+    return ensure_tiny_package(embodiment, cache_dir)
+
+
+def ensure_tiny_package(embodiment: str, cache_dir: Optional[Path] = None) -> ModelFiles:
+    """The tiny random package of an embodiment, built on first use and reused afterwards.
+
+    Its folder name carries a fingerprint of the code and files that shape it, so a package made
+    by an older version is never loaded by a newer one.  It is built in a scratch folder and
+    renamed into place, so concurrent bring-ups never see a half-written package.
+    """
+    from lightwam_ros.tools import make_tiny  # imports torch: only when a package is needed
+
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = root / f"tiny-{embodiment}-{_tiny_fingerprint()}"
+    files = ModelFiles(folder / make_tiny.CHECKPOINT_NAME, folder / make_tiny.INSTRUCTIONS_NAME,
+                       tiny=True)
+    if files.checkpoint.is_file() and files.instruction_cache.is_file():
+        return files
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    try:
+        make_tiny.make_tiny_package(embodiment, scratch)
+        try:
+            scratch.rename(folder)
+        except OSError:  # built concurrently by another bring-up: keep theirs
+            if not files.checkpoint.is_file():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return files
+
+
+def _tiny_fingerprint() -> str:
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for pattern in _TINY_SOURCES:
+        for path in sorted(package.glob(pattern)):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------------------------
+# Plan
+# --------------------------------------------------------------------------------------------
+
+
+def default_policy_threads() -> int:
+    """CPU threads for the policy's torch: every core but one, which the executor's control loop
+    and the other nodes need on time.  OpenMP threads that share their cores with other busy
+    processes collapse: a tiny-model inference took 6 s instead of 0.24 s on two busy cores with
+    two threads, 0.24 s with one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+@dataclass(frozen=True)
+class BringupOptions:
+    embodiment: str = DEFAULT_EMBODIMENT
+    shadow: bool = False
+    use_sim_time: bool = False
+    replay: bool = False  # inputs come from a recording: implies use_sim_time
+    loopback_robot: bool = False
+    params: tuple[ParamOverride, ...] = ()
+    policy_threads: Optional[int] = None  # None: default_policy_threads()
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    role: str
+    node_name: str
+    module: str
+    executable: str
+    params_file: Path
+    overrides: dict[str, Any]  # win over the parameter file
+    env: dict[str, str] = field(default_factory=dict)  # for the node's process
+
+    def command(self, python: str = sys.executable) -> list[str]:
+        """The command line that runs this node in its own process."""
+        command = [python, "-u", "-m", self.module, "--ros-args", "--params-file",
+                   str(self.params_file)]
+        for name, value in self.overrides.items():
+            command += ["-p", f"{name}:={ros_value_text(value)}"]
+        return command
+
+
+@dataclass(frozen=True)
+class ObservedTopics:
+    """What the bring-up observer watches, from the effective parameters."""
+
+    chunk_topic: str
+    command_type: str  # joint_trajectory | joint_state
+    command_topic: str
+    joint_state_topic: str
+    status_topic: str
+    diagnostics_topic: str
+    executor_name: str
+    max_velocity: Any  # the executor's caps, scalar or per commanded joint
+    max_acceleration: Any
+
+
+@dataclass(frozen=True)
+class BringupPlan:
+    nodes: tuple[NodePlan, ...]
+    observed: Optional[ObservedTopics]  # with the loopback robot only
+    use_sim_time: bool
+    shadow: bool
+
+    def node(self, role: str) -> NodePlan:
+        return next(node for node in self.nodes if node.role == role)
+
+
+def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
+    """The nodes to start and their parameters; PlanError when the combination cannot work."""
+    if options.replay and options.loopback_robot:
+        raise PlanError("replay and loopback_robot both provide the robot's inputs: choose one")
+    roles = ROLES if options.loopback_robot else ROLES[:2]
+    files = {role: params_file(role, options.embodiment) for role in roles}
+    from_files = {role: read_params(files[role], NODE_NAMES[role]) for role in roles}
+    overrides: dict[str, dict[str, Any]] = {role: {} for role in roles}
+    use_sim_time = options.use_sim_time or options.replay
+    overrides["policy"].update(checkpoint=str(model.checkpoint),
+                               instruction_cache=str(model.instruction_cache))
+    for role in roles:
+        if options.shadow and role != "robot":
+            overrides[role]["shadow"] = True
+        if use_sim_time:
+            overrides[role]["use_sim_time"] = True
+    for override in options.params:
+        _route(override, from_files, overrides)
+    policy, executor = ({**from_files[role], **overrides[role]} for role in ROLES[:2])
+    shadow = bool(policy.get("shadow", False))
+    observed = None
+    if options.loopback_robot:
+        observed = _observed_topics(policy, executor, shadow)
+        wiring = _robot_wiring(policy, executor, observed, options.embodiment)
+        overrides["robot"] = {**wiring, **overrides["robot"]}  # the user's overrides win
+    threads = (default_policy_threads() if options.policy_threads is None
+               else options.policy_threads)
+    if threads < 1:
+        raise PlanError(f"policy threads must be >= 1, got {threads}")
+    env = {role: {} for role in roles}
+    env["policy"]["OMP_NUM_THREADS"] = str(threads)
+    nodes = tuple(NodePlan(role, NODE_NAMES[role], MODULES[role], EXECUTABLES[role], files[role],
+                           overrides[role], env[role]) for role in roles)
+    return BringupPlan(nodes, observed, use_sim_time, shadow)
+
+
+def _route(override: ParamOverride, from_files: Mapping[str, Mapping[str, Any]],
+           overrides: dict[str, dict[str, Any]]) -> None:
+    """Add an override to its node, or to every started node whose file sets the name."""
+    targets = ([override.role] if override.role else
+               [role for role, values in from_files.items() if override.name in values])
+    if not targets:
+        raise PlanError(f"--params {override.name}: no node's parameter file sets it; prefix "
+                        f"the node to pass it anyway (e.g. policy:{override.name}:=...)")
+    if any(target not in overrides for target in targets):
+        raise PlanError(f"--params for {override.role}: that node is not started (the robot "
+                        "runs only with the loopback robot)")
+    for target in targets:
+        overrides[target][override.name] = override.value
+
+
+def _observed_topics(policy: Mapping[str, Any], executor: Mapping[str, Any],
+                     shadow: bool) -> ObservedTopics:
+    command_type, command_topic = _followed_output(executor)
+    return ObservedTopics(
+        chunk_topic=policy.get("shadow_chunk_topic" if shadow else "chunk_topic",
+                               "lightwam/shadow_chunk" if shadow else "lightwam/action_chunk"),
+        command_type=command_type, command_topic=command_topic,
+        joint_state_topic=executor.get("joint_state_topic", "joint_states"),
+        status_topic=policy.get("status_topic", "lightwam/policy_status"),
+        diagnostics_topic=executor.get("diagnostics_topic", "/diagnostics"),
+        executor_name=NODE_NAMES["executor"],
+        max_velocity=executor.get("max_velocity"),
+        max_acceleration=executor.get("max_acceleration"))
+
+
+def _followed_output(executor: Mapping[str, Any]) -> tuple[str, str]:
+    modes = executor.get("output_modes") or []
+    for mode, topic_parameter in _FOLLOWED_OUTPUTS:
+        if mode in modes:
+            return mode, executor[topic_parameter]
+    raise PlanError(f"executor output_modes {list(modes)}: the loopback robot and the observer "
+                    f"follow {[mode for mode, _ in _FOLLOWED_OUTPUTS]}; enable one of them")
+
+
+def _robot_wiring(policy: Mapping[str, Any], executor: Mapping[str, Any],
+                  observed: ObservedTopics, embodiment: str) -> dict[str, Any]:
+    """Loopback-robot parameters that connect it to the policy and the executor."""
+    joint_topics = {policy.get("joint_state_topic", "joint_states"),
+                    executor.get("joint_state_topic", "joint_states")}
+    if len(joint_topics) != 1:
+        raise PlanError(f"the policy and the executor read joint states from different topics "
+                        f"{sorted(joint_topics)}: the loopback robot publishes one")
+    wiring: dict[str, Any] = {"embodiment": embodiment, "joint_state_topic": joint_topics.pop(),
+                              "command_type": observed.command_type,
+                              "command_topic": observed.command_topic}
+    roles = sorted({name.split(".")[1] for name in policy if name.startswith("cameras.")})
+    for role in roles:
+        prefix = f"cameras.{role}."
+        if policy.get(prefix + "compressed", False):
+            raise PlanError(f"policy camera {role!r} is compressed: the loopback robot publishes "
+                            f"raw sensor_msgs/Image only (set {prefix}compressed:=false)")
+        if policy.get(prefix + "topic"):
+            wiring[prefix + "topic"] = policy[prefix + "topic"]
+        if policy.get(prefix + "size"):
+            wiring[prefix + "size"] = [int(v) for v in policy[prefix + "size"]]
+    return wiring
+
+
+# --------------------------------------------------------------------------------------------
+# Launch arguments (launch/lightwam.launch.py)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    name: str
+    default: str
+    description: str
+    choices: tuple[str, ...] = field(default=())
+
+
+_BOOL_CHOICES = ("true", "false")
+LAUNCH_ARGUMENTS = (
+    LaunchArgument("embodiment", DEFAULT_EMBODIMENT, "Robot: selects config/*_<embodiment>.yaml.",
+                   EMBODIMENTS),
+    LaunchArgument("checkpoint", "", "Light-WAM checkpoint (.safetensors); empty: a random-weight "
+                   "tiny package, allowed only with loopback_robot or shadow."),
+    LaunchArgument("instruction_cache", "", "Instruction cache (.safetensors) of the checkpoint."),
+    LaunchArgument("shadow", "false", "Predict and plan without commanding the arm.",
+                   _BOOL_CHOICES),
+    LaunchArgument("use_sim_time", "false", "Every node follows /clock.", _BOOL_CHOICES),
+    LaunchArgument("replay", "false", "Inputs come from a recording (implies use_sim_time).",
+                   _BOOL_CHOICES),
+    LaunchArgument("loopback_robot", "false", "Start the stand-in robot (no hardware).",
+                   _BOOL_CHOICES),
+    LaunchArgument("rviz", "false", "Start rviz2 with config/lightwam.rviz.", _BOOL_CHOICES),
+)
+
+
+def launch_flag(values: Mapping[str, str], name: str) -> bool:
+    text = values[name].strip().lower()
+    if text not in _BOOL_CHOICES:
+        raise PlanError(f"launch argument {name} must be true or false, got {values[name]!r}")
+    return text == "true"
+
+
+def plan_from_launch_arguments(values: Mapping[str, str],
+                               cache_dir: Optional[Path] = None) -> BringupPlan:
+    """The plan for the launch file's argument values (strings, as launch gives them)."""
+    options = BringupOptions(
+        embodiment=values["embodiment"], shadow=launch_flag(values, "shadow"),
+        use_sim_time=launch_flag(values, "use_sim_time"), replay=launch_flag(values, "replay"),
+        loopback_robot=launch_flag(values, "loopback_robot"))
+    if options.embodiment not in EMBODIMENTS:
+        raise PlanError(f"launch argument embodiment must be one of {list(EMBODIMENTS)}, got "
+                        f"{options.embodiment!r}")
+    model = resolve_model(options.embodiment, values["checkpoint"].strip() or None,
+                          values["instruction_cache"].strip() or None, tiny=False,
+                          safe_target=options.loopback_robot or options.shadow,
+                          cache_dir=cache_dir)
+    return build_plan(options, model)
+

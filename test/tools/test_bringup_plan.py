@@ -1,0 +1,356 @@
+"""The bring-up plan shared by lightwam-bringup and launch/lightwam.launch.py: parameter files
+found in a checkout or an installation, overrides routed to the right nodes, the loopback robot
+wired from the effective policy/executor parameters, model files resolved safely, and the launch
+file and RViz config consistent with it.  No ROS needed (the launch test runs where launch_ros
+is installed)."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightwam_ros.tools import bringup_plan as bp
+from lightwam_ros.tools.bringup_plan import (BringupOptions, ModelFiles, ParamOverride,
+                                             PlanError, build_plan)
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH_FILE = ROOT / "launch" / "lightwam.launch.py"
+MODEL = ModelFiles(Path("/models/m.safetensors"), Path("/models/i.safetensors"), tiny=False)
+
+
+def plan(**options):
+    params = tuple(ParamOverride.parse(text) for text in options.pop("params", ()))
+    return build_plan(BringupOptions(params=params, **options), MODEL)
+
+
+def file_params(role, embodiment="robotwin_aloha"):
+    document = yaml.safe_load(bp.params_file(role, embodiment).read_text())
+    return document[bp.NODE_NAMES[role]]["ros__parameters"]
+
+
+# ------------------------------------------------------------------ parameter files
+
+
+@pytest.mark.parametrize("embodiment", bp.EMBODIMENTS)
+@pytest.mark.parametrize("role", bp.ROLES)
+def test_every_node_has_a_parameter_file_per_embodiment_keyed_by_its_node_name(role, embodiment):
+    path = bp.params_file(role, embodiment)
+    assert path == ROOT / "config" / path.name  # a source checkout uses its own files
+    values = bp.read_params(path, bp.NODE_NAMES[role])
+    assert values["embodiment"] == embodiment
+
+
+def test_read_params_joins_nested_names_with_dots_and_applies_wildcard_sections(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({
+        "/**": {"ros__parameters": {"use_sim_time": True, "rate": 1.0}},
+        "node": {"ros__parameters": {"rate": 2.0, "cameras": {"head": {"topic": "t"}}}},
+        "other": {"ros__parameters": {"x": 1}}}))
+    assert bp.read_params(path, "node") == {"use_sim_time": True, "rate": 2.0,
+                                            "cameras.head.topic": "t"}
+
+
+def test_unreadable_or_malformed_parameter_files_are_plan_errors(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("node: {ros__parameters: [1, 2]}")
+    with pytest.raises(PlanError, match="no ros__parameters"):
+        bp.read_params(path, "node")
+    with pytest.raises(PlanError, match="cannot read"):
+        bp.read_params(tmp_path / "missing.yaml", "node")
+    with pytest.raises(PlanError, match="no parameter files for embodiment"):
+        bp.params_file("policy", "ur5")
+
+
+def _installed_share(prefix: Path) -> Path:
+    share = prefix / "share" / "lightwam_ros"
+    shutil.copytree(ROOT / "config", share / "config")
+    return share
+
+
+def test_an_installation_finds_its_files_in_the_ament_index_or_the_python_prefix(
+        tmp_path, monkeypatch):
+    """Outside a checkout (no package.xml next to the package) the files come from
+    share/lightwam_ros: the ament index's (colcon) first, else the Python prefix's (pip)."""
+    monkeypatch.setattr(bp, "__file__", str(tmp_path / "site" / "lightwam_ros" / "tools" /
+                                            "bringup_plan.py"))
+    pip_prefix, colcon_prefix = tmp_path / "venv", tmp_path / "install"
+    _installed_share(pip_prefix)
+    monkeypatch.setattr(sys, "prefix", str(pip_prefix))
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    assert bp.params_file("executor", "libero_franka") == (
+        pip_prefix / "share/lightwam_ros/config/executor_libero_franka.yaml")
+
+    pytest.importorskip("ament_index_python", reason="the ament index needs ament_index_python")
+    _installed_share(colcon_prefix)
+    marker = colcon_prefix / "share/ament_index/resource_index/packages/lightwam_ros"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(colcon_prefix))
+    assert bp.rviz_config() == colcon_prefix / "share/lightwam_ros/config/lightwam.rviz"
+
+    shutil.rmtree(colcon_prefix / "share/lightwam_ros/config")
+    shutil.rmtree(pip_prefix / "share/lightwam_ros/config")
+    with pytest.raises(PlanError, match="policy_robotwin_aloha.yaml not found"):
+        bp.params_file("policy", "robotwin_aloha")
+
+
+# ------------------------------------------------------------------ overrides
+
+
+def test_overrides_parse_role_name_and_a_yaml_value():
+    assert ParamOverride.parse("rate:=5") == ParamOverride(None, "rate", 5)
+    assert ParamOverride.parse("executor:boundary_rule:=blend") == ParamOverride(
+        "executor", "boundary_rule", "blend")
+    assert ParamOverride.parse("policy:cameras.head.size:=[120, 160]").value == [120, 160]
+    assert ParamOverride.parse("max_velocity:=[1, 2.5]").value == [1.0, 2.5]  # uniform doubles
+    assert ParamOverride.parse("instruction:=").value == ""
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("rate=5", "expected"), (":=5", "expected"), ("arm:rate:=5", "unknown node"),
+    ("rate:=[1, a]", "must be"), ("rate:=[]", "must be"), ("rate:={a: 1}", "must be"),
+    ("rate:=[unclosed", "not valid YAML")])
+def test_bad_overrides_are_refused_with_the_reason(text, reason):
+    with pytest.raises(PlanError, match=reason):
+        ParamOverride.parse(text)
+
+
+def test_values_reach_ros_as_the_same_type():
+    """-p values are parsed as YAML by ROS: strings that look like numbers stay strings."""
+    assert bp.ros_value_text("1.5") == '"1.5"'
+    assert bp.ros_value_text("true") == '"true"'
+    assert bp.ros_value_text(True) == "true"
+    assert bp.ros_value_text([1.0, 2.0]) == "[1.0, 2.0]"
+    assert yaml.safe_load(bp.ros_value_text("/a b/c.safetensors")) == "/a b/c.safetensors"
+
+
+# ------------------------------------------------------------------ plans
+
+
+def test_plan_without_robot_runs_policy_and_executor_on_their_files():
+    result = plan()
+    assert [node.role for node in result.nodes] == ["policy", "executor"]
+    policy, executor = result.nodes
+    assert policy.params_file.name == "policy_robotwin_aloha.yaml"
+    assert policy.overrides == {"checkpoint": str(MODEL.checkpoint),
+                                "instruction_cache": str(MODEL.instruction_cache)}
+    assert executor.overrides == {}
+    assert result.observed is None and not result.shadow and not result.use_sim_time
+
+
+def test_shadow_and_sim_time_reach_the_nodes_that_have_them():
+    result = plan(shadow=True, use_sim_time=True, loopback_robot=True)
+    overrides = {node.role: node.overrides for node in result.nodes}
+    assert overrides["policy"]["shadow"] is overrides["executor"]["shadow"] is True
+    assert "shadow" not in overrides["robot"]
+    assert all(o["use_sim_time"] is True for o in overrides.values())
+    assert result.observed.chunk_topic == file_params("policy")["shadow_chunk_topic"]
+    assert plan(replay=True).use_sim_time
+    with pytest.raises(PlanError, match="choose one"):
+        plan(replay=True, loopback_robot=True)
+
+
+def test_bare_overrides_go_to_every_node_whose_file_sets_them():
+    result = plan(params=["rate:=5", "shadow:=true", "executor:joint_names:=[a, b]"])
+    policy, executor = result.nodes
+    assert policy.overrides["rate"] == 5 and "rate" not in executor.overrides
+    assert policy.overrides["shadow"] is executor.overrides["shadow"] is True
+    assert executor.overrides["joint_names"] == ["a", "b"]  # not in the file: prefixed
+    assert result.shadow
+    with pytest.raises(PlanError, match="no node's parameter file sets it"):
+        plan(params=["rat:=5"])
+    with pytest.raises(PlanError, match="not started"):
+        plan(params=["robot:state_rate:=50"])
+
+
+def test_node_command_lines_pass_the_file_then_the_overrides():
+    node = plan(params=["instruction:='1'"]).node("policy")  # quoted: a string
+    command = node.command("/venv/bin/python")
+    assert command[:8] == ["/venv/bin/python", "-u", "-m", "lightwam_ros.nodes.policy_node",
+                           "--ros-args", "--params-file", str(node.params_file), "-p"]
+    pairs = dict(arg.split(":=", 1) for arg in command[8::2])
+    assert set(command[7::2]) == {"-p"}
+    assert pairs == {"checkpoint": f'"{MODEL.checkpoint}"',
+                     "instruction_cache": f'"{MODEL.instruction_cache}"', "instruction": '"1"'}
+
+
+@pytest.mark.parametrize("embodiment", bp.EMBODIMENTS)
+def test_loopback_robot_is_wired_from_the_policy_and_executor_files(embodiment):
+    result = plan(embodiment=embodiment, loopback_robot=True)
+    robot = result.node("robot")
+    policy, executor = file_params("policy", embodiment), file_params("executor", embodiment)
+    assert robot.params_file.name == f"loopback_{embodiment}.yaml"
+    assert robot.overrides["embodiment"] == embodiment
+    assert robot.overrides["joint_state_topic"] == executor["joint_state_topic"]
+    assert robot.overrides["command_type"] == "joint_trajectory"
+    assert robot.overrides["command_topic"] == executor["joint_trajectory_topic"]
+    cameras = {name.split(".")[1]: value for name, value in robot.overrides.items()
+               if name.startswith("cameras.")}
+    assert cameras == {role: camera["topic"] for role, camera in policy["cameras"].items()}
+    observed = result.observed
+    assert (observed.chunk_topic, observed.command_topic) == (
+        policy["chunk_topic"], executor["joint_trajectory_topic"])
+    assert observed.max_velocity == executor["max_velocity"]
+
+
+def test_robot_follows_what_the_executor_outputs_and_shows_what_the_policy_expects():
+    result = plan(loopback_robot=True, params=[
+        "executor:output_modes:=[forward_command, joint_state]",
+        "policy:cameras.head.size:=[120, 160]", "cameras.head.topic:=/cam/head"])
+    robot = result.node("robot").overrides
+    assert (robot["command_type"], robot["command_topic"]) == (
+        "joint_state", file_params("executor")["joint_command_topic"])
+    assert robot["cameras.head.size"] == [120, 160]
+    assert robot["cameras.head.topic"] == "/cam/head"
+    explicit = plan(loopback_robot=True, params=["robot:command_topic:=/mine"])
+    assert explicit.node("robot").overrides["command_topic"] == "/mine"
+
+
+@pytest.mark.parametrize("override, reason", [
+    ("executor:output_modes:=[forward_command]", "enable one of them"),
+    ("policy:joint_state_topic:=/other", "different topics"),
+    ("cameras.head.compressed:=true", "raw sensor_msgs/Image only")])
+def test_a_loopback_robot_that_could_not_close_the_loop_is_refused(override, reason):
+    with pytest.raises(PlanError, match=reason):
+        plan(loopback_robot=True, params=[override])
+
+
+# ------------------------------------------------------------------ model files
+
+
+def test_model_files_must_exist_and_come_in_pairs(tmp_path):
+    checkpoint = tmp_path / "m.safetensors"
+    checkpoint.write_bytes(b"")
+    with pytest.raises(PlanError, match="vice versa"):
+        bp.resolve_model("robotwin_aloha", checkpoint, None, tiny=False, safe_target=False)
+    with pytest.raises(PlanError, match="no such file"):
+        bp.resolve_model("robotwin_aloha", checkpoint, tmp_path / "i", tiny=False,
+                         safe_target=False)
+    with pytest.raises(PlanError, match="not both"):
+        bp.resolve_model("robotwin_aloha", checkpoint, checkpoint, tiny=True, safe_target=True)
+    files = bp.resolve_model("robotwin_aloha", checkpoint, checkpoint, tiny=False,
+                             safe_target=False)
+    assert files == ModelFiles(checkpoint, checkpoint, tiny=False)
+
+
+def test_random_weights_never_drive_a_robot_unless_asked_for(tmp_path):
+    with pytest.raises(PlanError, match="no checkpoint given"):
+        bp.resolve_model("robotwin_aloha", None, None, tiny=False, safe_target=False,
+                         cache_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_tiny_package_is_built_once_into_the_cache_and_reused(tmp_path):
+    files = bp.resolve_model("libero_franka", None, None, tiny=False, safe_target=True,
+                             cache_dir=tmp_path)
+    assert files.tiny and files.checkpoint.is_file() and files.instruction_cache.is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [files.checkpoint.parent.name]  # no scratch
+    assert files.checkpoint.parent.name.startswith("tiny-libero_franka-")
+    built = files.checkpoint.stat().st_mtime_ns
+    again = bp.resolve_model("libero_franka", None, None, tiny=True, safe_target=False,
+                             cache_dir=tmp_path)
+    assert again == files and files.checkpoint.stat().st_mtime_ns == built
+
+
+def test_default_cache_follows_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert bp.default_cache_dir() == tmp_path / "lightwam_ros"
+
+
+# ------------------------------------------------------------------ launch file and RViz
+
+
+def test_launch_arguments_are_the_documented_ones():
+    assert [a.name for a in bp.LAUNCH_ARGUMENTS] == [
+        "embodiment", "checkpoint", "instruction_cache", "shadow", "use_sim_time", "replay",
+        "loopback_robot", "rviz"]
+    flags = [a for a in bp.LAUNCH_ARGUMENTS if a.choices == ("true", "false")]
+    assert all(a.default == "false" for a in flags) and len(flags) == 5
+
+
+def _launch_values(**values):
+    return {**{a.name: a.default for a in bp.LAUNCH_ARGUMENTS}, **values}
+
+
+def test_launch_argument_values_make_the_same_plan_as_the_options(tmp_path):
+    checkpoint = tmp_path / "m.safetensors"
+    checkpoint.write_bytes(b"")
+    from_launch = bp.plan_from_launch_arguments(_launch_values(
+        embodiment="libero_franka", checkpoint=str(checkpoint),
+        instruction_cache=str(checkpoint), replay="true", shadow="True"))
+    model = ModelFiles(checkpoint, checkpoint, tiny=False)
+    assert from_launch == build_plan(BringupOptions(embodiment="libero_franka", replay=True,
+                                                    shadow=True), model)
+    with pytest.raises(PlanError, match="true or false"):
+        bp.plan_from_launch_arguments(_launch_values(shadow="yes"))
+    with pytest.raises(PlanError, match="embodiment must be one of"):
+        bp.plan_from_launch_arguments(_launch_values(embodiment="ur5"))
+    with pytest.raises(PlanError, match="no checkpoint given"):
+        bp.plan_from_launch_arguments(_launch_values(), cache_dir=tmp_path)
+
+
+def test_launch_file_builds_its_nodes_from_the_plan_only():
+    """Without launch_ros here, check the source: the plan module provides the arguments, the
+    nodes and the RViz file; no topic, file or parameter name is spelled in the launch file."""
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and node.module == "lightwam_ros.tools.bringup_plan" for alias in node.names}
+    assert {"LAUNCH_ARGUMENTS", "plan_from_launch_arguments", "rviz_config"} <= imported
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert "generate_launch_description" in functions
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr)}
+    strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+               and isinstance(node.value, str) and id(node) not in docstrings}
+    assert not [s for s in strings if s.endswith((".yaml", ".rviz")) or "/" in s]
+
+
+def test_launch_description_starts_the_planned_nodes(tmp_path, monkeypatch):
+    pytest.importorskip("launch_ros", reason="launch_ros is not installable from PyPI: this runs "
+                        "on a ROS 2 installation")
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch_ros.actions import Node
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("lightwam_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    declared = [e for e in description.entities if isinstance(e, DeclareLaunchArgument)]
+    assert [a.name for a in declared] == [a.name for a in bp.LAUNCH_ARGUMENTS]
+    context = LaunchContext()
+    context.launch_configurations.update(_launch_values(loopback_robot="true", rviz="true"))
+    function = next(e for e in description.entities if isinstance(e, OpaqueFunction))
+    nodes = function.execute(context)
+    assert all(isinstance(node, Node) for node in nodes)
+    assert [node.node_executable for node in nodes] == [
+        "lightwam-policy", "lightwam-executor", "lightwam-loopback-robot", "rviz2"]
+
+
+def test_rviz_config_shows_the_cameras_and_the_path_the_policies_publish():
+    config = yaml.safe_load(bp.rviz_config().read_text())
+    manager = config["Visualization Manager"]
+
+    def displays(items):
+        for item in items:
+            yield item
+            yield from displays(item.get("Displays") or [])
+    shown = {d["Class"]: set() for d in displays(manager["Displays"])}
+    for display in displays(manager["Displays"]):
+        topic = display.get("Topic") or display.get("Description Topic") or {}
+        shown[display["Class"]].add(topic.get("Value"))
+    for embodiment in bp.EMBODIMENTS:
+        policy = file_params("policy", embodiment)
+        cameras = {"/" + camera["topic"] for camera in policy["cameras"].values()}
+        assert cameras <= shown["rviz_default_plugins/Image"], embodiment
+        assert "/" + policy["path_topic"] in shown["rviz_default_plugins/MarkerArray"]
+    assert {"rviz_default_plugins/TF", "rviz_default_plugins/RobotModel"} <= set(shown)
+    assert manager["Global Options"]["Fixed Frame"] == "panda_link0"  # LIBERO's path frame
+
