@@ -1,4 +1,4 @@
-"""Publish or receive one synthetic ActionChunk across processes: the smallest proof that the
+"""Publish a synthetic ActionChunk for another process to receive: the smallest proof that the
 generated messages, the ROS 2 middleware and the isolation settings work on this machine."""
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def publish(duration: float) -> int:
     sent_after_match = 0
     while time.monotonic() < deadline and sent_after_match < 20:
         pub.publish(synthetic_chunk())
-        if pub.get_subscription_count() > 0:
+        # Counted from the first match on: the subscriber may leave after its first message.
+        if sent_after_match or pub.get_subscription_count() > 0:
             sent_after_match += 1
         time.sleep(0.1)
     node.destroy_node()
@@ -55,33 +56,10 @@ def publish(duration: float) -> int:
     return 0 if sent_after_match else 1
 
 
-def echo(timeout: float) -> int:
-    """Wait for one chunk and print a summary of it; exit non-zero on timeout."""
-    rclpy.init()
-    node = Node("lightwam_roundtrip_echo")
-    received: list[ActionChunk] = []
-    node.create_subscription(ActionChunk, TOPIC, received.append, 10)
-    deadline = time.monotonic() + timeout
-    while not received and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.1)
-    node.destroy_node()
-    rclpy.shutdown()
-    if not received:
-        print(f"no ActionChunk on /{TOPIC} within {timeout:.0f} s", file=sys.stderr)
-        return 1
-    msg = received[0]
-    actions = np.asarray(msg.actions, dtype=np.float32).reshape(msg.horizon, msg.action_dim)
-    print(f"received ActionChunk #{msg.chunk_id} for {msg.embodiment}: {msg.horizon}x{msg.action_dim} "
-          f"actions, dt={msg.dt} s, execute {msg.execute_steps}, first row {np.round(actions[0, :3], 3)}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("role", choices=["publish", "echo"])
     parser.add_argument("--seconds", type=float, default=20.0, help="give up after this long")
-    args = parser.parse_args(argv)
-    return publish(args.seconds) if args.role == "publish" else echo(args.seconds)
+    return publish(parser.parse_args(argv).seconds)
 
 
 if __name__ == "__main__":

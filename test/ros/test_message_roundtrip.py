@@ -25,7 +25,7 @@ def test_isolation_settings_are_in_effect():
 
 def test_action_chunk_crosses_processes_intact():
     publisher = subprocess.Popen(
-        [sys.executable, "-m", "lightwam_ros.tools.chunk_roundtrip", "publish", "--seconds", "30"])
+        [sys.executable, "-m", "lightwam_ros.tools.chunk_roundtrip", "--seconds", "30"])
     context = rclpy.Context()
     rclpy.init(context=context)
     try:
