@@ -28,7 +28,6 @@ from __future__ import annotations
 import collections
 import math
 import sys
-import threading
 import time
 from typing import Optional, Sequence
 
@@ -55,6 +54,7 @@ from lightwam_ros.nodes.diagnostics import make_diagnostic_array, make_diagnosti
 from lightwam_ros.nodes.executor_params import ExecutorSettings, declare_executor_parameters
 from lightwam_ros.nodes.joint_state import JointStateError, JointStateMatcher
 from lightwam_ros.nodes.node_main import run_node
+from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.nodes.stamps import (nanoseconds_to_stamp, seconds_to_duration,
                                        stamp_to_seconds)
 from lightwam_ros.policy.embodiment import load_embodiment
@@ -63,36 +63,6 @@ NODE_NAME = "lightwam_executor"
 _PENDING_CHUNKS = 16  # converted chunks waiting for the next tick; older ones are dropped first
 _LEVEL_BY_STATE = {ExecutorState.RAMP_IN: 0, ExecutorState.RUNNING: 0, ExecutorState.WAITING: 1,
                    ExecutorState.HOLDING: 1, ExecutorState.ESTOPPED: 2}
-
-
-class ReasonReporter:
-    """Rate-limits repeated complaints about one input without hiding a new problem.
-
-    The first problem after a good input is reported at once; while the input stays bad, at most
-    one report per ``interval`` seconds, with the count of those left out.  Thread-safe.  The
-    caller logs the returned text (rclpy ties a severity to each logging call site).
-    """
-
-    def __init__(self, interval: float = 1.0) -> None:
-        self._interval = interval
-        self._lock = threading.Lock()
-        self._last = -math.inf
-        self._suppressed = 0
-
-    def bad(self, message: str) -> Optional[str]:
-        """The text to log now, or None while reports are being left out."""
-        with self._lock:
-            now = time.monotonic()
-            if now - self._last < self._interval:
-                self._suppressed += 1
-                return None
-            suffix = f" ({self._suppressed} similar reports left out)" if self._suppressed else ""
-            self._last, self._suppressed = now, 0
-        return message + suffix
-
-    def good(self) -> None:
-        with self._lock:
-            self._last, self._suppressed = -math.inf, 0
 
 
 class TickStats:

@@ -33,9 +33,9 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
-from lightwam_ros.nodes.executor_node import ReasonReporter
 from lightwam_ros.nodes.image_conversion import rgb_to_image
 from lightwam_ros.nodes.node_main import run_node
+from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.nodes.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds
 from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
 

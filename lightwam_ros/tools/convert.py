@@ -336,7 +336,7 @@ def _summary(args: argparse.Namespace, model_id: str, meta: CheckpointMetadata, 
              f"  config      {cfg.name}: action_dim {cfg.action_dim}, proprio_dim {cfg.proprio_dim}, "
              f"horizon {cfg.horizon}",
              f"  embodiment  {meta.embodiment}, stats {stats_path}, config.yaml {yaml_path or 'not found'}",
-             f"  release     " + ", ".join(f"{k}={v}" for k, v in sorted(release.values.items())),
+             "  release     " + ", ".join(f"{k}={v}" for k, v in sorted(release.values.items())),
              f"  dtype       stored {args.dtype} (source tensors: {', '.join(source_dtypes)})",
              "  keys per family:"]
     lines += [f"    {family:<16} {counts[family][0]:>6} tensors {counts[family][1] / 1e6:>10.2f} M params"

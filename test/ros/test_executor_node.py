@@ -21,8 +21,8 @@ from std_srvs.srv import Trigger  # noqa: E402
 from lightwam_ros.control.kinematics import panda_chain  # noqa: E402
 from lightwam_ros.msg import ActionChunk  # noqa: E402
 from lightwam_ros.nodes.command_layout import ChunkLayoutError, CommandLayout  # noqa: E402
-from lightwam_ros.nodes.executor_node import (ReasonReporter, TickStats,  # noqa: E402
-                                              create_executor_node)
+from lightwam_ros.nodes.executor_node import TickStats, create_executor_node  # noqa: E402
+from lightwam_ros.nodes.reason_reporter import ReasonReporter  # noqa: E402
 from lightwam_ros.nodes.stamps import seconds_to_stamp  # noqa: E402
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
 from ros_harness import (A0, ALOHA_JOINTS, COMMAND_TOPIC, CONFIG, FORWARD_TOPIC,  # noqa: E402
