@@ -47,7 +47,8 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Empty, String
 from std_srvs.srv import Trigger
@@ -74,6 +75,8 @@ from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, 
 
 NODE_NAME = "lightwam_policy"
 JOINT_STREAM = "joint_states"
+# Newest frames only: a queue of old frames would only be dropped as stale by the assembler.
+_RELIABLE_CAMERA = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 _WORKER_STOP_TIMEOUT = 120.0  # s: a full checkpoint load from a slow disk
 _ANCHOR_STAMPS_KEPT = 64  # exact stamps of recent scene-camera frames (see _anchor_stamp)
 _LEVEL = {PolicyStatus.STARTING: 1, PolicyStatus.WARMING_UP: 1, PolicyStatus.READY: 0,
@@ -176,12 +179,14 @@ class PolicyNode(Node):
         self._diagnostics_pub = self.create_publisher(DiagnosticArray,
                                                       topics["diagnostics_topic"], reliable)
 
-        # Best effort matches reliable and best-effort sensor publishers alike.
+        # Best effort matches reliable and best-effort sensor publishers alike; reliable (opt-in
+        # per camera) loses no frame of a burst of large images, but matches reliable ones only.
         for camera in settings.cameras:
             kind, convert = ((CompressedImage, compressed_to_rgb) if camera.compressed
                              else (Image, image_to_rgb))
+            qos = _RELIABLE_CAMERA if camera.reliable else qos_profile_sensor_data
             self.create_subscription(kind, camera.topic, self._image_callback(camera, convert),
-                                     qos_profile_sensor_data)
+                                     qos)
         self.create_subscription(JointState, topics["joint_state_topic"], self._on_joint_state,
                                  qos_profile_sensor_data)
         for pose in settings.poses:

@@ -81,6 +81,7 @@ class CameraInput:
     compressed: bool
     max_age: float
     size: Optional[tuple[int, int]]  # (height, width) every frame must have; None: any
+    reliable: bool  # reliable QoS subscription instead of best effort
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,10 @@ def _declare_camera(node: Node, role: str) -> CameraInput:
         if len(size) != 2 or min(size) < 1:
             raise ValueError(f"parameter {prefix}size must be [height, width] > 0, got "
                              f"{list(size)}")
-    return CameraInput(role, topic, bool(compressed), max_age, size)
+    reliable = _declare(node, prefix + "reliable", False, (
+        f"Subscribe to camera '{role}' with reliable QoS: no frame lost to a burst of large "
+        "images, but only reliable publishers match; false (best effort) matches every driver."))
+    return CameraInput(role, topic, bool(compressed), max_age, size, bool(reliable))
 
 
 def _declare_pose(node: Node, arm: str) -> Optional[PoseInput]:

@@ -363,6 +363,10 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
         observed = _observed_topics(policy, executor, shadow)
         wiring = _robot_wiring(policy, executor, observed, options.embodiment)
         overrides["robot"] = {**wiring, **overrides["robot"]}  # the user's overrides win
+        # The robot publishes every camera in one burst from one participant, which best-effort
+        # readers here lose frames of (lightwam-bench-ros measured it); it publishes reliably.
+        reliable = {f"cameras.{role}.reliable": True for role in _camera_roles(policy)}
+        overrides["policy"] = {**reliable, **overrides["policy"]}
     threads = (default_policy_threads() if options.policy_threads is None
                else options.policy_threads)
     if threads < 1:
@@ -413,6 +417,10 @@ def _followed_output(executor: Mapping[str, Any]) -> tuple[str, str]:
                     f"follow {[mode for mode, _ in _FOLLOWED_OUTPUTS]}; enable one of them")
 
 
+def _camera_roles(policy: Mapping[str, Any]) -> list[str]:
+    return sorted({name.split(".")[1] for name in policy if name.startswith("cameras.")})
+
+
 def _robot_wiring(policy: Mapping[str, Any], executor: Mapping[str, Any],
                   observed: ObservedTopics, embodiment: str) -> dict[str, Any]:
     """Loopback-robot parameters that connect it to the policy and the executor."""
@@ -424,8 +432,7 @@ def _robot_wiring(policy: Mapping[str, Any], executor: Mapping[str, Any],
     wiring: dict[str, Any] = {"embodiment": embodiment, "joint_state_topic": joint_topics.pop(),
                               "command_type": observed.command_type,
                               "command_topic": observed.command_topic}
-    roles = sorted({name.split(".")[1] for name in policy if name.startswith("cameras.")})
-    for role in roles:
+    for role in _camera_roles(policy):
         prefix = f"cameras.{role}."
         if policy.get(prefix + "compressed", False):
             raise PlanError(f"policy camera {role!r} is compressed: the loopback robot publishes "

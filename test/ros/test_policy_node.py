@@ -11,7 +11,7 @@ import re
 import signal
 import threading
 import time
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -19,6 +19,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("PIL.Image")  # encodes the CompressedImage frames
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import ReliabilityPolicy  # noqa: E402
 from std_msgs.msg import Empty  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
@@ -324,7 +325,8 @@ def test_libero_shadow_on_request_with_an_end_effector_path(tmp_path):
 
 
 @contextlib.contextmanager
-def _in_process_policy(package: TinyPackage, roles: list[str]) -> Iterator[PolicyNode]:
+def _in_process_policy(package: TinyPackage, roles: list[str],
+                       extra: Sequence[Parameter] = ()) -> Iterator[PolicyNode]:
     """A robotwin_aloha policy node in this process (so a test can patch it), spinning."""
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -333,7 +335,7 @@ def _in_process_policy(package: TinyPackage, roles: list[str]) -> Iterator[Polic
         Parameter("instruction_cache", value=str(package.instructions)),
         Parameter("instruction", value=ALOHA_TASK), Parameter("warmup", value=0),
         Parameter("joint_state_max_age", value=MAX_AGE),
-        *(Parameter(f"cameras.{role}.max_age", value=MAX_AGE) for role in roles)])
+        *(Parameter(f"cameras.{role}.max_age", value=MAX_AGE) for role in roles), *extra])
     executor, spinner = spin_in_background(context, [node])
     try:
         yield node
@@ -343,6 +345,16 @@ def _in_process_policy(package: TinyPackage, roles: list[str]) -> Iterator[Polic
         node.destroy_node()
         rclpy.shutdown(context=context)
 
+
+def test_a_camera_can_be_subscribed_reliably_and_the_others_stay_best_effort(tmp_path):
+    package = make_tiny_package("robotwin_aloha", tmp_path)
+    roles = ["head", "left_wrist", "right_wrist"]
+    with _in_process_policy(package, roles, [Parameter("cameras.head.reliable", value=True)]
+                            ) as node:
+        reliability = {sub.topic_name: sub.qos_profile.reliability for sub in node.subscriptions}
+    assert reliability["/camera/head/image_raw"] == ReliabilityPolicy.RELIABLE
+    assert reliability["/camera/left_wrist/image_raw"] == ReliabilityPolicy.BEST_EFFORT
+    assert reliability["/camera/right_wrist/image_raw"] == ReliabilityPolicy.BEST_EFFORT
 
 def test_refused_chunks_are_reported_and_the_in_process_node_keeps_running(tmp_path, capfd):
     """Statistics that put every prediction far outside the joint limits: each chunk fails

@@ -192,6 +192,10 @@ def test_loopback_robot_is_wired_from_the_policy_and_executor_files(embodiment):
     cameras = {name.split(".")[1]: value for name, value in robot.overrides.items()
                if name.startswith("cameras.")}
     assert cameras == {role: camera["topic"] for role, camera in policy["cameras"].items()}
+    # The robot publishes all cameras in one burst: the policy subscribes reliably to it.
+    assert {name: value for name, value in result.node("policy").overrides.items()
+            if name.startswith("cameras.")} == {
+        f"cameras.{role}.reliable": True for role in policy["cameras"]}
     observed = result.observed
     assert (observed.chunk_topic, observed.command_topic) == (
         policy["chunk_topic"], executor["joint_trajectory_topic"])
@@ -207,8 +211,10 @@ def test_robot_follows_what_the_executor_outputs_and_shows_what_the_policy_expec
         "joint_state", file_params("executor")["joint_command_topic"])
     assert robot["cameras.head.size"] == [120, 160]
     assert robot["cameras.head.topic"] == "/cam/head"
-    explicit = plan(loopback_robot=True, params=["robot:command_topic:=/mine"])
+    explicit = plan(loopback_robot=True, params=["robot:command_topic:=/mine",
+                                                 "policy:cameras.head.reliable:=false"])
     assert explicit.node("robot").overrides["command_topic"] == "/mine"
+    assert explicit.node("policy").overrides["cameras.head.reliable"] is False
 
 
 @pytest.mark.parametrize("override, reason", [
