@@ -36,7 +36,6 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.context import Context
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -53,7 +52,7 @@ from lightwam_ros.nodes.command_layout import ChunkLayoutError, CommandLayout
 from lightwam_ros.nodes.diagnostics import make_diagnostic_array, make_diagnostic_status
 from lightwam_ros.nodes.executor_params import ExecutorSettings, declare_executor_parameters
 from lightwam_ros.nodes.joint_state import JointStateError, JointStateMatcher
-from lightwam_ros.nodes.node_main import run_node
+from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.nodes.stamps import (nanoseconds_to_stamp, seconds_to_duration,
                                        stamp_to_seconds)
@@ -90,19 +89,8 @@ class TickStats:
                 "tick_period_max_ms": 1e3 * float(periods.max())}
 
 
-class ExecutorNode(Node):
+class ExecutorNode(ConfiguredNode):
     """The chunk executor node; build it with ``create_executor_node`` (or ``main``)."""
-
-    def __init__(self, node_name: str = NODE_NAME, *, context: Optional[Context] = None,
-                 namespace: Optional[str] = None,
-                 parameter_overrides: Optional[Sequence[Parameter]] = None) -> None:
-        super().__init__(node_name, context=context, namespace=namespace,
-                         parameter_overrides=list(parameter_overrides or []))
-        try:
-            self._configure()
-        except BaseException:
-            self.destroy_node()
-            raise
 
     # ---------------------------------------------------------------- set-up
 

@@ -27,14 +27,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.context import Context
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from lightwam_ros.nodes.image_conversion import rgb_to_image
-from lightwam_ros.nodes.node_main import run_node
+from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.nodes.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds
 from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
@@ -183,19 +182,8 @@ class LoopbackCamera:
     size: tuple[int, int]  # (height, width)
 
 
-class LoopbackRobotNode(Node):
+class LoopbackRobotNode(ConfiguredNode):
     """The stand-in robot; build it with ``create_loopback_robot`` (or run ``main``)."""
-
-    def __init__(self, node_name: str = NODE_NAME, *, context: Optional[Context] = None,
-                 namespace: Optional[str] = None,
-                 parameter_overrides: Optional[Sequence[Parameter]] = None) -> None:
-        super().__init__(node_name, context=context, namespace=namespace,
-                         parameter_overrides=list(parameter_overrides or []))
-        try:
-            self._configure()
-        except BaseException:
-            self.destroy_node()
-            raise
 
     def _declare(self, name: str, default: Any, description: str, dynamic: bool = False) -> Any:
         return self.declare_parameter(name, default, ParameterDescriptor(

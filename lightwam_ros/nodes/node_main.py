@@ -1,15 +1,42 @@
-"""The process entry point the nodes share: init, build, spin, and always shut down cleanly."""
+"""What the nodes share: a constructor that never leaves a half-built node behind, and the
+process entry point (init, build, spin, always shut down cleanly)."""
 from __future__ import annotations
 
 import signal
 import threading
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Optional, Sequence, TypeVar
 
 import rclpy
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.context import Context
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
+
+
+
+class ConfiguredNode(Node):
+    """A node that declares and validates its parameters in ``_configure`` while it is built.
+
+    A bad configuration raises from the constructor after the node's ROS handles are destroyed,
+    so a caller that catches the error (bring-up, tests) keeps no half-configured node alive.
+    """
+
+    def __init__(self, node_name: str, *, context: Optional[Context] = None,
+                 namespace: Optional[str] = None,
+                 parameter_overrides: Optional[Sequence[Parameter]] = None) -> None:
+        super().__init__(node_name, context=context, namespace=namespace,
+                         parameter_overrides=list(parameter_overrides or []))
+        try:
+            self._configure()
+        except BaseException:
+            self.destroy_node()
+            raise
+
+    def _configure(self) -> None:
+        raise NotImplementedError
+
 
 NodeT = TypeVar("NodeT", bound=Node)
 

@@ -45,7 +45,6 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.context import Context
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
@@ -64,7 +63,7 @@ from lightwam_ros.nodes.diagnostics import make_diagnostic_array, make_diagnosti
 from lightwam_ros.nodes.image_conversion import (ImageConversionError, compressed_to_rgb,
                                                  image_to_rgb)
 from lightwam_ros.nodes.joint_state import JointStateMatcher
-from lightwam_ros.nodes.node_main import run_node
+from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.policy_params import CameraInput, PolicySettings, declare_policy_parameters
 from lightwam_ros.nodes.policy_visuals import PredictionVisuals
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
@@ -94,23 +93,19 @@ def pose_stream(arm: str) -> str:
     return f"eef_pose:{arm}"
 
 
-class PolicyNode(Node):
+class PolicyNode(ConfiguredNode):
     """The policy node; build it with ``create_policy_node`` (or run ``main``)."""
 
     def __init__(self, node_name: str = NODE_NAME, *, context: Optional[Context] = None,
                  namespace: Optional[str] = None,
                  parameter_overrides: Optional[Sequence[Parameter]] = None) -> None:
-        super().__init__(node_name, context=context, namespace=namespace,
-                         parameter_overrides=list(parameter_overrides or []))
+        # Set before the node is built: destroy_node (after a bad configuration too) uses them.
         self.fatal_error: Optional[str] = None  # set when the model cannot be loaded
         self._worker: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._wake = threading.Event()
-        try:
-            self._configure()
-        except BaseException:
-            self.destroy_node()
-            raise
+        super().__init__(node_name, context=context, namespace=namespace,
+                         parameter_overrides=parameter_overrides)
         self._worker = threading.Thread(target=self._run_worker, name="lightwam_policy_inference",
                                         daemon=True)
         self._worker.start()
