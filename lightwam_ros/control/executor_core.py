@@ -98,6 +98,11 @@ class ChunkExecutorCore:
     def reason(self) -> str:
         return self._watchdog.reason
 
+    @property
+    def plan_end(self) -> float:
+        """Time the current plan runs out (-inf with no plan): when to want the next chunk."""
+        return self._trajectory.end_time if self._trajectory is not None else -math.inf
+
     def _clock(self) -> float:
         return self._t_cmd if self._t_cmd is not None else self._t_measured
 
@@ -184,8 +189,8 @@ class ChunkExecutorCore:
         if dt <= 0.0:
             return self._last  # time did not advance: repeat the last command
         measured_fresh = t - self._t_measured <= self.config.measured_timeout
-        plan_end = self._trajectory.end_time if self._trajectory is not None else -math.inf
-        state = self._watchdog.update(t, plan_end, self._t_measured, self._safety.ramp_scale >= 1.0)
+        state = self._watchdog.update(t, self.plan_end, self._t_measured,
+                                      self._safety.ramp_scale >= 1.0)
         if state in FOLLOWING_STATES:
             target, target_velocity, _ = self._trajectory.sample(t)
         else:

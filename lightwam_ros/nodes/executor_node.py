@@ -39,10 +39,11 @@ from rclpy.context import Context
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64MultiArray
+from std_msgs.msg import Bool, Empty, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from lightwam_ros.control.chunk_requests import ChunkRequestTimer
 from lightwam_ros.control.executor_core import ChunkExecutorCore, Command
 from lightwam_ros.control.scheduling import ActionChunk as ScheduledChunk
 from lightwam_ros.control.watchdog import FOLLOWING_STATES, ExecutorState
@@ -121,6 +122,9 @@ class ExecutorNode(ConfiguredNode):
         self._t_measured = -math.inf
         self._state: Optional[ExecutorState] = None
         self._stats = TickStats(self._period)
+        self._requests = (ChunkRequestTimer(settings.request_lead_time, settings.request_retry)
+                          if settings.request_lead_time > 0.0 else None)
+        self._requests_sent = 0
 
         self._chunk_reporter = ReasonReporter()
         self._joint_reporter = ReasonReporter()
@@ -150,6 +154,9 @@ class ExecutorNode(ConfiguredNode):
         self.create_service(Trigger, topics["reset_service"], self._on_reset_service,
                             callback_group=core_group)
 
+        self._request_pub = (self.create_publisher(Empty, topics["chunk_request_topic"],
+                                                   reliable)
+                             if self._requests is not None else None)
         self._trajectory_pub = self._forward_pub = self._joint_command_pub = None
         self._pose_pub = self._shadow_pub = None
         if settings.shadow:
@@ -274,8 +281,17 @@ class ExecutorNode(ConfiguredNode):
                 self._commanded = command.positions
                 self._limited_ticks += command.limited
                 self._publish(command, now_ns)
+            self._request_chunk_if_due(now_ns * 1e-9, command.state)
         except Exception as error:  # noqa: BLE001
             self._internal_error("control tick", error)
+
+    def _request_chunk_if_due(self, now: float, state: ExecutorState) -> None:
+        """Ask the policy for the next chunk before the plan runs out (never while e-stopped:
+        the chunk would be refused)."""
+        if (self._requests is not None and state != ExecutorState.ESTOPPED
+                and self._requests.due(now, self._core.plan_end, self._chunks_accepted)):
+            self._request_pub.publish(Empty())
+            self._requests_sent += 1
 
     def _submit_pending(self) -> None:
         while self._pending:
@@ -388,6 +404,7 @@ class ExecutorNode(ConfiguredNode):
                 "reason": self._core.reason,
                 "shadow": self.settings.shadow,
                 "chunks_accepted": self._chunks_accepted,
+                "chunk_requests_sent": self._requests_sent,
                 "chunks_rejected": self._chunks_rejected_core + self._chunks_rejected_early,
                 "last_rejection": self._last_rejection,
                 "joint_state_age_s": self._now_ns() * 1e-9 - self._t_measured,

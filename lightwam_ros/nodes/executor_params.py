@@ -43,6 +43,10 @@ _NUMBERS: dict[str, tuple[float, str]] = {
     "joint_state_timeout": (0.1, "Hold when the newest joint state is older than this [s]."),
     "max_clock_skew": (0.1, "Refuse chunks and joint states stamped further in the future [s]."),
     "diagnostics_rate": (2.0, "Rate of the DiagnosticArray on the diagnostics topic [Hz]."),
+    "request_lead_time": (0.0, "> 0: ask the policy (trigger:=request) for a chunk on "
+                               "chunk_request_topic when the plan ends within this many seconds "
+                               "(its latency plus transport); 0: never ask (timer policies)."),
+    "request_retry": (1.0, "Ask again after this many seconds without a new chunk [s]."),
 }
 _PER_JOINT = ("max_velocity", "max_acceleration", "max_deviation", "max_chunk_step",
               "limit_margin")
@@ -70,6 +74,9 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "shadow_command_topic": ("lightwam/shadow_command",
                              "sensor_msgs/JointState of what would be commanded in shadow mode."),
     "diagnostics_topic": ("/diagnostics", "diagnostic_msgs/DiagnosticArray output."),
+    "chunk_request_topic": ("lightwam/request_chunk",
+                            "std_msgs/Empty output asking the policy for a chunk "
+                            "(request_lead_time > 0)."),
 }
 _TOPIC_PARAMETERS = tuple(name for name in _STRINGS if name.endswith(("_topic", "_service")))
 
@@ -95,6 +102,8 @@ class ExecutorSettings:
     joint_state_timeout: float
     max_clock_skew: float
     diagnostics_rate: float
+    request_lead_time: float
+    request_retry: float
     output_modes: tuple[str, ...]
     shadow: bool
     topics: dict[str, str]
@@ -149,10 +158,11 @@ def validate_settings(values: dict[str, Any]) -> ExecutorSettings:
     """Check raw parameter values (as rclpy returns them); ValueError names the bad one."""
     numbers = {name: finite_number(name, values[name])
                for name in _NUMBERS if name not in _PER_JOINT}
-    for name in ("control_rate", "chunk_timeout", "joint_state_timeout", "diagnostics_rate"):
+    for name in ("control_rate", "chunk_timeout", "joint_state_timeout", "diagnostics_rate",
+                 "request_retry"):
         if numbers[name] <= 0.0:
             raise ValueError(f"parameter {name} must be > 0, got {numbers[name]}")
-    for name in ("ramp_time", "max_clock_skew"):
+    for name in ("ramp_time", "max_clock_skew", "request_lead_time"):
         if numbers[name] < 0.0:
             raise ValueError(f"parameter {name} must be >= 0, got {numbers[name]}")
     caps = {name: _cap(name, values[name]) for name in _PER_JOINT}

@@ -15,7 +15,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
-from std_msgs.msg import Bool  # noqa: E402
+from std_msgs.msg import Bool, Empty  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from lightwam_ros.control.kinematics import panda_chain  # noqa: E402
@@ -410,6 +410,40 @@ def test_shadow_mode_computes_but_commands_nothing(ros_context):
         executor_node.destroy_node()
         helper.node.destroy_node()
 
+
+def test_executor_asks_for_the_next_chunk_before_its_plan_runs_out(ros_context):
+    """request_lead_time: without a plan it asks every request_retry seconds; with one, once
+    when the plan ends within the lead time, not before."""
+    lead, retry = 0.3, 0.5
+    executor_node = create_executor_node(context=ros_context, parameter_overrides=[
+        Parameter("embodiment", value="robotwin_aloha"), Parameter("control_rate", value=100.0),
+        Parameter("ramp_time", value=0.1), Parameter("chunk_timeout", value=2.0),
+        Parameter("output_modes", value=["joint_state"]),
+        Parameter("request_lead_time", value=lead), Parameter("request_retry", value=retry)])
+    helper = Harness(ros_context, ALOHA_JOINTS)
+    helper.start_positions = Q0
+    requests = []
+    helper.node.create_subscription(Empty, "lightwam/request_chunk",
+                                    lambda _: requests.append(helper.now()), 10)
+    executor, thread = spin_in_background(ros_context, [executor_node, helper.node])
+    try:
+        wait_until(lambda: len(requests) >= 3, 10, "repeated requests while nothing is planned")
+        assert min(np.diff(requests)) > retry - 0.1, requests
+        helper.wait_for_executor()
+        t0 = helper.now()
+        helper.chunk_pub.publish(make_chunk(ramp_actions(A0, A0 + 0.1 * ARM, t0, t0, t0 + 1.0),
+                                            t0))
+        asked = len(requests)
+        plan_end = t0 + EXECUTE * DT
+        wait_until(lambda: len(requests) > asked and requests[-1] > t0 + 0.2, 10,
+                   "a request for the chunk after this one")
+        first_after = next(t for t in requests[asked:] if t > t0 + 0.2)
+        assert plan_end - lead - 0.05 <= first_after <= plan_end + 0.1, (t0, first_after)
+    finally:
+        executor.shutdown()
+        thread.join(timeout=5)
+        executor_node.destroy_node()
+        helper.node.destroy_node()
 
 PANDA_HOME = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04, 0.04])
 PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1",

@@ -1,0 +1,35 @@
+"""When the executor asks the policy for its next chunk (the policy's ``trigger:=request``).
+
+Asking when the plan is about to run out, instead of predicting on a fixed timer, keeps a slow
+policy (a CPU, a big model) from predicting chunks that are stale before they arrive, and a fast
+one from wasting the GPU. ``lead_time`` should cover the policy's latency plus transport.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+
+class ChunkRequestTimer:
+    """Due once the plan ends within ``lead_time``; then not again until a chunk is accepted or
+    ``retry`` seconds pass without one (the policy drops requests while it is busy, and a lost
+    request must not stall the arm). With no plan at all it asks every ``retry`` seconds."""
+
+    def __init__(self, lead_time: float, retry: float) -> None:
+        for name, value in (("lead_time", lead_time), ("retry", retry)):
+            if not (math.isfinite(value) and value > 0.0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        self.lead_time = lead_time
+        self.retry = retry
+        self._asked_at: Optional[float] = None
+        self._accepted_when_asked = -1
+
+    def due(self, now: float, plan_end: float, chunks_accepted: int) -> bool:
+        """Whether to send a request now (recorded as sent when True)."""
+        if plan_end - now > self.lead_time:
+            return False
+        if (self._asked_at is not None and chunks_accepted == self._accepted_when_asked
+                and now - self._asked_at < self.retry):
+            return False
+        self._asked_at, self._accepted_when_asked = now, chunks_accepted
+        return True
