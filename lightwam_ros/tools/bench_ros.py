@@ -35,12 +35,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import ctypes
 import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -71,6 +69,7 @@ from lightwam_ros.tools.bringup_plan import (DEFAULT_EMBODIMENT, EMBODIMENTS, NO
                                              BringupOptions, ModelFiles, NodePlan, ParamOverride,
                                              PlanError, build_plan, ensure_tiny_package,
                                              read_params)
+from lightwam_ros.tools.child_process import ChildProcess
 from lightwam_ros.tools.ros_env import isolated_ros_env
 
 GOAL_OVERHEAD_P50_MS = 5.0
@@ -80,7 +79,6 @@ START_TIMEOUT = 120.0  # s: model load + warm-up on a busy 2-core machine
 REPLY_TIMEOUT = 30.0  # s: the diagnostics paired with a chunk
 NO_CHUNK_TIMEOUT = 2.0  # s: the least wait for a chunk before a request counts as unanswered
 LOG_LINES_KEPT = 40
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 T = TypeVar("T")
 
 
@@ -120,33 +118,13 @@ def period_errors(stamps_ns: Sequence[int], period_s: float) -> tuple[np.ndarray
 # ------------------------------------------------------------------------------------------
 
 
-def _child_setup() -> Optional[Callable[[], None]]:
-    """On Linux, have each node receive SIGINT when this process dies, even by SIGKILL (a
-    timeout), so that no node outlives an interrupted bench.  libc is resolved here, in the
-    parent: the child only calls prctl between fork and exec."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGINT)
-
-
-class NodeProcess:
-    """One node as a child process with merged output; the last lines are kept for errors."""
+class NodeProcess(ChildProcess):
+    """One node as a child process that dies with the bench; its last lines kept for errors."""
 
     def __init__(self, name: str, command: Sequence[str]) -> None:
         self.name = name
         self.lines: collections.deque[str] = collections.deque(maxlen=LOG_LINES_KEPT)
-        self.process = subprocess.Popen(list(command), stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                        preexec_fn=_child_setup())
-        self._reader = threading.Thread(target=self._read, daemon=True)
-
-    def start_reading(self) -> None:
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip())
+        super().__init__(command, self.lines.append, die_with_parent=True)
 
     def tail(self) -> str:
         return "\n".join(f"    {line}" for line in list(self.lines))
@@ -155,19 +133,9 @@ class NodeProcess:
         """Raise BenchError with the log tail when the process has exited."""
         code = self.process.poll()
         if code is not None:
-            self._reader.join(timeout=2)
+            self.stop()  # reads the output to its end
             raise BenchError(f"{self.name} exited with status {code}; its last output:\n"
                              f"{self.tail()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(timeout=5)
 
 
 class Processes:

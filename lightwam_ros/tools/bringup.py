@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -43,9 +42,9 @@ from lightwam_ros.tools.bringup_observer import BringupObserver, format_summary,
 from lightwam_ros.tools.bringup_plan import (DEFAULT_EMBODIMENT, EMBODIMENTS, BringupOptions,
                                              BringupPlan, NodePlan, ParamOverride, PlanError,
                                              build_plan, resolve_model)
+from lightwam_ros.tools.child_process import ChildProcess
 from lightwam_ros.tools.ros_env import isolated_ros_env
 
-STOP_TIMEOUT = 15.0  # s for a node to finish after SIGINT before it is terminated
 _print_lock = threading.Lock()
 
 
@@ -207,46 +206,24 @@ class InProcessNodes:
         self.threads.close()
 
 
-class ChildProcess:
-    """One node in its own process; its output is forwarded with a ``[role]`` prefix."""
+class NodeChild(ChildProcess):
+    """One node in its own process and session (a terminal's Ctrl-C reaches only the bring-up,
+    which then stops every node exactly once, in order); its output is forwarded with a
+    ``[role]`` prefix."""
 
     def __init__(self, node: NodePlan) -> None:
         self.role = node.role
-        # A session of its own: a terminal's Ctrl-C reaches only the bring-up, which then stops
-        # every node exactly once, in order.
-        self.process = subprocess.Popen(node.command(), stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                        start_new_session=True, env={**os.environ, **node.env})
-        self._interrupted = False
-        self._reader = threading.Thread(target=self._forward, daemon=True,
-                                        name=f"output_{node.role}")
-        self._reader.start()
+        super().__init__(node.command(), self._forward, env={**os.environ, **node.env},
+                         new_session=True)
+        self.start_reading()
 
-    def _forward(self) -> None:
-        for line in self.process.stdout:
-            with _print_lock:
-                print(f"[{self.role}] {line.rstrip()}", flush=True)
-
-    def interrupt(self) -> None:
-        """SIGINT, once: what Ctrl-C would send; the node then shuts down cleanly."""
-        if not self._interrupted and self.process.poll() is None:
-            self._interrupted = True
-            self.process.send_signal(signal.SIGINT)
+    def _forward(self, line: str) -> None:
+        with _print_lock:
+            print(f"[{self.role}] {line}", flush=True)
 
     def stop(self) -> int:
-        """Interrupt, then SIGTERM, then SIGKILL until the process has exited; its exit status."""
-        self.interrupt()
-        for sig, timeout in ((None, STOP_TIMEOUT), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            if sig is not None and self.process.poll() is None:
-                say(f"{self.role} did not stop after SIGINT: sending {sig.name}")
-                self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        self._reader.join(timeout=5.0)
-        return self.process.wait()
+        return super().stop(on_escalation=lambda name: say(
+            f"{self.role} did not stop after SIGINT: sending {name}"))
 
 
 class SeparateProcesses:
@@ -255,13 +232,13 @@ class SeparateProcesses:
 
     def __init__(self, plan: BringupPlan) -> None:
         self.plan = plan
-        self.children: list[ChildProcess] = []
+        self.children: list[NodeChild] = []
         self.exit_codes: dict[str, int] = {}
         self.threads = NodeThreads() if plan.observed is not None else None
 
     def start(self) -> None:
         for node in self.plan.nodes:
-            child = ChildProcess(node)
+            child = NodeChild(node)
             self.children.append(child)
             say(f"started {node.role} (pid {child.process.pid}): {node.module}")
 

@@ -21,8 +21,6 @@ import dataclasses
 import io
 import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -52,6 +50,7 @@ from lightwam_ros.nodes.joint_state import make_joint_state
 from lightwam_ros.nodes.stamps import (nanoseconds_to_stamp, seconds_to_stamp,
                                        stamp_to_nanoseconds)
 from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.tools.child_process import ChildProcess
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -93,7 +92,7 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> ob
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
-class NodeProcess:
+class NodeProcess(ChildProcess):
     """``python -m lightwam_ros.nodes.<node>`` in its own process; its merged stdout/stderr lines
     are collected as they come, so a test can wait for a log line."""
 
@@ -107,15 +106,9 @@ class NodeProcess:
             args += ["-p", f"{name}:={text}"]
         env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0",
                    RCUTILS_COLORIZED_OUTPUT="0")
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, bufsize=1, env=env)
         self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip())
+        super().__init__(args, self.lines.append, env=env)
+        self.start_reading()
 
     def wait_for_log(self, pattern: str, timeout: float = 10.0, since: int = 0) -> str:
         """The first line from index ``since`` on that matches the regex ``pattern``."""
@@ -127,18 +120,11 @@ class NodeProcess:
                           + "\n".join(self.lines[since:][-30:]))
 
     def stop(self) -> int:
-        """SIGINT (killed after 15 s), then the exit status; the log tail is printed, which
+        """SIGINT (escalating after 15 s), then the exit status; the log tail is printed, which
         pytest shows when the test fails."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(timeout=5)
+        code = super().stop()
         print(f"{self.process.args[3]} output:", *self.lines[-40:], sep="\n  ")
-        return self.process.returncode
+        return code
 
 
 def spin_in_background(context: Context, nodes: Sequence[Node]
