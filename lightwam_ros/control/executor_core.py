@@ -162,6 +162,17 @@ class ChunkExecutorCore:
         self._watchdog.reset()
         self._drop_plan()
 
+    def restart_clock(self, reason: str) -> None:
+        """Time went backwards (simulator reset, looping bag): every time kept lies in the
+        future, so start afresh as at start-up - no plan, no joint state; commands resume at rest
+        from the next joint state and move again only with a new chunk.  An e-stop stays."""
+        self._watchdog.restart(reason)
+        self._drop_plan()
+        self._measured, self._t_measured = None, -math.inf
+        self._t_cmd, self._last = None, None
+        self._cmd_vel = np.zeros(self._dim)
+        self._cmd_acc = np.zeros(self._dim)
+
     def _drop_plan(self) -> None:
         self._scheduler.clear()
         self._trajectory = None

@@ -254,6 +254,27 @@ class ObservationAssembler:
             raise StaleInputError(t, problems)
         return Observation(t, samples, {name: t - s.stamp for name, s in samples.items()})
 
+    def assemble_anchored(self, t: float, anchor: str) -> Observation:
+        """The observation of the instant of the anchor stream's sample for time t.
+
+        Freshness is judged at t (a dead camera is still refused), but every stream's sample is
+        then taken as of the anchor's stamp, so the image and the state come from one instant,
+        as in training data, and the observation depends only on the inputs' stamps: a replayed
+        recording rebuilds it exactly, whenever the trigger fires.  Ages are measured from t.
+        """
+        current = self.assemble(t)
+        synced = self.assemble(current.samples[anchor].stamp)
+        return Observation(t, synced.samples,
+                           {name: t - s.stamp for name, s in synced.samples.items()})
+
+    def clear(self) -> None:
+        """Forget every sample (statistics stay): after time went backwards, e.g. a simulator
+        reset or a looping bag, the stored stamps lie in the future and would refuse all input."""
+        for entry in self._streams.values():
+            entry.buffer = StampedRingBuffer(int(entry.config.capacity))
+            entry.last_stamp = -math.inf
+            entry.last_digest = None
+
     def _collect(self, t: float) -> tuple[dict[str, Sample], tuple[StreamProblem, ...]]:
         if not math.isfinite(t):
             raise ValueError(f"t must be finite, got {t}")

@@ -53,8 +53,19 @@ class Watchdog:
 
     def reset(self) -> None:
         """Leave ESTOPPED (or any state) for WAITING: motion resumes only with a new chunk."""
+        self._wait("reset: waiting for a new chunk")
+
+    def restart(self, reason: str) -> None:
+        """Time restarted (it jumped back): forget chunk times and wait for a new chunk.  A
+        latched e-stop stays latched: only ``reset`` clears it."""
+        if self.state == ExecutorState.ESTOPPED:
+            self._last_chunk_time = -math.inf
+        else:
+            self._wait(f"{reason}: waiting for a new chunk")
+
+    def _wait(self, reason: str) -> None:
         self.state = ExecutorState.WAITING
-        self.reason = "reset: waiting for a new chunk"
+        self.reason = reason
         self._last_chunk_time = -math.inf
 
     def chunk_accepted(self, t: float) -> bool:

@@ -8,7 +8,9 @@ scheduling, interpolation, safety filtering and watchdog work without ROS.  The 
 - a timer at ``control_rate`` that ticks the core and publishes the command as a
   JointTrajectory (for ros2_control's JointTrajectoryController), a Float64MultiArray (forward
   command controllers) and/or a JointState, plus an end-effector PoseStamped for delta-EEF arms;
-- an e-stop topic and services, and DiagnosticArray telemetry.
+- an e-stop topic and services, and DiagnosticArray telemetry;
+- a restart when the clock jumps backwards (simulator reset, looping bag): the plan and the joint
+  state are dropped, commands resume at rest from the next joint state, motion with a new chunk.
 
 Threading: the core is not thread-safe, so every callback that touches it (control tick, joint
 states, e-stop, reset, diagnostics) shares one MutuallyExclusiveCallbackGroup.  Chunk parsing and
@@ -129,7 +131,9 @@ class ExecutorNode(ConfiguredNode):
         self._chunk_reporter = ReasonReporter()
         self._joint_reporter = ReasonReporter()
         self._error_reporter = ReasonReporter()
+        self._time_restart: Optional[str] = None  # set by the clock's thread, handled by ticks
         self._create_interfaces()
+        self._time_jumps = self.on_time_jump_back(self._on_time_jump_back)
         self.get_logger().info(
             f"executing {spec.name} ({self.layout.mode}) on joints {self._names} at "
             f"{settings.control_rate:g} Hz, boundary rule {settings.boundary_rule}, "
@@ -245,7 +249,21 @@ class ExecutorNode(ConfiguredNode):
 
     # ---------------------------------------------------------------- core group
 
+    def _on_time_jump_back(self, reason: str) -> None:
+        self._time_restart = reason  # a single write: the core group applies it
+
+    def _apply_time_restart(self) -> None:
+        """Restart the core after the clock jumped back (core group only)."""
+        reason, self._time_restart = self._time_restart, None
+        if reason is None:
+            return
+        self._pending.clear()
+        self._core.restart_clock(reason)
+        self._t_measured, self._measured = -math.inf, None
+        self.get_logger().warning(f"{reason}: plan dropped, holding until a new chunk arrives")
+
     def _on_joint_state(self, msg: JointState) -> None:
+        self._apply_time_restart()
         try:
             positions = self._matcher.extract(msg)
             stamp = stamp_to_seconds(msg.header.stamp)
@@ -272,6 +290,7 @@ class ExecutorNode(ConfiguredNode):
 
     def _on_tick(self) -> None:
         try:
+            self._apply_time_restart()
             self._submit_pending()
             now_ns = self._now_ns()
             command = self._core.tick(now_ns * 1e-9)

@@ -9,11 +9,15 @@ from typing import Callable, Optional, Sequence, TypeVar
 import rclpy
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.clock import JumpHandle, JumpThreshold, TimeJump
 from rclpy.context import Context
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
+# A backward step of the clock this large means time restarted (simulator reset, looping bag).
+TIME_JUMP_BACK_THRESHOLD = Duration(nanoseconds=-1_000_000)
 
 
 class ConfiguredNode(Node):
@@ -36,6 +40,17 @@ class ConfiguredNode(Node):
 
     def _configure(self) -> None:
         raise NotImplementedError
+
+    def on_time_jump_back(self, callback: Callable[[str], None]) -> JumpHandle:
+        """Call ``callback(reason)`` (from the thread that moved the clock) when the node's clock
+        jumps backwards: every stamp the node keeps then lies in the future.  Keep the handle."""
+        def jumped(jump: TimeJump) -> None:
+            if jump.delta.nanoseconds < 0:
+                callback(f"time jumped back by {-jump.delta.nanoseconds * 1e-9:.3f} s")
+
+        threshold = JumpThreshold(min_forward=None, min_backward=TIME_JUMP_BACK_THRESHOLD,
+                                  on_clock_change=False)
+        return self.get_clock().create_jump_callback(threshold, post_callback=jumped)
 
 
 NodeT = TypeVar("NodeT", bound=Node)

@@ -11,8 +11,11 @@ first loads and warms up the model (status STARTING, then WARMING_UP; nothing el
 before READY), then waits for a trigger: a timer at ``rate`` or, with ``trigger:=request``, a
 ``std_msgs/Empty`` message or a ``std_srvs/Trigger`` call.  A trigger that finds inference still
 running is skipped and counted, never queued, so the node never computes a chunk from an
-observation that was already old when it started.  Each run assembles the observation as of
-*now*, predicts, validates and publishes.
+observation that was already old when it started.  Each run checks that every input is fresh
+*now*, then takes every input as of the newest scene-camera frame (so image and state come from
+one instant, and a replayed recording gives the same observation), predicts, validates and
+publishes.  When the clock jumps backwards (simulator reset, looping bag) the input history is
+cleared and filled afresh.
 
 Outputs.
 - ``ActionChunk`` on ``chunk_topic``: ``header.stamp`` is the exact stamp of the frame of the
@@ -55,7 +58,7 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from lightwam_ros.control.frame_history import (ObservationAssembler, StaleInputError,
-                                                StreamConfig, StreamProblem)
+                                                StreamProblem)
 from lightwam_ros.control.kinematics import Pose
 from lightwam_ros.msg import ActionChunk, PolicyStatus
 from lightwam_ros.nodes.chunk_messages import ChunkData, chunk_to_msg
@@ -64,6 +67,8 @@ from lightwam_ros.nodes.image_conversion import (ImageConversionError, compresse
                                                  image_to_rgb)
 from lightwam_ros.nodes.joint_state import JointStateMatcher
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
+from lightwam_ros.nodes.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
+                                             input_streams, pose_from_message, pose_stream)
 from lightwam_ros.nodes.policy_params import CameraInput, PolicySettings, declare_policy_parameters
 from lightwam_ros.nodes.policy_visuals import PredictionVisuals
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
@@ -73,7 +78,6 @@ from lightwam_ros.policy.runner import (LatencyStats, PolicyInputError, PolicyOu
 from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains
 
 NODE_NAME = "lightwam_policy"
-JOINT_STREAM = "joint_states"
 # Newest frames only: a queue of old frames would only be dropped as stale by the assembler.
 _RELIABLE_CAMERA = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 _WORKER_STOP_TIMEOUT = 120.0  # s: a full checkpoint load from a slow disk
@@ -83,14 +87,6 @@ _LEVEL = {PolicyStatus.STARTING: 1, PolicyStatus.WARMING_UP: 1, PolicyStatus.REA
 _STATE_NAMES = {PolicyStatus.STARTING: "STARTING", PolicyStatus.WARMING_UP: "WARMING_UP",
                 PolicyStatus.READY: "READY", PolicyStatus.WAITING_FOR_INPUT: "WAITING_FOR_INPUT",
                 PolicyStatus.ERROR: "ERROR"}
-
-
-def camera_stream(role: str) -> str:
-    return f"camera:{role}"
-
-
-def pose_stream(arm: str) -> str:
-    return f"eef_pose:{arm}"
 
 
 class PolicyNode(ConfiguredNode):
@@ -119,17 +115,9 @@ class PolicyNode(ConfiguredNode):
         self._builder = StateBuilder(spec, default_chains(spec, measured))
         self._matcher = JointStateMatcher(self._builder.joint_names)
         self._visuals = PredictionVisuals(spec)
-        self._anchor = camera_stream(spec.canvas.cameras[0].role)
+        self._anchor = anchor_stream(settings)
 
-        streams = {JOINT_STREAM: StreamConfig(settings.joint_state_max_age, settings.tolerance)}
-        self._topics = {JOINT_STREAM: settings.topics["joint_state_topic"]}
-        for camera in settings.cameras:
-            streams[camera_stream(camera.role)] = StreamConfig(
-                camera.max_age, settings.tolerance, frozen_after=settings.frozen_after)
-            self._topics[camera_stream(camera.role)] = camera.topic
-        for pose in settings.poses:
-            streams[pose_stream(pose.arm)] = StreamConfig(pose.max_age, settings.tolerance)
-            self._topics[pose_stream(pose.arm)] = pose.topic
+        streams, self._topics = input_streams(settings)
         self._assembler = ObservationAssembler(streams)
         self._inputs_lock = threading.Lock()  # guards the assembler and the input bookkeeping
         self._anchor_stamps: collections.deque[tuple[float, Time]] = collections.deque(
@@ -156,6 +144,7 @@ class PolicyNode(ConfiguredNode):
         self._status_lock = threading.Lock()
         self._status: Optional[tuple[int, str, Any]] = None  # state, message, change key
         self._create_interfaces()
+        self._time_jumps = self.on_time_jump_back(self._on_time_jump_back)
         self._set_status(PolicyStatus.STARTING, f"loading {settings.checkpoint}")
 
     def _create_interfaces(self) -> None:
@@ -233,12 +222,7 @@ class PolicyNode(ConfiguredNode):
 
         def on_pose(msg: PoseStamped) -> None:
             try:
-                p, q = msg.pose.position, msg.pose.orientation
-                norm = float(np.linalg.norm([q.w, q.x, q.y, q.z]))
-                if not abs(norm - 1.0) < 1e-3:
-                    raise ValueError(f"orientation quaternion has norm {norm:.6g}, not 1")
-                pose = Pose.from_quaternion([p.x, p.y, p.z], [q.w, q.x, q.y, q.z])
-                self._accept(stream, msg.header.stamp, pose)
+                self._accept(stream, msg.header.stamp, pose_from_message(msg))
             except Exception as error:  # noqa: BLE001
                 self._reject(stream, error)
         return on_pose
@@ -261,6 +245,13 @@ class PolicyNode(ConfiguredNode):
             self._warn_input(stream, f"dropped input from {self._topics[stream]}: {message}")
         else:
             self._reporters[stream].good()
+
+    def _on_time_jump_back(self, reason: str) -> None:
+        with self._inputs_lock:
+            self._assembler.clear()
+            self._anchor_stamps.clear()
+            self._latest_stamp = dict.fromkeys(self._latest_stamp)
+        self.get_logger().warning(f"{reason}: input history cleared, waiting for new inputs")
 
     def _reject(self, stream: str, error: BaseException) -> None:
         with self._inputs_lock:
@@ -376,7 +367,7 @@ class PolicyNode(ConfiguredNode):
         now = self.get_clock().now().nanoseconds * 1e-9
         with self._inputs_lock:
             try:
-                observation = self._assembler.assemble(now)
+                observation = self._assembler.assemble_anchored(now, self._anchor)
             except StaleInputError as error:
                 observation = None
                 problems = error.problems

@@ -225,3 +225,30 @@ def test_refusals_name_the_reason():
         core.update_measured(Q_START[:7], 1.0)
     with pytest.raises(ValueError, match="finite"):
         core.update_measured(np.full(8, np.nan), 1.0)
+
+
+def test_time_jumping_back_restarts_from_the_measured_state_at_rest():
+    core = executor()
+    run(core, {85: predicted_chunk(0.10)}, 200)  # moving at t = 0.4
+    assert core.state == ExecutorState.RUNNING
+    core.restart_clock("time jumped back by 0.400 s")
+    assert core.state == ExecutorState.WAITING and "jumped back" in core.reason
+    assert core.plan_end == -math.inf
+    assert core.tick(0.0).positions is None  # no joint state since the jump: command nothing
+    held = Q_START.copy()
+    held[:7] += 0.01  # the arm joints (the gripper is at its limit)
+    core.update_measured(held, 0.0)
+    for n in range(1, 50):  # time runs again from 0: the arm is held where it is measured
+        command = core.tick(n * TICK)
+        np.testing.assert_allclose(command.positions, held)
+        assert command.state == ExecutorState.WAITING
+    assert core.submit_chunk(predicted_chunk(0.05)).accepted  # a new chunk moves it again
+
+
+def test_time_jumping_back_keeps_a_latched_estop():
+    core = executor()
+    run(core, {85: predicted_chunk(0.10)}, 150, estop_at=120)
+    core.restart_clock("time jumped back by 0.300 s")
+    assert core.state == ExecutorState.ESTOPPED
+    core.update_measured(Q_START, 0.0)
+    assert not core.submit_chunk(predicted_chunk(0.0)).accepted

@@ -157,3 +157,41 @@ def test_bad_input_is_refused_without_side_effects():
         StreamConfig(max_age=0.0)
     with pytest.raises(ValueError, match="match"):
         StreamConfig(max_age=1.0, match="closest")
+
+
+def anchored_streams() -> ObservationAssembler:
+    assembler = ObservationAssembler({"scene": StreamConfig(max_age=0.2),
+                                      "joints": StreamConfig(max_age=0.05, capacity=64)})
+    for k in range(4):  # camera at 10 Hz: 0.0 .. 0.3
+        assembler.add("scene", k / 10, f"frame{k}")
+    for k in range(40):  # joints at 100 Hz: 0.0 .. 0.39
+        assembler.add("joints", k / 100, k)
+    return assembler
+
+
+def test_anchored_assembly_takes_every_stream_as_of_the_anchor_frame():
+    assembler = anchored_streams()
+    obs = assembler.assemble_anchored(0.37, "scene")
+    assert obs.value("scene") == "frame3"
+    # The joint state of the frame's instant (k = 30), not the newest one (k = 37).
+    assert obs.value("joints") == 30
+    assert obs.ages["joints"] == pytest.approx(0.07)  # ages still count from t
+    # The same frame gives the same observation whenever it is assembled.
+    assert assembler.assemble_anchored(0.39, "scene").samples == obs.samples
+
+
+def test_anchored_assembly_still_refuses_a_stale_anchor():
+    assembler = anchored_streams()
+    with pytest.raises(StaleInputError, match="'scene' is stale"):
+        assembler.assemble_anchored(0.55, "scene")
+
+
+def test_clear_forgets_samples_so_time_may_start_again():
+    assembler = anchored_streams()
+    assert not assembler.add("joints", 0.01, 99)  # before the newest: refused
+    assembler.clear()
+    with pytest.raises(StaleInputError, match="no sample yet"):
+        assembler.assemble(0.0)
+    assert assembler.add("joints", 0.01, 99) and assembler.add("scene", 0.0, "again")
+    assert assembler.assemble(0.02).value("joints") == 99
+    assert assembler.stats("joints").rejected_backwards == 1  # statistics survive a clear
