@@ -41,6 +41,6 @@ setup(
         *share_files("launch"),
         *share_files("config"),
     ],
-    install_requires=["numpy", "safetensors", "transforms3d", "PyYAML"],
+    install_requires=["numpy", "safetensors", "transforms3d", "PyYAML", "rosbags", "matplotlib"],
     entry_points={"console_scripts": console_scripts()},
 )

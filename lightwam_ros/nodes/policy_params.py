@@ -20,6 +20,7 @@ from typing import Any, Optional
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+import yaml
 from safetensors import SafetensorError, safe_open
 
 from lightwam_ros.model.instructions import InstructionCache
@@ -145,6 +146,42 @@ def declare_policy_parameters(node: Node) -> PolicySettings:
     return validate_settings(values, checkpoint, cache, spec, model_id, cameras, poses)
 
 
+class ParameterValues:
+    """Stands in for a node where settings are needed without one (the offline check): serves
+    ``declare_parameter`` from a dict of values (dotted names, as in a parameter file)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = dict(values)
+
+    def declare_parameter(self, name: str, default: Any, _descriptor: Any = None) -> Parameter:
+        if name in self._values:
+            return Parameter(name, value=self._values[name])
+        if isinstance(default, Parameter.Type):
+            return Parameter(name)  # a typed declaration without a value: unset
+        return Parameter(name, value=default)
+
+
+def settings_from_file(params_file: Path, node_name: str = "lightwam_policy",
+                       overrides: Optional[dict[str, Any]] = None) -> PolicySettings:
+    """Validated settings from a policy parameter file (its ``ros__parameters`` for
+    ``node_name``, or for ``/**``) plus overrides, exactly as the node would read them."""
+    document = yaml.safe_load(Path(params_file).read_text()) or {}
+    section = document.get(node_name) or document.get("/**") or {}
+    values = _flatten(section.get("ros__parameters", {}))
+    values.update(overrides or {})
+    return declare_policy_parameters(ParameterValues(values))  # type: ignore[arg-type]
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def validate_settings(values: dict[str, Any], checkpoint: Path, cache: InstructionCache,
                       spec: EmbodimentSpec, model_id: str, cameras: tuple[CameraInput, ...],
                       poses: tuple[PoseInput, ...]) -> PolicySettings:
@@ -204,7 +241,7 @@ def _model_files(values: dict[str, Any]) -> tuple[Path, InstructionCache, Embodi
         if not Path(values[name]).expanduser().is_file():
             raise ValueError(f"parameter {name}: no such file {values[name]!r}")
     checkpoint = Path(values["checkpoint"]).expanduser()
-    recorded_embodiment, model_id = _checkpoint_identity(checkpoint)
+    recorded_embodiment, model_id = checkpoint_identity(checkpoint)
     try:
         cache = InstructionCache.load(Path(values["instruction_cache"]).expanduser())
         spec = load_embodiment(values["embodiment"].strip() or recorded_embodiment)
@@ -216,7 +253,7 @@ def _model_files(values: dict[str, Any]) -> tuple[Path, InstructionCache, Embodi
     return checkpoint, cache, spec, model_id
 
 
-def _checkpoint_identity(path: Path) -> tuple[str, str]:
+def checkpoint_identity(path: Path) -> tuple[str, str]:
     """(embodiment, model_id) from the checkpoint's header; the weights are read later."""
     try:
         with safe_open(str(path), framework="numpy") as reader:

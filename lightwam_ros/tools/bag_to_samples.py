@@ -1,0 +1,155 @@
+"""lightwam-bag-to-samples: turn recorded bags into training samples for Light-WAM.
+
+    lightwam-bag-to-samples BAG [BAG ...] --out DATASET_DIR [--embodiment NAME]
+        [--actions state|chunks] [--instruction TEXT]
+
+One ``episode_NNNN.safetensors`` per bag, holding the episode at the policy rate:
+- ``images.<role>`` uint8 (T, H, W, 3): every camera of the embodiment, as the policy sees them
+  (the observation the live node would assemble for each scene frame);
+- ``state`` float32 (T, S): the robot state in the embodiment's state layout;
+- ``action_chunks`` float32 (T, H, A) and ``action_mask`` bool (T, H): the chunk to predict at
+  each step, steps past the episode's end masked out;
+- ``timestamps`` float64 (T,): the scene frames' stamps [s].
+Its metadata names the embodiment, instruction, policy rate, action source and source bag.
+
+Action sources: ``state`` (default) takes step i of the chunk at time t from the recorded robot
+state at t + (i+1)*dt - what the robot reached, the target an absolute-joint action names; it
+needs an embodiment whose action layout is its state layout (absolute joints).  ``chunks`` takes
+the chunks a live policy published (for distillation or debugging).  A bag that cannot give an
+episode is skipped with its reason; the others are still written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from safetensors.numpy import save_file
+
+from lightwam_ros.bags.reader import BagError, BagReader
+from lightwam_ros.nodes.policy_params import PolicySettings, settings_from_file
+from lightwam_ros.tools.bag_observations import (BagInputs, RecordedRun, interpolate_series,
+                                                 policy_rate_stamps)
+from lightwam_ros.tools.bringup_plan import EMBODIMENTS, ensure_tiny_package, params_file
+
+ACTION_SOURCES = ("state", "chunks")
+
+
+class EpisodeError(ValueError):
+    """This bag gives no episode; the message says why."""
+
+
+def chunk_targets(run: RecordedRun, settings: PolicySettings, stamps: list[float],
+                  source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(action_chunks (T, H, A), action_mask (T, H)) for the observation stamps."""
+    spec = settings.spec
+    horizon, dim = spec.chunk.length, spec.action_dim
+    if source == "chunks":
+        chunks = [run.live_chunk_at(stamp) for stamp in stamps]
+        mask = np.array([[chunk is not None] * horizon for chunk in chunks])
+        values = np.stack([chunk.actions if chunk is not None else np.zeros((horizon, dim))
+                           for chunk in chunks]).astype(np.float32)
+        return values, mask
+    if spec.state.dim_names != spec.action.layout.dim_names:
+        raise EpisodeError(f"--actions state needs actions in the state layout; {spec.name} "
+                           f"has {spec.action.mode} actions: use --actions chunks")
+    times, states = run.state_series()
+    if len(times) < 2:
+        raise EpisodeError("the bag has fewer than two usable joint states")
+    dt = 1.0 / spec.policy_rate_hz
+    at = np.asarray(stamps)[:, None] + dt * np.arange(1, horizon + 1)[None, :]
+    values = interpolate_series(times, states, at.ravel()).reshape(len(stamps), horizon, dim)
+    mask = np.isfinite(values).all(axis=2)
+    return np.nan_to_num(values).astype(np.float32), mask
+
+
+def convert_bag(bag: Path, settings: PolicySettings, source: str,
+                instruction: Optional[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The tensors and metadata of one episode; EpisodeError when the bag gives none."""
+    try:
+        reader = BagReader(bag)
+    except BagError as error:
+        raise EpisodeError(str(error)) from None
+    with reader:
+        inputs = BagInputs(reader, settings)
+        run = inputs.scan()
+        stamps = policy_rate_stamps(run.scene_stamps, settings.spec.policy_rate_hz)
+        images: dict[str, list[np.ndarray]] = {c.role: [] for c in settings.cameras}
+        states, kept = [], []
+        for stamp, observation in inputs.observations(stamps):
+            if isinstance(observation, str):
+                continue
+            kept.append(stamp)
+            states.append(observation.state)
+            for role, rgb in observation.images.items():
+                images[role].append(rgb)
+    if not kept:
+        reasons = "; ".join(f"[{p.kind}] {p.message}" for p in run.problems) or "no scene frames"
+        raise EpisodeError(f"no usable observation ({reasons})")
+    chunks, mask = chunk_targets(run, settings, kept, source)
+    tensors = {f"images.{role}": np.stack(frames) for role, frames in images.items()}
+    tensors.update(state=np.asarray(states, dtype=np.float32), action_chunks=chunks,
+                   action_mask=mask, timestamps=np.asarray(kept, dtype=np.float64))
+    metadata = {"embodiment": settings.spec.name, "instruction": instruction or run.instruction
+                or "", "policy_rate_hz": repr(settings.spec.policy_rate_hz),
+                "action_source": source, "source_bag": str(bag),
+                "problems": json.dumps([p.message for p in run.problems])}
+    return tensors, metadata
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="lightwam-bag-to-samples", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bags", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path, required=True, help="dataset folder")
+    parser.add_argument("--embodiment", choices=EMBODIMENTS,
+                        help="default: the first bag's (recorder metadata)")
+    parser.add_argument("--params", type=Path, help="policy parameter file (topics)")
+    parser.add_argument("--actions", choices=ACTION_SOURCES, default="state")
+    parser.add_argument("--instruction", help="default: the one recorded in each bag")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        embodiment = args.embodiment or _bag_embodiment(args.bags[0])
+        if not embodiment:
+            raise ValueError("give --embodiment: the bag records none")
+        # The policy parameters are validated against a model package; only their topics and
+        # embodiment matter here, so the tiny package of the embodiment stands in.
+        model = ensure_tiny_package(embodiment)
+        settings = settings_from_file(args.params or params_file("policy", embodiment), overrides={
+            "checkpoint": str(model.checkpoint), "instruction_cache": str(model.instruction_cache),
+            "embodiment": embodiment, "instruction": ""})
+    except (ValueError, OSError) as error:
+        print(f"lightwam-bag-to-samples: {error}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for bag in args.bags:
+        try:
+            tensors, metadata = convert_bag(bag, settings, args.actions, args.instruction)
+        except EpisodeError as error:
+            print(f"skipped {bag}: {error}", file=sys.stderr)
+            continue
+        path = args.out / f"episode_{written:04d}.safetensors"
+        save_file(tensors, str(path), metadata=metadata)
+        print(f"{bag} -> {path}: {len(tensors['timestamps'])} steps")
+        written += 1
+    return 0 if written else 1
+
+
+def _bag_embodiment(bag: Path) -> str:
+    try:
+        with BagReader(bag) as reader:
+            return reader.metadata.get("embodiment", "")
+    except BagError:
+        return ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
