@@ -1,0 +1,143 @@
+"""lightwam-offline-check on generated bags: a full report from a good one, and a clear message
+with a partial report - never a traceback - from damaged or incomplete ones."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from rclpy.serialization import serialize_message  # noqa: E402
+from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from lightwam_ros.bags.typestore import project_typestore  # noqa: E402
+from lightwam_ros.nodes.image_conversion import rgb_to_image  # noqa: E402
+from lightwam_ros.nodes.joint_state import make_joint_state  # noqa: E402
+from lightwam_ros.nodes.stamps import nanoseconds_to_stamp  # noqa: E402
+from lightwam_ros.tools.bringup_plan import ensure_tiny_package  # noqa: E402
+from lightwam_ros.tools.offline_check import main as offline_check  # noqa: E402
+
+START_NS = 1_700_000_000_000_000_000
+TASK = "beat the block with the hammer"
+JOINTS = [f"f{side}_joint{i}" for side in "lr" for i in range(1, 8)]
+CAMERAS = ("head", "left_wrist", "right_wrist")
+SECONDS = 2.0
+
+
+def scene(t: float, role: str) -> np.ndarray:
+    """A synthetic frame that changes over time (the canvas resizes it); 48 KB, so the bag
+    spans several 1 MiB MCAP chunks and a cut file keeps its first ones."""
+    rgb = np.zeros((128, 128, 3), dtype=np.uint8)
+    rgb[..., CAMERAS.index(role)] = 60
+    rgb[:, : int(10 + 100 * (t / SECONDS)), 1] = 200
+    return rgb
+
+
+def joints(t: float) -> list[float]:
+    q = 0.3 * np.sin(2 * math.pi * 0.5 * t + np.arange(14))
+    q[[6, 13]] = 0.02  # gripper joints (m)
+    return q.tolist()
+
+
+def write_bag(path: Path, *, cameras=CAMERAS, backwards_at: float | None = None,
+              mystery: bool = False) -> Path:
+    """Cameras at 10 Hz, joint states at 50 Hz, the instruction once; optionally joint stamps
+    that jump back at ``backwards_at`` and a topic of a type nobody has installed."""
+    store = project_typestore()
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as bag:
+        topics = {role: bag.add_connection(f"/camera/{role}/image_raw", "sensor_msgs/msg/Image",
+                                           typestore=store) for role in cameras}
+        state = bag.add_connection("/joint_states", "sensor_msgs/msg/JointState", typestore=store)
+        task = bag.add_connection("/lightwam/instruction", "std_msgs/msg/String",
+                                  typestore=store)
+        bag.write(task, START_NS, serialize_message(String(data=TASK)))
+        if mystery:
+            gizmo = bag.add_connection("/gizmo", "acme_msgs/msg/Gizmo", msgdef="",
+                                       rihs01="RIHS01_" + "0" * 64)
+        for k in range(int(SECONDS * 50)):
+            t = k / 50
+            stamp_ns = START_NS + int(t * 1e9)
+            log_ns = stamp_ns + 2_000_000
+            shifted = stamp_ns - (500_000_000 if backwards_at is not None and t >= backwards_at
+                                  else 0)
+            bag.write(state, log_ns, serialize_message(
+                make_joint_state(JOINTS, joints(t), nanoseconds_to_stamp(shifted))))
+            if k % 5 == 0:
+                for role, connection in topics.items():
+                    bag.write(connection, log_ns + 1, serialize_message(rgb_to_image(
+                        scene(t, role), nanoseconds_to_stamp(stamp_ns), f"{role}_camera")))
+                if mystery:
+                    bag.write(gizmo, log_ns + 2, b"\x00\x01\x00\x00opaque")
+    return path
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ensure_tiny_package("robotwin_aloha")
+
+
+def check(model, bag: Path, out: Path, capsys, observations: int = 1) -> tuple[int, dict, str]:
+    code = offline_check([str(bag), "--checkpoint", str(model.checkpoint), "--instructions",
+                          str(model.instruction_cache), "--embodiment", "robotwin_aloha",
+                          "--out", str(out), "--max-observations", str(observations)])
+    printed = capsys.readouterr()
+    return code, json.loads((out / "figures.json").read_text()), printed.out + printed.err
+
+
+def problem_kinds(figures: dict) -> set[str]:
+    return {problem["kind"] for problem in figures["problems"]}
+
+
+def test_generated_bag_gives_a_full_report(model, tmp_path, capsys):
+    bag = write_bag(tmp_path / "good")
+    code, figures, printed = check(model, bag, tmp_path / "report", capsys, observations=3)
+    assert code == 0, printed
+    assert figures["counts"]["chunks"] == 3  # --max-observations
+    assert figures["counts"]["chunks_compared_with_reference"] == 3
+    assert figures["vs_reference"] is not None
+    assert any("live" in line for line in figures["missing"])  # the bag holds no live chunks
+    for name in ("predicted_vs_recorded.png", "error_heatmap.png", "latency_histogram.png",
+                 "report.md", "report.html"):
+        assert (tmp_path / "report" / name).stat().st_size > 1000, name
+    assert not problem_kinds(figures) - {"gap"}
+
+
+@pytest.mark.parametrize("damage, kind, usable", [
+    ("truncated", "truncated", True),
+    ("mystery", "unknown_type", True),
+    ("missing_camera", "missing_topic", False),
+    ("backwards", "out_of_order", True),
+])
+def test_bad_bag_gives_a_message_and_a_partial_report(model, tmp_path, capsys, damage, kind,
+                                                      usable):
+    if damage == "truncated":
+        bag = write_bag(tmp_path / "bag")
+        mcap = next(bag.glob("*.mcap"))
+        data = mcap.read_bytes()
+        mcap.write_bytes(data[: int(len(data) * 0.7)])  # a recorder killed mid-write
+        (bag / "metadata.yaml").unlink()
+    elif damage == "mystery":
+        bag = write_bag(tmp_path / "bag", mystery=True)
+    elif damage == "missing_camera":
+        bag = write_bag(tmp_path / "bag", cameras=("head", "right_wrist"))
+    else:
+        bag = write_bag(tmp_path / "bag", backwards_at=1.0)
+    code, figures, printed = check(model, bag, tmp_path / "report", capsys)
+    assert "Traceback" not in printed
+    assert kind in problem_kinds(figures), figures["problems"]
+    assert f"[{kind}]" in printed  # said on the console too
+    assert (tmp_path / "report" / "report.md").is_file()
+    assert (code == 0) == usable and (figures["counts"]["chunks"] > 0) == usable
+
+
+def test_nothing_readable_still_gets_a_report(model, tmp_path, capsys):
+    bag = tmp_path / "empty.mcap"
+    bag.write_bytes(b"")
+    code, figures, printed = check(model, bag, tmp_path / "report", capsys)
+    assert code == 1 and "Traceback" not in printed
+    assert problem_kinds(figures) == {"unreadable"}
