@@ -255,15 +255,29 @@ class ObservationAssembler:
         return Observation(t, samples, {name: t - s.stamp for name, s in samples.items()})
 
     def assemble_anchored(self, t: float, anchor: str) -> Observation:
-        """The observation of the instant of the anchor stream's sample for time t.
+        """The observation of one instant: that of the newest anchor sample that every other
+        stream has reached (has a sample stamped at or after it), as of time t.
 
-        Freshness is judged at t (a dead camera is still refused), but every stream's sample is
-        then taken as of the anchor's stamp, so the image and the state come from one instant,
-        as in training data, and the observation depends only on the inputs' stamps: a replayed
-        recording rebuilds it exactly, whenever the trigger fires.  Ages are measured from t.
+        Freshness is judged at t (a dead camera is still refused).  Every stream's sample is
+        taken as of the anchor's stamp, so the image and the state come from one instant, as in
+        training data; and because the other streams have moved past that instant, nothing
+        that belongs to it can still be in flight: the observation depends only on the
+        recorded inputs, and a replay rebuilds it exactly, whenever the trigger fires.  With
+        synchronised cameras this waits at most one joint-state period.  Ages count from t.
         """
         current = self.assemble(t)
-        synced = self.assemble(current.samples[anchor].stamp)
+        entry = self._stream(anchor)
+        reached = min((other.last_stamp for name, other in self._streams.items()
+                       if name != anchor), default=math.inf)
+        index = entry.buffer.index_at_or_before(min(current.samples[anchor].stamp, reached))
+        age = t - entry.buffer.stamp(index) if index >= 0 else math.inf
+        if age > entry.config.max_age:
+            behind = min(self._streams.values(), key=lambda other: other.last_stamp).name
+            raise StaleInputError(t, (StreamProblem(
+                anchor, "stale", age - entry.config.max_age,
+                f"stream {anchor!r}: no frame within max_age {entry.config.max_age:.3f} s that "
+                f"stream {behind!r} has reached (its newest sample is {t - reached:.3f} s old)"),))
+        synced = self.assemble(entry.buffer.stamp(index))
         return Observation(t, synced.samples,
                            {name: t - s.stamp for name, s in synced.samples.items()})
 

@@ -12,9 +12,9 @@ before READY), then waits for a trigger: a timer at ``rate`` or, with ``trigger:
 ``std_msgs/Empty`` message or a ``std_srvs/Trigger`` call.  A trigger that finds inference still
 running is skipped and counted, never queued, so the node never computes a chunk from an
 observation that was already old when it started.  Each run checks that every input is fresh
-*now*, then takes every input as of the newest scene-camera frame (so image and state come from
-one instant, and a replayed recording gives the same observation), predicts, validates and
-publishes.  When the clock jumps backwards (simulator reset, looping bag) the input history is
+*now*, then takes every input as of the newest scene-camera frame that all inputs have reached
+(so image and state come from one instant, nothing of it is still in flight, and a replayed
+recording gives the same observation), predicts, validates and publishes.  When the clock jumps backwards (simulator reset, looping bag) the input history is
 cleared and filled afresh.
 
 Outputs.

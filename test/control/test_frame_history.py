@@ -195,3 +195,26 @@ def test_clear_forgets_samples_so_time_may_start_again():
     assert assembler.add("joints", 0.01, 99) and assembler.add("scene", 0.0, "again")
     assert assembler.assemble(0.02).value("joints") == 99
     assert assembler.stats("joints").rejected_backwards == 1  # statistics survive a clear
+
+
+def test_anchored_assembly_waits_until_every_stream_has_reached_the_frame():
+    assembler = ObservationAssembler({"scene": StreamConfig(max_age=0.2),
+                                      "joints": StreamConfig(max_age=0.05, capacity=64)})
+    for k in range(3):
+        assembler.add("scene", k / 10, f"frame{k}")  # 0.0, 0.1, 0.2
+    for k in range(20):
+        assembler.add("joints", k / 100, k)  # up to 0.19: frame 2's joint state is in flight
+    obs = assembler.assemble_anchored(0.2, "scene")
+    assert obs.value("scene") == "frame1" and obs.value("joints") == 10
+    assembler.add("joints", 0.2, 20)  # now the joints have reached frame 2
+    assert assembler.assemble_anchored(0.2, "scene").value("scene") == "frame2"
+
+
+def test_anchored_assembly_refuses_when_a_stream_lags_beyond_max_age():
+    assembler = ObservationAssembler({"scene": StreamConfig(max_age=0.15),
+                                      "joints": StreamConfig(max_age=0.3)})
+    for k in range(5):
+        assembler.add("scene", k / 10, f"frame{k}")
+    assembler.add("joints", 0.15, 0)  # fresh enough, but it lags frame 2 and later
+    with pytest.raises(StaleInputError, match="'joints' has reached"):
+        assembler.assemble_anchored(0.4, "scene")
