@@ -8,7 +8,8 @@ The nodes, their parameter files (config/<node>_<embodiment>.yaml) and their ove
 ``lightwam_ros.tools.bringup_plan``, which ``lightwam-bringup`` uses too: both start the same
 pipeline.  Without a checkpoint a random-weight tiny package is built (only with
 loopback_robot:=true or shadow:=true).  replay:=true implies use_sim_time (a bag provides the
-inputs and /clock).
+inputs and /clock); bag:=PATH plays that bag here with lightwam-replay (and implies replay).
+record:=PATH also starts lightwam-record, which records the run's inputs and outputs.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -26,7 +27,8 @@ def _nodes(context, *args, **kwargs):
     plan = plan_from_launch_arguments(values)
     actions = [Node(package=PACKAGE, executable=node.executable, name=node.node_name,
                     output="screen", emulate_tty=True, additional_env=dict(node.env),
-                    parameters=[str(node.params_file)]
+                    arguments=list(node.arguments),
+                    parameters=([str(node.params_file)] if node.params_file else [])
                     + ([dict(node.overrides)] if node.overrides else []))
                for node in plan.nodes]
     if launch_flag(values, "rviz"):

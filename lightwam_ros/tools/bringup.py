@@ -13,6 +13,11 @@ What runs comes from ``bringup_plan.build_plan`` (shared with the launch file). 
   on its own thread (rclpy's MultiThreadedExecutor starves fast timers, see executor_node).
   Quicker to start; the nodes then share one interpreter lock.
 
+``--record BAG`` also starts ``lightwam-record`` on the topics the nodes really use;
+``--replay BAG`` runs the nodes on simulated time with ``lightwam-replay`` playing the bag as
+their inputs and ``/clock`` (the run ends when the bag does).  Both run in processes of their own
+in either mode: their work must not share an interpreter lock with the control loop.
+
 With ``--loopback-robot`` an observer node measures what flows (chunks, commands, the robot's
 motion, the nodes' states) and prints a summary at the end; with ``--duration`` the run is a
 check: it lasts that long from the first chunk (the start-up, model loading included, is bounded
@@ -39,9 +44,9 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from lightwam_ros.tools.bringup_observer import BringupObserver, format_summary, problems
-from lightwam_ros.tools.bringup_plan import (DEFAULT_EMBODIMENT, EMBODIMENTS, BringupOptions,
-                                             BringupPlan, NodePlan, ParamOverride, PlanError,
-                                             build_plan, resolve_model)
+from lightwam_ros.tools.bringup_plan import (DEFAULT_EMBODIMENT, EMBODIMENTS, FILELESS_NODES,
+                                             REPLAY, BringupOptions, BringupPlan, NodePlan,
+                                             ParamOverride, PlanError, build_plan, resolve_model)
 from lightwam_ros.tools.child_process import ChildProcess
 from lightwam_ros.tools.ros_env import isolated_ros_env
 
@@ -90,6 +95,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              "left to the control loop)")
     parser.add_argument("--isolated", action="store_true",
                         help="loopback-only discovery and a random ROS_DOMAIN_ID (demos, tests)")
+    parser.add_argument("--record", metavar="BAG",
+                        help="also record the run's inputs and outputs into this new bag "
+                             "directory (lightwam-record)")
+    parser.add_argument("--replay", metavar="BAG",
+                        help="the bag provides the inputs and /clock (lightwam-replay); every "
+                             "node uses simulated time; the run ends with the bag")
     parser.add_argument("--summary-json", type=Path, help="also write the summary here")
     args = parser.parse_args(argv)
     if args.duration < 0 or args.startup_timeout <= 0:
@@ -101,7 +112,8 @@ def make_plan(args: argparse.Namespace) -> BringupPlan:
     options = BringupOptions(
         embodiment=args.embodiment, shadow=args.shadow, use_sim_time=args.use_sim_time,
         loopback_robot=args.loopback_robot, policy_threads=args.policy_threads,
-        params=tuple(ParamOverride.parse(text) for text in args.params))
+        params=tuple(ParamOverride.parse(text) for text in args.params), record=args.record,
+        replay_bag=args.replay)
     model = resolve_model(args.embodiment, args.checkpoint, args.instructions, tiny=args.tiny,
                           safe_target=args.loopback_robot or args.shadow,
                           cache_dir=args.workdir)
@@ -167,19 +179,23 @@ def _parameters(overrides: dict[str, Any]) -> list[Parameter]:
 class InProcessNodes:
     """``--processes one``: the plan's nodes (and the observer) in this process, spun by
     ``threads``; the parameter files are passed as global ``--params-file`` arguments (each
-    file's section names its node)."""
+    file's section names its node).  The recorder and the bag player still get processes of
+    their own (``children``)."""
 
     def __init__(self, plan: BringupPlan) -> None:
         self.plan = plan
-        for node in plan.nodes:  # one process: every node's environment applies to all
+        self.in_process = [node for node in plan.nodes if node.role not in FILELESS_NODES]
+        for node in self.in_process:  # one process: every node's environment applies to all
             os.environ.update(node.env)
         if "OMP_NUM_THREADS" in os.environ and "torch" in sys.modules:
             import torch  # already started (it built the tiny package): it read the variable
 
             torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-        files = [arg for node in plan.nodes for arg in ("--params-file", str(node.params_file))]
+        files = [arg for node in self.in_process
+                 for arg in ("--params-file", str(node.params_file))]
         self.threads = NodeThreads(["--ros-args", *files])
-        self.exit_codes: dict[str, int] = {}
+        self.children = NodeChildren()
+        self.exit_codes = self.children.exit_codes
 
     def start(self) -> None:
         # Imported here: the policy node imports torch, which only this mode needs up front.
@@ -191,6 +207,9 @@ class InProcessNodes:
             "policy": create_policy_node, "executor": create_executor_node,
             "robot": create_loopback_robot}
         for node in self.plan.nodes:
+            if node.role in FILELESS_NODES:
+                self.children.start(node)
+        for node in self.in_process:
             self.threads.add(factories[node.role](
                 node.node_name, context=self.threads.context,
                 parameter_overrides=_parameters(node.overrides)))
@@ -200,9 +219,13 @@ class InProcessNodes:
         for node in self.threads.nodes:
             if getattr(node, "fatal_error", None):
                 return f"{node.get_name()}: {node.fatal_error}"
-        return self.threads.failure
+        return self.children.failure() or self.threads.failure
+
+    def finished(self) -> bool:
+        return self.children.finished()
 
     def stop(self) -> None:
+        self.children.stop()
         self.threads.close()
 
 
@@ -226,28 +249,28 @@ class NodeChild(ChildProcess):
             f"{self.role} did not stop after SIGINT: sending {name}"))
 
 
-class SeparateProcesses:
-    """``--processes separate``: one child process per node of the plan; ``threads`` spins this
-    process's own node, the observer, when the plan has one."""
+class NodeChildren:
+    """Nodes of the plan, each in its own process, stopped together."""
 
-    def __init__(self, plan: BringupPlan) -> None:
-        self.plan = plan
+    def __init__(self) -> None:
         self.children: list[NodeChild] = []
         self.exit_codes: dict[str, int] = {}
-        self.threads = NodeThreads() if plan.observed is not None else None
 
-    def start(self) -> None:
-        for node in self.plan.nodes:
-            child = NodeChild(node)
-            self.children.append(child)
-            say(f"started {node.role} (pid {child.process.pid}): {node.module}")
+    def start(self, node: NodePlan) -> None:
+        child = NodeChild(node)
+        self.children.append(child)
+        say(f"started {node.role} (pid {child.process.pid}): {node.module}")
 
     def failure(self) -> Optional[str]:
         for child in self.children:
             code = child.process.poll()
-            if code is not None:
+            if code is not None and not (child.role == REPLAY and code == 0):
                 return f"{child.role} exited early with status {code}"
         return None
+
+    def finished(self) -> bool:
+        """The bag player has played its bag to the end: the run is over."""
+        return any(child.role == REPLAY and child.process.poll() == 0 for child in self.children)
 
     def stop(self) -> None:
         for child in self.children:  # all at once: a slow node does not delay the others
@@ -256,6 +279,30 @@ class SeparateProcesses:
             self.exit_codes[child.role] = child.stop()
             say(f"{child.role} (pid {child.process.pid}) exited with status "
                 f"{self.exit_codes[child.role]}")
+
+
+class SeparateProcesses:
+    """``--processes separate``: one child process per node of the plan; ``threads`` spins this
+    process's own node, the observer, when the plan has one."""
+
+    def __init__(self, plan: BringupPlan) -> None:
+        self.plan = plan
+        self.children = NodeChildren()
+        self.exit_codes = self.children.exit_codes
+        self.threads = NodeThreads() if plan.observed is not None else None
+
+    def start(self) -> None:
+        for node in self.plan.nodes:
+            self.children.start(node)
+
+    def failure(self) -> Optional[str]:
+        return self.children.failure()
+
+    def finished(self) -> bool:
+        return self.children.finished()
+
+    def stop(self) -> None:
+        self.children.stop()
         if self.threads is not None:
             self.threads.close()
 
@@ -277,8 +324,11 @@ def _describe(plan: BringupPlan) -> None:
     for node in plan.nodes:
         overrides = ", ".join(f"{k}={v}" for k, v in node.overrides.items())
         env = " ".join(f"{k}={v}" for k, v in node.env.items())
-        say(f"{node.role}: {node.node_name} with {node.params_file}"
-            + (f" + {overrides}" if overrides else "") + (f" (env {env})" if env else ""))
+        words = [f"{node.role}: {node.node_name}", *node.arguments]
+        if node.params_file is not None:
+            words.append(f"with {node.params_file}")
+        say(" ".join(words) + (f" + {overrides}" if overrides else "")
+            + (f" (env {env})" if env else ""))
     if plan.use_sim_time:
         say("use_sim_time: every node waits for /clock (a bag player or a simulator)")
 
@@ -295,6 +345,9 @@ def _wait_for_the_end(nodes: InProcessNodes | SeparateProcesses,
         failure = nodes.failure()
         if failure:
             return failure
+        if nodes.finished():
+            say("the bag has been played to its end: stopping")
+            return None
         now = time.monotonic()
         if active_since is None and observer.chunks.count:
             active_since = now

@@ -11,6 +11,10 @@ process (the policy's CPU thread count).  The loopback robot is wired from
 the *effective* policy and executor parameters: it publishes joint states where both listen,
 camera images where the policy expects them and at the size it requires, and follows whichever
 command output of the executor it understands.
+
+Two nodes have no parameter file: the recorder (``lightwam-record``: inputs and outputs of the
+run, from the same effective parameters, into a bag) and the bag player (``lightwam-replay``:
+a recording provides the inputs and ``/clock``).
 """
 from __future__ import annotations
 
@@ -38,6 +42,11 @@ MODULES = {"policy": "lightwam_ros.nodes.policy_node",
 EXECUTABLES = {"policy": "lightwam-policy", "executor": "lightwam-executor",
                "robot": "lightwam-loopback-robot"}
 _FILE_PREFIX = {"policy": "policy", "executor": "executor", "robot": "loopback"}
+# Nodes without a parameter file: role -> (node name, module, executable).
+RECORDER, REPLAY = "recorder", "replay"
+FILELESS_NODES = {RECORDER: ("lightwam_recorder", "lightwam_ros.nodes.recorder_node",
+                             "lightwam-record"),
+                  REPLAY: ("lightwam_replay", "lightwam_ros.nodes.bag_replay", "lightwam-replay")}
 # Executor output mode -> (topic parameter, message type the loopback robot follows), by
 # preference: a trajectory is what a real ros2_control arm gets.
 _FOLLOWED_OUTPUTS = (("joint_trajectory", "joint_trajectory_topic"),
@@ -151,8 +160,9 @@ class ParamOverride:
             raise PlanError(f"--params {text!r}: expected [ROLE:]NAME:=VALUE, e.g. rate:=5 or "
                             f"executor:boundary_rule:=blend")
         role, _, name = target.rpartition(":")
-        if role and role not in ROLES:
-            raise PlanError(f"--params {text!r}: unknown node {role!r}; nodes: {list(ROLES)}")
+        if role and role not in (*ROLES, RECORDER):
+            raise PlanError(f"--params {text!r}: unknown node {role!r}; nodes: "
+                            f"{[*ROLES, RECORDER]}")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as error:
@@ -291,6 +301,8 @@ class BringupOptions:
     loopback_robot: bool = False
     params: tuple[ParamOverride, ...] = ()
     policy_threads: Optional[int] = None  # None: default_policy_threads()
+    record: Optional[str] = None  # bag directory (must not exist) the recorder writes
+    replay_bag: Optional[str] = None  # a bag that lightwam-replay plays: implies replay
 
 
 @dataclass(frozen=True)
@@ -299,17 +311,18 @@ class NodePlan:
     node_name: str
     module: str
     executable: str
-    params_file: Path
+    params_file: Optional[Path]  # None: FILELESS_NODES
     overrides: dict[str, Any]  # win over the parameter file
     env: dict[str, str] = field(default_factory=dict)  # for the node's process
+    arguments: tuple[str, ...] = ()  # before the ROS arguments (the bag player's options)
 
     def command(self, python: str = sys.executable) -> list[str]:
         """The command line that runs this node in its own process."""
-        command = [python, "-u", "-m", self.module, "--ros-args", "--params-file",
-                   str(self.params_file)]
+        ros_args = [] if self.params_file is None else ["--params-file", str(self.params_file)]
         for name, value in self.overrides.items():
-            command += ["-p", f"{name}:={ros_value_text(value)}"]
-        return command
+            ros_args += ["-p", f"{name}:={ros_value_text(value)}"]
+        return [python, "-u", "-m", self.module, *self.arguments,
+                *(["--ros-args", *ros_args] if ros_args else [])]
 
 
 @dataclass(frozen=True)
@@ -340,13 +353,16 @@ class BringupPlan:
 
 def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
     """The nodes to start and their parameters; PlanError when the combination cannot work."""
-    if options.replay and options.loopback_robot:
+    replay = options.replay or options.replay_bag is not None
+    if replay and options.loopback_robot:
         raise PlanError("replay and loopback_robot both provide the robot's inputs: choose one")
     roles = ROLES if options.loopback_robot else ROLES[:2]
     files = {role: params_file(role, options.embodiment) for role in roles}
     from_files = {role: read_params(files[role], NODE_NAMES[role]) for role in roles}
     overrides: dict[str, dict[str, Any]] = {role: {} for role in roles}
-    use_sim_time = options.use_sim_time or options.replay
+    if options.record is not None:
+        overrides[RECORDER] = {}
+    use_sim_time = options.use_sim_time or replay
     overrides["policy"].update(checkpoint=str(model.checkpoint),
                                instruction_cache=str(model.instruction_cache))
     for role in roles:
@@ -375,6 +391,13 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
     env["policy"]["OMP_NUM_THREADS"] = str(threads)
     nodes = tuple(NodePlan(role, NODE_NAMES[role], MODULES[role], EXECUTABLES[role], files[role],
                            overrides[role], env[role]) for role in roles)
+    if options.record is not None:
+        recorder = _recorder_parameters(options.record, options.embodiment, policy, executor,
+                                        use_sim_time)
+        nodes += (NodePlan(RECORDER, *FILELESS_NODES[RECORDER], None,
+                           {**recorder, **overrides[RECORDER]}),)
+    if options.replay_bag is not None:
+        nodes += (_replay_node(options.replay_bag),)
     return BringupPlan(nodes, observed, use_sim_time, shadow)
 
 
@@ -388,7 +411,7 @@ def _route(override: ParamOverride, from_files: Mapping[str, Mapping[str, Any]],
                         f"the node to pass it anyway (e.g. policy:{override.name}:=...)")
     if any(target not in overrides for target in targets):
         raise PlanError(f"--params for {override.role}: that node is not started (the robot "
-                        "runs only with the loopback robot)")
+                        "runs only with the loopback robot, the recorder only when recording)")
     for target in targets:
         overrides[target][override.name] = override.value
 
@@ -445,6 +468,99 @@ def _robot_wiring(policy: Mapping[str, Any], executor: Mapping[str, Any],
 
 
 # --------------------------------------------------------------------------------------------
+# Recording and replay
+# --------------------------------------------------------------------------------------------
+
+DIAGNOSTICS_TOPIC = "/diagnostics"
+# Custom metadata lightwam-record writes into a bag, for lightwam-replay and the offline check.
+METADATA_EMBODIMENT = "embodiment"
+METADATA_INSTRUCTION = "instruction"
+METADATA_INSTRUCTION_TOPIC = "instruction_topic"
+METADATA_TOPIC_ROLES = "topic_roles"  # JSON object: topic -> one of TOPIC_ROLES
+TOPIC_ROLES = ("input", "output", "other")
+_POLICY_OUTPUTS = ("chunk_topic", "shadow_chunk_topic", "status_topic", "trajectory_topic",
+                   "path_topic", "diagnostics_topic")
+_EXECUTOR_OUTPUTS = ("joint_trajectory_topic", "forward_command_topic", "joint_command_topic",
+                     "target_pose_topic", "shadow_command_topic", "diagnostics_topic")
+
+
+@dataclass(frozen=True)
+class RecordedTopics:
+    """What a recording of a run holds: the policy's inputs (what a replay gives it back) and
+    what the nodes output (what an offline check compares with).  Topic names as the nodes'
+    parameters spell them: relative ones resolve in the recorder's namespace."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    instruction: str  # the policy's instruction topic (std_msgs/String)
+
+
+def recorded_topics(policy: Mapping[str, Any], executor: Mapping[str, Any]) -> RecordedTopics:
+    """The topics to record, from the effective policy and executor parameters."""
+    instruction = policy.get("instruction_topic", "lightwam/instruction")
+    cameras = [policy.get(f"cameras.{role}.topic") or _default_camera_topic(policy, role)
+               for role in _camera_roles(policy)]
+    poses = [topic for name, topic in policy.items()
+             if name.startswith("eef_pose.") and name.endswith(".topic") and topic]
+    joint_states = [values.get("joint_state_topic", "joint_states")
+                    for values in (policy, executor)]
+    outputs = ([policy[name] for name in _POLICY_OUTPUTS if policy.get(name)]
+               + [executor[name] for name in _EXECUTOR_OUTPUTS if executor.get(name)]
+               + [DIAGNOSTICS_TOPIC])
+    inputs = list(dict.fromkeys([*cameras, *joint_states, instruction, *poses]))
+    return RecordedTopics(tuple(inputs), tuple(t for t in dict.fromkeys(outputs)
+                                               if t not in inputs), instruction)
+
+
+def _default_camera_topic(policy: Mapping[str, Any], role: str) -> str:
+    """The policy node's own default for a camera without a topic (see policy_params)."""
+    compressed = policy.get(f"cameras.{role}.compressed", False)
+    return f"camera/{role}/image_raw" + ("/compressed" if compressed else "")
+
+
+def absolute_topic(name: str) -> str:
+    """A topic name as a bag or the graph spells it in the root namespace."""
+    return name if name.startswith("/") else "/" + name
+
+
+def package_output_topics() -> set[str]:
+    """Everything this package's nodes publish with the shipped parameter files, for every
+    embodiment (absolute names): what a player of a foreign bag must not publish again."""
+    topics: set[str] = set()
+    for embodiment in EMBODIMENTS:
+        policy, executor = (read_params(params_file(role, embodiment), NODE_NAMES[role])
+                            for role in ROLES[:2])
+        topics.update(absolute_topic(t) for t in recorded_topics(policy, executor).outputs)
+    return topics
+
+
+def _recorder_parameters(path: str, embodiment: str, policy: Mapping[str, Any],
+                         executor: Mapping[str, Any], use_sim_time: bool) -> dict[str, Any]:
+    """The recorder records what the started nodes really use: the effective topics."""
+    output = Path(path).expanduser().absolute()
+    if output.exists():
+        raise PlanError(f"record: {output} already exists; name a new bag directory")
+    recorded = recorded_topics(policy, executor)
+    parameters: dict[str, Any] = {
+        "output": str(output), "embodiment": embodiment,
+        "instruction": str(policy.get("instruction", "")),
+        "instruction_topic": recorded.instruction, "input_topics": list(recorded.inputs),
+        "output_topics": list(recorded.outputs)}
+    if use_sim_time:
+        parameters["use_sim_time"] = True
+    return parameters
+
+
+def _replay_node(bag: str) -> NodePlan:
+    """lightwam-replay of ``bag``, once every replayed topic has a subscriber (the policy's)."""
+    path = Path(bag).expanduser().absolute()
+    if not path.exists():
+        raise PlanError(f"bag: no such bag {path}")
+    return NodePlan(REPLAY, *FILELESS_NODES[REPLAY], None, {},
+                    arguments=(str(path), "--wait-for-subscribers", "1"))
+
+
+# --------------------------------------------------------------------------------------------
 # Launch arguments (launch/lightwam.launch.py)
 # --------------------------------------------------------------------------------------------
 
@@ -472,6 +588,10 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("loopback_robot", "false", "Start the stand-in robot (no hardware).",
                    _BOOL_CHOICES),
     LaunchArgument("rviz", "false", "Start rviz2 with config/lightwam.rviz.", _BOOL_CHOICES),
+    LaunchArgument("record", "", "Record the run's inputs and outputs into this bag directory "
+                   "(must not exist yet); empty: no recording."),
+    LaunchArgument("bag", "", "Play this bag with lightwam-replay as the inputs and /clock "
+                   "(implies replay); empty: none is played here."),
 )
 
 
@@ -488,7 +608,8 @@ def plan_from_launch_arguments(values: Mapping[str, str],
     options = BringupOptions(
         embodiment=values["embodiment"], shadow=launch_flag(values, "shadow"),
         use_sim_time=launch_flag(values, "use_sim_time"), replay=launch_flag(values, "replay"),
-        loopback_robot=launch_flag(values, "loopback_robot"))
+        loopback_robot=launch_flag(values, "loopback_robot"),
+        record=values["record"].strip() or None, replay_bag=values["bag"].strip() or None)
     if options.embodiment not in EMBODIMENTS:
         raise PlanError(f"launch argument embodiment must be one of {list(EMBODIMENTS)}, got "
                         f"{options.embodiment!r}")

@@ -226,6 +226,91 @@ def test_a_loopback_robot_that_could_not_close_the_loop_is_refused(override, rea
         plan(loopback_robot=True, params=[override])
 
 
+# ------------------------------------------------------------------ recording and replay
+
+
+@pytest.mark.parametrize("embodiment", bp.EMBODIMENTS)
+def test_recorded_topics_are_the_policy_inputs_and_what_the_nodes_output(embodiment):
+    policy, executor = file_params("policy", embodiment), file_params("executor", embodiment)
+    recorded = bp.recorded_topics(*(bp.read_params(bp.params_file(role, embodiment),
+                                                   bp.NODE_NAMES[role])
+                                    for role in ("policy", "executor")))
+    assert set(recorded.inputs) == {camera["topic"] for camera in policy["cameras"].values()} | {
+        policy["joint_state_topic"], policy["instruction_topic"]}
+    assert recorded.instruction == policy["instruction_topic"]
+    assert {policy[name] for name in ("chunk_topic", "shadow_chunk_topic", "status_topic",
+                                      "trajectory_topic", "path_topic", "diagnostics_topic")} | {
+        executor[name] for name in ("joint_trajectory_topic", "forward_command_topic",
+                                    "joint_command_topic")} | {"/diagnostics"} == (
+        set(recorded.outputs) - {executor.get("target_pose_topic")})
+    assert len(set(recorded.outputs)) == len(recorded.outputs)
+
+
+def test_recorded_topics_follow_the_effective_parameters():
+    recorded = bp.recorded_topics(
+        {"cameras.wrist.topic": "", "cameras.wrist.compressed": True,
+         "cameras.head.topic": "/cam/head", "eef_pose.arm.topic": "/arm/pose",
+         "eef_pose.other.topic": "", "joint_state_topic": "/robot/joints"},
+        {"joint_state_topic": "/robot/joints", "joint_command_topic": "cmd"})
+    assert recorded.inputs == ("/cam/head", "camera/wrist/image_raw/compressed", "/robot/joints",
+                               "lightwam/instruction", "/arm/pose")
+    assert recorded.outputs == ("cmd", "/diagnostics")
+
+
+def test_a_recording_plan_starts_the_recorder_on_the_effective_topics(tmp_path):
+    bag = tmp_path / "run1"
+    result = plan(record=str(bag), loopback_robot=True, use_sim_time=True, params=[
+        "cameras.head.topic:=/cam/head", "instruction:=stack the cups",
+        "recorder:max_queue_mb:=64"])
+    recorder = result.nodes[-1]
+    assert (recorder.role, recorder.node_name, recorder.executable) == (
+        "recorder", "lightwam_recorder", "lightwam-record")
+    assert recorder.params_file is None
+    overrides = recorder.overrides
+    assert overrides["output"] == str(bag) and overrides["embodiment"] == "robotwin_aloha"
+    assert overrides["instruction"] == "stack the cups"
+    assert overrides["max_queue_mb"] == 64 and overrides["use_sim_time"] is True
+    assert overrides["input_topics"][0] == "/cam/head"
+    assert "lightwam/action_chunk" in overrides["output_topics"]
+    command = recorder.command("/venv/bin/python")
+    assert command[:6] == ["/venv/bin/python", "-u", "-m", "lightwam_ros.nodes.recorder_node",
+                           "--ros-args", "-p"]
+    assert "--params-file" not in command
+    assert dict(arg.split(":=", 1) for arg in command[6::2])["input_topics"].startswith(
+        '["/cam/head", ')
+
+
+def test_a_recording_never_overwrites_and_its_parameters_need_it(tmp_path):
+    with pytest.raises(PlanError, match="already exists"):
+        plan(record=str(tmp_path))
+    with pytest.raises(PlanError, match="not started"):
+        plan(params=["recorder:flush_period:=2.0"])
+    with pytest.raises(PlanError, match="unknown node"):
+        ParamOverride.parse("replay:rate:=2")
+
+
+def test_a_bag_to_replay_starts_the_player_in_replay_mode(tmp_path):
+    result = plan(replay_bag=str(tmp_path))
+    player = result.nodes[-1]
+    assert result.use_sim_time and [n.role for n in result.nodes] == ["policy", "executor",
+                                                                       "replay"]
+    assert player.command("/py") == ["/py", "-u", "-m", "lightwam_ros.nodes.bag_replay",
+                                     str(tmp_path), "--wait-for-subscribers", "1"]
+    assert player.executable == "lightwam-replay" and player.params_file is None
+    with pytest.raises(PlanError, match="choose one"):
+        plan(replay_bag=str(tmp_path), loopback_robot=True)
+    with pytest.raises(PlanError, match="no such bag"):
+        plan(replay_bag=str(tmp_path / "missing"))
+
+
+def test_a_foreign_bag_player_leaves_out_what_the_package_publishes():
+    outputs = bp.package_output_topics()
+    assert {"/diagnostics", "/lightwam/action_chunk", "/lightwam/policy_status",
+            "/joint_trajectory_controller/joint_trajectory", "/lightwam/joint_command",
+            "/lightwam/target_pose"} <= outputs
+    assert not outputs & {"/joint_states", "/lightwam/instruction", "/camera/head/image_raw"}
+
+
 # ------------------------------------------------------------------ model files
 
 
@@ -274,7 +359,7 @@ def test_default_cache_follows_xdg(monkeypatch, tmp_path):
 def test_launch_arguments_are_the_documented_ones():
     assert [a.name for a in bp.LAUNCH_ARGUMENTS] == [
         "embodiment", "checkpoint", "instruction_cache", "shadow", "use_sim_time", "replay",
-        "loopback_robot", "rviz"]
+        "loopback_robot", "rviz", "record", "bag"]
     flags = [a for a in bp.LAUNCH_ARGUMENTS if a.choices == ("true", "false")]
     assert all(a.default == "false" for a in flags) and len(flags) == 5
 
@@ -298,6 +383,20 @@ def test_launch_argument_values_make_the_same_plan_as_the_options(tmp_path):
         bp.plan_from_launch_arguments(_launch_values(embodiment="ur5"))
     with pytest.raises(PlanError, match="no checkpoint given"):
         bp.plan_from_launch_arguments(_launch_values(), cache_dir=tmp_path)
+
+
+def test_launch_arguments_record_and_play_bags(tmp_path):
+    checkpoint = tmp_path / "m.safetensors"
+    checkpoint.write_bytes(b"")
+    model = ModelFiles(checkpoint, checkpoint, tiny=False)
+    record, bag = tmp_path / "new", tmp_path / "old"
+    bag.mkdir()
+    from_launch = bp.plan_from_launch_arguments(_launch_values(
+        checkpoint=str(checkpoint), instruction_cache=str(checkpoint), record=str(record),
+        bag=f" {bag} "))
+    assert from_launch == build_plan(BringupOptions(record=str(record), replay_bag=str(bag)),
+                                     model)
+    assert [node.role for node in from_launch.nodes][-2:] == ["recorder", "replay"]
 
 
 def test_launch_file_builds_its_nodes_from_the_plan_only():
