@@ -480,8 +480,10 @@ METADATA_TOPIC_ROLES = "topic_roles"  # JSON object: topic -> one of TOPIC_ROLES
 TOPIC_ROLES = ("input", "output", "other")
 _POLICY_OUTPUTS = ("chunk_topic", "shadow_chunk_topic", "status_topic", "trajectory_topic",
                    "path_topic", "diagnostics_topic")
+# Besides its commands: the e-stop (who stopped the arm, and when) and its chunk requests.
 _EXECUTOR_OUTPUTS = ("joint_trajectory_topic", "forward_command_topic", "joint_command_topic",
-                     "target_pose_topic", "shadow_command_topic", "diagnostics_topic")
+                     "target_pose_topic", "shadow_command_topic", "diagnostics_topic",
+                     "estop_topic", "chunk_request_topic")
 
 
 @dataclass(frozen=True)
