@@ -14,8 +14,8 @@ running is skipped and counted, never queued, so the node never computes a chunk
 observation that was already old when it started.  Each run checks that every input is fresh
 *now*, then takes every input as of the newest scene-camera frame that all inputs have reached
 (so image and state come from one instant, nothing of it is still in flight, and a replayed
-recording gives the same observation), predicts, validates and publishes.  When the clock jumps backwards (simulator reset, looping bag) the input history is
-cleared and filled afresh.
+recording gives the same observation), predicts, validates and publishes.  When the clock
+jumps backwards (simulator reset, looping bag) the input history is cleared and filled afresh.
 
 Outputs.
 - ``ActionChunk`` on ``chunk_topic``: ``header.stamp`` is the exact stamp of the frame of the

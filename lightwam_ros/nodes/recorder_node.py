@@ -8,8 +8,9 @@ What is recorded comes from the embodiment's policy and executor parameter files
 states, the instruction, measured end-effector poses; outputs - chunks, status, predicted
 trajectory or path, diagnostics, the executor's commands, its e-stop and its chunk requests.
 ``topics`` adds more, ``exclude`` leaves some out; ``input_topics`` / ``output_topics``
-replace the derived sets (the bring-up passes the topics its nodes really use).  The bag's custom metadata holds the embodiment, the
-instruction and each topic's role, which ``lightwam-replay`` and the offline check read.
+replace the derived sets (the bring-up passes the topics its nodes really use).  The bag's
+custom metadata holds the embodiment, the instruction and each topic's role, which
+``lightwam-replay`` and the offline check read.
 
 Recording must never slow the control path: a topic is subscribed once it has a publisher, with
 QoS that matches every publisher (reliable only when they all are, transient-local when they all

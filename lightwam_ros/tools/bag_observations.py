@@ -88,7 +88,8 @@ class BagInputs:
     def __init__(self, reader: BagReader, settings: PolicySettings, lag: float = 0.25) -> None:
         self.reader, self.settings, self.lag = reader, settings, lag
         spec = settings.spec
-        self.builder = StateBuilder(spec, default_chains(spec, tuple(p.arm for p in settings.poses)))
+        measured = tuple(pose.arm for pose in settings.poses)
+        self.builder = StateBuilder(spec, default_chains(spec, measured))
         self.matcher = JointStateMatcher(self.builder.joint_names)
         streams, topics = input_streams(settings, HISTORY_SCALE)
         self.stream_configs = streams

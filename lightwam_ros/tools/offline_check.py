@@ -1,6 +1,7 @@
 """lightwam-offline-check: run the policy on a recorded bag and report how it compares.
 
-    lightwam-offline-check BAG --checkpoint model.safetensors --instructions instructions.safetensors
+    lightwam-offline-check BAG --checkpoint model.safetensors \\
+        --instructions instructions.safetensors
         [--embodiment NAME] [--params config/policy_<embodiment>.yaml] [--out REPORT_DIR]
 
 No ROS graph is involved: the bag file is read directly.  The policy runs at the recorded
@@ -162,7 +163,8 @@ def check(args: argparse.Namespace) -> int:
             problems += more
         gripper_dims, threshold = gripper_setup(spec)
         report_inputs = OfflineInputs(
-            bag=str(args.bag), embodiment=spec.name, action_names=list(spec.action.layout.dim_names),
+            bag=str(args.bag), embodiment=spec.name,
+            action_names=list(spec.action.layout.dim_names),
             gripper_dims=gripper_dims, gripper_open_above=threshold, chunks=chunks,
             reference=reference_series(run, spec),
             live_latencies=np.array([c.inference_latency for c in run.live_chunks.values()]),
