@@ -20,7 +20,6 @@ from typing import Any, Optional
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-import yaml
 from safetensors import SafetensorError, safe_open
 
 from lightwam_ros.model.instructions import InstructionCache
@@ -161,25 +160,10 @@ class ParameterValues:
         return Parameter(name, value=default)
 
 
-def settings_from_file(params_file: Path, node_name: str = "lightwam_policy",
-                       overrides: Optional[dict[str, Any]] = None) -> PolicySettings:
-    """Validated settings from a policy parameter file (its ``ros__parameters`` for
-    ``node_name``, or for ``/**``) plus overrides, exactly as the node would read them."""
-    document = yaml.safe_load(Path(params_file).read_text()) or {}
-    section = document.get(node_name) or document.get("/**") or {}
-    values = _flatten(section.get("ros__parameters", {}))
-    values.update(overrides or {})
+def settings_from_values(values: dict[str, Any]) -> PolicySettings:
+    """Validated settings from parameter values (dotted names, e.g. from
+    ``bringup_plan.read_params``), exactly as the node would read them."""
     return declare_policy_parameters(ParameterValues(values))  # type: ignore[arg-type]
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def validate_settings(values: dict[str, Any], checkpoint: Path, cache: InstructionCache,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -31,15 +32,17 @@ from lightwam_ros.nodes.joint_state import JointStateMatcher
 from lightwam_ros.nodes.message_types import message_class
 from lightwam_ros.nodes.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
                                              input_streams, pose_from_message, pose_stream)
-from lightwam_ros.nodes.policy_params import PolicySettings
+from lightwam_ros.nodes.policy_params import PolicySettings, settings_from_values
 from lightwam_ros.nodes.stamps import stamp_to_nanoseconds, stamp_to_seconds
 from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains
+from lightwam_ros.tools.bringup_plan import NODE_NAMES, absolute_topic, read_params
 
 HISTORY_SCALE = 8  # the streams keep 8x the live node's samples: observations come `lag` late
 
 
-def absolute_topic(topic: str) -> str:
-    return "/" + topic.lstrip("/")
+def policy_settings(params: Path, overrides: dict[str, Any]) -> PolicySettings:
+    """The policy node's settings from its parameter file plus overrides (model files)."""
+    return settings_from_values({**read_params(params, NODE_NAMES["policy"]), **overrides})
 
 
 @dataclass

@@ -30,9 +30,9 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from lightwam_ros.bags.reader import BagError, BagReader
-from lightwam_ros.nodes.policy_params import PolicySettings, settings_from_file
+from lightwam_ros.nodes.policy_params import PolicySettings
 from lightwam_ros.tools.bag_observations import (BagInputs, RecordedRun, interpolate_series,
-                                                 policy_rate_stamps)
+                                                 policy_rate_stamps, policy_settings)
 from lightwam_ros.tools.bringup_plan import EMBODIMENTS, ensure_tiny_package, params_file
 
 ACTION_SOURCES = ("state", "chunks")
@@ -122,7 +122,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         # The policy parameters are validated against a model package; only their topics and
         # embodiment matter here, so the tiny package of the embodiment stands in.
         model = ensure_tiny_package(embodiment)
-        settings = settings_from_file(args.params or params_file("policy", embodiment), overrides={
+        settings = policy_settings(args.params or params_file("policy", embodiment), overrides={
             "checkpoint": str(model.checkpoint), "instruction_cache": str(model.instruction_cache),
             "embodiment": embodiment, "instruction": ""})
     except (ValueError, OSError) as error:

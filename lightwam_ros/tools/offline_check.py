@@ -18,6 +18,7 @@ none, 2 for bad arguments or model files.
 from __future__ import annotations
 
 import argparse
+import collections
 import sys
 import time
 from pathlib import Path
@@ -26,10 +27,11 @@ from typing import Optional
 import numpy as np
 
 from lightwam_ros.bags.reader import BagError, BagProblem, BagReader
-from lightwam_ros.nodes.policy_params import checkpoint_identity, settings_from_file
+from lightwam_ros.nodes.policy_params import checkpoint_identity
 from lightwam_ros.policy.embodiment import EmbodimentSpec
 from lightwam_ros.policy.runner import PolicyInputError, PolicyOutputError, PolicyRunner
-from lightwam_ros.tools.bag_observations import BagInputs, RecordedRun, policy_rate_stamps
+from lightwam_ros.tools.bag_observations import (BagInputs, RecordedRun, policy_rate_stamps,
+                                                 policy_settings)
 from lightwam_ros.tools.bringup_plan import EMBODIMENTS, params_file
 from lightwam_ros.tools.offline_report import (OfflineInputs, PredictedChunk, ReferenceSeries,
                                                write_report)
@@ -99,17 +101,17 @@ def run_policy(inputs: BagInputs, runner: PolicyRunner, run: RecordedRun, stamps
                                           list[BagProblem]]:
     chunks: list[PredictedChunk] = []
     ages: dict[str, list[float]] = {}
-    skipped: dict[str, int] = {}
+    skipped: collections.Counter[str] = collections.Counter()
     dt = 1.0 / inputs.settings.spec.policy_rate_hz
     for stamp, observation in inputs.observations(stamps):
         if isinstance(observation, str):
-            skipped[observation] = skipped.get(observation, 0) + 1
+            skipped[observation] += 1
             continue
         started = time.perf_counter()
         try:
             output = runner.predict(observation.images, observation.state, instruction)
         except (PolicyInputError, PolicyOutputError) as error:
-            skipped[f"policy refused: {error}"] = skipped.get(f"policy refused: {error}", 0) + 1
+            skipped[f"policy refused: {error}"] += 1
             continue
         live = run.live_chunk_at(stamp)
         chunks.append(PredictedChunk(
@@ -136,7 +138,7 @@ def check(args: argparse.Namespace) -> int:
         embodiment = (args.embodiment or reader.metadata.get("embodiment")
                       or checkpoint_identity(args.checkpoint)[0])
         try:
-            settings = settings_from_file(
+            settings = policy_settings(
                 args.params or params_file("policy", embodiment),
                 overrides={"checkpoint": str(args.checkpoint),
                            "instruction_cache": str(args.instructions),

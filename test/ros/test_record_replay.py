@@ -21,10 +21,9 @@ from std_msgs.msg import Empty  # noqa: E402
 
 from lightwam_ros.bags.reader import BagReader  # noqa: E402
 from lightwam_ros.msg import ActionChunk, PolicyStatus  # noqa: E402
-from lightwam_ros.nodes.policy_params import settings_from_file  # noqa: E402
 from lightwam_ros.nodes.stamps import stamp_to_nanoseconds  # noqa: E402
 from lightwam_ros.policy.runner import PolicyRunner  # noqa: E402
-from lightwam_ros.tools.bag_observations import BagInputs  # noqa: E402
+from lightwam_ros.tools.bag_observations import BagInputs, policy_settings  # noqa: E402
 from lightwam_ros.tools.bringup_plan import ensure_tiny_package, params_file  # noqa: E402
 from lightwam_ros.tools.child_process import ChildProcess  # noqa: E402
 from ros_harness import (NodeProcess, fresh_ros_context, spin_in_background,  # noqa: E402
@@ -62,7 +61,7 @@ def recorded(tmp_path_factory) -> tuple[Path, dict[int, np.ndarray], float]:
 
 def tiny_settings():
     model = ensure_tiny_package(EMBODIMENT)
-    settings = settings_from_file(params_file("policy", EMBODIMENT), overrides={
+    settings = policy_settings(params_file("policy", EMBODIMENT), overrides={
         "checkpoint": str(model.checkpoint), "instruction_cache": str(model.instruction_cache),
         "device": "cpu"})
     return model, settings
