@@ -49,8 +49,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.context import Context
 from rclpy.parameter import Parameter
-from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Empty, String
 from std_srvs.srv import Trigger
@@ -78,8 +77,13 @@ from lightwam_ros.policy.runner import (LatencyStats, PolicyInputError, PolicyOu
 from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains
 
 NODE_NAME = "lightwam_policy"
-# Newest frames only: a queue of old frames would only be dropped as stale by the assembler.
-_RELIABLE_CAMERA = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+# An observation is the instant of a recent scene frame, so every input sample of the last
+# moments counts: reader queues deep enough that a callback thread held up by inference (the GIL)
+# loses none of them (the sensor-data profile's 5 would drop joint states after 50 ms at 100 Hz).
+_CAMERA_DEPTH, _STATE_DEPTH = 10, 100
+_RELIABLE_CAMERA = QoSProfile(depth=_CAMERA_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
+_SENSOR_CAMERA = QoSProfile(depth=_CAMERA_DEPTH, reliability=ReliabilityPolicy.BEST_EFFORT)
+_SENSOR_STATE = QoSProfile(depth=_STATE_DEPTH, reliability=ReliabilityPolicy.BEST_EFFORT)
 _WORKER_STOP_TIMEOUT = 120.0  # s: a full checkpoint load from a slow disk
 _ANCHOR_STAMPS_KEPT = 64  # exact stamps of recent scene-camera frames (see _anchor_stamp)
 _LEVEL = {PolicyStatus.STARTING: 1, PolicyStatus.WARMING_UP: 1, PolicyStatus.READY: 0,
@@ -168,14 +172,14 @@ class PolicyNode(ConfiguredNode):
         for camera in settings.cameras:
             kind, convert = ((CompressedImage, compressed_to_rgb) if camera.compressed
                              else (Image, image_to_rgb))
-            qos = _RELIABLE_CAMERA if camera.reliable else qos_profile_sensor_data
+            qos = _RELIABLE_CAMERA if camera.reliable else _SENSOR_CAMERA
             self.create_subscription(kind, camera.topic, self._image_callback(camera, convert),
                                      qos)
         self.create_subscription(JointState, topics["joint_state_topic"], self._on_joint_state,
-                                 qos_profile_sensor_data)
+                                 _SENSOR_STATE)
         for pose in settings.poses:
             self.create_subscription(PoseStamped, pose.topic, self._pose_callback(pose.arm),
-                                     qos_profile_sensor_data)
+                                     _SENSOR_STATE)
         self.create_subscription(String, topics["instruction_topic"], self._on_instruction,
                                  reliable)
         if settings.trigger == "timer":
