@@ -261,6 +261,7 @@ class ExecutorNode(ConfiguredNode):
         self._core.restart_clock(reason)
         self._t_measured, self._measured = -math.inf, None
         self.get_logger().warning(f"{reason}: plan dropped, holding until a new chunk arrives")
+        self._note_state()
 
     def _on_joint_state(self, msg: JointState) -> None:
         self._apply_time_restart()
@@ -295,7 +296,7 @@ class ExecutorNode(ConfiguredNode):
             now_ns = self._now_ns()
             command = self._core.tick(now_ns * 1e-9)
             self._stats.record(time.monotonic())
-            self._note_state(command)
+            self._note_state()
             if command.positions is not None:
                 self._commanded = command.positions
                 self._limited_ticks += command.limited
@@ -325,14 +326,17 @@ class ExecutorNode(ConfiguredNode):
                 self._warn(self._chunk_reporter,
                            f"rejected chunk #{chunk.chunk_id}: {result.reason}")
 
-    def _note_state(self, command: Command) -> None:
-        if command.state == self._state:
+    def _note_state(self) -> None:
+        """Log a change of the core's state; called wherever it may change (a tick, a reset, an
+        e-stop, a clock restart), so a transition is logged even when the next tick moves on."""
+        state, reason = self._core.state, self._core.reason
+        if state == self._state:
             return
         previous = self._state.name if self._state is not None else "START"
-        self._state = command.state
-        text = f"state {previous} -> {command.state.name}: {command.reason}"
+        self._state = state
+        text = f"state {previous} -> {state.name}: {reason}"
         # rclpy ties a severity to each call site, hence two calls.
-        if command.state in FOLLOWING_STATES:
+        if state in FOLLOWING_STATES:
             self.get_logger().info(text)
         else:
             self.get_logger().warning(text)
@@ -392,6 +396,7 @@ class ExecutorNode(ConfiguredNode):
         self._pending.clear()
         self.get_logger().warning(f"E-STOP latched by {source}: braking to a hold; chunks are "
                                   f"refused until {self.settings.topics['reset_service']}")
+        self._note_state()
 
     def _on_estop_service(self, request: Trigger.Request,
                           response: Trigger.Response) -> Trigger.Response:
@@ -409,6 +414,7 @@ class ExecutorNode(ConfiguredNode):
             self._pending.clear()
             self._core.reset()
             self.get_logger().info("reset: e-stop and plan cleared; waiting for a new chunk")
+            self._note_state()
             response.success, response.message = True, "reset: waiting for a new chunk"
         except Exception as error:  # noqa: BLE001
             self._internal_error("reset service", error)
