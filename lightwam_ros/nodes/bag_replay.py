@@ -90,7 +90,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              "message (default 100)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
-                       help="start once every replayed topic has N subscribers")
+                       help="start once every replayed topic and /clock has N subscribers")
     start.add_argument("--delay", type=float, default=0.0, metavar="S",
                        help="start after S seconds")
     args = parser.parse_args(argv)
@@ -310,7 +310,9 @@ def _play(reader: BagReader, selection: Mapping[str, str], args: argparse.Namesp
         say(f"{args.bag}: replaying {sorted(publishers)} at rate {args.rate:g}"
             + (f" from {args.start_offset:g} s" if args.start_offset else "")
             + ("" if clock else ", no /clock"))
-        ready = (wait_for_subscribers(publishers, args.wait_for_subscribers, stop)
+        # /clock too: a subscriber that joins after the first tick misses the bag's start.
+        waited_for = {**publishers, **({CLOCK_TOPIC: clock} if clock else {})}
+        ready = (wait_for_subscribers(waited_for, args.wait_for_subscribers, stop)
                  and not stop.wait(args.delay))
         started, passes, known_problems = time.monotonic(), 0, len(reader.problems)
         while ready:
