@@ -249,7 +249,7 @@ class ExecutorNode(ConfiguredNode):
 
     # ---------------------------------------------------------------- core group
 
-    def _on_time_jump_back(self, reason: str) -> None:
+    def _on_time_jump_back(self, reason: str, _seconds_back: float) -> None:
         self._time_restart = reason  # a single write: the core group applies it
 
     def _apply_time_restart(self) -> None:

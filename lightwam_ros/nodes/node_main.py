@@ -41,12 +41,14 @@ class ConfiguredNode(Node):
     def _configure(self) -> None:
         raise NotImplementedError
 
-    def on_time_jump_back(self, callback: Callable[[str], None]) -> JumpHandle:
-        """Call ``callback(reason)`` (from the thread that moved the clock) when the node's clock
-        jumps backwards: every stamp the node keeps then lies in the future.  Keep the handle."""
+    def on_time_jump_back(self, callback: Callable[[str, float], None]) -> JumpHandle:
+        """Call ``callback(reason, seconds back)`` (from the thread that moved the clock) when
+        the node's clock jumps backwards: every stamp the node keeps then lies in the future.
+        Keep the handle."""
         def jumped(jump: TimeJump) -> None:
             if jump.delta.nanoseconds < 0:
-                callback(f"time jumped back by {-jump.delta.nanoseconds * 1e-9:.3f} s")
+                back = -jump.delta.nanoseconds * 1e-9
+                callback(f"time jumped back by {back:.3f} s", back)
 
         threshold = JumpThreshold(min_forward=None, min_backward=TIME_JUMP_BACK_THRESHOLD,
                                   on_clock_change=False)

@@ -86,6 +86,7 @@ _SENSOR_CAMERA = QoSProfile(depth=_CAMERA_DEPTH, reliability=ReliabilityPolicy.B
 _SENSOR_STATE = QoSProfile(depth=_STATE_DEPTH, reliability=ReliabilityPolicy.BEST_EFFORT)
 _WORKER_STOP_TIMEOUT = 120.0  # s: a full checkpoint load from a slow disk
 _ANCHOR_STAMPS_KEPT = 64  # exact stamps of recent scene-camera frames (see _anchor_stamp)
+_OVERTAKING_MARGIN = 1.0  # s: a sample may be stamped this far ahead of the /clock seen so far
 _LEVEL = {PolicyStatus.STARTING: 1, PolicyStatus.WARMING_UP: 1, PolicyStatus.READY: 0,
           PolicyStatus.WAITING_FOR_INPUT: 1, PolicyStatus.ERROR: 2}
 _STATE_NAMES = {PolicyStatus.STARTING: "STARTING", PolicyStatus.WARMING_UP: "WARMING_UP",
@@ -127,6 +128,7 @@ class PolicyNode(ConfiguredNode):
         self._anchor_stamps: collections.deque[tuple[float, Time]] = collections.deque(
             maxlen=_ANCHOR_STAMPS_KEPT)
         self._latest_stamp = {name: None for name in streams}
+        self._jumped_from: Optional[float] = None  # s: the clock jumped back from this time
         self._invalid = {name: 0 for name in streams}
         self._reporters = {name: ReasonReporter() for name in streams}  # per input stream
         self._error_reporter = ReasonReporter()  # inference failures
@@ -237,6 +239,9 @@ class PolicyNode(ConfiguredNode):
             raise ValueError("header.stamp is zero: inputs must be stamped with their capture "
                              "time")
         with self._inputs_lock:
+            if self._from_before_jump(seconds):
+                raise ValueError(f"stamped {seconds:.3f} s, before the clock jumped back to "
+                                 f"{self._now_seconds():.3f} s: sent before a reset")
             if not self._assembler.add(stream, seconds, value):
                 message = self._assembler.stats(stream).last_rejection
             else:
@@ -250,12 +255,28 @@ class PolicyNode(ConfiguredNode):
         else:
             self._reporters[stream].good()
 
-    def _on_time_jump_back(self, reason: str) -> None:
+    def _on_time_jump_back(self, reason: str, seconds_back: float) -> None:
         with self._inputs_lock:
             self._assembler.clear()
             self._anchor_stamps.clear()
             self._latest_stamp = dict.fromkeys(self._latest_stamp)
+            self._jumped_from = self._now_seconds() + seconds_back
         self.get_logger().warning(f"{reason}: input history cleared, waiting for new inputs")
+
+    def _now_seconds(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _from_before_jump(self, stamp: float) -> bool:
+        """A sample still in flight when the clock jumped back is stamped between the new time
+        (plus a margin for a sample that overtakes its clock message) and the time it jumped
+        from; the window closes once the clock passes that time again."""
+        if self._jumped_from is None:
+            return False
+        now = self._now_seconds()
+        if now >= self._jumped_from:
+            self._jumped_from = None
+            return False
+        return now + _OVERTAKING_MARGIN < stamp <= self._jumped_from
 
     def _reject(self, stream: str, error: BaseException) -> None:
         with self._inputs_lock:
