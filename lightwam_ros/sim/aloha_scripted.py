@@ -1,0 +1,341 @@
+"""Scripted cube-transfer demonstrations on ``AlohaSim``, in joint space.
+
+gym-aloha ships no scripted policy, and ACT's (a mocap weld dragging each gripper) drops the cube
+on MuJoCo 3.  So this script plans ACT's phases as gripper poses - the right arm grasps the cube,
+lifts it to a meeting point mid-air, the left arm grasps it there, the right lets go - turns every
+pose into joint positions with damped-least-squares IK on the simulator's own model, and moves
+between them rest to rest along minimum-jerk profiles; the position actuators track those joint
+targets as they would a policy's.
+
+``python -m lightwam_ros.sim.aloha_scripted --episodes 20`` measures its success rate by the
+simulator's own signal.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from lightwam_ros.control.kinematics import IKResult, Pose, pose_error
+from lightwam_ros.sim.aloha import ARMS, GRIPPER_BODIES, MJCF_JOINTS, AlohaSim
+from lightwam_ros.sim.base import SimError, SimState
+
+# The point the script steers, in the gripper link's frame: midway between the finger pads, a
+# third of the way in from their tips (the pads span 0.064..0.154 m along the gripper's x axis).
+GRASP_POINT = np.array([0.12, 0.0, 0.0])
+# The cube changes hands here (world frame, m): between the two arm bases, high above the table.
+MEET_POINT = np.array([0.0, 0.5, 0.25])
+# The right gripper picks pitched down by this much (rad) from horizontal, reaching in from +x, as
+# in ACT's script: it leaves the cube's -x half free for the left fingers.
+PICK_PITCH = np.deg2rad(60.0)
+
+
+def _frame(x_axis: tuple[float, ...], y_axis: tuple[float, ...]) -> np.ndarray:
+    """Rotation whose columns are the gripper's axes in the world: x points from the palm to the
+    finger tips, y is the direction the fingers slide."""
+    x, y = np.asarray(x_axis, dtype=float), np.asarray(y_axis, dtype=float)
+    return np.column_stack([x, y, np.cross(x, y)])
+
+
+# Right gripper: from +x, pitched down, fingers closing along world y (on the cube's side faces).
+PICK_ROTATION = _frame((-np.cos(PICK_PITCH), 0.0, -np.sin(PICK_PITCH)), (0.0, -1.0, 0.0))
+# Left gripper: level from -x, fingers closing along world z (on the cube's top and bottom).
+RECEIVE_ROTATION = _frame((1.0, 0.0, 0.0), (0.0, 0.0, 1.0))
+
+
+class ArmIK:
+    """Damped-least-squares IK of one arm's grasp point on a scratch copy of the model's data:
+    solving never moves the simulator it plans for."""
+
+    def __init__(self, sim: AlohaSim, arm: str, point: np.ndarray = GRASP_POINT,
+                 position_tolerance: float = 5e-4, rotation_tolerance: float = 5e-3,
+                 max_iterations: int = 200, damping: float = 1e-2,
+                 max_step: float = 0.2) -> None:
+        import mujoco  # the simulator is built, so the package is there
+
+        if arm not in ARMS:
+            raise SimError(f"unknown ALOHA arm {arm!r}; choose one of {ARMS}")
+        self._mujoco = mujoco
+        self._model = sim.physics.model.ptr
+        self._data = mujoco.MjData(self._model)
+        self.slots, self.finger_slot = _arm_slots(sim, arm)
+        joint_ids = [self._model.joint(MJCF_JOINTS[sim.joint_names[slot]]).id
+                     for slot in self.slots]
+        self._qpos_index = self._model.jnt_qposadr[joint_ids]
+        self._dof_index = self._model.jnt_dofadr[joint_ids]
+        self.lower, self.upper = sim.joint_limits[self.slots].T
+        names = [sim.joint_names[slot] for slot in self.slots]
+        self._wrist = [names.index(f"{arm}_{joint}")
+                       for joint in ("forearm_roll", "wrist_angle", "wrist_rotate")]
+        self._body = self._model.body(GRIPPER_BODIES[arm]).id
+        self._point = np.asarray(point, dtype=float)
+        self._tolerances = (position_tolerance, rotation_tolerance)
+        self._max_iterations = max_iterations
+        self._damping_sq = damping * damping * np.eye(6)
+        self._max_step = max_step
+        self._jacp = np.zeros((3, self._model.nv))
+        self._jacr = np.zeros((3, self._model.nv))
+
+    def forward(self, q: np.ndarray) -> Pose:
+        """World pose of the grasp point (with the gripper link's rotation) at arm joints ``q``."""
+        self._data.qpos[self._qpos_index] = q
+        self._mujoco.mj_kinematics(self._model, self._data)
+        rotation = self._data.xmat[self._body].reshape(3, 3)
+        return Pose(self._data.xpos[self._body] + rotation @ self._point, rotation)
+
+    def solve(self, target: Pose, q_seed: np.ndarray) -> IKResult:
+        """Joint positions (within limits) that put the grasp point at ``target``, starting from
+        ``q_seed``; ``converged`` says whether both tolerances were met."""
+        q = np.clip(np.asarray(q_seed, dtype=float), self.lower, self.upper)
+        error = np.empty(6)
+        for iteration in range(self._max_iterations + 1):
+            pose = self.forward(q)
+            error[:3], error[3:] = pose_error(target, pose)
+            position_error = float(np.linalg.norm(error[:3]))
+            rotation_error = float(np.linalg.norm(error[3:]))
+            if (position_error <= self._tolerances[0]
+                    and rotation_error <= self._tolerances[1]):
+                return IKResult(self._unrolled(q), True, iteration, position_error,
+                                rotation_error)
+            if iteration == self._max_iterations:
+                break
+            jac = self._jacobian(pose.position)
+            dq = jac.T @ np.linalg.solve(jac @ jac.T + self._damping_sq, error)
+            dq *= min(1.0, self._max_step / max(float(np.max(np.abs(dq))), 1e-12))
+            q = np.clip(q + dq, self.lower, self.upper)
+        return IKResult(self._unrolled(q), False, self._max_iterations, position_error,
+                        rotation_error)
+
+    def _unrolled(self, q: np.ndarray) -> np.ndarray:
+        """The wrist turns the gripper to any orientation in two exactly equivalent ways,
+        (roll, angle, rotate) and (roll -+ pi, -angle, rotate -+ pi): keep the one with the
+        forearm roll nearer zero (if within limits), so that similar poses get similar joints
+        in every demonstration rather than a forearm turned half over in some."""
+        roll, angle, rotate = q[self._wrist]
+        if abs(roll) <= np.pi / 2:
+            return q
+        flipped = q.copy()
+        flipped[self._wrist] = (roll - np.copysign(np.pi, roll), -angle,
+                                rotate - np.copysign(np.pi, rotate))
+        inside = np.all((flipped >= self.lower) & (flipped <= self.upper))
+        return flipped if inside else q
+
+    def _jacobian(self, point: np.ndarray) -> np.ndarray:
+        """6 x 6 world-frame Jacobian (linear; angular) of ``point`` on the gripper link, for the
+        kinematics ``forward`` just computed."""
+        self._mujoco.mj_comPos(self._model, self._data)
+        self._mujoco.mj_jac(self._model, self._data, self._jacp, self._jacr, point, self._body)
+        return np.vstack([self._jacp[:, self._dof_index], self._jacr[:, self._dof_index]])
+
+
+@dataclass(frozen=True)
+class Waypoint:
+    """Where one arm's grasp point should be at ``time`` (s from the script's start), and how
+    open its gripper (0 closed .. 1 open)."""
+
+    time: float
+    position: np.ndarray
+    rotation: np.ndarray
+    opening: float
+
+
+def transfer_waypoints(cube: np.ndarray) -> dict[str, list[Waypoint]]:
+    """ACT's transfer phases for a cube resting at ``cube`` (its centre, world frame), per arm;
+    the start pose (t = 0) is wherever the arm is."""
+    above = np.array([0.0, 0.0, 0.08])
+    lifted = np.array([0.0, 0.0, 0.10])
+    aside = np.array([0.10, 0.0, 0.0])
+
+    def right(time: float, position: np.ndarray, opening: float) -> Waypoint:
+        return Waypoint(time, position, PICK_ROTATION, opening)
+
+    def left(time: float, position: np.ndarray, opening: float) -> Waypoint:
+        return Waypoint(time, position, RECEIVE_ROTATION, opening)
+
+    return {
+        "right": [
+            right(1.8, cube + above, 1.0),  # approach above the cube
+            right(2.6, cube, 1.0),  # descend around it
+            right(3.4, cube, 0.0),  # close
+            right(4.0, cube + lifted, 0.0),  # lift straight up
+            right(4.6, MEET_POINT + aside / 2, 0.0),  # carry towards the meeting point
+            right(5.0, MEET_POINT, 0.0),  # hold it there
+            right(5.8, MEET_POINT, 0.0),  # ... while the left closes
+            right(6.4, MEET_POINT, 1.0),  # let go
+            right(7.2, MEET_POINT + aside, 1.0),  # retreat
+            right(8.0, MEET_POINT + aside, 1.0),
+        ],
+        "left": [
+            left(2.0, MEET_POINT - aside, 1.0),  # wait beside the meeting point, open
+            left(4.6, MEET_POINT - aside, 1.0),
+            left(5.2, MEET_POINT, 1.0),  # reach around the cube
+            left(5.8, MEET_POINT, 0.0),  # close
+            left(6.4, MEET_POINT, 0.0),  # hold while the right lets go
+            left(7.2, MEET_POINT - aside, 0.0),  # take the cube away
+            left(8.0, MEET_POINT - aside, 0.0),
+        ],
+    }
+
+
+class TransferCubeScript:
+    """Joint targets, one per control step, that hand the cube from the right arm to the left.
+
+    ``start(state)`` after ``sim.reset(episode)`` plans the whole motion from the episode's cube
+    pose; ``targets(state)`` then gives the targets for the next ``sim.step``.
+    """
+
+    def __init__(self, sim: AlohaSim) -> None:
+        if sim.task_name != "transfer_cube":
+            raise SimError(f"the cube-transfer script needs the transfer_cube task, "
+                           f"not {sim.task_name!r}")
+        self._sim = sim
+        self._ik = {arm: ArmIK(sim, arm) for arm in ARMS}
+        model = sim.physics.model
+        self._cube_half_size = float(model.geom_size[model.name2id("red_box", "geom")][2])
+        # Closed is the finger's lower limit: the actuator squeezes whatever is in between.
+        self._closed, self._open = sim.joint_limits[self._ik[ARMS[0]].finger_slot]
+        self._plan: np.ndarray | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds from ``start`` until the script has nothing more to do."""
+        return (len(self._checked_plan()) - 1) * self._sim.control_dt
+
+    def start(self, state: SimState) -> None:
+        """Plan from ``state`` (just after a reset) and the cube the episode placed.
+
+        The cube is dropped from its sampled height at reset; the plan grasps it where it will
+        rest, on the table below its sampled position.
+        """
+        cube = self._sim.box_pose[:3].copy()
+        cube[2] = self._cube_half_size
+        waypoints = transfer_waypoints(cube)
+        dt = self._sim.control_dt
+        end = max(points[-1].time for points in waypoints.values())
+        sample_times = np.arange(int(round(end / dt)) + 1) * dt
+        plan = np.tile(state.positions, (len(sample_times), 1))
+        for arm, points in waypoints.items():
+            ik = self._ik[arm]
+            columns = ik.slots + [ik.finger_slot]
+            knots = np.empty((len(points) + 1, len(columns)))
+            knots[0] = state.positions[columns]
+            knots[1:, :-1] = self._solve(arm, points, knots[0, :-1])
+            knots[1:, -1] = [(1.0 - p.opening) * self._closed + p.opening * self._open
+                             for p in points]
+            times = np.array([0.0] + [point.time for point in points])
+            plan[:, columns] = _rest_to_rest(times, knots, sample_times)
+        self._plan = plan
+
+    def targets(self, state: SimState) -> np.ndarray:
+        """Joint targets (``sim.joint_names`` order) for the step that follows ``state``; the
+        last pose once the script is over."""
+        plan = self._checked_plan()
+        step = int(round(state.time / self._sim.control_dt)) + 1
+        return plan[min(step, len(plan) - 1)].copy()
+
+    def _solve(self, arm: str, points: list[Waypoint], q: np.ndarray) -> np.ndarray:
+        """Arm joints for each waypoint, each solved from the previous one (the first from
+        ``q``) so the arm moves between neighbouring configurations."""
+        ik = self._ik[arm]
+        solutions = []
+        for point in points:
+            result = ik.solve(Pose(point.position, point.rotation), q)
+            if not result.converged:
+                raise SimError(
+                    f"{arm} arm cannot reach {np.round(point.position, 3).tolist()} at "
+                    f"t={point.time} s (IK error {result.position_error:.4f} m, "
+                    f"{result.rotation_error:.4f} rad)")
+            q = result.q
+            solutions.append(q)
+        return np.array(solutions)
+
+    def _checked_plan(self) -> np.ndarray:
+        if self._plan is None:
+            raise SimError("call start(state) after sim.reset(episode) first")
+        return self._plan
+
+
+def _rest_to_rest(times: np.ndarray, knots: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """``knots`` (one row per time) at the ``samples`` times: a minimum-jerk move between
+    neighbours, starting and ending at rest, so the arms stop at every waypoint (and hold the last
+    one after its time)."""
+    segment = np.clip(np.searchsorted(times, samples, side="right") - 1, 0, len(times) - 2)
+    s = np.clip((samples - times[segment]) / np.diff(times)[segment], 0.0, 1.0)[:, None]
+    blend = s**3 * (10.0 - 15.0 * s + 6.0 * s * s)
+    return knots[segment] + blend * (knots[segment + 1] - knots[segment])
+
+
+def run_episode(sim: AlohaSim, episode: int, stop_on_success: bool = True,
+                on_step: Callable[[SimState, np.ndarray], None] | None = None,
+                ) -> tuple[bool, int]:
+    """Run the script on ``episode``: (whether the simulator signalled success, steps taken).
+
+    Stops at the first success, as gym-aloha ends its episodes, unless ``stop_on_success`` is
+    false (a demonstration then includes the right arm letting go and the retreat).
+    ``on_step(state, targets)`` sees every observed state and the targets then commanded, e.g. to
+    record a demonstration.
+    """
+    script = TransferCubeScript(sim)
+    state = sim.reset(episode)
+    script.start(state)
+    steps = int(round(script.duration / sim.control_dt))
+    succeeded = False
+    for step in range(steps):
+        targets = script.targets(state)
+        if on_step is not None:
+            on_step(state, targets)
+        state = sim.step(targets)
+        succeeded = succeeded or state.success
+        if succeeded and stop_on_success:
+            return True, step + 1
+    return succeeded, steps
+
+
+def _arm_slots(sim: AlohaSim, arm: str) -> tuple[list[int], int]:
+    """(slots of the arm's revolute joints, slot of its finger) in ``sim.joint_names``."""
+    import mujoco
+
+    model = sim.physics.model.ptr
+    slots = [i for i, name in enumerate(sim.joint_names) if name.startswith(f"{arm}_")]
+    fingers = [i for i in slots if model.joint(MJCF_JOINTS[sim.joint_names[i]]).type
+               == mujoco.mjtJoint.mjJNT_SLIDE]
+    if len(fingers) != 1 or len(slots) != 7:
+        raise SimError(f"expected six {arm} arm joints and one finger, got "
+                       f"{[sim.joint_names[i] for i in slots]}")
+    return [i for i in slots if i != fingers[0]], fingers[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure the script's success rate over consecutive episodes (physics only, no camera)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--episodes", type=int, default=20, help="how many episodes")
+    parser.add_argument("--first", type=int, default=0, help="index of the first episode")
+    args = parser.parse_args(argv)
+    if args.episodes < 1 or args.first < 0:
+        parser.error("--episodes must be >= 1 and --first >= 0")
+    sim = AlohaSim(task="transfer_cube")
+    import mujoco  # after the simulator chose the GL backend
+
+    successes = 0
+    try:
+        for episode in range(args.first, args.first + args.episodes):
+            try:
+                success, steps = run_episode(sim, episode)
+            except SimError as error:  # no plan for this cube: the script failed it
+                print(f"episode {episode:4d}: failure: {error}", flush=True)
+                continue
+            successes += success
+            print(f"episode {episode:4d}: {'success' if success else 'failure'} "
+                  f"after {steps} steps", flush=True)
+    finally:
+        sim.close()
+    print(f"success rate: {successes}/{args.episodes} = {100.0 * successes / args.episodes:.1f} %"
+          f" (MuJoCo {mujoco.__version__})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
