@@ -19,6 +19,7 @@ from lightwam_ros.sim.base import (
     SimError,
     SimState,
     Simulator,
+    check_camera_size,
     configure_offscreen_rendering,
 )
 
@@ -74,7 +75,7 @@ class AlohaSim(Simulator):
                  shadows: bool = False) -> None:
         if task not in TASKS:
             raise SimError(f"unknown ALOHA task {task!r}; choose one of {sorted(TASKS)}")
-        height, width = _check_size(camera_size)
+        height, width = check_camera_size(camera_size)
         modules = _import_gym_aloha()
         info = TASKS[task]
         self.task_name = task
@@ -226,11 +227,3 @@ def _pose_sampler(task: str, utils: Any) -> Callable[[int], np.ndarray]:
     return lambda episode: np.concatenate(utils.sample_insertion_pose(episode)).astype(float)
 
 
-def _check_size(camera_size: tuple[int, int]) -> tuple[int, int]:
-    try:
-        height, width = (int(value) for value in camera_size)
-    except (TypeError, ValueError):
-        raise SimError(f"camera_size must be (height, width), got {camera_size!r}") from None
-    if height <= 0 or width <= 0:
-        raise SimError(f"camera_size must be positive, got {camera_size!r}")
-    return height, width

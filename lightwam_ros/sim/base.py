@@ -78,6 +78,17 @@ class Simulator(ABC):
         """Free the simulator (rendering contexts); the default has nothing to free."""
 
 
+def check_camera_size(camera_size: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) as positive ints; SimError naming the bad value otherwise."""
+    try:
+        height, width = (int(value) for value in camera_size)
+    except (TypeError, ValueError):
+        raise SimError(f"camera_size must be (height, width), got {camera_size!r}") from None
+    if height <= 0 or width <= 0:
+        raise SimError(f"camera_size must be positive, got {camera_size!r}")
+    return height, width
+
+
 def configure_offscreen_rendering() -> str:
     """Choose MuJoCo's headless GL backend before any simulator import: EGL (Mesa on a CPU
     machine, the GPU's driver on a GPU one) unless the user chose one.  Returns the choice."""
