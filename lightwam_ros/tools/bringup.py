@@ -43,10 +43,13 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
+from lightwam_ros.sim.base import SimError
+from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.bringup_observer import BringupObserver, format_summary, problems
 from lightwam_ros.tools.bringup_plan import (DEFAULT_EMBODIMENT, EMBODIMENTS, FILELESS_NODES,
                                              REPLAY, BringupOptions, BringupPlan, NodePlan,
-                                             ParamOverride, PlanError, build_plan, resolve_model)
+                                             ParamOverride, PlanError, build_plan, model_for_sim,
+                                             resolve_model)
 from lightwam_ros.tools.child_process import ChildProcess
 from lightwam_ros.tools.ros_env import isolated_ros_env
 
@@ -62,7 +65,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="lightwam-bringup", description="Start the Light-WAM policy and chunk executor "
         "(and a loopback robot) with the shipped parameter files, without ros2 launch.")
-    parser.add_argument("--embodiment", choices=EMBODIMENTS, default=DEFAULT_EMBODIMENT)
+    parser.add_argument("--embodiment", choices=EMBODIMENTS,
+                        help=f"default: the simulator's with --sim, else {DEFAULT_EMBODIMENT}")
     parser.add_argument("--checkpoint", help="Light-WAM checkpoint (.safetensors)")
     parser.add_argument("--instructions", help="instruction cache of the checkpoint")
     parser.add_argument("--tiny", action="store_true",
@@ -80,6 +84,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="one process per node (default) or all nodes in this process")
     parser.add_argument("--loopback-robot", action="store_true",
                         help="also start the stand-in robot and the observer")
+    parser.add_argument("--sim", metavar="SIMULATOR[:TASK]",
+                        help="a simulator is the robot: aloha[:transfer_cube|insertion] or "
+                             "libero[:SUITE/INDEX], with the observer; every other node uses "
+                             "its simulated time")
     parser.add_argument("--duration", type=float, default=0.0,
                         help="seconds to run, then stop (0: until Ctrl-C); with the loopback "
                              "robot counted from the first chunk")
@@ -105,6 +113,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.duration < 0 or args.startup_timeout <= 0:
         parser.error("--duration must be >= 0 and --startup-timeout > 0")
+    if args.embodiment is None:
+        try:
+            args.embodiment = (SimTask.parse(args.sim).embodiment if args.sim
+                               else DEFAULT_EMBODIMENT)
+        except SimError as error:
+            parser.error(f"--sim: {error}")
     return args
 
 
@@ -113,10 +127,11 @@ def make_plan(args: argparse.Namespace) -> BringupPlan:
         embodiment=args.embodiment, shadow=args.shadow, use_sim_time=args.use_sim_time,
         loopback_robot=args.loopback_robot, policy_threads=args.policy_threads,
         params=tuple(ParamOverride.parse(text) for text in args.params), record=args.record,
-        replay_bag=args.replay)
+        replay_bag=args.replay, sim=args.sim)
     model = resolve_model(args.embodiment, args.checkpoint, args.instructions, tiny=args.tiny,
-                          safe_target=args.loopback_robot or args.shadow,
+                          safe_target=args.loopback_robot or args.shadow or bool(args.sim),
                           cache_dir=args.workdir)
+    model = model_for_sim(model, options)
     if model.tiny:
         say(f"random-weight tiny package {model.checkpoint.parent} (arbitrary motions: never "
             "connect it to hardware)")
@@ -202,10 +217,11 @@ class InProcessNodes:
         from lightwam_ros.nodes.executor_node import create_executor_node
         from lightwam_ros.nodes.loopback_robot import create_loopback_robot
         from lightwam_ros.nodes.policy_node import create_policy_node
+        from lightwam_ros.nodes.sim_bridge import create_sim_bridge
 
         factories: dict[str, Callable[..., Any]] = {
             "policy": create_policy_node, "executor": create_executor_node,
-            "robot": create_loopback_robot}
+            "robot": create_loopback_robot, "sim": create_sim_bridge}
         for node in self.plan.nodes:
             if node.role in FILELESS_NODES:
                 self.children.start(node)

@@ -30,18 +30,24 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from lightwam_ros.sim.catalog import SIMULATORS, SimTask
+from lightwam_ros.sim.base import SimError
+
 PACKAGE = "lightwam_ros"
-EMBODIMENTS = ("libero_franka", "robotwin_aloha")
+EMBODIMENTS = ("libero_franka", "robotwin_aloha", "aloha_sim")
 DEFAULT_EMBODIMENT = "robotwin_aloha"
-ROLES = ("policy", "executor", "robot")
+# The robot is the loopback stand-in ("robot") or a simulator bridge ("sim"), or real hardware.
+ROLES = ("policy", "executor", "robot", "sim")
+ROBOT_ROLES = ("robot", "sim")
 NODE_NAMES = {"policy": "lightwam_policy", "executor": "lightwam_executor",
-              "robot": "lightwam_loopback_robot"}
+              "robot": "lightwam_loopback_robot", "sim": "lightwam_sim_bridge"}
 MODULES = {"policy": "lightwam_ros.nodes.policy_node",
            "executor": "lightwam_ros.nodes.executor_node",
-           "robot": "lightwam_ros.nodes.loopback_robot"}
+           "robot": "lightwam_ros.nodes.loopback_robot",
+           "sim": "lightwam_ros.nodes.sim_bridge"}
 EXECUTABLES = {"policy": "lightwam-policy", "executor": "lightwam-executor",
-               "robot": "lightwam-loopback-robot"}
-_FILE_PREFIX = {"policy": "policy", "executor": "executor", "robot": "loopback"}
+               "robot": "lightwam-loopback-robot", "sim": "lightwam-sim-bridge"}
+_FILE_PREFIX = {"policy": "policy", "executor": "executor", "robot": "loopback", "sim": "sim"}
 # Nodes without a parameter file: role -> (node name, module, executable).
 RECORDER, REPLAY = "recorder", "replay"
 FILELESS_NODES = {RECORDER: ("lightwam_recorder", "lightwam_ros.nodes.recorder_node",
@@ -51,6 +57,7 @@ FILELESS_NODES = {RECORDER: ("lightwam_recorder", "lightwam_ros.nodes.recorder_n
 # preference: a trajectory is what a real ros2_control arm gets.
 _FOLLOWED_OUTPUTS = (("joint_trajectory", "joint_trajectory_topic"),
                      ("joint_state", "joint_command_topic"))
+SIM_EMBODIMENTS = tuple(embodiment for embodiment, _, _ in SIMULATORS.values())
 _TINY_SOURCES = ("tools/make_tiny.py", "model/*.py", "config/embodiments/*.yaml")
 
 
@@ -100,6 +107,9 @@ def params_file(role: str, embodiment: str) -> Path:
     if embodiment not in EMBODIMENTS:
         raise PlanError(f"no parameter files for embodiment {embodiment!r}; shipped: "
                         f"{list(EMBODIMENTS)}")
+    if role == "sim" and embodiment not in SIM_EMBODIMENTS:
+        raise PlanError(f"no simulator for embodiment {embodiment!r}; simulated: "
+                        f"{list(SIM_EMBODIMENTS)}")
     return config_file(f"{_FILE_PREFIX[role]}_{embodiment}.yaml")
 
 
@@ -266,6 +276,29 @@ def ensure_tiny_package(embodiment: str, cache_dir: Optional[Path] = None) -> Mo
     return files
 
 
+def tiny_with_instruction(model: ModelFiles, instruction: str) -> ModelFiles:
+    """A tiny package whose instruction cache also holds ``instruction`` (a simulator's task):
+    its stand-in embedding is added to a copy beside the package's own cache, named by the
+    instruction, so concurrent runs never see a half-written file.  Real packages are returned
+    unchanged: their cache must hold the task, and the policy says so when it does not."""
+    from lightwam_ros.model.instructions import InstructionCache
+    from lightwam_ros.tools.make_tiny import standin_embedding
+
+    if not model.tiny:
+        return model
+    cache = InstructionCache.load(model.instruction_cache)
+    if instruction in cache:
+        return model
+    digest = hashlib.sha256(instruction.encode("utf-8")).hexdigest()[:12]
+    path = model.instruction_cache.with_name(f"instructions-{digest}.safetensors")
+    if not path.is_file():
+        cache.add(instruction, *standin_embedding(instruction, cache.text_len, cache.text_dim))
+        scratch = path.with_name(f".{path.name}.{os.getpid()}")
+        cache.save(scratch)
+        scratch.replace(path)
+    return ModelFiles(model.checkpoint, path, tiny=True)
+
+
 def _tiny_fingerprint() -> str:
     package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
@@ -303,6 +336,7 @@ class BringupOptions:
     policy_threads: Optional[int] = None  # None: default_policy_threads()
     record: Optional[str] = None  # bag directory (must not exist) the recorder writes
     replay_bag: Optional[str] = None  # a bag that lightwam-replay plays: implies replay
+    sim: Optional[str] = None  # SIMULATOR[:TASK]: a simulator bridge is the robot
 
 
 @dataclass(frozen=True)
@@ -343,7 +377,7 @@ class ObservedTopics:
 @dataclass(frozen=True)
 class BringupPlan:
     nodes: tuple[NodePlan, ...]
-    observed: Optional[ObservedTopics]  # with the loopback robot only
+    observed: Optional[ObservedTopics]  # with the loopback robot or a simulator only
     use_sim_time: bool
     shadow: bool
 
@@ -354,35 +388,43 @@ class BringupPlan:
 def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
     """The nodes to start and their parameters; PlanError when the combination cannot work."""
     replay = options.replay or options.replay_bag is not None
-    if replay and options.loopback_robot:
-        raise PlanError("replay and loopback_robot both provide the robot's inputs: choose one")
-    roles = ROLES if options.loopback_robot else ROLES[:2]
+    sim = _sim_task(options.sim, options.embodiment)
+    if (replay, options.loopback_robot, sim is not None).count(True) > 1:
+        raise PlanError("replay, loopback_robot and sim each provide the robot's inputs: choose "
+                        "one")
+    robot = "robot" if options.loopback_robot else "sim" if sim is not None else None
+    roles = ROLES[:2] + ((robot,) if robot else ())
     files = {role: params_file(role, options.embodiment) for role in roles}
     from_files = {role: read_params(files[role], NODE_NAMES[role]) for role in roles}
     overrides: dict[str, dict[str, Any]] = {role: {} for role in roles}
     if options.record is not None:
         overrides[RECORDER] = {}
-    use_sim_time = options.use_sim_time or replay
+    use_sim_time = options.use_sim_time or replay or sim is not None
     overrides["policy"].update(checkpoint=str(model.checkpoint),
                                instruction_cache=str(model.instruction_cache))
-    for role in roles:
-        if options.shadow and role != "robot":
+    for role in ROLES[:2]:
+        if options.shadow:
             overrides[role]["shadow"] = True
         if use_sim_time:
             overrides[role]["use_sim_time"] = True
+    if options.loopback_robot and use_sim_time:
+        overrides["robot"]["use_sim_time"] = True
     for override in options.params:
         _route(override, from_files, overrides)
     policy, executor = ({**from_files[role], **overrides[role]} for role in ROLES[:2])
     shadow = bool(policy.get("shadow", False))
     observed = None
-    if options.loopback_robot:
+    if robot is not None:
         observed = _observed_topics(policy, executor, shadow)
         wiring = _robot_wiring(policy, executor, observed, options.embodiment)
-        overrides["robot"] = {**wiring, **overrides["robot"]}  # the user's overrides win
         # The robot publishes every camera in one burst from one participant, which best-effort
         # readers here lose frames of (lightwam-bench-ros measured it); it publishes reliably.
-        reliable = {f"cameras.{role}.reliable": True for role in _camera_roles(policy)}
-        overrides["policy"] = {**reliable, **overrides["policy"]}
+        wired_policy = {f"cameras.{role}.reliable": True for role in _camera_roles(policy)}
+        if sim is not None:
+            wiring, sim_policy = _sim_wiring(wiring, sim, policy, from_files["sim"])
+            wired_policy.update(sim_policy)
+        overrides[robot] = {**wiring, **overrides[robot]}  # the user's overrides win
+        overrides["policy"] = {**wired_policy, **overrides["policy"]}
     threads = (default_policy_threads() if options.policy_threads is None
                else options.policy_threads)
     if threads < 1:
@@ -411,7 +453,8 @@ def _route(override: ParamOverride, from_files: Mapping[str, Mapping[str, Any]],
                         f"the node to pass it anyway (e.g. policy:{override.name}:=...)")
     if any(target not in overrides for target in targets):
         raise PlanError(f"--params for {override.role}: that node is not started (the robot "
-                        "runs only with the loopback robot, the recorder only when recording)")
+                        "runs only with the loopback robot, sim only with a simulator, the "
+                        "recorder only when recording)")
     for target in targets:
         overrides[target][override.name] = override.value
 
@@ -438,6 +481,40 @@ def _followed_output(executor: Mapping[str, Any]) -> tuple[str, str]:
             return mode, executor[topic_parameter]
     raise PlanError(f"executor output_modes {list(modes)}: the loopback robot and the observer "
                     f"follow {[mode for mode, _ in _FOLLOWED_OUTPUTS]}; enable one of them")
+
+
+def _sim_task(text: Optional[str], embodiment: str) -> Optional[SimTask]:
+    if text is None:
+        return None
+    try:
+        task = SimTask.parse(text)
+    except SimError as error:
+        raise PlanError(f"sim: {error}") from None
+    if task.embodiment != embodiment:
+        raise PlanError(f"sim {task} simulates embodiment {task.embodiment}, not {embodiment}")
+    return task
+
+
+def _sim_wiring(robot_wiring: Mapping[str, Any], task: SimTask, policy: Mapping[str, Any],
+                bridge: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(bridge parameters, policy parameters) that connect the simulator bridge: the robot's
+    topics as for the loopback robot, one camera size for all, the task and its instruction, and
+    each end-effector pose the policy reads from the bridge (LIBERO's state is the simulator's
+    world-frame pose)."""
+    wiring = {name: value for name, value in robot_wiring.items()
+              if name != "embodiment" and not name.endswith(".size")}
+    sizes = {tuple(value) for name, value in robot_wiring.items() if name.endswith(".size")}
+    if len(sizes) > 1:
+        raise PlanError(f"the policy requires camera sizes {sorted(sizes)}: the simulator "
+                        "renders every camera at one size")
+    if sizes:
+        wiring["camera_size"] = list(sizes.pop())
+    wiring["task"] = str(task)
+    policy_wiring = {"instruction": task.instruction()}
+    for name in policy:
+        if name.startswith("eef_pose.") and name.endswith(".topic"):
+            policy_wiring[name] = bridge.get(name) or f"sim/eef_pose/{name.split('.')[1]}"
+    return wiring, policy_wiring
 
 
 def _camera_roles(policy: Mapping[str, Any]) -> list[str]:
@@ -589,6 +666,8 @@ LAUNCH_ARGUMENTS = (
                    _BOOL_CHOICES),
     LaunchArgument("loopback_robot", "false", "Start the stand-in robot (no hardware).",
                    _BOOL_CHOICES),
+    LaunchArgument("sim", "", "A simulator as the robot: aloha[:TASK] (embodiment aloha_sim) or "
+                   "libero[:SUITE/INDEX] (libero_franka); empty: none."),
     LaunchArgument("rviz", "false", "Start rviz2 with config/lightwam.rviz.", _BOOL_CHOICES),
     LaunchArgument("record", "", "Record the run's inputs and outputs into this bag directory "
                    "(must not exist yet); empty: no recording."),
@@ -611,13 +690,20 @@ def plan_from_launch_arguments(values: Mapping[str, str],
         embodiment=values["embodiment"], shadow=launch_flag(values, "shadow"),
         use_sim_time=launch_flag(values, "use_sim_time"), replay=launch_flag(values, "replay"),
         loopback_robot=launch_flag(values, "loopback_robot"),
-        record=values["record"].strip() or None, replay_bag=values["bag"].strip() or None)
+        sim=values["sim"].strip() or None, record=values["record"].strip() or None, replay_bag=values["bag"].strip() or None)
     if options.embodiment not in EMBODIMENTS:
         raise PlanError(f"launch argument embodiment must be one of {list(EMBODIMENTS)}, got "
                         f"{options.embodiment!r}")
     model = resolve_model(options.embodiment, values["checkpoint"].strip() or None,
                           values["instruction_cache"].strip() or None, tiny=False,
-                          safe_target=options.loopback_robot or options.shadow,
+                          safe_target=(options.loopback_robot or options.shadow
+                                       or options.sim is not None),
                           cache_dir=cache_dir)
-    return build_plan(options, model)
+    return build_plan(options, model_for_sim(model, options))
+
+
+def model_for_sim(model: ModelFiles, options: BringupOptions) -> ModelFiles:
+    """With a simulator and a tiny package: the package with the simulated task's instruction."""
+    task = _sim_task(options.sim, options.embodiment)
+    return model if task is None else tiny_with_instruction(model, task.instruction())
 

@@ -42,6 +42,11 @@ ADDITION_INIT_STD = 0.01  # std of the LoRA / adapter up-projections of a random
 STATS_SAMPLES = 1024
 # LIBERO's recorded delta actions saturate at 0.9375 of the controller's range.
 DELTA_ACTION_EXTENT = 0.9375
+# Arm joints' statistics span this central fraction of their limits: the random model's output
+# then moves a joint by a few hundredths of a radian per chunk step, which the executor's
+# per-step bound accepts even at 50 Hz (with the full range a tiny aloha_sim chunk jumped 0.154
+# rad between 20 ms steps and was refused).
+ARM_DRAW_FRACTION = 0.25
 DEMO_TASKS = {
     "libero_franka": (
         "put the black bowl on the plate",
@@ -103,7 +108,8 @@ def plausible_stats(spec: EmbodimentSpec, seed: int = 0,
                     samples: int = STATS_SAMPLES) -> dict[str, dict[str, dict[str, list[float]]]]:
     """``dataset_stats.json`` content computed from plausible samples of every vector field.
 
-    Joints are drawn uniformly within their limits (grippers between open and closed); an
+    Arm joints are drawn uniformly within the central ARM_DRAW_FRACTION of their limits
+    (grippers between open and closed); an
     end-effector pose is the forward kinematics of such joint draws; a normalised gripper value is
     uniform between its open and close commands; delta end-effector actions are uniform within
     0.9375 of the controller's bound (LIBERO's recorded extremes); a delta-EEF gripper command is
@@ -120,13 +126,16 @@ def plausible_stats(spec: EmbodimentSpec, seed: int = 0,
 
 
 def _joint_samples(spec: EmbodimentSpec, rng: np.random.Generator, count: int) -> dict[str, np.ndarray]:
-    """One uniform draw per joint (arm and gripper joints), shared by all fields that use it."""
+    """One uniform draw per joint, shared by all fields that use it: arm joints within the
+    central ARM_DRAW_FRACTION of their limits, grippers between open and closed."""
     draws = {}
     for arm in spec.arms:
-        names = list(arm.joints) + (list(arm.gripper.joints) if arm.gripper else [])
-        for name in names:
+        for name in arm.joints:
             lower, upper = spec.joint_limit(name)
-            draws[name] = rng.uniform(lower, upper, count)
+            middle, half = (lower + upper) / 2, ARM_DRAW_FRACTION * (upper - lower) / 2
+            draws[name] = rng.uniform(middle - half, middle + half, count)
+        for name in arm.gripper.joints if arm.gripper else ():
+            draws[name] = rng.uniform(*spec.joint_limit(name), count)
     return draws
 
 

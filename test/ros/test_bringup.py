@@ -31,10 +31,10 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
 from lightwam_ros.msg import ActionChunk  # noqa: E402
-from lightwam_ros.nodes import executor_node, policy_node  # noqa: E402
+from lightwam_ros.nodes import executor_node, policy_node, sim_bridge  # noqa: E402
 from lightwam_ros.nodes.image_conversion import image_to_rgb  # noqa: E402
 from lightwam_ros.nodes.loopback_robot import (NODE_NAME, JointPicture,  # noqa: E402
-                                               LoopbackArm, create_loopback_robot, robot_joints)
+                                               create_loopback_robot, robot_joints)
 from lightwam_ros.nodes.stamps import (nanoseconds_to_stamp, seconds_to_duration,  # noqa: E402
                                        stamp_to_nanoseconds)
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
@@ -56,58 +56,11 @@ FOLLOW_WINDOW_NS = 500_000_000  # the robot's state reflects a command at most t
 
 def test_node_names_match_the_plan():
     assert bringup_plan.NODE_NAMES == {"policy": policy_node.NODE_NAME,
-                                       "executor": executor_node.NODE_NAME, "robot": NODE_NAME}
+                                       "executor": executor_node.NODE_NAME, "robot": NODE_NAME,
+                                       "sim": sim_bridge.NODE_NAME}
 
 
-# ------------------------------------------------------------------ arm model and pictures
-
-
-def _arm(time_constant=0.0):
-    names = ("a", "b")
-    return LoopbackArm(names, np.array([-1.0, 0.0]), np.array([1.0, 2.0]),
-                       np.array([0.0, 1.0]), time_constant)
-
-
-def test_arm_follows_a_trajectory_by_linear_interpolation_then_holds_its_end():
-    arm = _arm()
-    arm.follow(["b"], [11.0, 12.0], [[2.0], [0.5]], now=10.0)
-    assert arm.step(10.5) == pytest.approx([0.0, 1.5])
-    assert arm.step(11.5) == pytest.approx([0.0, 1.25])
-    assert arm.velocities == pytest.approx([0.0, -0.25])
-    assert arm.step(20.0) == pytest.approx([0.0, 0.5])
-    arm.follow(["b", "a"], [20.0], [[1.0, -0.5]], now=20.5)  # already due: the target at once
-    assert arm.step(20.5) == pytest.approx([-0.5, 1.0])
-
-
-def test_arm_skips_past_points_and_clips_to_its_limits():
-    arm = _arm()
-    arm.follow(["a"], [1.0, 2.0, 4.0], [[0.2], [0.4], [5.0]], now=3.0)
-    assert arm.step(3.0) == pytest.approx([0.4, 1.0])  # newest past point, then towards 4.0
-    assert arm.step(4.0) == pytest.approx([1.0, 1.0])  # 5.0 clipped to the upper limit
-    assert arm.fractions() == pytest.approx([1.0, 0.5])
-
-
-@pytest.mark.parametrize("names, times, points, reason", [
-    (["c"], [1.0], [[0.0]], "does not have"), (["a", "a"], [1.0], [[0.0, 0.0]], "twice"),
-    (["a"], [1.0], [[0.0, 1.0]], "one position per named joint"),
-    (["a"], [], [], "one position per named joint"),
-    (["a"], [1.0], [[float("nan")]], "non-finite"),
-    (["a"], [2.0, 2.0], [[0.1], [0.2]], "increase")])
-def test_bad_commands_are_refused_and_change_nothing(names, times, points, reason):
-    arm = _arm()
-    with pytest.raises(ValueError, match=reason):
-        arm.follow(names, times, points, now=0.5)
-    assert arm.step(3.0) == pytest.approx([0.0, 1.0])
-
-
-def test_time_constant_makes_the_joints_lag_their_command():
-    arm = _arm(time_constant=0.1)
-    arm.step(0.0)
-    arm.follow(["a"], [0.0], [[1.0]], now=0.0)
-    assert arm.step(0.1)[0] == pytest.approx(1.0 - np.exp(-1.0))
-    assert arm.step(1.0)[0] == pytest.approx(1.0, abs=1e-3)
-    with pytest.raises(ValueError, match="outside the joint limits"):
-        LoopbackArm(["a"], np.array([0.0]), np.array([1.0]), np.array([2.0]))
+# ------------------------------------------------------------------ pictures
 
 
 def test_pictures_show_each_joint_as_a_bar_of_its_height():
@@ -191,7 +144,7 @@ def test_robot_publishes_on_the_simulated_clock_what_its_joints_do(sim_robot):
     command.header.stamp = nanoseconds_to_stamp(clock.now_ns)
     sent_at, images_before = clock.now_ns, len(record["images"]["head"])
     command_pub.publish(command)
-    wait_until(lambda: robot.commands_received == 1, 10, "the command to arrive")
+    wait_until(lambda: robot.commands.received == 1, 10, "the command to arrive")
     clock.advance(0.4)
     wait_until(lambda: record["joints"][-1].position[1] == 2.0, 10, "fl_joint2 at its target")
     start = first.position[1]
@@ -207,11 +160,11 @@ def test_robot_publishes_on_the_simulated_clock_what_its_joints_do(sim_robot):
     # A command for a joint the robot does not have is dropped; the robot goes on.
     bad = JointTrajectory(joint_names=["elbow"], points=[JointTrajectoryPoint(positions=[0.0])])
     command_pub.publish(bad)
-    wait_until(lambda: robot.commands_rejected == 1, 10, "the bad command to be refused")
+    wait_until(lambda: robot.commands.rejected == 1, 10, "the bad command to be refused")
     count = len(record["joints"])
     clock.advance(0.1)
     wait_until(lambda: len(record["joints"]) > count, 10, "joint states after a bad command")
-    assert robot.commands_received == 1
+    assert robot.commands.received == 1
     assert record["joints"][-1].position[1] == 2.0
 
 

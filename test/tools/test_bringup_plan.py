@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools import bringup_plan as bp
 from lightwam_ros.tools.bringup_plan import (BringupOptions, ModelFiles, ParamOverride,
                                              PlanError, build_plan)
@@ -39,10 +40,17 @@ def file_params(role, embodiment="robotwin_aloha"):
 @pytest.mark.parametrize("embodiment", bp.EMBODIMENTS)
 @pytest.mark.parametrize("role", bp.ROLES)
 def test_every_node_has_a_parameter_file_per_embodiment_keyed_by_its_node_name(role, embodiment):
+    if role == "sim" and embodiment not in bp.SIM_EMBODIMENTS:
+        with pytest.raises(PlanError, match="no simulator for embodiment"):
+            bp.params_file(role, embodiment)
+        return
     path = bp.params_file(role, embodiment)
     assert path == ROOT / "config" / path.name  # a source checkout uses its own files
     values = bp.read_params(path, bp.NODE_NAMES[role])
-    assert values["embodiment"] == embodiment
+    if role == "sim":
+        assert SimTask.parse(values["task"]).embodiment == embodiment
+    else:
+        assert values["embodiment"] == embodiment
 
 
 def test_read_params_joins_nested_names_with_dots_and_applies_wildcard_sections(tmp_path):
@@ -153,6 +161,38 @@ def test_shadow_and_sim_time_reach_the_nodes_that_have_them():
     assert plan(replay=True).use_sim_time
     with pytest.raises(PlanError, match="choose one"):
         plan(replay=True, loopback_robot=True)
+    with pytest.raises(PlanError, match="choose one"):
+        plan(embodiment="aloha_sim", sim="aloha", loopback_robot=True)
+
+
+@pytest.mark.parametrize("task, embodiment", [("aloha", "aloha_sim"),
+                                              ("libero:libero_spatial/3", "libero_franka")])
+def test_a_simulator_is_the_robot_on_sim_time_with_its_task_and_poses_wired(task, embodiment):
+    result = plan(embodiment=embodiment, sim=task)
+    assert [node.role for node in result.nodes] == ["policy", "executor", "sim"]
+    overrides = {node.role: node.overrides for node in result.nodes}
+    assert overrides["policy"]["use_sim_time"] is overrides["executor"]["use_sim_time"] is True
+    assert "use_sim_time" not in overrides["sim"]  # the bridge publishes /clock
+    parsed = SimTask.parse(task)
+    assert overrides["sim"]["task"] == str(parsed)
+    assert overrides["policy"]["instruction"] == parsed.instruction()
+    assert overrides["sim"]["command_topic"] == result.observed.command_topic
+    policy = {**file_params("policy", embodiment), **overrides["policy"]}
+    for role in policy["cameras"]:
+        assert overrides["sim"][f"cameras.{role}.topic"] == policy["cameras"][role]["topic"]
+    poses = {k: v for k, v in overrides["policy"].items() if k.startswith("eef_pose.")}
+    # LIBERO's state is the simulator's world-frame pose: the policy reads it from the bridge.
+    assert poses == ({"eef_pose.arm.topic": "sim/eef_pose/arm"}
+                     if embodiment == "libero_franka" else {})
+
+
+def test_a_simulator_must_simulate_the_embodiment():
+    with pytest.raises(PlanError, match="simulates embodiment aloha_sim, not robotwin_aloha"):
+        plan(sim="aloha")
+    with pytest.raises(PlanError, match="unknown simulator"):
+        plan(sim="gazebo")
+    with pytest.raises(PlanError, match="no simulator for embodiment"):
+        bp.params_file("sim", "robotwin_aloha")
 
 
 def test_bare_overrides_go_to_every_node_whose_file_sets_them():
@@ -360,7 +400,7 @@ def test_default_cache_follows_xdg(monkeypatch, tmp_path):
 def test_launch_arguments_are_the_documented_ones():
     assert [a.name for a in bp.LAUNCH_ARGUMENTS] == [
         "embodiment", "checkpoint", "instruction_cache", "shadow", "use_sim_time", "replay",
-        "loopback_robot", "rviz", "record", "bag"]
+        "loopback_robot", "sim", "rviz", "record", "bag"]
     flags = [a for a in bp.LAUNCH_ARGUMENTS if a.choices == ("true", "false")]
     assert all(a.default == "false" for a in flags) and len(flags) == 5
 
