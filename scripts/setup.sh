@@ -22,7 +22,8 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 VPY="$VENV/bin/python"
 
-inputs=(requirements/runtime.txt requirements/build.txt CMakeLists.txt package.xml setup.py
+inputs=(requirements/runtime.txt requirements/build.txt requirements/sim.txt CMakeLists.txt
+        package.xml setup.py
         resource/executables.txt msg/*.msg)
 runtime_stamp="$(cat "${inputs[@]}" | sha256sum | cut -d' ' -f1)"
 test_stamp="$(cat "${inputs[@]}" requirements/test.txt | sha256sum | cut -d' ' -f1)-test"
@@ -37,8 +38,23 @@ if [[ "$installed_stamp" == "$stamp_value" || ( $WITH_TEST == 0 && "$installed_s
   exit 0
 fi
 
+# The simulators render off-screen with EGL (Mesa's software rasteriser on a CPU machine).
+if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1'; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get > /dev/null; then
+    log "installing EGL/Mesa for off-screen simulator rendering (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends libegl1 libegl-mesa0 libgl1-mesa-dri > /dev/null
+  else
+    log "WARNING: libEGL.so.1 not found: install libegl1 libegl-mesa0 libgl1-mesa-dri (Debian) "\
+"for the simulators"
+  fi
+fi
+
 log "installing pinned dependencies"
-reqs=(-r requirements/runtime.txt -r requirements/build.txt)
+# The simulators' pins never move a runtime pin: the runtime file constrains them.
+grep -v '\[' requirements/runtime.txt > "$VENV/.runtime-constraints.txt"
+reqs=(-r requirements/runtime.txt -r requirements/build.txt -r requirements/sim.txt
+      -c "$VENV/.runtime-constraints.txt")
 (( WITH_TEST )) && reqs+=(-r requirements/test.txt)
 "$VPY" -m pip install --quiet --disable-pip-version-check "${reqs[@]}" 2> >(grep -v '^WARNING: Location' >&2)
 

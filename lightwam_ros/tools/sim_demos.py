@@ -1,0 +1,142 @@
+"""lightwam-sim-demos: scripted ALOHA transfer-cube demonstrations recorded as bags through the
+simulator bridge, for training.
+
+    lightwam-sim-demos --episodes 10 --out demos
+
+The bridge runs the scripted demonstration (``script:=transfer_cube``: joint-space waypoints
+from damped-least-squares IK on the simulator's own cube pose) and publishes everything a real
+run has - camera images, joint states, /clock, and the script's targets on the executor's
+command topic.  ``lightwam-record`` records each episode into ``OUT/episode_NNN`` (the inputs
+and outputs of the aloha_sim parameter files, plus the simulator's success and status).
+``OUT/demos.json`` lists every bag with the simulator's own success signal; the success rate is
+printed at the end.  ``lightwam-bag-to-samples`` turns the bags into training samples.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from lightwam_ros.sim.catalog import SimTask
+from lightwam_ros.tools.bringup import NodeChild, NodeThreads, say
+from lightwam_ros.tools.bringup_plan import (EXECUTABLES, FILELESS_NODES, MODULES, NODE_NAMES,
+                                             RECORDER, NodePlan, params_file, read_params)
+from lightwam_ros.tools.ros_env import isolated_ros_env
+
+TASK = SimTask.parse("aloha:transfer_cube")
+_RECORDED_EXTRA = ("success_topic", "status_topic")
+
+
+class DemoWatcher(Node):
+    """The bridge's status and reset service, seen from this process."""
+
+    def __init__(self, status_topic: str, reset_service: str, context) -> None:
+        super().__init__("lightwam_sim_demos", context=context)
+        self.status: dict[str, Any] = {}
+        self.reset = self.create_client(Trigger, reset_service)
+        self.create_subscription(String, status_topic, self._on_status, QoSProfile(depth=10))
+
+    def _on_status(self, msg: String) -> None:
+        try:
+            self.status = json.loads(msg.data)
+        except ValueError:
+            pass
+
+
+def _wait(condition, timeout: float, what: str, child: NodeChild) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if child.process.poll() is not None:
+            raise RuntimeError(f"the simulator bridge exited ({child.process.returncode})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def record_demos(out: Path, episodes: int, first: int) -> list[dict[str, Any]]:
+    """Record ``episodes`` scripted demonstrations; one summary per bag."""
+    bridge_params = read_params(params_file("sim", TASK.embodiment), NODE_NAMES["sim"])
+    bridge = NodeChild(NodePlan("sim", NODE_NAMES["sim"], MODULES["sim"], EXECUTABLES["sim"],
+                                params_file("sim", TASK.embodiment), {
+                                    "task": str(TASK), "script": "transfer_cube",
+                                    "hold_until_reset": True, "first_episode": first,
+                                    "real_time_factor": 0.0}))
+    threads = NodeThreads()
+    results = []
+    try:
+        watcher = threads.add(DemoWatcher(bridge_params["status_topic"],
+                                          bridge_params["reset_service"], threads.context))
+        _wait(watcher.reset.service_is_ready, 120.0, "the simulator bridge", bridge)
+        for _ in range(episodes):
+            results.append(_record_episode(out, watcher, bridge, bridge_params))
+    finally:
+        bridge.interrupt()
+        bridge.stop()
+        threads.close()
+    return results
+
+
+def _record_episode(out: Path, watcher: DemoWatcher, bridge: NodeChild,
+                    bridge_params: dict[str, Any]) -> dict[str, Any]:
+    bag = out / f"episode_{len(list(out.glob('episode_*'))):03d}"
+    recorder = NodeChild(NodePlan(RECORDER, *FILELESS_NODES[RECORDER], None, {
+        "output": str(bag), "embodiment": TASK.embodiment, "instruction": TASK.instruction(),
+        "topics": [bridge_params[name] for name in _RECORDED_EXTRA], "use_sim_time": True}))
+    try:
+        watched = [bridge_params["joint_state_topic"], *(
+            f"camera/{role}/image_raw" for role in ("head", "left_wrist", "right_wrist"))]
+        _wait(lambda: all(watcher.count_subscribers("/" + topic.lstrip("/")) >= 1
+                          for topic in watched), 60.0, "the recorder to subscribe", bridge)
+        future = watcher.reset.call_async(Trigger.Request())
+        _wait(future.done, 120.0, "the reset", bridge)
+        info = json.loads(future.result().message)
+        episode = info["episode"]
+        _wait(lambda: watcher.status.get("episode") == episode
+              and watcher.status.get("script_done"), 600.0, f"demonstration {episode}", bridge)
+        status = dict(watcher.status)
+    finally:
+        recorder.interrupt()
+        recorder.stop()
+    result = {"bag": bag.name, "episode": episode, "success": bool(status["episode_success"]),
+              "seconds": status["time"]}
+    say(f"demonstration {episode}: success {result['success']} -> {bag}")
+    return result
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="lightwam-sim-demos", description=__doc__.split("\n")[0])
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--first-episode", type=int, default=0, help="cube pose seed of the first")
+    parser.add_argument("--out", type=Path, default=Path("demos"))
+    parser.add_argument("--isolated", action="store_true",
+                        help="loopback-only discovery and a random ROS_DOMAIN_ID")
+    args = parser.parse_args(argv)
+    if args.episodes < 1 or args.first_episode < 0:
+        parser.error("--episodes must be >= 1 and --first-episode >= 0")
+    if args.isolated:
+        os.environ.update(isolated_ros_env())
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        results = record_demos(args.out, args.episodes, args.first_episode)
+    except RuntimeError as error:
+        print(f"lightwam-sim-demos: {error}", file=sys.stderr)
+        return 1
+    rate = sum(r["success"] for r in results) / len(results)
+    (args.out / "demos.json").write_text(json.dumps(
+        {"task": str(TASK), "success_rate": rate, "demos": results}, indent=2) + "\n")
+    say(f"{sum(r['success'] for r in results)}/{len(results)} demonstrations succeeded "
+        f"({rate:.0%}, the simulator's own signal); {args.out / 'demos.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
