@@ -13,15 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lightwam_ros.sim.base import (
-    Camera,
-    Pose,
-    SimError,
-    SimState,
-    Simulator,
-    check_camera_size,
-    configure_offscreen_rendering,
-)
+from lightwam_ros.sim.base import (Camera, Pose, SimError, SimState, Simulator, check_camera_size,
+                                  configure_offscreen_rendering)
 
 EMBODIMENT = "aloha_sim"
 ARMS = ("left", "right")
@@ -129,11 +122,7 @@ class AlohaSim(Simulator):
         self._check_open()
         if self._box_pose is None:
             raise SimError("no episode yet: call reset(episode) first")
-        targets = np.asarray(targets, dtype=float)
-        if targets.shape != (len(self.joint_names),) or not np.all(np.isfinite(targets)):
-            raise SimError(f"targets must be {len(self.joint_names)} finite values in "
-                           f"{self.joint_names} order, got shape {targets.shape}")
-        action = np.clip(targets, self.joint_limits[:, 0], self.joint_limits[:, 1])
+        action = self.checked_targets(targets)
         for slot in self._gripper_slots:
             action[slot] = self.gripper_to_normalized(action[slot])
         self._task.before_step(action, self.physics)

@@ -77,6 +77,15 @@ class Simulator(ABC):
     def close(self) -> None:
         """Free the simulator (rendering contexts); the default has nothing to free."""
 
+    def checked_targets(self, targets: np.ndarray) -> np.ndarray:
+        """``targets`` as finite floats, one per joint, clipped to ``joint_limits``; SimError
+        otherwise (a bad target never reaches the simulator)."""
+        targets = np.asarray(targets, dtype=float)
+        if targets.shape != (len(self.joint_names),) or not np.all(np.isfinite(targets)):
+            raise SimError(f"targets must be {len(self.joint_names)} finite values in "
+                           f"{self.joint_names} order, got shape {targets.shape}")
+        return np.clip(targets, self.joint_limits[:, 0], self.joint_limits[:, 1])
+
 
 def check_camera_size(camera_size: tuple[int, int]) -> tuple[int, int]:
     """(height, width) as positive ints; SimError naming the bad value otherwise."""

@@ -24,15 +24,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from lightwam_ros.policy.embodiment import load_embodiment
-from lightwam_ros.sim.base import (
-    Camera,
-    Pose,
-    SimError,
-    SimState,
-    Simulator,
-    check_camera_size,
-    configure_offscreen_rendering,
-)
+from lightwam_ros.sim.base import (Camera, Pose, SimError, SimState, Simulator, check_camera_size,
+                                  configure_offscreen_rendering)
 
 EMBODIMENT = "libero_franka"
 ARM = "arm"
@@ -136,11 +129,7 @@ class LiberoSim(Simulator):
         env = self._live_env()
         if self._steps is None:
             raise SimError("no episode yet: call reset(episode) first")
-        targets = np.asarray(targets, dtype=float)
-        if targets.shape != (len(self.joint_names),) or not np.all(np.isfinite(targets)):
-            raise SimError(f"targets must be {len(self.joint_names)} finite values in "
-                           f"{self.joint_names} order, got shape {targets.shape}")
-        targets = np.clip(targets, self.joint_limits[:, 0], self.joint_limits[:, 1])
+        targets = self.checked_targets(targets)
         # The controller's action is the offset from the current joints in units of its
         # output_max, which it clips to [-1, 1]: a farther target is approached at that rate.
         current = env.sim.data.qpos[self._qpos_index[:ARM_DOF]]

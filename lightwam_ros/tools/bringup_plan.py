@@ -38,7 +38,6 @@ EMBODIMENTS = ("libero_franka", "robotwin_aloha", "aloha_sim")
 DEFAULT_EMBODIMENT = "robotwin_aloha"
 # The robot is the loopback stand-in ("robot") or a simulator bridge ("sim"), or real hardware.
 ROLES = ("policy", "executor", "robot", "sim")
-ROBOT_ROLES = ("robot", "sim")
 NODE_NAMES = {"policy": "lightwam_policy", "executor": "lightwam_executor",
               "robot": "lightwam_loopback_robot", "sim": "lightwam_sim_bridge"}
 MODULES = {"policy": "lightwam_ros.nodes.policy_node",

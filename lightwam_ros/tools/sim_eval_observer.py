@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -42,7 +41,6 @@ class EpisodeRecord:
     episode: int
     clock_start_ns: int
     time_limit: float  # s of simulated time
-    wall_start: float = field(default_factory=time.monotonic)
     sim_time: float = 0.0
     success_time: Optional[float] = None
     steps: int = 0
