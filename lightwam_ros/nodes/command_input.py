@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from lightwam_ros.control.joint_follower import JointFollower
+from lightwam_ros.nodes.parameter_checks import declare_value
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.nodes.stamps import stamp_to_nanoseconds
 
@@ -22,13 +22,13 @@ COMMAND_TYPES = {"joint_trajectory": (JointTrajectory,
 
 def declare_command_parameters(node: Node) -> tuple[str, str]:
     """Declare and check ``command_type`` and ``command_topic``: what the robot follows."""
-    command_type = node.declare_parameter("command_type", "joint_trajectory", ParameterDescriptor(
-        description=f"Command input: one of {list(COMMAND_TYPES)}.")).value
+    command_type = declare_value(node, "command_type", "joint_trajectory",
+                                 f"Command input: one of {list(COMMAND_TYPES)}.")
     if command_type not in COMMAND_TYPES:
         raise ValueError(f"parameter command_type must be one of {list(COMMAND_TYPES)}, got "
                          f"{command_type!r}")
-    topic = node.declare_parameter("command_topic", COMMAND_TYPES[command_type][1],
-                                   ParameterDescriptor(description="Command input topic.")).value
+    topic = declare_value(node, "command_topic", COMMAND_TYPES[command_type][1],
+                          "Command input topic.")
     if not topic.strip():
         raise ValueError("parameter command_topic must name a topic")
     return command_type, topic

@@ -21,7 +21,7 @@ from lightwam_ros.control.executor_core import ExecutorConfig
 from lightwam_ros.control.interpolation import INTERPOLATION_KINDS
 from lightwam_ros.control.safety import JointSafetyLimits
 from lightwam_ros.control.scheduling import BOUNDARY_RULES
-from lightwam_ros.nodes.parameter_checks import finite_number
+from lightwam_ros.nodes.parameter_checks import declare_value, finite_number
 
 OUTPUT_MODES = ("joint_trajectory", "forward_command", "joint_state")
 INTERPOLATION_ALIASES = {"min_jerk": "minimum_jerk"}
@@ -135,11 +135,9 @@ def declare_executor_parameters(node: Node) -> ExecutorSettings:
     """Declare every parameter on ``node`` (with its description) and return validated values."""
     values: dict[str, Any] = {}
     for name, (default, description) in _NUMBERS.items():
-        values[name] = node.declare_parameter(
-            name, default, ParameterDescriptor(description=description, dynamic_typing=True)).value
+        values[name] = declare_value(node, name, default, description, dynamic=True)
     for name, (default, description) in _STRINGS.items():
-        values[name] = node.declare_parameter(
-            name, default, ParameterDescriptor(description=description)).value
+        values[name] = declare_value(node, name, default, description)
     values["joint_names"] = node.declare_parameter(
         "joint_names", Parameter.Type.STRING_ARRAY, ParameterDescriptor(
             description="Commanded joints in output order (empty: the embodiment's order); "

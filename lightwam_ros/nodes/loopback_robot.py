@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.context import Context
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
@@ -35,6 +34,7 @@ from lightwam_ros.control.joint_follower import JointFollower
 from lightwam_ros.nodes.command_input import CommandInput, declare_command_parameters
 from lightwam_ros.nodes.image_conversion import rgb_to_image
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
+from lightwam_ros.nodes.parameter_checks import declare_value
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.nodes.stamps import nanoseconds_to_stamp
 from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
@@ -93,23 +93,20 @@ class LoopbackCamera:
 class LoopbackRobotNode(ConfiguredNode):
     """The stand-in robot; build it with ``create_loopback_robot`` (or run ``main``)."""
 
-    def _declare(self, name: str, default: Any, description: str, dynamic: bool = False) -> Any:
-        return self.declare_parameter(name, default, ParameterDescriptor(
-            description=description, dynamic_typing=dynamic)).value
-
     def _configure(self) -> None:
-        name = self._declare("embodiment", "", "Embodiment name or YAML path (required).").strip()
+        name = declare_value(self, "embodiment", "",
+                             "Embodiment name or YAML path (required).").strip()
         if not name:
             raise ValueError("parameter embodiment is required (e.g. robotwin_aloha)")
         try:
             spec = load_embodiment(name)
         except FileNotFoundError as error:
             raise ValueError(f"parameter embodiment: {error}") from None
-        rates = {key: _positive(key, self._declare(key, default, text, dynamic=True)) for
+        rates = {key: _positive(key, declare_value(self, key, default, text, dynamic=True)) for
                  key, default, text in (("state_rate", 100.0, "JointState rate [Hz]."),
                                         ("camera_rate", 30.0, "Image rate per camera [Hz]."))}
         command_type, command_topic = declare_command_parameters(self)
-        joint_topic = self._declare("joint_state_topic", "joint_states", "JointState output.")
+        joint_topic = declare_value(self, "joint_state_topic", "joint_states", "JointState output.")
         if not joint_topic.strip():
             raise ValueError("parameter joint_state_topic must name a topic")
         self._arm = self._declare_arm(spec)
@@ -137,13 +134,13 @@ class LoopbackRobotNode(ConfiguredNode):
 
     def _declare_arm(self, spec: EmbodimentSpec) -> JointFollower:
         """Every joint of the embodiment, from its start position (default: mid-range)."""
-        time_constant = _number("tracking_time_constant", self._declare(
-            "tracking_time_constant", 0.0, "First-order lag of the joints behind the command "
+        time_constant = _number("tracking_time_constant", declare_value(
+            self, "tracking_time_constant", 0.0, "First-order lag of the joints behind the command "
             "[s]; 0: they follow at once.", dynamic=True))
         names = robot_joints(spec)
         limits = np.array([spec.joint_limit(joint) for joint in names])
-        initial = [_number(f"initial_positions.{joint}", self._declare(
-            f"initial_positions.{joint}", float(limits[i].mean()),
+        initial = [_number(f"initial_positions.{joint}", declare_value(
+            self, f"initial_positions.{joint}", float(limits[i].mean()),
             f"Start position of {joint} (default: mid-range).", dynamic=True))
             for i, joint in enumerate(names)]
         try:
@@ -155,9 +152,9 @@ class LoopbackRobotNode(ConfiguredNode):
 
     def _declare_camera(self, role: str, default_size: tuple[int, int]) -> LoopbackCamera:
         prefix = f"cameras.{role}."
-        topic = self._declare(prefix + "topic", f"camera/{role}/image_raw",
+        topic = declare_value(self, prefix + "topic", f"camera/{role}/image_raw",
                               f"Image output of camera '{role}'.").strip()
-        size = self._declare(prefix + "size", [int(v) for v in default_size],
+        size = declare_value(self, prefix + "size", [int(v) for v in default_size],
                              f"[height, width] of camera '{role}'.")
         if not topic:
             raise ValueError(f"parameter {prefix}topic must name a topic")

@@ -23,7 +23,7 @@ from rclpy.parameter import Parameter
 from safetensors import SafetensorError, safe_open
 
 from lightwam_ros.model.instructions import InstructionCache
-from lightwam_ros.nodes.parameter_checks import finite_number
+from lightwam_ros.nodes.parameter_checks import declare_value, finite_number
 from lightwam_ros.policy.device import resolve_device, resolve_dtype
 from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
 from lightwam_ros.policy.runner import COMPILE_MODES
@@ -128,17 +128,18 @@ def declare_policy_parameters(node: Node) -> PolicySettings:
     """Declare every parameter on ``node`` (with its description) and return validated values."""
     values: dict[str, Any] = {}
     for name, (default, description) in _STRINGS.items():
-        values[name] = _declare(node, name, default, description)
+        values[name] = declare_value(node, name, default, description)
     for name, (default, description) in _NUMBERS.items():
-        values[name] = _declare(node, name, default, description, dynamic=True)
-    values["compile"] = _declare(node, "compile", False, "torch.compile the model stages: false, "
-                                 f"true or a mode of {list(COMPILE_MODES)}.", dynamic=True)
-    values["cuda_graphs"] = _declare(node, "cuda_graphs", False, "Capture the model pass as one "
-                                     "CUDA graph (GPU only).")
-    values["warmup"] = _declare(node, "warmup", 3, "Warm-up passes before READY (excluded from "
-                                "the latency statistics).")
-    values["shadow"] = _declare(node, "shadow", False, "Publish chunks on shadow_chunk_topic "
-                                "only, where no executor listens: predict without commanding.")
+        values[name] = declare_value(node, name, default, description, dynamic=True)
+    values["compile"] = declare_value(node, "compile", False, "torch.compile the model stages: "
+                                      f"false, true or a mode of {list(COMPILE_MODES)}.",
+                                      dynamic=True)
+    values["cuda_graphs"] = declare_value(node, "cuda_graphs", False, "Capture the model pass as "
+                                          "one CUDA graph (GPU only).")
+    values["warmup"] = declare_value(node, "warmup", 3, "Warm-up passes before READY (excluded "
+                                     "from the latency statistics).")
+    values["shadow"] = declare_value(node, "shadow", False, "Publish chunks on shadow_chunk_topic "
+                                     "only, where no executor listens: predict without commanding.")
     checkpoint, cache, spec, model_id = _model_files(values)
     cameras = tuple(_declare_camera(node, camera.role) for camera in spec.canvas.cameras)
     poses = tuple(pose for pose in (_declare_pose(node, arm) for arm in pose_arms(spec)) if pose)
@@ -254,13 +255,13 @@ def checkpoint_identity(path: Path) -> tuple[str, str]:
 
 def _declare_camera(node: Node, role: str) -> CameraInput:
     prefix = f"cameras.{role}."
-    compressed = _declare(node, prefix + "compressed", False,
-                          "Subscribe to sensor_msgs/CompressedImage (JPEG/PNG) instead of Image.")
-    topic = _declare(node, prefix + "topic", "", f"Camera '{role}' topic; empty: "
-                     f"camera/{role}/image_raw (/compressed when compressed).").strip()
+    compressed = declare_value(node, prefix + "compressed", False, "Subscribe to "
+                               "sensor_msgs/CompressedImage (JPEG/PNG) instead of Image.")
+    topic = declare_value(node, prefix + "topic", "", f"Camera '{role}' topic; empty: "
+                          f"camera/{role}/image_raw (/compressed when compressed).").strip()
     if not topic:
         topic = f"camera/{role}/image_raw" + ("/compressed" if compressed else "")
-    max_age = finite_number(prefix + "max_age", _declare(
+    max_age = finite_number(prefix + "max_age", declare_value(
         node, prefix + "max_age", DEFAULT_CAMERA_MAX_AGE,
         f"Refuse camera '{role}' frames older than this [s].", dynamic=True))
     if max_age <= 0.0:
@@ -274,7 +275,7 @@ def _declare_camera(node: Node, role: str) -> CameraInput:
         if len(size) != 2 or min(size) < 1:
             raise ValueError(f"parameter {prefix}size must be [height, width] > 0, got "
                              f"{list(size)}")
-    reliable = _declare(node, prefix + "reliable", False, (
+    reliable = declare_value(node, prefix + "reliable", False, (
         f"Subscribe to camera '{role}' with reliable QoS: no frame lost to a burst of large "
         "images, but only reliable publishers match; false (best effort) matches every driver."))
     return CameraInput(role, topic, bool(compressed), max_age, size, bool(reliable))
@@ -282,10 +283,10 @@ def _declare_camera(node: Node, role: str) -> CameraInput:
 
 def _declare_pose(node: Node, arm: str) -> Optional[PoseInput]:
     prefix = f"eef_pose.{arm}."
-    topic = _declare(node, prefix + "topic", "", f"geometry_msgs/PoseStamped of arm '{arm}''s end "
-                     "effector in its base frame; empty: forward kinematics of the joint states "
-                     "(Franka Panda only).").strip()
-    max_age = finite_number(prefix + "max_age", _declare(
+    topic = declare_value(node, prefix + "topic", "", f"geometry_msgs/PoseStamped of arm "
+                          f"'{arm}''s end effector in its base frame; empty: forward kinematics "
+                          "of the joint states (Franka Panda only).").strip()
+    max_age = finite_number(prefix + "max_age", declare_value(
         node, prefix + "max_age", DEFAULT_STATE_MAX_AGE,
         f"Refuse arm '{arm}' poses older than this [s].", dynamic=True))
     if max_age <= 0.0:
@@ -293,6 +294,3 @@ def _declare_pose(node: Node, arm: str) -> Optional[PoseInput]:
     return PoseInput(arm, topic, max_age) if topic else None
 
 
-def _declare(node: Node, name: str, default: Any, description: str, dynamic: bool = False) -> Any:
-    return node.declare_parameter(name, default, ParameterDescriptor(
-        description=description, dynamic_typing=dynamic)).value

@@ -43,7 +43,7 @@ from std_msgs.msg import String
 from lightwam_ros.bags.writer import BagWriter, BagWriteError, WriterStats
 from lightwam_ros.nodes.message_types import message_class
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
-from lightwam_ros.nodes.parameter_checks import finite_number
+from lightwam_ros.nodes.parameter_checks import declare_value, finite_number
 from lightwam_ros.tools.bringup_plan import (FILELESS_NODES, METADATA_EMBODIMENT,
                                              METADATA_INSTRUCTION, METADATA_INSTRUCTION_TOPIC,
                                              METADATA_TOPIC_ROLES, NODE_NAMES, RECORDER,
@@ -162,10 +162,6 @@ class RecorderNode(ConfiguredNode):
 
     # ---------------------------------------------------------------- parameters
 
-    def _declare(self, name: str, default: Any, description: str) -> Any:
-        return self.declare_parameter(name, default,
-                                      ParameterDescriptor(description=description)).value
-
     def _declare_topics(self, name: str, description: str) -> list[str]:
         values = self.declare_parameter(name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(
             description=description)).value or []
@@ -179,13 +175,13 @@ class RecorderNode(ConfiguredNode):
                              f"{error}") from None
 
     def _read_settings(self) -> RecorderSettings:
-        output = self._declare("output", "", "Bag directory to create (must not exist); empty: "
-                               "lightwam_<date>_<time> in the working directory.").strip()
+        output = declare_value(self, "output", "", "Bag directory to create (must not exist); "
+                               "empty: lightwam_<date>_<time> in the working directory.").strip()
         output_path = Path(output or time.strftime("lightwam_%Y%m%d_%H%M%S")).expanduser()
         if output_path.exists():
             raise ValueError(f"parameter output: {output_path.absolute()} already exists; name "
                              "a new bag directory")
-        embodiment = self._declare("embodiment", "", "Embodiment whose config/policy_* and "
+        embodiment = declare_value(self, "embodiment", "", "Embodiment whose config/policy_* and "
                                    "executor_* parameter files give the default topics.").strip()
         derived = self._derived_topics(embodiment)
         inputs = self._declare_topics("input_topics", "Inputs to record (replayed to the "
@@ -204,10 +200,10 @@ class RecorderNode(ConfiguredNode):
         if not roles:
             raise ValueError("nothing to record: set embodiment, input_topics/output_topics or "
                              "topics (and not everything in exclude)")
-        instruction = self._declare("instruction", "", "Instruction written into the bag at "
+        instruction = declare_value(self, "instruction", "", "Instruction written into the bag at "
                                     "start (a String on instruction_topic, and metadata).")
-        instruction_topic = self._declare(
-            "instruction_topic", "", "The policy's instruction topic; empty: the embodiment "
+        instruction_topic = declare_value(
+            self, "instruction_topic", "", "The policy's instruction topic; empty: the embodiment "
             "policy file's.").strip() or (derived.instruction if derived else "")
         if instruction and not instruction_topic:
             raise ValueError("parameter instruction needs instruction_topic or an embodiment")
@@ -216,22 +212,24 @@ class RecorderNode(ConfiguredNode):
             instruction_topic=(self._resolve("instruction_topic", instruction_topic)
                                if instruction_topic else ""),
             roles=roles,
-            max_queue_messages=int(self._positive("max_queue_messages", self._declare(
-                "max_queue_messages", 1000, "Messages waiting to be written at most; more are "
-                "dropped (and counted)."))),
-            max_queue_bytes=int(self._positive("max_queue_mb", self._declare(
-                "max_queue_mb", 256.0, "MiB waiting to be written at most.")) * _MIB),
-            flush_period=self._positive("flush_period", self._declare(
-                "flush_period", 1.0, "Seconds between flushes to disk: what a kill -9 loses.")),
-            discovery_period=self._positive("discovery_period", self._declare(
-                "discovery_period", 1.0, "Seconds between looks for new topics and publishers.")),
-            stats_period=self._positive("stats_period", self._declare(
-                "stats_period", 10.0, "Seconds between logs of written and dropped counts.")))
+            max_queue_messages=int(self._positive("max_queue_messages", declare_value(
+                self, "max_queue_messages", 1000, "Messages waiting to be written at most; more "
+                "are dropped (and counted)."))),
+            max_queue_bytes=int(self._positive("max_queue_mb", declare_value(
+                self, "max_queue_mb", 256.0, "MiB waiting to be written at most.")) * _MIB),
+            flush_period=self._positive("flush_period", declare_value(
+                self, "flush_period", 1.0,
+                "Seconds between flushes to disk: what a kill -9 loses.")),
+            discovery_period=self._positive("discovery_period", declare_value(
+                self, "discovery_period", 1.0,
+                "Seconds between looks for new topics and publishers.")),
+            stats_period=self._positive("stats_period", declare_value(
+                self, "stats_period", 10.0, "Seconds between logs of written and dropped counts.")))
 
     def _derived_topics(self, embodiment: str) -> Optional[RecordedTopics]:
         """The topics in the embodiment's (or the given) policy and executor parameter files."""
-        files = [self._declare(f"{role}_params_file", "", f"The {role}'s parameter file; empty: "
-                               f"config/{role}_<embodiment>.yaml.").strip()
+        files = [declare_value(self, f"{role}_params_file", "", f"The {role}'s parameter file; "
+                               f"empty: config/{role}_<embodiment>.yaml.").strip()
                  for role in ("policy", "executor")]
         if not embodiment and not all(files):
             if any(files):

@@ -30,7 +30,6 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.context import Context
 from rclpy.duration import Duration
 from rclpy.parameter import Parameter
@@ -46,6 +45,7 @@ from lightwam_ros.nodes.command_input import CommandInput, declare_command_param
 from lightwam_ros.nodes.image_conversion import rgb_to_image
 from lightwam_ros.nodes.loopback_robot import robot_joints
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
+from lightwam_ros.nodes.parameter_checks import declare_value
 from lightwam_ros.nodes.stamps import nanoseconds_to_stamp
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.sim.base import SimError, SimState, Simulator, configure_offscreen_rendering
@@ -64,38 +64,34 @@ WORLD_FRAME = "world"
 class SimBridgeNode(ConfiguredNode):
     """The bridge; build it with ``create_sim_bridge`` (or run ``main``)."""
 
-    def _declare(self, name: str, default, description: str):
-        return self.declare_parameter(name, default, ParameterDescriptor(
-            description=description)).value
-
     def _configure(self) -> None:
         if self.get_parameter("use_sim_time").value:
             raise ValueError("the simulator bridge publishes /clock: it cannot use_sim_time")
-        task = SimTask.parse(self._declare("task", "aloha:transfer_cube", "SIMULATOR:TASK, e.g. "
-                                           "aloha:transfer_cube or libero:libero_spatial/0."))
-        size = self._declare("camera_size", [0, 0], "[height, width] of every camera; [0, 0]: "
-                             "the simulator's usual size.")
+        task = SimTask.parse(declare_value(self, "task", "aloha:transfer_cube", "SIMULATOR:TASK, "
+                                           "e.g. aloha:transfer_cube or libero:libero_spatial/0."))
+        size = declare_value(self, "camera_size", [0, 0], "[height, width] of every camera; "
+                             "[0, 0]: the simulator's usual size.")
         if len(size) != 2 or min(size) < 0:
             raise ValueError(f"parameter camera_size must be [height, width], got {list(size)}")
-        camera_rate = self._declare("camera_rate", 25.0, "Images per simulated second.")
-        self._real_time_factor = self._declare(
-            "real_time_factor", 1.0, "At most this many simulated seconds per second; 0: as fast "
-            "as the simulator goes.")
+        camera_rate = declare_value(self, "camera_rate", 25.0, "Images per simulated second.")
+        self._real_time_factor = declare_value(
+            self, "real_time_factor", 1.0, "At most this many simulated seconds per second; 0: as "
+            "fast as the simulator goes.")
         if not camera_rate > 0 or self._real_time_factor < 0:
             raise ValueError("parameters camera_rate must be > 0 and real_time_factor >= 0")
-        self._next_episode = int(self._declare("first_episode", 0, "Index of the first episode "
-                                               "(its scene); each reset takes the next."))
-        hold = bool(self._declare(
-            "hold_until_reset", False, "Publish the first episode's initial state, then step "
+        self._next_episode = int(declare_value(self, "first_episode", 0, "Index of the first "
+                                               "episode (its scene); each reset takes the next."))
+        hold = bool(declare_value(
+            self, "hold_until_reset", False, "Publish the first episode's initial state, then step "
             "only after a reset call (which starts that episode): an evaluation waits for the "
             "policy to be ready."))
         command_type, command_topic = declare_command_parameters(self)
-        script = self._declare("script", "", "'transfer_cube' (aloha:transfer_cube only): a "
+        script = declare_value(self, "script", "", "'transfer_cube' (aloha:transfer_cube only): a "
                                "scripted demonstration drives the arms instead of the commands, "
                                "and its targets go out on command_topic as the executor's "
                                "would (recording demonstrations); empty: follow commands.")
-        joint_topic = self._declare("joint_state_topic", "joint_states", "JointState output.")
-        topics = {name: self._declare(name, default, text) for name, default, text in (
+        joint_topic = declare_value(self, "joint_state_topic", "joint_states", "JointState output.")
+        topics = {name: declare_value(self, name, default, text) for name, default, text in (
             ("success_topic", "sim/success", "Task success (Bool), every step."),
             ("status_topic", "sim/status", "JSON status, with every camera frame."),
             ("instruction_topic", "lightwam/instruction", "The task's instruction (latched); "
@@ -123,11 +119,11 @@ class SimBridgeNode(ConfiguredNode):
         qos = QoSProfile(depth=10)
         self._clock_pub = self.create_publisher(Clock, "/clock", qos)
         self._joint_pub = self.create_publisher(JointState, joint_topic, qos)
-        self._image_pubs = {camera.role: self.create_publisher(Image, self._declare(
-            f"cameras.{camera.role}.topic", f"camera/{camera.role}/image_raw",
+        self._image_pubs = {camera.role: self.create_publisher(Image, declare_value(
+            self, f"cameras.{camera.role}.topic", f"camera/{camera.role}/image_raw",
             f"Image output of camera '{camera.role}'."), qos) for camera in self.sim.cameras}
-        self._pose_pubs = {arm.name: self.create_publisher(PoseStamped, self._declare(
-            f"eef_pose.{arm.name}.topic", f"sim/eef_pose/{arm.name}",
+        self._pose_pubs = {arm.name: self.create_publisher(PoseStamped, declare_value(
+            self, f"eef_pose.{arm.name}.topic", f"sim/eef_pose/{arm.name}",
             f"End-effector pose of arm '{arm.name}' (world frame)."), qos) for arm in spec.arms}
         self._success_pub = self.create_publisher(Bool, topics["success_topic"], qos)
         self._status_pub = self.create_publisher(String, topics["status_topic"], qos)
