@@ -37,7 +37,7 @@ from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.parameter_checks import declare_value
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.nodes.stamps import nanoseconds_to_stamp
-from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
+from lightwam_ros.policy.embodiment import EmbodimentSpec, default_camera_topic, load_embodiment
 
 NODE_NAME = "lightwam_loopback_robot"
 _BACKGROUND_TINTS = ((40, 60, 95), (95, 60, 40), (45, 90, 55), (85, 45, 90))
@@ -152,7 +152,7 @@ class LoopbackRobotNode(ConfiguredNode):
 
     def _declare_camera(self, role: str, default_size: tuple[int, int]) -> LoopbackCamera:
         prefix = f"cameras.{role}."
-        topic = declare_value(self, prefix + "topic", f"camera/{role}/image_raw",
+        topic = declare_value(self, prefix + "topic", default_camera_topic(role),
                               f"Image output of camera '{role}'.").strip()
         size = declare_value(self, prefix + "size", [int(v) for v in default_size],
                              f"[height, width] of camera '{role}'.")

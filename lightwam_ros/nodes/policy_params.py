@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from lightwam_ros.model.instructions import InstructionCache
 from lightwam_ros.nodes.parameter_checks import declare_value, finite_number
 from lightwam_ros.policy.device import resolve_device, resolve_dtype
-from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
+from lightwam_ros.policy.embodiment import EmbodimentSpec, default_camera_topic, load_embodiment
 from lightwam_ros.policy.runner import COMPILE_MODES
 from lightwam_ros.policy.state_builder import pose_arms
 
@@ -260,7 +260,7 @@ def _declare_camera(node: Node, role: str) -> CameraInput:
     topic = declare_value(node, prefix + "topic", "", f"Camera '{role}' topic; empty: "
                           f"camera/{role}/image_raw (/compressed when compressed).").strip()
     if not topic:
-        topic = f"camera/{role}/image_raw" + ("/compressed" if compressed else "")
+        topic = default_camera_topic(role, compressed)
     max_age = finite_number(prefix + "max_age", declare_value(
         node, prefix + "max_age", DEFAULT_CAMERA_MAX_AGE,
         f"Refuse camera '{role}' frames older than this [s].", dynamic=True))

@@ -118,6 +118,12 @@ class CameraSpec:
     width: int
 
 
+def default_camera_topic(role: str, compressed: bool = False) -> str:
+    """Where a camera role's images are published unless a node's parameters say otherwise,
+    following image_transport's naming; one rule for the policy, the robots and the tools."""
+    return f"camera/{role}/image_raw" + ("/compressed" if compressed else "")
+
+
 @dataclass(frozen=True)
 class CanvasSpec:
     height: int

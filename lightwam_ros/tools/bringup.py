@@ -265,6 +265,20 @@ class NodeChild(ChildProcess):
             f"{self.role} did not stop after SIGINT: sending {name}"))
 
 
+def wait_for(condition: Callable[[], object], timeout: float, what: str,
+             failure: Callable[[], Optional[str]]) -> None:
+    """Poll ``condition`` until it holds; RuntimeError when ``failure()`` reports a dead node
+    first, or after ``timeout`` seconds (naming ``what`` was awaited)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        problem = failure()
+        if problem:
+            raise RuntimeError(problem)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
 class NodeChildren:
     """Nodes of the plan, each in its own process, stopped together."""
 

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from lightwam_ros.policy.embodiment import default_camera_topic
 from lightwam_ros.sim.catalog import SIMULATORS, SimTask
 from lightwam_ros.sim.base import SimError
 
@@ -576,7 +577,7 @@ class RecordedTopics:
 def recorded_topics(policy: Mapping[str, Any], executor: Mapping[str, Any]) -> RecordedTopics:
     """The topics to record, from the effective policy and executor parameters."""
     instruction = policy.get("instruction_topic", "lightwam/instruction")
-    cameras = [policy.get(f"cameras.{role}.topic") or _default_camera_topic(policy, role)
+    cameras = [camera_topic(policy, role)
                for role in _camera_roles(policy)]
     poses = [topic for name, topic in policy.items()
              if name.startswith("eef_pose.") and name.endswith(".topic") and topic]
@@ -590,10 +591,11 @@ def recorded_topics(policy: Mapping[str, Any], executor: Mapping[str, Any]) -> R
                                                if t not in inputs), instruction)
 
 
-def _default_camera_topic(policy: Mapping[str, Any], role: str) -> str:
-    """The policy node's own default for a camera without a topic (see policy_params)."""
-    compressed = policy.get(f"cameras.{role}.compressed", False)
-    return f"camera/{role}/image_raw" + ("/compressed" if compressed else "")
+def camera_topic(values: Mapping[str, Any], role: str) -> str:
+    """The topic of camera ``role`` in a node's effective parameters, or the default a node
+    uses when they name none."""
+    return (values.get(f"cameras.{role}.topic")
+            or default_camera_topic(role, values.get(f"cameras.{role}.compressed", False)))
 
 
 def absolute_topic(name: str) -> str:
@@ -689,7 +691,8 @@ def plan_from_launch_arguments(values: Mapping[str, str],
         embodiment=values["embodiment"], shadow=launch_flag(values, "shadow"),
         use_sim_time=launch_flag(values, "use_sim_time"), replay=launch_flag(values, "replay"),
         loopback_robot=launch_flag(values, "loopback_robot"),
-        sim=values["sim"].strip() or None, record=values["record"].strip() or None, replay_bag=values["bag"].strip() or None)
+        sim=values["sim"].strip() or None, record=values["record"].strip() or None,
+        replay_bag=values["bag"].strip() or None)
     if options.embodiment not in EMBODIMENTS:
         raise PlanError(f"launch argument embodiment must be one of {list(EMBODIMENTS)}, got "
                         f"{options.embodiment!r}")

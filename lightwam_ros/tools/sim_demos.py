@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -27,10 +26,13 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from lightwam_ros.sim.catalog import SimTask
-from lightwam_ros.tools.bringup import NodeChild, NodeThreads, say
+from lightwam_ros.tools.bringup import NodeChild, NodeChildren, NodeThreads, say, wait_for
+from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.tools.bringup_plan import (EXECUTABLES, FILELESS_NODES, MODULES, NODE_NAMES,
-                                             RECORDER, NodePlan, params_file, read_params)
+                                             RECORDER, NodePlan, camera_topic, params_file,
+                                             read_params)
 from lightwam_ros.tools.ros_env import isolated_ros_env
+from lightwam_ros.tools.sim_eval import start_episode
 
 TASK = SimTask.parse("aloha:transfer_cube")
 _RECORDED_EXTRA = ("success_topic", "status_topic")
@@ -52,40 +54,30 @@ class DemoWatcher(Node):
             pass
 
 
-def _wait(condition, timeout: float, what: str, child: NodeChild) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if child.process.poll() is not None:
-            raise RuntimeError(f"the simulator bridge exited ({child.process.returncode})")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def record_demos(out: Path, episodes: int, first: int) -> list[dict[str, Any]]:
     """Record ``episodes`` scripted demonstrations; one summary per bag."""
     bridge_params = read_params(params_file("sim", TASK.embodiment), NODE_NAMES["sim"])
-    bridge = NodeChild(NodePlan("sim", NODE_NAMES["sim"], MODULES["sim"], EXECUTABLES["sim"],
-                                params_file("sim", TASK.embodiment), {
-                                    "task": str(TASK), "script": "transfer_cube",
-                                    "hold_until_reset": True, "first_episode": first,
-                                    "real_time_factor": 0.0}))
+    bridge = NodeChildren()
+    bridge.start(NodePlan("sim", NODE_NAMES["sim"], MODULES["sim"], EXECUTABLES["sim"],
+                          params_file("sim", TASK.embodiment), {
+                              "task": str(TASK), "script": "transfer_cube",
+                              "hold_until_reset": True, "first_episode": first,
+                              "real_time_factor": 0.0}))
     threads = NodeThreads()
     results = []
     try:
         watcher = threads.add(DemoWatcher(bridge_params["status_topic"],
                                           bridge_params["reset_service"], threads.context))
-        _wait(watcher.reset.service_is_ready, 120.0, "the simulator bridge", bridge)
+        wait_for(watcher.reset.service_is_ready, 120.0, "the simulator bridge", bridge.failure)
         for _ in range(episodes):
             results.append(_record_episode(out, watcher, bridge, bridge_params))
     finally:
-        bridge.interrupt()
         bridge.stop()
         threads.close()
     return results
 
 
-def _record_episode(out: Path, watcher: DemoWatcher, bridge: NodeChild,
+def _record_episode(out: Path, watcher: DemoWatcher, bridge: NodeChildren,
                     bridge_params: dict[str, Any]) -> dict[str, Any]:
     bag = out / f"episode_{len(list(out.glob('episode_*'))):03d}"
     recorder = NodeChild(NodePlan(RECORDER, *FILELESS_NODES[RECORDER], None, {
@@ -93,15 +85,15 @@ def _record_episode(out: Path, watcher: DemoWatcher, bridge: NodeChild,
         "topics": [bridge_params[name] for name in _RECORDED_EXTRA], "use_sim_time": True}))
     try:
         watched = [bridge_params["joint_state_topic"], *(
-            f"camera/{role}/image_raw" for role in ("head", "left_wrist", "right_wrist"))]
-        _wait(lambda: all(watcher.count_subscribers("/" + topic.lstrip("/")) >= 1
-                          for topic in watched), 60.0, "the recorder to subscribe", bridge)
-        future = watcher.reset.call_async(Trigger.Request())
-        _wait(future.done, 120.0, "the reset", bridge)
-        info = json.loads(future.result().message)
-        episode = info["episode"]
-        _wait(lambda: watcher.status.get("episode") == episode
-              and watcher.status.get("script_done"), 600.0, f"demonstration {episode}", bridge)
+            camera_topic(bridge_params, camera.role)
+            for camera in load_embodiment(TASK.embodiment).canvas.cameras)]
+        wait_for(lambda: all(watcher.count_subscribers("/" + topic.lstrip("/")) >= 1
+                             for topic in watched), 60.0, "the recorder to subscribe",
+                 bridge.failure)
+        episode = start_episode(watcher.reset, bridge.failure)["episode"]
+        wait_for(lambda: watcher.status.get("episode") == episode
+                 and watcher.status.get("script_done"), 600.0, f"demonstration {episode}",
+                 bridge.failure)
         status = dict(watcher.status)
     finally:
         recorder.interrupt()

@@ -19,19 +19,21 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
+from rclpy.client import Client
 from std_srvs.srv import Trigger
 
 from lightwam_ros.msg import PolicyStatus
+from lightwam_ros.nodes.sim_bridge import RESET_TIMEOUT
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
-from lightwam_ros.tools.bringup import SeparateProcesses, say
+from lightwam_ros.tools.bringup import SeparateProcesses, say, wait_for
 from lightwam_ros.tools.bringup_plan import (NODE_NAMES, BringupOptions, ParamOverride,
-                                             PlanError, build_plan, model_for_sim, params_file,
-                                             read_params, resolve_model)
+                                             PlanError, build_plan, camera_topic, model_for_sim,
+                                             params_file, read_params, resolve_model)
 from lightwam_ros.tools.ros_env import isolated_ros_env
 from lightwam_ros.tools.sim_eval_observer import (EpisodeRecord, SimEvalObserver,
                                                   episode_summary)
@@ -93,25 +95,29 @@ def make_plan(args: argparse.Namespace):
     return plan, model
 
 
+def start_episode(reset: Client, failure: Callable[[], Optional[str]]) -> dict[str, Any]:
+    """Call the simulator bridge's reset service: the new episode's index, task, instruction
+    and clock start; RuntimeError with the bridge's reason when it could not reset."""
+    future = reset.call_async(Trigger.Request())
+    wait_for(future.done, RESET_TIMEOUT, "the simulator to reset", failure)
+    response = future.result()
+    if not response.success:
+        raise RuntimeError(response.message)
+    return json.loads(response.message)
+
+
 class Evaluation:
     """Runs the episodes against started nodes, through the observer and the reset service."""
 
     def __init__(self, observer: SimEvalObserver, reset_service: str, args: argparse.Namespace,
-                 failure: Any) -> None:
+                 failure: Callable[[], Optional[str]]) -> None:
         self.observer = observer
         self.args = args
-        self._failure = failure  # () -> Optional[str]: a node died
+        self._failure = failure  # why a node died, if one did
         self._reset = observer.create_client(Trigger, reset_service)
 
-    def _wait(self, condition, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            failure = self._failure()
-            if failure:
-                raise RuntimeError(failure)
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-            time.sleep(0.05)
+    def _wait(self, condition: Callable[[], object], timeout: float, what: str) -> None:
+        wait_for(condition, timeout, what, self._failure)
 
     def wait_until_ready(self) -> None:
         self._wait(lambda: self.observer.policy_state in _READY_STATES,
@@ -119,12 +125,7 @@ class Evaluation:
         self._wait(self._reset.service_is_ready, 30.0, "the simulator's reset service")
 
     def run_episode(self) -> tuple[EpisodeRecord, float]:
-        future = self._reset.call_async(Trigger.Request())
-        self._wait(future.done, 300.0, "the simulator to reset")
-        response = future.result()
-        if not response.success:
-            raise RuntimeError(response.message)
-        info = json.loads(response.message)
+        info = start_episode(self._reset, self._failure)
         record = self.observer.begin(info["episode"], info["clock_start"],
                                      self.args.episode_seconds)
         say(f"episode {info['episode']}: {info['instruction']!r}")
@@ -215,7 +216,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         nodes.start()
         observer = nodes.threads.add(SimEvalObserver(
             plan.observed, sim_params["status_topic"],
-            sim_params.get(f"cameras.{camera.role}.topic", f"camera/{camera.role}/image_raw"),
+            camera_topic(sim_params, camera.role),
             limits, context=nodes.threads.context))
         evaluation = Evaluation(observer, sim_params["reset_service"], args, nodes.failure)
         evaluation.wait_until_ready()
