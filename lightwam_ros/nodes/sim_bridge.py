@@ -47,7 +47,7 @@ from lightwam_ros.nodes.loopback_robot import robot_joints
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.parameter_checks import declare_value
 from lightwam_ros.nodes.stamps import nanoseconds_to_stamp
-from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.policy.embodiment import default_camera_topic, load_embodiment
 from lightwam_ros.sim.base import SimError, SimState, Simulator, configure_offscreen_rendering
 from lightwam_ros.sim.aloha_scripted import TransferCubeScript
 from lightwam_ros.sim.catalog import SimTask
@@ -120,7 +120,7 @@ class SimBridgeNode(ConfiguredNode):
         self._clock_pub = self.create_publisher(Clock, "/clock", qos)
         self._joint_pub = self.create_publisher(JointState, joint_topic, qos)
         self._image_pubs = {camera.role: self.create_publisher(Image, declare_value(
-            self, f"cameras.{camera.role}.topic", f"camera/{camera.role}/image_raw",
+            self, f"cameras.{camera.role}.topic", default_camera_topic(camera.role),
             f"Image output of camera '{camera.role}'."), qos) for camera in self.sim.cameras}
         self._pose_pubs = {arm.name: self.create_publisher(PoseStamped, declare_value(
             self, f"eef_pose.{arm.name}.topic", f"sim/eef_pose/{arm.name}",
@@ -135,19 +135,23 @@ class SimBridgeNode(ConfiguredNode):
         self._episode = -1
         self._episode_clock_ns = FIRST_EPISODE_CLOCK_NS + EPISODE_CLOCK_SPACING_NS
         self._script = self._scripted_demo(script, task)
+        # Scripted, the bridge publishes the commands it follows; otherwise it takes them in.
+        self.commands: Optional[CommandInput] = None
         if self._script is not None:
             if command_type != "joint_trajectory":
                 raise ValueError("a scripted demonstration publishes joint_trajectory commands")
             self._demo_pub = self.create_publisher(JointTrajectory, command_topic, qos)
-            command_topic = f"{command_topic}/ignored_while_scripted"
-        self.commands = CommandInput(self, command_type, command_topic, self._new_follower(
-            np.zeros(len(self.sim.joint_names))), self._now_ns, qos, refuse=self._refuse)
+        else:
+            self.commands = CommandInput(self, command_type, command_topic, self._new_follower(
+                np.zeros(len(self.sim.joint_names))), self._now_ns, qos, refuse=self._refuse)
         self._call(self._start_episode)
         self._held = hold
         self.create_service(Trigger, topics["reset_service"], self._on_reset)
         self.get_logger().info(
-            f"{task}: '{self.sim.instruction}', {len(self.sim.joint_names)} joints following "
-            f"{command_type} on {command_topic}; cameras "
+            f"{task}: '{self.sim.instruction}', {len(self.sim.joint_names)} joints "
+            + (f"driven by the scripted demonstration, published on {command_topic}"
+               if self._script is not None else f"following {command_type} on {command_topic}")
+            + "; cameras "
             + ", ".join(f"{c.role} {c.height}x{c.width}" for c in self.sim.cameras)
             + f" every {self._render_every} step(s) of {self.sim.control_dt * 1e3:g} ms")
 
@@ -177,9 +181,10 @@ class SimBridgeNode(ConfiguredNode):
         self._episode, self._next_episode = episode, episode + 1
         self._episode_success = bool(state.success)
         self._episode_clock_ns -= EPISODE_CLOCK_SPACING_NS
-        self.commands.arm = self._new_follower(state.positions)
         if self._script is not None:
             self._script.start(state)
+        else:
+            self.commands.arm = self._new_follower(state.positions)
         self._state, self._steps, self._wall_origin = state, 0, time.monotonic()
         self._publish(state, images=True)
         if self._instruction_pub is not None:
@@ -311,8 +316,9 @@ class SimBridgeNode(ConfiguredNode):
             "success": bool(state.success), "episode_success": self._episode_success,
             "script_done": (self._script is not None
                             and state.time >= self._script.duration - 1e-9),
-            "commands_received": self.commands.received,
-            "commands_rejected": self.commands.rejected, "step_ms": round(step_ms, 3),
+            "commands_received": self.commands.received if self.commands else 0,
+            "commands_rejected": self.commands.rejected if self.commands else 0,
+            "step_ms": round(step_ms, 3),
             "render_ms": round(render_ms, 3)})))
 
     def destroy_node(self) -> None:
