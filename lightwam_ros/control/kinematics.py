@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from transforms3d.axangles import axangle2mat
@@ -176,6 +176,34 @@ class IKResult:
     rotation_error: float  # rad, at the returned q
 
 
+def damped_least_squares(pose_and_jacobian: Callable[[np.ndarray], tuple[Pose, np.ndarray]],
+                         target: Pose, q_seed: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                         *, max_iterations: int, position_tolerance: float,
+                         rotation_tolerance: float, damping: float, max_step: float
+                         ) -> IKResult:
+    """Damped-least-squares IK of any arm whose pose and 6 x n geometric Jacobian at q
+    ``pose_and_jacobian`` gives: ``dq = J^T (J J^T + damping^2 I)^-1 e`` per iteration, the
+    largest joint step limited to ``max_step`` and q clamped to [lower, upper]."""
+    q = np.clip(np.asarray(q_seed, dtype=float), lower, upper)
+    damping_sq = damping * damping * np.eye(6)
+    error = np.empty(6)
+    for iteration in range(max_iterations + 1):
+        pose, jac = pose_and_jacobian(q)
+        error[:3], error[3:] = pose_error(target, pose)
+        pos_err = float(np.linalg.norm(error[:3]))
+        rot_err = float(np.linalg.norm(error[3:]))
+        if pos_err <= position_tolerance and rot_err <= rotation_tolerance:
+            return IKResult(q, True, iteration, pos_err, rot_err)
+        if iteration == max_iterations:
+            break
+        dq = jac.T @ np.linalg.solve(jac @ jac.T + damping_sq, error)
+        largest = float(np.max(np.abs(dq)))
+        if largest > max_step:
+            dq *= max_step / largest
+        q = np.clip(q + dq, lower, upper)
+    return IKResult(q, False, max_iterations, pos_err, rot_err)
+
+
 class SerialChain:
     """Revolute serial arm described by modified-DH rows; FK, geometric Jacobian and DLS IK."""
 
@@ -273,24 +301,10 @@ class SerialChain:
                 f"IK needs max_iterations >= 1, damping >= 0, max_step > 0; got "
                 f"{max_iterations}, {damping}, {max_step}"
             )
-        q = np.clip(self._check_q(q_seed), self.lower, self.upper)
-        damping_sq = damping * damping * np.eye(6)
-        error = np.empty(6)
-        for iteration in range(max_iterations + 1):
-            pose, jac = self._pose_and_jacobian(q)
-            error[:3], error[3:] = pose_error(target, pose)
-            pos_err = float(np.linalg.norm(error[:3]))
-            rot_err = float(np.linalg.norm(error[3:]))
-            if pos_err <= position_tolerance and rot_err <= rotation_tolerance:
-                return IKResult(q, True, iteration, pos_err, rot_err)
-            if iteration == max_iterations:
-                break
-            dq = jac.T @ np.linalg.solve(jac @ jac.T + damping_sq, error)
-            largest = float(np.max(np.abs(dq)))
-            if largest > max_step:
-                dq *= max_step / largest
-            q = np.clip(q + dq, self.lower, self.upper)
-        return IKResult(q, False, max_iterations, pos_err, rot_err)
+        return damped_least_squares(
+            self._pose_and_jacobian, target, self._check_q(q_seed), self.lower, self.upper,
+            max_iterations=max_iterations, position_tolerance=position_tolerance,
+            rotation_tolerance=rotation_tolerance, damping=damping, max_step=max_step)
 
 
 def _required(params: Mapping[str, Any], key: str, where: str) -> Any:

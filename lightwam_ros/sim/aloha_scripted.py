@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from lightwam_ros.control.kinematics import IKResult, Pose, pose_error
+from lightwam_ros.control.kinematics import IKResult, Pose, damped_least_squares
 from lightwam_ros.sim.aloha import ARMS, GRIPPER_BODIES, MJCF_JOINTS, AlohaSim
 from lightwam_ros.sim.base import SimError, SimState
 
@@ -72,10 +73,9 @@ class ArmIK:
                        for joint in ("forearm_roll", "wrist_angle", "wrist_rotate")]
         self._body = self._model.body(GRIPPER_BODIES[arm]).id
         self._point = np.asarray(point, dtype=float)
-        self._tolerances = (position_tolerance, rotation_tolerance)
-        self._max_iterations = max_iterations
-        self._damping_sq = damping * damping * np.eye(6)
-        self._max_step = max_step
+        self._solver = dict(max_iterations=max_iterations, position_tolerance=position_tolerance,
+                            rotation_tolerance=rotation_tolerance, damping=damping,
+                            max_step=max_step)
         self._jacp = np.zeros((3, self._model.nv))
         self._jacr = np.zeros((3, self._model.nv))
 
@@ -89,25 +89,13 @@ class ArmIK:
     def solve(self, target: Pose, q_seed: np.ndarray) -> IKResult:
         """Joint positions (within limits) that put the grasp point at ``target``, starting from
         ``q_seed``; ``converged`` says whether both tolerances were met."""
-        q = np.clip(np.asarray(q_seed, dtype=float), self.lower, self.upper)
-        error = np.empty(6)
-        for iteration in range(self._max_iterations + 1):
-            pose = self.forward(q)
-            error[:3], error[3:] = pose_error(target, pose)
-            position_error = float(np.linalg.norm(error[:3]))
-            rotation_error = float(np.linalg.norm(error[3:]))
-            if (position_error <= self._tolerances[0]
-                    and rotation_error <= self._tolerances[1]):
-                return IKResult(self._unrolled(q), True, iteration, position_error,
-                                rotation_error)
-            if iteration == self._max_iterations:
-                break
-            jac = self._jacobian(pose.position)
-            dq = jac.T @ np.linalg.solve(jac @ jac.T + self._damping_sq, error)
-            dq *= min(1.0, self._max_step / max(float(np.max(np.abs(dq))), 1e-12))
-            q = np.clip(q + dq, self.lower, self.upper)
-        return IKResult(self._unrolled(q), False, self._max_iterations, position_error,
-                        rotation_error)
+        result = damped_least_squares(self._pose_and_jacobian, target, q_seed, self.lower,
+                                      self.upper, **self._solver)
+        return dataclasses.replace(result, q=self._unrolled(result.q))
+
+    def _pose_and_jacobian(self, q: np.ndarray) -> tuple[Pose, np.ndarray]:
+        pose = self.forward(q)
+        return pose, self._jacobian(pose.position)
 
     def _unrolled(self, q: np.ndarray) -> np.ndarray:
         """The wrist turns the gripper to any orientation in two exactly equivalent ways,
