@@ -43,12 +43,6 @@ NODE_NAME = "lightwam_loopback_robot"
 _BACKGROUND_TINTS = ((40, 60, 95), (95, 60, 40), (45, 90, 55), (85, 45, 90))
 
 
-def robot_joints(spec: EmbodimentSpec) -> tuple[str, ...]:
-    """Every joint of the embodiment: each arm's joints, then its gripper joints."""
-    return tuple(name for arm in spec.arms
-                 for name in arm.joints + (arm.gripper.joints if arm.gripper else ()))
-
-
 # --------------------------------------------------------------------------------------------
 # ROS-free parts
 # --------------------------------------------------------------------------------------------
@@ -137,7 +131,7 @@ class LoopbackRobotNode(ConfiguredNode):
         time_constant = _number("tracking_time_constant", declare_value(
             self, "tracking_time_constant", 0.0, "First-order lag of the joints behind the command "
             "[s]; 0: they follow at once.", dynamic=True))
-        names = robot_joints(spec)
+        names = spec.robot_joints
         limits = np.array([spec.joint_limit(joint) for joint in names])
         initial = [_number(f"initial_positions.{joint}", declare_value(
             self, f"initial_positions.{joint}", float(limits[i].mean()),

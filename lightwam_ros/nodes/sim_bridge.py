@@ -43,7 +43,6 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from lightwam_ros.control.joint_follower import JointFollower
 from lightwam_ros.nodes.command_input import CommandInput, declare_command_parameters
 from lightwam_ros.nodes.image_conversion import rgb_to_image
-from lightwam_ros.nodes.loopback_robot import robot_joints
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.parameter_checks import declare_value
 from lightwam_ros.nodes.stamps import nanoseconds_to_stamp
@@ -111,9 +110,9 @@ class SimBridgeNode(ConfiguredNode):
         self._thread.start()
         self.sim: Simulator = self._call(lambda: task.build(tuple(size) if min(size) > 0
                                                             else None))
-        if self.sim.joint_names != robot_joints(spec):
+        if self.sim.joint_names != spec.robot_joints:
             raise ValueError(f"simulator joints {self.sim.joint_names} differ from embodiment "
-                             f"{spec.name}'s {robot_joints(spec)}")
+                             f"{spec.name}'s {spec.robot_joints}")
         self._render_every = max(1, round(1.0 / (camera_rate * self.sim.control_dt)))
         self._task = task
         qos = QoSProfile(depth=10)

@@ -266,6 +266,12 @@ class EmbodimentSpec:
                 return arm
         raise KeyError(f"{self.name}: no arm named {name!r}")
 
+    @property
+    def robot_joints(self) -> tuple[str, ...]:
+        """Every joint of the robot, arm by arm: the arm's joints, then its gripper's (the order
+        a robot, real or simulated, reports and takes them in)."""
+        return tuple(_declared_joints(self.arms))
+
     def joint_limit(self, joint: str) -> tuple[float, float]:
         """Position limits of an arm joint, or the open/closed range of a gripper joint."""
         for arm in self.arms:

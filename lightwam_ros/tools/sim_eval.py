@@ -202,8 +202,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     sim_params = {**read_params(params_file("sim", spec.name), NODE_NAMES["sim"]),
                   **plan.node("sim").overrides}
     camera = spec.canvas.cameras[0]
-    limits = {joint: spec.joint_limit(joint) for arm in spec.arms
-              for joint in arm.joints + (arm.gripper.joints if arm.gripper else ())}
+    limits = {joint: spec.joint_limit(joint) for joint in spec.robot_joints}
     args.out.mkdir(parents=True, exist_ok=True)
     nodes = SeparateProcesses(plan)
     episodes: list[dict[str, Any]] = []

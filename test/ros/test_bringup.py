@@ -34,7 +34,7 @@ from lightwam_ros.msg import ActionChunk  # noqa: E402
 from lightwam_ros.nodes import executor_node, policy_node, sim_bridge  # noqa: E402
 from lightwam_ros.nodes.image_conversion import image_to_rgb  # noqa: E402
 from lightwam_ros.nodes.loopback_robot import (NODE_NAME, JointPicture,  # noqa: E402
-                                               create_loopback_robot, robot_joints)
+                                               create_loopback_robot)
 from lightwam_ros.nodes.stamps import (nanoseconds_to_stamp, seconds_to_duration,  # noqa: E402
                                        stamp_to_nanoseconds)
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
@@ -128,7 +128,7 @@ def test_robot_publishes_on_the_simulated_clock_what_its_joints_do(sim_robot):
     wait_until(lambda: len(record["joints"]) >= 10 and len(record["images"]["head"]) >= 3, 10,
                "joint states and images on the simulated clock")
     first = record["joints"][0]
-    assert tuple(first.name) == robot_joints(ALOHA)
+    assert tuple(first.name) == ALOHA.robot_joints
     assert first.position[0] == 0.5  # the configured start, others mid-range
     low, high = ALOHA.joint_limit("fr_joint3")
     assert first.position[9] == pytest.approx((low + high) / 2)
@@ -273,7 +273,7 @@ def test_separate_processes_close_the_loop_and_stop_cleanly_on_sigint(tmp_path_f
         recent = [c for c in list(watch.commands)
                   if t_state - FOLLOW_WINDOW_NS <= stamp_to_nanoseconds(c.header.stamp) <= t_state]
         names = list(recent[0].joint_names)
-        assert set(state.name) == set(names) == set(robot_joints(LIBERO))
+        assert set(state.name) == set(names) == set(LIBERO.robot_joints)
         commanded = np.array([c.points[0].positions for c in recent])
         measured = np.array([state.position[list(state.name).index(n)] for n in names])
         assert np.all(commanded.min(axis=0) - 1e-9 <= measured), (measured, commanded[-1])

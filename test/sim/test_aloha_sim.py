@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lightwam_ros.nodes.loopback_robot import robot_joints
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.policy.runner import PolicyRunner
 from lightwam_ros.policy.state_builder import StateBuilder
@@ -48,7 +47,7 @@ def run(sim: AlohaSim, targets: np.ndarray, steps: int):
 # ------------------------------------------------------------------------ embodiment agreement
 def test_joints_limits_cameras_and_frames_match_the_embodiment(sim):
     assert sim.embodiment == SPEC.name == "aloha_sim"
-    assert sim.joint_names == robot_joints(SPEC)
+    assert sim.joint_names == SPEC.robot_joints
     for name, (lower, upper) in zip(sim.joint_names, sim.joint_limits):
         spec_lower, spec_upper = SPEC.joint_limit(name)
         if name in ("left_finger", "right_finger"):  # gym-aloha's normalisation spans the range

@@ -10,7 +10,6 @@ import textwrap
 import numpy as np
 import pytest
 
-from lightwam_ros.nodes.loopback_robot import robot_joints
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.libero import ARM_DOF, LiberoSim, instruction_for
@@ -39,7 +38,7 @@ def hold_then(state, **changes) -> np.ndarray:
 
 def test_joints_limits_and_cameras_match_the_embodiment(sim):
     assert sim.embodiment == SPEC.name
-    assert sim.joint_names == robot_joints(SPEC)
+    assert sim.joint_names == SPEC.robot_joints
     for name, (lower, upper) in zip(sim.joint_names, sim.joint_limits):
         assert (lower, upper) == pytest.approx(SPEC.joint_limit(name))
     assert [camera.role for camera in sim.cameras] == list(SPEC.canvas.roles)
