@@ -5,7 +5,7 @@
     ros2 launch lightwam_ros lightwam.launch.py loopback_robot:=true rviz:=true  # no hardware
 
 The nodes, their parameter files (config/<node>_<embodiment>.yaml) and their overrides come from
-``lightwam_ros.tools.bringup_plan``, which ``lightwam-bringup`` uses too: both start the same
+``lightwam_ros.tools.launch.bringup_plan``, which ``lightwam-bringup`` uses too: both start the same
 pipeline.  Without a checkpoint a random-weight tiny package is built (only with
 loopback_robot:=true or shadow:=true).  replay:=true implies use_sim_time (a bag provides the
 inputs and /clock); bag:=PATH plays that bag here with lightwam-replay (and implies replay).
@@ -16,8 +16,8 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from lightwam_ros.tools.bringup_plan import (LAUNCH_ARGUMENTS, PACKAGE, launch_flag,
-                                             plan_from_launch_arguments, rviz_config)
+from lightwam_ros.tools.launch.bringup_plan import (LAUNCH_ARGUMENTS, PACKAGE, launch_flag,
+                                                    plan_from_launch_arguments, rviz_config)
 
 
 def _nodes(context, *args, **kwargs):

@@ -2,7 +2,7 @@
 temporary ROS_LOG_DIR, set before any test imports rclpy so child processes inherit them too."""
 import os
 
-from lightwam_ros.tools.ros_env import isolated_ros_env
+from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 
 os.environ.pop("ROS_DOMAIN_ID", None)
 os.environ.pop("ROS_LOG_DIR", None)

@@ -40,12 +40,12 @@ from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
 from lightwam_ros.bags.reader import BagError, BagMessage, BagProblem, BagReader
-from lightwam_ros.nodes.message_types import message_class
-from lightwam_ros.nodes.stamps import nanoseconds_to_stamp
-from lightwam_ros.tools.bringup_plan import (DIAGNOSTICS_TOPIC, FILELESS_NODES,
-                                             METADATA_INSTRUCTION_TOPIC, METADATA_TOPIC_ROLES,
-                                             REPLAY, PlanError, absolute_topic,
-                                             package_output_topics)
+from lightwam_ros.ros.message_types import message_class
+from lightwam_ros.ros.stamps import nanoseconds_to_stamp
+from lightwam_ros.tools.launch.bringup_plan import (DIAGNOSTICS_TOPIC, FILELESS_NODES,
+                                                    METADATA_INSTRUCTION_TOPIC, METADATA_TOPIC_ROLES,
+                                                    REPLAY, PlanError, absolute_topic,
+                                                    package_output_topics)
 
 NODE_NAME = FILELESS_NODES[REPLAY][0]
 CLOCK_TOPIC = "/clock"

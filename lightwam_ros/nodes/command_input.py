@@ -11,9 +11,9 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from lightwam_ros.control.joint_follower import JointFollower
-from lightwam_ros.nodes.parameter_checks import declare_value
+from lightwam_ros.ros.parameter_checks import declare_value
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
-from lightwam_ros.nodes.stamps import stamp_to_nanoseconds
+from lightwam_ros.ros.stamps import stamp_to_nanoseconds
 
 COMMAND_TYPES = {"joint_trajectory": (JointTrajectory,
                                       "joint_trajectory_controller/joint_trajectory"),

@@ -50,15 +50,15 @@ from lightwam_ros.control.executor_core import ChunkExecutorCore, Command
 from lightwam_ros.control.scheduling import ActionChunk as ScheduledChunk
 from lightwam_ros.control.watchdog import FOLLOWING_STATES, ExecutorState
 from lightwam_ros.msg import ActionChunk
-from lightwam_ros.nodes.chunk_messages import msg_to_chunk
+from lightwam_ros.ros.chunk_messages import msg_to_chunk
 from lightwam_ros.nodes.command_layout import ChunkLayoutError, CommandLayout
-from lightwam_ros.nodes.diagnostics import make_diagnostic_array, make_diagnostic_status
+from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
 from lightwam_ros.nodes.executor_params import ExecutorSettings, declare_executor_parameters
-from lightwam_ros.nodes.joint_state import JointStateError, JointStateMatcher
+from lightwam_ros.ros.joint_state import JointStateError, JointStateMatcher
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
-from lightwam_ros.nodes.stamps import (nanoseconds_to_stamp, seconds_to_duration,
-                                       stamp_to_seconds)
+from lightwam_ros.ros.stamps import (nanoseconds_to_stamp, seconds_to_duration,
+                                     stamp_to_seconds)
 from lightwam_ros.policy.embodiment import load_embodiment
 
 NODE_NAME = "lightwam_executor"

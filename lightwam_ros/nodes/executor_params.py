@@ -21,7 +21,7 @@ from lightwam_ros.control.executor_core import ExecutorConfig
 from lightwam_ros.control.interpolation import INTERPOLATION_KINDS
 from lightwam_ros.control.safety import JointSafetyLimits
 from lightwam_ros.control.scheduling import BOUNDARY_RULES
-from lightwam_ros.nodes.parameter_checks import declare_value, finite_number
+from lightwam_ros.ros.parameter_checks import declare_value, finite_number
 
 OUTPUT_MODES = ("joint_trajectory", "forward_command", "joint_state")
 INTERPOLATION_ALIASES = {"min_jerk": "minimum_jerk"}

@@ -60,18 +60,18 @@ from lightwam_ros.control.frame_history import (ObservationAssembler, StaleInput
                                                 StreamProblem)
 from lightwam_ros.control.kinematics import Pose
 from lightwam_ros.msg import ActionChunk, PolicyStatus
-from lightwam_ros.nodes.chunk_messages import ChunkData, chunk_to_msg
-from lightwam_ros.nodes.diagnostics import make_diagnostic_array, make_diagnostic_status
-from lightwam_ros.nodes.image_conversion import (ImageConversionError, compressed_to_rgb,
-                                                 image_to_rgb)
-from lightwam_ros.nodes.joint_state import JointStateMatcher
+from lightwam_ros.ros.chunk_messages import ChunkData, chunk_to_msg
+from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
+from lightwam_ros.ros.image_conversion import (ImageConversionError, compressed_to_rgb,
+                                               image_to_rgb)
+from lightwam_ros.ros.joint_state import JointStateMatcher
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
                                              input_streams, pose_from_message, pose_stream)
 from lightwam_ros.nodes.policy_params import CameraInput, PolicySettings, declare_policy_parameters
 from lightwam_ros.nodes.policy_visuals import PredictionVisuals
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
-from lightwam_ros.nodes.stamps import nanoseconds_to_stamp, stamp_to_seconds
+from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_seconds
 from lightwam_ros.policy.runner import (LatencyStats, PolicyInputError, PolicyOutput,
                                         PolicyOutputError, PolicyRunner)
 from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains

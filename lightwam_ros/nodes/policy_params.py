@@ -23,7 +23,7 @@ from rclpy.parameter import Parameter
 from safetensors import SafetensorError, safe_open
 
 from lightwam_ros.model.instructions import InstructionCache
-from lightwam_ros.nodes.parameter_checks import declare_value, finite_number
+from lightwam_ros.ros.parameter_checks import declare_value, finite_number
 from lightwam_ros.policy.device import resolve_device, resolve_dtype
 from lightwam_ros.policy.embodiment import EmbodimentSpec, default_camera_topic, load_embodiment
 from lightwam_ros.policy.runner import COMPILE_MODES

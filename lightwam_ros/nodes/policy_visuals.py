@@ -17,7 +17,7 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from lightwam_ros.control.kinematics import Pose, integrate_delta_eef
-from lightwam_ros.nodes.chunk_messages import ChunkData, chunk_to_joint_trajectory, path_markers
+from lightwam_ros.ros.chunk_messages import ChunkData, chunk_to_joint_trajectory, path_markers
 from lightwam_ros.nodes.command_layout import CommandLayout
 from lightwam_ros.policy.embodiment import EmbodimentSpec
 

@@ -41,14 +41,14 @@ from rclpy.subscription import Subscription
 from std_msgs.msg import String
 
 from lightwam_ros.bags.writer import BagWriter, BagWriteError, WriterStats
-from lightwam_ros.nodes.message_types import message_class
+from lightwam_ros.ros.message_types import message_class
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
-from lightwam_ros.nodes.parameter_checks import declare_value, finite_number
-from lightwam_ros.tools.bringup_plan import (FILELESS_NODES, METADATA_EMBODIMENT,
-                                             METADATA_INSTRUCTION, METADATA_INSTRUCTION_TOPIC,
-                                             METADATA_TOPIC_ROLES, NODE_NAMES, RECORDER,
-                                             TOPIC_ROLES, RecordedTopics, params_file,
-                                             read_params, recorded_topics)
+from lightwam_ros.ros.parameter_checks import declare_value, finite_number
+from lightwam_ros.tools.launch.bringup_plan import (FILELESS_NODES, METADATA_EMBODIMENT,
+                                                    METADATA_INSTRUCTION, METADATA_INSTRUCTION_TOPIC,
+                                                    METADATA_TOPIC_ROLES, NODE_NAMES, RECORDER,
+                                                    TOPIC_ROLES, RecordedTopics, params_file,
+                                                    read_params, recorded_topics)
 
 NODE_NAME = FILELESS_NODES[RECORDER][0]
 STRING_TYPE = "std_msgs/msg/String"

@@ -42,10 +42,10 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from lightwam_ros.control.joint_follower import JointFollower
 from lightwam_ros.nodes.command_input import CommandInput, declare_command_parameters
-from lightwam_ros.nodes.image_conversion import rgb_to_image
+from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
-from lightwam_ros.nodes.parameter_checks import declare_value
-from lightwam_ros.nodes.stamps import nanoseconds_to_stamp
+from lightwam_ros.ros.parameter_checks import declare_value
+from lightwam_ros.ros.stamps import nanoseconds_to_stamp
 from lightwam_ros.policy.embodiment import default_camera_topic, load_embodiment
 from lightwam_ros.sim.base import SimError, SimState, Simulator, configure_offscreen_rendering
 from lightwam_ros.sim.aloha_scripted import TransferCubeScript

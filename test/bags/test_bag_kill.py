@@ -13,8 +13,8 @@ from rosbags.rosbag2 import Reader
 
 from bag_samples import PERIOD_NS, START_NS, sample
 from lightwam_ros.bags import BagReader, project_typestore
-from lightwam_ros.tools import bag_repair
-from lightwam_ros.tools.child_process import ChildProcess
+from lightwam_ros.tools.offline import bag_repair
+from lightwam_ros.tools.launch.child_process import ChildProcess
 
 STORE = project_typestore()
 CHILD = Path(__file__).with_name("steady_writer.py")

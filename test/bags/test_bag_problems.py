@@ -11,7 +11,7 @@ from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, W
 from bag_samples import IMAGE, STRING, TOPICS, recording
 from lightwam_ros.bags import BagDecodeError, BagError, BagReader, BagWriter, project_typestore
 from lightwam_ros.bags.mcap_recovery import MAGIC, scan_mcap
-from lightwam_ros.tools import bag_repair
+from lightwam_ros.tools.offline import bag_repair
 
 STORE = project_typestore()
 MYSTERY = "acme_msgs/msg/Mystery"

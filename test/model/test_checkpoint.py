@@ -19,7 +19,7 @@ from lightwam_ros.model.checkpoint import (CheckpointError, CheckpointMetadata, 
 from lightwam_ros.model.config import make_config
 from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.model.lora import set_lora_merged
-from lightwam_ros.tools.convert import main as convert_main
+from lightwam_ros.tools.assets.convert import main as convert_main
 
 ACTION_DIM, PROPRIO_DIM = 7, 8  # libero_franka
 CANVAS = (32, 64)

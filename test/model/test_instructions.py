@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from lightwam_ros.model.instructions import (PROMPT_TEMPLATE, InstructionCache, encode_instructions_live,
                                              prompt_for, prompt_key)
-from lightwam_ros.tools.encode_instructions import main as encode_tool
+from lightwam_ros.tools.assets.encode_instructions import main as encode_tool
 
 TEXT_LEN, TEXT_DIM = 16, 6
 TASKS = ("put the bowl on the plate", "open the top drawer")

@@ -17,9 +17,9 @@ from lightwam_ros.policy.normalization import Normalizer
 from lightwam_ros.policy.postprocess import postprocess_chunk
 from lightwam_ros.policy.runner import (PolicyConfigError, PolicyInputError, PolicyOutputError,
                                         PolicyRunner)
-from lightwam_ros.tools.bench import REDUCED_PRECISION_TOLERANCE
-from lightwam_ros.tools.make_tiny import (demo_tasks, make_tiny_package, plausible_stats,
-                                          random_model, standin_cache)
+from lightwam_ros.tools.bench.bench import REDUCED_PRECISION_TOLERANCE
+from lightwam_ros.tools.assets.make_tiny import (demo_tasks, make_tiny_package, plausible_stats,
+                                                 random_model, standin_cache)
 
 EMBODIMENTS = ("libero_franka", "robotwin_aloha")
 ACTION_DIMS = {"libero_franka": 7, "robotwin_aloha": 14}

@@ -45,12 +45,12 @@ from visualization_msgs.msg import MarkerArray
 
 from lightwam_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from lightwam_ros.msg import ActionChunk, PolicyStatus
-from lightwam_ros.nodes.image_conversion import rgb_to_image
-from lightwam_ros.nodes.joint_state import make_joint_state
-from lightwam_ros.nodes.stamps import (nanoseconds_to_stamp, seconds_to_stamp,
-                                       stamp_to_nanoseconds)
+from lightwam_ros.ros.image_conversion import rgb_to_image
+from lightwam_ros.ros.joint_state import make_joint_state
+from lightwam_ros.ros.stamps import (nanoseconds_to_stamp, seconds_to_stamp,
+                                     stamp_to_nanoseconds)
 from lightwam_ros.policy.embodiment import load_embodiment
-from lightwam_ros.tools.child_process import ChildProcess
+from lightwam_ros.tools.launch.child_process import ChildProcess
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 

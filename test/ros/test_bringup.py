@@ -32,14 +32,14 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E
 
 from lightwam_ros.msg import ActionChunk  # noqa: E402
 from lightwam_ros.nodes import executor_node, policy_node, sim_bridge  # noqa: E402
-from lightwam_ros.nodes.image_conversion import image_to_rgb  # noqa: E402
+from lightwam_ros.ros.image_conversion import image_to_rgb  # noqa: E402
 from lightwam_ros.nodes.loopback_robot import (NODE_NAME, JointPicture,  # noqa: E402
                                                create_loopback_robot)
-from lightwam_ros.nodes.stamps import (nanoseconds_to_stamp, seconds_to_duration,  # noqa: E402
-                                       stamp_to_nanoseconds)
+from lightwam_ros.ros.stamps import (nanoseconds_to_stamp, seconds_to_duration,  # noqa: E402
+                                     stamp_to_nanoseconds)
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
-from lightwam_ros.tools import bringup_plan  # noqa: E402
-from lightwam_ros.tools.bringup_observer import MotionStats, format_summary, problems  # noqa: E402
+from lightwam_ros.tools.launch import bringup_plan  # noqa: E402
+from lightwam_ros.tools.launch.bringup_observer import MotionStats, format_summary, problems  # noqa: E402
 from ros_harness import fresh_ros_context, spin_in_background, wait_until  # noqa: E402
 
 ALOHA = load_embodiment("robotwin_aloha")

@@ -10,9 +10,9 @@ from rclpy.serialization import deserialize_message, serialize_message  # noqa: 
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from lightwam_ros.msg import ActionChunk  # noqa: E402
-from lightwam_ros.nodes.chunk_messages import (ChunkData, ChunkMessageError,  # noqa: E402
-                                               chunk_to_joint_trajectory, chunk_to_msg,
-                                               msg_to_chunk, path_markers)
+from lightwam_ros.ros.chunk_messages import (ChunkData, ChunkMessageError,  # noqa: E402
+                                             chunk_to_joint_trajectory, chunk_to_msg,
+                                             msg_to_chunk, path_markers)
 
 H, A = 6, 3
 NAMES = ("joint_a", "joint_b", "gripper")

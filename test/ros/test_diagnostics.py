@@ -5,8 +5,8 @@ pytest.importorskip("diagnostic_msgs.msg")
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 
-from lightwam_ros.nodes.diagnostics import (format_value, make_diagnostic_array,  # noqa: E402
-                                            make_diagnostic_status)
+from lightwam_ros.ros.diagnostics import (format_value, make_diagnostic_array,  # noqa: E402
+                                          make_diagnostic_status)
 
 
 @pytest.mark.parametrize("value, text", [

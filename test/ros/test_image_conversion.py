@@ -9,9 +9,9 @@ pytest.importorskip("sensor_msgs.msg")
 from builtin_interfaces.msg import Time  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from lightwam_ros.nodes import image_conversion  # noqa: E402
-from lightwam_ros.nodes.image_conversion import (ImageConversionError,  # noqa: E402
-                                                 compressed_to_rgb, image_to_rgb, rgb_to_image)
+from lightwam_ros.ros import image_conversion  # noqa: E402
+from lightwam_ros.ros.image_conversion import (ImageConversionError,  # noqa: E402
+                                               compressed_to_rgb, image_to_rgb, rgb_to_image)
 
 HEIGHT, WIDTH = 3, 4
 PAD_BYTE = 0xEE

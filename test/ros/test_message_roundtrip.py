@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ rclpy = pytest.importorskip("rclpy")
 from rclpy.node import Node  # noqa: E402
 
 from lightwam_ros.msg import ActionChunk  # noqa: E402
-from lightwam_ros.tools.chunk_roundtrip import TOPIC, synthetic_chunk  # noqa: E402
+from chunk_roundtrip import TOPIC, synthetic_chunk  # noqa: E402
 
 FIELDS = ["chunk_id", "embodiment", "action_mode", "action_names", "dt", "horizon", "action_dim",
           "execute_steps", "inference_latency", "observation_age", "model_id", "instruction"]
@@ -25,7 +26,7 @@ def test_isolation_settings_are_in_effect():
 
 def test_action_chunk_crosses_processes_intact():
     publisher = subprocess.Popen(
-        [sys.executable, "-m", "lightwam_ros.tools.chunk_roundtrip", "--seconds", "30"])
+        [sys.executable, str(Path(__file__).with_name("chunk_roundtrip.py")), "--seconds", "30"])
     context = rclpy.Context()
     rclpy.init(context=context)
     try:

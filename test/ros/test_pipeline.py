@@ -32,9 +32,9 @@ rclpy = pytest.importorskip("rclpy")
 import yaml  # noqa: E402
 
 from lightwam_ros.msg import PolicyStatus  # noqa: E402
-from lightwam_ros.nodes.stamps import stamp_to_nanoseconds  # noqa: E402
+from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
-from lightwam_ros.tools.make_tiny import make_tiny_package  # noqa: E402
+from lightwam_ros.tools.assets.make_tiny import make_tiny_package  # noqa: E402
 from ros_harness import (A0, ALOHA_TASK, CONFIG, MAX_AGE, NodeProcess, Robot,  # noqa: E402
                          aloha_harness, assert_within_caps, fresh_ros_context, set_action_stats,
                          wait_until)

@@ -21,11 +21,11 @@ from std_msgs.msg import Empty  # noqa: E402
 
 from lightwam_ros.bags.reader import BagReader  # noqa: E402
 from lightwam_ros.msg import ActionChunk, PolicyStatus  # noqa: E402
-from lightwam_ros.nodes.stamps import stamp_to_nanoseconds  # noqa: E402
+from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
 from lightwam_ros.policy.runner import PolicyRunner  # noqa: E402
-from lightwam_ros.tools.bag_observations import BagInputs, policy_settings  # noqa: E402
-from lightwam_ros.tools.bringup_plan import ensure_tiny_package, params_file  # noqa: E402
-from lightwam_ros.tools.child_process import ChildProcess  # noqa: E402
+from lightwam_ros.tools.offline.bag_observations import BagInputs, policy_settings  # noqa: E402
+from lightwam_ros.tools.launch.bringup_plan import ensure_tiny_package, params_file  # noqa: E402
+from lightwam_ros.tools.launch.child_process import ChildProcess  # noqa: E402
 from ros_harness import (NodeProcess, fresh_ros_context, spin_in_background,  # noqa: E402
                          wait_until)
 
@@ -39,7 +39,7 @@ def recorded(tmp_path_factory) -> tuple[Path, dict[int, np.ndarray], float]:
     [ns], seconds from the bag's start to its first chunk)."""
     bag = tmp_path_factory.mktemp("recording") / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "lightwam_ros.tools.bringup", "--embodiment", EMBODIMENT,
+        [sys.executable, "-m", "lightwam_ros.tools.launch.bringup", "--embodiment", EMBODIMENT,
          "--loopback-robot", "--duration", "5", "--record", str(bag)],
         capture_output=True, text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -84,7 +84,7 @@ def test_offline_check_rebuilds_every_live_observation_and_its_chunk(recorded, t
         predicted = runner.predict(observation.images, observation.state, run.instruction).chunk
         np.testing.assert_allclose(predicted, actions, atol=TOLERANCE)
 
-    from lightwam_ros.tools.offline_check import main as offline_check
+    from lightwam_ros.tools.offline.offline_check import main as offline_check
     out = tmp_path / "report"
     assert offline_check([str(bag), "--checkpoint", str(model.checkpoint), "--instructions",
                           str(model.instruction_cache), "--out", str(out)]) == 0
@@ -183,7 +183,7 @@ def test_recording_becomes_a_training_episode(recorded, tmp_path):
     bag, live, _ = recorded
     from safetensors import safe_open
 
-    from lightwam_ros.tools.bag_to_samples import main as bag_to_samples
+    from lightwam_ros.tools.offline.bag_to_samples import main as bag_to_samples
     assert bag_to_samples([str(bag), "--out", str(tmp_path)]) == 0
     with safe_open(str(tmp_path / "episode_0000.safetensors"), framework="numpy") as episode:
         meta = episode.metadata()

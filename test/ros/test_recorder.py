@@ -27,7 +27,7 @@ from bag_messages import chunk, image, joints, on_the_wire, string  # noqa: E402
 from lightwam_ros.bags.reader import BagReader  # noqa: E402
 from lightwam_ros.msg import ActionChunk  # noqa: E402
 from lightwam_ros.nodes import recorder_node  # noqa: E402
-from lightwam_ros.tools import bringup_plan  # noqa: E402
+from lightwam_ros.tools.launch import bringup_plan  # noqa: E402
 from ros_harness import ALOHA_TASK, NodeProcess, fresh_ros_context, wait_until  # noqa: E402
 
 ros_context = pytest.fixture(fresh_ros_context)

@@ -26,8 +26,8 @@ from lightwam_ros.bags.writer import BagWriter  # noqa: E402
 from lightwam_ros.msg import ActionChunk  # noqa: E402
 from lightwam_ros.nodes import bag_replay  # noqa: E402
 from lightwam_ros.nodes.recorder_node import offered_qos_yaml  # noqa: E402
-from lightwam_ros.nodes.stamps import stamp_to_nanoseconds  # noqa: E402
-from lightwam_ros.tools.child_process import ChildProcess  # noqa: E402
+from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
+from lightwam_ros.tools.launch.child_process import ChildProcess  # noqa: E402
 from ros_harness import fresh_ros_context, spin_in_background, wait_until  # noqa: E402
 
 ros_context = pytest.fixture(fresh_ros_context)

@@ -24,7 +24,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
 from lightwam_ros.nodes.sim_bridge import create_sim_bridge  # noqa: E402
-from lightwam_ros.nodes.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds  # noqa: E402
+from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds  # noqa: E402
 from ros_harness import fresh_ros_context, spin_in_background, wait_until  # noqa: E402
 
 ros_context = pytest.fixture(fresh_ros_context)

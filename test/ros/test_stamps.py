@@ -7,9 +7,9 @@ import pytest
 pytest.importorskip("builtin_interfaces.msg")
 from builtin_interfaces.msg import Time  # noqa: E402
 
-from lightwam_ros.nodes.stamps import (nanoseconds_to_stamp, seconds_to_duration,  # noqa: E402
-                                       seconds_to_nanoseconds, seconds_to_stamp,
-                                       stamp_to_nanoseconds, stamp_to_seconds, to_stamp)
+from lightwam_ros.ros.stamps import (nanoseconds_to_stamp, seconds_to_duration,  # noqa: E402
+                                     seconds_to_nanoseconds, seconds_to_stamp,
+                                     stamp_to_nanoseconds, stamp_to_seconds, to_stamp)
 
 
 def as_pair(stamp):

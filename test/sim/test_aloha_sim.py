@@ -10,7 +10,7 @@ from lightwam_ros.policy.runner import PolicyRunner
 from lightwam_ros.policy.state_builder import StateBuilder
 from lightwam_ros.sim.aloha import MJCF_JOINTS, AlohaSim
 from lightwam_ros.sim.base import SimError, configure_offscreen_rendering
-from lightwam_ros.tools.make_tiny import make_tiny_package
+from lightwam_ros.tools.assets.make_tiny import make_tiny_package
 
 configure_offscreen_rendering()  # before gym-aloha imports dm_control, which fixes its GL backend
 gym_aloha_sim = pytest.importorskip("gym_aloha.tasks.sim", reason="needs requirements/sim.txt")

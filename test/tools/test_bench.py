@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from lightwam_ros.tools import bench
+from lightwam_ros.tools.bench import bench
 
 
 def test_bench_reports_both_paths_on_both_embodiments(tmp_path, capsys):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
-from lightwam_ros.tools.bench_ros import period_errors, summarize  # noqa: E402
+from lightwam_ros.tools.bench.bench_ros import period_errors, summarize  # noqa: E402
 
 
 def test_period_errors_and_missed_ticks_from_known_stamps():
@@ -33,7 +33,7 @@ def test_summarize_percentiles_and_empty_input():
 
 
 def test_bad_arguments_are_refused_before_anything_starts(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "lightwam_ros.tools.bench_ros",
+    result = subprocess.run([sys.executable, "-m", "lightwam_ros.tools.bench.bench_ros",
                              "--requests", "0", "--json", str(tmp_path / "r.json")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--requests must be >= 1" in result.stderr
@@ -49,7 +49,7 @@ def test_short_run_reports_sane_figures(tmp_path):
     # window; in 4 s a single chunk could land after the executor's last diagnostics in it.
     report_path = tmp_path / "bench_ros.json"
     bench = subprocess.Popen(
-        [sys.executable, "-m", "lightwam_ros.tools.bench_ros", "--requests", "3",
+        [sys.executable, "-m", "lightwam_ros.tools.bench.bench_ros", "--requests", "3",
          "--warmup-requests", "1", "--seconds", "6", "--workdir", str(tmp_path / "work"),
          "--json", str(report_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)

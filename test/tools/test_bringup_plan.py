@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from lightwam_ros.sim.catalog import SimTask
-from lightwam_ros.tools import bringup_plan as bp
-from lightwam_ros.tools.bringup_plan import (BringupOptions, ModelFiles, ParamOverride,
-                                             PlanError, build_plan)
+from lightwam_ros.tools.launch import bringup_plan as bp
+from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, ModelFiles, ParamOverride,
+                                                    PlanError, build_plan)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "lightwam.launch.py"
@@ -445,7 +445,7 @@ def test_launch_file_builds_its_nodes_from_the_plan_only():
     nodes and the RViz file; no topic, file or parameter name is spelled in the launch file."""
     tree = ast.parse(LAUNCH_FILE.read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                and node.module == "lightwam_ros.tools.bringup_plan" for alias in node.names}
+                and node.module == "lightwam_ros.tools.launch.bringup_plan" for alias in node.names}
     assert {"LAUNCH_ARGUMENTS", "plan_from_launch_arguments", "rviz_config"} <= imported
     functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert "generate_launch_description" in functions

@@ -3,7 +3,7 @@ import signal
 import sys
 import time
 
-from lightwam_ros.tools.child_process import ChildProcess
+from lightwam_ros.tools.launch.child_process import ChildProcess
 
 IGNORES_SIGINT_AND_SIGTERM = (
     "import signal, sys, time\n"

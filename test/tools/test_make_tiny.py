@@ -13,7 +13,7 @@ from lightwam_ros.model.instructions import InstructionCache
 from lightwam_ros.model.lora import LoRA
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
-from lightwam_ros.tools import make_tiny
+from lightwam_ros.tools.assets import make_tiny
 
 
 def test_cli_writes_a_loadable_package(tmp_path, capsys):

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lightwam_ros.tools.offline_report import (OfflineInputs, PredictedChunk, ReferenceSeries,
-                                               compute_figures, write_report)
-from lightwam_ros.tools.offline_report_plots import PLOT_FILES
+from lightwam_ros.tools.offline.offline_report import (OfflineInputs, PredictedChunk, ReferenceSeries,
+                                                       compute_figures, write_report)
+from lightwam_ros.tools.offline.offline_report_plots import PLOT_FILES
 
 NAMES = ["shoulder", "elbow", "gripper"]
 GRIPPER = 2
@@ -296,6 +296,6 @@ def test_a_report_without_reference_or_live_chunks_still_draws_the_chunks(tmp_pa
 
 
 def test_the_report_needs_no_ros():
-    code = ("import sys; import lightwam_ros.tools.offline_report; "
+    code = ("import sys; import lightwam_ros.tools.offline.offline_report; "
             "assert not [m for m in sys.modules if m.startswith('rclpy')], 'rclpy imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

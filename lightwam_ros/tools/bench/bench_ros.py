@@ -58,19 +58,19 @@ from std_msgs.msg import Empty
 from trajectory_msgs.msg import JointTrajectory
 
 from lightwam_ros.msg import ActionChunk, PolicyStatus
-from lightwam_ros.nodes.diagnostics import format_value
-from lightwam_ros.nodes.image_conversion import rgb_to_image
-from lightwam_ros.nodes.joint_state import make_joint_state
-from lightwam_ros.nodes.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds
+from lightwam_ros.ros.diagnostics import format_value
+from lightwam_ros.ros.image_conversion import rgb_to_image
+from lightwam_ros.ros.joint_state import make_joint_state
+from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.policy.state_builder import StateBuilder, default_chains
-from lightwam_ros.tools.bringup_observer import POLICY_STATES
-from lightwam_ros.tools.bringup_plan import (DEFAULT_EMBODIMENT, EMBODIMENTS, NODE_NAMES,
-                                             BringupOptions, ModelFiles, NodePlan, ParamOverride,
-                                             PlanError, build_plan, ensure_tiny_package,
-                                             read_params)
-from lightwam_ros.tools.child_process import ChildProcess
-from lightwam_ros.tools.ros_env import isolated_ros_env
+from lightwam_ros.tools.launch.bringup_observer import POLICY_STATES
+from lightwam_ros.tools.launch.bringup_plan import (DEFAULT_EMBODIMENT, EMBODIMENTS, NODE_NAMES,
+                                                    BringupOptions, ModelFiles, NodePlan, ParamOverride,
+                                                    PlanError, build_plan, ensure_tiny_package,
+                                                    read_params)
+from lightwam_ros.tools.launch.child_process import ChildProcess
+from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 
 GOAL_OVERHEAD_P50_MS = 5.0
 GOAL_PERIOD_ERROR_P99_MS = 1.0

@@ -23,8 +23,8 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from lightwam_ros.msg import ActionChunk, PolicyStatus
-from lightwam_ros.nodes.stamps import stamp_to_nanoseconds
-from lightwam_ros.tools.bringup_plan import ObservedTopics
+from lightwam_ros.ros.stamps import stamp_to_nanoseconds
+from lightwam_ros.tools.launch.bringup_plan import ObservedTopics
 
 NODE_NAME = "lightwam_bringup_observer"
 POLICY_STATES = {value: name for name, value in vars(PolicyStatus).items()

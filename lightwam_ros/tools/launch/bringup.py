@@ -45,13 +45,13 @@ from rclpy.signals import SignalHandlerOptions
 
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
-from lightwam_ros.tools.bringup_observer import BringupObserver, format_summary, problems
-from lightwam_ros.tools.bringup_plan import (DEFAULT_EMBODIMENT, EMBODIMENTS, FILELESS_NODES,
-                                             REPLAY, BringupOptions, BringupPlan, NodePlan,
-                                             ParamOverride, PlanError, build_plan, model_for_sim,
-                                             resolve_model)
-from lightwam_ros.tools.child_process import ChildProcess
-from lightwam_ros.tools.ros_env import isolated_ros_env
+from lightwam_ros.tools.launch.bringup_observer import BringupObserver, format_summary, problems
+from lightwam_ros.tools.launch.bringup_plan import (DEFAULT_EMBODIMENT, EMBODIMENTS, FILELESS_NODES,
+                                                    REPLAY, BringupOptions, BringupPlan, NodePlan,
+                                                    ParamOverride, PlanError, build_plan, model_for_sim,
+                                                    resolve_model)
+from lightwam_ros.tools.launch.child_process import ChildProcess
+from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 
 _print_lock = threading.Lock()
 

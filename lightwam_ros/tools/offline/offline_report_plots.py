@@ -16,7 +16,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from lightwam_ros.tools.offline_report_inputs import PreparedChunk, PreparedInputs
+from lightwam_ros.tools.offline.offline_report_inputs import PreparedChunk, PreparedInputs
 
 PLOT_FILES = {
     "timeline": "predicted_vs_recorded.png",

@@ -10,7 +10,7 @@ from typing import Iterable, Mapping, Union
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from lightwam_ros.nodes.stamps import StampLike, to_stamp
+from lightwam_ros.ros.stamps import StampLike, to_stamp
 
 LEVELS = {"OK": 0, "WARN": 1, "ERROR": 2, "STALE": 3}
 

@@ -23,8 +23,8 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
 from lightwam_ros.msg import ActionChunk
-from lightwam_ros.nodes.stamps import (StampLike, seconds_to_duration, seconds_to_stamp,
-                                       stamp_to_seconds, to_stamp)
+from lightwam_ros.ros.stamps import (StampLike, seconds_to_duration, seconds_to_stamp,
+                                     stamp_to_seconds, to_stamp)
 from lightwam_ros.policy.embodiment import ACTION_MODES
 
 _UINT64_MAX = 2**64 - 1

@@ -42,7 +42,7 @@ from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
 from lightwam_ros.policy.runner import (COMPILE_MODES, PolicyOutput, PolicyOutputError,
                                         PolicyRunner)
-from lightwam_ros.tools.make_tiny import demo_tasks, plausible_stats, random_model, standin_cache
+from lightwam_ros.tools.assets.make_tiny import demo_tasks, plausible_stats, random_model, standin_cache
 
 FULL_PRESET = "wan2.1-1.3b"
 DEFAULT_EMBODIMENTS = ("libero_franka", "robotwin_aloha")

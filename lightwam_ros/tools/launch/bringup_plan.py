@@ -58,7 +58,7 @@ FILELESS_NODES = {RECORDER: ("lightwam_recorder", "lightwam_ros.nodes.recorder_n
 _FOLLOWED_OUTPUTS = (("joint_trajectory", "joint_trajectory_topic"),
                      ("joint_state", "joint_command_topic"))
 SIM_EMBODIMENTS = tuple(embodiment for embodiment, _, _ in SIMULATORS.values())
-_TINY_SOURCES = ("tools/make_tiny.py", "model/*.py", "config/embodiments/*.yaml")
+_TINY_SOURCES = ("tools/assets/make_tiny.py", "model/*.py", "config/embodiments/*.yaml")
 
 
 class PlanError(ValueError):
@@ -74,7 +74,7 @@ def config_dirs() -> list[Path]:
     """Where parameter files may live, best first: a source checkout (an editable install runs
     from it), the ament index (colcon), the Python prefix's share folder (pip)."""
     candidates = []
-    source = Path(__file__).resolve().parents[2]
+    source = Path(__file__).resolve().parents[3]
     if (source / "package.xml").is_file():
         candidates.append(source / "config")
     try:
@@ -254,7 +254,7 @@ def ensure_tiny_package(embodiment: str, cache_dir: Optional[Path] = None) -> Mo
     by an older version is never loaded by a newer one.  It is built in a scratch folder and
     renamed into place, so concurrent bring-ups never see a half-written package.
     """
-    from lightwam_ros.tools import make_tiny  # imports torch: only when a package is needed
+    from lightwam_ros.tools.assets import make_tiny  # imports torch: only when a package is needed
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder = root / f"tiny-{embodiment}-{_tiny_fingerprint()}"
@@ -282,7 +282,7 @@ def tiny_with_instruction(model: ModelFiles, instruction: str) -> ModelFiles:
     instruction, so concurrent runs never see a half-written file.  Real packages are returned
     unchanged: their cache must hold the task, and the policy says so when it does not."""
     from lightwam_ros.model.instructions import InstructionCache
-    from lightwam_ros.tools.make_tiny import standin_embedding
+    from lightwam_ros.tools.assets.make_tiny import standin_embedding
 
     if not model.tiny:
         return model
@@ -300,7 +300,7 @@ def tiny_with_instruction(model: ModelFiles, instruction: str) -> ModelFiles:
 
 
 def _tiny_fingerprint() -> str:
-    package = Path(__file__).resolve().parents[1]
+    package = Path(__file__).resolve().parents[2]
     digest = hashlib.sha256()
     for pattern in _TINY_SOURCES:
         for path in sorted(package.glob(pattern)):

@@ -22,10 +22,10 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from lightwam_ros.msg import ActionChunk, PolicyStatus
-from lightwam_ros.nodes.image_conversion import image_to_rgb
-from lightwam_ros.nodes.stamps import stamp_to_nanoseconds
-from lightwam_ros.tools.bringup_observer import MotionStats
-from lightwam_ros.tools.bringup_plan import ObservedTopics
+from lightwam_ros.ros.image_conversion import image_to_rgb
+from lightwam_ros.ros.stamps import stamp_to_nanoseconds
+from lightwam_ros.tools.launch.bringup_observer import MotionStats
+from lightwam_ros.tools.launch.bringup_plan import ObservedTopics
 
 NODE_NAME = "lightwam_sim_eval"
 STRIP_FRAMES = 8

@@ -31,9 +31,9 @@ from safetensors.numpy import save_file
 
 from lightwam_ros.bags.reader import BagError, BagReader
 from lightwam_ros.nodes.policy_params import PolicySettings
-from lightwam_ros.tools.bag_observations import (BagInputs, RecordedRun, interpolate_series,
-                                                 policy_rate_stamps, policy_settings)
-from lightwam_ros.tools.bringup_plan import EMBODIMENTS, ensure_tiny_package, params_file
+from lightwam_ros.tools.offline.bag_observations import (BagInputs, RecordedRun, interpolate_series,
+                                                         policy_rate_stamps, policy_settings)
+from lightwam_ros.tools.launch.bringup_plan import EMBODIMENTS, ensure_tiny_package, params_file
 
 ACTION_SOURCES = ("state", "chunks")
 

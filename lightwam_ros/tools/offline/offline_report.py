@@ -25,13 +25,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lightwam_ros.tools.offline_report_document import render_html, render_markdown
-from lightwam_ros.tools.offline_report_inputs import (OfflineInputs, PredictedChunk,
-                                                      PreparedChunk, PreparedInputs,
-                                                      PreparedReference, ReferenceSeries,
-                                                      finite_float, finite_values,
-                                                      prepare_inputs)
-from lightwam_ros.tools.offline_report_plots import write_plots
+from lightwam_ros.tools.offline.offline_report_document import render_html, render_markdown
+from lightwam_ros.tools.offline.offline_report_inputs import (OfflineInputs, PredictedChunk,
+                                                              PreparedChunk, PreparedInputs,
+                                                              PreparedReference, ReferenceSeries,
+                                                              finite_float, finite_values,
+                                                              prepare_inputs)
+from lightwam_ros.tools.offline.offline_report_plots import write_plots
 
 __all__ = ["OfflineInputs", "PredictedChunk", "ReferenceSeries", "compute_figures",
            "write_report"]

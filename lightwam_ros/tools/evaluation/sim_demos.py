@@ -26,13 +26,13 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from lightwam_ros.sim.catalog import SimTask
-from lightwam_ros.tools.bringup import NodeChild, NodeChildren, NodeThreads, say, wait_for
+from lightwam_ros.tools.launch.bringup import NodeChild, NodeChildren, NodeThreads, say, wait_for
 from lightwam_ros.policy.embodiment import load_embodiment
-from lightwam_ros.tools.bringup_plan import (EXECUTABLES, FILELESS_NODES, MODULES, NODE_NAMES,
-                                             RECORDER, NodePlan, camera_topic, params_file,
-                                             read_params)
-from lightwam_ros.tools.ros_env import isolated_ros_env
-from lightwam_ros.tools.sim_eval import start_episode
+from lightwam_ros.tools.launch.bringup_plan import (EXECUTABLES, FILELESS_NODES, MODULES, NODE_NAMES,
+                                                    RECORDER, NodePlan, camera_topic, params_file,
+                                                    read_params)
+from lightwam_ros.tools.launch.ros_env import isolated_ros_env
+from lightwam_ros.tools.evaluation.sim_eval import start_episode
 
 TASK = SimTask.parse("aloha:transfer_cube")
 _RECORDED_EXTRA = ("success_topic", "status_topic")

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from lightwam_ros.nodes.stamps import StampLike, to_stamp
+from lightwam_ros.ros.stamps import StampLike, to_stamp
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 """Accepted ``Image`` encodings and their bytes per pixel."""

@@ -30,11 +30,11 @@ from lightwam_ros.bags.reader import BagError, BagProblem, BagReader
 from lightwam_ros.nodes.policy_params import checkpoint_identity
 from lightwam_ros.policy.embodiment import EmbodimentSpec
 from lightwam_ros.policy.runner import PolicyInputError, PolicyOutputError, PolicyRunner
-from lightwam_ros.tools.bag_observations import (BagInputs, RecordedRun, policy_rate_stamps,
-                                                 policy_settings)
-from lightwam_ros.tools.bringup_plan import EMBODIMENTS, params_file
-from lightwam_ros.tools.offline_report import (OfflineInputs, PredictedChunk, ReferenceSeries,
-                                               write_report)
+from lightwam_ros.tools.offline.bag_observations import (BagInputs, RecordedRun, policy_rate_stamps,
+                                                         policy_settings)
+from lightwam_ros.tools.launch.bringup_plan import EMBODIMENTS, params_file
+from lightwam_ros.tools.offline.offline_report import (OfflineInputs, PredictedChunk, ReferenceSeries,
+                                                       write_report)
 
 EXIT_NO_OBSERVATION = 1
 EXIT_BAD_ARGUMENTS = 2

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 from sensor_msgs.msg import JointState
 
-from lightwam_ros.nodes.stamps import StampLike, to_stamp
+from lightwam_ros.ros.stamps import StampLike, to_stamp
 
 _MAX_CACHED_LAYOUTS = 16  # distinct name lists remembered; more means names change per message
 

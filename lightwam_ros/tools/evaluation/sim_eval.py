@@ -30,13 +30,13 @@ from lightwam_ros.nodes.sim_bridge import RESET_TIMEOUT
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
-from lightwam_ros.tools.bringup import SeparateProcesses, say, wait_for
-from lightwam_ros.tools.bringup_plan import (NODE_NAMES, BringupOptions, ParamOverride,
-                                             PlanError, build_plan, camera_topic, model_for_sim,
-                                             params_file, read_params, resolve_model)
-from lightwam_ros.tools.ros_env import isolated_ros_env
-from lightwam_ros.tools.sim_eval_observer import (EpisodeRecord, SimEvalObserver,
-                                                  episode_summary)
+from lightwam_ros.tools.launch.bringup import SeparateProcesses, say, wait_for
+from lightwam_ros.tools.launch.bringup_plan import (NODE_NAMES, BringupOptions, ParamOverride,
+                                                    PlanError, build_plan, camera_topic, model_for_sim,
+                                                    params_file, read_params, resolve_model)
+from lightwam_ros.tools.launch.ros_env import isolated_ros_env
+from lightwam_ros.tools.evaluation.sim_eval_observer import (EpisodeRecord, SimEvalObserver,
+                                                             episode_summary)
 
 _READY_STATES = (PolicyStatus.READY, PolicyStatus.WAITING_FOR_INPUT)
 UNTRAINED_NOTE = ("the tiny preset has random, untrained weights: its motions are arbitrary and "

@@ -1,0 +1,1 @@
+"""Model assets: release conversion, instruction encoding, tiny test packages."""

@@ -1,0 +1,1 @@
+"""Closed-loop evaluation in the simulators and scripted demonstrations."""

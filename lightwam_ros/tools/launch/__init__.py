@@ -1,0 +1,1 @@
+"""Bring-up: the launch plan (nodes, parameter files, topics) and the processes that run it."""

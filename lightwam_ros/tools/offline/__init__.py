@@ -1,0 +1,1 @@
+"""Offline analysis of recorded bags: repair, observations, samples, the offline check report."""
