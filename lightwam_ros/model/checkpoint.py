@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import threading
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,12 @@ ID_HEX_CHARS = 12
 FAMILIES = ("dit.base", "dit.lora", "dit.adapters", "dit.head", "vae", "expert", "proprio_encoder", "other")
 # Parts of the original Wan2.1 VAE file that the encoder-only model does not use.
 WAN_VAE_DECODER_PREFIXES = ("decoder.", "conv2.")
+# Pooler parameter names this package wrote before it adopted the release's own (lightwam_ros/1
+# files from before that change): old name fragment -> release name fragment. Applied on load only.
+LEGACY_POOLER_NAMES = {".adapted.queries": ".adapted.query_tokens",
+                       ".adapted.kv_norm.": ".adapted.token_norm.",
+                       ".adapted.merge_logits": ".adapted.query_merge_logits",
+                       ".adapted.out_norm.": ".adapted.output_norm."}
 _NAMES_SHOWN_PER_FAMILY = 4
 _SHAPES_SHOWN = 8
 
@@ -61,6 +68,14 @@ class LoadedCheckpoint:
 
 
 # --------------------------------------------------------------------------------- key families
+def release_key_name(key: str) -> str:
+    """``key`` with a pre-release pooler name replaced by the release's name (others unchanged)."""
+    for old, new in LEGACY_POOLER_NAMES.items():
+        if old in key and key.startswith("expert.layer_poolers."):
+            return key.replace(old, new)
+    return key
+
+
 def key_family(key: str) -> str:
     """Which part of Light-WAM a package state-dict key belongs to (one of ``FAMILIES``)."""
     if key.startswith("dit."):
@@ -317,15 +332,21 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                                   f"expected {expect_embodiment!r}")
         model = empty_model(meta.config)
         names = sorted(reader.keys())
+        renamed = {name: release_key_name(name) for name in names}
+        if any(old != new for old, new in renamed.items()):
+            warnings.warn(f"{where}: written with this package's pre-release pooler names "
+                          f"({', '.join(sorted(LEGACY_POOLER_NAMES))}); loaded under the release's "
+                          f"names. Save it again (save_checkpoint) to drop this translation.",
+                          stacklevel=2)
         verify_state_layout(_shapes(model.state_dict()),
-                            {k: reader.get_slice(k).get_shape() for k in names}, where)
+                            {renamed[k]: reader.get_slice(k).get_shape() for k in names}, where)
         digest = hashlib.sha256()
         state = {}
         for name in names:
             tensor = reader.get_tensor(name)
-            _update_digest(digest, name, tensor)
+            _update_digest(digest, name, tensor)  # the id covers the names as stored
             cast = dtype if dtype is not None and tensor.is_floating_point() else None
-            state[name] = _owned(tensor, device, cast)
+            state[renamed[name]] = _owned(tensor, device, cast)
     model_id = _model_id(meta.config.name, digest)
     if model_id != recorded_id:
         raise CheckpointError(f"{where}: tensor data hashes to {model_id} but the file records "

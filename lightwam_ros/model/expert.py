@@ -2,8 +2,9 @@
 
 Each tapped layer is pooled to one vector by learned queries, compressed, and the compressed vectors
 are fused into a single state; every chunk step is then decoded from that state plus an embedding of
-its step index, so steps never see each other. Module names mirror the released checkpoint's
-``state_fusion_action_expert`` section so its weights load without renaming.
+its step index, so steps never see each other. Parameter names are the released checkpoint's own
+(``state_fusion_action_expert`` section), so release and package share one vocabulary and a
+converted checkpoint needs no rename table. Every GELU is the tanh approximation, as released.
 """
 
 from __future__ import annotations
@@ -27,23 +28,23 @@ class LearnedQueryPooling(nn.Module):
 
     def __init__(self, dim: int, num_queries: int, num_heads: int) -> None:
         super().__init__()
-        self.queries = nn.Parameter(torch.empty(num_queries, dim))
-        nn.init.normal_(self.queries, std=0.02)
-        self.kv_norm = nn.LayerNorm(dim)
+        self.query_tokens = nn.Parameter(torch.empty(num_queries, dim))
+        nn.init.normal_(self.query_tokens, std=0.02)
+        self.token_norm = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
-        self.merge_logits = nn.Parameter(torch.zeros(num_queries))
-        self.out_norm = nn.LayerNorm(dim)
+        self.query_merge_logits = nn.Parameter(torch.zeros(num_queries))
+        self.output_norm = nn.LayerNorm(dim)
 
     def merge_weights(self) -> Tensor:
         """Softmax over the query logits, [num_queries]."""
-        return self.merge_logits.softmax(dim=0)
+        return self.query_merge_logits.softmax(dim=0)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        kv = self.kv_norm(tokens)
-        queries = self.queries.to(kv.dtype).expand(tokens.shape[0], -1, -1)
+        kv = self.token_norm(tokens)
+        queries = self.query_tokens.to(kv.dtype).expand(tokens.shape[0], -1, -1)
         per_query, _ = self.attn(queries, kv, kv, need_weights=False)
         merged = torch.einsum("bqd,q->bd", per_query, self.merge_weights().to(per_query.dtype))
-        return self.out_norm(merged)
+        return self.output_norm(merged)
 
 
 class NormedMLP(nn.Module):
@@ -96,11 +97,13 @@ class StateFusionActionExpert(nn.Module):
         self.fused_proj = nn.Linear(num_taps * cfg.compress_dim, fused)
         self.trunk = nn.Sequential(ResidualMLPBlock(fused))
         self.step_pos_proj = nn.Sequential(
-            nn.LayerNorm(cfg.step_embed_dim), nn.Linear(cfg.step_embed_dim, fused), nn.GELU(),
+            nn.LayerNorm(cfg.step_embed_dim), nn.Linear(cfg.step_embed_dim, fused),
+            nn.GELU(approximate="tanh"),
             nn.Linear(fused, fused),
         )
         self.output_norm = nn.LayerNorm(fused)
-        self.output = nn.Sequential(nn.Linear(fused, fused), nn.GELU(), nn.Linear(fused, action_dim))
+        self.output = nn.Sequential(nn.Linear(fused, fused), nn.GELU(approximate="tanh"),
+                                    nn.Linear(fused, action_dim))
         # Input-independent, so computed once; not persistent because the checkpoint does not hold it.
         self.register_buffer("step_embedding",
                              sinusoidal_embedding(cfg.step_embed_dim, torch.arange(horizon)),

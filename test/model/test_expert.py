@@ -45,7 +45,7 @@ def test_state_dict_keys_follow_released_families():
     keys = set(expert.state_dict())
     expected_modules = (
         [f"layer_poolers.{i}.adapted.{name}" for i in range(3)
-         for name in ("kv_norm", "attn.out_proj", "out_norm")]
+         for name in ("token_norm", "attn.out_proj", "output_norm")]
         + [f"layer_compressors.{i}.{name}" for i in range(3) for name in ("norm", "fc1", "fc2")]
         + ["fused_norm", "fused_proj", "trunk.0.norm", "trunk.0.fc1", "trunk.0.fc2",
            "step_pos_proj.0", "step_pos_proj.1", "step_pos_proj.3", "output_norm", "output.0", "output.2"]
@@ -54,7 +54,7 @@ def test_state_dict_keys_follow_released_families():
         assert {f"{module}.weight", f"{module}.bias"} <= keys, module
     for i in range(3):
         pooler = f"layer_poolers.{i}.adapted"
-        assert {f"{pooler}.queries", f"{pooler}.merge_logits", f"{pooler}.attn.in_proj_weight",
+        assert {f"{pooler}.query_tokens", f"{pooler}.query_merge_logits", f"{pooler}.attn.in_proj_weight",
                 f"{pooler}.attn.in_proj_bias"} <= keys
     # The cached step table is derived, not a weight: strict loading of a released section must pass.
     assert not any("step_embedding" in k for k in keys)
@@ -68,10 +68,10 @@ def test_fresh_pooler_init():
                                                step_embed_dim=8), dim=1536, action_dim=2, horizon=2,
                                    num_taps=1)
     pooler = big.layer_poolers[0]["adapted"]
-    assert pooler.queries.shape == (16, 1536)
-    assert pooler.queries.std().item() == pytest.approx(0.02, rel=0.05)
-    assert abs(pooler.queries.mean().item()) < 0.002
-    assert torch.equal(pooler.merge_logits, torch.zeros(16))
+    assert pooler.query_tokens.shape == (16, 1536)
+    assert pooler.query_tokens.std().item() == pytest.approx(0.02, rel=0.05)
+    assert abs(pooler.query_tokens.mean().item()) < 0.002
+    assert torch.equal(pooler.query_merge_logits, torch.zeros(16))
     # Zero logits merge the 16 per-query vectors with equal weight.
     assert torch.allclose(pooler.merge_weights(), torch.full((16,), 1 / 16))
 
@@ -80,11 +80,11 @@ def test_zero_logits_merge_is_the_mean_of_the_query_outputs():
     expert = tiny_expert()
     pooler = expert.layer_poolers[1]["adapted"]
     with torch.no_grad():
-        pooler.merge_logits.zero_()
+        pooler.query_merge_logits.zero_()
     tokens = tapped_states(batch=3)[0]
-    kv = pooler.kv_norm(tokens)
-    per_query, _ = pooler.attn(pooler.queries.expand(3, -1, -1), kv, kv)
-    assert torch.allclose(pooler(tokens), pooler.out_norm(per_query.mean(dim=1)), atol=1e-6)
+    kv = pooler.token_norm(tokens)
+    per_query, _ = pooler.attn(pooler.query_tokens.expand(3, -1, -1), kv, kv)
+    assert torch.allclose(pooler(tokens), pooler.output_norm(per_query.mean(dim=1)), atol=1e-6)
 
 
 def test_step_embedding_table_is_cos_sin_base_10000():
@@ -116,17 +116,17 @@ def reference_forward(expert: StateFusionActionExpert, tapped: list[torch.Tensor
     compressed = []
     for i, tokens in enumerate(tapped):
         p = f"layer_poolers.{i}.adapted"
-        kv = ln(tokens, f"{p}.kv_norm")
+        kv = ln(tokens, f"{p}.token_norm")
         w_q, w_k, w_v = sd[f"{p}.attn.in_proj_weight"].chunk(3)
         b_q, b_k, b_v = sd[f"{p}.attn.in_proj_bias"].chunk(3)
-        q = (sd[f"{p}.queries"] @ w_q.T + b_q).view(-1, heads, head_dim).transpose(0, 1)  # [h, Q, d]
+        q = (sd[f"{p}.query_tokens"] @ w_q.T + b_q).view(-1, heads, head_dim).transpose(0, 1)  # [h, Q, d]
         k = (kv @ w_k.T + b_k).view(kv.shape[0], -1, heads, head_dim).transpose(1, 2)      # [B, h, L, d]
         v = (kv @ w_v.T + b_v).view(kv.shape[0], -1, heads, head_dim).transpose(1, 2)
         attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(head_dim), dim=-1)
         per_query = (attn @ v).transpose(1, 2).reshape(kv.shape[0], -1, DIM)             # [B, Q, D]
         per_query = lin(per_query, f"{p}.attn.out_proj")
-        merged = (torch.softmax(sd[f"{p}.merge_logits"], 0)[None, :, None] * per_query).sum(1)
-        pooled = ln(merged, f"{p}.out_norm")
+        merged = (torch.softmax(sd[f"{p}.query_merge_logits"], 0)[None, :, None] * per_query).sum(1)
+        pooled = ln(merged, f"{p}.output_norm")
         c = f"layer_compressors.{i}"
         hidden = F.gelu(lin(ln(pooled, f"{c}.norm"), f"{c}.fc1"), approximate="tanh")
         compressed.append(lin(hidden, f"{c}.fc2"))
@@ -137,9 +137,10 @@ def reference_forward(expert: StateFusionActionExpert, tapped: list[torch.Tensor
     steps = torch.arange(expert.horizon, dtype=torch.float64)[:, None]
     angles = steps * 10000.0 ** (-torch.arange(half, dtype=torch.float64) / half)
     table = torch.cat((angles.cos(), angles.sin()), -1).float()
-    step_feat = lin(F.gelu(lin(ln(table, "step_pos_proj.0"), "step_pos_proj.1")), "step_pos_proj.3")
+    step_feat = lin(F.gelu(lin(ln(table, "step_pos_proj.0"), "step_pos_proj.1"), approximate="tanh"),
+                    "step_pos_proj.3")
     x = ln(fused[:, None, :] + step_feat[None], "output_norm")
-    return lin(F.gelu(lin(x, "output.0")), "output.2")
+    return lin(F.gelu(lin(x, "output.0"), approximate="tanh"), "output.2")
 
 
 def test_forward_matches_functional_reference():

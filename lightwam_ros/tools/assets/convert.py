@@ -6,13 +6,19 @@ Inputs: the authors' ``.pt`` (a torch pickle: ``mot`` = the whole DiT under ``mi
 (plus, if present, ``config.yaml``), both looked up in the checkpoint's parent directories when
 not given. This is the project's only pickle reader: ``torch.load(weights_only=True)``, and the
 result must be nested dicts of tensors, ints, strings and dtypes, or nothing is written.
-Model widths are read from the tensor shapes and matched to a preset. Runs offline.
+The release and the package share one vocabulary: tensors keep their released names, only the
+section prefixes change. The model's shape is read from the checkpoint itself (widths, tapped
+layers, LoRA rank, action and proprio sizes) and from the run's ``config.yaml`` (what shapes
+cannot tell: LoRA alpha, pooling heads, instruction length); a preset supplies the rest (head
+count, VAE layout), and what disagrees is named. Runs offline.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -38,7 +44,6 @@ RELEASE_PREFIXES = {"mot.mixtures.video.": "dit.", "state_fusion_action_expert."
 STATS_FILE = "dataset_stats.json"
 CONFIG_FILE = "config.yaml"
 SIDE_FILE_SEARCH_LEVELS = 4  # the checkpoint's folder and its 3 nearest ancestors
-CONFIG_YAML_DIM_KEYS = ("action_dim", "proprio_dim")  # cross-checked against the tensor shapes
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 # Config fields read off tensor shapes: field (dotted, as in LightWAMConfig.to_dict()) -> (key, axis).
@@ -49,7 +54,7 @@ SHAPE_PROBES: dict[str, tuple[str, int]] = {
     "dit.text_dim": ("dit.text_embedding.0.weight", 1),
     "dit.freq_dim": ("dit.time_embedding.0.weight", 1),
     "lora.rank": ("dit.blocks.0.self_attn.lora_q.down_proj.weight", 0),
-    "expert.num_queries": ("expert.layer_poolers.0.adapted.queries", 0),
+    "expert.num_queries": ("expert.layer_poolers.0.adapted.query_tokens", 0),
     "expert.compress_dim": ("expert.layer_compressors.0.fc1.weight", 0),
     "expert.fused_dim": ("expert.fused_proj.weight", 0),
     "expert.step_embed_dim": ("expert.step_pos_proj.1.weight", 1),
@@ -57,6 +62,27 @@ SHAPE_PROBES: dict[str, tuple[str, int]] = {
     "action_dim": ("expert.output.2.weight", 0),
     "proprio_dim": ("proprio_encoder.weight", 1),
 }
+# Config fields in the authors' training config.yaml (under ``model:``, Hydra's resolved dump).
+YAML_FIELDS: dict[str, str] = {
+    "adapter.layers": "wam_adapter.adapter_layer_indices",
+    "adapter.bottleneck": "wam_adapter.adapter_dim",
+    "lora.rank": "wam_adapter.lora_rank",
+    "lora.alpha": "wam_adapter.lora_alpha",
+    "expert.num_queries": "state_fusion_action_expert_config.token_pooling_num_queries",
+    "expert.num_heads": "state_fusion_action_expert_config.token_pooling_num_heads",
+    "expert.compress_dim": "state_fusion_action_expert_config.per_layer_dim",
+    "expert.fused_dim": "state_fusion_action_expert_config.trunk_dim",
+    "expert.step_embed_dim": "state_fusion_action_expert_config.step_pos_dim",
+    "dit.text_len": "tokenizer_max_len",
+    "proprio_dim": "proprio_dim",
+}
+# Released variants this package's model does not implement: config.yaml key -> the value it needs.
+YAML_REQUIREMENTS: dict[str, Any] = {
+    "state_fusion_action_expert_config.num_trunk_blocks": 1,
+    "state_fusion_action_expert_config.token_pooling_type": "learned_query",
+    "state_fusion_action_expert_config.feature_sources": ["adapted"],
+}
+YAML_DIM_KEYS = ("action_dim", "proprio_dim")  # anywhere in config.yaml (data processors too)
 
 
 class ConversionError(ValueError):
@@ -185,17 +211,48 @@ def _yaml_ints(node: Any, key: str) -> set[int]:
     return found
 
 
-def check_config_yaml(path: Path, dims: dict[str, int]) -> None:
-    """Cross-check the dims the training config.yaml declares against the tensor shapes."""
+def _yaml_value(tree: dict, dotted: str) -> Any:
+    """The value at ``dotted`` under ``model:`` (or the top level); None when absent or still an
+    unresolved ``${...}`` interpolation."""
+    for root in (tree.get("model"), tree):
+        node: Any = root
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None and not (isinstance(node, str) and node.startswith("${")):
+            return node
+    return None
+
+
+def read_config_yaml(path: Path, shape_fields: dict[str, Any]) -> dict[str, Any]:
+    """Config fields the training config.yaml declares, checked against the tensor shapes;
+    refuses a released variant this model does not implement."""
     try:
         tree = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConversionError(f"{path}: not valid YAML: {error}") from None
-    for key in CONFIG_YAML_DIM_KEYS:
+    if not isinstance(tree, dict):
+        raise ConversionError(f"{path}: expected a mapping at the top level")
+    for key in YAML_DIM_KEYS:
         declared = _yaml_ints(tree, key)
-        if declared and declared != {dims[key]}:
+        if declared and declared != {shape_fields[key]}:
             raise ConversionError(f"{path}: {key} {sorted(declared)} disagrees with the checkpoint's "
-                                  f"tensors ({dims[key]})")
+                                  f"tensors ({shape_fields[key]})")
+    for key, needed in YAML_REQUIREMENTS.items():
+        value = _yaml_value(tree, key)
+        if value is not None and value != needed:
+            raise ConversionError(f"{path}: model.{key} is {value!r}; this package implements "
+                                  f"{needed!r} only")
+    fields: dict[str, Any] = {}
+    for field, key in YAML_FIELDS.items():
+        value = _yaml_value(tree, key)
+        if value is None:
+            continue
+        value = tuple(value) if isinstance(value, list) else value
+        if field in shape_fields and shape_fields[field] != value:
+            raise ConversionError(f"{path}: model.{key} is {value!r} but the checkpoint's tensors "
+                                  f"give {field} = {shape_fields[field]!r}")
+        fields[field] = value
+    return fields
 
 
 # ----------------------------------------------------------------------------- config inference
@@ -212,46 +269,49 @@ def infer_fields(state: dict[str, Tensor]) -> dict[str, Any]:
     adapters = sorted({int(m.group(1)) for k in state if (m := re.match(r"dit\.wam_adapters\.(\d+)\.", k))})
     if not adapters:
         raise ConversionError("cannot infer adapter.layers: no dit.wam_adapters.* tensors")
+    patch = _tensor_shape(state, "dit.patch_embedding.weight", "dit.patch_size")[2:]
+    head_rows = _tensor_shape(state, "dit.head.head.weight", "dit.out_channels")[0]
     fields["dit.num_layers"] = max(blocks) + 1
-    fields["adapter.layers"] = adapters
+    fields["dit.patch_size"] = patch
+    fields["dit.out_channels"] = head_rows // math.prod(patch)
+    fields["adapter.layers"] = tuple(adapters)
     fields["adapter.bottleneck"] = _tensor_shape(state, f"dit.wam_adapters.{adapters[0]}.down_proj.weight",
                                                  "adapter.bottleneck")[0]
     return fields
 
 
-def _config_value(cfg: LightWAMConfig, field: str) -> Any:
-    value: Any = cfg.to_dict()
-    for part in field.split("."):
-        value = value[part]
-    return value
-
-
-def _mismatches(cfg: LightWAMConfig, fields: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    return {f: (v, _config_value(cfg, f)) for f, v in fields.items() if _config_value(cfg, f) != v}
-
-
-def _describe_mismatches(wrong: dict[str, tuple[Any, Any]], preset: str) -> str:
-    return ", ".join(f"{f}: checkpoint {got} vs {preset} {want}" for f, (got, want) in wrong.items())
-
-
-def choose_config(fields: dict[str, Any], preset: str | None, horizon: int) -> LightWAMConfig:
-    """The preset config whose widths match ``fields`` (the named one, or the only one that fits).
-
-    Shapes cannot tell head counts or the LoRA alpha; those come from the preset.
-    """
-    def config(name: str) -> LightWAMConfig:
-        return make_config(name, fields["action_dim"], fields["proprio_dim"], horizon)
-
-    candidates = [preset] if preset is not None else sorted(PRESETS)
-    wrong = {name: _mismatches(config(name), fields) for name in candidates}
-    fitting = [name for name in candidates if not wrong[name]]
+def base_preset(dim: int, preset: str | None) -> str:
+    """The preset that supplies what neither shapes nor config.yaml tell (head count, VAE layout):
+    the named one, or the only one of the checkpoint's DiT width."""
+    if preset is not None:
+        return preset
+    fitting = sorted(name for name, p in PRESETS.items() if p.dit.dim == dim)
     if len(fitting) == 1:
-        return config(fitting[0])
+        return fitting[0]
     if fitting:
-        raise ConversionError(f"presets {fitting} all fit the checkpoint; name one with --preset")
-    closest = min(candidates, key=lambda name: len(wrong[name]))
-    raise ConversionError(f"no preset fits the checkpoint; closest {closest!r}: "
-                          f"{_describe_mismatches(wrong[closest], closest)}")
+        raise ConversionError(f"presets {fitting} all have DiT width {dim}; name one with --preset")
+    widths = {name: p.dit.dim for name, p in sorted(PRESETS.items())}
+    raise ConversionError(f"no preset has the checkpoint's DiT width {dim} (presets: {widths}); "
+                          f"name the one whose head count and VAE layout apply with --preset")
+
+
+def build_config(fields: dict[str, Any], preset: str, horizon: int) -> LightWAMConfig:
+    """``preset``'s config with every field the checkpoint and its config.yaml fix replaced; named
+    after the preset only when nothing differs from it."""
+    base = make_config(preset, fields["action_dim"], fields["proprio_dim"], horizon)
+    sections: dict[str, dict[str, Any]] = {}
+    for field, value in fields.items():
+        if "." in field:
+            section, name = field.split(".")
+            sections.setdefault(section, {})[name] = value
+    try:
+        replaced = {section: dataclasses.replace(getattr(base, section), **values)
+                    for section, values in sections.items()}
+        cfg = dataclasses.replace(base, **replaced, name="custom")
+    except ValueError as error:
+        raise ConversionError(f"the checkpoint's shape does not make a valid {preset} model: "
+                              f"{error}") from None
+    return dataclasses.replace(cfg, name=preset) if cfg == dataclasses.replace(base, name="custom") else cfg
 
 
 # ---------------------------------------------------------------------------------------- CLI
@@ -264,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stats", type=Path, help=f"{STATS_FILE} (default: found next to the checkpoint)")
     parser.add_argument("--config-yaml", type=Path,
                         help=f"training {CONFIG_FILE} (default: found next to the checkpoint)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="model preset (default: the one that fits)")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="preset for what the checkpoint cannot tell: head count, VAE layout "
+                             "(default: the one of the checkpoint's DiT width)")
     parser.add_argument("--horizon", type=int, help="action chunk length (default: the embodiment's chunk)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16",
                         help="storage dtype of floating-point weights (default bfloat16, as released)")
@@ -300,12 +362,13 @@ def convert(args: argparse.Namespace) -> list[str]:
     state.update(read_vae(args.vae))
     fields = infer_fields(state)
     if yaml_path is not None:
-        check_config_yaml(yaml_path, fields)
+        fields.update(read_config_yaml(yaml_path, fields))
     if (fields["action_dim"], fields["proprio_dim"]) != (spec.action_dim, spec.state_dim):
         raise ConversionError(f"embodiment {spec.name} has action/state dims "
                               f"{spec.action_dim}/{spec.state_dim}, "
                               f"the checkpoint {fields['action_dim']}/{fields['proprio_dim']}")
-    cfg = choose_config(fields, args.preset, args.horizon or spec.chunk.length)
+    cfg = build_config(fields, base_preset(fields["dit.dim"], args.preset),
+                       args.horizon or spec.chunk.length)
     try:
         stats = json.loads(stats_path.read_text())
     except json.JSONDecodeError as error:
@@ -314,7 +377,8 @@ def convert(args: argparse.Namespace) -> list[str]:
                           action_dim=spec.action_dim, source=str(stats_path))
 
     model = assemble_model(cfg, state, f"{args.checkpoint} + {args.vae} (package names: dit. = "
-                                       f"mot.mixtures.video., expert. = state_fusion_action_expert.)")
+                                       f"mot.mixtures.video., expert. = state_fusion_action_expert.; "
+                                       f"model shape: {cfg.to_dict()})")
     step = release.values.get("step")
     source = args.checkpoint.name + (f" (step {step})" if step is not None else "")
     meta = CheckpointMetadata(config=cfg, embodiment=spec.name, stats=stats,
