@@ -1,10 +1,11 @@
 """Camera images -> one RGB canvas -> the model's [-1, 1] input, as Light-WAM was trained.
 
 Per camera: rotate (multiples of 90 degrees, counter-clockwise), optionally centre-crop to the
-cell's aspect ratio, resize bilinearly to the cell, and paste into the canvas.  The resize uses
-half-pixel centres without antialiasing (the convention of OpenCV's INTER_LINEAR and PyTorch's
-``interpolate(mode="bilinear", align_corners=False)``) and runs on precomputed, cached index and
-weight tables, so it costs a few milliseconds per frame on a CPU at policy rate.
+cell's aspect ratio, resize to the cell and paste into the canvas.  The resize is the authors':
+bilinear with antialiasing (torchvision ``Resize`` with antialias on, which calls
+``interpolate(mode="bilinear", antialias=True)``); without antialiasing a shrunk camera image
+aliases and the model sees other pixels than it was trained on.  It runs on precomputed, cached
+index and weight tables, so it costs a few milliseconds per frame on a CPU at policy rate.
 """
 from __future__ import annotations
 
@@ -85,33 +86,35 @@ def center_crop_to_aspect(image: np.ndarray, height: int, width: int) -> np.ndar
 
 def resize_bilinear(image: np.ndarray, height: int, width: int,
                     out: np.ndarray | None = None) -> np.ndarray:
-    """Bilinear resize of a uint8 [h, w, C] image to [height, width, C] uint8 (rounded)."""
+    """Antialiased bilinear resize of a uint8 [h, w, C] image to [height, width, C] uint8 (rounded).
+
+    The filter is the authors' (torchvision ``Resize``, antialias on): when shrinking, the triangle
+    kernel widens by the scale factor so every source pixel contributes; enlarging is plain
+    bilinear. Separable: columns on the [h, w*C] view first, then rows.
+    """
     src_h, src_w, channels = image.shape
     if out is None:
         out = np.empty((height, width, channels), dtype=np.uint8)
     if (src_h, src_w) == (height, width):
         out[...] = image
         return out
-    # Columns first on the [h, w*C] view (np.take along the contiguous axis is the fast gather),
-    # then rows, which gathers whole rows of the intermediate.  All intermediates live in reused
-    # buffers: fresh multi-megabyte arrays would cost more in page faults than the arithmetic.
     flat = image.reshape(src_h, src_w * channels)
-    c0, c1, wc = _column_table(src_w, width, channels)
-    r0, r1, wr = _axis_table(src_h, height)
-    gathered, cols, step, rows, rows_step = _workspace(src_h, height, width * channels)
-    np.take(flat, c0, axis=1, out=gathered)
-    np.copyto(cols, gathered)
-    np.take(flat, c1, axis=1, out=gathered)
-    np.copyto(step, gathered)
-    step -= cols
-    step *= wc
-    cols += step
-    np.take(cols, r0, axis=0, out=rows)
-    np.take(cols, r1, axis=0, out=rows_step)
-    rows_step -= rows
-    rows_step *= wr[:, None]
-    rows += rows_step
-    # A convex combination of uint8 values stays within [0, 255]: adding 0.5 and truncating
+    gathered, cols, term, rows, rows_term = _workspace(src_h, height, width * channels)
+    col_index, col_weight = _column_taps(src_w, width, channels)
+    for tap in range(col_index.shape[1]):
+        np.take(flat, col_index[:, tap], axis=1, out=gathered)
+        target = cols if tap == 0 else term
+        np.multiply(gathered, col_weight[:, tap], out=target)
+        if tap:
+            cols += term
+    row_index, row_weight = _axis_taps(src_h, height)
+    for tap in range(row_index.shape[1]):
+        target = rows if tap == 0 else rows_term
+        np.take(cols, row_index[:, tap], axis=0, out=target)
+        target *= row_weight[:, tap, None]
+        if tap:
+            rows += rows_term
+    # Normalised non-negative weights keep the result within [0, 255]: adding 0.5 and truncating
     # (the float -> uint8 cast) rounds half up without a clip.
     rows += 0.5
     np.copyto(out, rows.reshape(height, width, channels), casting="unsafe")
@@ -123,7 +126,8 @@ _MAX_WORKSPACES = 16
 
 
 def _workspace(src_rows: int, dst_rows: int, row_len: int) -> tuple[np.ndarray, ...]:
-    """Per-thread scratch buffers for one (source rows, output size) combination."""
+    """Per-thread scratch buffers for one (source rows, output size) combination: fresh
+    multi-megabyte arrays per frame would cost more in page faults than the arithmetic."""
     cache = getattr(_WORKSPACES, "buffers", None)
     if cache is None:
         cache = _WORKSPACES.buffers = {}
@@ -142,26 +146,33 @@ def _workspace(src_rows: int, dst_rows: int, row_len: int) -> tuple[np.ndarray, 
 
 
 @lru_cache(maxsize=64)
-def _axis_table(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices (i0, i1) and weight of i1 for each output index, half-pixel centres."""
-    pos = (np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5
-    pos = np.clip(pos, 0.0, src - 1)
-    i0 = np.floor(pos).astype(np.intp)
-    i1 = np.minimum(i0 + 1, src - 1)
-    weight = (pos - i0).astype(np.float32)
-    return _frozen(i0, i1, weight)
+def _axis_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices and weights [dst, taps] of the antialiased triangle filter along one axis.
+
+    Output pixel i is centred at scale * (i + 0.5) in source coordinates; its window spans the
+    kernel's support (the scale when shrinking, 1 when enlarging) rounded to whole pixels and
+    clipped to the image, and its weights are normalised over that window. Taps beyond a
+    window's end get weight 0 (and a valid index).
+    """
+    scale = src / dst
+    support = max(scale, 1.0)
+    centres = scale * (np.arange(dst, dtype=np.float64) + 0.5)
+    first = np.maximum((centres - support + 0.5).astype(np.intp), 0)
+    stop = np.minimum((centres + support + 0.5).astype(np.intp), src)
+    index = first[:, None] + np.arange(int((stop - first).max()))
+    distance = (index + 0.5 - centres[:, None]) / support
+    weight = np.where(index < stop[:, None], np.clip(1.0 - np.abs(distance), 0.0, None), 0.0)
+    weight /= weight.sum(axis=1, keepdims=True)
+    return _frozen(np.minimum(index, src - 1), weight.astype(np.float32))
 
 
 @lru_cache(maxsize=64)
-def _column_table(src: int, dst: int, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``_axis_table`` expanded to the interleaved channels of a [h, w*C] row."""
-    i0, i1, weight = _axis_table(src, dst)
+def _column_taps(src: int, dst: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_axis_taps`` expanded to the interleaved channels of a [h, w*C] row."""
+    index, weight = _axis_taps(src, dst)
     offsets = np.arange(channels)
-    return _frozen(
-        (i0[:, None] * channels + offsets).ravel(),
-        (i1[:, None] * channels + offsets).ravel(),
-        np.repeat(weight, channels),
-    )
+    return _frozen((index[:, None, :] * channels + offsets[None, :, None]).reshape(dst * channels, -1),
+                   np.repeat(weight, channels, axis=0))
 
 
 def _frozen(*tables: np.ndarray) -> tuple[np.ndarray, ...]:
