@@ -79,6 +79,17 @@ def rotation_to_axis_angle(rotation: np.ndarray) -> np.ndarray:
     return np.asarray(axis, dtype=np.float64) * angle
 
 
+def quaternion_to_axis_angle(quaternion_wxyz: np.ndarray) -> np.ndarray:
+    """Unit quaternion (w, x, y, z) -> axis-angle vector exactly as robosuite's ``quat2axisangle``
+    (the LIBERO state): angle 2 acos(w) in [0, 2 pi], no sign canonicalisation, so q and -q give
+    different vectors; a zero sine gives the zero vector."""
+    w, xyz = float(np.clip(quaternion_wxyz[0], -1.0, 1.0)), np.asarray(quaternion_wxyz[1:], float)
+    sine = math.sqrt(1.0 - w * w)
+    if sine == 0.0:
+        return np.zeros(3)
+    return xyz * 2.0 * math.acos(w) / sine
+
+
 def axis_angle_to_rotation(vector: np.ndarray) -> np.ndarray:
     """Axis-angle vector (angle = norm) -> 3x3 rotation; the zero vector gives the identity."""
     vector = np.asarray(vector, dtype=np.float64)
@@ -90,10 +101,13 @@ def axis_angle_to_rotation(vector: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Pose:
-    """A rigid pose in the arm's base frame: position (m) and rotation matrix."""
+    """A rigid pose in the arm's base frame: position (m) and rotation matrix, plus the quaternion
+    (w, x, y, z) exactly as a sensor or simulator reported it, when it did: its sign is not part
+    of the rotation but LIBERO's state depends on it."""
 
     position: np.ndarray
     rotation: np.ndarray
+    measured_wxyz: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         position = np.array(self.position, dtype=np.float64)
@@ -109,6 +123,12 @@ class Pose:
         rotation.flags.writeable = False
         object.__setattr__(self, "position", position)
         object.__setattr__(self, "rotation", rotation)
+        if self.measured_wxyz is not None:
+            measured = np.array(self.measured_wxyz, dtype=np.float64)
+            if measured.shape != (4,) or not np.all(np.isfinite(measured)):
+                raise ValueError(f"Pose quaternion must be 4 finite values, got {measured}")
+            measured.flags.writeable = False
+            object.__setattr__(self, "measured_wxyz", measured)
 
     @classmethod
     def from_axis_angle(cls, position: np.ndarray, axis_angle: np.ndarray) -> "Pose":
@@ -116,11 +136,18 @@ class Pose:
 
     @classmethod
     def from_quaternion(cls, position: np.ndarray, quaternion_wxyz: np.ndarray) -> "Pose":
-        return cls(position, quat2mat(quaternion_wxyz))
+        return cls(position, quat2mat(quaternion_wxyz), measured_wxyz=quaternion_wxyz)
 
     @property
     def axis_angle(self) -> np.ndarray:
         return rotation_to_axis_angle(self.rotation)
+
+    @property
+    def state_axis_angle(self) -> np.ndarray:
+        """Axis-angle as robosuite's ``quat2axisangle`` gives it for the measured quaternion (the
+        LIBERO state); for a computed pose, of its w >= 0 quaternion (then equal to ``axis_angle``)."""
+        return quaternion_to_axis_angle(self.measured_wxyz if self.measured_wxyz is not None
+                                        else self.quaternion)
 
     @property
     def quaternion(self) -> np.ndarray:

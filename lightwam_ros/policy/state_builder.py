@@ -7,7 +7,8 @@ comes from on a running robot:
 - ``gripper_normalized``: the mean position of the arm's gripper joints mapped onto the command
   scale by the gripper convention (a parallel gripper reports its fingers with the same sign);
 - ``eef_position`` / ``eef_axis_angle``: the arm's end-effector pose in its base frame, either
-  measured (a pose stream) or computed by forward kinematics from the arm's joints.
+  measured (a pose stream) or computed by forward kinematics from the arm's joints; the
+  axis-angle is robosuite's ``quat2axisangle`` of the quaternion as measured (no sign flip).
 
 Every joint the state needs is listed in ``joint_names``, so the caller extracts them from a
 JointState once, by name, in that order.
@@ -115,8 +116,8 @@ class StateBuilder:
                 parts.append(np.array([gripper.joint_to_command(opening)]))
             elif field.kind == "eef_position":
                 parts.append(poses[field.arm].position)
-            else:  # eef_axis_angle
-                parts.append(poses[field.arm].axis_angle)
+            else:  # eef_axis_angle, robosuite's convention (LIBERO)
+                parts.append(poses[field.arm].state_axis_angle)
         return RobotState(vector=np.concatenate(parts), poses=poses)
 
     def _take(self, joints: np.ndarray, names: tuple[str, ...]) -> np.ndarray:

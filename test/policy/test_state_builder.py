@@ -68,3 +68,19 @@ def test_kinematics_only_for_arms_it_fits():
     spec = load_embodiment("robotwin_aloha")
     with pytest.raises(StateAssemblyError, match="does not use"):
         StateBuilder(spec, {"left": panda_chain()})
+
+
+@pytest.mark.parametrize("xyzw", [(0.9, 0.2, -0.1, -0.3742), (-0.6, 0.5, 0.4, -0.4796),
+                                  (0.1, 0.2, 0.3, 0.9274), (0.0, 0.0, 0.0, -1.0)])
+def test_libero_state_axis_angle_is_robosuites_quat2axisangle(xyzw):
+    """The simulator's quaternion as given, w < 0 included: no sign canonicalisation."""
+    transform_utils = pytest.importorskip("robosuite.utils.transform_utils")
+    xyzw = np.asarray(xyzw) / np.linalg.norm(xyzw)
+    spec = load_embodiment("libero_franka")
+    builder = StateBuilder(spec, chains={})
+    joints = np.zeros(len(builder.joint_names))
+    pose = Pose.from_quaternion([0.4, 0.0, 0.3], np.roll(xyzw, 1))  # (w, x, y, z)
+    state = builder.build(joints, {"arm": pose}).vector
+    np.testing.assert_allclose(state[3:6], transform_utils.quat2axisangle(xyzw), atol=1e-12)
+    if xyzw[3] < 0 and abs(xyzw[3]) < 1:  # the flipped form would differ by about 2 pi in angle
+        assert np.linalg.norm(state[3:6]) > np.pi
