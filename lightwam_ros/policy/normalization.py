@@ -3,8 +3,9 @@
 Layout: ``{"state": {"default": {"global_min": [...], "global_max": [...], "global_mean": [...],
 "global_std": [...], "global_q01": [...], "global_q99": [...]}}, "action": {"default": {...}}}``.
 
-- ``min_max``: x -> 2 (x - min) / (max - min) - 1, so the data range maps to [-1, 1]; dimensions
-  whose range is below 1e-4 map to 0 (and back to the range's midpoint).
+- ``min_max``: x -> 2 (x - min) / (max - min) - 1, so the data range maps to [-1, 1]; a dimension
+  whose range is below 1e-4 maps to x - min and back to y + min (the authors' rule: a constant
+  dimension normalises to 0 and a prediction keeps its offset).
 - ``z_score``: x -> (x - mean) / (std + 1e-8).
 Normalised values are clamped to +-clamp (5 in Light-WAM).  Denormalisation does not clamp: the
 model's output is returned as predicted, and ``postprocess.validate_chunk`` judges it.
@@ -28,10 +29,10 @@ _KEYS_FOR_MODE = {"min_max": ("global_min", "global_max"), "z_score": ("global_m
 
 @dataclass(frozen=True)
 class _AffineMap:
-    """normalised = (x - center) / half_width; dimensions with half_width 0 normalise to 0."""
+    """normalised = (x - center) / half_width, and back."""
 
     center: np.ndarray
-    half_width: np.ndarray  # 0 marks a degenerate (constant) dimension
+    half_width: np.ndarray
     name: str
 
     def normalize(self, x: np.ndarray, clamp: float) -> np.ndarray:
@@ -39,9 +40,7 @@ class _AffineMap:
         if not np.all(np.isfinite(x)):
             bad = sorted({int(i) for i in np.nonzero(~np.isfinite(x))[-1]})
             raise ValueError(f"{self.name}: non-finite values in dimension(s) {bad}")
-        safe = np.where(self.half_width > 0, self.half_width, 1.0)
-        out = np.where(self.half_width > 0, (x - self.center) / safe, 0.0)
-        return np.clip(out, -clamp, clamp).astype(np.float32)
+        return np.clip((x - self.center) / self.half_width, -clamp, clamp).astype(np.float32)
 
     def denormalize(self, y: np.ndarray) -> np.ndarray:
         y = _as_vectors(y, self.center.size, self.name)
@@ -136,9 +135,9 @@ def _build_map(stats: Mapping, section: str, mode: str, expected_dim: int | None
         if np.any(second < first):
             bad = np.nonzero(second < first)[0].tolist()
             raise ValueError(f"{where}: global_max below global_min in dimension(s) {bad}")
-        half = (second - first) / 2.0
-        half[second - first < MIN_RANGE] = 0.0
-        return _AffineMap(center=(first + second) / 2.0, half_width=half, name=section)
+        degenerate = second - first < MIN_RANGE
+        return _AffineMap(center=np.where(degenerate, first, (first + second) / 2.0),
+                          half_width=np.where(degenerate, 1.0, (second - first) / 2.0), name=section)
     if np.any(second < 0):
         bad = np.nonzero(second < 0)[0].tolist()
         raise ValueError(f"{where}: negative global_std in dimension(s) {bad}")

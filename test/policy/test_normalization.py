@@ -76,13 +76,16 @@ def test_normalised_values_are_clamped(mode):
     np.testing.assert_array_equal(narrow.normalize_action([[1e6], [-1e6]]), [[2.0], [-2.0]])
 
 
-def test_min_max_degenerate_dimension_is_centred():
+def test_min_max_degenerate_dimension_keeps_its_offset_from_min():
+    """The authors' rule for a range below 1e-4: forward x - min (then clamped), inverse y + min."""
     stats = {"state": {"default": entry([0, 0.25], [1, 0.25 + 5e-5], [0, 0], [1, 1])},
              "action": {"default": entry([0, 0.25], [1, 0.25 + 5e-5], [0, 0], [1, 1])}}
     norm = Normalizer.from_stats(stats, "min_max")
-    np.testing.assert_allclose(norm.normalize_state([[0.5, 0.25], [0.5, 99.0]]), [[0, 0], [0, 0]])
+    np.testing.assert_allclose(norm.normalize_state([[0.5, 0.25], [0.5, 0.75], [0.5, 99.0]]),
+                               [[0, 0], [0, 0.5], [0, 5.0]], atol=1e-7)
     restored = norm.denormalize_action([[0.0, 0.0], [1.0, 3.0]])
-    np.testing.assert_allclose(restored[:, 1], 0.25 + 2.5e-5)
+    np.testing.assert_allclose(restored[:, 1], [0.25, 3.25])
+    np.testing.assert_allclose(norm.denormalize_action(norm.normalize_action([0.5, 0.3]))[1], 0.3)
 
 
 def test_z_score_zero_std_stays_finite():
