@@ -15,6 +15,40 @@ WITH_TEST=0
 
 log() { printf '[setup] %s\n' "$*"; }
 
+# The real ROS 2 launch stack (launch, launch_ros, ros2launch's API), vendored beside the checkout
+# where it exists (CI, the project's machines); PyPI has none of it.
+ROS2_LAUNCH="${LIGHTWAM_ROS2_LAUNCH:-$ROOT/../shared/ros2-launch}"
+
+# The ament layout that `Node(package=...)` and launch-file lookup by package name need, which an
+# editable pip install does not make (it ignores data_files): the package marker in the ament
+# index, each console script under lib/lightwam_ros, and launch/ and config/ under
+# share/lightwam_ros as folders of links to the checkout's files, so an edited launch file is live
+# at once (folders, not a link to a folder: ros2launch's search does not follow linked folders).
+# Rebuilt on every run, also when the stamp says the rest is up to date.
+install_ament_layout() {
+  local share="$VENV/share/lightwam_ros" lib="$VENV/lib/lightwam_ros" name
+  mkdir -p "$VENV/share/ament_index/resource_index/packages" "$share"
+  cp resource/lightwam_ros "$VENV/share/ament_index/resource_index/packages/lightwam_ros"
+  for name in launch config; do
+    rm -rf "${share:?}/$name"
+    cp -R --symbolic-link "$ROOT/$name" "$share/$name"
+  done
+  rm -rf "$lib" && mkdir -p "$lib"
+  while read -r name; do
+    ln -s "$VENV/bin/$name" "$lib/$name"
+  done < <(grep -E '^[^#[:space:]]' resource/executables.txt | cut -d= -f1 | tr -d ' ')
+  log "ament layout: $share/{launch,config} -> $ROOT, $(ls "$lib" | wc -l) executables in $lib"
+}
+
+install_ros2_launch() {
+  if [[ -d "$ROS2_LAUNCH" ]]; then
+    log "installing the ROS 2 launch stack from $ROS2_LAUNCH"
+    bash "$ROS2_LAUNCH/install.sh" "$VENV"
+  else
+    log "no $ROS2_LAUNCH: launch_ros not installed (ros2 launch tests skip; lightwam-bringup works)"
+  fi
+}
+
 cd "$ROOT"
 if [[ ! -x "$VENV/bin/python" ]]; then
   log "creating $VENV"
@@ -35,6 +69,8 @@ installed_stamp="$(cat "$stamp_file" 2>/dev/null || true)"
 if [[ "$installed_stamp" == "$stamp_value" || ( $WITH_TEST == 0 && "$installed_stamp" == "$test_stamp" ) ]] \
    && "$VPY" -c "import lightwam_ros.msg" 2>/dev/null; then
   log "up to date ($VENV)"
+  install_ament_layout
+  install_ros2_launch
   exit 0
 fi
 
@@ -88,5 +124,7 @@ log "installing lightwam_ros (editable)"
   --config-settings editable_mode=compat -e "$ROOT"
 
 "$VPY" -c "from lightwam_ros.msg import ActionChunk, PolicyStatus"
+install_ament_layout
+install_ros2_launch
 echo "$stamp_value" > "$stamp_file"
 log "done: $VENV"
