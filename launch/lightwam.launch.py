@@ -11,6 +11,7 @@ loopback_robot:=true or shadow:=true).  replay:=true implies use_sim_time (a bag
 inputs and /clock); bag:=PATH plays that bag here with lightwam-replay (and implies replay).
 record:=PATH also starts lightwam-record, which records the run's inputs and outputs.
 """
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
@@ -24,6 +25,9 @@ def _nodes(context, *args, **kwargs):
     """The plan's nodes for the arguments' values (known only once the launch runs)."""
     values = {argument.name: LaunchConfiguration(argument.name).perform(context)
               for argument in LAUNCH_ARGUMENTS}
+    rviz = launch_flag(values, "rviz")
+    if rviz:
+        _require_rviz2()
     plan = plan_from_launch_arguments(values)
     actions = [Node(package=PACKAGE, executable=node.executable, name=node.node_name,
                     output="screen", emulate_tty=True, additional_env=dict(node.env),
@@ -31,11 +35,22 @@ def _nodes(context, *args, **kwargs):
                     parameters=([str(node.params_file)] if node.params_file else [])
                     + ([dict(node.overrides)] if node.overrides else []))
                for node in plan.nodes]
-    if launch_flag(values, "rviz"):
+    if rviz:
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
                             arguments=["-d", str(rviz_config())],
                             parameters=[{"use_sim_time": plan.use_sim_time}]))
     return actions
+
+
+def _require_rviz2() -> None:
+    """Fail before any node starts: a Node whose package is missing fails only when its turn
+    comes, after the others have started (and launch then leaves them running)."""
+    try:
+        get_package_prefix("rviz2")
+    except PackageNotFoundError:
+        raise RuntimeError("rviz:=true needs rviz2, which is not installed (no package 'rviz2' "
+                           "in AMENT_PREFIX_PATH): install ros-<distro>-rviz2, or launch with "
+                           "rviz:=false") from None
 
 
 def generate_launch_description():

@@ -465,6 +465,11 @@ def test_launch_description_starts_the_planned_nodes(tmp_path, monkeypatch):
     from launch_ros.actions import Node
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    # rviz:=true needs rviz2 in the ament index (test_launch_real: what happens without it).
+    marker = tmp_path / "share" / "ament_index" / "resource_index" / "packages" / "rviz2"
+    marker.parent.mkdir(parents=True)
+    marker.touch()
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
     spec = importlib.util.spec_from_file_location("lightwam_launch", LAUNCH_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
