@@ -30,6 +30,7 @@ import gc
 import json
 import platform
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -37,6 +38,8 @@ import numpy as np
 import torch
 
 from lightwam_ros.model.config import PRESETS, make_config
+from lightwam_ros.model.instructions import InstructionCache
+from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.policy.device import resolve_device, resolve_dtype
 from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
@@ -109,31 +112,56 @@ def _measure(runner: PolicyRunner, obs: list, task: str, iters: int) -> tuple[di
     return record, [out.normalized for out in compared], [out.chunk for out in compared]
 
 
+@dataclass
+class BenchInputs:
+    """One embodiment's seeded random model, statistics, instruction and observations."""
+
+    spec: EmbodimentSpec
+    model: LightWAM
+    normalizer: Normalizer
+    cache: InstructionCache
+    task: str
+    obs: list[tuple[dict[str, np.ndarray], np.ndarray]]
+
+    @classmethod
+    def make(cls, embodiment: str, preset: str, seed: int) -> BenchInputs:
+        spec = load_embodiment(embodiment)
+        cfg = make_config(preset, action_dim=spec.action_dim, proprio_dim=spec.state_dim,
+                          horizon=spec.chunk.length)
+        stats = plausible_stats(spec, seed)
+        normalizer = Normalizer.from_stats(stats, spec.normalization.mode, spec.normalization.clamp,
+                                           state_dim=spec.state_dim, action_dim=spec.action_dim)
+        task = demo_tasks(spec)[0]
+        return cls(spec, random_model(cfg, seed), normalizer,
+                   standin_cache([task], cfg.dit.text_len, cfg.dit.text_dim), task,
+                   observations(spec, stats, COMPARE_OBSERVATIONS, seed))
+
+    def runner(self, model: LightWAM, device: torch.device, dtype: torch.dtype, **options) -> PolicyRunner:
+        return PolicyRunner(model, self.spec, self.normalizer, self.cache, device=device, dtype=dtype,
+                            **options)
+
+
+def _release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def bench_embodiment(embodiment: str, preset: str, device: torch.device, dtype: torch.dtype,
                      args: argparse.Namespace) -> dict:
-    spec = load_embodiment(embodiment)
-    cfg = make_config(preset, action_dim=spec.action_dim, proprio_dim=spec.state_dim,
-                      horizon=spec.chunk.length)
-    stats = plausible_stats(spec, args.seed)
-    normalizer = Normalizer.from_stats(stats, spec.normalization.mode, spec.normalization.clamp,
-                                       state_dim=spec.state_dim, action_dim=spec.action_dim)
-    task = demo_tasks(spec)[0]
-    cache = standin_cache([task], cfg.dit.text_len, cfg.dit.text_dim)
-    obs = observations(spec, stats, COMPARE_OBSERVATIONS, args.seed)
-    models = {"optimized": random_model(cfg, args.seed)}
+    inputs = BenchInputs.make(embodiment, preset, args.seed)
+    spec, task, obs = inputs.spec, inputs.task, inputs.obs
+    models = {"optimized": inputs.model}
     models["reference"] = copy.deepcopy(models["optimized"])  # same weights, before any merge
     paths, normalized, chunks = {}, {}, {}
     for path in PATHS:
-        runner = PolicyRunner(models.pop(path), spec, normalizer, cache, device=device, dtype=dtype,
-                              optimized=path == "optimized",
-                              compile=args.compile if path == "optimized" else False,
-                              cuda_graphs=args.cuda_graphs and path == "optimized",
-                              warmup=args.warmup)
+        runner = inputs.runner(models.pop(path), device, dtype, optimized=path == "optimized",
+                               compile=args.compile if path == "optimized" else False,
+                               cuda_graphs=args.cuda_graphs and path == "optimized",
+                               warmup=args.warmup)
         paths[path], normalized[path], chunks[path] = _measure(runner, obs, task, args.iters)
         del runner
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        _release(device)
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(normalized["optimized"],
                                                               normalized["reference"]))
     chunk_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(chunks["optimized"],
@@ -150,6 +178,26 @@ def bench_embodiment(embodiment: str, preset: str, device: torch.device, dtype: 
         "agree": diff <= tolerance,
         "speedup_p50": paths["reference"]["latency_s"]["p50"] / paths["optimized"]["latency_s"]["p50"],
     }
+
+
+def precision_parity(embodiment: str, preset: str, device: torch.device, dtype: torch.dtype,
+                     seed: int) -> dict:
+    """The optimised path in ``dtype`` (what a robot runs) against the float32 reference path (the
+    exact math) on the same random weights and observations: the largest normalised difference."""
+    inputs = BenchInputs.make(embodiment, preset, seed)
+    normalized = {}
+    for name, model, run_dtype, optimized in (("reduced", copy.deepcopy(inputs.model), dtype, True),
+                                              ("float32", inputs.model, torch.float32, False)):
+        runner = inputs.runner(model, device, run_dtype, optimized=optimized, warmup=1)
+        runner.warmup()
+        normalized[name] = [_predict(runner, o, inputs.task).normalized for o in inputs.obs]
+        del runner, model
+        _release(device)
+    diff = max(float(np.max(np.abs(a.astype(np.float64) - b)))
+               for a, b in zip(normalized["reduced"], normalized["float32"]))
+    tolerance = tolerance_for(dtype)
+    return {"embodiment": embodiment, "dtype": str(dtype).removeprefix("torch."),
+            "max_abs_diff_normalized": diff, "tolerance": tolerance, "agree": diff <= tolerance}
 
 
 def _device_name(device: torch.device) -> str:
@@ -205,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="capture the optimised pass as one CUDA graph")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument("--parity", action="store_true",
+                        help="instead of timing: the optimised path in --dtype (default bf16) against "
+                             "the float32 reference path, per embodiment")
     parser.add_argument("--allow-full-on-cpu", action="store_true",
                         help=f"permit the {FULL_PRESET} preset on a CPU (minutes per pass)")
     return parser
@@ -217,22 +268,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--iters must be >= 1 and --warmup >= 0")
     try:
         device = resolve_device(args.device)
-        dtype = resolve_dtype(args.dtype, device)
+        dtype = resolve_dtype(args.dtype or ("bfloat16" if args.parity else None), device)
     except ValueError as error:
         parser.error(str(error))
     preset = args.preset or (FULL_PRESET if device.type == "cuda" else "tiny")
     if preset == FULL_PRESET and device.type == "cpu" and not args.allow_full_on_cpu:
         parser.error(f"the {FULL_PRESET} preset on a CPU takes minutes per pass; "
                      f"pass --allow-full-on-cpu to run it anyway")
-    results = [bench_embodiment(name, preset, device, dtype, args) for name in args.embodiments]
+    if args.parity:
+        results = [precision_parity(name, preset, device, dtype, args.seed) for name in args.embodiments]
+    else:
+        results = [bench_embodiment(name, preset, device, dtype, args) for name in args.embodiments]
     report = {
+        "mode": "parity" if args.parity else "latency",
         "torch": torch.__version__, "device": str(device), "device_name": _device_name(device),
         "dtype": str(dtype).removeprefix("torch."), "preset": preset, "iters": args.iters,
         "warmup": args.warmup, "compile": args.compile, "cuda_graphs": args.cuda_graphs,
         "seed": args.seed, "cpu_threads": torch.get_num_threads(),
         "agree": all(result["agree"] for result in results), "results": results,
     }
-    _print_table(report)
+    if args.parity:
+        for result in results:
+            print(f"{result['embodiment']:<16} {preset} {result['dtype']} optimised vs float32 "
+                  f"reference: max |diff| {result['max_abs_diff_normalized']:.3g} (tolerance "
+                  f"{result['tolerance']:g}) {'OK' if result['agree'] else 'DISAGREE'}")
+    else:
+        _print_table(report)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
