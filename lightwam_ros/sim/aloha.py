@@ -78,6 +78,7 @@ class AlohaSim(Simulator):
         self._box_pose_global = modules.tasks.BOX_POSE
         self._sample_pose = _pose_sampler(task, modules.utils)
         self._box_pose: np.ndarray | None = None
+        self._episode: int | None = None
         self._gripper_open = modules.constants.PUPPET_GRIPPER_POSITION_OPEN
         self._gripper_closed = modules.constants.PUPPET_GRIPPER_POSITION_CLOSE
 
@@ -100,6 +101,13 @@ class AlohaSim(Simulator):
         self._closed = False
 
     @property
+    def episode(self) -> int:
+        """The index of the current episode (the seed of its scene)."""
+        if self._episode is None:
+            raise SimError("no episode yet: call reset(episode) first")
+        return self._episode
+
+    @property
     def box_pose(self) -> np.ndarray:
         """The episode's object pose(s) as sampled (xyz + quaternion wxyz; insertion: peg then
         socket), for scripted demonstrations that plan from it."""
@@ -112,6 +120,7 @@ class AlohaSim(Simulator):
         if isinstance(episode, bool) or not isinstance(episode, (int, np.integer)) or episode < 0:
             raise SimError(f"episode must be a non-negative integer, got {episode!r}")
         self._box_pose = self._sample_pose(int(episode))
+        self._episode = int(episode)
         # gym-aloha's tasks read the object pose from a module global, as its env sets it.
         self._box_pose_global[0] = self._box_pose
         with self.physics.reset_context():

@@ -13,8 +13,9 @@ simulator's own signal.
 from __future__ import annotations
 
 import argparse
-import sys
 import dataclasses
+import math
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -168,14 +169,55 @@ def transfer_waypoints(cube: np.ndarray) -> dict[str, list[Waypoint]]:
     }
 
 
+# DART-style perturbation of the executed arm targets: where it is on (seconds from the start;
+# the grasp (descend to close, 2.6-3.4 s) and the handover (4.6-6.4 s) need about 0.01 rad, so
+# the noise fades out before them and back in after), how fast it fades, and how slowly it drifts.
+PERTURBED_WINDOWS = ((0.0, 2.2), (6.8, math.inf))
+PERTURBATION_FADE = 0.3  # s, linear fade at each window's ends
+PERTURBATION_CORRELATION = 0.5  # s, time constant of the drifting (Ornstein-Uhlenbeck) noise
+
+
+def perturbation_gain(times: np.ndarray) -> np.ndarray:
+    """1 inside the perturbed windows, 0 outside, with linear fades ending at the window edges."""
+    gain = np.zeros_like(times, dtype=float)
+    for start, end in PERTURBED_WINDOWS:
+        # The script starts perturbed: no fade-in at t = 0.
+        rise = np.ones_like(gain) if start <= 0.0 else np.clip((times - start) / PERTURBATION_FADE,
+                                                               0.0, 1.0)
+        gain = np.maximum(gain, np.minimum(rise, np.clip((end - times) / PERTURBATION_FADE, 0, 1)))
+    return gain
+
+
+def drifting_noise(steps: int, joints: int, sigma: float, dt: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """[steps, joints] Ornstein-Uhlenbeck noise with standard deviation ``sigma`` (rad) and
+    correlation time ``PERTURBATION_CORRELATION``: a slow drift, as a real arm's tracking error."""
+    decay = math.exp(-dt / PERTURBATION_CORRELATION)
+    kick = sigma * math.sqrt(1.0 - decay * decay)
+    noise = np.empty((steps, joints))
+    value = rng.normal(0.0, sigma, joints)
+    for step in range(steps):
+        noise[step] = value
+        value = decay * value + kick * rng.normal(size=joints)
+    return noise
+
+
 class TransferCubeScript:
     """Joint targets, one per control step, that hand the cube from the right arm to the left.
 
     ``start(state)`` after ``sim.reset(episode)`` plans the whole motion from the episode's cube
-    pose; ``targets(state)`` then gives the targets for the next ``sim.step``.
+    pose; ``targets(state)`` then gives the clean targets for the next ``sim.step`` (the label a
+    demonstration records) and ``executed(state)`` what to step with: the same, plus, with
+    ``perturbation`` > 0, drifting noise of that size (rad) on the arm joints outside the grasp
+    and the handover (DART: the recorded labels show how to recover from states off the clean
+    path). The noise is seeded by the episode, so an episode's demonstration is reproducible.
     """
 
-    def __init__(self, sim: AlohaSim) -> None:
+    def __init__(self, sim: AlohaSim, perturbation: float = 0.0) -> None:
+        if not perturbation >= 0.0:
+            raise SimError(f"perturbation must be >= 0 rad, got {perturbation}")
+        self.perturbation = perturbation
+        self._noise: np.ndarray | None = None
         if sim.task_name != "transfer_cube":
             raise SimError(f"the cube-transfer script needs the transfer_cube task, "
                            f"not {sim.task_name!r}")
@@ -216,6 +258,24 @@ class TransferCubeScript:
             times = np.array([0.0] + [point.time for point in points])
             plan[:, columns] = _rest_to_rest(times, knots, sample_times)
         self._plan = plan
+        self._noise = None
+        if self.perturbation > 0.0:
+            arm_slots = [slot for arm in ARMS for slot in self._ik[arm].slots]
+            noise = np.zeros_like(plan)
+            rng = np.random.default_rng([self._sim.episode, 0xDA27])
+            noise[:, arm_slots] = drifting_noise(len(plan), len(arm_slots), self.perturbation, dt,
+                                                 rng) * perturbation_gain(sample_times)[:, None]
+            self._noise = noise
+
+    def executed(self, state: SimState) -> np.ndarray:
+        """What to step with after ``state``: the clean target plus the perturbation, within the
+        joint limits."""
+        target = self.targets(state)
+        if self._noise is None:
+            return target
+        step = min(int(round(state.time / self._sim.control_dt)) + 1, len(self._noise) - 1)
+        limits = self._sim.joint_limits
+        return np.clip(target + self._noise[step], limits[:, 0], limits[:, 1])
 
     def targets(self, state: SimState) -> np.ndarray:
         """Joint targets (``sim.joint_names`` order) for the step that follows ``state``; the
@@ -258,24 +318,23 @@ def _rest_to_rest(times: np.ndarray, knots: np.ndarray, samples: np.ndarray) -> 
 
 def run_episode(sim: AlohaSim, episode: int, stop_on_success: bool = True,
                 on_step: Callable[[SimState, np.ndarray], None] | None = None,
-                ) -> tuple[bool, int]:
+                perturbation: float = 0.0) -> tuple[bool, int]:
     """Run the script on ``episode``: (whether the simulator signalled success, steps taken).
 
     Stops at the first success, as gym-aloha ends its episodes, unless ``stop_on_success`` is
     false (a demonstration then includes the right arm letting go and the retreat).
-    ``on_step(state, targets)`` sees every observed state and the targets then commanded, e.g. to
-    record a demonstration.
+    ``on_step(state, targets)`` sees every observed state and the clean targets then commanded,
+    e.g. to record a demonstration; ``perturbation`` (rad) perturbs what is executed.
     """
-    script = TransferCubeScript(sim)
+    script = TransferCubeScript(sim, perturbation)
     state = sim.reset(episode)
     script.start(state)
     steps = int(round(script.duration / sim.control_dt))
     succeeded = False
     for step in range(steps):
-        targets = script.targets(state)
         if on_step is not None:
-            on_step(state, targets)
-        state = sim.step(targets)
+            on_step(state, script.targets(state))
+        state = sim.step(script.executed(state))
         succeeded = succeeded or state.success
         if succeeded and stop_on_success:
             return True, step + 1
@@ -301,9 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--episodes", type=int, default=20, help="how many episodes")
     parser.add_argument("--first", type=int, default=0, help="index of the first episode")
+    parser.add_argument("--perturbation", type=float, default=0.0,
+                        help="DART-style drifting noise on the executed arm targets (rad)")
     args = parser.parse_args(argv)
-    if args.episodes < 1 or args.first < 0:
-        parser.error("--episodes must be >= 1 and --first >= 0")
+    if args.episodes < 1 or args.first < 0 or args.perturbation < 0:
+        parser.error("--episodes must be >= 1, --first and --perturbation >= 0")
     sim = AlohaSim(task="transfer_cube")
     import mujoco  # after the simulator chose the GL backend
 
@@ -311,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for episode in range(args.first, args.first + args.episodes):
             try:
-                success, steps = run_episode(sim, episode)
+                success, steps = run_episode(sim, episode, perturbation=args.perturbation)
             except SimError as error:  # no plan for this cube: the script failed it
                 print(f"episode {episode:4d}: failure: {error}", flush=True)
                 continue

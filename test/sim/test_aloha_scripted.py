@@ -153,3 +153,32 @@ def test_full_demonstration_ends_with_the_cube_in_the_left_gripper(sim):
     grippers = {arm: sim.physics.named.data.xpos[body] for arm, body in GRIPPER_BODIES.items()}
     assert cube[2] > 0.15
     assert np.linalg.norm(cube - grippers["left"]) < np.linalg.norm(cube - grippers["right"])
+
+
+def test_perturbed_demonstration_records_clean_labels_and_still_succeeds(sim):
+    """DART: drifting noise on the executed arm joints outside the grasp and the handover, the
+    clean target as the label, the same noise for the same episode."""
+    script = TransferCubeScript(sim, perturbation=0.05)
+    state = sim.reset(EPISODE)
+    script.start(state)
+    steps = round(script.duration / sim.control_dt)
+    at = [replace(state, time=step * sim.control_dt) for step in range(steps)]
+    offsets = np.array([script.executed(s) - script.targets(s) for s in at])
+    times = np.arange(steps) * sim.control_dt + sim.control_dt
+    fingers = [i for i, name in enumerate(sim.joint_names) if "finger" in name]
+    assert np.all(offsets[:, fingers] == 0.0)  # grippers are never perturbed
+    grasp_and_handover = (times > 2.6) & (times < 6.4)
+    assert np.all(offsets[grasp_and_handover] == 0.0)
+    free = times < 2.2
+    assert 0.02 < np.std(offsets[free][:, [i for i in range(14) if i not in fingers]]) < 0.1
+    again = TransferCubeScript(sim, perturbation=0.05)
+    again.start(sim.reset(EPISODE))
+    assert np.array_equal(again.executed(at[10]), script.executed(at[10]))
+
+    labels = []
+    success, _ = run_episode(sim, EPISODE, perturbation=0.05,
+                             on_step=lambda s, targets: labels.append(targets))
+    assert success
+    assert np.array_equal(labels[10], script.targets(at[10]))  # the label is the clean target
+    with pytest.raises(SimError, match="perturbation must be >= 0"):
+        TransferCubeScript(sim, perturbation=-1.0)
