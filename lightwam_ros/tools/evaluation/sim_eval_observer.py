@@ -122,7 +122,8 @@ class SimEvalObserver(Node):
             record, t = self._episode_time(msg.header.stamp)
             if t is not None and msg.points:
                 record.command_count += 1
-                record.commands.add(msg.joint_names, t, msg.points[0].positions)
+                record.commands.add(msg.joint_names, t, msg.points[0].positions,
+                                    msg.points[0].velocities)
 
     def _on_joint_state(self, msg: JointState) -> None:
         q = np.asarray(msg.position, dtype=np.float64)

@@ -56,11 +56,15 @@ class ArrivalStats:
 
 
 class MotionStats:
-    """Largest step-to-step velocity and acceleration per joint of a stamped position stream.
+    """Largest step-to-step velocity and acceleration per joint of a stamped command stream.
 
-    Velocity: the position change over the time between two samples; acceleration: the velocity
-    change over the later of the two steps, the quantity the executor's safety filter caps
-    (|dv| <= max_acceleration * dt), so the result compares with the cap even when ticks jitter.
+    With the commanded velocities (the executor sends them with every command), acceleration is
+    the change of commanded velocity between two received commands over the time between their
+    stamps: the quantity the executor's safety filter caps (|dv| <= max_acceleration * dt), and it
+    stays bounded by the cap when commands are lost on the way (dv then spans several steps and dt
+    their sum). Without velocities, velocity is the position change over the time between two
+    samples and acceleration its change over the later step, which overstates the acceleration
+    across a lost command (a 150 ms gap's average velocity against the next 2 ms step's).
     Samples whose joint names differ from the first sample's are counted and skipped, as are
     samples not later than the previous one.
     """
@@ -73,7 +77,8 @@ class MotionStats:
         self._previous: Optional[tuple[float, np.ndarray]] = None
         self._velocity: Optional[np.ndarray] = None
 
-    def add(self, names: Sequence[str], t: float, positions: Sequence[float]) -> None:
+    def add(self, names: Sequence[str], t: float, positions: Sequence[float],
+            velocities: Sequence[float] = ()) -> None:
         names = tuple(names)
         q = np.asarray(positions, dtype=np.float64)
         if self.names is None:
@@ -84,14 +89,21 @@ class MotionStats:
                 self._previous is not None and t <= self._previous[0]):
             self.skipped += 1
             return
+        commanded = np.asarray(velocities, dtype=np.float64)
+        if commanded.shape != q.shape or not np.all(np.isfinite(commanded)):
+            commanded = None
+        velocity = commanded
         if self._previous is not None:
             t0, q0 = self._previous
-            velocity = (q - q0) / (t - t0)
-            self.max_velocity = np.maximum(self.max_velocity, np.abs(velocity))
+            average = (q - q0) / (t - t0)
+            self.max_velocity = np.maximum(self.max_velocity, np.abs(average))
+            velocity = average if commanded is None else commanded
             if self._velocity is not None:
                 self.max_acceleration = np.maximum(self.max_acceleration,
                                                    np.abs(velocity - self._velocity) / (t - t0))
-            self._velocity = velocity
+        if commanded is not None:
+            self.max_velocity = np.maximum(self.max_velocity, np.abs(commanded))
+        self._velocity = velocity
         self._previous = (t, q)
 
 
@@ -142,15 +154,17 @@ class BringupObserver(Node):
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         if msg.points:
-            self._on_command(msg.joint_names, msg.header.stamp, msg.points[0].positions)
+            point = msg.points[0]
+            self._on_command(msg.joint_names, msg.header.stamp, point.positions, point.velocities)
 
     def _on_joint_command(self, msg: JointState) -> None:
-        self._on_command(msg.name, msg.header.stamp, msg.position)
+        self._on_command(msg.name, msg.header.stamp, msg.position, msg.velocity)
 
-    def _on_command(self, names: Sequence[str], stamp: Any, positions: Sequence[float]) -> None:
+    def _on_command(self, names: Sequence[str], stamp: Any, positions: Sequence[float],
+                    velocities: Sequence[float]) -> None:
         with self._lock:
             self.commands.add(time.monotonic())
-            self.motion.add(names, stamp_to_nanoseconds(stamp) * 1e-9, positions)
+            self.motion.add(names, stamp_to_nanoseconds(stamp) * 1e-9, positions, velocities)
 
     def _on_joint_state(self, msg: JointState) -> None:
         names, q = tuple(msg.name), np.asarray(msg.position, dtype=np.float64)
