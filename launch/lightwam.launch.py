@@ -17,8 +17,9 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from lightwam_ros.tools.launch.bringup_plan import (LAUNCH_ARGUMENTS, PACKAGE, launch_flag,
-                                                    plan_from_launch_arguments, rviz_config)
+from lightwam_ros.ros.param_files import PACKAGE, rviz_config
+from lightwam_ros.tools.launch.bringup_plan import (LAUNCH_ARGUMENTS, launch_flag,
+                                                    plan_from_launch_arguments)
 
 
 def _nodes(context, *args, **kwargs):

@@ -19,7 +19,6 @@ readable, its problems printed.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -39,15 +38,15 @@ from rosbags.interfaces import QosDurability
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
+from lightwam_ros.bags.metadata import METADATA_INSTRUCTION_TOPIC, recorded_topic_roles
 from lightwam_ros.bags.reader import BagError, BagMessage, BagProblem, BagReader
 from lightwam_ros.ros.message_types import message_class
+from lightwam_ros.ros.node_registry import NODE_KINDS, REPLAY
+from lightwam_ros.ros.param_files import ParamFileError
+from lightwam_ros.ros.run_topics import DIAGNOSTICS_TOPIC, absolute_topic, package_output_topics
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp
-from lightwam_ros.tools.launch.bringup_plan import (DIAGNOSTICS_TOPIC, FILELESS_NODES,
-                                                    METADATA_INSTRUCTION_TOPIC, METADATA_TOPIC_ROLES,
-                                                    REPLAY, PlanError, absolute_topic,
-                                                    package_output_topics)
 
-NODE_NAME = FILELESS_NODES[REPLAY][0]
+NODE_NAME = NODE_KINDS[REPLAY].node_name
 CLOCK_TOPIC = "/clock"
 EXIT_BAD_BAG = 2
 _NEVER_REPLAYED = {CLOCK_TOPIC, "/rosout", "/parameter_events", DIAGNOSTICS_TOPIC}
@@ -134,17 +133,10 @@ def select_topics(reader: BagReader, topics: Optional[Sequence[str]] = None,
 
 def _recorded_roles(metadata: Mapping[str, str]) -> Optional[dict[str, str]]:
     """lightwam-record's topic roles, or None for a bag recorded otherwise."""
-    text = metadata.get(METADATA_TOPIC_ROLES)
-    if not text:
-        return None
     try:
-        roles = json.loads(text)
-    except json.JSONDecodeError:
-        roles = None
-    if not isinstance(roles, dict):
-        raise ReplayError(f"the bag's {METADATA_TOPIC_ROLES} metadata is not a JSON object: "
-                          f"{text[:80]!r}; choose topics with --topics or --all-topics")
-    return roles
+        return recorded_topic_roles(metadata)
+    except ValueError as error:
+        raise ReplayError(f"{error}; choose topics with --topics or --all-topics") from None
 
 
 def latched_topics(reader: BagReader) -> set[str]:
@@ -367,7 +359,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.start_offset > duration:
                 raise ReplayError(f"--start-offset {args.start_offset:g} s is past the bag's "
                                   f"end ({duration:.3f} s long)")
-        except (ReplayError, PlanError) as error:
+        except (ReplayError, ParamFileError) as error:
             print(f"lightwam-replay: {error}", file=sys.stderr)
             return EXIT_BAD_BAG
         return _play(reader, selection, args, full)

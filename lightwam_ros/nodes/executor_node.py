@@ -50,18 +50,19 @@ from lightwam_ros.control.executor_core import ChunkExecutorCore, Command
 from lightwam_ros.control.scheduling import ActionChunk as ScheduledChunk
 from lightwam_ros.control.watchdog import FOLLOWING_STATES, ExecutorState
 from lightwam_ros.msg import ActionChunk
-from lightwam_ros.ros.chunk_messages import msg_to_chunk
 from lightwam_ros.nodes.command_layout import ChunkLayoutError, CommandLayout
-from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
 from lightwam_ros.nodes.executor_params import ExecutorSettings, declare_executor_parameters
-from lightwam_ros.ros.joint_state import JointStateError, JointStateMatcher
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
+from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.ros.chunk_messages import msg_to_chunk
+from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
+from lightwam_ros.ros.joint_state import JointStateError, JointStateMatcher
+from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS
 from lightwam_ros.ros.stamps import (nanoseconds_to_stamp, seconds_to_duration,
                                      stamp_to_seconds)
-from lightwam_ros.policy.embodiment import load_embodiment
 
-NODE_NAME = "lightwam_executor"
+NODE_NAME = NODE_KINDS[EXECUTOR].node_name
 _PENDING_CHUNKS = 16  # converted chunks waiting for the next tick; older ones are dropped first
 _LEVEL_BY_STATE = {ExecutorState.RAMP_IN: 0, ExecutorState.RUNNING: 0, ExecutorState.WAITING: 1,
                    ExecutorState.HOLDING: 1, ExecutorState.ESTOPPED: 2}

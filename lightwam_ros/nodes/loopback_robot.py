@@ -32,14 +32,15 @@ from sensor_msgs.msg import Image, JointState
 
 from lightwam_ros.control.joint_follower import JointFollower
 from lightwam_ros.nodes.command_input import CommandInput, declare_command_parameters
-from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
-from lightwam_ros.ros.parameter_checks import declare_value
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
-from lightwam_ros.ros.stamps import nanoseconds_to_stamp
 from lightwam_ros.policy.embodiment import EmbodimentSpec, default_camera_topic, load_embodiment
+from lightwam_ros.ros.image_conversion import rgb_to_image
+from lightwam_ros.ros.node_registry import NODE_KINDS, ROBOT
+from lightwam_ros.ros.parameter_checks import declare_value
+from lightwam_ros.ros.stamps import nanoseconds_to_stamp
 
-NODE_NAME = "lightwam_loopback_robot"
+NODE_NAME = NODE_KINDS[ROBOT].node_name
 _BACKGROUND_TINTS = ((40, 60, 95), (95, 60, 40), (45, 90, 55), (85, 45, 90))
 
 

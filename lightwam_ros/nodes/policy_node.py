@@ -60,23 +60,24 @@ from lightwam_ros.control.frame_history import (ObservationAssembler, StaleInput
                                                 StreamProblem)
 from lightwam_ros.control.kinematics import Pose
 from lightwam_ros.msg import ActionChunk, PolicyStatus
-from lightwam_ros.ros.chunk_messages import ChunkData, chunk_to_msg
-from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
-from lightwam_ros.ros.image_conversion import (ImageConversionError, compressed_to_rgb,
-                                               image_to_rgb)
-from lightwam_ros.ros.joint_state import JointStateMatcher
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
                                              input_streams, pose_from_message, pose_stream)
 from lightwam_ros.nodes.policy_params import CameraInput, PolicySettings, declare_policy_parameters
 from lightwam_ros.nodes.policy_visuals import PredictionVisuals
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
-from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_seconds
 from lightwam_ros.policy.runner import (LatencyStats, PolicyInputError, PolicyOutput,
                                         PolicyOutputError, PolicyRunner)
 from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains
+from lightwam_ros.ros.chunk_messages import ChunkData, chunk_to_msg
+from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
+from lightwam_ros.ros.image_conversion import (ImageConversionError, compressed_to_rgb,
+                                               image_to_rgb)
+from lightwam_ros.ros.joint_state import JointStateMatcher
+from lightwam_ros.ros.node_registry import NODE_KINDS, POLICY
+from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_seconds
 
-NODE_NAME = "lightwam_policy"
+NODE_NAME = NODE_KINDS[POLICY].node_name
 # An observation is the instant of a recent scene frame, so every input sample of the last
 # moments counts: reader queues deep enough that a callback thread held up by inference (the GIL)
 # loses none of them (the sensor-data profile's 5 would drop joint states after 50 ms at 100 Hz).

@@ -22,7 +22,6 @@ SIGTERM close the bag completely; after a kill -9 the reader recovers all but th
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -40,17 +39,18 @@ from rclpy.serialization import serialize_message
 from rclpy.subscription import Subscription
 from std_msgs.msg import String
 
+from lightwam_ros.bags.metadata import (METADATA_EMBODIMENT, METADATA_INSTRUCTION,
+                                        METADATA_INSTRUCTION_TOPIC, METADATA_TOPIC_ROLES,
+                                        TOPIC_ROLES, topic_roles_text)
 from lightwam_ros.bags.writer import BagWriter, BagWriteError, WriterStats
-from lightwam_ros.ros.message_types import message_class
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
+from lightwam_ros.ros.message_types import message_class
+from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY, RECORDER
+from lightwam_ros.ros.param_files import params_file, read_params
 from lightwam_ros.ros.parameter_checks import declare_value, finite_number
-from lightwam_ros.tools.launch.bringup_plan import (FILELESS_NODES, METADATA_EMBODIMENT,
-                                                    METADATA_INSTRUCTION, METADATA_INSTRUCTION_TOPIC,
-                                                    METADATA_TOPIC_ROLES, NODE_NAMES, RECORDER,
-                                                    TOPIC_ROLES, RecordedTopics, params_file,
-                                                    read_params, recorded_topics)
+from lightwam_ros.ros.run_topics import RecordedTopics, recorded_topics
 
-NODE_NAME = FILELESS_NODES[RECORDER][0]
+NODE_NAME = NODE_KINDS[RECORDER].node_name
 STRING_TYPE = "std_msgs/msg/String"
 # How the recorder's own instruction is kept: latched, so that players offer it to late joiners.
 _INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -145,7 +145,7 @@ class RecorderNode(ConfiguredNode):
         self._writer.set_metadata(METADATA_EMBODIMENT, settings.embodiment)
         self._writer.set_metadata(METADATA_INSTRUCTION, settings.instruction)
         self._writer.set_metadata(METADATA_INSTRUCTION_TOPIC, settings.instruction_topic)
-        self._writer.set_metadata(METADATA_TOPIC_ROLES, json.dumps(settings.roles, sort_keys=True))
+        self._writer.set_metadata(METADATA_TOPIC_ROLES, topic_roles_text(settings.roles))
         # Written at the first time the node clock tells (a simulated clock may not run yet).
         self._instruction = (String(data=settings.instruction) if settings.instruction
                              else None)
@@ -237,8 +237,8 @@ class RecorderNode(ConfiguredNode):
                                  "both, or an embodiment")
             return None
         policy, executor = (read_params(Path(path) if path else params_file(role, embodiment),
-                                        NODE_NAMES[role])
-                            for role, path in zip(("policy", "executor"), files))
+                                        NODE_KINDS[role].node_name)
+                            for role, path in zip((POLICY, EXECUTOR), files))
         return recorded_topics(policy, executor)
 
     def _derived(self, derived: Optional[RecordedTopics], kind: str) -> list[str]:

@@ -42,16 +42,17 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from lightwam_ros.control.joint_follower import JointFollower
 from lightwam_ros.nodes.command_input import CommandInput, declare_command_parameters
-from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
+from lightwam_ros.policy.embodiment import default_camera_topic, load_embodiment
+from lightwam_ros.ros.image_conversion import rgb_to_image
+from lightwam_ros.ros.node_registry import NODE_KINDS, SIM
 from lightwam_ros.ros.parameter_checks import declare_value
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp
-from lightwam_ros.policy.embodiment import default_camera_topic, load_embodiment
-from lightwam_ros.sim.base import SimError, SimState, Simulator, configure_offscreen_rendering
 from lightwam_ros.sim.aloha_scripted import TransferCubeScript
+from lightwam_ros.sim.base import SimError, SimState, Simulator, configure_offscreen_rendering
 from lightwam_ros.sim.catalog import SimTask
 
-NODE_NAME = "lightwam_sim_bridge"
+NODE_NAME = NODE_KINDS[SIM].node_name
 # The first episode's clock starts here; each later one EPISODE_CLOCK_SPACING earlier (a jump
 # back at every reset, never to zero, which ROS reads as "no time yet").
 FIRST_EPISODE_CLOCK_NS = 1_000_000 * 1_000_000_000

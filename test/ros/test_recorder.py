@@ -27,7 +27,7 @@ from bag_messages import chunk, image, joints, on_the_wire, string  # noqa: E402
 from lightwam_ros.bags.reader import BagReader  # noqa: E402
 from lightwam_ros.msg import ActionChunk  # noqa: E402
 from lightwam_ros.nodes import recorder_node  # noqa: E402
-from lightwam_ros.tools.launch import bringup_plan  # noqa: E402
+from lightwam_ros.ros.param_files import params_file  # noqa: E402
 from ros_harness import ALOHA_TASK, NodeProcess, fresh_ros_context, wait_until  # noqa: E402
 
 ros_context = pytest.fixture(fresh_ros_context)
@@ -37,10 +37,6 @@ COUNT = 8  # messages per topic
 LATCHED_TASK = "stack the cups"  # published transient-local before the recorder starts
 CAMERA, JOINTS, INSTRUCTION, CHUNKS = ("/camera/head/image_raw", "/joint_states",
                                        "/lightwam/instruction", "/lightwam/action_chunk")
-
-
-def test_node_name_matches_the_plan():
-    assert bringup_plan.FILELESS_NODES["recorder"][0] == recorder_node.NODE_NAME
 
 
 class Source:
@@ -215,7 +211,7 @@ def test_bringup_with_record_records_inputs_and_outputs_with_their_roles(tmp_pat
     assert re.search(r"started recorder \(pid \d+\)", result.stdout)
     assert re.search(r"recorder \(pid \d+\) exited with status 0", result.stdout)
 
-    policy_file = bringup_plan.params_file("policy", "robotwin_aloha")
+    policy_file = params_file("policy", "robotwin_aloha")
     policy = yaml.safe_load(policy_file.read_text())["lightwam_policy"]["ros__parameters"]
     with BagReader(bag) as reader:
         assert reader.problems == [] and not reader.recovered

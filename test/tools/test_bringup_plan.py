@@ -1,5 +1,5 @@
-"""The bring-up plan shared by lightwam-bringup and launch/lightwam.launch.py: parameter files
-found in a checkout or an installation, overrides routed to the right nodes, the loopback robot
+"""The bring-up plan shared by lightwam-bringup and launch/lightwam.launch.py: overrides routed
+to the right nodes, the loopback robot
 wired from the effective policy/executor parameters, model files resolved safely, and the launch
 file and RViz config consistent with it.  No ROS needed (the launch test runs where launch_ros
 is installed)."""
@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from lightwam_ros.ros.node_registry import NODE_KINDS
+from lightwam_ros.ros.param_files import EMBODIMENTS, ParamFileError, params_file, rviz_config
 from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.launch import bringup_plan as bp
 from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, ModelFiles, ParamOverride,
@@ -30,81 +30,8 @@ def plan(**options):
 
 
 def file_params(role, embodiment="robotwin_aloha"):
-    document = yaml.safe_load(bp.params_file(role, embodiment).read_text())
-    return document[bp.NODE_NAMES[role]]["ros__parameters"]
-
-
-# ------------------------------------------------------------------ parameter files
-
-
-@pytest.mark.parametrize("embodiment", bp.EMBODIMENTS)
-@pytest.mark.parametrize("role", bp.ROLES)
-def test_every_node_has_a_parameter_file_per_embodiment_keyed_by_its_node_name(role, embodiment):
-    if role == "sim" and embodiment not in bp.SIM_EMBODIMENTS:
-        with pytest.raises(PlanError, match="no simulator for embodiment"):
-            bp.params_file(role, embodiment)
-        return
-    path = bp.params_file(role, embodiment)
-    assert path == ROOT / "config" / path.name  # a source checkout uses its own files
-    values = bp.read_params(path, bp.NODE_NAMES[role])
-    if role == "sim":
-        assert SimTask.parse(values["task"]).embodiment == embodiment
-    else:
-        assert values["embodiment"] == embodiment
-
-
-def test_read_params_joins_nested_names_with_dots_and_applies_wildcard_sections(tmp_path):
-    path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump({
-        "/**": {"ros__parameters": {"use_sim_time": True, "rate": 1.0}},
-        "node": {"ros__parameters": {"rate": 2.0, "cameras": {"head": {"topic": "t"}}}},
-        "other": {"ros__parameters": {"x": 1}}}))
-    assert bp.read_params(path, "node") == {"use_sim_time": True, "rate": 2.0,
-                                            "cameras.head.topic": "t"}
-
-
-def test_unreadable_or_malformed_parameter_files_are_plan_errors(tmp_path):
-    path = tmp_path / "p.yaml"
-    path.write_text("node: {ros__parameters: [1, 2]}")
-    with pytest.raises(PlanError, match="no ros__parameters"):
-        bp.read_params(path, "node")
-    with pytest.raises(PlanError, match="cannot read"):
-        bp.read_params(tmp_path / "missing.yaml", "node")
-    with pytest.raises(PlanError, match="no parameter files for embodiment"):
-        bp.params_file("policy", "ur5")
-
-
-def _installed_share(prefix: Path) -> Path:
-    share = prefix / "share" / "lightwam_ros"
-    shutil.copytree(ROOT / "config", share / "config")
-    return share
-
-
-def test_an_installation_finds_its_files_in_the_ament_index_or_the_python_prefix(
-        tmp_path, monkeypatch):
-    """Outside a checkout (no package.xml next to the package) the files come from
-    share/lightwam_ros: the ament index's (colcon) first, else the Python prefix's (pip)."""
-    monkeypatch.setattr(bp, "__file__", str(tmp_path / "site" / "lightwam_ros" / "tools" /
-                                            "bringup_plan.py"))
-    pip_prefix, colcon_prefix = tmp_path / "venv", tmp_path / "install"
-    _installed_share(pip_prefix)
-    monkeypatch.setattr(sys, "prefix", str(pip_prefix))
-    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
-    assert bp.params_file("executor", "libero_franka") == (
-        pip_prefix / "share/lightwam_ros/config/executor_libero_franka.yaml")
-
-    pytest.importorskip("ament_index_python", reason="the ament index needs ament_index_python")
-    _installed_share(colcon_prefix)
-    marker = colcon_prefix / "share/ament_index/resource_index/packages/lightwam_ros"
-    marker.parent.mkdir(parents=True)
-    marker.write_text("")
-    monkeypatch.setenv("AMENT_PREFIX_PATH", str(colcon_prefix))
-    assert bp.rviz_config() == colcon_prefix / "share/lightwam_ros/config/lightwam.rviz"
-
-    shutil.rmtree(colcon_prefix / "share/lightwam_ros/config")
-    shutil.rmtree(pip_prefix / "share/lightwam_ros/config")
-    with pytest.raises(PlanError, match="policy_robotwin_aloha.yaml not found"):
-        bp.params_file("policy", "robotwin_aloha")
+    document = yaml.safe_load(params_file(role, embodiment).read_text())
+    return document[NODE_KINDS[role].node_name]["ros__parameters"]
 
 
 # ------------------------------------------------------------------ overrides
@@ -191,8 +118,8 @@ def test_a_simulator_must_simulate_the_embodiment():
         plan(sim="aloha")
     with pytest.raises(PlanError, match="unknown simulator"):
         plan(sim="gazebo")
-    with pytest.raises(PlanError, match="no simulator for embodiment"):
-        bp.params_file("sim", "robotwin_aloha")
+    with pytest.raises(ParamFileError, match="no simulator for embodiment"):
+        params_file("sim", "robotwin_aloha")
 
 
 def test_bare_overrides_go_to_every_node_whose_file_sets_them():
@@ -219,7 +146,7 @@ def test_node_command_lines_pass_the_file_then_the_overrides():
                      "instruction_cache": f'"{MODEL.instruction_cache}"', "instruction": '"1"'}
 
 
-@pytest.mark.parametrize("embodiment", bp.EMBODIMENTS)
+@pytest.mark.parametrize("embodiment", EMBODIMENTS)
 def test_loopback_robot_is_wired_from_the_policy_and_executor_files(embodiment):
     result = plan(embodiment=embodiment, loopback_robot=True)
     robot = result.node("robot")
@@ -269,35 +196,6 @@ def test_a_loopback_robot_that_could_not_close_the_loop_is_refused(override, rea
 # ------------------------------------------------------------------ recording and replay
 
 
-@pytest.mark.parametrize("embodiment", bp.EMBODIMENTS)
-def test_recorded_topics_are_the_policy_inputs_and_what_the_nodes_output(embodiment):
-    policy, executor = file_params("policy", embodiment), file_params("executor", embodiment)
-    recorded = bp.recorded_topics(*(bp.read_params(bp.params_file(role, embodiment),
-                                                   bp.NODE_NAMES[role])
-                                    for role in ("policy", "executor")))
-    assert set(recorded.inputs) == {camera["topic"] for camera in policy["cameras"].values()} | {
-        policy["joint_state_topic"], policy["instruction_topic"]}
-    assert recorded.instruction == policy["instruction_topic"]
-    assert {policy[name] for name in ("chunk_topic", "shadow_chunk_topic", "status_topic",
-                                      "trajectory_topic", "path_topic", "diagnostics_topic")} | {
-        executor[name] for name in ("joint_trajectory_topic", "forward_command_topic",
-                                    "joint_command_topic", "estop_topic", "chunk_request_topic")
-    } | {"/diagnostics"} == (
-        set(recorded.outputs) - {executor.get("target_pose_topic")})
-    assert len(set(recorded.outputs)) == len(recorded.outputs)
-
-
-def test_recorded_topics_follow_the_effective_parameters():
-    recorded = bp.recorded_topics(
-        {"cameras.wrist.topic": "", "cameras.wrist.compressed": True,
-         "cameras.head.topic": "/cam/head", "eef_pose.arm.topic": "/arm/pose",
-         "eef_pose.other.topic": "", "joint_state_topic": "/robot/joints"},
-        {"joint_state_topic": "/robot/joints", "joint_command_topic": "cmd"})
-    assert recorded.inputs == ("/cam/head", "camera/wrist/image_raw/compressed", "/robot/joints",
-                               "lightwam/instruction", "/arm/pose")
-    assert recorded.outputs == ("cmd", "/diagnostics")
-
-
 def test_a_recording_plan_starts_the_recorder_on_the_effective_topics(tmp_path):
     bag = tmp_path / "run1"
     result = plan(record=str(bag), loopback_robot=True, use_sim_time=True, params=[
@@ -342,14 +240,6 @@ def test_a_bag_to_replay_starts_the_player_in_replay_mode(tmp_path):
         plan(replay_bag=str(tmp_path), loopback_robot=True)
     with pytest.raises(PlanError, match="no such bag"):
         plan(replay_bag=str(tmp_path / "missing"))
-
-
-def test_a_foreign_bag_player_leaves_out_what_the_package_publishes():
-    outputs = bp.package_output_topics()
-    assert {"/diagnostics", "/lightwam/action_chunk", "/lightwam/policy_status",
-            "/joint_trajectory_controller/joint_trajectory", "/lightwam/joint_command",
-            "/lightwam/target_pose"} <= outputs
-    assert not outputs & {"/joint_states", "/lightwam/instruction", "/camera/head/image_raw"}
 
 
 # ------------------------------------------------------------------ model files
@@ -441,11 +331,11 @@ def test_launch_arguments_record_and_play_bags(tmp_path):
 
 
 def test_launch_file_builds_its_nodes_from_the_plan_only():
-    """Without launch_ros here, check the source: the plan module provides the arguments, the
-    nodes and the RViz file; no topic, file or parameter name is spelled in the launch file."""
+    """Without launch_ros here, check the source: the package's modules provide the arguments,
+    the nodes and the RViz file; no topic, file or parameter name is spelled in the launch file."""
     tree = ast.parse(LAUNCH_FILE.read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                and node.module == "lightwam_ros.tools.launch.bringup_plan" for alias in node.names}
+                and node.module.startswith("lightwam_ros.") for alias in node.names}
     assert {"LAUNCH_ARGUMENTS", "plan_from_launch_arguments", "rviz_config"} <= imported
     functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert "generate_launch_description" in functions
@@ -486,7 +376,7 @@ def test_launch_description_starts_the_planned_nodes(tmp_path, monkeypatch):
 
 
 def test_rviz_config_shows_the_cameras_and_the_path_the_policies_publish():
-    config = yaml.safe_load(bp.rviz_config().read_text())
+    config = yaml.safe_load(rviz_config().read_text())
     manager = config["Visualization Manager"]
 
     def displays(items):
@@ -497,7 +387,7 @@ def test_rviz_config_shows_the_cameras_and_the_path_the_policies_publish():
     for display in displays(manager["Displays"]):
         topic = display.get("Topic") or display.get("Description Topic") or {}
         shown[display["Class"]].add(topic.get("Value"))
-    for embodiment in bp.EMBODIMENTS:
+    for embodiment in EMBODIMENTS:
         policy = file_params("policy", embodiment)
         cameras = {"/" + camera["topic"] for camera in policy["cameras"].values()}
         assert cameras <= shown["rviz_default_plugins/Image"], embodiment

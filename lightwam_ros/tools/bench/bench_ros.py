@@ -58,17 +58,18 @@ from std_msgs.msg import Empty
 from trajectory_msgs.msg import JointTrajectory
 
 from lightwam_ros.msg import ActionChunk, PolicyStatus
+from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.policy.state_builder import StateBuilder, default_chains
 from lightwam_ros.ros.diagnostics import format_value
 from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.ros.joint_state import make_joint_state
+from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY
+from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, EMBODIMENTS, ParamFileError, read_params
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds
-from lightwam_ros.policy.embodiment import load_embodiment
-from lightwam_ros.policy.state_builder import StateBuilder, default_chains
 from lightwam_ros.tools.launch.bringup_observer import POLICY_STATES
-from lightwam_ros.tools.launch.bringup_plan import (DEFAULT_EMBODIMENT, EMBODIMENTS, NODE_NAMES,
-                                                    BringupOptions, ModelFiles, NodePlan, ParamOverride,
-                                                    PlanError, build_plan, ensure_tiny_package,
-                                                    read_params)
+from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, ModelFiles, NodePlan,
+                                                    ParamOverride, PlanError, build_plan,
+                                                    ensure_tiny_package)
 from lightwam_ros.tools.launch.child_process import ChildProcess
 from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 
@@ -200,8 +201,8 @@ class Probe:
         self.changed = threading.Condition()
         self.chunks: list[Received] = []
         self.statuses: list[Received] = []
-        self.diagnostics: dict[str, list[Received]] = {NODE_NAMES["policy"]: [],
-                                                       NODE_NAMES["executor"]: []}
+        self.diagnostics: dict[str, list[Received]] = {NODE_KINDS[POLICY].node_name: [],
+                                                       NODE_KINDS[EXECUTOR].node_name: []}
         self.commands: list[tuple[int, bytes]] = []
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -249,7 +250,7 @@ class Probe:
         self.commands.append((time.time_ns(), raw))  # list.append is atomic: no lock, no notify
 
     def last_diagnostics(self, role: str) -> dict[str, str]:
-        log = self.diagnostics[NODE_NAMES[role]]
+        log = self.diagnostics[NODE_KINDS[role].node_name]
         return log[-1].msg if log else {}
 
     def wait_for(self, condition: Callable[[], Optional[T]], timeout: float, what: str,
@@ -406,7 +407,7 @@ def _paired_diagnostics(probe: Probe, chunk: Any) -> Callable[[], Optional[dict[
     latency, count = format_value(chunk.inference_latency), str(chunk.chunk_id + 1)
 
     def find() -> Optional[dict[str, str]]:
-        return next((r.msg for r in reversed(probe.diagnostics[NODE_NAMES["policy"]])
+        return next((r.msg for r in reversed(probe.diagnostics[NODE_KINDS[POLICY].node_name])
                      if r.msg.get("chunks_published") == count
                      and r.msg.get("inference_latency_s") == latency), None)
     return find
@@ -441,7 +442,7 @@ class Requester:
     def request(self) -> tuple[int, Optional[Received], Optional[dict[str, str]]]:
         """The request's stamp, its answer (None: no chunk) and the answer's diagnostics."""
         probe = self.probe
-        log = probe.diagnostics[NODE_NAMES["policy"]]
+        log = probe.diagnostics[NODE_KINDS[POLICY].node_name]
         skipped = int(probe.last_diagnostics("policy").get("skipped_ticks", 0))
         chunks_before = len(probe.chunks)
         stamp = time.time_ns()
@@ -549,7 +550,7 @@ class Window:
 
 
 def _record_window(probe: Probe, processes: Processes, seconds: float) -> Window:
-    executor_log = probe.diagnostics[NODE_NAMES["executor"]]
+    executor_log = probe.diagnostics[NODE_KINDS[EXECUTOR].node_name]
     with probe.changed:
         commands, chunks, diagnostics = len(probe.commands), len(probe.chunks), len(executor_log)
         policy_before = probe.last_diagnostics("policy")
@@ -717,7 +718,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             with tempfile.TemporaryDirectory(prefix="lightwam_bench_ros_") as workdir:
                 report = run(args, Path(workdir))
-    except (BenchError, PlanError) as error:
+    except (BenchError, PlanError, ParamFileError) as error:
         print(f"lightwam-bench-ros: {error}", file=sys.stderr)
         return 1
     args.json.parent.mkdir(parents=True, exist_ok=True)

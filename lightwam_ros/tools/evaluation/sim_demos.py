@@ -25,14 +25,15 @@ from rclpy.qos import QoSProfile
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from lightwam_ros.sim.catalog import SimTask
-from lightwam_ros.tools.launch.bringup import NodeChild, NodeChildren, NodeThreads, say, wait_for
 from lightwam_ros.policy.embodiment import load_embodiment
-from lightwam_ros.tools.launch.bringup_plan import (EXECUTABLES, FILELESS_NODES, MODULES, NODE_NAMES,
-                                                    RECORDER, NodePlan, camera_topic, params_file,
-                                                    read_params)
-from lightwam_ros.tools.launch.ros_env import isolated_ros_env
+from lightwam_ros.ros.node_registry import NODE_KINDS, RECORDER, SIM
+from lightwam_ros.ros.param_files import params_file, read_params
+from lightwam_ros.ros.run_topics import camera_topic
+from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.evaluation.sim_eval import start_episode
+from lightwam_ros.tools.launch.bringup import NodeChild, NodeChildren, NodeThreads, say, wait_for
+from lightwam_ros.tools.launch.bringup_plan import NodePlan
+from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 
 TASK = SimTask.parse("aloha:transfer_cube")
 _RECORDED_EXTRA = ("success_topic", "status_topic")
@@ -56,13 +57,11 @@ class DemoWatcher(Node):
 
 def record_demos(out: Path, episodes: int, first: int) -> list[dict[str, Any]]:
     """Record ``episodes`` scripted demonstrations; one summary per bag."""
-    bridge_params = read_params(params_file("sim", TASK.embodiment), NODE_NAMES["sim"])
+    bridge_params = read_params(params_file(SIM, TASK.embodiment), NODE_KINDS[SIM].node_name)
     bridge = NodeChildren()
-    bridge.start(NodePlan("sim", NODE_NAMES["sim"], MODULES["sim"], EXECUTABLES["sim"],
-                          params_file("sim", TASK.embodiment), {
-                              "task": str(TASK), "script": "transfer_cube",
-                              "hold_until_reset": True, "first_episode": first,
-                              "real_time_factor": 0.0}))
+    bridge.start(NodePlan.of_kind(SIM, params_file(SIM, TASK.embodiment), {
+        "task": str(TASK), "script": "transfer_cube", "hold_until_reset": True,
+        "first_episode": first, "real_time_factor": 0.0}))
     threads = NodeThreads()
     results = []
     try:
@@ -80,7 +79,7 @@ def record_demos(out: Path, episodes: int, first: int) -> list[dict[str, Any]]:
 def _record_episode(out: Path, watcher: DemoWatcher, bridge: NodeChildren,
                     bridge_params: dict[str, Any]) -> dict[str, Any]:
     bag = out / f"episode_{len(list(out.glob('episode_*'))):03d}"
-    recorder = NodeChild(NodePlan(RECORDER, *FILELESS_NODES[RECORDER], None, {
+    recorder = NodeChild(NodePlan.of_kind(RECORDER, None, {
         "output": str(bag), "embodiment": TASK.embodiment, "instruction": TASK.instruction(),
         "topics": [bridge_params[name] for name in _RECORDED_EXTRA], "use_sim_time": True}))
     try:

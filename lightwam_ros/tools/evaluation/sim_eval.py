@@ -28,15 +28,17 @@ from std_srvs.srv import Trigger
 from lightwam_ros.msg import PolicyStatus
 from lightwam_ros.nodes.sim_bridge import RESET_TIMEOUT
 from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.ros.node_registry import NODE_KINDS, SIM
+from lightwam_ros.ros.param_files import ParamFileError, params_file, read_params
+from lightwam_ros.ros.run_topics import camera_topic
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
-from lightwam_ros.tools.launch.bringup import SeparateProcesses, say, wait_for
-from lightwam_ros.tools.launch.bringup_plan import (NODE_NAMES, BringupOptions, ParamOverride,
-                                                    PlanError, build_plan, camera_topic, model_for_sim,
-                                                    params_file, read_params, resolve_model)
-from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 from lightwam_ros.tools.evaluation.sim_eval_observer import (EpisodeRecord, SimEvalObserver,
                                                              episode_summary)
+from lightwam_ros.tools.launch.bringup import SeparateProcesses, say, wait_for
+from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, ParamOverride, PlanError,
+                                                    build_plan, model_for_sim, resolve_model)
+from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 
 _READY_STATES = (PolicyStatus.READY, PolicyStatus.WAITING_FOR_INPUT)
 UNTRAINED_NOTE = ("the tiny preset has random, untrained weights: its motions are arbitrary and "
@@ -199,7 +201,7 @@ def write_report(out: Path, header: dict[str, Any], episodes: list[dict[str, Any
 def _evaluate(args: argparse.Namespace) -> int:
     plan, model = make_plan(args)
     spec = load_embodiment(args.task.embodiment)
-    sim_params = {**read_params(params_file("sim", spec.name), NODE_NAMES["sim"]),
+    sim_params = {**read_params(params_file(SIM, spec.name), NODE_KINDS[SIM].node_name),
                   **plan.node("sim").overrides}
     camera = spec.canvas.cameras[0]
     limits = {joint: spec.joint_limit(joint) for joint in spec.robot_joints}
@@ -229,7 +231,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"{summary['length_s']} s simulated in {summary['wall_s']} s, "
                 f"{summary['chunks']} chunks, {summary['commands_applied_by_sim']} commands "
                 "applied")
-    except (RuntimeError, PlanError) as error:
+    except (RuntimeError, PlanError, ParamFileError) as error:
         failure = str(error)
     finally:
         nodes.stop()
@@ -251,7 +253,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.environ.update(isolated_ros_env())
     try:
         return _evaluate(args)
-    except PlanError as error:
+    except (PlanError, ParamFileError) as error:
         print(f"lightwam-sim-eval: {error}", file=sys.stderr)
         return 2
 

@@ -27,6 +27,7 @@ by ``--startup-timeout``), and the exit status is 1 unless chunks arrived and co
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -43,13 +44,14 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
+from lightwam_ros.ros.node_registry import NODE_KINDS, REPLAY
+from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, EMBODIMENTS, ParamFileError
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.launch.bringup_observer import BringupObserver, format_summary, problems
-from lightwam_ros.tools.launch.bringup_plan import (DEFAULT_EMBODIMENT, EMBODIMENTS, FILELESS_NODES,
-                                                    REPLAY, BringupOptions, BringupPlan, NodePlan,
-                                                    ParamOverride, PlanError, build_plan, model_for_sim,
-                                                    resolve_model)
+from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, BringupPlan, NodePlan,
+                                                    ParamOverride, PlanError, build_plan,
+                                                    model_for_sim, resolve_model)
 from lightwam_ros.tools.launch.child_process import ChildProcess
 from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 
@@ -187,6 +189,13 @@ class NodeThreads:
         rclpy.try_shutdown(context=self.context)
 
 
+def _node_factory(role: str) -> Callable[..., Any]:
+    """The registered create_* function of a node kind, imported only now (the policy node
+    imports torch, which only the in-process mode needs up front)."""
+    kind = NODE_KINDS[role]
+    return getattr(importlib.import_module(kind.module), kind.factory)
+
+
 def _parameters(overrides: dict[str, Any]) -> list[Parameter]:
     return [Parameter(name, value=value) for name, value in overrides.items()]
 
@@ -199,7 +208,7 @@ class InProcessNodes:
 
     def __init__(self, plan: BringupPlan) -> None:
         self.plan = plan
-        self.in_process = [node for node in plan.nodes if node.role not in FILELESS_NODES]
+        self.in_process = [node for node in plan.nodes if node.params_file is not None]
         for node in self.in_process:  # one process: every node's environment applies to all
             os.environ.update(node.env)
         if "OMP_NUM_THREADS" in os.environ and "torch" in sys.modules:
@@ -213,20 +222,11 @@ class InProcessNodes:
         self.exit_codes = self.children.exit_codes
 
     def start(self) -> None:
-        # Imported here: the policy node imports torch, which only this mode needs up front.
-        from lightwam_ros.nodes.executor_node import create_executor_node
-        from lightwam_ros.nodes.loopback_robot import create_loopback_robot
-        from lightwam_ros.nodes.policy_node import create_policy_node
-        from lightwam_ros.nodes.sim_bridge import create_sim_bridge
-
-        factories: dict[str, Callable[..., Any]] = {
-            "policy": create_policy_node, "executor": create_executor_node,
-            "robot": create_loopback_robot, "sim": create_sim_bridge}
         for node in self.plan.nodes:
-            if node.role in FILELESS_NODES:
+            if node.params_file is None:
                 self.children.start(node)
         for node in self.in_process:
-            self.threads.add(factories[node.role](
+            self.threads.add(_node_factory(node.role)(
                 node.node_name, context=self.threads.context,
                 parameter_overrides=_parameters(node.overrides)))
             say(f"started {node.role} in this process")
@@ -418,7 +418,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         say(f"isolated: ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, discovery on loopback only")
     try:
         plan = make_plan(args)
-    except PlanError as error:
+    except (PlanError, ParamFileError) as error:
         print(f"lightwam-bringup: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # while the tiny package was being built

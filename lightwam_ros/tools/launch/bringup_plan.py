@@ -4,8 +4,8 @@
 nodes from ``build_plan``, so the parameter files, the overrides and the wiring of the loopback
 robot cannot drift apart.  No ROS imports: the plan is plain data, tested without rclpy.
 
-A plan is one ``NodePlan`` per node: the node's parameter file (``config/<kind>_<embodiment>``
-.yaml, found in a source checkout or an installed share folder) plus overrides that win over it
+A plan is one ``NodePlan`` per node, of a kind in ``ros.node_registry``: the node's parameter file
+(``ros.param_files``: ``config/<prefix>_<embodiment>.yaml``) plus overrides that win over it
 (model files, shadow, use_sim_time, ``--params`` pass-through) and environment variables for its
 process (the policy's CPU thread count).  The loopback robot is wired from
 the *effective* policy and executor parameters: it publishes joint states where both listen,
@@ -30,123 +30,23 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-from lightwam_ros.policy.embodiment import default_camera_topic
-from lightwam_ros.sim.catalog import SIMULATORS, SimTask
+from lightwam_ros.ros.node_registry import (CONFIGURED_ROLES, EXECUTOR, NODE_KINDS, POLICY,
+                                            RECORDER, REPLAY)
+from lightwam_ros.ros.param_files import (DEFAULT_EMBODIMENT, EMBODIMENTS, PACKAGE, params_file,
+                                          read_params)
+from lightwam_ros.ros.run_topics import camera_roles, recorded_topics
 from lightwam_ros.sim.base import SimError
+from lightwam_ros.sim.catalog import SimTask
 
-PACKAGE = "lightwam_ros"
-EMBODIMENTS = ("libero_franka", "robotwin_aloha", "aloha_sim")
-DEFAULT_EMBODIMENT = "robotwin_aloha"
-# The robot is the loopback stand-in ("robot") or a simulator bridge ("sim"), or real hardware.
-ROLES = ("policy", "executor", "robot", "sim")
-NODE_NAMES = {"policy": "lightwam_policy", "executor": "lightwam_executor",
-              "robot": "lightwam_loopback_robot", "sim": "lightwam_sim_bridge"}
-MODULES = {"policy": "lightwam_ros.nodes.policy_node",
-           "executor": "lightwam_ros.nodes.executor_node",
-           "robot": "lightwam_ros.nodes.loopback_robot",
-           "sim": "lightwam_ros.nodes.sim_bridge"}
-EXECUTABLES = {"policy": "lightwam-policy", "executor": "lightwam-executor",
-               "robot": "lightwam-loopback-robot", "sim": "lightwam-sim-bridge"}
-_FILE_PREFIX = {"policy": "policy", "executor": "executor", "robot": "loopback", "sim": "sim"}
-# Nodes without a parameter file: role -> (node name, module, executable).
-RECORDER, REPLAY = "recorder", "replay"
-FILELESS_NODES = {RECORDER: ("lightwam_recorder", "lightwam_ros.nodes.recorder_node",
-                             "lightwam-record"),
-                  REPLAY: ("lightwam_replay", "lightwam_ros.nodes.bag_replay", "lightwam-replay")}
 # Executor output mode -> (topic parameter, message type the loopback robot follows), by
 # preference: a trajectory is what a real ros2_control arm gets.
 _FOLLOWED_OUTPUTS = (("joint_trajectory", "joint_trajectory_topic"),
                      ("joint_state", "joint_command_topic"))
-SIM_EMBODIMENTS = tuple(embodiment for embodiment, _, _ in SIMULATORS.values())
 _TINY_SOURCES = ("tools/assets/make_tiny.py", "model/*.py", "config/embodiments/*.yaml")
 
 
 class PlanError(ValueError):
     """The requested bring-up is inconsistent or incomplete; the message says how to fix it."""
-
-
-# --------------------------------------------------------------------------------------------
-# Parameter files
-# --------------------------------------------------------------------------------------------
-
-
-def config_dirs() -> list[Path]:
-    """Where parameter files may live, best first: a source checkout (an editable install runs
-    from it), the ament index (colcon), the Python prefix's share folder (pip)."""
-    candidates = []
-    source = Path(__file__).resolve().parents[3]
-    if (source / "package.xml").is_file():
-        candidates.append(source / "config")
-    try:
-        from ament_index_python.packages import (PackageNotFoundError,
-                                                 get_package_share_directory)
-    except ImportError:
-        pass
-    else:
-        try:
-            candidates.append(Path(get_package_share_directory(PACKAGE)) / "config")
-        except (PackageNotFoundError, LookupError, OSError):  # OSError: no AMENT_PREFIX_PATH
-            pass
-    candidates.append(Path(sys.prefix) / "share" / PACKAGE / "config")
-    return list(dict.fromkeys(candidates))
-
-
-def config_file(name: str) -> Path:
-    """The first ``config/<name>`` found in ``config_dirs()``."""
-    searched = config_dirs()
-    for folder in searched:
-        if (folder / name).is_file():
-            return folder / name
-    raise PlanError(f"config file {name} not found in {[str(p) for p in searched]}")
-
-
-def params_file(role: str, embodiment: str) -> Path:
-    """The parameter file of a node role (policy, executor, robot) for an embodiment."""
-    if role not in ROLES:
-        raise PlanError(f"unknown node role {role!r}; roles: {list(ROLES)}")
-    if embodiment not in EMBODIMENTS:
-        raise PlanError(f"no parameter files for embodiment {embodiment!r}; shipped: "
-                        f"{list(EMBODIMENTS)}")
-    if role == "sim" and embodiment not in SIM_EMBODIMENTS:
-        raise PlanError(f"no simulator for embodiment {embodiment!r}; simulated: "
-                        f"{list(SIM_EMBODIMENTS)}")
-    return config_file(f"{_FILE_PREFIX[role]}_{embodiment}.yaml")
-
-
-def rviz_config() -> Path:
-    return config_file("lightwam.rviz")
-
-
-def read_params(path: Path, node_name: str) -> dict[str, Any]:
-    """A node's parameters in a ROS 2 parameter file, nested keys joined with dots (as ROS names
-    them).  ``/**`` sections apply to every node; the node's own section wins."""
-    try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise PlanError(f"cannot read parameter file {path}: {error}") from None
-    if not isinstance(document, dict):
-        raise PlanError(f"parameter file {path}: expected a mapping of node names")
-    values: dict[str, Any] = {}
-    for key in ("/**", node_name, "/" + node_name):
-        section = document.get(key)
-        if section is None:
-            continue
-        parameters = section.get("ros__parameters") if isinstance(section, dict) else None
-        if not isinstance(parameters, dict):
-            raise PlanError(f"parameter file {path}: section {key!r} has no ros__parameters")
-        values.update(_flatten(parameters))
-    return values
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,9 +70,9 @@ class ParamOverride:
             raise PlanError(f"--params {text!r}: expected [ROLE:]NAME:=VALUE, e.g. rate:=5 or "
                             f"executor:boundary_rule:=blend")
         role, _, name = target.rpartition(":")
-        if role and role not in (*ROLES, RECORDER):
+        if role and role not in (*CONFIGURED_ROLES, RECORDER):
             raise PlanError(f"--params {text!r}: unknown node {role!r}; nodes: "
-                            f"{[*ROLES, RECORDER]}")
+                            f"{[*CONFIGURED_ROLES, RECORDER]}")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as error:
@@ -345,10 +245,18 @@ class NodePlan:
     node_name: str
     module: str
     executable: str
-    params_file: Optional[Path]  # None: FILELESS_NODES
+    params_file: Optional[Path]  # None: a kind without a parameter file (recorder, replay)
     overrides: dict[str, Any]  # win over the parameter file
     env: dict[str, str] = field(default_factory=dict)  # for the node's process
     arguments: tuple[str, ...] = ()  # before the ROS arguments (the bag player's options)
+
+    @classmethod
+    def of_kind(cls, role: str, params_file: Optional[Path], overrides: dict[str, Any],
+                env: Optional[dict[str, str]] = None, arguments: tuple[str, ...] = ()) -> NodePlan:
+        """A node of a registered kind (``node_registry.NODE_KINDS``)."""
+        kind = NODE_KINDS[role]
+        return cls(role, kind.node_name, kind.module, kind.executable, params_file, overrides,
+                   dict(env or {}), arguments)
 
     def command(self, python: str = sys.executable) -> list[str]:
         """The command line that runs this node in its own process."""
@@ -393,16 +301,16 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
         raise PlanError("replay, loopback_robot and sim each provide the robot's inputs: choose "
                         "one")
     robot = "robot" if options.loopback_robot else "sim" if sim is not None else None
-    roles = ROLES[:2] + ((robot,) if robot else ())
+    roles = (POLICY, EXECUTOR) + ((robot,) if robot else ())
     files = {role: params_file(role, options.embodiment) for role in roles}
-    from_files = {role: read_params(files[role], NODE_NAMES[role]) for role in roles}
+    from_files = {role: read_params(files[role], NODE_KINDS[role].node_name) for role in roles}
     overrides: dict[str, dict[str, Any]] = {role: {} for role in roles}
     if options.record is not None:
         overrides[RECORDER] = {}
     use_sim_time = options.use_sim_time or replay or sim is not None
     overrides["policy"].update(checkpoint=str(model.checkpoint),
                                instruction_cache=str(model.instruction_cache))
-    for role in ROLES[:2]:
+    for role in (POLICY, EXECUTOR):
         if options.shadow:
             overrides[role]["shadow"] = True
         if use_sim_time:
@@ -411,7 +319,7 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
         overrides["robot"]["use_sim_time"] = True
     for override in options.params:
         _route(override, from_files, overrides)
-    policy, executor = ({**from_files[role], **overrides[role]} for role in ROLES[:2])
+    policy, executor = ({**from_files[role], **overrides[role]} for role in (POLICY, EXECUTOR))
     shadow = bool(policy.get("shadow", False))
     observed = None
     if robot is not None:
@@ -419,7 +327,7 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
         wiring = _robot_wiring(policy, executor, observed, options.embodiment)
         # The robot publishes every camera in one burst from one participant, which best-effort
         # readers here lose frames of (lightwam-bench-ros measured it); it publishes reliably.
-        wired_policy = {f"cameras.{role}.reliable": True for role in _camera_roles(policy)}
+        wired_policy = {f"cameras.{role}.reliable": True for role in camera_roles(policy)}
         if sim is not None:
             wiring, sim_policy = _sim_wiring(wiring, sim, policy, from_files["sim"])
             wired_policy.update(sim_policy)
@@ -431,13 +339,12 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
         raise PlanError(f"policy threads must be >= 1, got {threads}")
     env = {role: {} for role in roles}
     env["policy"]["OMP_NUM_THREADS"] = str(threads)
-    nodes = tuple(NodePlan(role, NODE_NAMES[role], MODULES[role], EXECUTABLES[role], files[role],
-                           overrides[role], env[role]) for role in roles)
+    nodes = tuple(NodePlan.of_kind(role, files[role], overrides[role], env[role])
+                  for role in roles)
     if options.record is not None:
         recorder = _recorder_parameters(options.record, options.embodiment, policy, executor,
                                         use_sim_time)
-        nodes += (NodePlan(RECORDER, *FILELESS_NODES[RECORDER], None,
-                           {**recorder, **overrides[RECORDER]}),)
+        nodes += (NodePlan.of_kind(RECORDER, None, {**recorder, **overrides[RECORDER]}),)
     if options.replay_bag is not None:
         nodes += (_replay_node(options.replay_bag),)
     return BringupPlan(nodes, observed, use_sim_time, shadow)
@@ -469,7 +376,7 @@ def _observed_topics(policy: Mapping[str, Any], executor: Mapping[str, Any],
         joint_state_topic=executor.get("joint_state_topic", "joint_states"),
         status_topic=policy.get("status_topic", "lightwam/policy_status"),
         diagnostics_topic=executor.get("diagnostics_topic", "/diagnostics"),
-        executor_name=NODE_NAMES["executor"],
+        executor_name=NODE_KINDS[EXECUTOR].node_name,
         max_velocity=executor.get("max_velocity"),
         max_acceleration=executor.get("max_acceleration"))
 
@@ -517,10 +424,6 @@ def _sim_wiring(robot_wiring: Mapping[str, Any], task: SimTask, policy: Mapping[
     return wiring, policy_wiring
 
 
-def _camera_roles(policy: Mapping[str, Any]) -> list[str]:
-    return sorted({name.split(".")[1] for name in policy if name.startswith("cameras.")})
-
-
 def _robot_wiring(policy: Mapping[str, Any], executor: Mapping[str, Any],
                   observed: ObservedTopics, embodiment: str) -> dict[str, Any]:
     """Loopback-robot parameters that connect it to the policy and the executor."""
@@ -532,7 +435,7 @@ def _robot_wiring(policy: Mapping[str, Any], executor: Mapping[str, Any],
     wiring: dict[str, Any] = {"embodiment": embodiment, "joint_state_topic": joint_topics.pop(),
                               "command_type": observed.command_type,
                               "command_topic": observed.command_topic}
-    for role in _camera_roles(policy):
+    for role in camera_roles(policy):
         prefix = f"cameras.{role}."
         if policy.get(prefix + "compressed", False):
             raise PlanError(f"policy camera {role!r} is compressed: the loopback robot publishes "
@@ -547,72 +450,6 @@ def _robot_wiring(policy: Mapping[str, Any], executor: Mapping[str, Any],
 # --------------------------------------------------------------------------------------------
 # Recording and replay
 # --------------------------------------------------------------------------------------------
-
-DIAGNOSTICS_TOPIC = "/diagnostics"
-# Custom metadata lightwam-record writes into a bag, for lightwam-replay and the offline check.
-METADATA_EMBODIMENT = "embodiment"
-METADATA_INSTRUCTION = "instruction"
-METADATA_INSTRUCTION_TOPIC = "instruction_topic"
-METADATA_TOPIC_ROLES = "topic_roles"  # JSON object: topic -> one of TOPIC_ROLES
-TOPIC_ROLES = ("input", "output", "other")
-_POLICY_OUTPUTS = ("chunk_topic", "shadow_chunk_topic", "status_topic", "trajectory_topic",
-                   "path_topic", "diagnostics_topic")
-# Besides its commands: the e-stop (who stopped the arm, and when) and its chunk requests.
-_EXECUTOR_OUTPUTS = ("joint_trajectory_topic", "forward_command_topic", "joint_command_topic",
-                     "target_pose_topic", "shadow_command_topic", "diagnostics_topic",
-                     "estop_topic", "chunk_request_topic")
-
-
-@dataclass(frozen=True)
-class RecordedTopics:
-    """What a recording of a run holds: the policy's inputs (what a replay gives it back) and
-    what the nodes output (what an offline check compares with).  Topic names as the nodes'
-    parameters spell them: relative ones resolve in the recorder's namespace."""
-
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    instruction: str  # the policy's instruction topic (std_msgs/String)
-
-
-def recorded_topics(policy: Mapping[str, Any], executor: Mapping[str, Any]) -> RecordedTopics:
-    """The topics to record, from the effective policy and executor parameters."""
-    instruction = policy.get("instruction_topic", "lightwam/instruction")
-    cameras = [camera_topic(policy, role)
-               for role in _camera_roles(policy)]
-    poses = [topic for name, topic in policy.items()
-             if name.startswith("eef_pose.") and name.endswith(".topic") and topic]
-    joint_states = [values.get("joint_state_topic", "joint_states")
-                    for values in (policy, executor)]
-    outputs = ([policy[name] for name in _POLICY_OUTPUTS if policy.get(name)]
-               + [executor[name] for name in _EXECUTOR_OUTPUTS if executor.get(name)]
-               + [DIAGNOSTICS_TOPIC])
-    inputs = list(dict.fromkeys([*cameras, *joint_states, instruction, *poses]))
-    return RecordedTopics(tuple(inputs), tuple(t for t in dict.fromkeys(outputs)
-                                               if t not in inputs), instruction)
-
-
-def camera_topic(values: Mapping[str, Any], role: str) -> str:
-    """The topic of camera ``role`` in a node's effective parameters, or the default a node
-    uses when they name none."""
-    return (values.get(f"cameras.{role}.topic")
-            or default_camera_topic(role, values.get(f"cameras.{role}.compressed", False)))
-
-
-def absolute_topic(name: str) -> str:
-    """A topic name as a bag or the graph spells it in the root namespace."""
-    return name if name.startswith("/") else "/" + name
-
-
-def package_output_topics() -> set[str]:
-    """Everything this package's nodes publish with the shipped parameter files, for every
-    embodiment (absolute names): what a player of a foreign bag must not publish again."""
-    topics: set[str] = set()
-    for embodiment in EMBODIMENTS:
-        policy, executor = (read_params(params_file(role, embodiment), NODE_NAMES[role])
-                            for role in ROLES[:2])
-        topics.update(absolute_topic(t) for t in recorded_topics(policy, executor).outputs)
-    return topics
-
 
 def _recorder_parameters(path: str, embodiment: str, policy: Mapping[str, Any],
                          executor: Mapping[str, Any], use_sim_time: bool) -> dict[str, Any]:
@@ -636,8 +473,7 @@ def _replay_node(bag: str) -> NodePlan:
     path = Path(bag).expanduser().absolute()
     if not path.exists():
         raise PlanError(f"bag: no such bag {path}")
-    return NodePlan(REPLAY, *FILELESS_NODES[REPLAY], None, {},
-                    arguments=(str(path), "--wait-for-subscribers", "1"))
+    return NodePlan.of_kind(REPLAY, None, {}, arguments=(str(path), "--wait-for-subscribers", "1"))
 
 
 # --------------------------------------------------------------------------------------------

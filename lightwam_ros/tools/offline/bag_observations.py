@@ -26,23 +26,25 @@ from rclpy.serialization import deserialize_message
 from lightwam_ros.bags.health import StreamHealth, header_stamp_ns, missing_topics
 from lightwam_ros.bags.reader import BagMessage, BagProblem, BagReader
 from lightwam_ros.control.frame_history import ObservationAssembler, StaleInputError
+from lightwam_ros.nodes.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
+                                             input_streams, pose_from_message, pose_stream)
+from lightwam_ros.nodes.policy_params import PolicySettings, settings_from_values
+from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains
 from lightwam_ros.ros.chunk_messages import ChunkData, msg_to_chunk
 from lightwam_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
 from lightwam_ros.ros.joint_state import JointStateMatcher
 from lightwam_ros.ros.message_types import message_class
-from lightwam_ros.nodes.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
-                                             input_streams, pose_from_message, pose_stream)
-from lightwam_ros.nodes.policy_params import PolicySettings, settings_from_values
+from lightwam_ros.ros.node_registry import NODE_KINDS, POLICY
+from lightwam_ros.ros.param_files import read_params
+from lightwam_ros.ros.run_topics import absolute_topic
 from lightwam_ros.ros.stamps import stamp_to_nanoseconds, stamp_to_seconds
-from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains
-from lightwam_ros.tools.launch.bringup_plan import NODE_NAMES, absolute_topic, read_params
 
 HISTORY_SCALE = 8  # the streams keep 8x the live node's samples: observations come `lag` late
 
 
 def policy_settings(params: Path, overrides: dict[str, Any]) -> PolicySettings:
     """The policy node's settings from its parameter file plus overrides (model files)."""
-    return settings_from_values({**read_params(params, NODE_NAMES["policy"]), **overrides})
+    return settings_from_values({**read_params(params, NODE_KINDS[POLICY].node_name), **overrides})
 
 
 @dataclass

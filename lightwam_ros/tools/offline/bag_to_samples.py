@@ -29,11 +29,13 @@ from typing import Optional
 import numpy as np
 from safetensors.numpy import save_file
 
+from lightwam_ros.bags.metadata import METADATA_EMBODIMENT
 from lightwam_ros.bags.reader import BagError, BagReader
 from lightwam_ros.nodes.policy_params import PolicySettings
+from lightwam_ros.ros.param_files import EMBODIMENTS, params_file
+from lightwam_ros.tools.launch.bringup_plan import ensure_tiny_package
 from lightwam_ros.tools.offline.bag_observations import (BagInputs, RecordedRun, interpolate_series,
                                                          policy_rate_stamps, policy_settings)
-from lightwam_ros.tools.launch.bringup_plan import EMBODIMENTS, ensure_tiny_package, params_file
 
 ACTION_SOURCES = ("state", "chunks")
 
@@ -146,7 +148,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 def _bag_embodiment(bag: Path) -> str:
     try:
         with BagReader(bag) as reader:
-            return reader.metadata.get("embodiment", "")
+            return reader.metadata.get(METADATA_EMBODIMENT, "")
     except BagError:
         return ""
 

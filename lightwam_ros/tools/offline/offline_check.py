@@ -26,13 +26,14 @@ from typing import Optional
 
 import numpy as np
 
+from lightwam_ros.bags.metadata import METADATA_EMBODIMENT
 from lightwam_ros.bags.reader import BagError, BagProblem, BagReader
 from lightwam_ros.nodes.policy_params import checkpoint_identity
 from lightwam_ros.policy.embodiment import EmbodimentSpec
 from lightwam_ros.policy.runner import PolicyInputError, PolicyOutputError, PolicyRunner
+from lightwam_ros.ros.param_files import EMBODIMENTS, params_file
 from lightwam_ros.tools.offline.bag_observations import (BagInputs, RecordedRun, policy_rate_stamps,
                                                          policy_settings)
-from lightwam_ros.tools.launch.bringup_plan import EMBODIMENTS, params_file
 from lightwam_ros.tools.offline.offline_report import (OfflineInputs, PredictedChunk, ReferenceSeries,
                                                        write_report)
 
@@ -135,7 +136,7 @@ def check(args: argparse.Namespace) -> int:
         print(f"report (nothing readable): {out}")
         return EXIT_NO_OBSERVATION
     with reader:
-        embodiment = (args.embodiment or reader.metadata.get("embodiment")
+        embodiment = (args.embodiment or reader.metadata.get(METADATA_EMBODIMENT)
                       or checkpoint_identity(args.checkpoint)[0])
         try:
             settings = policy_settings(
