@@ -16,7 +16,12 @@ the same image with fresh stamps is frozen, not live).  Simulated cameras lookin
 scene do produce identical frames: leave ``frozen_after`` unset there.
 
 Stamps must increase per stream: an older or repeated stamp is rejected (counted, reported, the
-sample dropped).  With ``expected_period`` set, gaps in the stamps count as dropped frames.
+sample dropped) - unless it goes back by more than the stream's ``max_age``: then the stream's
+source started over (a camera driver restarted, the clock source changed, a simulator reset
+before anyone saw its clock jump), and refusing it would stall that stream for as long as the
+jump.  The stream restarts instead: its samples are forgotten, the new one is kept, and the
+restart is counted and described once (``StreamStats.restarts`` / ``last_restart``).  With
+``expected_period`` set, gaps in the stamps count as dropped frames.
 """
 from __future__ import annotations
 
@@ -67,7 +72,9 @@ class StreamStats:
     accepted: int = 0
     rejected_backwards: int = 0  # stamps older than or equal to the previous one
     gap_frames: int = 0  # frames missing between consecutive stamps (needs expected_period)
+    restarts: int = 0  # stamps that went back by more than max_age: the stream started over
     last_rejection: str = ""
+    last_restart: str = ""
 
     @property
     def dropped(self) -> int:
@@ -215,7 +222,14 @@ class ObservationAssembler:
         digest = content_digest(value) if config.frozen_after is not None else None
         stats = entry.stats
         stats.received += 1
-        if stamp <= entry.last_stamp:
+        if entry.last_stamp - stamp > config.max_age:
+            stats.restarts += 1
+            stats.last_restart = (
+                f"stream {stream!r} restarted: stamp {stamp:.6f} is {entry.last_stamp - stamp:.3f} s "
+                f"before the previous one, more than its max_age {config.max_age:.3f} s; its "
+                f"earlier samples are dropped")
+            self._forget(entry)
+        elif stamp <= entry.last_stamp:
             stats.rejected_backwards += 1
             what = "repeats" if stamp == entry.last_stamp else "is before"
             stats.last_rejection = (
@@ -285,9 +299,13 @@ class ObservationAssembler:
         """Forget every sample (statistics stay): after time went backwards, e.g. a simulator
         reset or a looping bag, the stored stamps lie in the future and would refuse all input."""
         for entry in self._streams.values():
-            entry.buffer = StampedRingBuffer(int(entry.config.capacity))
-            entry.last_stamp = -math.inf
-            entry.last_digest = None
+            self._forget(entry)
+
+    @staticmethod
+    def _forget(entry: _Stream) -> None:
+        entry.buffer = StampedRingBuffer(int(entry.config.capacity))
+        entry.last_stamp = -math.inf
+        entry.last_digest = None
 
     def _collect(self, t: float) -> tuple[dict[str, Sample], tuple[StreamProblem, ...]]:
         if not math.isfinite(t):

@@ -105,6 +105,25 @@ def test_backwards_and_repeated_stamps_are_rejected_counted_and_dropped():
     assert assembler.assemble(1.2).value("joints") == "b"
 
 
+def test_a_stream_whose_stamps_go_back_beyond_max_age_restarts_instead_of_stalling():
+    """A camera driver restart or a clock jump nobody announced: the camera's stamps restart 1000 s
+    earlier while the joint stream keeps its own; the camera stream starts over at once."""
+    assembler = ObservationAssembler({"cam": StreamConfig(max_age=0.2),
+                                      "joints": StreamConfig(max_age=0.2, capacity=64)})
+    for k in range(5):
+        assembler.add("cam", 1000.0 + k * 0.04, f"old{k}")
+    assert not assembler.add("cam", 1000.0, "within max_age")  # an ordinary late sample
+    assert assembler.add("cam", 0.5, "new0") and assembler.add("cam", 0.54, "new1")
+    stats = assembler.stats("cam")
+    assert (stats.restarts, stats.accepted, stats.rejected_backwards) == (1, 7, 1)
+    assert "restarted" in stats.last_restart and "999.660 s before" in stats.last_restart
+    assert assembler.frames_dropped == 1  # a restart drops nothing that was sent after it
+    for k in range(30):
+        assembler.add("joints", 0.5 + k * 0.002, np.zeros(2))
+    assert assembler.assemble(0.55).value("cam") == "new1"  # the old frames are gone
+    assert assembler.stats("joints").restarts == 0
+
+
 def test_stamp_gaps_count_as_dropped_frames():
     assembler = ObservationAssembler({"cam": StreamConfig(max_age=1.0, expected_period=0.1)})
     for stamp in (0.0, 0.1, 0.2, 0.5, 0.6, 0.61):  # 0.3 and 0.4 are missing
@@ -188,7 +207,7 @@ def test_anchored_assembly_still_refuses_a_stale_anchor():
 
 def test_clear_forgets_samples_so_time_may_start_again():
     assembler = anchored_streams()
-    assert not assembler.add("joints", 0.01, 99)  # before the newest: refused
+    assert not assembler.add("joints", 0.37, 99)  # before the newest, within max_age: refused
     assembler.clear()
     with pytest.raises(StaleInputError, match="no sample yet"):
         assembler.assemble(0.0)
