@@ -90,6 +90,10 @@ class SimBridgeNode(ConfiguredNode):
                                "scripted demonstration drives the arms instead of the commands, "
                                "and its targets go out on command_topic as the executor's "
                                "would (recording demonstrations); empty: follow commands.")
+        perturbation = declare_value(
+            self, "script_perturbation", 0.0, "With a script: drifting noise of this size (rad) on "
+            "the executed arm targets outside the grasp and the handover; the clean targets are "
+            "still what goes out on command_topic (DART-style demonstrations).")
         joint_topic = declare_value(self, "joint_state_topic", "joint_states", "JointState output.")
         topics = {name: declare_value(self, name, default, text) for name, default, text in (
             ("success_topic", "sim/success", "Task success (Bool), every step."),
@@ -134,7 +138,7 @@ class SimBridgeNode(ConfiguredNode):
                                  if topics["instruction_topic"].strip() else None)
         self._episode = -1
         self._episode_clock_ns = FIRST_EPISODE_CLOCK_NS + EPISODE_CLOCK_SPACING_NS
-        self._script = self._scripted_demo(script, task)
+        self._script = self._scripted_demo(script, task, perturbation)
         # Scripted, the bridge publishes the commands it follows; otherwise it takes them in.
         self.commands: Optional[CommandInput] = None
         if self._script is not None:
@@ -157,13 +161,16 @@ class SimBridgeNode(ConfiguredNode):
 
     # ---------------------------------------------------------------- episodes
 
-    def _scripted_demo(self, script: str, task: SimTask) -> Optional[TransferCubeScript]:
+    def _scripted_demo(self, script: str, task: SimTask,
+                       perturbation: float) -> Optional[TransferCubeScript]:
         if not script.strip():
+            if perturbation:
+                raise ValueError("parameter script_perturbation needs a script")
             return None
         if script != "transfer_cube" or str(task) != "aloha:transfer_cube":
             raise ValueError(f"parameter script: only 'transfer_cube' exists, for task "
                              f"aloha:transfer_cube; got {script!r} for {task}")
-        return self._call(lambda: TransferCubeScript(self.sim))
+        return self._call(lambda: TransferCubeScript(self.sim, perturbation))
 
     def _new_follower(self, positions: np.ndarray) -> JointFollower:
         limits = self.sim.joint_limits
@@ -260,8 +267,8 @@ class SimBridgeNode(ConfiguredNode):
         if self._script is None:
             target = self.commands.arm.target(due_ns * 1e-9)
         else:
-            target = self._script.targets(state)
-            self._publish_demo_command(target, state, due_ns)
+            self._publish_demo_command(self._script.targets(state), state, due_ns)
+            target = self._script.executed(state)
         state = self.sim.step(target)
         stepped = time.monotonic()
         self._state, self._steps = state, self._steps + 1

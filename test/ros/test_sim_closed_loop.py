@@ -60,11 +60,12 @@ def test_one_episode_drives_the_simulated_arm_within_its_limits(task, workdir, t
 def test_a_scripted_demonstration_is_recorded_and_succeeds(tmp_path):
     out = tmp_path / "demos"
     result = _run(str(BIN / "lightwam-sim-demos"), "--episodes", "1", "--first-episode", "3",
-                  "--out", str(out))
+                  "--perturbation", "0.05", "--out", str(out))
     assert result.returncode == 0
     demos = json.loads((out / "demos.json").read_text())
     (demo,) = demos["demos"]
     assert demo["success"] and demo["episode"] == 3 and demos["success_rate"] == 1.0
+    assert demos["seeds"] == [3] and demos["perturbation"] == 0.05  # a perturbed demo succeeds
     reader = BagReader(out / demo["bag"])
     assert not reader.problems
     steps = round(demo["seconds"] / 0.02)

@@ -1,15 +1,18 @@
 """lightwam-sim-demos: scripted ALOHA transfer-cube demonstrations recorded as bags through the
 simulator bridge, for training.
 
-    lightwam-sim-demos --episodes 10 --out demos
+    lightwam-sim-demos --episodes 50 --out demos [--perturbation 0.05] [--camera-size H W]
 
 The bridge runs the scripted demonstration (``script:=transfer_cube``: joint-space waypoints
 from damped-least-squares IK on the simulator's own cube pose) and publishes everything a real
 run has - camera images, joint states, /clock, and the script's targets on the executor's
 command topic.  ``lightwam-record`` records each episode into ``OUT/episode_NNN`` (the inputs
 and outputs of the aloha_sim parameter files, plus the simulator's success and status).
-``OUT/demos.json`` lists every bag with the simulator's own success signal; the success rate is
-printed at the end.  ``lightwam-bag-to-samples`` turns the bags into training samples.
+``OUT/demos.json`` lists every bag with its episode (the seed of its cube pose) and the
+simulator's own success signal, and the settings that made them; the success rate is printed at
+the end. ``--perturbation`` records DART-style demonstrations: the arms execute the scripted
+targets plus slowly drifting noise (off during the grasp and the handover), and the clean targets
+are what the bag holds as commands, so a policy trained on them learns to return to the path.  ``lightwam-bag-to-samples`` turns the bags into training samples.
 """
 from __future__ import annotations
 
@@ -55,13 +58,15 @@ class DemoWatcher(Node):
             pass
 
 
-def record_demos(out: Path, episodes: int, first: int) -> list[dict[str, Any]]:
+def record_demos(out: Path, episodes: int, first: int, perturbation: float = 0.0,
+                 camera_size: Sequence[int] = (0, 0)) -> list[dict[str, Any]]:
     """Record ``episodes`` scripted demonstrations; one summary per bag."""
     bridge_params = read_params(params_file(SIM, TASK.embodiment), NODE_KINDS[SIM].node_name)
     bridge = NodeChildren()
     bridge.start(NodePlan.of_kind(SIM, params_file(SIM, TASK.embodiment), {
         "task": str(TASK), "script": "transfer_cube", "hold_until_reset": True,
-        "first_episode": first, "real_time_factor": 0.0}))
+        "first_episode": first, "real_time_factor": 0.0, "script_perturbation": perturbation,
+        "camera_size": list(camera_size)}))
     threads = NodeThreads()
     results = []
     try:
@@ -108,22 +113,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--first-episode", type=int, default=0, help="cube pose seed of the first")
     parser.add_argument("--out", type=Path, default=Path("demos"))
+    parser.add_argument("--perturbation", type=float, default=0.0,
+                        help="DART-style drifting noise on the executed arm targets (rad); the bags "
+                             "record the clean targets")
+    parser.add_argument("--camera-size", type=int, nargs=2, default=(0, 0), metavar=("H", "W"),
+                        help="render every camera at this size (default: the simulator's)")
     parser.add_argument("--isolated", action="store_true",
                         help="loopback-only discovery and a random ROS_DOMAIN_ID")
     args = parser.parse_args(argv)
-    if args.episodes < 1 or args.first_episode < 0:
-        parser.error("--episodes must be >= 1 and --first-episode >= 0")
+    if args.episodes < 1 or args.first_episode < 0 or args.perturbation < 0:
+        parser.error("--episodes must be >= 1, --first-episode and --perturbation >= 0")
+    if min(args.camera_size) < 0:
+        parser.error("--camera-size must be two sizes >= 0")
     if args.isolated:
         os.environ.update(isolated_ros_env())
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        results = record_demos(args.out, args.episodes, args.first_episode)
+        results = record_demos(args.out, args.episodes, args.first_episode, args.perturbation,
+                               args.camera_size)
     except RuntimeError as error:
         print(f"lightwam-sim-demos: {error}", file=sys.stderr)
         return 1
     rate = sum(r["success"] for r in results) / len(results)
     (args.out / "demos.json").write_text(json.dumps(
-        {"task": str(TASK), "success_rate": rate, "demos": results}, indent=2) + "\n")
+        {"task": str(TASK), "success_rate": rate, "perturbation": args.perturbation,
+         "camera_size": list(args.camera_size), "seeds": [r["episode"] for r in results],
+         "demos": results}, indent=2) + "\n")
     say(f"{sum(r['success'] for r in results)}/{len(results)} demonstrations succeeded "
         f"({rate:.0%}, the simulator's own signal); {args.out / 'demos.json'}")
     return 0
