@@ -235,6 +235,18 @@ PRESETS: dict[str, _Preset] = {
         expert=ExpertConfig(num_queries=4, num_heads=2, compress_dim=96, fused_dim=128,
                             step_embed_dim=32),
     ),
+    # Sized for training on a CPU (about 5 M parameters): 6 blocks of width 128 tapped after
+    # blocks 1/3/5, an 8-wide VAE, a small expert.  Meant for a reduced canvas of at most ~128
+    # tokens per frame (e.g. 160x192 -> 20x24 latents -> 10x12 tokens); instructions keep
+    # umT5's 4096-wide embeddings so a real instruction cache serves it.
+    "small": _Preset(
+        dit=DiTConfig(dim=128, ffn_dim=512, num_layers=6, num_heads=4),
+        vae=VAEConfig(base_dim=8),
+        lora=LoRAConfig(rank=8, alpha=16.0),
+        adapter=AdapterConfig(layers=(1, 3, 5), bottleneck=32),
+        expert=ExpertConfig(num_queries=8, num_heads=4, compress_dim=256, fused_dim=512,
+                            step_embed_dim=64),
+    ),
 }
 
 

@@ -174,20 +174,32 @@ def sample_clip_indices(num_frames_available: int, start: int, clip_len: int = 3
 
 
 # ---------------------------------------------------------------------------------- losses
-def video_loss(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+def video_loss(pred: Tensor, target: Tensor, weights: Tensor, frame_mask: Tensor | None = None) -> Tensor:
     """Mean over the batch of ``weights[b] * MSE(pred[b], target[b])`` on latent frames 1..F-1.
 
     Frame 0 is the clean conditioning frame; it is an input, not something to predict.
-    ``pred``/``target``: [B, C, F, H, W]; ``weights``: [B] (e.g. :func:`gaussian_timestep_weight`).
+    ``pred``/``target``: [B, C, F, H, W]; ``weights``: [B] (e.g. :func:`gaussian_timestep_weight`);
+    ``frame_mask`` bool [B, F] (True = a real frame) leaves padded frames out of a sample's mean; a
+    sample with no real future frame contributes 0 (the batch mean still divides by B, so equal
+    shards of a batch on several processes average to the whole batch's loss).
     """
     if pred.ndim != 5 or pred.shape != target.shape:
         raise ValueError(f"pred and target must be equal-shape [B, C, F, H, W], got "
                          f"{tuple(pred.shape)} and {tuple(target.shape)}")
-    if pred.shape[2] < 2:
-        raise ValueError(f"need at least 2 latent frames (frame 0 is excluded), got {pred.shape[2]}")
-    if weights.shape != (pred.shape[0],):
-        raise ValueError(f"weights must be [{pred.shape[0]}], got {tuple(weights.shape)}")
-    per_sample = (pred[:, :, 1:].float() - target[:, :, 1:].float()).pow(2).mean(dim=(1, 2, 3, 4))
+    batch, _, frames = pred.shape[:3]
+    if frames < 2:
+        raise ValueError(f"need at least 2 latent frames (frame 0 is excluded), got {frames}")
+    if weights.shape != (batch,):
+        raise ValueError(f"weights must be [{batch}], got {tuple(weights.shape)}")
+    if frame_mask is None:
+        frame_mask = torch.ones(batch, frames, dtype=torch.bool, device=pred.device)
+    if frame_mask.shape != (batch, frames) or frame_mask.dtype != torch.bool:
+        raise ValueError(f"frame_mask must be bool [{batch}, {frames}], got {frame_mask.dtype} "
+                         f"{tuple(frame_mask.shape)}")
+    diff = torch.where(frame_mask[:, None, :, None, None], pred.float() - target.float(), 0.0)
+    per_frame = diff[:, :, 1:].pow(2).mean(dim=(1, 3, 4))  # [B, F-1]
+    real = frame_mask[:, 1:].float()
+    per_sample = (per_frame * real).sum(dim=1) / real.sum(dim=1).clamp_min(1.0)
     return (weights.float() * per_sample).mean()
 
 
@@ -201,12 +213,13 @@ def first_n_step_weights(horizon: int, n: int) -> Tensor:
 
 
 def action_loss(pred: Tensor, target: Tensor, step_weights: Tensor, pad_mask: Tensor) -> Tensor:
-    """Weighted MSE on normalised actions [B, H, A].
+    """Weighted MSE on normalised actions [B, H, A]: per sample, then the mean over the batch.
 
     ``step_weights`` [H] weights each chunk step; ``pad_mask`` [B, H] is True where a step is padding
-    (past the episode end) and contributes nothing. The result is the weighted mean over supervised
-    steps of the per-step MSE, so it does not shrink when an episode's tail is padded.
-    Returns 0 (still differentiable) when no step is supervised.
+    (past the episode end) and contributes nothing. A sample's loss is the weighted mean over its
+    supervised steps of the per-step MSE, so it does not shrink when an episode's tail is padded;
+    a sample with no supervised step contributes 0, and the batch mean divides by B (equal shards
+    of a batch on several processes then average to the whole batch's loss).
     """
     if pred.ndim != 3 or pred.shape != target.shape:
         raise ValueError(f"pred and target must be equal-shape [B, H, A], got {tuple(pred.shape)} "
@@ -224,4 +237,5 @@ def action_loss(pred: Tensor, target: Tensor, step_weights: Tensor, pad_mask: Te
     diff = torch.where(pad_mask[..., None], 0.0, pred.float() - target.float())
     per_step = diff.pow(2).mean(dim=-1)  # [B, H]
     weights = step_weights.float().to(per_step.device)[None, :] * (~pad_mask).float()
-    return (weights * per_step).sum() / weights.sum().clamp_min(torch.finfo(torch.float32).tiny)
+    tiny = torch.finfo(torch.float32).tiny
+    return ((weights * per_step).sum(dim=1) / weights.sum(dim=1).clamp_min(tiny)).mean()

@@ -212,6 +212,20 @@ def test_video_loss_ignores_frame_zero_and_weights_samples():
     assert video_loss(moved, target, weights).item() > loss.item()
 
 
+def test_video_loss_masks_padded_frames():
+    g = gen(8)
+    pred, target = torch.randn(2, 4, 3, 2, 2, generator=g), torch.randn(2, 4, 3, 2, 2, generator=g)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    loss = video_loss(pred, target, torch.ones(2), mask)
+    # Sample 0 counts frame 1 only; sample 1 has no real future frame and contributes 0.
+    expected = ((pred[0, :, 1] - target[0, :, 1]) ** 2).mean().item() / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    moved = pred.clone()
+    moved[0, :, 2] = float("nan")
+    moved[1, :, 1:] += 9.0
+    assert video_loss(moved, target, torch.ones(2), mask).item() == pytest.approx(expected, rel=1e-6)
+
+
 def test_video_loss_rejects_bad_shapes():
     x = torch.zeros(2, 4, 3, 2, 2)
     with pytest.raises(ValueError, match="weights"):
@@ -237,9 +251,11 @@ def test_action_loss_masks_padding_and_unsupervised_steps():
     pad = torch.zeros(2, 6, dtype=torch.bool)
     pad[1, 2:] = True  # sample 1's episode ends after step 1
     loss = action_loss(pred, target, steps, pad)
-    # Reference: mean per-step MSE over the supervised, unpadded (b, h) pairs.
-    kept = [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1)]
-    expected = sum(((pred[b, h] - target[b, h]) ** 2).mean().item() for b, h in kept) / len(kept)
+    # Reference: per sample, the mean per-step MSE over its supervised, unpadded steps; then the
+    # mean over the two samples.
+    kept = {0: (0, 1, 2, 3), 1: (0, 1)}
+    expected = sum(sum(((pred[b, h] - target[b, h]) ** 2).mean().item() for h in steps_b) / len(steps_b)
+                   for b, steps_b in kept.items()) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     changed = pred.clone()
     changed[1, 3] = float("nan")   # padded
