@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lightwam_ros.control.kinematics import SerialChain, integrate_delta_eef, panda_chain
 from lightwam_ros.control.scheduling import ActionChunk
+from lightwam_ros.policy.kinematics import SerialChain, integrate_delta_eef, panda_chain
 
 DELTA_EEF_DIM = 7  # dx, dy, dz, drx, dry, drz, gripper
 

@@ -24,9 +24,9 @@ import numpy as np
 import yaml
 
 from lightwam_ros.control.delta_eef import GripperMap, delta_eef_chunk_to_joint_targets
-from lightwam_ros.control.kinematics import PANDA_KINEMATICS, SerialChain, panda_chain
 from lightwam_ros.control.scheduling import ActionChunk
 from lightwam_ros.policy.embodiment import ArmSpec, EmbodimentSpec
+from lightwam_ros.policy.kinematics import PANDA_KINEMATICS, SerialChain, panda_chain
 
 
 class ChunkLayoutError(ValueError):

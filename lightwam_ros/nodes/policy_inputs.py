@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from lightwam_ros.control.frame_history import StreamConfig
-from lightwam_ros.control.kinematics import Pose
 from lightwam_ros.nodes.policy_params import PolicySettings
+from lightwam_ros.policy.kinematics import Pose
 
 JOINT_STREAM = "joint_states"
 # Joint states come much faster than frames, and an observation takes the joint state of the

@@ -58,7 +58,6 @@ from visualization_msgs.msg import MarkerArray
 
 from lightwam_ros.control.frame_history import (ObservationAssembler, StaleInputError,
                                                 StreamProblem)
-from lightwam_ros.control.kinematics import Pose
 from lightwam_ros.msg import ActionChunk, PolicyStatus
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
@@ -66,6 +65,7 @@ from lightwam_ros.nodes.policy_inputs import (JOINT_STREAM, anchor_stream, camer
 from lightwam_ros.nodes.policy_params import CameraInput, PolicySettings, declare_policy_parameters
 from lightwam_ros.nodes.policy_visuals import PredictionVisuals
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
+from lightwam_ros.policy.kinematics import Pose
 from lightwam_ros.policy.runner import (LatencyStats, PolicyInputError, PolicyOutput,
                                         PolicyOutputError, PolicyRunner)
 from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains

@@ -16,10 +16,10 @@ import numpy as np
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
-from lightwam_ros.control.kinematics import Pose, integrate_delta_eef
-from lightwam_ros.ros.chunk_messages import ChunkData, chunk_to_joint_trajectory, path_markers
 from lightwam_ros.nodes.command_layout import CommandLayout
 from lightwam_ros.policy.embodiment import EmbodimentSpec
+from lightwam_ros.policy.kinematics import Pose, integrate_delta_eef
+from lightwam_ros.ros.chunk_messages import ChunkData, chunk_to_joint_trajectory, path_markers
 
 PATH_NAMESPACE = "lightwam_predicted_path"
 EXECUTABLE_COLOR = (0.1, 0.8, 0.2, 1.0)

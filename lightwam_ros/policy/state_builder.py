@@ -20,8 +20,8 @@ from typing import Mapping
 
 import numpy as np
 
-from lightwam_ros.control.kinematics import Pose, SerialChain, panda_chain
 from lightwam_ros.policy.embodiment import EmbodimentSpec
+from lightwam_ros.policy.kinematics import Pose, SerialChain, panda_chain
 
 _EEF_KINDS = ("eef_position", "eef_axis_angle")
 

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from lightwam_ros.control.kinematics import IKResult, Pose, damped_least_squares
+from lightwam_ros.policy.kinematics import IKResult, Pose, damped_least_squares
 from lightwam_ros.sim.aloha import ARMS, GRIPPER_BODIES, MJCF_JOINTS, AlohaSim
 from lightwam_ros.sim.base import SimError, SimState
 

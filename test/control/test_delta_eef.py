@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from lightwam_ros.control.delta_eef import GripperMap, delta_eef_chunk_to_joint_targets
-from lightwam_ros.control.kinematics import panda_chain, rotation_to_axis_angle
 from lightwam_ros.control.scheduling import ActionChunk
+from lightwam_ros.policy.kinematics import panda_chain, rotation_to_axis_angle
 
 CHAIN = panda_chain()
 READY = np.array([0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4])

@@ -6,10 +6,10 @@ import pytest
 
 from lightwam_ros.control.executor_core import ChunkExecutorCore, ExecutorConfig
 from lightwam_ros.control.interpolation import INTERPOLATION_KINDS
-from lightwam_ros.control.kinematics import PANDA_KINEMATICS
 from lightwam_ros.control.safety import JointSafetyLimits
 from lightwam_ros.control.scheduling import ActionChunk
 from lightwam_ros.control.watchdog import ExecutorState
+from lightwam_ros.policy.kinematics import PANDA_KINEMATICS
 
 TICK = 0.002  # 500 Hz
 DT = 0.05  # 20 Hz policy

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from lightwam_ros.control.kinematics import Pose, panda_chain
 from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.policy.kinematics import Pose, panda_chain
 from lightwam_ros.policy.state_builder import (StateAssemblyError, StateBuilder, default_chains,
                                                pose_arms)
 

@@ -18,13 +18,13 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Bool, Empty  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from lightwam_ros.control.kinematics import panda_chain  # noqa: E402
 from lightwam_ros.msg import ActionChunk  # noqa: E402
 from lightwam_ros.nodes.command_layout import ChunkLayoutError, CommandLayout  # noqa: E402
 from lightwam_ros.nodes.executor_node import TickStats, create_executor_node  # noqa: E402
 from lightwam_ros.nodes.reason_reporter import ReasonReporter  # noqa: E402
-from lightwam_ros.ros.stamps import seconds_to_stamp  # noqa: E402
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
+from lightwam_ros.policy.kinematics import panda_chain  # noqa: E402
+from lightwam_ros.ros.stamps import seconds_to_stamp  # noqa: E402
 from ros_harness import (A0, ALOHA_JOINTS, COMMAND_TOPIC, CONFIG, FORWARD_TOPIC,  # noqa: E402
                          Q0, STAMP_JUMP_BACK_NS, TRAJECTORY_TOPIC, Harness, NodeProcess,
                          aloha_harness, assert_within_caps, fresh_ros_context,

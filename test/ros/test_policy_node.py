@@ -24,13 +24,13 @@ from std_msgs.msg import Empty  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
-from lightwam_ros.control.kinematics import panda_chain  # noqa: E402
 from lightwam_ros.msg import PolicyStatus  # noqa: E402
 from lightwam_ros.nodes.policy_node import PolicyNode, create_policy_node  # noqa: E402
 from lightwam_ros.nodes.policy_visuals import PredictionVisuals  # noqa: E402
-from lightwam_ros.ros.stamps import stamp_to_nanoseconds, stamp_to_seconds  # noqa: E402
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
+from lightwam_ros.policy.kinematics import panda_chain  # noqa: E402
 from lightwam_ros.policy.runner import PolicyRunner  # noqa: E402
+from lightwam_ros.ros.stamps import stamp_to_nanoseconds, stamp_to_seconds  # noqa: E402
 from lightwam_ros.tools.assets.make_tiny import TinyPackage, make_tiny_package  # noqa: E402
 from ros_harness import (ALOHA_TASK, CONFIG, MAX_AGE, NodeProcess, Robot,  # noqa: E402
                          set_action_stats, spin_in_background, wait_until)

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from lightwam_ros.control.kinematics import Pose
+from lightwam_ros.policy.kinematics import Pose
 from lightwam_ros.sim.aloha import GRIPPER_BODIES, MJCF_JOINTS, AlohaSim
 from lightwam_ros.sim.aloha_scripted import GRASP_POINT, ArmIK, TransferCubeScript, run_episode
 from lightwam_ros.sim.base import SimError, configure_offscreen_rendering

@@ -29,13 +29,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from lightwam_ros.control.kinematics import SerialChain, panda_chain
 from lightwam_ros.model.checkpoint import CheckpointMetadata, save_checkpoint
 from lightwam_ros.model.config import LightWAMConfig, PRESETS, make_config
 from lightwam_ros.model.instructions import InstructionCache, prompt_for
 from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.model.lora import LoRA
 from lightwam_ros.policy.embodiment import EmbodimentSpec, VectorField, load_embodiment
+from lightwam_ros.policy.kinematics import SerialChain, panda_chain
 
 STANDIN_ENCODER_ID = "random-standin"
 ADDITION_INIT_STD = 0.01  # std of the LoRA / adapter up-projections of a random model

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from lightwam_ros.control.kinematics import (
+from lightwam_ros.policy.kinematics import (
     PANDA_KINEMATICS,
     Pose,
     SerialChain,
