@@ -25,7 +25,8 @@ from safetensors import SafetensorError, safe_open
 from lightwam_ros.model.instructions import InstructionCache
 from lightwam_ros.ros.parameter_checks import declare_value, finite_number
 from lightwam_ros.policy.device import resolve_device, resolve_dtype
-from lightwam_ros.policy.embodiment import EmbodimentSpec, default_camera_topic, load_embodiment
+from lightwam_ros.policy.embodiment import (EmbodimentSpec, default_camera_topic, load_embodiment,
+                                            transport_topic)
 from lightwam_ros.policy.runner import COMPILE_MODES
 from lightwam_ros.policy.state_builder import pose_arms
 
@@ -256,11 +257,11 @@ def checkpoint_identity(path: Path) -> tuple[str, str]:
 def _declare_camera(node: Node, role: str) -> CameraInput:
     prefix = f"cameras.{role}."
     compressed = declare_value(node, prefix + "compressed", False, "Subscribe to "
-                               "sensor_msgs/CompressedImage (JPEG/PNG) instead of Image.")
-    topic = declare_value(node, prefix + "topic", "", f"Camera '{role}' topic; empty: "
-                          f"camera/{role}/image_raw (/compressed when compressed).").strip()
-    if not topic:
-        topic = default_camera_topic(role, compressed)
+                               "sensor_msgs/CompressedImage (JPEG/PNG) on <topic>/compressed, "
+                               "image_transport's name, instead of Image on <topic>.")
+    image_topic = declare_value(node, prefix + "topic", "", f"Camera '{role}' image topic; "
+                                f"empty: {default_camera_topic(role)}.").strip()
+    topic = transport_topic(image_topic or default_camera_topic(role), compressed)
     max_age = finite_number(prefix + "max_age", declare_value(
         node, prefix + "max_age", DEFAULT_CAMERA_MAX_AGE,
         f"Refuse camera '{role}' frames older than this [s].", dynamic=True))

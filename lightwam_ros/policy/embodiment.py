@@ -118,10 +118,22 @@ class CameraSpec:
     width: int
 
 
-def default_camera_topic(role: str, compressed: bool = False) -> str:
-    """Where a camera role's images are published unless a node's parameters say otherwise,
-    following image_transport's naming; one rule for the policy, the robots and the tools."""
-    return f"camera/{role}/image_raw" + ("/compressed" if compressed else "")
+COMPRESSED_SUFFIX = "/compressed"
+
+
+def default_camera_topic(role: str) -> str:
+    """Where a camera role's images are published unless a node's parameters say otherwise."""
+    return f"camera/{role}/image_raw"
+
+
+def transport_topic(image_topic: str, compressed: bool) -> str:
+    """The topic that carries ``image_topic`` in its transport, named as image_transport names it:
+    the image topic itself (raw), or ``<image topic>/compressed``.  So a camera switched to
+    compressed needs no new topic; one that already names its compressed topic keeps it.  One
+    rule for the policy, the recorder and the tools."""
+    if compressed and not image_topic.endswith(COMPRESSED_SUFFIX):
+        return image_topic + COMPRESSED_SUFFIX
+    return image_topic
 
 
 @dataclass(frozen=True)

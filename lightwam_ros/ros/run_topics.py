@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from lightwam_ros.policy.embodiment import default_camera_topic
+from lightwam_ros.policy.embodiment import default_camera_topic, transport_topic
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY
 from lightwam_ros.ros.param_files import EMBODIMENTS, params_file, read_params
 
@@ -42,10 +42,10 @@ def recorded_topics(policy: Mapping[str, Any], executor: Mapping[str, Any]) -> R
 
 
 def camera_topic(values: Mapping[str, Any], role: str) -> str:
-    """The topic of camera ``role`` in a node's effective parameters, or the default a node
-    uses when they name none."""
-    return (values.get(f"cameras.{role}.topic")
-            or default_camera_topic(role, values.get(f"cameras.{role}.compressed", False)))
+    """The topic camera ``role``'s frames arrive on with a node's effective parameters: its
+    image topic (or the default) in the transport they choose."""
+    return transport_topic(values.get(f"cameras.{role}.topic") or default_camera_topic(role),
+                           values.get(f"cameras.{role}.compressed", False))
 
 
 def absolute_topic(name: str) -> str:

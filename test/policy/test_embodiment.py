@@ -9,8 +9,10 @@ from lightwam_ros.policy.canvas import build_canvas
 from lightwam_ros.policy.embodiment import (
     SHIPPED_DIR,
     EmbodimentSpecError,
+    default_camera_topic,
     load_embodiment,
     shipped_embodiments,
+    transport_topic,
 )
 
 
@@ -222,3 +224,12 @@ def test_scale_belongs_to_the_state_only(tmp_path):
     data["action"]["fields"][0]["scale"] = [1.0] * 6
     with pytest.raises(EmbodimentSpecError, match=r"action.fields\[0\].scale: .*actions take none"):
         load_embodiment(write_yaml(tmp_path, data))
+
+
+def test_a_compressed_camera_is_its_image_topics_compressed_transport():
+    """image_transport's naming: switching a role to compressed needs no new topic."""
+    assert default_camera_topic("head") == "camera/head/image_raw"
+    assert transport_topic("camera/head/image_raw", False) == "camera/head/image_raw"
+    assert transport_topic("/cam/color/image_raw", True) == "/cam/color/image_raw/compressed"
+    # A topic that names the compressed transport already is kept, not suffixed twice.
+    assert transport_topic("/cam/image_raw/compressed", True) == "/cam/image_raw/compressed"

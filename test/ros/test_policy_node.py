@@ -278,8 +278,9 @@ def test_libero_shadow_on_request_with_an_end_effector_path(tmp_path):
     node = NodeProcess("policy_node", {
         "checkpoint": package.checkpoint, "instruction_cache": package.instructions,
         "instruction": "turn on the stove", "trigger": "request", "shadow": True,
-        "warmup": 1, "joint_state_max_age": MAX_AGE, "cameras.wrist.compressed": True,
-        "cameras.wrist.topic": "camera/wrist/image_raw/compressed",
+        "warmup": 1, "joint_state_max_age": MAX_AGE,
+        # Switched to compressed without a topic: the file's image topic + /compressed.
+        "cameras.wrist.compressed": True,
         **{f"cameras.{role}.max_age": MAX_AGE for role in robot.roles}},
         CONFIG / "policy_libero_franka.yaml")
     try:

@@ -39,6 +39,15 @@ def test_recorded_topics_follow_the_effective_parameters():
     assert recorded.outputs == ("cmd", "/diagnostics")
 
 
+def test_a_camera_switched_to_compressed_is_recorded_on_its_compressed_transport():
+    recorded = recorded_topics(
+        {"cameras.head.topic": "/cam/head/image_raw", "cameras.head.compressed": True,
+         "cameras.wrist.topic": "/wrist/image_raw/compressed", "cameras.wrist.compressed": True,
+         "cameras.side.topic": "/side/image_raw", "cameras.side.compressed": False}, {})
+    assert recorded.inputs[:3] == ("/cam/head/image_raw/compressed", "/side/image_raw",
+                                   "/wrist/image_raw/compressed")
+
+
 def test_a_foreign_bag_player_leaves_out_what_the_package_publishes():
     outputs = package_output_topics()
     assert {"/diagnostics", "/lightwam/action_chunk", "/lightwam/policy_status",
