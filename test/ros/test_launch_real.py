@@ -35,6 +35,7 @@ from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch_ros.substitutions import ExecutableInPackage  # noqa: E402
 
 from launch import LaunchContext  # noqa: E402
+from launch.substitutions.substitution_failure import SubstitutionFailure  # noqa: E402
 from lightwam_ros.bags.reader import BagReader  # noqa: E402
 from lightwam_ros.ros.node_registry import NODE_KINDS  # noqa: E402
 from lightwam_ros.ros.param_files import PACKAGE, read_params  # noqa: E402
@@ -116,7 +117,11 @@ def test_the_pip_layout_resolves_the_package_by_name(monkeypatch):
              if line.strip() and not line.startswith("#")]
     context = LaunchContext()
     for name in names:
-        path = Path(ExecutableInPackage(name, PACKAGE).perform(context))
+        try:
+            path = Path(ExecutableInPackage(name, PACKAGE).perform(context))
+        except SubstitutionFailure as error:
+            pytest.fail(f"{error}: scripts/setup.sh lays out every executable of "
+                        "resource/executables.txt (re-run it after adding one)")
         assert path.parent == Path(sys.prefix) / "lib" / PACKAGE and os.access(path, os.X_OK)
 
 
