@@ -36,6 +36,7 @@ from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.model.lora import LoRA
 from lightwam_ros.policy.embodiment import EmbodimentSpec, VectorField, load_embodiment
 from lightwam_ros.policy.kinematics import SerialChain, panda_chain
+from lightwam_ros.sim.aloha import TASKS as ALOHA_TASKS
 
 STANDIN_ENCODER_ID = "random-standin"
 ADDITION_INIT_STD = 0.01  # std of the LoRA / adapter up-projections of a random model
@@ -54,6 +55,7 @@ DEMO_TASKS = {
         "pick up the alphabet soup and place it in the basket",
         "turn on the stove",
     ),
+    "aloha_sim": tuple(task.instruction for task in ALOHA_TASKS.values()),
     "robotwin_aloha": (
         "beat the block with the hammer",
         "hand over the block",
