@@ -3,13 +3,8 @@ streams: one definition for the live node and for the offline check, so both ass
 observations by the same rules."""
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-
 from lightwam_ros.control.frame_history import StreamConfig
 from lightwam_ros.nodes.policy_params import PolicySettings
-from lightwam_ros.policy.kinematics import Pose
 
 JOINT_STREAM = "joint_states"
 # Joint states come much faster than frames, and an observation takes the joint state of the
@@ -48,12 +43,3 @@ def input_streams(settings: PolicySettings, history_scale: int = 1
                                                       capacity=JOINT_HISTORY * history_scale)
         topics[pose_stream(pose.arm)] = pose.topic
     return streams, topics
-
-
-def pose_from_message(msg: Any) -> Pose:
-    """The Pose of a ``geometry_msgs/PoseStamped``; ValueError for a non-unit quaternion."""
-    p, q = msg.pose.position, msg.pose.orientation
-    norm = float(np.linalg.norm([q.w, q.x, q.y, q.z]))
-    if not abs(norm - 1.0) < 1e-3:
-        raise ValueError(f"orientation quaternion has norm {norm:.6g}, not 1")
-    return Pose.from_quaternion([p.x, p.y, p.z], [q.w, q.x, q.y, q.z])

@@ -27,7 +27,7 @@ from lightwam_ros.bags.health import StreamHealth, header_stamp_ns, missing_topi
 from lightwam_ros.bags.reader import BagMessage, BagProblem, BagReader
 from lightwam_ros.control.frame_history import ObservationAssembler, StaleInputError
 from lightwam_ros.nodes.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
-                                             input_streams, pose_from_message, pose_stream)
+                                             input_streams, pose_stream)
 from lightwam_ros.nodes.policy_params import PolicySettings, settings_from_values
 from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains
 from lightwam_ros.ros.chunk_messages import ChunkData, msg_to_chunk
@@ -36,6 +36,7 @@ from lightwam_ros.ros.joint_state import JointStateMatcher
 from lightwam_ros.ros.message_types import message_class
 from lightwam_ros.ros.node_registry import NODE_KINDS, POLICY
 from lightwam_ros.ros.param_files import read_params
+from lightwam_ros.ros.pose_messages import pose_from_message
 from lightwam_ros.ros.run_topics import absolute_topic
 from lightwam_ros.ros.stamps import stamp_to_nanoseconds, stamp_to_seconds
 
