@@ -1,2 +1,3 @@
 """The ROS boundary: conversions between ROS messages and the core's types, stamps (integer
-nanoseconds), diagnostics, message type lookup and parameter declaration helpers; no node logic."""
+nanoseconds), diagnostics, message type lookup, parameter declaration helpers, the node registry,
+the package's parameter files and the topics a run reads and publishes; no node logic."""
