@@ -20,6 +20,7 @@ from launch_ros.actions import Node
 from lightwam_ros.ros.param_files import PACKAGE, rviz_config
 from lightwam_ros.tools.launch.bringup_plan import (LAUNCH_ARGUMENTS, launch_flag,
                                                     plan_from_launch_arguments)
+from lightwam_ros.tools.launch.child_process import STOP_TIMEOUT
 
 
 def _nodes(context, *args, **kwargs):
@@ -30,8 +31,12 @@ def _nodes(context, *args, **kwargs):
     if rviz:
         _require_rviz2()
     plan = plan_from_launch_arguments(values)
+    # After Ctrl-C a node finishes its inference first: as long as lightwam-bringup waits, not
+    # launch's 5 s (sigterm_timeout:=S still sets it).
+    sigterm_timeout = LaunchConfiguration("sigterm_timeout", default=str(STOP_TIMEOUT))
     actions = [Node(package=PACKAGE, executable=node.executable, name=node.node_name,
                     output="screen", emulate_tty=True, additional_env=dict(node.env),
+                    sigterm_timeout=sigterm_timeout,
                     arguments=list(node.arguments),
                     parameters=([str(node.params_file)] if node.params_file else [])
                     + ([dict(node.overrides)] if node.overrides else []))

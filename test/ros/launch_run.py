@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from lightwam_ros.ros.param_files import PACKAGE
-from lightwam_ros.tools.launch.child_process import ChildProcess
+from lightwam_ros.tools.launch.child_process import STOP_TIMEOUT, ChildProcess
 from ros_harness import wait_until
 
 LAUNCH_FILE = "lightwam.launch.py"
@@ -83,7 +83,7 @@ class LaunchRun(ChildProcess):
         """SIGINT the launch; every process it started must be gone and, with ``clean``, have
         finished cleanly (a node interrupted while it starts may not).  The launch's status."""
         try:
-            code = self.stop()
+            code = self.stop(timeout=2 * STOP_TIMEOUT)  # launch gives each node STOP_TIMEOUT
         finally:
             leftovers = [pid for pid in self.started().values() if _alive(pid)]
             for pid in leftovers:

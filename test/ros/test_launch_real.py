@@ -112,6 +112,10 @@ def test_the_pip_layout_resolves_the_package_by_name(monkeypatch):
     assert found.is_relative_to(Path(sys.prefix) / "share" / PACKAGE)
     assert found.resolve() == (ROOT / "launch" / LAUNCH_FILE).resolve(), \
         "the venv's launch file must be the checkout's (editable install)"
+    share = Path(sys.prefix) / "share" / PACKAGE / "config"
+    for path in (ROOT / "config").rglob("*.*"):
+        assert (share / path.relative_to(ROOT / "config")).resolve() == path.resolve(), \
+            f"{path} is not linked in {share}: re-run scripts/setup.sh after adding a file"
     names = [line.split("=")[0].strip() for line in
              (ROOT / "resource" / "executables.txt").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
