@@ -78,6 +78,7 @@ class Trainer:
         embeddings = {task: self.instructions.get(task)[0] for task in used}
 
         self.model = model = build_model(cfg.model, spec, cfg.run.seed)
+        # Sizes only: the model learns whichever encoder made the cache it is trained with.
         self.instructions.check_compatible(self.instructions.encoder_id, model.cfg.dit.text_len,
                                            model.cfg.dit.text_dim)
         factor = model.vae.temporal_factor
@@ -88,7 +89,14 @@ class Trainer:
         frames = cfg.data.video_frames
         if cfg.objective.video_weight > 0 and ((frames - 1) % factor or frames < 1 + factor):
             raise TrainConfigError(f"data.video_frames must be 1 + {factor}k with k >= 1 for the "
-                                       f"video loss, got {cfg.data.video_frames}")
+                                   f"video loss, got {frames}")
+        multiple = model.vae.spatial_factor * 2 * max(model.cfg.dit.patch_size[1:])
+        canvas = (spec.canvas.height, spec.canvas.width)
+        if cfg.objective.video_weight > 0 and any(n % multiple for n in canvas):
+            raise TrainConfigError(
+                f"the video loss pools latents 2x and patchifies them: the canvas must be a "
+                f"multiple of {multiple} in both dimensions, {spec.name}'s is {canvas[0]}x"
+                f"{canvas[1]} (use another canvas or objective.video_weight=0)")
         if cfg.model.latent_norm == "data":
             picks = np.linspace(0, len(self.train_set) - 1, min(LATENT_STAT_CLIPS, len(self.train_set)))
             standardise_latents(model, [self.train_set.batch([int(k)], self._clip_mode()).clips

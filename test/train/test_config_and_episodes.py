@@ -105,3 +105,9 @@ def test_alignment_convention_on_a_synthetic_episode(workspace, tmp_path):
     assert real.tolist() == [t + i < frames for i in range(HORIZON)]
     got = norm.denormalize_action(batch.actions.numpy())[0]
     np.testing.assert_allclose(got[real, 0], expected[real], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_shipped_configs_parse(name):
+    path = Path(__file__).resolve().parents[2] / "config" / "train" / f"{name}.yaml"
+    assert load_config(path).model.preset == name
