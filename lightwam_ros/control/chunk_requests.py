@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from lightwam_ros.policy.chunk import NS_PER_S
+
 
 class ChunkRequestTimer:
     """Due once the plan ends within ``lead_time``; then not again until a chunk is accepted or
@@ -21,15 +23,18 @@ class ChunkRequestTimer:
                 raise ValueError(f"{name} must be a finite number > 0, got {value}")
         self.lead_time = lead_time
         self.retry = retry
-        self._asked_at: Optional[float] = None
+        self._lead_ns = round(lead_time * NS_PER_S)
+        self._retry_ns = round(retry * NS_PER_S)
+        self._asked_at: Optional[int] = None
         self._accepted_when_asked = -1
 
-    def due(self, now: float, plan_end: float, chunks_accepted: int) -> bool:
-        """Whether to send a request now (recorded as sent when True)."""
-        if plan_end - now > self.lead_time:
+    def due(self, now_ns: int, plan_end_ns: Optional[int], chunks_accepted: int) -> bool:
+        """Whether to send a request now (recorded as sent when True); times in ns, no plan
+        is ``plan_end_ns=None``."""
+        if plan_end_ns is not None and plan_end_ns - now_ns > self._lead_ns:
             return False
         if (self._asked_at is not None and chunks_accepted == self._accepted_when_asked
-                and now - self._asked_at < self.retry):
+                and now_ns - self._asked_at < self._retry_ns):
             return False
-        self._asked_at, self._accepted_when_asked = now, chunks_accepted
+        self._asked_at, self._accepted_when_asked = now_ns, chunks_accepted
         return True

@@ -1,15 +1,19 @@
 """One object a ROS node drives: chunks in, joint commands out at the control rate.
 
-``submit_chunk`` validates a joint-space chunk as a whole, places it in time and merges it into
-the plan (``ChunkScheduler``), then rebuilds the interpolated trajectory from the state the
-executor is commanding right now, so a new chunk never makes the command jump.  ``tick`` samples
-that trajectory (or brakes, when the watchdog says hold), passes the result through the safety
-filter and returns the command.  Everything per chunk is precomputed in ``submit_chunk``; a tick
-is one polynomial evaluation plus the filter.
+``submit_chunk`` has the safety filter judge a joint-space chunk as a whole (the executor is the
+only authority on limits: values within ``limit_margin`` past a limit are clipped, further ones
+refuse the chunk), places it in time and merges it into the plan (``ChunkScheduler``), then
+rebuilds the interpolated trajectory from the state the executor is commanding right now, so a
+new chunk never makes the command jump.  ``tick`` samples that trajectory (or brakes, when the
+watchdog says hold), passes the result through the safety filter and returns the command.
+``planned_path`` is that trajectory sampled ahead: what the executor will command while no newer
+chunk arrives, the path to show in RViz.  Everything per chunk is precomputed in
+``submit_chunk``; a tick is one polynomial evaluation plus the filter.
 
-Times are float seconds on one clock (the node converts ROS stamps).  Delta-EEF chunks are
-converted to joint targets first (``delta_eef.delta_eef_chunk_to_joint_targets``).  The object is
-not thread-safe: call it from one thread (or one ROS callback group).
+Times are integer nanoseconds on the stamps' clock; the trajectory is built in float seconds
+relative to its own start (a local origin).  Delta-EEF chunks are converted to joint targets
+first (``command_layout.CommandLayout``).  The object is not thread-safe: call it from one thread
+(or one ROS callback group).
 """
 from __future__ import annotations
 
@@ -24,8 +28,9 @@ from lightwam_ros.control.interpolation import (
     build_trajectory,
 )
 from lightwam_ros.control.safety import JointSafetyLimits, SafetyFilter
-from lightwam_ros.control.scheduling import ActionChunk, ChunkScheduler
+from lightwam_ros.control.scheduling import ChunkScheduler
 from lightwam_ros.control.watchdog import FOLLOWING_STATES, ExecutorState, Watchdog, brake_step
+from lightwam_ros.policy.chunk import NS_PER_S, Chunk
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ class SubmitResult:
 class Command:
     """One tick's output; positions are None only before the first joint state."""
 
-    t: float
+    t_ns: int
     positions: np.ndarray | None
     velocities: np.ndarray | None
     accelerations: np.ndarray | None
@@ -80,9 +85,12 @@ class ChunkExecutorCore:
         self._watchdog = Watchdog(config.chunk_timeout, config.measured_timeout)
         self._dim = config.limits.dim
         self._trajectory: PiecewiseQuintic | None = None
+        self._origin_ns = 0  # the trajectory's t = 0 [ns]
         self._measured: np.ndarray | None = None
-        self._t_measured = -math.inf
-        self._t_cmd: float | None = None
+        self._t_measured: float = -math.inf  # ns; -inf before the first joint state
+        self._t_cmd: int | None = None
+        self._min_lead_ns = round(config.min_lead * NS_PER_S)
+        self._max_skew_ns = round(config.max_clock_skew * NS_PER_S)
         self._cmd_pos = np.zeros(self._dim)
         self._cmd_vel = np.zeros(self._dim)
         self._cmd_acc = np.zeros(self._dim)
@@ -99,50 +107,63 @@ class ChunkExecutorCore:
         return self._watchdog.reason
 
     @property
-    def plan_end(self) -> float:
-        """Time the current plan runs out (-inf with no plan): when to want the next chunk."""
-        return self._trajectory.end_time if self._trajectory is not None else -math.inf
+    def plan_end_ns(self) -> int | None:
+        """Time the current plan runs out (None with no plan): when to want the next chunk."""
+        if self._trajectory is None:
+            return None
+        return self._origin_ns + round(self._trajectory.end_time * NS_PER_S)
 
     def _clock(self) -> float:
         return self._t_cmd if self._t_cmd is not None else self._t_measured
 
+    def planned_path(self, period_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """What the executor will command from its last tick to the end of the plan while no
+        newer chunk arrives: (times [ns], joint positions (n, D)) every ``period_ns``, the plan's
+        end included.  Empty without a plan (the command then holds where it is)."""
+        if period_ns <= 0:
+            raise ValueError(f"period_ns must be > 0, got {period_ns}")
+        end = self.plan_end_ns
+        if end is None or self._t_cmd is None or self._watchdog.state not in FOLLOWING_STATES:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self._dim))
+        times = np.append(np.arange(self._t_cmd, end, period_ns, dtype=np.int64), end)
+        positions = np.array([self._trajectory.sample((t - self._origin_ns) / NS_PER_S)[0].copy()
+                              for t in times])
+        return times, np.clip(positions, self.config.limits.lower, self.config.limits.upper)
+
     # ---------------------------------------------------------------- inputs
 
-    def update_measured(self, q: np.ndarray, t: float) -> None:
-        """Latest joint state; a non-finite one is refused (the previous one ages out instead)."""
+    def update_measured(self, q: np.ndarray, t_ns: int) -> None:
+        """Latest joint state stamped ``t_ns``; a non-finite one is refused (the previous one
+        ages out instead)."""
         q = np.asarray(q, dtype=np.float64)
         if q.shape != (self._dim,):
             raise ValueError(f"measured joint state must have shape ({self._dim},), got {q.shape}")
         if not np.all(np.isfinite(q)):
             raise ValueError(f"measured joint state must be finite, got {q}")
-        if not math.isfinite(t):
-            raise ValueError(f"measured stamp must be finite, got {t}")
         self._measured = q.copy()
-        self._t_measured = t
+        self._t_measured = int(t_ns)
 
-    def submit_chunk(self, chunk: ActionChunk) -> SubmitResult:
-        """Accept a joint-space chunk into the plan or refuse it with a reason."""
+    def submit_chunk(self, chunk: Chunk) -> SubmitResult:
+        """Accept a joint-space chunk (columns in the commanded order) into the plan or refuse it
+        with a reason."""
         if self._watchdog.state == ExecutorState.ESTOPPED:
             return SubmitResult(False, "e-stop latched: reset() first", 0)
         if self._measured is None:
             return SubmitResult(False, "no joint state received yet", 0)
-        if chunk.dim != self._dim:
-            return SubmitResult(
-                False, f"chunk has {chunk.dim} dims, executor drives {self._dim}", 0
-            )
         now = self._clock()
-        if chunk.stamp > now + self.config.max_clock_skew:
+        if chunk.stamp_ns > now + self._max_skew_ns:
+            ahead = (chunk.stamp_ns - now) / NS_PER_S
             return SubmitResult(
-                False, f"chunk stamp is {chunk.stamp - now:.3f} s in the future: clocks disagree", 0
+                False, f"chunk stamp is {ahead:.3f} s in the future: clocks disagree", 0
             )
-        verdict = self._safety.validate_chunk(chunk.actions)
+        verdict = self._safety.validate_chunk(chunk.executable())
         if not verdict.ok:
             return SubmitResult(False, f"invalid chunk: {verdict.reason}", 0)
-        clipped = ActionChunk(chunk.stamp, chunk.dt, self._safety.clip_to_limits(chunk.actions),
-                              chunk.execute_steps, chunk.chunk_id)
-        kept = self._scheduler.add_chunk(clipped, now + self.config.min_lead)
+        clipped = chunk.with_actions(self._safety.clip_to_limits(chunk.executable()),
+                                     chunk.action_names, chunk.action_mode)
+        kept = self._scheduler.add_chunk(clipped, now + self._min_lead_ns)
         if kept == 0:
-            late = now - chunk.waypoint_times()[-1]
+            late = (now - chunk.waypoint_times_ns()[-1]) / NS_PER_S
             return SubmitResult(
                 False, f"stale chunk: its last executable step ended {late:.3f} s ago", 0
             )
@@ -177,33 +198,35 @@ class ChunkExecutorCore:
         self._scheduler.clear()
         self._trajectory = None
 
-    def _rebuild(self, t0: float) -> None:
-        """Trajectory from the commanded state at t0 through the plan's remaining waypoints."""
-        plan = self._scheduler.plan(t0 + self.config.min_lead)
+    def _rebuild(self, t0_ns: int) -> None:
+        """Trajectory from the commanded state at t0_ns through the plan's remaining waypoints,
+        in float seconds from t0_ns (its local origin)."""
+        plan = self._scheduler.plan(t0_ns + self._min_lead_ns)
         if plan is None or plan.empty:
             self._trajectory = None
             return
+        self._origin_ns = t0_ns
         self._trajectory = build_trajectory(
-            self.config.interpolation, t0, self._cmd_pos, self._cmd_vel, self._cmd_acc,
-            plan.times, plan.positions,
+            self.config.interpolation, 0.0, self._cmd_pos, self._cmd_vel, self._cmd_acc,
+            (plan.times_ns - t0_ns) / NS_PER_S, plan.positions,
         )
 
     # ---------------------------------------------------------------- control tick
 
-    def tick(self, t: float) -> Command:
-        """The command for time t (call at the control rate with increasing t)."""
-        if not math.isfinite(t):
-            raise ValueError(f"tick time must be finite, got {t}")
+    def tick(self, t_ns: int) -> Command:
+        """The command for time t_ns (call at the control rate with increasing t_ns)."""
+        t_ns = int(t_ns)
         if self._t_cmd is None:
-            return self._first_tick(t)
-        dt = t - self._t_cmd
-        if dt <= 0.0:
+            return self._first_tick(t_ns)
+        if t_ns <= self._t_cmd:
             return self._last  # time did not advance: repeat the last command
-        measured_fresh = t - self._t_measured <= self.config.measured_timeout
-        state = self._watchdog.update(t, self.plan_end, self._t_measured,
+        dt = (t_ns - self._t_cmd) / NS_PER_S
+        measured_fresh = (t_ns - self._t_measured) / NS_PER_S <= self.config.measured_timeout
+        state = self._watchdog.update(t_ns, self.plan_end_ns, self._t_measured,
                                       self._safety.ramp_scale >= 1.0)
         if state in FOLLOWING_STATES:
-            target, target_velocity, _ = self._trajectory.sample(t)
+            target, target_velocity, _ = self._trajectory.sample((t_ns - self._origin_ns)
+                                                                 / NS_PER_S)
         else:
             if self._trajectory is not None:
                 self._drop_plan()  # abandoned: a new chunk starts afresh from where the arm stops
@@ -212,24 +235,25 @@ class ChunkExecutorCore:
             )
         safe = self._safety.filter(self._cmd_pos, self._cmd_vel, target,
                                    self._measured if measured_fresh else None, dt, target_velocity)
-        self._t_cmd = t
+        self._t_cmd = t_ns
         self._cmd_pos, self._cmd_vel = safe.position, safe.velocity
         self._cmd_acc = safe.acceleration
-        return self._emit(t, safe.limited)
+        return self._emit(t_ns, safe.limited)
 
-    def _first_tick(self, t: float) -> Command:
+    def _first_tick(self, t_ns: int) -> Command:
         """Start commanding from the measured state (clipped into the limits), at rest."""
         if self._measured is None:
-            return Command(t, None, None, None, self._watchdog.state, "no joint state yet", False)
+            return Command(t_ns, None, None, None, self._watchdog.state, "no joint state yet",
+                           False)
         limits = self.config.limits
         self._cmd_pos = np.clip(self._measured, limits.lower, limits.upper)
-        self._t_cmd = t
-        self._rebuild(t)
-        return self._emit(t, False)
+        self._t_cmd = t_ns
+        self._rebuild(t_ns)
+        return self._emit(t_ns, False)
 
-    def _emit(self, t: float, limited: bool) -> Command:
+    def _emit(self, t_ns: int, limited: bool) -> Command:
         self._last = Command(
-            t, self._cmd_pos.copy(), self._cmd_vel.copy(), self._cmd_acc.copy(),
+            t_ns, self._cmd_pos.copy(), self._cmd_vel.copy(), self._cmd_acc.copy(),
             self._watchdog.state, self._watchdog.reason, limited,
         )
         return self._last

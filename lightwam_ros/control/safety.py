@@ -1,9 +1,13 @@
 """A safety filter that knows the robot, not the model.
 
-Two gates:
-- ``validate_chunk`` refuses a whole predicted chunk before any of it is used: non-finite values,
-  positions beyond the joint limits by more than a margin, or step-to-step jumps above a bound.
-  One bad step means the model's output is not trustworthy, so the chunk goes as a whole.
+The executor's safety filter is the only authority on joint limits, caps and clipping (the
+policy checks only that a chunk means something: ``policy.chunk.Chunk`` refuses non-finite values
+and bad shapes when it is built).  Two gates:
+- ``validate_chunk`` refuses a whole chunk of joint targets before any of it is used: a column
+  count other than the commanded joints', positions beyond the joint limits by more than
+  ``limit_margin``, or step-to-step jumps above a bound.  One bad step means the model's output
+  is not trustworthy, so the chunk goes as a whole; ``clip_to_limits`` brings values within the
+  margin back inside the limits.
 - ``filter`` shapes every control tick: the command stays inside the joint limits (braking early
   enough to stop at a limit), within the per-joint velocity and acceleration caps, and within a
   maximum distance of the measured state.  A ramp-in scales the velocity cap from 0 to 1 after
@@ -108,17 +112,13 @@ class SafetyFilter:
     # ---------------------------------------------------------------- whole-chunk validation
 
     def validate_chunk(self, positions: np.ndarray) -> ChunkVerdict:
-        """Check all rows of an (H, D) joint-position chunk; the reason names the first fault."""
+        """Check all rows of an (H, D) joint-position chunk (finite: a ``Chunk``'s actions); the
+        reason names the first fault."""
         positions = np.asarray(positions, dtype=np.float64)
         lim = self.limits
         if positions.ndim != 2 or positions.shape[1] != lim.dim or positions.shape[0] == 0:
-            return ChunkVerdict(False, f"chunk shape {positions.shape}, expected (H, {lim.dim})")
-        bad = ~np.isfinite(positions)
-        if bad.any():
-            step, joint = np.argwhere(bad)[0]
-            return ChunkVerdict(
-                False, f"non-finite value {positions[step, joint]} at step {step}, joint {joint}"
-            )
+            return ChunkVerdict(False, f"chunk shape {positions.shape}: the executor drives "
+                                       f"{lim.dim} joints, expected (H, {lim.dim})")
         outside = (positions < lim.lower - lim.limit_margin) | (
             positions > lim.upper + lim.limit_margin
         )

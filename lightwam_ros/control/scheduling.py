@@ -19,7 +19,7 @@ benchmarks):
 
 Plans and stored chunks are evaluated at other chunks' times by linear interpolation between
 their waypoints (exact when the chunks share a time grid).  The plan's time grid is the newest
-chunk's.
+chunk's.  Times are integer nanoseconds on the clock of the chunks' stamps.
 """
 from __future__ import annotations
 
@@ -29,78 +29,46 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lightwam_ros.policy.chunk import Chunk
+
 BOUNDARY_RULES = ("latest", "blend", "ensemble")
 
 
 @dataclass(frozen=True, eq=False)
-class ActionChunk:
-    """H x A absolute targets predicted from the observation stamped ``stamp`` (s)."""
-
-    stamp: float
-    dt: float
-    actions: np.ndarray
-    execute_steps: int
-    chunk_id: int = 0
-
-    def __post_init__(self) -> None:
-        actions = np.array(self.actions, dtype=np.float64)
-        if actions.ndim != 2 or actions.shape[0] == 0 or actions.shape[1] == 0:
-            raise ValueError(f"chunk actions must be a non-empty (H, A) array, got {actions.shape}")
-        if not math.isfinite(self.stamp):
-            raise ValueError(f"chunk stamp must be finite, got {self.stamp}")
-        if not (math.isfinite(self.dt) and self.dt > 0.0):
-            raise ValueError(f"chunk dt must be finite and > 0, got {self.dt}")
-        if not 1 <= int(self.execute_steps) <= actions.shape[0]:
-            raise ValueError(
-                f"execute_steps must be in [1, {actions.shape[0]}], got {self.execute_steps}"
-            )
-        actions.flags.writeable = False
-        object.__setattr__(self, "actions", actions)
-        object.__setattr__(self, "execute_steps", int(self.execute_steps))
-
-    @property
-    def horizon(self) -> int:
-        return self.actions.shape[0]
-
-    @property
-    def dim(self) -> int:
-        return self.actions.shape[1]
-
-    def waypoint_times(self) -> np.ndarray:
-        """End of each executable step's interval: stamp + (i+1)*dt for i < execute_steps."""
-        return self.stamp + self.dt * np.arange(1, self.execute_steps + 1)
-
-    def executable(self) -> np.ndarray:
-        return self.actions[: self.execute_steps]
-
-
-@dataclass(frozen=True, eq=False)
 class TargetPlan:
-    """Waypoints to follow: strictly increasing times (n,) and positions (n, A)."""
+    """Waypoints to follow: strictly increasing integer times (n,) [ns] and positions (n, A)."""
 
-    times: np.ndarray
+    times_ns: np.ndarray
     positions: np.ndarray
 
     @property
     def empty(self) -> bool:
-        return self.times.size == 0
+        return self.times_ns.size == 0
 
     @property
-    def end_time(self) -> float:
-        return float(self.times[-1]) if self.times.size else -math.inf
+    def end_ns(self) -> int | None:
+        """Time of the last waypoint [ns]; None for an empty plan."""
+        return int(self.times_ns[-1]) if self.times_ns.size else None
 
-    def after(self, t: float) -> "TargetPlan":
-        """The waypoints strictly later than t."""
-        keep = self.times > t
-        return TargetPlan(self.times[keep], self.positions[keep])
+    def after(self, t_ns: int) -> "TargetPlan":
+        """The waypoints strictly later than t_ns."""
+        keep = self.times_ns > t_ns
+        return TargetPlan(self.times_ns[keep], self.positions[keep])
 
-    def at(self, times: np.ndarray) -> np.ndarray:
-        """Positions at ``times`` by linear interpolation (held constant outside the plan)."""
-        columns = self.positions.T
-        return np.column_stack([np.interp(times, self.times, column) for column in columns])
+    def at(self, times_ns: np.ndarray) -> np.ndarray:
+        """Positions at ``times_ns`` by linear interpolation (held constant outside the plan)."""
+        origin = self.times_ns[0]  # float offsets from a local origin keep nanoseconds exact
+        x = (np.asarray(times_ns) - origin).astype(np.float64)
+        xp = (self.times_ns - origin).astype(np.float64)
+        return np.column_stack([np.interp(x, xp, column) for column in self.positions.T])
 
-    def covers(self, times: np.ndarray) -> np.ndarray:
-        return (times >= self.times[0]) & (times <= self.times[-1])
+    def covers(self, times_ns: np.ndarray) -> np.ndarray:
+        return (times_ns >= self.times_ns[0]) & (times_ns <= self.times_ns[-1])
+
+
+def chunk_plan(chunk: Chunk) -> TargetPlan:
+    """A chunk's executable steps as waypoints at the ends of their intervals."""
+    return TargetPlan(chunk.waypoint_times_ns(), chunk.executable())
 
 
 class ChunkScheduler:
@@ -126,46 +94,46 @@ class ChunkScheduler:
         self._plan = None
         self._history.clear()
 
-    def plan(self, now: float) -> TargetPlan | None:
-        """The waypoints still ahead of ``now`` (None before the first chunk)."""
-        return None if self._plan is None else self._plan.after(now)
+    def plan(self, now_ns: int) -> TargetPlan | None:
+        """The waypoints still ahead of ``now_ns`` (None before the first chunk)."""
+        return None if self._plan is None else self._plan.after(now_ns)
 
-    def add_chunk(self, chunk: ActionChunk, now: float) -> int:
+    def add_chunk(self, chunk: Chunk, now_ns: int) -> int:
         """Merge a chunk's still-future executable steps into the plan; returns how many were kept.
 
         Returns 0 and leaves the plan unchanged when every executable step has already passed.
         """
-        if self._plan is not None and chunk.dim != self._plan.positions.shape[1]:
-            raise ValueError(
-                f"chunk has {chunk.dim} action dims, the plan has {self._plan.positions.shape[1]}"
-            )
-        fresh = TargetPlan(chunk.waypoint_times(), chunk.executable()).after(now)
+        if self._plan is not None and chunk.action_dim != self._plan.positions.shape[1]:
+            raise ValueError(f"chunk has {chunk.action_dim} action dims, the plan has "
+                             f"{self._plan.positions.shape[1]}")
+        whole = chunk_plan(chunk)
+        fresh = whole.after(now_ns)
         if fresh.empty:
             return 0
-        current = self._plan.after(now) if self._plan is not None else None
+        current = self._plan.after(now_ns) if self._plan is not None else None
         if self.rule == "ensemble":
-            merged = self._ensemble(fresh, now)
+            merged = self._ensemble(fresh, now_ns)
         elif self.rule == "blend" and current is not None and not current.empty:
             merged = self._blend(current, fresh)
         else:
             merged = fresh.positions
-        self._history.append(TargetPlan(chunk.waypoint_times(), chunk.executable()))
-        self._plan = TargetPlan(fresh.times, merged)
-        return fresh.times.size
+        self._history.append(whole)
+        self._plan = TargetPlan(fresh.times_ns, merged)
+        return fresh.times_ns.size
 
     @staticmethod
     def _blend(current: TargetPlan, fresh: TargetPlan) -> np.ndarray:
-        overlap = fresh.times <= current.times[-1]
+        overlap = fresh.times_ns <= current.times_ns[-1]
         count = int(overlap.sum())
-        weights = np.ones(fresh.times.size)
+        weights = np.ones(fresh.times_ns.size)
         weights[:count] = np.arange(1, count + 1) / (count + 1)
-        old = current.at(fresh.times)
+        old = current.at(fresh.times_ns)
         return weights[:, None] * fresh.positions + (1.0 - weights[:, None]) * old
 
-    def _ensemble(self, fresh: TargetPlan, now: float) -> np.ndarray:
-        sources = [chunk for chunk in self._history if chunk.end_time > now] + [fresh]
-        values = np.stack([chunk.at(fresh.times) for chunk in sources])  # oldest first
-        covered = np.stack([chunk.covers(fresh.times) for chunk in sources])
+    def _ensemble(self, fresh: TargetPlan, now_ns: int) -> np.ndarray:
+        sources = [chunk for chunk in self._history if chunk.end_ns > now_ns] + [fresh]
+        values = np.stack([chunk.at(fresh.times_ns) for chunk in sources])  # oldest first
+        covered = np.stack([chunk.covers(fresh.times_ns) for chunk in sources])
         age_index = np.cumsum(covered, axis=0) - 1  # i per waypoint, counting covering chunks only
         weights = np.where(covered, np.exp(-self.ensemble_k * age_index), 0.0)
         weights /= weights.sum(axis=0, keepdims=True)

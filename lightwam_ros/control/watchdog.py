@@ -12,6 +12,8 @@ States:
 - HOLDING: chunks stopped arriving, the plan ran out or the joint state went stale; a new chunk
   resumes RUNNING.
 - ESTOPPED: latched by ``estop``; chunks are refused until ``reset``.
+
+Times are integer nanoseconds (the stamps' clock); the timeouts are given in seconds.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ import enum
 import math
 
 import numpy as np
+
+from lightwam_ros.policy.chunk import NS_PER_S
 
 
 class ExecutorState(enum.IntEnum):
@@ -42,6 +46,8 @@ class Watchdog:
                 raise ValueError(f"{name} must be > 0 (s), got {value}")
         self.chunk_timeout = chunk_timeout
         self.measured_timeout = measured_timeout
+        self._chunk_timeout_ns = round(chunk_timeout * NS_PER_S)
+        self._measured_timeout_ns = round(measured_timeout * NS_PER_S)
         self.state = ExecutorState.WAITING
         self.reason = "waiting for the first chunk"
         self._last_chunk_time = -math.inf
@@ -68,11 +74,11 @@ class Watchdog:
         self.reason = reason
         self._last_chunk_time = -math.inf
 
-    def chunk_accepted(self, t: float) -> bool:
+    def chunk_accepted(self, t_ns: int) -> bool:
         """Record a newly accepted chunk; True when this (re)starts control and needs a ramp-in."""
         if self.state == ExecutorState.ESTOPPED:
             raise RuntimeError("a chunk cannot be accepted while the e-stop is latched")
-        self._last_chunk_time = t
+        self._last_chunk_time = t_ns
         if self.state == ExecutorState.WAITING:
             self.state = ExecutorState.RAMP_IN
             self.reason = "ramping in"
@@ -83,21 +89,22 @@ class Watchdog:
         return False
 
     def update(
-        self, t: float, plan_end: float, measured_time: float, ramp_done: bool
+        self, t_ns: int, plan_end_ns: int | None, measured_ns: float, ramp_done: bool
     ) -> ExecutorState:
-        """State for the tick at time t."""
+        """State for the tick at t_ns (``measured_ns`` may be -inf: no joint state yet)."""
         if self.state not in FOLLOWING_STATES:
             return self.state
-        silence = t - self._last_chunk_time
-        measured_age = t - measured_time
-        if measured_age > self.measured_timeout:
-            self._hold(
-                f"joint state is {measured_age:.3f} s old (limit {self.measured_timeout:.3f} s)"
-            )
-        elif silence > self.chunk_timeout:
-            self._hold(f"no chunk for {silence:.3f} s (timeout {self.chunk_timeout:.3f} s)")
-        elif t >= plan_end:
-            self._hold(f"plan exhausted at t={plan_end:.3f}")
+        silence = t_ns - self._last_chunk_time
+        measured_age = t_ns - measured_ns
+        if measured_age > self._measured_timeout_ns:
+            self._hold(f"joint state is {measured_age / NS_PER_S:.3f} s old "
+                       f"(limit {self.measured_timeout:.3f} s)")
+        elif silence > self._chunk_timeout_ns:
+            self._hold(f"no chunk for {silence / NS_PER_S:.3f} s "
+                       f"(timeout {self.chunk_timeout:.3f} s)")
+        elif plan_end_ns is None or t_ns >= plan_end_ns:
+            self._hold("plan exhausted" if plan_end_ns is None
+                       else f"plan exhausted at t={plan_end_ns / NS_PER_S:.3f} s")
         elif self.state == ExecutorState.RAMP_IN and ramp_done:
             self.state = ExecutorState.RUNNING
             self.reason = "running"

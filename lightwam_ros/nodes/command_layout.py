@@ -6,12 +6,14 @@ long as their names are exactly the embodiment's action dimensions, and the comm
 is the embodiment's (or one the user chooses, for a controller that lists its joints otherwise).
 
 - absolute joints: a ``joint_positions`` dimension drives the joint of the same name; a
-  ``gripper_normalized`` dimension drives every joint of its arm's gripper through the gripper
-  convention (command scale -> joint position, linear).
+  ``gripper_normalized`` dimension drives every joint of its arm's gripper through the
+  embodiment's gripper map (``GripperSpec.command_to_joint``, linear).
 - delta end-effector: one arm's joints, then its gripper joints.  The chunk is integrated and
   solved by IK (``control.delta_eef``) into arm joints plus one finger column, which drives every
   gripper joint (ROS drivers report parallel fingers with the same sign).
 
+``to_joint_targets`` is the one check that a chunk fits the embodiment (name, action mode, action
+names); the chunk's structure was checked when it was built, its limits are the safety filter's.
 No ROS imports: the node wraps this, tests can use it directly.
 """
 from __future__ import annotations
@@ -23,21 +25,22 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from lightwam_ros.control.delta_eef import GripperMap, delta_eef_chunk_to_joint_targets
-from lightwam_ros.control.scheduling import ActionChunk
-from lightwam_ros.policy.embodiment import ArmSpec, EmbodimentSpec
+from lightwam_ros.control.delta_eef import delta_eef_to_joint_targets
+from lightwam_ros.policy.chunk import Chunk
+from lightwam_ros.policy.embodiment import ArmSpec, EmbodimentSpec, GripperSpec
 from lightwam_ros.policy.kinematics import PANDA_KINEMATICS, SerialChain, panda_chain
 
 
 class ChunkLayoutError(ValueError):
-    """A chunk's columns do not match the embodiment's action dimensions (by name)."""
+    """A chunk does not fit the embodiment: another embodiment or action mode, or columns that do
+    not match its action dimensions (by name)."""
 
 
 @dataclass(frozen=True, eq=False)
 class JointTargets:
     """A chunk turned into (H, D) joint targets in the commanded order, ready for the core."""
 
-    chunk: ActionChunk
+    chunk: Chunk
     note: str  # e.g. IK accuracy for delta-EEF chunks; empty otherwise
 
 
@@ -64,9 +67,10 @@ class CommandLayout:
                 f"order): {list(natural)}; got {list(order)}")
         self.joint_names: tuple[str, ...] = order
         picked = [sources[name] for name in order]
-        self._columns = np.array([column for column, _, _ in picked], dtype=np.intp)
-        self._scale = np.array([scale for _, scale, _ in picked])
-        self._offset = np.array([offset for _, _, offset in picked])
+        self._columns = np.array([column for column, _ in picked], dtype=np.intp)
+        # Commanded joints driven by a gripper command (absolute joints): index -> gripper map.
+        self._grippers = {i: gripper for i, (_, gripper) in enumerate(picked)
+                          if gripper is not None}
         bounds = np.array([spec.joint_limit(name) for name in order], dtype=np.float64)
         self.lower, self.upper = bounds[:, 0], bounds[:, 1]
         self._canonical: dict[tuple[str, ...], np.ndarray] = {}
@@ -88,23 +92,20 @@ class CommandLayout:
 
     @staticmethod
     def _absolute_sources(spec: EmbodimentSpec):
-        """Joint -> (canonical action column, scale, offset) for absolute-joint actions."""
+        """Joint -> (canonical action column, gripper map or None) for absolute-joint actions."""
         names: list[str] = []
-        sources: dict[str, tuple[int, float, float]] = {}
+        sources: dict[str, tuple[int, GripperSpec | None]] = {}
         column = 0
         for field in spec.action.layout.fields:
             if field.kind == "joint_positions":
                 for offset, joint in enumerate(field.joints):
                     names.append(joint)
-                    sources[joint] = (column + offset, 1.0, 0.0)
-            else:  # gripper_normalized: command scale -> joint position, linear
+                    sources[joint] = (column + offset, None)
+            else:  # gripper_normalized: every gripper joint through the gripper map
                 gripper = spec.arm(field.arm).gripper
-                scale = ((gripper.closed_position - gripper.open_position)
-                         / (gripper.command_close - gripper.command_open))
-                offset = gripper.open_position - gripper.command_open * scale
                 for joint in gripper.joints:
                     names.append(joint)
-                    sources[joint] = (column, scale, offset)
+                    sources[joint] = (column, gripper)
             column += field.size
         return tuple(names), sources
 
@@ -122,10 +123,10 @@ class CommandLayout:
 
     @staticmethod
     def _delta_sources(arm: ArmSpec):
-        """Joint -> (column of the converted chunk, 1, 0): arm joints, then the finger column."""
+        """Joint -> (column of the converted chunk, None): arm joints, then the finger column."""
         names = arm.joints + arm.gripper.joints
-        sources = {joint: (i, 1.0, 0.0) for i, joint in enumerate(arm.joints)}
-        sources.update({joint: (len(arm.joints), 1.0, 0.0) for joint in arm.gripper.joints})
+        sources = {joint: (i, None) for i, joint in enumerate(arm.joints)}
+        sources.update({joint: (len(arm.joints), None) for joint in arm.gripper.joints})
         return names, sources
 
     # ---------------------------------------------------------------- per chunk
@@ -148,52 +149,47 @@ class CommandLayout:
         self._canonical[key] = columns
         return columns
 
-    def to_joint_targets(self, actions: np.ndarray, action_names: Sequence[str], stamp: float,
-                         dt: float, execute_steps: int, chunk_id: int,
-                         current: np.ndarray | None = None) -> JointTargets:
-        """(H, A) actions with named columns -> joint targets in the commanded order.
+    def to_joint_targets(self, chunk: Chunk, current: np.ndarray | None = None) -> JointTargets:
+        """A chunk of this embodiment -> joint targets in the commanded order (ChunkLayoutError
+        when it does not fit).
 
         ``current`` (commanded joint positions, commanded order) is the start of delta-EEF
         integration; absolute-joint chunks do not need it.
         """
-        actions = np.asarray(actions, dtype=np.float64)
-        if actions.ndim != 2 or actions.shape[1] != len(self.action_names):
-            raise ChunkLayoutError(
-                f"chunk has {actions.shape[-1] if actions.ndim else 0} action dims, "
-                f"{self.spec.name} uses {len(self.action_names)}")
-        canonical = actions[:, self.canonical_columns(action_names)]
+        name = self.spec.name
+        if chunk.embodiment != name:
+            raise ChunkLayoutError(f"chunk is for embodiment {chunk.embodiment!r}, this executor "
+                                   f"drives {name!r}")
+        if chunk.action_mode != self.mode:
+            raise ChunkLayoutError(f"chunk action_mode {chunk.action_mode!r}, {name} executes "
+                                   f"{self.mode!r}")
+        canonical = chunk.actions[:, self.canonical_columns(chunk.action_names)]
         note = ""
         if self.mode == "delta_eef":
-            canonical, note = self._delta_to_joints(canonical, stamp, dt, execute_steps, chunk_id,
-                                                    current)
-        targets = canonical[:, self._columns] * self._scale + self._offset
-        return JointTargets(ActionChunk(stamp, dt, targets, execute_steps, chunk_id), note)
+            canonical, note = self._delta_to_joints(canonical[:chunk.execute_steps], current)
+        targets = canonical[:, self._columns]
+        for index, gripper in self._grippers.items():
+            targets[:, index] = gripper.command_to_joint(targets[:, index])
+        return JointTargets(chunk.with_actions(targets, self.joint_names), note)
 
-    def _delta_to_joints(self, deltas: np.ndarray, stamp: float, dt: float, execute_steps: int,
-                         chunk_id: int, current: np.ndarray | None) -> tuple[np.ndarray, str]:
+    def _delta_to_joints(self, deltas: np.ndarray,
+                         current: np.ndarray | None) -> tuple[np.ndarray, str]:
+        """Only the executable rows come here: solving IK for the rest would only delay the
+        chunk (every millisecond of conversion is a millisecond of its plan already gone)."""
         if current is None:
             raise ChunkLayoutError("a delta-EEF chunk needs the current joint positions: "
                                    "no joint state received yet")
         current = np.asarray(current, dtype=np.float64)
-        q_start = current[self._arm_index]
-        finger_start = float(current[self._finger_index])
         scaling = self.spec.action.delta_eef
-        gripper = self._arm.gripper
-        # Only the executable rows are ever used: solving IK for the rest would only delay the
-        # chunk (every millisecond of conversion is a millisecond of its plan already gone).
-        executable = deltas[:execute_steps]
-        conversion = delta_eef_chunk_to_joint_targets(
-            ActionChunk(stamp, dt, executable, execute_steps, chunk_id), q_start, finger_start,
-            chain=self.chain,
-            gripper=GripperMap(gripper.open_position, gripper.closed_position,
-                               gripper.command_open, gripper.command_close),
-            pos_scale=scaling.translation_m_per_unit, rot_scale=scaling.rotation_rad_per_unit,
-            bound=scaling.bound)
+        conversion = delta_eef_to_joint_targets(
+            deltas, current[self._arm_index], float(current[self._finger_index]), self.chain,
+            self._arm.gripper, pos_scale=scaling.translation_m_per_unit,
+            rot_scale=scaling.rotation_rad_per_unit, bound=scaling.bound)
         if not conversion.ok:
             raise ChunkLayoutError(f"delta-EEF chunk cannot be reached: {conversion.reason}")
         note = (f"IK error up to {conversion.max_position_error:.2e} m, "
                 f"{conversion.max_rotation_error:.2e} rad")
-        return conversion.chunk.actions, note
+        return conversion.targets, note
 
     def arm_positions(self, joints: np.ndarray) -> np.ndarray:
         """The delta-EEF arm's joints (kinematic order) from a commanded-order vector."""

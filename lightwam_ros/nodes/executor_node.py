@@ -8,6 +8,10 @@ scheduling, interpolation, safety filtering and watchdog work without ROS.  The 
 - a timer at ``control_rate`` that ticks the core and publishes the command as a
   JointTrajectory (for ros2_control's JointTrajectoryController), a Float64MultiArray (forward
   command controllers) and/or a JointState, plus an end-effector PoseStamped for delta-EEF arms;
+- the path it will command, published on every accepted chunk for RViz: the joint trajectory
+  (``planned_trajectory_topic``) and, for an arm with kinematics (delta-EEF), its end-effector
+  path by forward kinematics (``planned_path_topic``) - the executor's own plan after merging,
+  clipping and interpolation from the current command, so RViz shows what the arm will do;
 - an e-stop topic and services, and DiagnosticArray telemetry;
 - a restart when the clock jumps backwards (simulator reset, looping bag): the plan and the joint
   state are dropped, commands resume at rest from the next joint state, motion with a new chunk.
@@ -44,26 +48,30 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Empty, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from visualization_msgs.msg import MarkerArray
 
 from lightwam_ros.control.chunk_requests import ChunkRequestTimer
 from lightwam_ros.control.executor_core import ChunkExecutorCore, Command
-from lightwam_ros.control.scheduling import ActionChunk as ScheduledChunk
 from lightwam_ros.control.watchdog import FOLLOWING_STATES, ExecutorState
 from lightwam_ros.msg import ActionChunk
+from lightwam_ros.policy.chunk import NS_PER_S, Chunk
 from lightwam_ros.nodes.command_layout import ChunkLayoutError, CommandLayout
 from lightwam_ros.nodes.executor_params import ExecutorSettings, declare_executor_parameters
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.policy.embodiment import load_embodiment
-from lightwam_ros.ros.chunk_messages import msg_to_chunk
+from lightwam_ros.ros.chunk_messages import msg_to_chunk, path_markers, path_to_joint_trajectory
 from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
 from lightwam_ros.ros.joint_state import JointStateError, JointStateMatcher
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS
 from lightwam_ros.ros.stamps import (nanoseconds_to_stamp, seconds_to_duration,
-                                     stamp_to_seconds)
+                                     stamp_to_nanoseconds)
 
 NODE_NAME = NODE_KINDS[EXECUTOR].node_name
 _PENDING_CHUNKS = 16  # converted chunks waiting for the next tick; older ones are dropped first
+_PATH_PERIOD_NS = 20_000_000  # spacing of the planned path's points [ns]
+PATH_NAMESPACE = "lightwam_planned_path"
+PATH_COLOR = (0.1, 0.8, 0.2, 1.0)
 _LEVEL_BY_STATE = {ExecutorState.RAMP_IN: 0, ExecutorState.RUNNING: 0, ExecutorState.WAITING: 1,
                    ExecutorState.HOLDING: 1, ExecutorState.ESTOPPED: 2}
 
@@ -183,6 +191,12 @@ class ExecutorNode(ConfiguredNode):
                                                        reliable)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, topics["diagnostics_topic"],
                                                       reliable)
+        # What the executor will command, for RViz (in shadow mode too: a visual, not a command).
+        self._planned_trajectory_pub = self.create_publisher(
+            JointTrajectory, topics["planned_trajectory_topic"], reliable)
+        self._planned_path_pub = (
+            self.create_publisher(MarkerArray, topics["planned_path_topic"], reliable)
+            if self.layout.chain is not None else None)
         self._point_time = seconds_to_duration(self._period)
         self.create_timer(self._period, self._on_tick, callback_group=core_group)
         self.create_timer(1.0 / settings.diagnostics_rate, self._on_diagnostics,
@@ -217,7 +231,7 @@ class ExecutorNode(ConfiguredNode):
     def _on_chunk(self, msg: ActionChunk) -> None:
         try:
             targets = self._convert_chunk(msg)
-        except ValueError as error:  # ChunkMessageError, ChunkLayoutError
+        except ValueError as error:  # ChunkError, ChunkLayoutError
             self._reject_early(msg.chunk_id, str(error))
             return
         except Exception as error:  # noqa: BLE001 - a callback must never raise into rclpy
@@ -230,22 +244,12 @@ class ExecutorNode(ConfiguredNode):
         self._last_rejection = reason
         self._warn(self._chunk_reporter, f"rejected chunk #{chunk_id}: {reason}")
 
-    def _convert_chunk(self, msg: ActionChunk) -> ScheduledChunk:
-        """Validated joint targets in the commanded order, or ValueError with the reason."""
-        chunk = msg_to_chunk(msg)
-        spec_name = self.layout.spec.name
-        if chunk.embodiment != spec_name:
-            raise ChunkLayoutError(f"chunk is for embodiment {chunk.embodiment!r}, this executor "
-                                   f"drives {spec_name!r}")
-        if chunk.action_mode != self.layout.mode:
-            raise ChunkLayoutError(f"chunk action_mode {chunk.action_mode!r}, {spec_name} "
-                                   f"executes {self.layout.mode!r}")
+    def _convert_chunk(self, msg: ActionChunk) -> Chunk:
+        """Joint targets in the commanded order, or ValueError with the reason."""
         current = self._commanded if self._commanded is not None else self._measured
-        targets = self.layout.to_joint_targets(
-            chunk.actions, chunk.action_names, chunk.stamp, chunk.dt, chunk.execute_steps,
-            chunk.chunk_id, current=current)
+        targets = self.layout.to_joint_targets(msg_to_chunk(msg), current=current)
         if targets.note:
-            self.get_logger().debug(f"chunk #{chunk.chunk_id}: {targets.note}")
+            self.get_logger().debug(f"chunk #{msg.chunk_id}: {targets.note}")
         return targets.chunk
 
     # ---------------------------------------------------------------- core group
@@ -268,16 +272,16 @@ class ExecutorNode(ConfiguredNode):
         self._apply_time_restart()
         try:
             positions = self._matcher.extract(msg)
-            stamp = stamp_to_seconds(msg.header.stamp)
-            if stamp == 0.0:
+            stamp = stamp_to_nanoseconds(msg.header.stamp)
+            if stamp == 0:
                 raise JointStateError("JointState header.stamp is zero: the executor needs "
                                       "stamped joint states to tell fresh ones from stale ones")
-            now = self._now_ns() * 1e-9
-            if stamp > now + self.settings.max_clock_skew:
-                raise JointStateError(f"JointState stamped {stamp - now:.3f} s in the future: "
+            ahead = (stamp - self._now_ns()) / NS_PER_S
+            if ahead > self.settings.max_clock_skew:
+                raise JointStateError(f"JointState stamped {ahead:.3f} s in the future: "
                                       "clocks disagree")
             if stamp < self._t_measured:
-                raise JointStateError(f"JointState stamped {self._t_measured - stamp:.3f} s "
+                raise JointStateError(f"JointState stamped {(self._t_measured - stamp) / NS_PER_S:.3f} s "
                                       "before the previous one: out of order, ignored")
             self._core.update_measured(positions, stamp)
         except ValueError as error:
@@ -295,22 +299,22 @@ class ExecutorNode(ConfiguredNode):
             self._apply_time_restart()
             self._submit_pending()
             now_ns = self._now_ns()
-            command = self._core.tick(now_ns * 1e-9)
+            command = self._core.tick(now_ns)
             self._stats.record(time.monotonic())
             self._note_state()
             if command.positions is not None:
                 self._commanded = command.positions
                 self._limited_ticks += command.limited
                 self._publish(command, now_ns)
-            self._request_chunk_if_due(now_ns * 1e-9, command.state)
+            self._request_chunk_if_due(now_ns, command.state)
         except Exception as error:  # noqa: BLE001
             self._internal_error("control tick", error)
 
-    def _request_chunk_if_due(self, now: float, state: ExecutorState) -> None:
+    def _request_chunk_if_due(self, now_ns: int, state: ExecutorState) -> None:
         """Ask the policy for the next chunk before the plan runs out (never while e-stopped:
         the chunk would be refused)."""
         if (self._requests is not None and state != ExecutorState.ESTOPPED
-                and self._requests.due(now, self._core.plan_end, self._chunks_accepted)):
+                and self._requests.due(now_ns, self._core.plan_end_ns, self._chunks_accepted)):
             self._request_pub.publish(Empty())
             self._requests_sent += 1
 
@@ -321,11 +325,27 @@ class ExecutorNode(ConfiguredNode):
             if result.accepted:
                 self._chunks_accepted += 1
                 self._chunk_reporter.good()
+                self._publish_plan()
             else:
                 self._chunks_rejected_core += 1
                 self._last_rejection = result.reason
                 self._warn(self._chunk_reporter,
                            f"rejected chunk #{chunk.chunk_id}: {result.reason}")
+
+    def _publish_plan(self) -> None:
+        """The path the executor will now command: joint trajectory and end-effector path."""
+        times, positions = self._core.planned_path(_PATH_PERIOD_NS)
+        if len(times) < 2:
+            return
+        self._planned_trajectory_pub.publish(path_to_joint_trajectory(self._names, times,
+                                                                      positions))
+        if self._planned_path_pub is not None:
+            chain, layout = self.layout.chain, self.layout
+            points = np.array([chain.forward(layout.arm_positions(row)).position
+                               for row in positions])
+            self._planned_path_pub.publish(path_markers(
+                points, nanoseconds_to_stamp(int(times[0])), layout.base_frame, PATH_NAMESPACE,
+                0, PATH_COLOR))
 
     def _note_state(self) -> None:
         """Log a change of the core's state; called wherever it may change (a tick, a reset, an
@@ -433,7 +453,7 @@ class ExecutorNode(ConfiguredNode):
                 "chunk_requests_sent": self._requests_sent,
                 "chunks_rejected": self._chunks_rejected_core + self._chunks_rejected_early,
                 "last_rejection": self._last_rejection,
-                "joint_state_age_s": self._now_ns() * 1e-9 - self._t_measured,
+                "joint_state_age_s": (self._now_ns() - self._t_measured) / NS_PER_S,
                 "ticks": self._stats.ticks,
                 "missed_ticks": self._stats.missed,
                 "limited_ticks": self._limited_ticks,

@@ -73,6 +73,12 @@ _STRINGS: dict[str, tuple[str, str]] = {
                           "geometry_msgs/PoseStamped end-effector target (delta-EEF embodiments)."),
     "shadow_command_topic": ("lightwam/shadow_command",
                              "sensor_msgs/JointState of what would be commanded in shadow mode."),
+    "planned_trajectory_topic": ("lightwam/planned_trajectory",
+                                 "trajectory_msgs/JointTrajectory of the path the executor will "
+                                 "command, published on each accepted chunk (for RViz)."),
+    "planned_path_topic": ("lightwam/planned_path",
+                           "visualization_msgs/MarkerArray: that path's end-effector positions "
+                           "by forward kinematics (arms with kinematics: delta-EEF)."),
     "diagnostics_topic": ("/diagnostics", "diagnostic_msgs/DiagnosticArray output."),
     "chunk_request_topic": ("lightwam/request_chunk",
                             "std_msgs/Empty output asking the policy for a chunk "

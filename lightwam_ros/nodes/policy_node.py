@@ -25,19 +25,19 @@ Outputs.
 - Shadow mode publishes the same message on ``shadow_chunk_topic`` *instead*: a separate topic,
   rather than a flag inside the message, means no executor can act on a shadow chunk, whatever
   its version or configuration, while recorders and RViz see everything.
-- ``JointTrajectory`` on ``trajectory_topic`` for absolute-joint embodiments; ``MarkerArray`` on
-  ``path_topic`` for delta-EEF embodiments (the deltas integrated from the observation's
-  end-effector pose).  Absolute-joint embodiments get no marker path: no forward kinematics ship
-  for their arms (see ``nodes.policy_visuals``).
+- No preview of the motion: what RViz shows as the plan is what the executor will command, and
+  the executor publishes it (``planned_trajectory_topic``, ``planned_path_topic``).
 - ``PolicyStatus`` on every state change and at ``status_rate`` (transient local: a late monitor
   gets the current one), ``DiagnosticArray`` at ``diagnostics_rate``.
 
-A model exception or a chunk that fails validation is logged and reported (status ERROR), no
-chunk is published, and the next trigger tries again.
+A model exception or a meaningless chunk (non-finite values) is logged and reported (status
+ERROR), no chunk is published, and the next trigger tries again.  Joint limits are not checked
+here: the executor's safety filter owns them (it clips within its margin, refuses beyond).
 """
 from __future__ import annotations
 
 import collections
+import dataclasses
 import sys
 import threading
 import time
@@ -53,8 +53,6 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Empty, String
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
-from visualization_msgs.msg import MarkerArray
 
 from lightwam_ros.control.frame_history import (ObservationAssembler, StaleInputError,
                                                 StreamProblem)
@@ -63,20 +61,18 @@ from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
                                              input_streams, pose_stream)
 from lightwam_ros.nodes.policy_params import CameraInput, PolicySettings, declare_policy_parameters
-from lightwam_ros.nodes.policy_visuals import PredictionVisuals
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
-from lightwam_ros.policy.kinematics import Pose
 from lightwam_ros.policy.runner import (LatencyStats, PolicyInputError, PolicyOutput,
                                         PolicyOutputError, PolicyRunner)
 from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains
-from lightwam_ros.ros.chunk_messages import ChunkData, chunk_to_msg
+from lightwam_ros.ros.chunk_messages import chunk_to_msg
 from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
 from lightwam_ros.ros.image_conversion import (ImageConversionError, compressed_to_rgb,
                                                image_to_rgb)
 from lightwam_ros.ros.joint_state import JointStateMatcher
 from lightwam_ros.ros.node_registry import NODE_KINDS, POLICY
 from lightwam_ros.ros.pose_messages import pose_from_message
-from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_seconds
+from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds, stamp_to_seconds
 
 NODE_NAME = NODE_KINDS[POLICY].node_name
 # An observation is the instant of a recent scene frame, so every input sample of the last
@@ -121,7 +117,6 @@ class PolicyNode(ConfiguredNode):
         measured = tuple(pose.arm for pose in settings.poses)
         self._builder = StateBuilder(spec, default_chains(spec, measured))
         self._matcher = JointStateMatcher(self._builder.joint_names)
-        self._visuals = PredictionVisuals(spec)
         self._anchor = anchor_stream(settings)
 
         streams, self._topics = input_streams(settings)
@@ -162,12 +157,6 @@ class PolicyNode(ConfiguredNode):
         self._status_pub = self.create_publisher(PolicyStatus, topics["status_topic"], latched)
         chunk_topic = topics["shadow_chunk_topic" if settings.shadow else "chunk_topic"]
         self._chunk_pub = self.create_publisher(ActionChunk, chunk_topic, reliable)
-        self._trajectory_pub = self._path_pub = None
-        if settings.spec.action.mode == "absolute_joints":
-            self._trajectory_pub = self.create_publisher(JointTrajectory,
-                                                         topics["trajectory_topic"], reliable)
-        else:
-            self._path_pub = self.create_publisher(MarkerArray, topics["path_topic"], reliable)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray,
                                                       topics["diagnostics_topic"], reliable)
 
@@ -410,20 +399,19 @@ class PolicyNode(ConfiguredNode):
             state = self._builder.build(observation.value(JOINT_STREAM), poses)
             images = {camera.role: observation.value(camera_stream(camera.role))
                       for camera in self.settings.cameras}
-            output = self._runner.predict(images, state.vector, instruction)
+            output = self._runner.predict(images, state.vector, instruction,
+                                          stamp_ns=stamp_to_nanoseconds(anchor_stamp))
         except (StateAssemblyError, PolicyInputError) as error:
             self._set_status(PolicyStatus.WAITING_FOR_INPUT, f"unusable input: {error}")
             return
         except PolicyOutputError as error:
-            self._last_output = error.output
             self._fail(f"chunk refused, not published: {error}")
             return
         except Exception as error:  # noqa: BLE001 - the model failed; keep running
             self._fail(f"inference failed: {error!r}")
             return
         latency = time.monotonic() - started
-        self._publish_chunk(output, observation.samples[self._anchor].stamp, anchor_stamp,
-                            observation.oldest_age, latency, instruction, state.poses)
+        self._publish_chunk(output, observation.oldest_age, latency, instruction)
 
     def _anchor_stamp(self, seconds: float) -> Time:
         """The exact stamp of the scene-camera frame stored at ``seconds`` (float seconds lose
@@ -437,28 +425,15 @@ class PolicyNode(ConfiguredNode):
         return "; ".join(f"{problem.message} [topic {self._topics[problem.stream]}]"
                          for problem in problems)
 
-    def _publish_chunk(self, output: PolicyOutput, stamp: float, exact_stamp: Time, age: float,
-                       latency: float, instruction: str, poses: dict[str, Pose]) -> None:
-        spec = self.settings.spec
-        chunk = ChunkData(
-            stamp=stamp, actions=output.chunk, dt=self.settings.step_period,
-            execute_steps=output.execute_steps, chunk_id=self._chunk_id,
-            embodiment=spec.name, action_mode=spec.action.mode,
-            action_names=spec.action.layout.dim_names, inference_latency=latency,
-            observation_age=age, model_id=self.settings.model_id, instruction=instruction,
-            frame_id=self._visuals.frame_id)
-        msg = chunk_to_msg(chunk)
-        msg.header.stamp = exact_stamp
-        self._chunk_pub.publish(msg)
+    def _publish_chunk(self, output: PolicyOutput, age: float, latency: float,
+                       instruction: str) -> None:
+        chunk = dataclasses.replace(output.chunk, chunk_id=self._chunk_id,
+                                    inference_latency=latency, observation_age=age,
+                                    model_id=self.settings.model_id)
+        self._chunk_pub.publish(chunk_to_msg(chunk))
         self._chunk_id += 1
         self._last_output, self._last_latency, self._last_age = output, latency, age
         self._latency_stats = self._runner.latency_stats()
-        if self._trajectory_pub is not None:
-            self._trajectory_pub.publish(self._visuals.trajectory(chunk))
-        if self._path_pub is not None:
-            markers = self._visuals.path(chunk, poses)
-            if markers is not None:
-                self._path_pub.publish(markers)
         self._error_reporter.good()
         what = "shadow chunks (never executed)" if self.settings.shadow else "chunks"
         self._set_status(PolicyStatus.READY, f"publishing {what} for {instruction!r}")

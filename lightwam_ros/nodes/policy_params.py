@@ -54,10 +54,6 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "chunk_topic": ("lightwam/action_chunk", "lightwam_ros/ActionChunk output (executable)."),
     "shadow_chunk_topic": ("lightwam/shadow_chunk", "ActionChunk output in shadow mode, instead "
                                                     "of chunk_topic."),
-    "trajectory_topic": ("lightwam/predicted_trajectory", "trajectory_msgs/JointTrajectory of "
-                                                          "absolute-joint chunks (visualisation)."),
-    "path_topic": ("lightwam/predicted_path", "visualization_msgs/MarkerArray end-effector path "
-                                              "of delta-EEF chunks."),
     "status_topic": ("lightwam/policy_status", "lightwam_ros/PolicyStatus output."),
     "diagnostics_topic": ("/diagnostics", "diagnostic_msgs/DiagnosticArray output."),
 }
@@ -118,11 +114,6 @@ class PolicySettings:
     status_rate: float
     diagnostics_rate: float
     topics: dict[str, str]
-
-    @property
-    def step_period(self) -> float:
-        """dt of the chunk's steps: the embodiment's policy rate, whatever the inference rate."""
-        return 1.0 / self.spec.policy_rate_hz
 
 
 def declare_policy_parameters(node: Node) -> PolicySettings:

@@ -1,4 +1,4 @@
-"""PolicyRunner: camera images + robot state + instruction -> a validated, executable action chunk.
+"""PolicyRunner: camera images + robot state + instruction -> an executable action ``Chunk``.
 
 One runner serves one embodiment and owns its model (it moves, casts and, on the optimised path,
 merges the model's LoRA in place).  Two model paths share all pre- and post-processing:
@@ -17,7 +17,7 @@ them does not mistake compile time for the typical delay.
 
 Timing: preprocessing and postprocessing are host wall-clock; the model stages are CUDA-event
 spans on a GPU (perf_counter on a CPU); ``total`` is host wall-clock from images in to the
-validated chunk out.  ``peak_memory_bytes`` is the CUDA allocator's peak during the call (the
+chunk out.  ``peak_memory_bytes`` is the CUDA allocator's peak during the call (the
 weights included); on a CPU it is 0 (not measured: torch's CPU allocations are not tracked).
 """
 from __future__ import annotations
@@ -40,11 +40,11 @@ from lightwam_ros.model.instructions import InstructionCache
 from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.model.lora import LoRA, set_lora_merged
 from lightwam_ros.policy.canvas import build_canvas, canvas_to_model_input
+from lightwam_ros.policy.chunk import Chunk, ChunkError
 from lightwam_ros.policy.device import StageClock, resolve_device, resolve_dtype
 from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
-from lightwam_ros.policy.postprocess import (ChunkCheck, action_bounds, postprocess_chunk,
-                                             validate_chunk)
+from lightwam_ros.policy.postprocess import postprocess_chunk
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 DEFAULT_COMPILE_MODE = "max-autotune-no-cudagraphs"
@@ -56,11 +56,18 @@ class PolicyInputError(ValueError):
 
 
 class PolicyOutputError(ValueError):
-    """The predicted chunk must not be executed; ``output`` holds it and its validation."""
+    """The prediction means nothing (non-finite values); the model's output is attached.
 
-    def __init__(self, message: str, output: PolicyOutput) -> None:
+    Only meaning is judged here: joint limits, caps and clipping are the executor's safety
+    filter's, so a finite chunk past a limit is returned, not refused."""
+
+    def __init__(self, message: str, actions: np.ndarray, normalized: np.ndarray,
+                 timing: StageTiming, peak_memory_bytes: int) -> None:
         super().__init__(message)
-        self.output = output
+        self.actions = actions
+        self.normalized = normalized
+        self.timing = timing
+        self.peak_memory_bytes = peak_memory_bytes
 
 
 class PolicyConfigError(ValueError):
@@ -100,16 +107,10 @@ class StageTiming:
 
 @dataclass(frozen=True)
 class PolicyOutput:
-    chunk: np.ndarray  # [H, A] float32, denormalised and post-processed (controller convention)
+    chunk: Chunk  # denormalised and post-processed actions (float32 values), observation-stamped
     normalized: np.ndarray  # [H, A] float32, the model's raw output
-    execute_steps: int
     timing: StageTiming
     peak_memory_bytes: int
-    validation: ChunkCheck
-
-    @property
-    def ok(self) -> bool:
-        return self.validation.ok
 
 
 @dataclass(frozen=True)
@@ -239,18 +240,14 @@ class PolicyRunner:
     def __init__(self, model: LightWAM, spec: EmbodimentSpec, normalizer: Normalizer,
                  instructions: InstructionSource, *, device: str | torch.device = "auto",
                  dtype: str | torch.dtype | None = None, optimized: bool = True,
-                 compile: bool | str = False, cuda_graphs: bool = False, warmup: int = 3,
-                 joint_margin: float = 0.0) -> None:
+                 compile: bool | str = False, cuda_graphs: bool = False,
+                 warmup: int = 3) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.spec = spec
         self.optimized = optimized
         self.warmup_iterations = _non_negative_int("warmup", warmup)
-        try:
-            action_bounds(spec, joint_margin)
-        except ValueError as error:
-            raise PolicyConfigError(str(error)) from None
-        self.joint_margin = joint_margin
+        self._frame_id = _action_frame(spec)
         compile_mode = _compile_mode(compile)
         _check_fit(model, spec, normalizer, instructions)
         if not optimized and (compile_mode or cuda_graphs):
@@ -286,8 +283,8 @@ class PolicyRunner:
     def from_files(cls, checkpoint: str | Path, instruction_cache: str | Path,
                    embodiment: str | Path | None = None, device: str | torch.device = "auto",
                    dtype: str | torch.dtype | None = None, compile: bool | str = False,
-                   cuda_graphs: bool = False, warmup: int = 3, *, optimized: bool = True,
-                   joint_margin: float = 0.0) -> PolicyRunner:
+                   cuda_graphs: bool = False, warmup: int = 3, *,
+                   optimized: bool = True) -> PolicyRunner:
         """Load a package checkpoint and instruction cache, check them, warm up, return ready.
 
         ``embodiment`` (a shipped name or a YAML path) defaults to the one recorded in the
@@ -312,8 +309,7 @@ class PolicyRunner:
         except ValueError as error:
             raise PolicyConfigError(str(error)) from None
         runner = cls(loaded.model, spec, normalizer, cache, device=device, dtype=dtype,
-                     optimized=optimized, compile=compile, cuda_graphs=cuda_graphs, warmup=warmup,
-                     joint_margin=joint_margin)
+                     optimized=optimized, compile=compile, cuda_graphs=cuda_graphs, warmup=warmup)
         runner.warmup()
         return runner
 
@@ -351,22 +347,32 @@ class PolicyRunner:
             self._ready = True
         return True
 
-    def predict(self, images: Mapping[str, np.ndarray], state: np.ndarray,
-                instruction: str) -> PolicyOutput:
+    def predict(self, images: Mapping[str, np.ndarray], state: np.ndarray, instruction: str,
+                stamp_ns: int = 0) -> PolicyOutput:
         """One action chunk for uint8 HxWx3 RGB ``images`` keyed by camera role, the raw robot
-        ``state`` (the embodiment's state layout) and a task present in the instruction cache.
+        ``state`` (the embodiment's state layout) and a task present in the instruction cache,
+        stamped ``stamp_ns`` (the observation's stamp).
 
         Raises PolicyInputError for unusable inputs (nothing runs) and PolicyOutputError (with
-        the output attached) when the chunk fails validation.
+        the model's output attached) when the prediction holds non-finite values.
         """
         if not self._ready:
             raise RuntimeError("PolicyRunner is not warmed up: call warmup() before predict()")
         with self._lock, self._on_device(), torch.inference_mode():
-            output = self._infer(images, state, instruction)
-            self._latencies.append(output.timing.total)
-        if not output.ok:
-            raise PolicyOutputError(_describe_invalid(output.validation), output)
-        return output
+            actions, normalized, timing, peak = self._infer(images, state, instruction)
+            self._latencies.append(timing.total)
+        spec = self.spec
+        try:
+            chunk = Chunk(stamp_ns=stamp_ns, dt=1.0 / spec.policy_rate_hz, actions=actions,
+                          action_names=spec.action.layout.dim_names,
+                          execute_steps=spec.chunk.execute_steps, embodiment=spec.name,
+                          action_mode=spec.action.mode, instruction=instruction,
+                          frame_id=self._frame_id)
+        except ChunkError as error:
+            raise PolicyOutputError(f"invalid action chunk: {error}", actions, normalized,
+                                    timing, peak) from None
+        return PolicyOutput(chunk=chunk, normalized=normalized, timing=timing,
+                            peak_memory_bytes=peak)
 
     def latency_stats(self) -> LatencyStats | None:
         """Statistics of the total latency since warm-up (or the last reset); None when empty."""
@@ -386,7 +392,8 @@ class PolicyRunner:
         return torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
 
     def _infer(self, images: Mapping[str, np.ndarray], state: np.ndarray,
-               instruction: str) -> PolicyOutput:
+               instruction: str) -> tuple[np.ndarray, np.ndarray, StageTiming, int]:
+        """(post-processed float32 actions, normalised output, timing, peak memory)."""
         cuda = self.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -400,16 +407,13 @@ class PolicyRunner:
         post_start = time.perf_counter()
         normalized = actions[0].float().cpu().numpy()
         chunk = postprocess_chunk(self.normalizer.denormalize_action(normalized), self.spec)
-        validation = validate_chunk(chunk, self.spec, joint_margin=self.joint_margin)
         end = time.perf_counter()
         timing = StageTiming(preprocess=preprocess, vae=stages.get("vae"),
                              backbone=stages.get("backbone"), expert=stages.get("expert"),
                              model=sum(stages.values()), postprocess=end - post_start,
                              total=end - start)
         peak = int(torch.cuda.max_memory_allocated(self.device)) if cuda else 0
-        return PolicyOutput(chunk=chunk.astype(np.float32), normalized=normalized,
-                            execute_steps=self.spec.chunk.execute_steps, timing=timing,
-                            peak_memory_bytes=peak, validation=validation)
+        return chunk.astype(np.float32), normalized, timing, peak
 
     def _load_inputs(self, images: Mapping[str, np.ndarray], state: np.ndarray,
                      instruction: str) -> None:
@@ -535,8 +539,9 @@ def _non_negative_int(name: str, value: int) -> int:
     return value
 
 
-def _describe_invalid(check: ChunkCheck) -> str:
-    more = len(check.violations) - 1
-    suffix = f" (and {more} more violation(s))" if more else ""
-    return (f"invalid action chunk: {check.violations[0].describe()}{suffix}; "
-            f"valid prefix {check.valid_prefix}/{check.steps} steps")
+def _action_frame(spec: EmbodimentSpec) -> str:
+    """Frame of Cartesian (delta-EEF) actions: the acting arm's base frame; empty for joints."""
+    if spec.action.mode != "delta_eef":
+        return ""
+    arms = {field.arm for field in spec.action.layout.fields}
+    return (spec.arm(arms.pop()).base_frame or "") if len(arms) == 1 else ""

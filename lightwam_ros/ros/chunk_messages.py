@@ -1,21 +1,14 @@
-"""Action chunks as ROS messages: ``lightwam_ros/ActionChunk`` both ways, the chunk as a
-``trajectory_msgs/JointTrajectory`` for ros2_control, and its end-effector path as RViz markers.
+"""Action chunks as ROS messages: the one conversion pair between ``policy.chunk.Chunk`` and
+``lightwam_ros/ActionChunk``, and the executor's planned path as a ``JointTrajectory`` and as RViz
+markers.
 
-``ChunkData`` is the plain-Python form the nodes pass around.  It validates itself, so a chunk
-built by the policy and a chunk received from another process pass the same checks before
-anything moves.  The message stores actions as float32, so a round trip through a message keeps
-float32 precision.
-
-Time convention (the message's and ``control.scheduling``'s): ``stamp`` is the observation's time
-and action i is applied during [stamp + i*dt, stamp + (i+1)*dt), so as a position waypoint it is
-reached at stamp + (i+1)*dt.
+The message stores actions as float32, so a round trip through a message keeps float32 precision;
+the stamp travels as exact integer nanoseconds.  The chunk's own checks (``Chunk``) run on the way
+in; the conversion adds only what the wire format needs (sizes, float32 range).
 """
 from __future__ import annotations
 
-import math
-import numbers
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 from geometry_msgs.msg import Point
@@ -23,102 +16,24 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
 from lightwam_ros.msg import ActionChunk
-from lightwam_ros.ros.stamps import (StampLike, seconds_to_duration, seconds_to_stamp,
-                                     stamp_to_seconds, to_stamp)
-from lightwam_ros.policy.embodiment import ACTION_MODES
-
-_UINT64_MAX = 2**64 - 1
+from lightwam_ros.policy.chunk import Chunk, ChunkError, check_finite
+from lightwam_ros.ros.stamps import (StampLike, nanoseconds_to_duration, nanoseconds_to_stamp,
+                                     stamp_to_nanoseconds, to_stamp)
 
 
-class ChunkMessageError(ValueError):
-    """An action chunk (or its message) is malformed; the message says which field and why."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChunkData:
-    """One predicted chunk: H x A actions (float64, read-only) and the metadata that places it."""
-
-    stamp: float  # s, the observation the chunk was predicted from
-    actions: np.ndarray
-    dt: float
-    execute_steps: int
-    chunk_id: int
-    embodiment: str
-    action_mode: str
-    action_names: tuple[str, ...]
-    inference_latency: float = 0.0
-    observation_age: float = 0.0
-    model_id: str = ""
-    instruction: str = ""
-    frame_id: str = ""  # frame of Cartesian actions; empty for joint actions
-
-    def __post_init__(self) -> None:
-        actions = np.array(self.actions, dtype=np.float64)
-        names = tuple(self.action_names)
-        if actions.ndim != 2 or 0 in actions.shape:
-            raise ChunkMessageError(f"chunk actions must be a non-empty (H, A) array, "
-                                    f"got shape {actions.shape}")
-        horizon, action_dim = actions.shape
-        if len(names) != action_dim or len(set(names)) != action_dim:
-            raise ChunkMessageError(
-                f"chunk needs {action_dim} distinct action_names, got {list(names)}")
-        _check_finite(actions, names)
-        for field in ("stamp", "inference_latency", "observation_age"):
-            if not math.isfinite(getattr(self, field)):
-                raise ChunkMessageError(f"chunk {field} must be finite, got {getattr(self, field)}")
-        if self.stamp < 0.0:
-            raise ChunkMessageError(f"chunk stamp must be >= 0 s, got {self.stamp}")
-        if not (math.isfinite(self.dt) and self.dt > 0.0):
-            raise ChunkMessageError(f"chunk dt must be finite and > 0 s, got {self.dt}")
-        steps = self.execute_steps
-        if not isinstance(steps, numbers.Integral) or not 1 <= steps <= horizon:
-            raise ChunkMessageError(
-                f"chunk execute_steps must be in [1, horizon={horizon}], got {steps}")
-        chunk_id = self.chunk_id
-        if not isinstance(chunk_id, numbers.Integral) or not 0 <= chunk_id <= _UINT64_MAX:
-            raise ChunkMessageError(f"chunk_id must fit uint64, got {chunk_id}")
-        if self.action_mode not in ACTION_MODES:
-            raise ChunkMessageError(
-                f"chunk action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
-        actions.flags.writeable = False
-        object.__setattr__(self, "actions", actions)
-        object.__setattr__(self, "action_names", names)
-        object.__setattr__(self, "execute_steps", int(steps))
-        object.__setattr__(self, "chunk_id", int(chunk_id))
-
-    @property
-    def horizon(self) -> int:
-        return self.actions.shape[0]
-
-    @property
-    def action_dim(self) -> int:
-        return self.actions.shape[1]
-
-
-def _check_finite(actions: np.ndarray, names: Sequence[str]) -> None:
-    """Raise naming the first non-finite entry by step and dimension."""
-    bad = np.argwhere(~np.isfinite(actions))
-    if len(bad):
-        step, dim = (int(i) for i in bad[0])
-        raise ChunkMessageError(
-            f"chunk action at step {step}, dimension {dim} ({names[dim]!r}) is "
-            f"{actions[step, dim]} "
-            f"({len(bad)} non-finite value(s) in all)")
-
-
-def chunk_to_msg(chunk: ChunkData) -> ActionChunk:
-    """An ``ActionChunk`` message (actions row-major float32) for a validated chunk."""
+def chunk_to_msg(chunk: Chunk) -> ActionChunk:
+    """An ``ActionChunk`` message (actions row-major float32) for a chunk."""
     with np.errstate(over="ignore"):  # values beyond float32's range become inf, caught next
         actions32 = chunk.actions.astype(np.float32)
-    _check_finite(actions32, chunk.action_names)
+    check_finite(actions32, chunk.action_names)
     msg = ActionChunk()
-    msg.header.stamp = seconds_to_stamp(chunk.stamp)
+    msg.header.stamp = nanoseconds_to_stamp(chunk.stamp_ns)
     msg.header.frame_id = chunk.frame_id
     msg.chunk_id = chunk.chunk_id
     msg.embodiment = chunk.embodiment
     msg.action_mode = chunk.action_mode
     msg.action_names = list(chunk.action_names)
-    msg.dt = float(chunk.dt)
+    msg.dt = chunk.dt
     msg.horizon, msg.action_dim = chunk.actions.shape
     msg.actions = actions32.ravel()
     msg.execute_steps = chunk.execute_steps
@@ -129,55 +44,40 @@ def chunk_to_msg(chunk: ChunkData) -> ActionChunk:
     return msg
 
 
-def msg_to_chunk(msg: ActionChunk) -> ChunkData:
-    """Validated ``ChunkData`` from a received ``ActionChunk`` (actions as float64 H x A)."""
+def msg_to_chunk(msg: ActionChunk) -> Chunk:
+    """The ``Chunk`` of a received ``ActionChunk`` (actions as float64 H x A); ChunkError when
+    the message is malformed."""
     horizon, action_dim = int(msg.horizon), int(msg.action_dim)
     if horizon == 0 or action_dim == 0:
-        raise ChunkMessageError(f"ActionChunk #{msg.chunk_id} is empty: "
-                                f"horizon {horizon}, action_dim {action_dim}")
+        raise ChunkError(f"ActionChunk #{msg.chunk_id} is empty: "
+                         f"horizon {horizon}, action_dim {action_dim}")
     if len(msg.actions) != horizon * action_dim:
-        raise ChunkMessageError(
+        raise ChunkError(
             f"ActionChunk #{msg.chunk_id}: {len(msg.actions)} action values, expected "
             f"horizon*action_dim = {horizon}*{action_dim} = {horizon * action_dim}")
     actions = np.asarray(msg.actions, dtype=np.float32).reshape(horizon, action_dim)
-    return ChunkData(
-        stamp=stamp_to_seconds(msg.header.stamp), actions=actions, dt=msg.dt,
+    return Chunk(
+        stamp_ns=stamp_to_nanoseconds(msg.header.stamp), actions=actions, dt=msg.dt,
         execute_steps=msg.execute_steps, chunk_id=msg.chunk_id, embodiment=msg.embodiment,
         action_mode=msg.action_mode, action_names=tuple(msg.action_names),
         inference_latency=msg.inference_latency, observation_age=msg.observation_age,
         model_id=msg.model_id, instruction=msg.instruction, frame_id=msg.header.frame_id)
 
 
-def chunk_to_joint_trajectory(chunk: ChunkData, joint_names: Sequence[str],
-                              start_time: Optional[StampLike] = None,
-                              executable_only: bool = True) -> JointTrajectory:
-    """The chunk as a JointTrajectory a JointTrajectoryController follows with cubic splines.
-
-    ``header.stamp`` is the absolute time of point 0 (default: when action 0 is to be reached,
-    stamp + dt); point i is at i*dt.  Velocities are finite differences over the points (central
-    inside, forward at the start) and zero at the last point, so a controller that receives no
-    newer trajectory brings the arm to rest there instead of stopping with a velocity jump.  ``executable_only`` keeps only the first execute_steps rows.
-    """
-    if chunk.action_mode != "absolute_joints":
-        raise ChunkMessageError(
-            f"only absolute_joints chunks are joint trajectories, got {chunk.action_mode!r}: "
-            f"convert delta-EEF chunks to joint targets first")
-    names = list(joint_names)
-    if len(names) != chunk.action_dim or len(set(names)) != len(names):
-        raise ChunkMessageError(
-            f"need {chunk.action_dim} distinct joint names for the chunk's columns, got {names}")
-    positions = chunk.actions[: chunk.execute_steps] if executable_only else chunk.actions
-    velocities = (np.gradient(positions, chunk.dt, axis=0) if len(positions) > 1
-                  else np.zeros_like(positions))
-    velocities[-1] = 0.0  # come to rest at the end if no newer trajectory replaces this one
-    msg = JointTrajectory()
-    msg.header.stamp = (seconds_to_stamp(chunk.stamp + chunk.dt) if start_time is None
-                        else to_stamp(start_time))
-    msg.joint_names = names
-    msg.points = [
-        JointTrajectoryPoint(positions=position, velocities=velocity,
-                             time_from_start=seconds_to_duration(i * chunk.dt))
-        for i, (position, velocity) in enumerate(zip(positions, velocities))]
+def path_to_joint_trajectory(joint_names: Sequence[str], times_ns: np.ndarray,
+                             positions: np.ndarray) -> JointTrajectory:
+    """Joint positions at absolute times [ns] as a JointTrajectory: ``header.stamp`` is the first
+    time, each point's ``time_from_start`` its offset from it (exact nanoseconds)."""
+    times = np.asarray(times_ns, dtype=np.int64)
+    positions = np.asarray(positions, dtype=np.float64)
+    if positions.shape != (times.size, len(joint_names)) or times.size == 0:
+        raise ValueError(f"need one row of {len(joint_names)} positions per time, got "
+                         f"{positions.shape} for {times.size} times")
+    msg = JointTrajectory(joint_names=list(joint_names))
+    msg.header.stamp = nanoseconds_to_stamp(int(times[0]))
+    msg.points = [JointTrajectoryPoint(positions=row,
+                                       time_from_start=nanoseconds_to_duration(int(t - times[0])))
+                  for t, row in zip(times, positions.tolist())]
     return msg
 
 

@@ -29,14 +29,13 @@ POLICY, EXECUTOR, ROBOT, SIM, RECORDER, REPLAY = (
 NODE_KINDS: dict[str, NodeKind] = {kind.role: kind for kind in (
     NodeKind(POLICY, "lightwam_policy", "lightwam_ros.nodes.policy_node", "lightwam-policy",
              "policy", "create_policy_node",
-             ("chunk_topic", "shadow_chunk_topic", "status_topic", "trajectory_topic",
-                        "path_topic", "diagnostics_topic")),
+             ("chunk_topic", "shadow_chunk_topic", "status_topic", "diagnostics_topic")),
     # Besides its commands: the e-stop (who stopped the arm, and when) and its chunk requests.
     NodeKind(EXECUTOR, "lightwam_executor", "lightwam_ros.nodes.executor_node",
              "lightwam-executor", "executor", "create_executor_node",
              ("joint_trajectory_topic", "forward_command_topic", "joint_command_topic",
               "target_pose_topic", "shadow_command_topic", "diagnostics_topic", "estop_topic",
-              "chunk_request_topic")),
+              "chunk_request_topic", "planned_trajectory_topic", "planned_path_topic")),
     # The robot is the loopback stand-in ("robot") or a simulator bridge ("sim"), or hardware.
     NodeKind(ROBOT, "lightwam_loopback_robot", "lightwam_ros.nodes.loopback_robot",
              "lightwam-loopback-robot", "loopback", "create_loopback_robot"),

@@ -55,9 +55,15 @@ def seconds_to_stamp(seconds: float) -> Time:
 
 def seconds_to_duration(seconds: float) -> Duration:
     """A non-negative ``builtin_interfaces/Duration`` (e.g. a trajectory's time_from_start)."""
-    sec, nanosec = divmod(seconds_to_nanoseconds(seconds), NS_PER_S)
-    if sec > _MAX_SEC:
-        raise ValueError(f"duration {seconds} s does not fit a ROS Duration (int32 seconds)")
+    return nanoseconds_to_duration(seconds_to_nanoseconds(seconds))
+
+
+def nanoseconds_to_duration(nanoseconds: int) -> Duration:
+    """A ``builtin_interfaces/Duration`` for non-negative integer nanoseconds."""
+    sec, nanosec = divmod(int(nanoseconds), NS_PER_S)
+    if not 0 <= sec <= _MAX_SEC:
+        raise ValueError(f"duration {nanoseconds} ns does not fit a ROS Duration "
+                         f"(0 to {_MAX_SEC} s)")
     return Duration(sec=sec, nanosec=nanosec)
 
 

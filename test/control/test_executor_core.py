@@ -7,8 +7,8 @@ import pytest
 from lightwam_ros.control.executor_core import ChunkExecutorCore, ExecutorConfig
 from lightwam_ros.control.interpolation import INTERPOLATION_KINDS
 from lightwam_ros.control.safety import JointSafetyLimits
-from lightwam_ros.control.scheduling import ActionChunk
 from lightwam_ros.control.watchdog import ExecutorState
+from lightwam_ros.policy.chunk import Chunk
 from lightwam_ros.policy.kinematics import PANDA_KINEMATICS
 
 TICK = 0.002  # 500 Hz
@@ -18,6 +18,11 @@ AMAX = np.array([15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0, 1.0])
 Q_START = np.array([0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4, 0.04])
 AMPLITUDE = np.array([0.2, 0.15, -0.2, 0.2, 0.3, -0.2, 0.3, 0.0])
 MOTION_START = 0.2
+NAMES = [j["name"] for j in PANDA_KINEMATICS["joints"]] + ["finger"]
+
+
+def ns(seconds: float) -> int:
+    return round(seconds * 1e9)
 
 
 def limits(ramp_time: float) -> JointSafetyLimits:
@@ -40,18 +45,23 @@ def reference(t: float) -> np.ndarray:
     return Q_START + AMPLITUDE * (1.0 - math.cos(phase))
 
 
-def predicted_chunk(stamp: float, offset: float = 0.0, execute_steps: int = 10) -> ActionChunk:
+def joint_chunk(stamp: float, actions: np.ndarray, execute_steps: int = 10) -> Chunk:
+    return Chunk(stamp_ns=ns(stamp), dt=DT, actions=actions, action_names=NAMES[:actions.shape[1]],
+                 execute_steps=execute_steps)
+
+
+def predicted_chunk(stamp: float, offset: float = 0.0, execute_steps: int = 10) -> Chunk:
     actions = np.array([reference(stamp + (i + 1) * DT) for i in range(32)])
     actions[:, :7] += offset  # chunks predicted from different observations disagree a little
-    return ActionChunk(stamp, DT, actions, execute_steps)
+    return joint_chunk(stamp, actions, execute_steps)
 
 
-def run(core: ChunkExecutorCore, arrivals: dict[int, ActionChunk], ticks: int, estop_at=None):
+def run(core: ChunkExecutorCore, arrivals: dict[int, Chunk], ticks: int, estop_at=None):
     """Tick at 500 Hz; a perfectly tracking arm reports the last command as its joint state."""
     commands = []
     measured = Q_START.copy()
     for n in range(ticks):
-        t = n * TICK
+        t = ns(n * TICK)
         core.update_measured(measured, t)
         if n in arrivals:
             result = core.submit_chunk(arrivals[n])
@@ -82,9 +92,9 @@ ARRIVAL_A, ARRIVAL_B = 85, 110  # tick indices: 0.17 s and 0.22 s
 def expected_after_b(rule: str) -> dict[float, np.ndarray]:
     """The merged targets at B's still-future waypoints, computed here from the rules' text."""
     a, b = predicted_chunk(0.10), predicted_chunk(0.15, OFFSET)
-    a_at = {round(t, 6): v for t, v in zip(a.waypoint_times(), a.executable())}
-    b_at = {round(t, 6): v for t, v in zip(b.waypoint_times(), b.executable())}
-    now = ARRIVAL_B * TICK + 0.004  # arrival plus the executor's min_lead
+    a_at = dict(zip(a.waypoint_times_ns().tolist(), a.executable()))
+    b_at = dict(zip(b.waypoint_times_ns().tolist(), b.executable()))
+    now = ns(ARRIVAL_B * TICK + 0.004)  # arrival plus the executor's min_lead
     future = [t for t in sorted(b_at) if t > now]
     overlap = [t for t in future if t in a_at and t > now]
     expected = {}
@@ -116,7 +126,7 @@ def test_two_overlapping_chunks_give_continuous_bounded_commands(rule, kind):
     assert np.all(np.abs(accelerations[window]) <= 0.6 * AMAX)
     # Commands pass through the merged targets of the boundary rule.
     for t, target in expected_after_b(rule).items():
-        n = round(t / TICK)
+        n = round(t / ns(TICK))
         if n < len(commands):
             np.testing.assert_allclose(commands[n].positions, target, atol=1e-9)
     # Velocity reported with each command is the finite difference the arm will see.
@@ -152,10 +162,10 @@ def test_when_chunks_stop_the_arm_decelerates_to_a_hold_without_jumping():
 
     # A new chunk resumes from the held position without a jump (and without a new ramp).
     t = len(commands) * TICK
-    core.update_measured(positions[-1], t)
+    core.update_measured(positions[-1], ns(t))
     assert core.submit_chunk(predicted_chunk(t - 0.07)).accepted
     assert core.state == ExecutorState.RUNNING
-    resumed = [core.tick(t + k * TICK) for k in range(100)]
+    resumed = [core.tick(ns(t + k * TICK)) for k in range(100)]
     assert_within_caps(commands[-2:] + resumed)
 
 
@@ -173,10 +183,10 @@ def test_estop_latches_until_reset_then_ramps_in_again():
     core.reset()
     assert core.state == ExecutorState.WAITING
     t = 250 * TICK
-    core.update_measured(positions[-1], t)
+    core.update_measured(positions[-1], ns(t))
     assert core.submit_chunk(predicted_chunk(t - 0.07)).accepted
     assert core.state == ExecutorState.RAMP_IN
-    resumed = core.tick(t)
+    resumed = core.tick(ns(t))
     assert np.abs(resumed.positions - positions[-1]).max() <= VMAX.max() * TICK
 
 
@@ -192,20 +202,20 @@ def test_ramp_in_then_running():
 
 def test_stale_joint_state_makes_the_executor_hold():
     core = executor(measured_timeout=0.05)
-    core.update_measured(Q_START, 0.0)
-    core.tick(0.0)
+    core.update_measured(Q_START, 0)
+    core.tick(0)
     assert core.submit_chunk(predicted_chunk(-0.02)).accepted
     for n in range(1, 60):  # the joint state never updates again
-        command = core.tick(n * TICK)
+        command = core.tick(ns(n * TICK))
     assert command.state == ExecutorState.HOLDING and "joint state is" in command.reason
 
 
 def test_refusals_name_the_reason():
     core = executor()
     assert "no joint state" in core.submit_chunk(predicted_chunk(0.0)).reason
-    assert core.tick(0.0).positions is None  # nothing to command yet, and no NaN either
-    core.update_measured(Q_START, 1.0)
-    first = core.tick(1.0)
+    assert core.tick(0).positions is None  # nothing to command yet, and no NaN either
+    core.update_measured(Q_START, ns(1.0))
+    first = core.tick(ns(1.0))
     np.testing.assert_array_equal(first.positions, Q_START)
 
     stale = core.submit_chunk(predicted_chunk(0.0))
@@ -213,18 +223,18 @@ def test_refusals_name_the_reason():
     future = core.submit_chunk(predicted_chunk(1.5))
     assert not future.accepted and "in the future" in future.reason
     broken = predicted_chunk(0.95)
-    actions = broken.actions.copy()
-    actions[4, 2] = np.nan
-    result = core.submit_chunk(ActionChunk(0.95, DT, actions, 10))
-    assert not result.accepted and result.reason.startswith("invalid chunk: non-finite")
-    narrow = ActionChunk(0.95, DT, broken.actions[:, :7], 10)
-    assert "7 dims" in core.submit_chunk(narrow).reason
+    far = broken.actions.copy()
+    far[4, 2] = 3.0  # joint 2's limit is 2.8973 and its margin 0.01
+    result = core.submit_chunk(joint_chunk(0.95, far))
+    assert not result.accepted and result.reason.startswith("invalid chunk: step 4, joint 2")
+    narrow = joint_chunk(0.95, broken.actions[:, :7])
+    assert "drives 8 joints" in core.submit_chunk(narrow).reason
     assert core.state == ExecutorState.WAITING  # nothing was accepted
     assert core.submit_chunk(predicted_chunk(0.95)).accepted
     with pytest.raises(ValueError, match="shape"):
-        core.update_measured(Q_START[:7], 1.0)
+        core.update_measured(Q_START[:7], ns(1.0))
     with pytest.raises(ValueError, match="finite"):
-        core.update_measured(np.full(8, np.nan), 1.0)
+        core.update_measured(np.full(8, np.nan), ns(1.0))
 
 
 def test_time_jumping_back_restarts_from_the_measured_state_at_rest():
@@ -233,13 +243,13 @@ def test_time_jumping_back_restarts_from_the_measured_state_at_rest():
     assert core.state == ExecutorState.RUNNING
     core.restart_clock("time jumped back by 0.400 s")
     assert core.state == ExecutorState.WAITING and "jumped back" in core.reason
-    assert core.plan_end == -math.inf
-    assert core.tick(0.0).positions is None  # no joint state since the jump: command nothing
+    assert core.plan_end_ns is None
+    assert core.tick(0).positions is None  # no joint state since the jump: command nothing
     held = Q_START.copy()
     held[:7] += 0.01  # the arm joints (the gripper is at its limit)
-    core.update_measured(held, 0.0)
+    core.update_measured(held, 0)
     for n in range(1, 50):  # time runs again from 0: the arm is held where it is measured
-        command = core.tick(n * TICK)
+        command = core.tick(ns(n * TICK))
         np.testing.assert_allclose(command.positions, held)
         assert command.state == ExecutorState.WAITING
     assert core.submit_chunk(predicted_chunk(0.05)).accepted  # a new chunk moves it again
@@ -250,5 +260,42 @@ def test_time_jumping_back_keeps_a_latched_estop():
     run(core, {85: predicted_chunk(0.10)}, 150, estop_at=120)
     core.restart_clock("time jumped back by 0.300 s")
     assert core.state == ExecutorState.ESTOPPED
-    core.update_measured(Q_START, 0.0)
+    core.update_measured(Q_START, 0)
     assert not core.submit_chunk(predicted_chunk(0.0)).accepted
+
+
+def test_a_chunk_just_past_a_limit_is_clipped_and_executed():
+    """The executor is the one authority on limits: 1e-3 rad past joint 3's lower limit (within
+    the 0.01 margin) is accepted, and the arm is driven to the limit, never past it."""
+    core = executor()
+    lower = core.config.limits.lower[3]
+    actions = np.tile(Q_START, (32, 1))
+    actions[:10, 3] = np.linspace(Q_START[3], lower - 1e-3, 11)[1:]
+    actions[10:, 3] = lower - 1e-3
+    commands = run(core, {10: joint_chunk(0.0, actions)}, ticks=500)
+    assert commands[-1].state == ExecutorState.HOLDING  # the plan ran out: it was followed
+    reached = np.array([c.positions[3] for c in commands])
+    assert reached.min() >= lower
+    assert reached[-1] == pytest.approx(lower, abs=1e-3)  # the hold brakes just short of it
+    core = executor()
+    run(core, {0: joint_chunk(0.0, actions)}, ticks=1)
+    assert core.planned_path(ns(TICK))[1][-1, 3] == lower  # the plan ends at the clipped target
+
+
+def test_the_planned_path_is_what_the_executor_commands():
+    core = executor("latest", "quintic")
+    phase = np.clip((0.10 + DT * np.arange(1, 33) - 0.15) / 0.3, 0.0, 1.0)
+    smooth = phase**3 * (10 - 15 * phase + 6 * phase**2)  # a move that ends at rest
+    actions = Q_START + 0.5 * AMPLITUDE * smooth[:, None]
+    commands = run(core, {ARRIVAL_A: joint_chunk(0.10, actions)}, ticks=ARRIVAL_A + 1)
+    times, path = core.planned_path(ns(TICK))
+    assert times[0] == ns(ARRIVAL_A * TICK) and times[-1] == core.plan_end_ns
+    np.testing.assert_allclose(path[0], commands[-1].positions, atol=1e-12)
+    measured = commands[-1].positions
+    for t, expected in zip(times[1:], path[1:]):
+        core.update_measured(measured, t)
+        command = core.tick(t)
+        assert not command.limited
+        np.testing.assert_allclose(command.positions, expected, atol=1e-9)
+        measured = command.positions
+    assert core.planned_path(ns(TICK))[0].size == 0  # the plan is over: nothing ahead

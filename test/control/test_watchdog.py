@@ -7,6 +7,10 @@ from lightwam_ros.control.watchdog import ExecutorState, Watchdog, brake_step
 AMAX = np.array([10.0, 5.0, 2.0])
 
 
+def ns(seconds: float) -> int:
+    return round(seconds * 1e9)
+
+
 def test_brake_step_stops_all_joints_together_within_the_caps():
     pos, vel = np.array([0.1, 0.2, 0.3]), np.array([1.0, -1.5, 0.2])
     dt = 0.002
@@ -29,37 +33,39 @@ def test_brake_step_stops_all_joints_together_within_the_caps():
 def test_state_machine_with_reasons():
     watchdog = Watchdog(chunk_timeout=0.3, measured_timeout=0.1)
     assert watchdog.state == ExecutorState.WAITING
-    state = watchdog.update(0.0, plan_end=1.0, measured_time=0.0, ramp_done=False)
+    state = watchdog.update(0, plan_end_ns=ns(1.0), measured_ns=0, ramp_done=False)
     assert state == ExecutorState.WAITING
 
-    assert watchdog.chunk_accepted(0.0) is True  # control starts: ramp in
-    assert watchdog.update(0.1, 1.0, 0.1, ramp_done=False) == ExecutorState.RAMP_IN
-    assert watchdog.update(0.2, 1.0, 0.2, ramp_done=True) == ExecutorState.RUNNING
+    assert watchdog.chunk_accepted(ns(0.0)) is True  # control starts: ramp in
+    assert watchdog.update(ns(0.1), ns(1.0), ns(0.1), ramp_done=False) == ExecutorState.RAMP_IN
+    assert watchdog.update(ns(0.2), ns(1.0), ns(0.2), ramp_done=True) == ExecutorState.RUNNING
 
-    assert watchdog.update(0.35, 1.0, 0.35, True) == ExecutorState.HOLDING  # 0.35 s of silence
+    assert watchdog.update(ns(0.35), ns(1.0), ns(0.35), True) == ExecutorState.HOLDING  # 0.35 s silent
     assert "no chunk for 0.350 s (timeout 0.300 s)" in watchdog.reason
-    assert watchdog.chunk_accepted(0.4) is False  # resumes without a new ramp
+    assert watchdog.chunk_accepted(ns(0.4)) is False  # resumes without a new ramp
     assert watchdog.state == ExecutorState.RUNNING
 
-    assert watchdog.update(0.5, 0.45, 0.5, True) == ExecutorState.HOLDING
-    assert "plan exhausted" in watchdog.reason
-    watchdog.chunk_accepted(0.5)
-    assert watchdog.update(0.6, 1.0, 0.45, True) == ExecutorState.HOLDING
+    assert watchdog.update(ns(0.5), ns(0.45), ns(0.5), True) == ExecutorState.HOLDING
+    assert "plan exhausted at t=0.450 s" in watchdog.reason
+    watchdog.chunk_accepted(ns(0.5))
+    assert watchdog.update(ns(0.5), None, ns(0.5), True) == ExecutorState.HOLDING  # no plan
+    watchdog.chunk_accepted(ns(0.5))
+    assert watchdog.update(ns(0.6), ns(1.0), ns(0.45), True) == ExecutorState.HOLDING
     assert "joint state is 0.150 s old" in watchdog.reason
 
 
 def test_estop_latches_until_reset():
     watchdog = Watchdog(chunk_timeout=0.3, measured_timeout=0.1)
-    watchdog.chunk_accepted(0.0)
+    watchdog.chunk_accepted(ns(0.0))
     watchdog.estop("button pressed")
     assert watchdog.state == ExecutorState.ESTOPPED and "button pressed" in watchdog.reason
-    assert watchdog.update(0.1, 1.0, 0.1, True) == ExecutorState.ESTOPPED
+    assert watchdog.update(ns(0.1), ns(1.0), ns(0.1), True) == ExecutorState.ESTOPPED
     with pytest.raises(RuntimeError, match="e-stop"):
-        watchdog.chunk_accepted(0.1)
+        watchdog.chunk_accepted(ns(0.1))
     assert watchdog.state == ExecutorState.ESTOPPED
     watchdog.reset()
     assert watchdog.state == ExecutorState.WAITING
-    assert watchdog.chunk_accepted(0.2) is True  # a fresh start ramps in again
+    assert watchdog.chunk_accepted(ns(0.2)) is True  # a fresh start ramps in again
 
 
 def test_bad_timeouts_are_refused():

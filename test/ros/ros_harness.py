@@ -41,7 +41,6 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, Empty, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
-from visualization_msgs.msg import MarkerArray
 
 from lightwam_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from lightwam_ros.msg import ActionChunk, PolicyStatus
@@ -194,8 +193,6 @@ class Robot:
         self.chunks: list[tuple[int, ActionChunk]] = []  # (status count when received, chunk)
         self.statuses: list[PolicyStatus] = []
         self.other_chunks: list[ActionChunk] = []
-        self.trajectories: list[JointTrajectory] = []
-        self.paths: list[MarkerArray] = []
         self.diagnostics: list[DiagnosticArray] = []
         other_topic = ("lightwam/shadow_chunk" if chunk_topic == "lightwam/action_chunk"
                        else "lightwam/action_chunk")
@@ -204,9 +201,6 @@ class Robot:
         node.create_subscription(ActionChunk, other_topic, self.other_chunks.append, 10)
         node.create_subscription(PolicyStatus, "lightwam/policy_status", self.statuses.append,
                                  QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        node.create_subscription(JointTrajectory, "lightwam/predicted_trajectory",
-                                 self.trajectories.append, 10)
-        node.create_subscription(MarkerArray, "lightwam/predicted_path", self.paths.append, 10)
         node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(node)
@@ -311,17 +305,20 @@ def _png_message(rgb: np.ndarray, stamp_ns: int) -> CompressedImage:
 # ------------------------------------------------------------------ the executor's robot
 
 
+_COMMAND_ORIGIN_NS = time.time_ns()
+
+
 def _decode_command(raw: bytes) -> Command:
-    """(stamp s, positions, velocities) of a JointState command.  The stamp is converted with the
-    executor's own arithmetic (integer ns * 1e-9), so finite differences over the stamps use
-    exactly the time steps the executor's safety filter limited; float seconds resolve only
-    ~0.24 us at epoch times, which would be 1e-4 of a 2 ms tick."""
+    """(stamp s since the harness started, positions, velocities) of a JointState command.  The
+    executor steps its safety filter by differences of integer-ns stamps; seconds from a recent
+    origin keep those differences to ~1e-14 s, where float seconds since the epoch resolve only
+    ~0.24 us, which would be 1e-4 of a 2 ms tick."""
     msg = deserialize_message(raw, JointState)
-    return (stamp_to_nanoseconds(msg.header.stamp) * 1e-9, np.array(msg.position),
-            np.array(msg.velocity))
+    return ((stamp_to_nanoseconds(msg.header.stamp) - _COMMAND_ORIGIN_NS) * 1e-9,
+            np.array(msg.position), np.array(msg.velocity))
 
 
-Command = tuple[float, np.ndarray, np.ndarray]  # (stamp s, positions, velocities)
+Command = tuple[float, np.ndarray, np.ndarray]  # (stamp s since the harness started, positions, velocities)
 
 
 class DecodedLog:

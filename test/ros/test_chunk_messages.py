@@ -1,102 +1,65 @@
-"""ActionChunk messages, chunk validation, JointTrajectory timing/velocities and path markers."""
+"""The one ActionChunk <-> Chunk conversion pair, the planned path as a JointTrajectory, and path
+markers.  The chunk's own structure checks are tested with it (test/policy/test_chunk.py)."""
 import dataclasses
 
 import numpy as np
 import pytest
 
 pytest.importorskip("trajectory_msgs.msg")
-from builtin_interfaces.msg import Time  # noqa: E402
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from lightwam_ros.msg import ActionChunk  # noqa: E402
-from lightwam_ros.ros.chunk_messages import (ChunkData, ChunkMessageError,  # noqa: E402
-                                             chunk_to_joint_trajectory, chunk_to_msg,
-                                             msg_to_chunk, path_markers)
+from lightwam_ros.policy.chunk import Chunk, ChunkError  # noqa: E402
+from lightwam_ros.ros.chunk_messages import (chunk_to_msg, msg_to_chunk,  # noqa: E402
+                                             path_markers, path_to_joint_trajectory)
 
 H, A = 6, 3
 NAMES = ("joint_a", "joint_b", "gripper")
+STAMP_NS = 1_700_000_000_123_456_789  # float seconds cannot hold this stamp to the nanosecond
 
 
-def make_chunk(**overrides) -> ChunkData:
+def make_chunk(**overrides) -> Chunk:
     fields = dict(
-        stamp=1_700_000_000.25,  # exactly representable, so stamps compare exactly
-        actions=np.random.default_rng(0).normal(size=(H, A)), dt=0.04, execute_steps=4,
-        chunk_id=17, embodiment="libero_franka", action_mode="absolute_joints",
+        stamp_ns=STAMP_NS, actions=np.random.default_rng(0).normal(size=(H, A)), dt=0.04,
+        execute_steps=4, chunk_id=17, embodiment="libero_franka", action_mode="absolute_joints",
         action_names=NAMES, inference_latency=0.061, observation_age=0.012,
         model_id="tiny:0123abcd", instruction="pick up the bowl", frame_id="")
     fields.update(overrides)
-    return ChunkData(**fields)
+    return Chunk(**fields)
 
 
 def duration_ns(duration) -> int:
     return duration.sec * 10**9 + duration.nanosec
 
 
-# --- ActionChunk <-> ChunkData ---------------------------------------------------------------
+# --- ActionChunk <-> Chunk --------------------------------------------------------------------
 
-def test_round_trip_through_serialized_action_chunk():
+def test_round_trip_through_serialized_action_chunk_keeps_the_stamp_to_the_nanosecond():
     chunk = make_chunk(frame_id="panda_link0", action_mode="delta_eef")
     raw = serialize_message(chunk_to_msg(chunk))
     msg = deserialize_message(raw, ActionChunk)
     assert (msg.horizon, msg.action_dim, len(msg.actions)) == (H, A, H * A)
     assert msg.actions[1 * A + 2] == np.float32(chunk.actions[1, 2])  # row-major
-    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (1_700_000_000, 250_000_000)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (1_700_000_000, 123_456_789)
     back = msg_to_chunk(msg)
     np.testing.assert_array_equal(back.actions, chunk.actions.astype(np.float32).astype(np.float64))
     assert back.actions.dtype == np.float64
-    for field in dataclasses.fields(ChunkData):
+    for field in dataclasses.fields(Chunk):
         if field.name != "actions":
             assert getattr(back, field.name) == getattr(chunk, field.name), field.name
-
-
-def test_chunk_data_is_an_immutable_copy():
-    actions = np.ones((H, A))
-    chunk = make_chunk(actions=actions)
-    actions[0, 0] = 5.0
-    assert chunk.actions[0, 0] == 1.0
-    with pytest.raises(ValueError):
-        chunk.actions[0, 0] = 2.0
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        chunk.dt = 1.0
-
-
-def test_non_finite_actions_name_step_and_dimension():
-    actions = np.zeros((H, A))
-    actions[3, 1] = np.nan
-    actions[4, 2] = np.inf
-    with pytest.raises(ChunkMessageError,
-                       match=r"step 3, dimension 1 \('joint_b'\) is nan \(2 non-finite"):
-        make_chunk(actions=actions)
 
 
 def test_values_beyond_float32_are_caught_before_publishing():
     actions = np.zeros((H, A))
     actions[2, 0] = 1e39
-    with pytest.raises(ChunkMessageError, match=r"step 2, dimension 0 \('joint_a'\) is inf"):
+    with pytest.raises(ChunkError, match=r"step 2, dimension 0 \('joint_a'\) is inf"):
         chunk_to_msg(make_chunk(actions=actions))
 
 
-@pytest.mark.parametrize("overrides, fragment", [
-    (dict(actions=np.zeros((0, A))), "non-empty"),
-    (dict(actions=np.zeros(A)), "non-empty"),
-    (dict(action_names=("a", "b")), "3 distinct action_names"),
-    (dict(action_names=("a", "a", "b")), "3 distinct action_names"),
-    (dict(dt=0.0), "dt must be finite and > 0"),
-    (dict(dt=-0.04), "dt must be finite and > 0"),
-    (dict(dt=float("nan")), "dt must be finite and > 0"),
-    (dict(execute_steps=0), r"execute_steps must be in \[1, horizon=6\]"),
-    (dict(execute_steps=H + 1), r"execute_steps must be in \[1, horizon=6\]"),
-    (dict(execute_steps=2.5), "execute_steps"),
-    (dict(stamp=-1.0), "stamp must be >= 0"),
-    (dict(stamp=float("inf")), "stamp must be finite"),
-    (dict(inference_latency=float("nan")), "inference_latency must be finite"),
-    (dict(chunk_id=-1), "uint64"),
-    (dict(action_mode="joint_velocities"), "action_mode must be one of"),
-])
-def test_invalid_chunks_are_rejected(overrides, fragment):
-    with pytest.raises(ChunkMessageError, match=fragment):
-        make_chunk(**overrides)
+def test_a_chunk_before_the_epoch_has_no_message():
+    with pytest.raises(ValueError, match="outside the range of a ROS stamp"):
+        chunk_to_msg(make_chunk(stamp_ns=-1))
 
 
 def message(**overrides) -> ActionChunk:
@@ -118,66 +81,29 @@ def message(**overrides) -> ActionChunk:
     (dict(action_names=["x"]), "distinct action_names"),
 ])
 def test_malformed_messages_are_rejected(overrides, fragment):
-    with pytest.raises(ChunkMessageError, match=fragment):
+    with pytest.raises(ChunkError, match=fragment):
         msg_to_chunk(message(**overrides))
 
 
-# --- JointTrajectory --------------------------------------------------------------------------
+# --- Planned path as a JointTrajectory --------------------------------------------------------
 
-def quadratic_chunk(**overrides) -> ChunkData:
-    """q(t) = c * t^2 per joint at t = i*dt: central differences are exact (2ct)."""
-    t = np.arange(H) * 0.04
-    return make_chunk(actions=np.outer(t**2, [1.0, -2.0, 0.5]), **overrides)
-
-
-def test_trajectory_timing_defaults_to_when_step_0_is_reached():
-    chunk = quadratic_chunk(stamp=100.0)
-    traj = chunk_to_joint_trajectory(chunk, ["j1", "j2", "j3"])
-    assert (traj.header.stamp.sec, traj.header.stamp.nanosec) == (100, 40_000_000)  # stamp + dt
+def test_path_trajectory_is_stamped_at_its_first_point_with_exact_offsets():
+    times = STAMP_NS + np.array([0, 20_000_000, 40_000_001])
+    positions = np.arange(9.0).reshape(3, 3)
+    traj = path_to_joint_trajectory(["j1", "j2", "j3"], times, positions)
+    traj = deserialize_message(serialize_message(traj), type(traj))
+    assert (traj.header.stamp.sec, traj.header.stamp.nanosec) == (1_700_000_000, 123_456_789)
     assert list(traj.joint_names) == ["j1", "j2", "j3"]
-    assert [duration_ns(p.time_from_start) for p in traj.points] == [0, 40_000_000, 80_000_000,
-                                                                     120_000_000]
-    for point, row in zip(traj.points, chunk.actions):
-        np.testing.assert_array_equal(point.positions, row)
+    assert [duration_ns(p.time_from_start) for p in traj.points] == [0, 20_000_000, 40_000_001]
+    np.testing.assert_array_equal([p.positions for p in traj.points], positions)
 
 
-def test_trajectory_velocities_are_finite_differences():
-    chunk = quadratic_chunk()
-    traj = chunk_to_joint_trajectory(chunk, NAMES, executable_only=False)
-    assert len(traj.points) == H
-    dt, slope = 0.04, np.array([1.0, -2.0, 0.5])
-    velocities = np.array([p.velocities for p in traj.points])
-    np.testing.assert_allclose(velocities[0], slope * dt, rtol=1e-12)  # forward: (q1-q0)/dt
-    for i in range(1, H - 1):
-        np.testing.assert_allclose(velocities[i], slope * 2 * i * dt, rtol=1e-12)  # central
-    assert not velocities[-1].any()  # the last point comes to rest
-
-
-def test_trajectory_keeps_only_executable_steps_by_default():
-    chunk = quadratic_chunk(execute_steps=2)
-    traj = chunk_to_joint_trajectory(chunk, NAMES)
-    assert len(traj.points) == 2
-    velocities = np.array([p.velocities for p in traj.points])
-    forward = (chunk.actions[1] - chunk.actions[0]) / chunk.dt
-    np.testing.assert_allclose(velocities[0], forward, rtol=1e-12)
-    assert not velocities[1].any()  # the last point comes to rest
-
-
-def test_trajectory_start_time_override_and_single_step():
-    chunk = make_chunk(actions=np.ones((1, A)), execute_steps=1)
-    for start in (5.5, Time(sec=5, nanosec=500_000_000)):
-        traj = chunk_to_joint_trajectory(chunk, NAMES, start_time=start)
-        assert (traj.header.stamp.sec, traj.header.stamp.nanosec) == (5, 500_000_000)
-        assert list(traj.points[0].velocities) == [0.0, 0.0, 0.0]
-
-
-def test_trajectory_rejects_wrong_names_and_cartesian_chunks():
-    with pytest.raises(ChunkMessageError, match="need 3 distinct joint names"):
-        chunk_to_joint_trajectory(make_chunk(), ["j1", "j2"])
-    with pytest.raises(ChunkMessageError, match="need 3 distinct joint names"):
-        chunk_to_joint_trajectory(make_chunk(), ["j1", "j1", "j2"])
-    with pytest.raises(ChunkMessageError, match="convert delta-EEF chunks"):
-        chunk_to_joint_trajectory(make_chunk(action_mode="delta_eef"), NAMES)
+def test_path_trajectory_needs_one_row_per_time():
+    with pytest.raises(ValueError, match="one row of 3 positions per time"):
+        path_to_joint_trajectory(["j1", "j2", "j3"], np.array([0, 1]), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="one row of 3 positions per time"):
+        path_to_joint_trajectory(["j1", "j2", "j3"], np.zeros(0, dtype=np.int64),
+                                 np.zeros((0, 3)))
 
 
 # --- Markers ----------------------------------------------------------------------------------

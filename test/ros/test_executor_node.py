@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 rclpy = pytest.importorskip("rclpy")
 from rclpy.parameter import Parameter  # noqa: E402
@@ -18,13 +19,25 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Bool, Empty  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
+
+from lightwam_ros.control.executor_core import ChunkExecutorCore, ExecutorConfig  # noqa: E402
+from lightwam_ros.control.safety import JointSafetyLimits  # noqa: E402
+from lightwam_ros.model.config import make_config  # noqa: E402
 from lightwam_ros.msg import ActionChunk  # noqa: E402
 from lightwam_ros.nodes.command_layout import ChunkLayoutError, CommandLayout  # noqa: E402
 from lightwam_ros.nodes.executor_node import TickStats, create_executor_node  # noqa: E402
 from lightwam_ros.nodes.reason_reporter import ReasonReporter  # noqa: E402
+from lightwam_ros.policy.chunk import Chunk  # noqa: E402
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
 from lightwam_ros.policy.kinematics import panda_chain  # noqa: E402
-from lightwam_ros.ros.stamps import seconds_to_stamp  # noqa: E402
+from lightwam_ros.policy.normalization import Normalizer  # noqa: E402
+from lightwam_ros.policy.runner import PolicyRunner  # noqa: E402
+from lightwam_ros.ros.chunk_messages import chunk_to_msg, msg_to_chunk  # noqa: E402
+from lightwam_ros.ros.stamps import seconds_to_stamp, stamp_to_nanoseconds  # noqa: E402
+from lightwam_ros.tools.assets.make_tiny import (demo_tasks, plausible_stats,  # noqa: E402
+                                                 random_model, standin_cache)
 from ros_harness import (A0, ALOHA_JOINTS, COMMAND_TOPIC, CONFIG, FORWARD_TOPIC,  # noqa: E402
                          Q0, STAMP_JUMP_BACK_NS, TRAJECTORY_TOPIC, Harness, NodeProcess,
                          aloha_harness, assert_within_caps, fresh_ros_context,
@@ -243,8 +256,8 @@ class TestBadInputsOnARunningExecutor:
                      r"drives 'robotwin_aloha'", id="wrong_embodiment"),
         pytest.param(lambda actions, now: make_chunk(actions[:, :13] + 0.5, now,
                                                      names=ALOHA_ACTIONS[:13]),
-                     r"rejected chunk #\d+: chunk has 13 action dims, robotwin_aloha uses 14",
-                     id="wrong_action_dim"),
+                     r"rejected chunk #\d+: chunk action_names .* do not match robotwin_aloha's "
+                     r"action dimensions .*; missing \['right_gripper'\]", id="wrong_action_dim"),
         # max_clock_skew is 0.1 s (config): a chunk from 1 s ahead means the clocks disagree.
         pytest.param(lambda actions, now: make_chunk(actions, now + 1.0),
                      r"rejected chunk #\d+: chunk stamp is [01]\.\d+ s in the future: "
@@ -305,28 +318,92 @@ class TestBadInputsOnARunningExecutor:
 # ------------------------------------------------------------------ helpers of the node
 
 
+def aloha_chunk(rows, names=ALOHA_ACTIONS, **changes) -> Chunk:
+    fields = dict(stamp_ns=1_000_000_000, dt=DT, actions=rows, action_names=names,
+                  execute_steps=3, chunk_id=7, embodiment="robotwin_aloha")
+    fields.update(changes)
+    return Chunk(**fields)
+
+
 def test_command_layout_matches_chunk_columns_by_name_and_maps_grippers():
     layout = CommandLayout(ALOHA)
     assert layout.joint_names == ALOHA_JOINTS
     rows = np.tile(A0, (3, 1))
     rows[:, 6], rows[:, 13] = 1.0, 0.0  # left gripper open, right closed (RoboTwin: 1 = open)
-    direct = layout.to_joint_targets(rows, ALOHA_ACTIONS, 1.0, DT, 3, 7).chunk
+    direct = layout.to_joint_targets(aloha_chunk(rows)).chunk
     np.testing.assert_allclose(direct.actions[0, [6, 13]], [0.045, -0.01])  # open / closed joint
     np.testing.assert_allclose(direct.actions[:, ARM == 1], rows[:, ARM == 1])
+    assert direct.action_names == ALOHA_JOINTS and direct.stamp_ns == 1_000_000_000
     order = np.random.default_rng(1).permutation(14)
-    shuffled = layout.to_joint_targets(rows[:, order], [ALOHA_ACTIONS[i] for i in order], 1.0,
-                                       DT, 3, 7).chunk
+    shuffled = layout.to_joint_targets(
+        aloha_chunk(rows[:, order], [ALOHA_ACTIONS[i] for i in order])).chunk
     np.testing.assert_array_equal(shuffled.actions, direct.actions)
     renamed = list(ALOHA_ACTIONS[:13]) + ["right_grip"]
     with pytest.raises(ChunkLayoutError, match=r"missing \['right_gripper'\]; unexpected "
                                                r"\['right_grip'\]"):
-        layout.to_joint_targets(rows, renamed, 1.0, DT, 3, 7)
+        layout.to_joint_targets(aloha_chunk(rows, renamed))
+    with pytest.raises(ChunkLayoutError, match="chunk is for embodiment 'libero_franka'"):
+        layout.to_joint_targets(aloha_chunk(rows, embodiment="libero_franka"))
+    with pytest.raises(ChunkLayoutError, match="chunk action_mode 'delta_eef'"):
+        layout.to_joint_targets(aloha_chunk(rows, action_mode="delta_eef"))
     # A controller that lists its joints in another order gets the same targets in its order.
     reversed_layout = CommandLayout(ALOHA, joint_order=ALOHA_JOINTS[::-1])
     np.testing.assert_array_equal(
-        reversed_layout.to_joint_targets(rows, ALOHA_ACTIONS, 1.0, DT, 3, 7).chunk.actions,
+        reversed_layout.to_joint_targets(aloha_chunk(rows)).chunk.actions,
         direct.actions[:, ::-1])
     np.testing.assert_array_equal(reversed_layout.upper, layout.upper[::-1])
+
+
+def test_a_predicted_chunk_just_past_a_limit_is_published_then_clipped_and_executed():
+    """One safety authority: the policy returns (and its node publishes) a chunk 1e-3 rad past
+    fl_joint2's upper limit; through the ActionChunk message the executor accepts it, clips it
+    within its limit_margin and drives the joint to the limit, never past it."""
+    spec = ALOHA
+    cfg = make_config("tiny", spec.action_dim, spec.state_dim, spec.chunk.length)
+    normalizer = Normalizer.from_stats(plausible_stats(spec), spec.normalization.mode,
+                                       spec.normalization.clamp)
+    layout = CommandLayout(spec)
+    joint = ALOHA_ACTIONS.index("fl_joint2")
+    upper = layout.upper[layout.joint_names.index("fl_joint2")]
+    target = A0.copy()
+    target[joint] = upper + 1e-3
+    # A model whose output is this action at every step: zero weights, the normalised target as
+    # the bias of its last layer (normalisation is affine per dimension).
+    zero, one = normalizer.denormalize_action(np.zeros(14)), normalizer.denormalize_action(np.ones(14))
+    model = random_model(cfg, 0)
+    last = model.expert.output[2]
+    last.weight.data.zero_()
+    last.bias.data.copy_(torch.from_numpy((target - zero) / (one - zero)))
+    runner = PolicyRunner(model, spec, normalizer,
+                          standin_cache(demo_tasks(spec), cfg.dit.text_len, cfg.dit.text_dim),
+                          device="cpu", warmup=0)
+    runner.warmup()
+    images = {cam.role: np.zeros((*cam.source_size, 3), np.uint8) for cam in spec.canvas.cameras}
+    stamp_ns = 1_764_900_000_000_000_000
+    chunk = runner.predict(images, np.zeros(spec.state_dim), runner.tasks[0],
+                           stamp_ns=stamp_ns).chunk
+    assert chunk.actions[0, joint] == pytest.approx(upper + 1e-3, abs=1e-5)  # not refused
+
+    received = msg_to_chunk(chunk_to_msg(chunk))  # what the policy node publishes
+    targets = layout.to_joint_targets(received).chunk
+    limits = JointSafetyLimits(lower=layout.lower, upper=layout.upper, max_velocity=1.0,
+                               max_acceleration=5.0, max_deviation=0.5, max_jump=0.3,
+                               limit_margin=0.01, ramp_time=0.0)
+    core = ChunkExecutorCore(ExecutorConfig(limits))
+    start = targets.actions[0].copy()
+    start[layout.joint_names.index("fl_joint2")] = upper - 0.05
+    core.update_measured(start, stamp_ns)
+    core.tick(stamp_ns)
+    result = core.submit_chunk(targets)
+    assert result.accepted, result.reason
+    reached = []
+    for k in range(1, 300):  # a tracking arm, 2 ms ticks
+        t = stamp_ns + k * 2_000_000
+        command = core.tick(t)
+        core.update_measured(command.positions, t)
+        reached.append(command.positions[layout.joint_names.index("fl_joint2")])
+    assert max(reached) <= upper
+    assert reached[-1] == pytest.approx(upper, abs=1e-3)  # at the limit (braking to the hold)
 
 
 def test_reason_reporter_reports_the_first_problem_then_throttles():
@@ -454,7 +531,11 @@ def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
     """LIBERO Franka in-process from its shipped config: a chunk of +x deltas with a close
     command becomes joint commands whose FK moves 5 steps x 0.1 x 0.05 m = 2.5 cm along x.  The
     last 5 executable steps stand still, so the arm settles on the target before the plan ends
-    (at the end of a plan the executor brakes from wherever the capped command is)."""
+    (at the end of a plan the executor brakes from wherever the capped command is).
+
+    A second chunk (+y) then shows that the path RViz gets is the path the arm takes: the
+    executor's planned trajectory is what it commands, and the planned end-effector path is the
+    FK of that trajectory, integrated from the current command (not from an observation)."""
     context = rclpy.Context()
     rclpy.init(context=context, args=["--ros-args", "--params-file", CONFIG_FRANKA])
     try:
@@ -468,6 +549,14 @@ def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
             Parameter("output_modes", value=["joint_trajectory", "joint_state"])])
         helper = Harness(context, PANDA_JOINTS)
         helper.start_positions = PANDA_HOME
+        planned, paths, exact = [], [], []  # exact: (stamp ns, positions) of every command
+        helper.node.create_subscription(JointTrajectory, "lightwam/planned_trajectory",
+                                        planned.append, 10)
+        helper.node.create_subscription(MarkerArray, "lightwam/planned_path", paths.append, 10)
+        helper.node.create_subscription(
+            JointState, "lightwam/joint_command",
+            lambda m: exact.append((stamp_to_nanoseconds(m.header.stamp), np.array(m.position))),
+            1000)
         executor, thread = spin_in_background(context, [executor_node, helper.node])
         try:
             wait_until(lambda: len(helper.poses) > 5, 10, "target poses")
@@ -482,6 +571,21 @@ def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
                 embodiment="libero_franka", mode="delta_eef", dt=0.05, execute=10))
             wait_until(lambda: "plan exhausted" in helper.state()[1], 10, "the end of the plan")
             wait_until(lambda: helper.settled(0, count=5), 5, "the arm to settle")
+            end = helper.poses[-1].pose
+            final = helper.commands[-1][1]
+            last = helper.trajectories[-1]
+
+            deltas = np.zeros((32, 7))
+            deltas[:8, 1] = [0.02, 0.05, 0.08, 0.1, 0.1, 0.08, 0.05, 0.02]  # gently: no cap acts
+            deltas[:, 6] = 1.0  # stays closed
+            t1 = helper.now()
+            helper.chunk_pub.publish(make_chunk(
+                deltas, t1, names=("dx", "dy", "dz", "drx", "dry", "drz", "gripper"),
+                embodiment="libero_franka", mode="delta_eef", dt=0.05, execute=10, chunk_id=1))
+            wait_until(lambda: len(planned) == 2 and len(paths) == 2, 10, "the second plan")
+            path_end = stamp_to_nanoseconds(planned[1].header.stamp) + (
+                duration_ns(planned[1].points[-1].time_from_start))
+            wait_until(lambda: exact[-1][0] > path_end + 200_000_000, 10, "the second plan's end")
         finally:
             executor.shutdown()
             thread.join(timeout=5)
@@ -489,19 +593,48 @@ def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
             helper.node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
-    end = helper.poses[-1].pose
     xyz = lambda p: np.array([p.position.x, p.position.y, p.position.z])  # noqa: E731
     moved = xyz(end) - xyz(start_pose)
     np.testing.assert_allclose(moved, [0.025, 0.0, 0.0], atol=5e-4)
     quat = lambda o: np.array([o.w, o.x, o.y, o.z])  # noqa: E731
     assert abs(np.dot(quat(end.orientation), quat(start_pose.orientation))) > 0.9999
-    final = helper.commands[-1][1]
     np.testing.assert_allclose(final[7:], [0.0, 0.0], atol=1e-6)  # both fingers closed
     # The published pose is the FK of the published joints.
     fk = panda_chain().forward(final[:7])
     np.testing.assert_allclose(fk.position, xyz(end), atol=1e-9)
     # The JointTrajectory output carries the same command, reached one control period ahead.
-    last = helper.trajectories[-1]
     assert list(last.joint_names) == PANDA_JOINTS and len(last.points) == 1
     assert last.points[0].time_from_start.nanosec == 10_000_000
     np.testing.assert_allclose(last.points[0].positions, final, atol=1e-12)
+    assert_planned_path_is_commanded(planned[1], paths[1], exact, final)
+
+
+def duration_ns(duration) -> int:
+    return duration.sec * 1_000_000_000 + duration.nanosec
+
+
+def assert_planned_path_is_commanded(trajectory, markers, commands, start):
+    """The planned trajectory starts at a published command and every later command lies on it;
+    the marker path is its end-effector path by forward kinematics."""
+    chain = panda_chain()
+    assert list(trajectory.joint_names) == PANDA_JOINTS
+    t0 = stamp_to_nanoseconds(trajectory.header.stamp)
+    times = t0 + np.array([duration_ns(p.time_from_start) for p in trajectory.points])
+    positions = np.array([p.positions for p in trajectory.points])
+    np.testing.assert_allclose(positions[0], start, atol=1e-9)  # from the current command ...
+    stamps = np.array([t for t, _ in commands])
+    assert t0 in stamps  # ... which is a command the executor published
+    on_path = [(t, q) for t, q in commands if t0 <= t <= times[-1]]
+    assert len(on_path) >= 10  # at 100 Hz about 45; fewer on a loaded machine
+    for t, q in on_path:
+        expected = [np.interp(t - t0, times - t0, column) for column in positions.T]
+        np.testing.assert_allclose(q, expected, atol=5e-4)  # 20 ms spacing, linear between
+    after = [q for t, q in commands if t > times[-1] + 100_000_000]
+    np.testing.assert_allclose(after[-1], positions[-1], atol=1e-6)  # and it ends there
+    moved = chain.forward(positions[-1, :7]).position - chain.forward(start[:7]).position
+    np.testing.assert_allclose(moved, [0.0, 0.025, 0.0], atol=5e-4)
+    line, spheres = markers.markers
+    assert line.header.frame_id == "panda_link0" and line.header.stamp == trajectory.header.stamp
+    fk = np.array([chain.forward(q[:7]).position for q in positions])
+    for marker in (line, spheres):
+        np.testing.assert_allclose([[p.x, p.y, p.z] for p in marker.points], fk, atol=1e-12)

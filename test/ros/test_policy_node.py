@@ -22,15 +22,14 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import ReliabilityPolicy  # noqa: E402
 from std_msgs.msg import Empty  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-from visualization_msgs.msg import Marker  # noqa: E402
 
 from lightwam_ros.msg import PolicyStatus  # noqa: E402
 from lightwam_ros.nodes.policy_node import PolicyNode, create_policy_node  # noqa: E402
-from lightwam_ros.nodes.policy_visuals import PredictionVisuals  # noqa: E402
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
 from lightwam_ros.policy.kinematics import panda_chain  # noqa: E402
+from lightwam_ros.policy.normalization import Normalizer  # noqa: E402
 from lightwam_ros.policy.runner import PolicyRunner  # noqa: E402
-from lightwam_ros.ros.stamps import stamp_to_nanoseconds, stamp_to_seconds  # noqa: E402
+from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
 from lightwam_ros.tools.assets.make_tiny import TinyPackage, make_tiny_package  # noqa: E402
 from ros_harness import (ALOHA_TASK, CONFIG, MAX_AGE, NodeProcess, Robot,  # noqa: E402
                          set_action_stats, spin_in_background, wait_until)
@@ -103,9 +102,6 @@ class TestAlohaOnTimer:
         assert any(s.state == PolicyStatus.READY for s in robot.statuses[:first_status_index])
         assert PolicyStatus.WARMING_UP in [s.state for s in robot.statuses]
 
-        trajectory = wait_until(lambda: robot.trajectories, 10, "a predicted trajectory")[0]
-        assert len(trajectory.joint_names) == 14 and "fl_joint7" in trajectory.joint_names
-        assert len(trajectory.points) == 24
         assert not robot.other_chunks, "nothing may appear on the shadow topic outside shadow mode"
 
         def skipped_ticks():
@@ -270,7 +266,7 @@ def test_a_signal_during_warm_up_ends_the_process_cleanly(tmp_path):
         assert not any("terminate called" in line or "Traceback" in line
                        for line in node.lines), node.lines
 
-def test_libero_shadow_on_request_with_an_end_effector_path(tmp_path):
+def test_libero_shadow_on_request(tmp_path):
     package = make_tiny_package("libero_franka", tmp_path)
     joints = dict(zip(panda_chain().joint_names, LIBERO_Q))
     joints.update(panda_finger_joint1=0.03, panda_finger_joint2=0.03)
@@ -304,21 +300,6 @@ def test_libero_shadow_on_request_with_an_end_effector_path(tmp_path):
         ids = [c.chunk_id for _, c in robot.chunks]
         assert ids == list(range(len(ids)))
         assert not robot.other_chunks, "shadow chunks must never reach the executable topic"
-
-        markers = wait_until(lambda: robot.paths, 10, "the predicted path")[-1].markers
-        line = next(m for m in markers if m.type == Marker.LINE_STRIP and m.id == 0)
-        assert line.header.frame_id == "panda_link0" and len(line.points) == 11
-        # The path is the chunk's deltas integrated from the observation's end-effector pose.
-        line_time = stamp_to_seconds(line.header.stamp)
-        drawn = next(c for _, c in robot.chunks
-                     if abs(stamp_to_seconds(c.header.stamp) - line_time) < 1e-6)
-        deltas = np.asarray(drawn.actions, dtype=np.float64).reshape(32, 7)
-        start = panda_chain().forward(LIBERO_Q)
-        expected = PredictionVisuals(robot.spec).path_points(deltas, start)
-        np.testing.assert_allclose([[p.x, p.y, p.z] for p in line.points], expected[:11],
-                                   atol=1e-6)
-        assert not np.allclose(expected[10], expected[0]), "the path must move"
-        assert not robot.trajectories, "delta-EEF chunks have no joint trajectory"
     finally:
         returncode = node.stop()
         robot.close()
@@ -357,11 +338,18 @@ def test_a_camera_can_be_subscribed_reliably_and_the_others_stay_best_effort(tmp
     assert reliability["/camera/left_wrist/image_raw"] == ReliabilityPolicy.BEST_EFFORT
     assert reliability["/camera/right_wrist/image_raw"] == ReliabilityPolicy.BEST_EFFORT
 
-def test_refused_chunks_are_reported_and_the_in_process_node_keeps_running(tmp_path, capfd):
-    """Statistics that put every prediction far outside the joint limits: each chunk fails
-    validation, is logged and reported as ERROR, never published, and the node carries on."""
+def test_meaningless_chunks_are_refused_and_the_in_process_node_keeps_running(tmp_path,
+                                                                            monkeypatch):
+    """A prediction with a NaN in fl_joint1: each chunk is refused, reported as ERROR, never
+    published, and the node carries on."""
     package = make_tiny_package("robotwin_aloha", tmp_path)
-    set_action_stats(package.checkpoint, global_mean={0: 100.0})  # fl_joint1 around 100 rad
+    real_denormalize = Normalizer.denormalize_action
+
+    def nan_in_fl_joint1(self, action):
+        actions = real_denormalize(self, action)
+        actions[..., 0] = np.nan
+        return actions
+    monkeypatch.setattr(Normalizer, "denormalize_action", nan_in_fl_joint1)
     robot = Robot("robotwin_aloha", _aloha_joints(), "lightwam/action_chunk")
     try:
         with _in_process_policy(package, robot.roles) as node:
@@ -369,10 +357,26 @@ def test_refused_chunks_are_reported_and_the_in_process_node_keeps_running(tmp_p
             later = robot.wait_for_status(PolicyStatus.ERROR, 5,
                                           start=robot.statuses.index(error) + 1)
             assert node.fatal_error is None and later.chunks_published == 0
-            assert not robot.chunks and not robot.trajectories
-            assert "chunk refused, not published: invalid action chunk" in capfd.readouterr().err
+            assert not robot.chunks
     finally:
         robot.close()
+
+
+def test_chunks_past_the_joint_limits_are_published_for_the_executor_to_judge(tmp_path):
+    """The executor owns joint limits: the policy publishes a finite chunk whatever its values
+    (statistics that put fl_joint1 around 100 rad, far past its limit)."""
+    package = make_tiny_package("robotwin_aloha", tmp_path)
+    set_action_stats(package.checkpoint, global_mean={0: 100.0})
+    robot = Robot("robotwin_aloha", _aloha_joints(), "lightwam/action_chunk")
+    try:
+        with _in_process_policy(package, robot.roles) as node:
+            [chunk] = robot.wait_for_chunks(1, 60)
+            assert node.fatal_error is None
+    finally:
+        robot.close()
+    actions = np.asarray(chunk.actions).reshape(chunk.horizon, chunk.action_dim)
+    upper = robot.spec.joint_limit("fl_joint1")[1]
+    assert np.all(actions[:, 0] > upper + 10.0)
 
 
 def test_a_model_exception_is_reported_and_the_node_recovers(tmp_path, capfd, monkeypatch):
@@ -397,7 +401,7 @@ def test_a_model_exception_is_reported_and_the_node_recovers(tmp_path, capfd, mo
                                           ("inference failed", "illegal memory access"))
             wait_until(lambda: attempts.count(True) >= 3, 20, "two more inference attempts")
             assert node.fatal_error is None and error.chunks_published == 0
-            assert not robot.chunks and not robot.trajectories
+            assert not robot.chunks
             assert re.search(r"inference failed: RuntimeError\('CUDA error: an illegal memory "
                              r"access was encountered'\)", capfd.readouterr().err)
             failing.clear()
@@ -409,17 +413,3 @@ def test_a_model_exception_is_reported_and_the_node_recovers(tmp_path, capfd, mo
             assert node.fatal_error is None
     finally:
         robot.close()
-
-
-def test_path_points_follow_robosuite_scaling_and_clipping():
-    visuals = PredictionVisuals(load_embodiment("libero_franka"))
-    start = panda_chain().forward(LIBERO_Q)
-    deltas = np.zeros((3, 7))
-    deltas[:, 0] = [1.0, 2.0, -0.5]  # 2.0 is clipped to the controller's bound 1.0
-    deltas[:, 5] = 1.0  # rotation does not move the tool point's position in this model
-    points = visuals.path_points(deltas, start)
-    np.testing.assert_allclose(points[:, 0] - start.position[0], [0.0, 0.05, 0.10, 0.075])
-    np.testing.assert_allclose(points[:, 1:], np.tile(start.position[1:], (4, 1)))
-    assert visuals.frame_id == "panda_link0" and visuals.path_arm == "arm"
-    aloha = PredictionVisuals(load_embodiment("robotwin_aloha"))
-    assert aloha.path_arm is None and aloha.frame_id == ""

@@ -21,11 +21,12 @@ from std_msgs.msg import Empty  # noqa: E402
 
 from lightwam_ros.bags.reader import BagReader  # noqa: E402
 from lightwam_ros.msg import ActionChunk, PolicyStatus  # noqa: E402
-from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
 from lightwam_ros.policy.runner import PolicyRunner  # noqa: E402
-from lightwam_ros.tools.offline.bag_observations import BagInputs, policy_settings  # noqa: E402
-from lightwam_ros.tools.launch.bringup_plan import ensure_tiny_package, params_file  # noqa: E402
+from lightwam_ros.ros.param_files import params_file  # noqa: E402
+from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
+from lightwam_ros.tools.assets.model_files import ensure_tiny_package  # noqa: E402
 from lightwam_ros.tools.launch.child_process import ChildProcess  # noqa: E402
+from lightwam_ros.tools.offline.bag_observations import BagInputs, policy_settings  # noqa: E402
 from ros_harness import (NodeProcess, fresh_ros_context, spin_in_background,  # noqa: E402
                          wait_until)
 
@@ -81,7 +82,8 @@ def test_offline_check_rebuilds_every_live_observation_and_its_chunk(recorded, t
     for stamp_ns, actions in live.items():
         observation = observed[stamp_ns * 1e-9]
         assert not isinstance(observation, str), observation
-        predicted = runner.predict(observation.images, observation.state, run.instruction).chunk
+        predicted = runner.predict(observation.images, observation.state,
+                                   run.instruction).chunk.actions
         np.testing.assert_allclose(predicted, actions, atol=TOLERANCE)
 
     from lightwam_ros.tools.offline.offline_check import main as offline_check

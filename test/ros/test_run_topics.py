@@ -20,7 +20,7 @@ def test_recorded_topics_are_the_policy_inputs_and_what_the_nodes_output(embodim
                                               policy["instruction_topic"]}
     assert recorded.instruction == policy["instruction_topic"]
     assert {policy[name] for name in ("chunk_topic", "shadow_chunk_topic", "status_topic",
-                                      "trajectory_topic", "path_topic", "diagnostics_topic")} | {
+                                      "diagnostics_topic")} | {
         executor[name] for name in ("joint_trajectory_topic", "forward_command_topic",
                                     "joint_command_topic", "estop_topic", "chunk_request_topic")
     } | {"/diagnostics"} == (

@@ -202,8 +202,8 @@ def test_a_tiny_policy_runs_on_simulated_observations_and_its_step_executes(sim,
     builder = StateBuilder(SPEC, {})
     joints = np.array([state.positions[sim.joint_names.index(n)] for n in builder.joint_names])
     output = runner.predict(sim.render(), builder.build(joints).vector, runner.tasks[0])
-    assert output.chunk.shape == (SPEC.chunk.length, 14) and np.all(np.isfinite(output.chunk))
-    targets = output.chunk[0].astype(float)
+    assert output.chunk.actions.shape == (SPEC.chunk.length, 14)
+    targets = output.chunk.actions[0].copy()
     for arm, slot in zip(SPEC.arms, FINGERS):
         targets[slot] = arm.gripper.command_to_joint(targets[slot])
     assert sim.step(targets).time == pytest.approx(sim.control_dt)

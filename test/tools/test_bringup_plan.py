@@ -15,9 +15,10 @@ import yaml
 from lightwam_ros.ros.node_registry import NODE_KINDS
 from lightwam_ros.ros.param_files import EMBODIMENTS, ParamFileError, params_file, rviz_config
 from lightwam_ros.sim.catalog import SimTask
+from lightwam_ros.tools.assets.model_files import ModelFiles, default_cache_dir
 from lightwam_ros.tools.launch import bringup_plan as bp
-from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, ModelFiles, ParamOverride,
-                                                    PlanError, build_plan)
+from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, ParamOverride, PlanError,
+                                                    build_plan)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "lightwam.launch.py"
@@ -281,7 +282,7 @@ def test_tiny_package_is_built_once_into_the_cache_and_reused(tmp_path):
 
 def test_default_cache_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert bp.default_cache_dir() == tmp_path / "lightwam_ros"
+    assert default_cache_dir() == tmp_path / "lightwam_ros"
 
 
 # ------------------------------------------------------------------ launch file and RViz
@@ -375,7 +376,7 @@ def test_launch_description_starts_the_planned_nodes(tmp_path, monkeypatch):
         "lightwam-policy", "lightwam-executor", "lightwam-loopback-robot", "rviz2"]
 
 
-def test_rviz_config_shows_the_cameras_and_the_path_the_policies_publish():
+def test_rviz_config_shows_the_cameras_and_the_path_the_executor_plans():
     config = yaml.safe_load(rviz_config().read_text())
     manager = config["Visualization Manager"]
 
@@ -391,7 +392,8 @@ def test_rviz_config_shows_the_cameras_and_the_path_the_policies_publish():
         policy = file_params("policy", embodiment)
         cameras = {"/" + camera["topic"] for camera in policy["cameras"].values()}
         assert cameras <= shown["rviz_default_plugins/Image"], embodiment
-        assert "/" + policy["path_topic"] in shown["rviz_default_plugins/MarkerArray"]
+    # The executor's planned end-effector path (its default planned_path_topic), not a preview.
+    assert shown["rviz_default_plugins/MarkerArray"] == {"/lightwam/planned_path"}
     assert {"rviz_default_plugins/TF", "rviz_default_plugins/RobotModel"} <= set(shown)
     assert manager["Global Options"]["Fixed Frame"] == "panda_link0"  # LIBERO's path frame
 

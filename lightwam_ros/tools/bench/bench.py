@@ -2,8 +2,8 @@
 
 For each embodiment the two paths of ``PolicyRunner`` get the same seeded random weights
 (``make_tiny.random_model``, LoRA and adapters non-zero), the same stand-in instruction and the
-same camera images and states.  Latency is measured from camera images in to the denormalised,
-validated chunk out (batch 1), after ``--warmup`` excluded passes.  Peak memory is the CUDA
+same camera images and states.  Latency is measured from camera images in to the denormalised
+chunk out (batch 1), after ``--warmup`` excluded passes.  Peak memory is the CUDA
 allocator's peak during a prediction (weights included); on a CPU it is not measured (reported as
 null, with the weight bytes alongside).
 
@@ -43,8 +43,8 @@ from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.policy.device import resolve_device, resolve_dtype
 from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
-from lightwam_ros.policy.runner import (COMPILE_MODES, PolicyOutput, PolicyOutputError,
-                                        PolicyRunner)
+from lightwam_ros.policy.runner import (COMPILE_MODES, PolicyOutputError, PolicyRunner,
+                                        StageTiming)
 from lightwam_ros.tools.assets.make_tiny import demo_tasks, plausible_stats, random_model, standin_cache
 
 FULL_PRESET = "wan2.1-1.3b"
@@ -76,13 +76,24 @@ def observations(spec: EmbodimentSpec, stats: dict, count: int,
     return result
 
 
-def _predict(runner: PolicyRunner, observation: tuple[dict, np.ndarray], task: str) -> PolicyOutput:
-    """A random model may predict an out-of-bounds chunk; the timing still counts."""
+@dataclass(frozen=True)
+class _Prediction:
+    timing: StageTiming
+    peak_memory_bytes: int
+    normalized: np.ndarray
+    actions: np.ndarray
+    ok: bool  # finite: a chunk (limits are the executor's, not judged here)
+
+
+def _predict(runner: PolicyRunner, observation: tuple[dict, np.ndarray], task: str) -> _Prediction:
+    """A random model may predict non-finite values; the timing still counts."""
     images, state = observation
     try:
-        return runner.predict(images, state, task)
+        out = runner.predict(images, state, task)
     except PolicyOutputError as error:
-        return error.output
+        return _Prediction(error.timing, error.peak_memory_bytes, error.normalized, error.actions,
+                           False)
+    return _Prediction(out.timing, out.peak_memory_bytes, out.normalized, out.chunk.actions, True)
 
 
 def _weight_bytes(model: torch.nn.Module) -> int:
@@ -109,7 +120,7 @@ def _measure(runner: PolicyRunner, obs: list, task: str, iters: int) -> tuple[di
         "valid_chunks": sum(out.ok for out in outputs + compared),
         "chunks": len(outputs) + len(compared),
     }
-    return record, [out.normalized for out in compared], [out.chunk for out in compared]
+    return record, [out.normalized for out in compared], [out.actions for out in compared]
 
 
 @dataclass

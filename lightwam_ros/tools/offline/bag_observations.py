@@ -29,8 +29,9 @@ from lightwam_ros.control.frame_history import ObservationAssembler, StaleInputE
 from lightwam_ros.nodes.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
                                              input_streams, pose_stream)
 from lightwam_ros.nodes.policy_params import PolicySettings, settings_from_values
+from lightwam_ros.policy.chunk import Chunk
 from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains
-from lightwam_ros.ros.chunk_messages import ChunkData, msg_to_chunk
+from lightwam_ros.ros.chunk_messages import msg_to_chunk
 from lightwam_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
 from lightwam_ros.ros.joint_state import JointStateMatcher
 from lightwam_ros.ros.message_types import message_class
@@ -52,7 +53,7 @@ def policy_settings(params: Path, overrides: dict[str, Any]) -> PolicySettings:
 class RecordedRun:
     """What pass one found: everything but the images."""
 
-    live_chunks: dict[int, ChunkData] = field(default_factory=dict)  # by stamp [ns]
+    live_chunks: dict[int, Chunk] = field(default_factory=dict)  # by stamp [ns]
     state_times: list[float] = field(default_factory=list)  # s, joint-state stamps
     states: list[np.ndarray] = field(default_factory=list)  # the state vector at each
     scene_stamps: list[float] = field(default_factory=list)  # s, scene-camera frames
@@ -60,7 +61,7 @@ class RecordedRun:
     problems: list[BagProblem] = field(default_factory=list)
     health: Optional[StreamHealth] = None
 
-    def live_chunk_at(self, stamp: float) -> Optional[ChunkData]:
+    def live_chunk_at(self, stamp: float) -> Optional[Chunk]:
         """The live chunk of the observation stamped ``stamp`` [s] (float seconds hold epoch
         stamps to a few hundred ns, so the nearest within 1 us)."""
         if not self.live_chunks:

@@ -116,8 +116,8 @@ def run_policy(inputs: BagInputs, runner: PolicyRunner, run: RecordedRun, stamps
             continue
         live = run.live_chunk_at(stamp)
         chunks.append(PredictedChunk(
-            stamp=stamp, actions=output.chunk.astype(np.float64), dt=dt,
-            execute_steps=output.execute_steps, compute_time=time.perf_counter() - started,
+            stamp=stamp, actions=output.chunk.actions, dt=dt,
+            execute_steps=output.chunk.execute_steps, compute_time=time.perf_counter() - started,
             recorded_actions=None if live is None else live.actions.astype(np.float64)))
         for stream, age in observation.ages.items():
             ages.setdefault(stream, []).append(age)
