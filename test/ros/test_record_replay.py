@@ -21,11 +21,12 @@ from std_msgs.msg import Empty  # noqa: E402
 
 from lightwam_ros.bags.reader import BagReader  # noqa: E402
 from lightwam_ros.msg import ActionChunk, PolicyStatus  # noqa: E402
-from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
 from lightwam_ros.policy.runner import PolicyRunner  # noqa: E402
-from lightwam_ros.tools.offline.bag_observations import BagInputs, policy_settings  # noqa: E402
-from lightwam_ros.tools.launch.bringup_plan import ensure_tiny_package, params_file  # noqa: E402
+from lightwam_ros.ros.param_files import params_file  # noqa: E402
+from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
+from lightwam_ros.tools.assets.model_files import ensure_tiny_package  # noqa: E402
 from lightwam_ros.tools.launch.child_process import ChildProcess  # noqa: E402
+from lightwam_ros.tools.offline.bag_observations import BagInputs, policy_settings  # noqa: E402
 from ros_harness import (NodeProcess, fresh_ros_context, spin_in_background,  # noqa: E402
                          wait_until)
 

@@ -15,9 +15,10 @@ import yaml
 from lightwam_ros.ros.node_registry import NODE_KINDS
 from lightwam_ros.ros.param_files import EMBODIMENTS, ParamFileError, params_file, rviz_config
 from lightwam_ros.sim.catalog import SimTask
+from lightwam_ros.tools.assets.model_files import ModelFiles, default_cache_dir
 from lightwam_ros.tools.launch import bringup_plan as bp
-from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, ModelFiles, ParamOverride,
-                                                    PlanError, build_plan)
+from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, ParamOverride, PlanError,
+                                                    build_plan)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "lightwam.launch.py"
@@ -281,7 +282,7 @@ def test_tiny_package_is_built_once_into_the_cache_and_reused(tmp_path):
 
 def test_default_cache_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert bp.default_cache_dir() == tmp_path / "lightwam_ros"
+    assert default_cache_dir() == tmp_path / "lightwam_ros"
 
 
 # ------------------------------------------------------------------ launch file and RViz

@@ -19,7 +19,7 @@ from lightwam_ros.bags.typestore import project_typestore  # noqa: E402
 from lightwam_ros.ros.image_conversion import rgb_to_image  # noqa: E402
 from lightwam_ros.ros.joint_state import make_joint_state  # noqa: E402
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp  # noqa: E402
-from lightwam_ros.tools.launch.bringup_plan import ensure_tiny_package  # noqa: E402
+from lightwam_ros.tools.assets.model_files import ensure_tiny_package  # noqa: E402
 from lightwam_ros.tools.offline.offline_check import main as offline_check  # noqa: E402
 
 START_NS = 1_700_000_000_000_000_000

@@ -66,10 +66,10 @@ from lightwam_ros.ros.joint_state import make_joint_state
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY
 from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, EMBODIMENTS, ParamFileError, read_params
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds
+from lightwam_ros.tools.assets.model_files import ModelFiles, ensure_tiny_package
 from lightwam_ros.tools.launch.bringup_observer import POLICY_STATES
-from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, ModelFiles, NodePlan,
-                                                    ParamOverride, PlanError, build_plan,
-                                                    ensure_tiny_package)
+from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, NodePlan, ParamOverride,
+                                                    PlanError, build_plan)
 from lightwam_ros.tools.launch.child_process import ChildProcess
 from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 

@@ -33,7 +33,7 @@ from lightwam_ros.bags.metadata import METADATA_EMBODIMENT
 from lightwam_ros.bags.reader import BagError, BagReader
 from lightwam_ros.nodes.policy_params import PolicySettings
 from lightwam_ros.ros.param_files import EMBODIMENTS, params_file
-from lightwam_ros.tools.launch.bringup_plan import ensure_tiny_package
+from lightwam_ros.tools.assets.model_files import ensure_tiny_package
 from lightwam_ros.tools.offline.bag_observations import (BagInputs, RecordedRun, interpolate_series,
                                                          policy_rate_stamps, policy_settings)
 
