@@ -22,11 +22,11 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
+from lightwam_ros.control.command_layout import ChunkLayoutError, CommandLayout  # noqa: E402
 from lightwam_ros.control.executor_core import ChunkExecutorCore, ExecutorConfig  # noqa: E402
 from lightwam_ros.control.safety import JointSafetyLimits  # noqa: E402
 from lightwam_ros.model.config import make_config  # noqa: E402
 from lightwam_ros.msg import ActionChunk  # noqa: E402
-from lightwam_ros.nodes.command_layout import ChunkLayoutError, CommandLayout  # noqa: E402
 from lightwam_ros.nodes.executor_node import TickStats, create_executor_node  # noqa: E402
 from lightwam_ros.nodes.reason_reporter import ReasonReporter  # noqa: E402
 from lightwam_ros.policy.chunk import Chunk  # noqa: E402
