@@ -124,8 +124,11 @@ class Trainer:
             self._say(f"resumed from {newest} at step {self.step}")
         self.wrapped = self.objective
         if self.world > 1:
+            # With one branch off, its parameters (the expert, or the late blocks and the video
+            # head) get no gradient, which DDP must be told about.
+            both = cfg.objective.action_weight > 0 and cfg.objective.video_weight > 0
             self.wrapped = torch.nn.parallel.DistributedDataParallel(
-                self.objective, find_unused_parameters=True,
+                self.objective, find_unused_parameters=not both,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     # ------------------------------------------------------------------------------ set-up
