@@ -11,7 +11,8 @@ scheduling, interpolation, safety filtering and watchdog work without ROS.  The 
 - the path it will command, published on every accepted chunk for RViz: the joint trajectory
   (``planned_trajectory_topic``) and, for an arm with kinematics (delta-EEF), its end-effector
   path by forward kinematics (``planned_path_topic``) - the executor's own plan after merging,
-  clipping and interpolation from the current command, so RViz shows what the arm will do;
+  clipping and interpolation from the current command, so RViz shows what the arm will do; when
+  it stops following the plan (hold, e-stop) an empty trajectory and a DELETEALL marker clear it;
 - an e-stop topic and services, and DiagnosticArray telemetry;
 - a restart when the clock jumps backwards (simulator reset, looping bag): the plan and the joint
   state are dropped, commands resume at rest from the next joint state, motion with a new chunk.
@@ -48,7 +49,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Empty, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-from visualization_msgs.msg import MarkerArray
+from visualization_msgs.msg import Marker, MarkerArray
 
 from lightwam_ros.control.chunk_requests import ChunkRequestTimer
 from lightwam_ros.control.command_layout import ChunkLayoutError, CommandLayout
@@ -347,14 +348,28 @@ class ExecutorNode(ConfiguredNode):
                 points, nanoseconds_to_stamp(int(times[0])), layout.base_frame, PATH_NAMESPACE,
                 0, PATH_COLOR))
 
+    def _clear_plan(self) -> None:
+        """An empty planned trajectory and the planned path's markers deleted."""
+        trajectory = JointTrajectory(joint_names=self._names)
+        trajectory.header.stamp = nanoseconds_to_stamp(self._now_ns())
+        self._planned_trajectory_pub.publish(trajectory)
+        if self._planned_path_pub is not None:
+            marker = Marker(ns=PATH_NAMESPACE, action=Marker.DELETEALL)
+            marker.header.stamp = trajectory.header.stamp
+            marker.header.frame_id = self.layout.base_frame
+            self._planned_path_pub.publish(MarkerArray(markers=[marker]))
+
     def _note_state(self) -> None:
         """Log a change of the core's state; called wherever it may change (a tick, a reset, an
         e-stop, a clock restart), so a transition is logged even when the next tick moves on."""
         state, reason = self._core.state, self._core.reason
         if state == self._state:
             return
+        was_following = self._state in FOLLOWING_STATES
         previous = self._state.name if self._state is not None else "START"
         self._state = state
+        if was_following and state not in FOLLOWING_STATES:
+            self._clear_plan()  # holding: nothing of the shown path will be commanded any more
         text = f"state {previous} -> {state.name}: {reason}"
         # rclpy ties a severity to each call site, hence two calls.
         if state in FOLLOWING_STATES:

@@ -20,7 +20,7 @@ from std_msgs.msg import Bool, Empty  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
-from visualization_msgs.msg import MarkerArray  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from lightwam_ros.control.command_layout import ChunkLayoutError, CommandLayout  # noqa: E402
 from lightwam_ros.control.executor_core import ChunkExecutorCore, ExecutorConfig  # noqa: E402
@@ -582,10 +582,15 @@ def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
             helper.chunk_pub.publish(make_chunk(
                 deltas, t1, names=("dx", "dy", "dz", "drx", "dry", "drz", "gripper"),
                 embodiment="libero_franka", mode="delta_eef", dt=0.05, execute=10, chunk_id=1))
-            wait_until(lambda: len(planned) == 2 and len(paths) == 2, 10, "the second plan")
-            path_end = stamp_to_nanoseconds(planned[1].header.stamp) + (
-                duration_ns(planned[1].points[-1].time_from_start))
+            wait_until(lambda: all(len(x) == 2 for x in drawn(planned, paths)), 10,
+                       "the second plan")
+            plans, shown = drawn(planned, paths)
+            path_end = stamp_to_nanoseconds(plans[1].header.stamp) + (
+                duration_ns(plans[1].points[-1].time_from_start))
             wait_until(lambda: exact[-1][0] > path_end + 200_000_000, 10, "the second plan's end")
+            # Holding at the plan's end: nothing more is planned, and RViz is told so.
+            wait_until(lambda: not planned[-1].points
+                       and paths[-1].markers[0].action == Marker.DELETEALL, 5, "a cleared plan")
         finally:
             executor.shutdown()
             thread.join(timeout=5)
@@ -606,7 +611,13 @@ def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
     assert list(last.joint_names) == PANDA_JOINTS and len(last.points) == 1
     assert last.points[0].time_from_start.nanosec == 10_000_000
     np.testing.assert_allclose(last.points[0].positions, final, atol=1e-12)
-    assert_planned_path_is_commanded(planned[1], paths[1], exact, final)
+    assert_planned_path_is_commanded(plans[1], shown[1], exact, final)
+
+
+def drawn(planned: list, paths: list) -> tuple[list, list]:
+    """The planned trajectories and paths that show a plan (not the clearing messages)."""
+    return ([t for t in planned if t.points],
+            [m for m in paths if m.markers[0].action == Marker.ADD])
 
 
 def duration_ns(duration) -> int:
