@@ -13,6 +13,7 @@ from lightwam_ros.policy.canvas import build_canvas
 from lightwam_ros.policy.runner import PolicyOutputError, PolicyRunner
 from lightwam_ros.train.config import config_from_dict
 from lightwam_ros.train.loop import Trainer
+from lightwam_ros.train.progress import tensorboard_available
 from lightwam_ros.train.run_state import checkpoint_dirs
 
 
@@ -74,11 +75,20 @@ def test_resume_from_a_mid_run_checkpoint_repeats_the_uninterrupted_run(workspac
 
 
 def test_export_runs_in_the_policy_runner_with_the_trainers_predictions(workspace):
-    config = config_from_dict(base_config(workspace, model={"trainable": "full"},
-                                          objective={"video_weight": 0.0}, optim={"steps": 2}))
+    config = config_from_dict(base_config(
+        workspace, data={"val_episodes": [str(workspace["held_out"])]},
+        model={"trainable": "full"}, objective={"video_weight": 0.0}, optim={"steps": 2},
+        run={"tensorboard": True}))
     trainer = Trainer(config)
     exported = trainer.run()
     assert (exported.parent / "dataset_stats.json").is_file()
+    run = workspace["root"] / "run"
+    with open(run / "train_log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["step"] for r in rows] == ["1", "2"] and float(rows[-1]["val_action_mae"]) > 0
+    assert (run / "loss.png").is_file() and (run / "validation_step0000002.png").is_file()
+    if tensorboard_available():
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     runner = PolicyRunner.from_files(exported, exported.parent / "instructions.safetensors",
                                      embodiment=workspace["embodiment"], device="cpu", warmup=0)
     episode = trainer.train_set.episodes[0]
