@@ -125,6 +125,7 @@ class PolicyNode(ConfiguredNode):
         self._anchor_stamps: collections.deque[tuple[float, Time]] = collections.deque(
             maxlen=_ANCHOR_STAMPS_KEPT)
         self._latest_stamp = {name: None for name in streams}
+        self._restarts = dict.fromkeys(streams, 0)  # per stream, as last logged
         self._jumped_from: Optional[float] = None  # s: the clock jumped back from this time
         self._invalid = {name: 0 for name in streams}
         self._reporters = {name: ReasonReporter() for name in streams}  # per input stream
@@ -233,14 +234,20 @@ class PolicyNode(ConfiguredNode):
             if self._from_before_jump(seconds):
                 raise ValueError(f"stamped {seconds:.3f} s, before the clock jumped back to "
                                  f"{self._now_seconds():.3f} s: sent before a reset")
-            if not self._assembler.add(stream, seconds, value):
-                message = self._assembler.stats(stream).last_rejection
-            else:
-                message = ""
+            accepted = self._assembler.add(stream, seconds, value)
+            stats = self._assembler.stats(stream)
+            restart = stats.last_restart if stats.restarts > self._restarts[stream] else ""
+            self._restarts[stream] = stats.restarts
+            if restart and stream == self._anchor:
+                self._anchor_stamps.clear()  # stamps of the stream's previous life
+            message = "" if accepted else stats.last_rejection
+            if accepted:
                 self._latest_stamp[stream] = seconds
                 if stream == self._anchor:
                     self._anchor_stamps.append((seconds, Time(sec=stamp.sec,
                                                               nanosec=stamp.nanosec)))
+        if restart:
+            self.get_logger().warning(f"{self._topics[stream]}: {restart}")
         if message:
             self._warn_input(stream, f"dropped input from {self._topics[stream]}: {message}")
         else:
