@@ -58,9 +58,6 @@ from lightwam_ros.control.frame_history import (ObservationAssembler, StaleInput
                                                 StreamProblem)
 from lightwam_ros.msg import ActionChunk, PolicyStatus
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
-from lightwam_ros.nodes.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
-                                             input_streams, pose_stream)
-from lightwam_ros.nodes.policy_params import CameraInput, PolicySettings, declare_policy_parameters
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.policy.runner import (LatencyStats, PolicyInputError, PolicyOutput,
                                         PolicyOutputError, PolicyRunner)
@@ -71,6 +68,9 @@ from lightwam_ros.ros.image_conversion import (ImageConversionError, compressed_
                                                image_to_rgb)
 from lightwam_ros.ros.joint_state import JointStateMatcher
 from lightwam_ros.ros.node_registry import NODE_KINDS, POLICY
+from lightwam_ros.ros.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
+                                             input_streams, pose_stream)
+from lightwam_ros.ros.policy_params import CameraInput, PolicySettings, declare_policy_parameters
 from lightwam_ros.ros.pose_messages import pose_from_message
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds, stamp_to_seconds
 

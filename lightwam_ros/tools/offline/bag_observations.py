@@ -26,9 +26,6 @@ from rclpy.serialization import deserialize_message
 from lightwam_ros.bags.health import StreamHealth, header_stamp_ns, missing_topics
 from lightwam_ros.bags.reader import BagMessage, BagProblem, BagReader
 from lightwam_ros.control.frame_history import ObservationAssembler, StaleInputError
-from lightwam_ros.nodes.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
-                                             input_streams, pose_stream)
-from lightwam_ros.nodes.policy_params import PolicySettings, settings_from_values
 from lightwam_ros.policy.chunk import Chunk
 from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains
 from lightwam_ros.ros.chunk_messages import msg_to_chunk
@@ -37,6 +34,9 @@ from lightwam_ros.ros.joint_state import JointStateMatcher
 from lightwam_ros.ros.message_types import message_class
 from lightwam_ros.ros.node_registry import NODE_KINDS, POLICY
 from lightwam_ros.ros.param_files import read_params
+from lightwam_ros.ros.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
+                                             input_streams, pose_stream)
+from lightwam_ros.ros.policy_params import PolicySettings, settings_from_values
 from lightwam_ros.ros.pose_messages import pose_from_message
 from lightwam_ros.ros.run_topics import absolute_topic
 from lightwam_ros.ros.stamps import stamp_to_nanoseconds, stamp_to_seconds

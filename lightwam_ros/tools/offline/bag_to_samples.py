@@ -37,16 +37,16 @@ from safetensors.numpy import save_file
 
 from lightwam_ros.bags.metadata import METADATA_EMBODIMENT
 from lightwam_ros.bags.reader import BagError, BagReader
-from lightwam_ros.nodes.policy_params import PolicySettings
 from lightwam_ros.ros.message_types import message_class
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS
+from lightwam_ros.ros.param_files import EMBODIMENTS, params_file, read_params
+from lightwam_ros.ros.policy_params import PolicySettings
 from lightwam_ros.ros.run_topics import absolute_topic
 from lightwam_ros.ros.stamps import stamp_to_seconds
-from lightwam_ros.train.targets import Command, commanded_chunks
-from lightwam_ros.ros.param_files import EMBODIMENTS, params_file, read_params
 from lightwam_ros.tools.assets.model_files import ensure_tiny_package
 from lightwam_ros.tools.offline.bag_observations import (BagInputs, RecordedRun, interpolate_series,
                                                          policy_rate_stamps, policy_settings)
+from lightwam_ros.train.targets import Command, commanded_chunks
 
 ACTION_SOURCES = ("commands", "state", "chunks")
 TRAJECTORY_TYPE = "trajectory_msgs/msg/JointTrajectory"

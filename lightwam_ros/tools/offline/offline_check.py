@@ -28,10 +28,10 @@ import numpy as np
 
 from lightwam_ros.bags.metadata import METADATA_EMBODIMENT
 from lightwam_ros.bags.reader import BagError, BagProblem, BagReader
-from lightwam_ros.nodes.policy_params import checkpoint_identity
 from lightwam_ros.policy.embodiment import EmbodimentSpec
 from lightwam_ros.policy.runner import PolicyInputError, PolicyOutputError, PolicyRunner
 from lightwam_ros.ros.param_files import EMBODIMENTS, params_file
+from lightwam_ros.ros.policy_params import checkpoint_identity
 from lightwam_ros.tools.offline.bag_observations import (BagInputs, RecordedRun, policy_rate_stamps,
                                                          policy_settings)
 from lightwam_ros.tools.offline.offline_report import (OfflineInputs, PredictedChunk, ReferenceSeries,

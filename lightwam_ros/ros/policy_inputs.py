@@ -4,7 +4,7 @@ observations by the same rules."""
 from __future__ import annotations
 
 from lightwam_ros.control.frame_history import StreamConfig
-from lightwam_ros.nodes.policy_params import PolicySettings
+from lightwam_ros.ros.policy_params import PolicySettings
 
 JOINT_STREAM = "joint_states"
 # Joint states come much faster than frames, and an observation takes the joint state of the
