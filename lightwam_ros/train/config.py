@@ -79,6 +79,7 @@ class RunConfig:
     out_dir: str = "runs/train"
     seed: int = 0
     device: str = "auto"
+    threads: int = 0                    # CPU threads for torch; 0 keeps torch's default
     precision: str = "auto"             # auto: bf16 autocast on CUDA, fp32 on a CPU
     checkpoint_every: int = 0           # 0: only at the end
     keep_last: int = 2
@@ -226,3 +227,4 @@ def _check(config: TrainConfig, source: str) -> None:
     need(0 <= opt.ema_decay < 1, "optim.ema_decay must lie in [0, 1)")
     need(run.keep_last >= 1 and run.log_every >= 1, "run.keep_last and log_every must be >= 1")
     need(run.checkpoint_every >= 0 and run.val_every >= 0, "run.*_every must be >= 0")
+    need(run.threads >= 0, "run.threads must be >= 0")

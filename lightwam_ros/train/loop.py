@@ -54,6 +54,8 @@ class Trainer:
         self.cfg, self.log = cfg, log
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
+        if cfg.run.threads:
+            torch.set_num_threads(cfg.run.threads)
         self.device = resolve_device(cfg.run.device)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
