@@ -6,11 +6,14 @@ import csv
 
 import numpy as np
 import torch
+import yaml
 
 from train_fixtures import TASK, base_config, make_episode
 from lightwam_ros.model.checkpoint import load_checkpoint
+from lightwam_ros.model.config import PRESETS
 from lightwam_ros.policy.canvas import build_canvas
 from lightwam_ros.policy.runner import PolicyOutputError, PolicyRunner
+from lightwam_ros.train.cli import main
 from lightwam_ros.train.config import config_from_dict
 from lightwam_ros.train.loop import Trainer
 from lightwam_ros.train.progress import tensorboard_available
@@ -102,3 +105,24 @@ def test_export_runs_in_the_policy_runner_with_the_trainers_predictions(workspac
             output = error.output
         expected = trainer.predict(build_canvas({"front": image}, runner.spec), state, TASK)
         np.testing.assert_allclose(output.normalized, expected, rtol=0, atol=1e-5)
+
+
+def test_cli_trains_and_exports(workspace, tmp_path, capsys):
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(base_config(workspace, model={"trainable": "lora"},
+                                                 objective={"video_weight": 0.0})))
+    assert main(["--config", str(config), "optim.steps=1", "run.threads=1"]) == 0
+    assert (workspace["root"] / "run" / "export" / "model.safetensors").is_file()
+    assert main(["--config", str(config), "optim.stepz=1"]) == 2
+    assert "optim.stepz" in capsys.readouterr().err
+
+
+def test_a_frozen_random_encoder_is_standardised_on_its_data(workspace):
+    config = config_from_dict(base_config(workspace, model={"trainable": "lora",
+                                                            "latent_norm": "data"}))
+    trainer = Trainer(config)
+    batch = trainer.train_set.batch(range(0, len(trainer.train_set), 3))
+    with torch.no_grad():
+        latents = trainer.model.vae.encode(batch.clips).transpose(0, 1).reshape(16, -1)
+    assert latents.mean(dim=1).abs().max() < 0.3 and (latents.std(dim=1) - 1).abs().max() < 0.3
+    assert trainer.model.cfg.vae.latents_std != PRESETS["tiny"].vae.latents_std
