@@ -17,7 +17,6 @@ silently replaced by another.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -150,6 +149,3 @@ def load_episodes(entries: Sequence[str | Path], spec: EmbodimentSpec, tasks: Se
             skipped.append(Skipped(path, str(error)))
     return episodes, skipped
 
-
-def describe_skipped(skipped: Sequence[Skipped]) -> str:
-    return json.dumps([{"episode": str(s.path), "reason": s.reason} for s in skipped], indent=1)
