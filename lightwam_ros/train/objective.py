@@ -71,15 +71,23 @@ class Objective(nn.Module):
     def forward(self, batch: Batch, latents: Tensor | None,
                 generators: list[torch.Generator]) -> LossParts:
         model = self.model
-        if latents is None:
+        first = None
+        if latents is None and self.uses_video and _trains(model.vae):
+            # Only frame 0 needs the encoder's gradient (the video branch reads detached
+            # latents, and the causal encoder's first latent frame sees frame 0 alone): the
+            # clip is encoded without a graph, frame 0 again with one, as a 2-D pass.
+            with torch.no_grad():
+                latents = self.encode(batch)
+            first = model.vae.encode(batch.clips[:, :, :1])
+        elif latents is None:
             latents = self.encode(batch)
+        first = latents[:, :, :1] if first is None else first
         context = model.build_context(batch.instruction, batch.proprio)
         zero = latents.new_zeros((), dtype=torch.float32)
         action = zero
         if self.cfg.action_weight > 0:
             t = torch.zeros(latents.shape[0], device=latents.device)
-            tapped = model.dit.tapped_states(latents[:, :, :1], t, context,
-                                             taps=model.cfg.adapter.layers)
+            tapped = model.dit.tapped_states(first, t, context, taps=model.cfg.adapter.layers)
             action = action_loss(model.expert(tapped), batch.actions, self.step_weights, batch.pad)
         video = zero
         if self.uses_video:
@@ -104,6 +112,10 @@ class Objective(nn.Module):
         weights = gaussian_timestep_weight(t, self.cfg.timestep_centre, self.cfg.timestep_width,
                                            self.cfg.shift)
         return video_loss(pred, flow_matching_target(x0, eps), weights, frame_mask.to(x0.device))
+
+
+def _trains(module: nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
 
 
 def checkpoint_blocks(model: LightWAM) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -16,6 +17,7 @@ from lightwam_ros.policy.runner import PolicyOutputError, PolicyRunner
 from lightwam_ros.train.cli import main
 from lightwam_ros.train.config import config_from_dict
 from lightwam_ros.train.loop import Trainer
+from lightwam_ros.train.objective import sample_generators
 from lightwam_ros.train.progress import tensorboard_available
 from lightwam_ros.train.run_state import checkpoint_dirs
 
@@ -119,10 +121,26 @@ def test_cli_trains_and_exports(workspace, tmp_path, capsys):
 
 def test_a_frozen_random_encoder_is_standardised_on_its_data(workspace):
     config = config_from_dict(base_config(workspace, model={"trainable": "lora",
-                                                            "latent_norm": "data"}))
+                                                            "latent_norm": "data"},
+                                          objective={"video_weight": 0.0}))
     trainer = Trainer(config)
-    batch = trainer.train_set.batch(range(0, len(trainer.train_set), 3))
+    batch = trainer.train_set.batch(range(0, len(trainer.train_set), 3), "first")
     with torch.no_grad():
         latents = trainer.model.vae.encode(batch.clips).transpose(0, 1).reshape(16, -1)
     assert latents.mean(dim=1).abs().max() < 0.3 and (latents.std(dim=1) - 1).abs().max() < 0.3
     assert trainer.model.cfg.vae.latents_std != PRESETS["tiny"].vae.latents_std
+
+
+def test_a_training_encoder_gets_the_action_gradient_from_frame_zero_alone(workspace):
+    """With the encoder training, the clip is encoded without a graph and frame 0 again with
+    one: the same losses as one encoding of the clip, and a gradient for the encoder."""
+    trainer = Trainer(config_from_dict(base_config(workspace)))
+    batch = trainer.train_set.batch([0, 5, 30])
+    generators = sample_generators(0, 0, [0, 1, 2])
+    split = trainer.objective(batch, None, generators)
+    split.total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.model.vae.parameters())
+    whole = trainer.objective(batch, trainer.model.vae.encode(batch.clips),
+                              sample_generators(0, 0, [0, 1, 2]))
+    assert split.action.item() == pytest.approx(whole.action.item(), rel=1e-5)
+    assert split.video.item() == pytest.approx(whole.video.item(), rel=1e-5)
