@@ -16,8 +16,11 @@ rm -f "$OUT"/step_*.json "$OUT"/step_*.log "$OUT/steps.tsv"
 
 if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
     KIND=cuda; ITERS=30; STEP_LIMIT=170
+    TRAIN=(--presets wan2.1-1.3b --trainable lora --batch-size 16 --embodiment libero_franka
+           --steps 5 --warmup 2)
 else
     KIND=cpu; ITERS=3; STEP_LIMIT=300
+    TRAIN=(--presets tiny --batch-size 2 --embodiment aloha_sim --steps 2 --warmup 1)
 fi
 echo "[device-check] $KIND: report in $OUT"
 
@@ -44,9 +47,5 @@ step parity "" -- "$PY" -m lightwam_ros.tools.bench.bench --parity --json "$OUT/
 step latency "" -- "${bench[@]}" --json "$OUT/step_latency.json"
 step compile "$no_compile" -- "${bench[@]}" --compile default --json "$OUT/step_compile.json"
 step cuda_graphs "$no_cuda" -- "${bench[@]}" --cuda-graphs --json "$OUT/step_cuda_graphs.json"
-if "$PY" -c 'import lightwam_ros.train.bench' 2> /dev/null; then
-    step train "" -- "$PY" -m lightwam_ros.train.bench --device-check --json "$OUT/step_train.json"
-else
-    step train "the trainer (lightwam_ros.train) is not installed" --
-fi
+step train "" -- "$PY" -m lightwam_ros.train.bench "${TRAIN[@]}" --json "$OUT/step_train.json"
 "$PY" -m lightwam_ros.tools.bench.device_report "$OUT"

@@ -68,14 +68,18 @@ def _bench_rows(step: str, report: dict) -> list[str]:
 
 
 def _train_rows(report: dict) -> list[str]:
-    """The trainer bench's rows: whatever paths it measured, with samples/s and peak memory."""
+    """lightwam-bench-train's rows: per preset, the real (cached, mixed-precision) and the naive
+    path's samples/s and peak memory, and the speed-up."""
     rows = []
-    for result in report.get("results", [report]):
-        label = " ".join(str(result[k]) for k in ("preset", "mode", "path") if k in result)
-        figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                            for k, v in result.items()
-                            if k in ("samples_per_s", "peak_memory_gib", "batch_size", "speedup"))
-        rows.append(f"| train | - | {label} | {figures} | OK |")
+    for preset, paths in report["results"].items():
+        for path, result in paths.items():
+            figures = result.get("error") or (f"{result['samples_per_s']:.3g} samples/s, "
+                                              f"peak {_mib(result['peak_bytes'])} MiB")
+            rows.append(f"| train | {report['args']['embodiment']} | {preset} {path} | {figures} | "
+                        f"{'FAILED' if 'error' in result else 'OK'} |")
+        if all("samples_per_s" in paths.get(path, {}) for path in ("real", "naive")):
+            speedup = paths["real"]["samples_per_s"] / paths["naive"]["samples_per_s"]
+            rows.append(f"| train | - | {preset} real vs naive | speed-up x{speedup:.2f} | OK |")
     return rows
 
 
