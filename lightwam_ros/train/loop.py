@@ -46,7 +46,8 @@ from lightwam_ros.train.validation import ValidationResult, evaluate, plot_valid
 EXPORT_DIR = "export"
 MODEL_FILE = "model.safetensors"
 INSTRUCTIONS_FILE = "instructions.safetensors"
-LATENT_STAT_CLIPS = 64  # clips whose latents set a random encoder's normalisation
+LATENT_STAT_CLIPS = 64
+_AVERAGED = ("loss", "action_loss", "video_loss", "grad_norm")  # clips whose latents set a random encoder's normalisation
 
 
 class Trainer:
@@ -288,22 +289,27 @@ class Trainer:
             write_stats(self.stats, self.out_dir)
         progress = (Progress(self.out_dir, total, self.step, cfg.progress, cfg.tensorboard)
                     if self.rank == 0 else None)
-        window_start, window_steps = time.perf_counter(), 0
+        window_start, window_steps, sums = time.perf_counter(), 0, dict.fromkeys(_AVERAGED, 0.0)
         while self.step < total:
             row = self.train_step()
             window_steps += 1
+            for key in _AVERAGED:
+                sums[key] += row[key]
             last = self.step == total
+            elapsed = time.perf_counter() - window_start
             validate = self.val_set is not None and (
                 last or (cfg.val_every and self.step % cfg.val_every == 0))
             if validate:
                 row["val_action_mae"] = self.validate().mae
             if self.step % cfg.log_every == 0 or last or validate:
-                elapsed = time.perf_counter() - window_start
-                row.update(step=self.step, epoch=self.stream.epoch(self.step),
+                # Losses averaged over the steps since the last row; throughput without validation.
+                row.update({key: value / window_steps for key, value in sums.items()},
+                           step=self.step, epoch=self.stream.epoch(self.step),
                            samples_per_s=window_steps * self.stream.global_batch / elapsed)
                 if progress is not None:
                     progress.update(row, window_steps)
                 window_start, window_steps = time.perf_counter(), 0
+                sums = dict.fromkeys(_AVERAGED, 0.0)
             if not math.isfinite(row["loss"]):
                 raise FloatingPointError(f"loss is {row['loss']} at step {self.step}")
             if last or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
