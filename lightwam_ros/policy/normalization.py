@@ -8,7 +8,7 @@ Layout: ``{"state": {"default": {"global_min": [...], "global_max": [...], "glob
   dimension normalises to 0 and a prediction keeps its offset).
 - ``z_score``: x -> (x - mean) / (std + 1e-8).
 Normalised values are clamped to +-clamp (5 in Light-WAM).  Denormalisation does not clamp: the
-model's output is returned as predicted, and ``postprocess.validate_chunk`` judges it.
+model's output is returned as predicted, and the executor's safety filter judges it.
 """
 from __future__ import annotations
 
