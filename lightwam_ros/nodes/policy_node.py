@@ -371,7 +371,8 @@ class PolicyNode(ConfiguredNode):
         # from_files ran no pass (so that loading and warm-up show as separate states): run them
         # now.  With cuda_graphs this captures the graph a second time, which costs milliseconds.
         runner.warmup_iterations = settings.warmup
-        if not runner.warmup(cancel=self._stop):
+        sizes = {camera.role: camera.size for camera in settings.cameras if camera.size}
+        if not runner.warmup(cancel=self._stop, source_sizes=sizes):
             return
         self._runner = runner
         with self._trigger_lock:

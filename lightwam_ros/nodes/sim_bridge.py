@@ -70,7 +70,7 @@ class SimBridgeNode(ConfiguredNode):
         task = SimTask.parse(declare_value(self, "task", "aloha:transfer_cube", "SIMULATOR:TASK, "
                                            "e.g. aloha:transfer_cube or libero:libero_spatial/0."))
         size = declare_value(self, "camera_size", [0, 0], "[height, width] of every camera; "
-                             "[0, 0]: the simulator's usual size.")
+                             "[0, 0]: the embodiment's source_size.")
         if len(size) != 2 or min(size) < 0:
             raise ValueError(f"parameter camera_size must be [height, width], got {list(size)}")
         camera_rate = declare_value(self, "camera_rate", 25.0, "Images per simulated second.")

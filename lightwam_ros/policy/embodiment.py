@@ -111,7 +111,10 @@ class CameraSpec:
     role: str
     rotation_deg: int  # counter-clockwise, applied before cropping/resizing
     center_crop: bool  # crop to the cell's aspect ratio before resizing
-    source_size: tuple[int, int] | None  # (height, width) hint, informational
+    # (height, width) the camera delivers: the one source of camera sizes (the loopback robot and
+    # the simulators render it, the policy warms up for it); a deployment overrides it in the
+    # policy's parameter cameras.<role>.size.  None: the cell's size.
+    source_size: tuple[int, int] | None
     top: int
     left: int
     height: int
@@ -299,6 +302,13 @@ class EmbodimentSpec:
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
+
+
+def camera_sizes(spec: EmbodimentSpec) -> dict[str, tuple[int, int]]:
+    """(height, width) of each camera role's images, as they arrive unless a deployment says
+    otherwise: the camera's ``source_size``, else its canvas cell's size."""
+    return {camera.role: camera.source_size or (camera.height, camera.width)
+            for camera in spec.canvas.cameras}
 
 
 def shipped_embodiments() -> list[str]:

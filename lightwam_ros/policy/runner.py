@@ -42,7 +42,7 @@ from lightwam_ros.model.lora import LoRA, set_lora_merged
 from lightwam_ros.policy.canvas import build_canvas, canvas_to_model_input
 from lightwam_ros.policy.chunk import Chunk, ChunkError
 from lightwam_ros.policy.device import StageClock, resolve_device, resolve_dtype
-from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
+from lightwam_ros.policy.embodiment import EmbodimentSpec, camera_sizes, load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
 from lightwam_ros.policy.postprocess import postprocess_chunk
 
@@ -323,18 +323,21 @@ class PolicyRunner:
     def tasks(self) -> list[str]:
         return list(self._instructions.tasks())
 
-    def warmup(self, cancel: Optional[threading.Event] = None) -> bool:
+    def warmup(self, cancel: Optional[threading.Event] = None,
+               source_sizes: Optional[Mapping[str, tuple[int, int]]] = None) -> bool:
         """Compile/capture and run ``warmup_iterations`` passes on a neutral observation.
 
-        Returns True when ready; False, leaving the runner not ready, when ``cancel`` was set
-        between two passes (a full model's warm-up on a CPU takes minutes: Ctrl-C must not wait).
+        The neutral images have the sizes that will arrive, so the passes build the canvas's
+        resize tables the first real frame needs: ``source_sizes`` by camera role (a deployment's
+        override), else ``camera_sizes(spec)``.  Returns True when ready; False, leaving the runner
+        not ready, when ``cancel`` was set between two passes (a full model's warm-up on a CPU
+        takes minutes: Ctrl-C must not wait).
         """
         tasks = self.tasks
         if not tasks:
             raise PolicyConfigError("the instruction cache holds no tasks")
-        images = {camera.role: np.zeros((*(camera.source_size or (camera.height, camera.width)), 3),
-                                        dtype=np.uint8)
-                  for camera in self.spec.canvas.cameras}
+        sizes = {**camera_sizes(self.spec), **(source_sizes or {})}
+        images = {role: np.zeros((*size, 3), dtype=np.uint8) for role, size in sizes.items()}
         state = np.zeros(self.spec.state_dim)
         with self._lock, self._on_device(), torch.inference_mode():
             self._load_inputs(images, state, tasks[0])

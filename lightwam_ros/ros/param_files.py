@@ -17,7 +17,7 @@ PACKAGE = "lightwam_ros"
 # The embodiments with shipped parameter files.
 EMBODIMENTS = ("libero_franka", "robotwin_aloha", "aloha_sim")
 DEFAULT_EMBODIMENT = "robotwin_aloha"
-SIM_EMBODIMENTS = tuple(embodiment for embodiment, _, _ in SIMULATORS.values())
+SIM_EMBODIMENTS = tuple(embodiment for embodiment, _ in SIMULATORS.values())
 
 
 class ParamFileError(ValueError):

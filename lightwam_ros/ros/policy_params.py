@@ -260,8 +260,9 @@ def _declare_camera(node: Node, role: str) -> CameraInput:
         raise ValueError(f"parameter {prefix}max_age must be > 0, got {max_age}")
     size = node.declare_parameter(
         prefix + "size", Parameter.Type.INTEGER_ARRAY,
-        ParameterDescriptor(description=f"[height, width] every '{role}' frame must have (unset: "
-                                        f"any size; the canvas resizes)")).value
+        ParameterDescriptor(description=f"[height, width] every '{role}' frame must have, and the "
+                                        "size the warm-up prepares for (unset: any size; the "
+                                        "warm-up prepares the embodiment's source_size)")).value
     if size is not None:
         size = tuple(int(v) for v in size)
         if len(size) != 2 or min(size) < 1:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from lightwam_ros.policy.embodiment import camera_sizes, load_embodiment
 from lightwam_ros.sim.base import SimError, Simulator
 
-# simulator -> (embodiment, default task, default camera size (height, width))
-SIMULATORS = {"aloha": ("aloha_sim", "transfer_cube", (240, 320)),
-              "libero": ("libero_franka", "libero_spatial/0", (128, 128))}
+# simulator -> (embodiment, default task); camera sizes are the embodiment's.
+SIMULATORS = {"aloha": ("aloha_sim", "transfer_cube"),
+              "libero": ("libero_franka", "libero_spatial/0")}
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,12 @@ class SimTask:
 
     @property
     def default_camera_size(self) -> tuple[int, int]:
-        return SIMULATORS[self.simulator][2]
+        """The embodiment's camera size (a simulator renders every camera at one size)."""
+        sizes = set(camera_sizes(load_embodiment(self.embodiment)).values())
+        if len(sizes) != 1:
+            raise SimError(f"embodiment {self.embodiment} has cameras of sizes {sorted(sizes)}: "
+                           f"simulator {self.simulator} renders every camera at one size")
+        return sizes.pop()
 
     def libero_task(self) -> tuple[str, int]:
         """(suite, task index) of a LIBERO task name."""
@@ -63,8 +69,8 @@ class SimTask:
         return instruction_for(*self.libero_task())
 
     def build(self, camera_size: Optional[tuple[int, int]] = None) -> Simulator:
-        """The simulator of this task, its cameras at ``camera_size`` (default: the simulator's
-        usual size)."""
+        """The simulator of this task, its cameras at ``camera_size`` (default: the
+        embodiment's)."""
         size = tuple(camera_size or self.default_camera_size)
         if self.simulator == "aloha":
             from lightwam_ros.sim.aloha import AlohaSim

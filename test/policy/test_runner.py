@@ -12,7 +12,8 @@ import torch
 from lightwam_ros.model.checkpoint import CheckpointError
 from lightwam_ros.model.config import make_config
 from lightwam_ros.model.lora import LoRA
-from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.policy import canvas
+from lightwam_ros.policy.embodiment import camera_sizes, load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
 from lightwam_ros.policy.postprocess import postprocess_chunk
 from lightwam_ros.policy.runner import (PolicyConfigError, PolicyInputError, PolicyOutputError,
@@ -135,6 +136,27 @@ def test_warmup_runs_passes_that_stay_out_of_the_statistics():
     assert 0 < stats.p50 <= stats.p90 <= stats.max
     runner.reset_stats()
     assert runner.latency_stats() is None
+
+
+@pytest.mark.parametrize("sizes", [None, {"head": (60, 80), "left_wrist": (48, 64)}])
+def test_warmup_prepares_the_resize_tables_of_the_frames_that_arrive(sizes):
+    """Warm-up renders frames of the embodiment's sizes, or of a deployment's override: the first
+    real frame of those sizes then builds no resize table."""
+    canvas._axis_taps.cache_clear()
+    runner = make_runner("aloha_sim", warm=False)
+    runner.warmup(source_sizes=sizes)
+    warmed = canvas._axis_taps.cache_info()
+    assert warmed.misses > 0
+    expected = {**camera_sizes(runner.spec), **(sizes or {})}
+    rng = np.random.default_rng(0)
+    images = {role: rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+              for role, size in expected.items()}
+    runner.predict(images, rng.uniform(*state_range("aloha_sim")), runner.tasks[0])
+    assert canvas._axis_taps.cache_info().misses == warmed.misses
+    other = {role: np.zeros((size[0] + 2, size[1] + 2, 3), np.uint8)
+             for role, size in expected.items()}
+    runner.predict(other, rng.uniform(*state_range("aloha_sim")), runner.tasks[0])
+    assert canvas._axis_taps.cache_info().misses > warmed.misses  # what warm-up would miss
 
 
 def test_instruction_embedding_is_uploaded_once_per_task():

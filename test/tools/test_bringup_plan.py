@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lightwam_ros.policy.embodiment import camera_sizes, load_embodiment
 from lightwam_ros.ros.node_registry import NODE_KINDS
 from lightwam_ros.ros.param_files import EMBODIMENTS, ParamFileError, params_file, rviz_config
 from lightwam_ros.sim.catalog import SimTask
@@ -108,6 +109,9 @@ def test_a_simulator_is_the_robot_on_sim_time_with_its_task_and_poses_wired(task
     policy = {**file_params("policy", embodiment), **overrides["policy"]}
     for role in policy["cameras"]:
         assert overrides["sim"][f"cameras.{role}.topic"] == policy["cameras"][role]["topic"]
+    # The bridge renders the embodiment's camera size, the one the policy warms up for.
+    assert {tuple(overrides["sim"]["camera_size"])} == set(
+        camera_sizes(load_embodiment(embodiment)).values())
     poses = {k: v for k, v in overrides["policy"].items() if k.startswith("eef_pose.")}
     # LIBERO's state is the simulator's world-frame pose: the policy reads it from the bridge.
     assert poses == ({"eef_pose.arm.topic": "sim/eef_pose/arm"}
@@ -157,9 +161,13 @@ def test_loopback_robot_is_wired_from_the_policy_and_executor_files(embodiment):
     assert robot.overrides["joint_state_topic"] == executor["joint_state_topic"]
     assert robot.overrides["command_type"] == "joint_trajectory"
     assert robot.overrides["command_topic"] == executor["joint_trajectory_topic"]
-    cameras = {name.split(".")[1]: value for name, value in robot.overrides.items()
+    cameras = {name: value for name, value in robot.overrides.items()
                if name.startswith("cameras.")}
-    assert cameras == {role: camera["topic"] for role, camera in policy["cameras"].items()}
+    # It renders what the policy warms up for: the embodiment's camera sizes.
+    sizes = camera_sizes(load_embodiment(embodiment))
+    assert cameras == {
+        **{f"cameras.{role}.topic": camera["topic"] for role, camera in policy["cameras"].items()},
+        **{f"cameras.{role}.size": list(sizes[role]) for role in policy["cameras"]}}
     # The robot publishes all cameras in one burst: the policy subscribes reliably to it.
     assert {name: value for name, value in result.node("policy").overrides.items()
             if name.startswith("cameras.")} == {

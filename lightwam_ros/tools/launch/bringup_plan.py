@@ -27,6 +27,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from lightwam_ros.policy.embodiment import camera_sizes, load_embodiment
 from lightwam_ros.ros.node_registry import (CONFIGURED_ROLES, EXECUTOR, NODE_KINDS, POLICY,
                                             RECORDER, REPLAY)
 from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, EMBODIMENTS, params_file, read_params
@@ -350,7 +351,10 @@ def _sim_wiring(robot_wiring: Mapping[str, Any], task: SimTask, policy: Mapping[
 
 def _robot_wiring(policy: Mapping[str, Any], executor: Mapping[str, Any],
                   observed: ObservedTopics, embodiment: str) -> dict[str, Any]:
-    """Loopback-robot parameters that connect it to the policy and the executor."""
+    """Loopback-robot parameters that connect it to the policy and the executor; its cameras
+    render at the sizes the policy warms up for (its ``cameras.<role>.size``, else the
+    embodiment's)."""
+    sizes = camera_sizes(load_embodiment(embodiment))
     joint_topics = {policy.get("joint_state_topic", "joint_states"),
                     executor.get("joint_state_topic", "joint_states")}
     if len(joint_topics) != 1:
@@ -366,8 +370,9 @@ def _robot_wiring(policy: Mapping[str, Any], executor: Mapping[str, Any],
                             f"raw sensor_msgs/Image only (set {prefix}compressed:=false)")
         if policy.get(prefix + "topic"):
             wiring[prefix + "topic"] = policy[prefix + "topic"]
-        if policy.get(prefix + "size"):
-            wiring[prefix + "size"] = [int(v) for v in policy[prefix + "size"]]
+        size = policy.get(prefix + "size") or sizes.get(role)
+        if size:
+            wiring[prefix + "size"] = [int(v) for v in size]
     return wiring
 
 
