@@ -28,7 +28,7 @@ import yaml
 from lightwam_ros.control.delta_eef import delta_eef_to_joint_targets
 from lightwam_ros.policy.chunk import Chunk
 from lightwam_ros.policy.embodiment import ArmSpec, EmbodimentSpec, GripperSpec
-from lightwam_ros.policy.kinematics import PANDA_KINEMATICS, SerialChain, panda_chain
+from lightwam_ros.policy.kinematics import SerialChain, arm_chain
 
 
 class ChunkLayoutError(ValueError):
@@ -197,17 +197,18 @@ class CommandLayout:
 
 
 def _load_chain(arm: ArmSpec, kinematics_file: str) -> SerialChain:
-    """The arm's kinematics: a YAML file of modified-DH rows, or the Panda for Panda joints."""
+    """The arm's kinematics: a YAML file of modified-DH rows, else its embodiment's."""
     if kinematics_file:
         path = Path(kinematics_file).expanduser()
         if not path.is_file():
             raise ValueError(f"kinematics_file not found: {path}")
         chain = SerialChain(yaml.safe_load(path.read_text()))
-    elif arm.joints == tuple(joint["name"] for joint in PANDA_KINEMATICS["joints"]):
-        chain = panda_chain()
+    elif arm.kinematics is not None:
+        chain = arm_chain(arm)
     else:
-        raise ValueError(f"arm {arm.name!r} ({list(arm.joints)}) needs a kinematics_file with "
-                         "its modified-DH parameters for delta-EEF execution")
+        raise ValueError(f"arm {arm.name!r} ({list(arm.joints)}) needs a kinematics section in "
+                         "its embodiment or a kinematics_file with its modified-DH parameters "
+                         "for delta-EEF execution")
     if chain.joint_names != arm.joints:
         raise ValueError(f"kinematics joints {list(chain.joint_names)} differ from arm "
                          f"{arm.name!r}'s joints {list(arm.joints)}")

@@ -95,6 +95,29 @@ class GripperSpec:
 
 
 @dataclass(frozen=True)
+class DHRow:
+    """One modified (Craig) Denavit-Hartenberg row: ``RotX(alpha) TransX(a) RotZ(theta) TransZ(d)``,
+    the joint angle added to ``theta`` for a joint row."""
+
+    a: float
+    d: float
+    alpha: float
+    theta: float = 0.0
+
+
+@dataclass(frozen=True)
+class ArmKinematics:
+    """An arm's serial chain from ``base_frame`` to ``ee_frame``: one row per arm joint (in the
+    order of ``joints``), then the fixed frames after the last joint."""
+
+    joints: tuple[DHRow, ...]
+    fixed: tuple[DHRow, ...]
+
+
+KINEMATICS_CONVENTIONS = ("modified_dh",)
+
+
+@dataclass(frozen=True)
 class ArmSpec:
     name: str
     joints: tuple[str, ...]
@@ -102,6 +125,7 @@ class ArmSpec:
     gripper: GripperSpec | None
     base_frame: str | None
     ee_frame: str | None
+    kinematics: ArmKinematics | None = None  # None: no forward kinematics (a pose stream)
 
 
 @dataclass(frozen=True)
@@ -377,7 +401,7 @@ def parse_embodiment(data: Any, source: str = "<memory>") -> EmbodimentSpec:
 
 def _parse_arm(node: _Node) -> ArmSpec:
     node.check_keys(required=("name", "joints", "joint_limits"),
-                    optional=("gripper", "base_frame", "ee_frame"))
+                    optional=("gripper", "base_frame", "ee_frame", "kinematics"))
     joints = node.get("joints").as_str_list(non_empty=True)
     _check_unique(node.get("joints"), joints, "joint name")
     limits_node = node.get("joint_limits")
@@ -396,7 +420,28 @@ def _parse_arm(node: _Node) -> ArmSpec:
         gripper=gripper,
         base_frame=node.get("base_frame").as_str() if node.has("base_frame") else None,
         ee_frame=node.get("ee_frame").as_str() if node.has("ee_frame") else None,
+        kinematics=(_parse_kinematics(node.get("kinematics"), len(joints))
+                    if node.has("kinematics") else None),
     )
+
+
+def _parse_kinematics(node: _Node, joint_count: int) -> ArmKinematics:
+    node.check_keys(required=("convention", "joints"), optional=("fixed",))
+    convention = node.get("convention").as_str()
+    if convention not in KINEMATICS_CONVENTIONS:
+        node.get("convention").fail(f"{convention!r} not one of {KINEMATICS_CONVENTIONS}")
+    joints = tuple(_parse_dh_row(row) for row in
+                   node.get("joints").as_list(non_empty=True, length=joint_count))
+    fixed = (tuple(_parse_dh_row(row) for row in node.get("fixed").as_list())
+             if node.has("fixed") else ())
+    return ArmKinematics(joints=joints, fixed=fixed)
+
+
+def _parse_dh_row(node: _Node) -> DHRow:
+    node.check_keys(required=("a", "d", "alpha"), optional=("theta",))
+    return DHRow(a=node.get("a").as_float(), d=node.get("d").as_float(),
+                 alpha=node.get("alpha").as_float(),
+                 theta=node.get("theta").as_float() if node.has("theta") else 0.0)
 
 
 def _parse_gripper(node: _Node) -> GripperSpec:

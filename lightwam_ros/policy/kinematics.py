@@ -1,8 +1,9 @@
-"""Serial-arm kinematics from modified Denavit-Hartenberg parameters; the Franka Panda by default.
+"""Serial-arm kinematics from modified Denavit-Hartenberg parameters.
 
-The parameters live in a plain dict (the node loads it from config YAML) so another arm, or a
-different tool offset, needs data rather than code.  Conventions follow Craig's modified DH, as in
-Franka's own documentation: each row's ``a`` and ``alpha`` describe the link *before* the joint,
+An arm's rows come from its embodiment YAML (``arms[].kinematics``, see ``arm_chain``) or a plain
+dict (the executor's ``kinematics_file``), so another arm, or a different tool offset, needs data
+rather than code.  Conventions follow Craig's modified DH, as in Franka's own documentation: each
+row's ``a`` and ``alpha`` describe the link *before* the joint,
 ``T_i = RotX(alpha) TransX(a) RotZ(theta + q_i) TransZ(d)``.
 
 LIBERO's delta end-effector actions are integrated here as robosuite's OSC_POSE controller reads
@@ -19,33 +20,7 @@ import numpy as np
 from transforms3d.axangles import axangle2mat
 from transforms3d.quaternions import mat2quat, quat2axangle, quat2mat
 
-# Franka Emika Panda, modified DH as published by Franka ("Robot and interface specifications"):
-# seven revolute joints, the flange, and the Franka Hand TCP (F_T_EE: 0.1034 m along the flange
-# z axis, rotated -45 degrees about it).  Limits are the datasheet's position limits (rad).
-PANDA_KINEMATICS: dict[str, Any] = {
-    "name": "franka_panda",
-    "joints": [
-        {"name": "panda_joint1", "a": 0.0, "d": 0.333, "alpha": 0.0,
-         "lower": -2.8973, "upper": 2.8973},
-        {"name": "panda_joint2", "a": 0.0, "d": 0.0, "alpha": -math.pi / 2,
-         "lower": -1.7628, "upper": 1.7628},
-        {"name": "panda_joint3", "a": 0.0, "d": 0.316, "alpha": math.pi / 2,
-         "lower": -2.8973, "upper": 2.8973},
-        {"name": "panda_joint4", "a": 0.0825, "d": 0.0, "alpha": math.pi / 2,
-         "lower": -3.0718, "upper": -0.0698},
-        {"name": "panda_joint5", "a": -0.0825, "d": 0.384, "alpha": -math.pi / 2,
-         "lower": -2.8973, "upper": 2.8973},
-        {"name": "panda_joint6", "a": 0.0, "d": 0.0, "alpha": math.pi / 2,
-         "lower": -0.0175, "upper": 3.7525},
-        {"name": "panda_joint7", "a": 0.088, "d": 0.0, "alpha": math.pi / 2,
-         "lower": -2.8973, "upper": 2.8973},
-    ],
-    # Fixed frames after the last joint, in order: flange, then the hand's TCP.
-    "fixed": [
-        {"name": "panda_link8", "a": 0.0, "d": 0.107, "alpha": 0.0, "theta": 0.0},
-        {"name": "panda_hand_tcp", "a": 0.0, "d": 0.1034, "alpha": 0.0, "theta": -math.pi / 4},
-    ],
-}
+from lightwam_ros.policy.embodiment import ArmSpec
 
 _JOINT_KEYS = ("name", "a", "d", "alpha", "lower", "upper")
 _FIXED_KEYS = ("a", "d", "alpha", "theta")
@@ -359,6 +334,18 @@ def _row(
     return row
 
 
-def panda_chain() -> SerialChain:
-    """The Franka Panda with the Franka Hand TCP, from ``PANDA_KINEMATICS``."""
-    return SerialChain(PANDA_KINEMATICS)
+def chain_params(arm: ArmSpec) -> dict[str, Any]:
+    """``SerialChain`` parameters of an arm: its embodiment's DH rows, joint names and limits."""
+    if arm.kinematics is None:
+        raise ValueError(f"arm {arm.name!r} has no kinematics section in its embodiment")
+    joints = [{"name": limit.name, "a": row.a, "d": row.d, "alpha": row.alpha,
+               "theta": row.theta, "lower": limit.lower, "upper": limit.upper}
+              for row, limit in zip(arm.kinematics.joints, arm.joint_limits)]
+    fixed = [{"a": row.a, "d": row.d, "alpha": row.alpha, "theta": row.theta}
+             for row in arm.kinematics.fixed]
+    return {"name": arm.name, "joints": joints, "fixed": fixed}
+
+
+def arm_chain(arm: ArmSpec) -> SerialChain:
+    """The arm's kinematics as its embodiment describes them (ValueError when it does not)."""
+    return SerialChain(chain_params(arm))

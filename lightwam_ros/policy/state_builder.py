@@ -21,7 +21,7 @@ from typing import Mapping
 import numpy as np
 
 from lightwam_ros.policy.embodiment import EmbodimentSpec
-from lightwam_ros.policy.kinematics import Pose, SerialChain, panda_chain
+from lightwam_ros.policy.kinematics import Pose, SerialChain, arm_chain
 
 _EEF_KINDS = ("eef_position", "eef_axis_angle")
 
@@ -38,22 +38,19 @@ class RobotState:
 
 def default_chains(spec: EmbodimentSpec, measured_pose_arms: tuple[str, ...] = ()
                    ) -> dict[str, SerialChain]:
-    """Forward kinematics for every arm whose pose the state needs and no pose stream measures.
-
-    Only the Franka Panda's kinematics ship with the package; another arm needs a pose stream.
-    """
+    """Forward kinematics for every arm whose pose the state needs and no pose stream measures,
+    from the arms' kinematics sections in the embodiment."""
     chains = {}
     for arm_name in pose_arms(spec):
         if arm_name in measured_pose_arms:
             continue
-        chain = panda_chain()
         arm = spec.arm(arm_name)
-        if arm.joints != chain.joint_names:
+        if arm.kinematics is None:
             raise StateAssemblyError(
-                f"{spec.name}: the state needs arm {arm_name!r}'s end-effector pose; forward "
-                f"kinematics ship for the Franka Panda {list(chain.joint_names)} only, arm "
-                f"{arm_name!r} has {list(arm.joints)}: give its pose as a measured stream")
-        chains[arm_name] = chain
+                f"{spec.name}: the state needs arm {arm_name!r}'s end-effector pose and the "
+                f"embodiment gives no kinematics for it: add its kinematics section or give its "
+                f"pose as a measured stream")
+        chains[arm_name] = arm_chain(arm)
     return chains
 
 

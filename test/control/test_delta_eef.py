@@ -6,9 +6,10 @@ import pytest
 
 from lightwam_ros.control.delta_eef import delta_eef_to_joint_targets, finger_target
 from lightwam_ros.policy.embodiment import load_embodiment
-from lightwam_ros.policy.kinematics import panda_chain, rotation_to_axis_angle
+from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.policy.kinematics import arm_chain, rotation_to_axis_angle
 
-CHAIN = panda_chain()
+CHAIN = arm_chain(load_embodiment("libero_franka").arm("arm"))
 GRIPPER = load_embodiment("libero_franka").arm("arm").gripper  # 0.04 m open, -1 opens
 READY = np.array([0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4])
 

@@ -9,7 +9,8 @@ from lightwam_ros.control.interpolation import INTERPOLATION_KINDS
 from lightwam_ros.control.safety import JointSafetyLimits
 from lightwam_ros.control.watchdog import ExecutorState
 from lightwam_ros.policy.chunk import Chunk
-from lightwam_ros.policy.kinematics import PANDA_KINEMATICS
+from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.policy.kinematics import chain_params
 
 TICK = 0.002  # 500 Hz
 DT = 0.05  # 20 Hz policy
@@ -18,7 +19,8 @@ AMAX = np.array([15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0, 1.0])
 Q_START = np.array([0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4, 0.04])
 AMPLITUDE = np.array([0.2, 0.15, -0.2, 0.2, 0.3, -0.2, 0.3, 0.0])
 MOTION_START = 0.2
-NAMES = [j["name"] for j in PANDA_KINEMATICS["joints"]] + ["finger"]
+PANDA_JOINTS = chain_params(load_embodiment("libero_franka").arm("arm"))["joints"]
+NAMES = [j["name"] for j in PANDA_JOINTS] + ["finger"]
 
 
 def ns(seconds: float) -> int:
@@ -26,7 +28,7 @@ def ns(seconds: float) -> int:
 
 
 def limits(ramp_time: float) -> JointSafetyLimits:
-    joints = PANDA_KINEMATICS["joints"]
+    joints = PANDA_JOINTS
     return JointSafetyLimits(
         lower=[j["lower"] for j in joints] + [0.0], upper=[j["upper"] for j in joints] + [0.04],
         max_velocity=VMAX, max_acceleration=AMAX, max_deviation=0.2,

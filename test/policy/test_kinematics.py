@@ -1,21 +1,25 @@
 """Panda kinematics: FK against hand-derived poses and a URDF-style chain, Jacobian, IK, deltas."""
-import copy
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from lightwam_ros.policy.embodiment import EmbodimentSpecError, load_embodiment
 from lightwam_ros.policy.kinematics import (
-    PANDA_KINEMATICS,
     Pose,
     SerialChain,
+    arm_chain,
     axis_angle_to_rotation,
+    chain_params,
     integrate_delta_eef,
-    panda_chain,
     rotation_to_axis_angle,
 )
 
-CHAIN = panda_chain()
+# The Panda's modified-DH rows live in its embodiment YAML, not in code.
+PANDA = load_embodiment("libero_franka").arm("arm")
+CHAIN = arm_chain(PANDA)
+PANDA_SOURCE = load_embodiment("libero_franka").source
 READY = np.array([0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4])
 
 
@@ -152,16 +156,16 @@ def test_rotation_conversions_round_trip():
 
 
 def test_parameters_come_from_data_and_bad_data_is_refused():
-    params = copy.deepcopy(PANDA_KINEMATICS)
+    params = chain_params(PANDA)
     params["fixed"] = params["fixed"][:1]  # flange only, no hand
     flange = SerialChain(params).forward(np.zeros(7))
     np.testing.assert_allclose(flange.position, [0.088, 0.0, 0.926], atol=1e-12)
 
-    broken = copy.deepcopy(PANDA_KINEMATICS)
+    broken = chain_params(PANDA)
     del broken["joints"][2]["d"]
     with pytest.raises(ValueError, match=r"joints\[2\]: missing \['d'\]"):
         SerialChain(broken)
-    broken = copy.deepcopy(PANDA_KINEMATICS)
+    broken = chain_params(PANDA)
     broken["joints"][0]["a"] = "zero"
     with pytest.raises(ValueError, match="finite number"):
         SerialChain(broken)
@@ -169,3 +173,25 @@ def test_parameters_come_from_data_and_bad_data_is_refused():
         CHAIN.forward(np.zeros(6))
     with pytest.raises(ValueError, match="6 or 7"):
         integrate_delta_eef(CHAIN.forward(READY), np.zeros(5))
+
+
+def test_an_arms_chain_comes_from_its_embodiment_yaml(tmp_path):
+    """A new arm's kinematics are data in its embodiment; an arm without them has no chain."""
+    text = (Path(PANDA_SOURCE).read_text()
+            .replace("d: 0.1034,", "d: 0.2034,")  # a 10 cm longer tool
+            .replace("name: libero_franka", "name: long_tool_franka"))
+    path = tmp_path / "long_tool_franka.yaml"
+    path.write_text(text)
+    longer = arm_chain(load_embodiment(path).arm("arm"))
+    assert longer.joint_names == CHAIN.joint_names
+    np.testing.assert_array_equal(longer.lower, CHAIN.lower)
+    for q in (np.zeros(7), READY):
+        tip, ref = longer.forward(q), CHAIN.forward(q)
+        np.testing.assert_allclose(tip.position - ref.position, 0.1 * ref.rotation[:, 2],
+                                   atol=1e-12)
+    with pytest.raises(ValueError, match="no kinematics section"):
+        arm_chain(load_embodiment("aloha_sim").arm("left"))
+    bad = text.replace("        - {a: 0.088, d: 0.0, alpha: 1.5707963267948966}\n", "")
+    path.write_text(bad)
+    with pytest.raises(EmbodimentSpecError, match="expected 7 entries"):
+        load_embodiment(path)

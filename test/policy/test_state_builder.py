@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from lightwam_ros.policy.embodiment import load_embodiment
-from lightwam_ros.policy.kinematics import Pose, panda_chain
+from lightwam_ros.policy.kinematics import Pose, arm_chain
 from lightwam_ros.policy.state_builder import (StateAssemblyError, StateBuilder, default_chains,
                                                pose_arms)
 
@@ -32,10 +32,10 @@ def test_libero_state_is_the_forward_kinematics_pose_and_scaled_fingers():
     spec = load_embodiment("libero_franka")
     builder = StateBuilder(spec, default_chains(spec))
     assert builder.measured_pose_arms == ()
-    joints = dict(zip(panda_chain().joint_names, PANDA_Q))
+    joints = dict(zip(arm_chain(load_embodiment("libero_franka").arm("arm")).joint_names, PANDA_Q))
     joints.update(panda_finger_joint1=0.03, panda_finger_joint2=0.03)
     result = builder.build(np.array([joints[name] for name in builder.joint_names]))
-    pose = panda_chain().forward(PANDA_Q)
+    pose = arm_chain(load_embodiment("libero_franka").arm("arm")).forward(PANDA_Q)
     np.testing.assert_allclose(result.vector[:3], pose.position)
     np.testing.assert_allclose(result.vector[3:6], pose.axis_angle)
     np.testing.assert_allclose(result.vector[6:], [0.03, -0.03])  # robosuite's +q, -q
@@ -67,7 +67,7 @@ def test_bad_readings_are_refused_by_name():
 def test_kinematics_only_for_arms_it_fits():
     spec = load_embodiment("robotwin_aloha")
     with pytest.raises(StateAssemblyError, match="does not use"):
-        StateBuilder(spec, {"left": panda_chain()})
+        StateBuilder(spec, {"left": arm_chain(load_embodiment("libero_franka").arm("arm"))})
 
 
 @pytest.mark.parametrize("xyzw", [(0.9, 0.2, -0.1, -0.3742), (-0.6, 0.5, 0.4, -0.4796),

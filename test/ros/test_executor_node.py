@@ -31,7 +31,7 @@ from lightwam_ros.nodes.executor_node import TickStats, create_executor_node  # 
 from lightwam_ros.nodes.reason_reporter import ReasonReporter  # noqa: E402
 from lightwam_ros.policy.chunk import Chunk  # noqa: E402
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
-from lightwam_ros.policy.kinematics import panda_chain  # noqa: E402
+from lightwam_ros.policy.kinematics import arm_chain  # noqa: E402
 from lightwam_ros.policy.normalization import Normalizer  # noqa: E402
 from lightwam_ros.policy.runner import PolicyRunner  # noqa: E402
 from lightwam_ros.ros.chunk_messages import chunk_to_msg, msg_to_chunk  # noqa: E402
@@ -605,7 +605,7 @@ def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
     assert abs(np.dot(quat(end.orientation), quat(start_pose.orientation))) > 0.9999
     np.testing.assert_allclose(final[7:], [0.0, 0.0], atol=1e-6)  # both fingers closed
     # The published pose is the FK of the published joints.
-    fk = panda_chain().forward(final[:7])
+    fk = arm_chain(load_embodiment("libero_franka").arm("arm")).forward(final[:7])
     np.testing.assert_allclose(fk.position, xyz(end), atol=1e-9)
     # The JointTrajectory output carries the same command, reached one control period ahead.
     assert list(last.joint_names) == PANDA_JOINTS and len(last.points) == 1
@@ -627,7 +627,7 @@ def duration_ns(duration) -> int:
 def assert_planned_path_is_commanded(trajectory, markers, commands, start):
     """The planned trajectory starts at a published command and every later command lies on it;
     the marker path is its end-effector path by forward kinematics."""
-    chain = panda_chain()
+    chain = arm_chain(load_embodiment("libero_franka").arm("arm"))
     assert list(trajectory.joint_names) == PANDA_JOINTS
     t0 = stamp_to_nanoseconds(trajectory.header.stamp)
     times = t0 + np.array([duration_ns(p.time_from_start) for p in trajectory.points])

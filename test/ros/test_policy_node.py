@@ -26,7 +26,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from lightwam_ros.msg import PolicyStatus  # noqa: E402
 from lightwam_ros.nodes.policy_node import PolicyNode, create_policy_node  # noqa: E402
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
-from lightwam_ros.policy.kinematics import panda_chain  # noqa: E402
+from lightwam_ros.policy.kinematics import arm_chain  # noqa: E402
 from lightwam_ros.policy.normalization import Normalizer  # noqa: E402
 from lightwam_ros.policy.runner import PolicyRunner  # noqa: E402
 from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
@@ -269,7 +269,7 @@ def test_a_signal_during_warm_up_ends_the_process_cleanly(tmp_path):
 
 def test_libero_shadow_on_request(tmp_path):
     package = make_tiny_package("libero_franka", tmp_path)
-    joints = dict(zip(panda_chain().joint_names, LIBERO_Q))
+    joints = dict(zip(arm_chain(load_embodiment("libero_franka").arm("arm")).joint_names, LIBERO_Q))
     joints.update(panda_finger_joint1=0.03, panda_finger_joint2=0.03)
     robot = Robot("libero_franka", joints, "lightwam/shadow_chunk", compressed_roles=("wrist",))
     node = NodeProcess("policy_node", {

@@ -35,7 +35,7 @@ from lightwam_ros.model.instructions import InstructionCache, prompt_for
 from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.model.lora import LoRA
 from lightwam_ros.policy.embodiment import EmbodimentSpec, VectorField, load_embodiment
-from lightwam_ros.policy.kinematics import SerialChain, panda_chain
+from lightwam_ros.policy.kinematics import arm_chain
 from lightwam_ros.sim.aloha import TASKS as ALOHA_TASKS
 
 STANDIN_ENCODER_ID = "random-standin"
@@ -167,18 +167,14 @@ def _field_samples(spec: EmbodimentSpec, field: VectorField, joints: dict[str, n
 def _eef_poses(spec: EmbodimentSpec, arm_name: str, joints: dict[str, np.ndarray]) -> np.ndarray:
     """[N, 6] position + axis-angle of the arm's end effector over the joint draws."""
     arm = spec.arm(arm_name)
-    chain = _chain_for(arm.joints)
+    try:
+        chain = arm_chain(arm)
+    except ValueError as error:
+        raise ValueError(f"plausible end-effector statistics need the arm's kinematics: "
+                         f"{error}") from None
     q = np.stack([joints[name] for name in arm.joints], axis=1)
     poses = [chain.forward(row) for row in q]
     return np.array([np.concatenate([pose.position, pose.axis_angle]) for pose in poses])
-
-
-def _chain_for(joint_names: Sequence[str]) -> SerialChain:
-    chain = panda_chain()
-    if tuple(joint_names) != tuple(chain.joint_names):
-        raise ValueError(f"plausible end-effector statistics need the arm's kinematics; only the "
-                         f"Franka Panda ({list(chain.joint_names)}) is known, got {list(joint_names)}")
-    return chain
 
 
 def _summary(values: np.ndarray) -> dict[str, list[float]]:
