@@ -12,6 +12,7 @@ with any installation); ``load_embodiment("libero_franka")`` finds them by file 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -20,6 +21,9 @@ import yaml
 
 SCHEMA_VERSION = 1
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "config" / "embodiments"
+# Folders (os.pathsep-separated) of more embodiment YAML files, searched before the shipped ones:
+# a new robot is one file there, named <name>.yaml.
+EMBODIMENT_PATH_ENV = "LIGHTWAM_EMBODIMENT_PATH"
 
 VAE_STRIDE = 8  # Wan2.1 VAE spatial downsampling
 PATCH_SIZE = 2  # DiT spatial patch (1, 2, 2)
@@ -267,6 +271,9 @@ class EmbodimentSpec:
     normalization: NormalizationSpec
     chunk: ChunkSpec
     policy_rate_hz: float
+    # Instructions of the embodiment's demonstrations or simulated tasks: the tiny test package's
+    # instruction cache holds them, and a bring-up of that package starts on the first.
+    tasks: tuple[str, ...] = ()
 
     @property
     def state_dim(self) -> int:
@@ -336,8 +343,22 @@ def camera_sizes(spec: EmbodimentSpec) -> dict[str, tuple[int, int]]:
 
 
 def shipped_embodiments() -> list[str]:
-    """Names accepted by ``load_embodiment`` without a path."""
+    """The embodiments shipped with the package (``config/embodiments/*.yaml``)."""
     return sorted(path.stem for path in SHIPPED_DIR.glob("*.yaml"))
+
+
+def embodiment_dirs() -> list[Path]:
+    """Where embodiments are looked up by name, first match wins: the folders in
+    ``$LIGHTWAM_EMBODIMENT_PATH``, then the shipped folder."""
+    extra = [Path(p).expanduser() for p in os.environ.get(EMBODIMENT_PATH_ENV, "").split(os.pathsep)
+             if p.strip()]
+    return [*extra, SHIPPED_DIR]
+
+
+def known_embodiments() -> list[str]:
+    """Names accepted by ``load_embodiment`` without a path: every ``<name>.yaml`` found in
+    ``embodiment_dirs()``."""
+    return sorted({path.stem for folder in embodiment_dirs() for path in folder.glob("*.yaml")})
 
 
 def load_embodiment(name_or_path: str | Path) -> EmbodimentSpec:
@@ -357,12 +378,17 @@ def _resolve(name_or_path: str | Path) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"embodiment file not found: {path}")
         return path
-    path = SHIPPED_DIR / f"{text}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"unknown embodiment {text!r}; shipped: {shipped_embodiments()} (or pass a YAML path)"
-        )
-    return path
+    for folder in embodiment_dirs():
+        if (folder / f"{text}.yaml").is_file():
+            return folder / f"{text}.yaml"
+    raise FileNotFoundError(
+        f"unknown embodiment {text!r}; known: {known_embodiments()} (or pass a YAML path, or add "
+        f"its folder to ${EMBODIMENT_PATH_ENV})")
+
+
+def embodiment_file(name_or_path: str | Path) -> Path:
+    """The YAML file ``load_embodiment`` reads for a name or path."""
+    return _resolve(name_or_path)
 
 
 def parse_embodiment(data: Any, source: str = "<memory>") -> EmbodimentSpec:
@@ -371,7 +397,7 @@ def parse_embodiment(data: Any, source: str = "<memory>") -> EmbodimentSpec:
     root.check_keys(
         required=("schema_version", "name", "arms", "cameras", "canvas", "state", "action",
                   "normalization", "chunk", "policy_rate_hz"),
-        optional=("description",),
+        optional=("description", "tasks"),
     )
     version = root.get("schema_version").as_int()
     if version != SCHEMA_VERSION:
@@ -396,6 +422,7 @@ def parse_embodiment(data: Any, source: str = "<memory>") -> EmbodimentSpec:
         normalization=_parse_normalization(root.get("normalization")),
         chunk=chunk,
         policy_rate_hz=rate,
+        tasks=tuple(root.get("tasks").as_str_list(non_empty=True)) if root.has("tasks") else (),
     )
 
 

@@ -10,12 +10,14 @@ from typing import Any, Mapping
 
 import yaml
 
+from lightwam_ros.policy.embodiment import known_embodiments, shipped_embodiments
 from lightwam_ros.ros.node_registry import CONFIGURED_ROLES, NODE_KINDS, SIM
 from lightwam_ros.sim.catalog import SIMULATORS
 
 PACKAGE = "lightwam_ros"
-# The embodiments with shipped parameter files.
-EMBODIMENTS = ("libero_franka", "robotwin_aloha", "aloha_sim")
+# The shipped embodiments, discovered from config/embodiments/*.yaml; ``embodiments()`` adds those
+# in $LIGHTWAM_EMBODIMENT_PATH.
+EMBODIMENTS = tuple(shipped_embodiments())
 DEFAULT_EMBODIMENT = "robotwin_aloha"
 SIM_EMBODIMENTS = tuple(embodiment for embodiment, _ in SIMULATORS.values())
 
@@ -54,17 +56,36 @@ def config_file(name: str) -> Path:
     raise ParamFileError(f"config file {name} not found in {[str(p) for p in searched]}")
 
 
+def embodiments() -> tuple[str, ...]:
+    """Every embodiment a bring-up accepts: the shipped ones and those in
+    $LIGHTWAM_EMBODIMENT_PATH (an embodiment is its YAML file; parameter files are optional)."""
+    return tuple(known_embodiments())
+
+
 def params_file(role: str, embodiment: str) -> Path:
     """The parameter file of a node role (policy, executor, robot, sim) for an embodiment."""
+    return config_file(_params_file_name(role, embodiment))
+
+
+def optional_params_file(role: str, embodiment: str) -> Path | None:
+    """The role's parameter file for an embodiment, or None when it has none: then the node runs
+    on its defaults, which it derives from the embodiment."""
+    name = _params_file_name(role, embodiment)
+    try:
+        return config_file(name)
+    except ParamFileError:
+        return None
+
+
+def _params_file_name(role: str, embodiment: str) -> str:
     if role not in CONFIGURED_ROLES:
         raise ParamFileError(f"unknown node role {role!r}; roles: {list(CONFIGURED_ROLES)}")
-    if embodiment not in EMBODIMENTS:
-        raise ParamFileError(f"no parameter files for embodiment {embodiment!r}; shipped: "
-                             f"{list(EMBODIMENTS)}")
+    if embodiment not in embodiments():
+        raise ParamFileError(f"unknown embodiment {embodiment!r}; known: {list(embodiments())}")
     if role == SIM and embodiment not in SIM_EMBODIMENTS:
         raise ParamFileError(f"no simulator for embodiment {embodiment!r}; simulated: "
                              f"{list(SIM_EMBODIMENTS)}")
-    return config_file(f"{NODE_KINDS[role].params_prefix}_{embodiment}.yaml")
+    return f"{NODE_KINDS[role].params_prefix}_{embodiment}.yaml"
 
 
 def rviz_config() -> Path:

@@ -52,7 +52,7 @@ def test_unreadable_or_malformed_parameter_files_are_refused_with_the_reason(tmp
         read_params(path, "node")
     with pytest.raises(ParamFileError, match="cannot read"):
         read_params(tmp_path / "missing.yaml", "node")
-    with pytest.raises(ParamFileError, match="no parameter files for embodiment"):
+    with pytest.raises(ParamFileError, match="unknown embodiment .ur5."):
         params_file("policy", "ur5")
 
 

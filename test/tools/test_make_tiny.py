@@ -27,7 +27,7 @@ def test_cli_writes_a_loadable_package(tmp_path, capsys):
     assert json.loads(stats_file.read_text()) == loaded.meta.stats
     Normalizer.for_embodiment(stats_file, spec)  # dimensions and layout accepted
     cache = InstructionCache.load(tmp_path / make_tiny.INSTRUCTIONS_NAME)
-    assert cache.tasks() == sorted(make_tiny.DEMO_TASKS["robotwin_aloha"])
+    assert cache.tasks() == sorted(load_embodiment("robotwin_aloha").tasks)
     assert "stand-in" in capsys.readouterr().out
 
 

@@ -36,7 +36,6 @@ from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.model.lora import LoRA
 from lightwam_ros.policy.embodiment import EmbodimentSpec, VectorField, load_embodiment
 from lightwam_ros.policy.kinematics import arm_chain
-from lightwam_ros.sim.aloha import TASKS as ALOHA_TASKS
 
 STANDIN_ENCODER_ID = "random-standin"
 ADDITION_INIT_STD = 0.01  # std of the LoRA / adapter up-projections of a random model
@@ -48,21 +47,6 @@ DELTA_ACTION_EXTENT = 0.9375
 # per-step bound accepts even at 50 Hz (with the full range a tiny aloha_sim chunk jumped 0.154
 # rad between 20 ms steps and was refused).
 ARM_DRAW_FRACTION = 0.25
-DEMO_TASKS = {
-    "libero_franka": (
-        "put the black bowl on the plate",
-        "open the top drawer of the cabinet",
-        "pick up the alphabet soup and place it in the basket",
-        "turn on the stove",
-    ),
-    "aloha_sim": tuple(task.instruction for task in ALOHA_TASKS.values()),
-    "robotwin_aloha": (
-        "beat the block with the hammer",
-        "hand over the block",
-        "place the bottle into the basket",
-        "stack the two blocks",
-    ),
-}
 GENERIC_TASKS = ("pick up the object", "put the object down", "push the button")
 CHECKPOINT_NAME = "model.safetensors"
 STATS_NAME = "dataset_stats.json"
@@ -213,7 +197,8 @@ def standin_cache(tasks: Sequence[str], text_len: int, text_dim: int) -> Instruc
 
 
 def demo_tasks(spec: EmbodimentSpec) -> tuple[str, ...]:
-    return DEMO_TASKS.get(spec.name, GENERIC_TASKS)
+    """The instructions a tiny package knows: the embodiment's tasks, else generic ones."""
+    return spec.tasks or GENERIC_TASKS
 
 
 # --------------------------------------------------------------------------------------------

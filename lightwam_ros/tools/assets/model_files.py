@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+from lightwam_ros.policy.embodiment import embodiment_file
 
 from lightwam_ros.ros.param_files import PACKAGE
 
@@ -38,7 +39,7 @@ def ensure_tiny_package(embodiment: str, cache_dir: Optional[Path] = None) -> Mo
     from lightwam_ros.tools.assets import make_tiny  # imports torch: only when a package is needed
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    folder = root / f"tiny-{embodiment}-{_tiny_fingerprint()}"
+    folder = root / f"tiny-{embodiment}-{_tiny_fingerprint(embodiment)}"
     files = ModelFiles(folder / make_tiny.CHECKPOINT_NAME, folder / make_tiny.INSTRUCTIONS_NAME,
                        tiny=True)
     if files.checkpoint.is_file() and files.instruction_cache.is_file():
@@ -80,10 +81,12 @@ def tiny_with_instruction(model: ModelFiles, instruction: str) -> ModelFiles:
     return ModelFiles(model.checkpoint, path, tiny=True)
 
 
-def _tiny_fingerprint() -> str:
+def _tiny_fingerprint(embodiment: str) -> str:
+    """The package's code and shipped embodiments, and the embodiment's own file (it may live
+    outside the package, in $LIGHTWAM_EMBODIMENT_PATH)."""
     package = Path(__file__).resolve().parents[2]
     digest = hashlib.sha256()
-    for pattern in _TINY_SOURCES:
-        for path in sorted(package.glob(pattern)):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    paths = [path for pattern in _TINY_SOURCES for path in sorted(package.glob(pattern))]
+    for path in [*paths, embodiment_file(embodiment)]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]

@@ -45,7 +45,7 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from lightwam_ros.ros.node_registry import NODE_KINDS, REPLAY
-from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, EMBODIMENTS, ParamFileError
+from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, ParamFileError, embodiments
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.launch.bringup_observer import BringupObserver, format_summary, problems
@@ -67,7 +67,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="lightwam-bringup", description="Start the Light-WAM policy and chunk executor "
         "(and a loopback robot) with the shipped parameter files, without ros2 launch.")
-    parser.add_argument("--embodiment", choices=EMBODIMENTS,
+    parser.add_argument("--embodiment", choices=embodiments(),
                         help=f"default: the simulator's with --sim, else {DEFAULT_EMBODIMENT}")
     parser.add_argument("--checkpoint", help="Light-WAM checkpoint (.safetensors)")
     parser.add_argument("--instructions", help="instruction cache of the checkpoint")

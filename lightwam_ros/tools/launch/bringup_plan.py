@@ -30,8 +30,9 @@ import yaml
 from lightwam_ros.policy.embodiment import camera_sizes, load_embodiment
 from lightwam_ros.ros.node_registry import (CONFIGURED_ROLES, EXECUTOR, NODE_KINDS, POLICY,
                                             RECORDER, REPLAY)
-from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, EMBODIMENTS, params_file, read_params
-from lightwam_ros.ros.run_topics import camera_roles, recorded_topics
+from lightwam_ros.ros.param_files import (DEFAULT_EMBODIMENT, embodiments, optional_params_file,
+                                         read_params)
+from lightwam_ros.ros.run_topics import recorded_topics
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.assets.model_files import (ModelFiles, ensure_tiny_package,
@@ -41,6 +42,9 @@ from lightwam_ros.tools.assets.model_files import (ModelFiles, ensure_tiny_packa
 # preference: a trajectory is what a real ros2_control arm gets.
 _FOLLOWED_OUTPUTS = (("joint_trajectory", "joint_trajectory_topic"),
                      ("joint_state", "joint_command_topic"))
+# The executor's defaults of those topics, for an embodiment without an executor parameter file.
+_DEFAULT_COMMAND_TOPICS = {"joint_trajectory": "joint_trajectory_controller/joint_trajectory",
+                           "joint_state": "lightwam/joint_command"}
 
 
 class PlanError(ValueError):
@@ -227,14 +231,24 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
                         "one")
     robot = "robot" if options.loopback_robot else "sim" if sim is not None else None
     roles = (POLICY, EXECUTOR) + ((robot,) if robot else ())
-    files = {role: params_file(role, options.embodiment) for role in roles}
-    from_files = {role: read_params(files[role], NODE_KINDS[role].node_name) for role in roles}
-    overrides: dict[str, dict[str, Any]] = {role: {} for role in roles}
+    # A node without a parameter file for the embodiment runs on its defaults, which it derives
+    # from the embodiment: it only needs to be told which one.
+    files = {role: optional_params_file(role, options.embodiment) for role in roles}
+    from_files = {role: {} if files[role] is None else
+                  read_params(files[role], NODE_KINDS[role].node_name) for role in roles}
+    overrides: dict[str, dict[str, Any]] = {
+        role: {"embodiment": options.embodiment} if files[role] is None and role != "sim" else {}
+        for role in roles}
     if options.record is not None:
         overrides[RECORDER] = {}
     use_sim_time = options.use_sim_time or replay or sim is not None
     overrides["policy"].update(checkpoint=str(model.checkpoint),
                                instruction_cache=str(model.instruction_cache))
+    if model.tiny and not from_files[POLICY].get("instruction"):
+        # A tiny package knows its embodiment's tasks: start on the first.
+        tasks = load_embodiment(options.embodiment).tasks
+        if tasks:
+            overrides["policy"]["instruction"] = tasks[0]
     for role in (POLICY, EXECUTOR):
         if options.shadow:
             overrides[role]["shadow"] = True
@@ -252,7 +266,8 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
         wiring = _robot_wiring(policy, executor, observed, options.embodiment)
         # The robot publishes every camera in one burst from one participant, which best-effort
         # readers here lose frames of (lightwam-bench-ros measured it); it publishes reliably.
-        wired_policy = {f"cameras.{role}.reliable": True for role in camera_roles(policy)}
+        wired_policy = {f"cameras.{role}.reliable": True
+                        for role in camera_sizes(load_embodiment(options.embodiment))}
         if sim is not None:
             wiring, sim_policy = _sim_wiring(wiring, sim, policy, from_files["sim"])
             wired_policy.update(sim_policy)
@@ -307,10 +322,10 @@ def _observed_topics(policy: Mapping[str, Any], executor: Mapping[str, Any],
 
 
 def _followed_output(executor: Mapping[str, Any]) -> tuple[str, str]:
-    modes = executor.get("output_modes") or []
+    modes = executor.get("output_modes") or [_FOLLOWED_OUTPUTS[0][0]]  # the executor's default
     for mode, topic_parameter in _FOLLOWED_OUTPUTS:
         if mode in modes:
-            return mode, executor[topic_parameter]
+            return mode, executor.get(topic_parameter, _DEFAULT_COMMAND_TOPICS[mode])
     raise PlanError(f"executor output_modes {list(modes)}: the loopback robot and the observer "
                     f"follow {[mode for mode, _ in _FOLLOWED_OUTPUTS]}; enable one of them")
 
@@ -363,7 +378,7 @@ def _robot_wiring(policy: Mapping[str, Any], executor: Mapping[str, Any],
     wiring: dict[str, Any] = {"embodiment": embodiment, "joint_state_topic": joint_topics.pop(),
                               "command_type": observed.command_type,
                               "command_topic": observed.command_topic}
-    for role in camera_roles(policy):
+    for role in sizes:
         prefix = f"cameras.{role}."
         if policy.get(prefix + "compressed", False):
             raise PlanError(f"policy camera {role!r} is compressed: the loopback robot publishes "
@@ -420,8 +435,9 @@ class LaunchArgument:
 
 _BOOL_CHOICES = ("true", "false")
 LAUNCH_ARGUMENTS = (
-    LaunchArgument("embodiment", DEFAULT_EMBODIMENT, "Robot: selects config/*_<embodiment>.yaml.",
-                   EMBODIMENTS),
+    LaunchArgument("embodiment", DEFAULT_EMBODIMENT, "Robot: config/embodiments/<embodiment>.yaml "
+                   "(or one in $LIGHTWAM_EMBODIMENT_PATH) and its config/*_<embodiment>.yaml.",
+                   embodiments()),
     LaunchArgument("checkpoint", "", "Light-WAM checkpoint (.safetensors); empty: a random-weight "
                    "tiny package, allowed only with loopback_robot or shadow."),
     LaunchArgument("instruction_cache", "", "Instruction cache (.safetensors) of the checkpoint."),
@@ -458,8 +474,8 @@ def plan_from_launch_arguments(values: Mapping[str, str],
         loopback_robot=launch_flag(values, "loopback_robot"),
         sim=values["sim"].strip() or None, record=values["record"].strip() or None,
         replay_bag=values["bag"].strip() or None)
-    if options.embodiment not in EMBODIMENTS:
-        raise PlanError(f"launch argument embodiment must be one of {list(EMBODIMENTS)}, got "
+    if options.embodiment not in embodiments():
+        raise PlanError(f"launch argument embodiment must be one of {list(embodiments())}, got "
                         f"{options.embodiment!r}")
     model = resolve_model(options.embodiment, values["checkpoint"].strip() or None,
                           values["instruction_cache"].strip() or None, tiny=False,
