@@ -5,7 +5,7 @@ scheduling, interpolation, safety filtering and watchdog work without ROS.  The 
 
 - name-based matching of joint states and chunk columns (``JointStateMatcher``, ``CommandLayout``);
 - delta-EEF chunks converted to joint targets by IK from the currently commanded joints;
-- a timer at ``control_rate`` that ticks the core and publishes the command as a
+- a control loop at ``control_rate`` that ticks the core and publishes the command as a
   JointTrajectory (for ros2_control's JointTrajectoryController), a Float64MultiArray (forward
   command controllers) and/or a JointState, plus an end-effector PoseStamped for delta-EEF arms;
 - the path it will command, published on every accepted chunk for RViz: the joint trajectory
@@ -17,14 +17,15 @@ scheduling, interpolation, safety filtering and watchdog work without ROS.  The 
 - a restart when the clock jumps backwards (simulator reset, looping bag): the plan and the joint
   state are dropped, commands resume at rest from the next joint state, motion with a new chunk.
 
-Threading: the core is not thread-safe, so every callback that touches it (control tick, joint
-states, e-stop, reset, diagnostics) shares one MutuallyExclusiveCallbackGroup.  Chunk parsing and
-IK run in a second group, so under a MultiThreadedExecutor a slow conversion does not hold the
-core; converted chunks reach the core through a queue the tick drains.  ``main`` nevertheless
-spins a SingleThreadedExecutor: rclpy's MultiThreadedExecutor starves fast timers (ros2/rclpy
-#1223; measured here: a 100 Hz tick ran at about 20 Hz with two nodes in one process), and a late
-tick is worse than a delta-EEF conversion (~15-25 ms) delaying a few ticks, which the core absorbs
-by using the real elapsed time.
+Threading: the control tick runs in its own thread on absolute deadlines
+(``control.periodic.PeriodicLoop``), not on the executor the callbacks share, so no callback
+(a chunk's parsing, bounds check, IK and planning, a service, diagnostics) can delay it by more
+than the short sections in which it holds the core's lock.  The core is not thread-safe: every
+use of it holds ``self._lock``.  A received chunk is checked against the embodiment's bounds
+before anything is built (``ChunkBounds``), converted without the lock and planned into the core
+under it.  Each publisher is used from one thread only, or under the lock.  With
+``use_sim_time`` the tick is a ROS timer instead (it must follow ``/clock``).  ``main`` spins a
+SingleThreadedExecutor: rclpy's MultiThreadedExecutor starves fast timers (ros2/rclpy #1223).
 
 Every callback catches its own errors: a bad input is logged with its reason and dropped (the
 watchdog then holds the last safe command), an internal error latches the e-stop.  Nothing ever
@@ -34,7 +35,9 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import sys
+import threading
 import time
 from typing import Optional, Sequence
 
@@ -54,13 +57,15 @@ from visualization_msgs.msg import Marker, MarkerArray
 from lightwam_ros.control.chunk_requests import ChunkRequestTimer
 from lightwam_ros.control.command_layout import ChunkLayoutError, CommandLayout
 from lightwam_ros.control.executor_core import ChunkExecutorCore, Command
+from lightwam_ros.control.periodic import PeriodicLoop
 from lightwam_ros.control.watchdog import FOLLOWING_STATES, ExecutorState
 from lightwam_ros.msg import ActionChunk
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.policy.chunk import NS_PER_S, Chunk
 from lightwam_ros.policy.embodiment import load_embodiment
-from lightwam_ros.ros.chunk_messages import msg_to_chunk, path_markers, path_to_joint_trajectory
+from lightwam_ros.ros.chunk_messages import (ChunkBounds, msg_to_chunk, path_markers,
+                                             path_to_joint_trajectory)
 from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
 from lightwam_ros.ros.executor_params import ExecutorSettings, declare_executor_parameters
 from lightwam_ros.ros.joint_state import JointStateError, JointStateMatcher
@@ -69,7 +74,6 @@ from lightwam_ros.ros.stamps import (nanoseconds_to_stamp, seconds_to_duration,
                                      stamp_to_nanoseconds)
 
 NODE_NAME = NODE_KINDS[EXECUTOR].node_name
-_PENDING_CHUNKS = 16  # converted chunks waiting for the next tick; older ones are dropped first
 _PATH_PERIOD_NS = 20_000_000  # spacing of the planned path's points [ns]
 PATH_NAMESPACE = "lightwam_planned_path"
 PATH_COLOR = (0.1, 0.8, 0.2, 1.0)
@@ -120,15 +124,13 @@ class ExecutorNode(ConfiguredNode):
         self._matcher = JointStateMatcher(self.layout.joint_names)
         self._names = list(self.layout.joint_names)
         self._period = 1.0 / settings.control_rate
+        self._bounds = ChunkBounds.of(spec)
 
-        # Shared between the two callback groups: single reference reads/writes only.
-        self._pending: collections.deque = collections.deque(maxlen=_PENDING_CHUNKS)
+        self._lock = threading.RLock()  # the core and everything below, across the threads
         self._commanded: Optional[np.ndarray] = None  # last command (commanded order)
         self._measured: Optional[np.ndarray] = None
-        self._chunks_rejected_early = 0  # written by the chunk group only
-        # Core group only.
         self._chunks_accepted = 0
-        self._chunks_rejected_core = 0
+        self._chunks_rejected = 0
         self._limited_ticks = 0
         self._last_rejection = ""
         self._t_measured = -math.inf
@@ -142,8 +144,14 @@ class ExecutorNode(ConfiguredNode):
         self._joint_reporter = ReasonReporter()
         self._error_reporter = ReasonReporter()
         self._time_restart: Optional[str] = None  # set by the clock's thread, handled by ticks
+        self._loop: Optional[PeriodicLoop] = None
         self._create_interfaces()
         self._time_jumps = self.on_time_jump_back(self._on_time_jump_back)
+        if self._loop is not None:
+            refused = self._loop.start(int(settings.thread_priority))
+            if refused:
+                self.get_logger().warning(f"control loop at normal scheduling: {refused}; its "
+                                          "ticks may be late on a busy machine")
         self.get_logger().info(
             f"executing {spec.name} ({self.layout.mode}) on joints {self._names} at "
             f"{settings.control_rate:g} Hz, boundary rule {settings.boundary_rule}, "
@@ -199,9 +207,20 @@ class ExecutorNode(ConfiguredNode):
             self.create_publisher(MarkerArray, topics["planned_path_topic"], reliable)
             if self.layout.chain is not None else None)
         self._point_time = seconds_to_duration(self._period)
-        self.create_timer(self._period, self._on_tick, callback_group=core_group)
+        if self.get_parameter("use_sim_time").value:
+            self.create_timer(self._period, self._on_tick, callback_group=core_group)
+        else:
+            self._loop = PeriodicLoop(round(self._period * NS_PER_S), self._on_tick,
+                                      f"{self.get_name()} control loop")
         self.create_timer(1.0 / settings.diagnostics_rate, self._on_diagnostics,
                           callback_group=core_group)
+
+    def destroy_node(self) -> None:
+        """Stop the control loop first: it must not tick a node whose handles are gone."""
+        loop, self._loop = getattr(self, "_loop", None), None
+        if loop is not None:
+            loop.stop()
+        super().destroy_node()
 
     # ---------------------------------------------------------------- helpers
 
@@ -221,7 +240,8 @@ class ExecutorNode(ConfiguredNode):
     def _internal_error(self, where: str, error: BaseException) -> None:
         """An unexpected exception: latch a hold (never guess) and say so."""
         try:
-            self._core.estop(f"internal error in {where}: {error!r}")
+            with self._lock:
+                self._core.estop(f"internal error in {where}: {error!r}")
             outcome = "e-stop latched, call reset to resume"
         except Exception as estop_error:  # noqa: BLE001 - still must not raise into rclpy
             outcome = f"latching the e-stop failed too: {estop_error!r}"
@@ -230,25 +250,32 @@ class ExecutorNode(ConfiguredNode):
     # ---------------------------------------------------------------- chunk group
 
     def _on_chunk(self, msg: ActionChunk) -> None:
+        """Check, convert and plan a chunk here, in the callbacks' thread: the control loop only
+        waits for the planning itself, whose size the bounds limit."""
         try:
             targets = self._convert_chunk(msg)
         except ValueError as error:  # ChunkError, ChunkLayoutError
-            self._reject_early(msg.chunk_id, str(error))
+            self._reject(msg.chunk_id, str(error))
             return
         except Exception as error:  # noqa: BLE001 - a callback must never raise into rclpy
-            self._reject_early(msg.chunk_id, f"conversion failed: {error!r}")
+            self._reject(msg.chunk_id, f"conversion failed: {error!r}")
             return
-        self._pending.append(targets)
+        try:
+            with self._lock:
+                self._apply_time_restart()
+                self._submit(targets)
+        except Exception as error:  # noqa: BLE001
+            self._internal_error("chunk callback", error)
 
-    def _reject_early(self, chunk_id: int, reason: str) -> None:
-        self._chunks_rejected_early += 1
+    def _reject(self, chunk_id: int, reason: str) -> None:
+        self._chunks_rejected += 1
         self._last_rejection = reason
         self._warn(self._chunk_reporter, f"rejected chunk #{chunk_id}: {reason}")
 
     def _convert_chunk(self, msg: ActionChunk) -> Chunk:
         """Joint targets in the commanded order, or ValueError with the reason."""
         current = self._commanded if self._commanded is not None else self._measured
-        targets = self.layout.to_joint_targets(msg_to_chunk(msg), current=current)
+        targets = self.layout.to_joint_targets(msg_to_chunk(msg, self._bounds), current=current)
         if targets.note:
             self.get_logger().debug(f"chunk #{msg.chunk_id}: {targets.note}")
         return targets.chunk
@@ -259,18 +286,16 @@ class ExecutorNode(ConfiguredNode):
         self._time_restart = reason  # a single write: the core group applies it
 
     def _apply_time_restart(self) -> None:
-        """Restart the core after the clock jumped back (core group only)."""
+        """Restart the core after the clock jumped back (with the lock held)."""
         reason, self._time_restart = self._time_restart, None
         if reason is None:
             return
-        self._pending.clear()
         self._core.restart_clock(reason)
         self._t_measured, self._measured = -math.inf, None
         self.get_logger().warning(f"{reason}: plan dropped, holding until a new chunk arrives")
         self._note_state()
 
     def _on_joint_state(self, msg: JointState) -> None:
-        self._apply_time_restart()
         try:
             positions = self._matcher.extract(msg)
             stamp = stamp_to_nanoseconds(msg.header.stamp)
@@ -281,57 +306,61 @@ class ExecutorNode(ConfiguredNode):
             if ahead > self.settings.max_clock_skew:
                 raise JointStateError(f"JointState stamped {ahead:.3f} s in the future: "
                                       "clocks disagree")
-            if stamp < self._t_measured:
-                raise JointStateError(f"JointState stamped {(self._t_measured - stamp) / NS_PER_S:.3f} s "
-                                      "before the previous one: out of order, ignored")
-            self._core.update_measured(positions, stamp)
+            with self._lock:
+                self._apply_time_restart()
+                if stamp < self._t_measured:
+                    raise JointStateError(
+                        f"JointState stamped {(self._t_measured - stamp) / NS_PER_S:.3f} s "
+                        "before the previous one: out of order, ignored")
+                self._core.update_measured(positions, stamp)
+                self._t_measured = stamp
         except ValueError as error:
             self._warn(self._joint_reporter, f"ignored joint state: {error}")
             return
         except Exception as error:  # noqa: BLE001
             self._internal_error("joint state callback", error)
             return
-        self._t_measured = stamp
         self._measured = positions
         self._joint_reporter.good()
 
     def _on_tick(self) -> None:
+        """One control step: the core under the lock, the command published after it."""
         try:
-            self._apply_time_restart()
-            self._submit_pending()
-            now_ns = self._now_ns()
-            command = self._core.tick(now_ns)
-            self._stats.record(time.monotonic())
-            self._note_state()
+            with self._lock:
+                self._apply_time_restart()
+                now_ns = self._now_ns()
+                command = self._core.tick(now_ns)
+                self._stats.record(time.monotonic())
+                self._note_state()
+                if command.positions is not None:
+                    self._commanded = command.positions
+                    self._limited_ticks += command.limited
+                request = self._chunk_request_due(now_ns, command.state)
             if command.positions is not None:
-                self._commanded = command.positions
-                self._limited_ticks += command.limited
                 self._publish(command, now_ns)
-            self._request_chunk_if_due(now_ns, command.state)
+            if request:
+                self._request_pub.publish(Empty())
         except Exception as error:  # noqa: BLE001
             self._internal_error("control tick", error)
 
-    def _request_chunk_if_due(self, now_ns: int, state: ExecutorState) -> None:
-        """Ask the policy for the next chunk before the plan runs out (never while e-stopped:
-        the chunk would be refused)."""
+    def _chunk_request_due(self, now_ns: int, state: ExecutorState) -> bool:
+        """Whether to ask the policy for the next chunk now, before the plan runs out (never
+        while e-stopped: the chunk would be refused)."""
         if (self._requests is not None and state != ExecutorState.ESTOPPED
                 and self._requests.due(now_ns, self._core.plan_end_ns, self._chunks_accepted)):
-            self._request_pub.publish(Empty())
             self._requests_sent += 1
+            return True
+        return False
 
-    def _submit_pending(self) -> None:
-        while self._pending:
-            chunk = self._pending.popleft()
-            result = self._core.submit_chunk(chunk)
-            if result.accepted:
-                self._chunks_accepted += 1
-                self._chunk_reporter.good()
-                self._publish_plan()
-            else:
-                self._chunks_rejected_core += 1
-                self._last_rejection = result.reason
-                self._warn(self._chunk_reporter,
-                           f"rejected chunk #{chunk.chunk_id}: {result.reason}")
+    def _submit(self, chunk: Chunk) -> None:
+        """Plan a converted chunk into the core (with the lock held)."""
+        result = self._core.submit_chunk(chunk)
+        if result.accepted:
+            self._chunks_accepted += 1
+            self._chunk_reporter.good()
+            self._publish_plan()
+        else:
+            self._reject(chunk.chunk_id, result.reason)
 
     def _publish_plan(self) -> None:
         """The path the executor will now command: joint trajectory and end-effector path."""
@@ -428,11 +457,11 @@ class ExecutorNode(ConfiguredNode):
             self._internal_error("e-stop topic callback", error)
 
     def _estop(self, source: str) -> None:
-        self._core.estop(source)
-        self._pending.clear()
-        self.get_logger().warning(f"E-STOP latched by {source}: braking to a hold; chunks are "
-                                  f"refused until {self.settings.topics['reset_service']}")
-        self._note_state()
+        with self._lock:
+            self._core.estop(source)
+            self.get_logger().warning(f"E-STOP latched by {source}: braking to a hold; chunks "
+                                      f"are refused until {self.settings.topics['reset_service']}")
+            self._note_state()
 
     def _on_estop_service(self, request: Trigger.Request,
                           response: Trigger.Response) -> Trigger.Response:
@@ -447,10 +476,10 @@ class ExecutorNode(ConfiguredNode):
     def _on_reset_service(self, request: Trigger.Request,
                           response: Trigger.Response) -> Trigger.Response:
         try:
-            self._pending.clear()
-            self._core.reset()
-            self.get_logger().info("reset: e-stop and plan cleared; waiting for a new chunk")
-            self._note_state()
+            with self._lock:
+                self._core.reset()
+                self.get_logger().info("reset: e-stop and plan cleared; waiting for a new chunk")
+                self._note_state()
             response.success, response.message = True, "reset: waiting for a new chunk"
         except Exception as error:  # noqa: BLE001
             self._internal_error("reset service", error)
@@ -459,25 +488,27 @@ class ExecutorNode(ConfiguredNode):
 
     def _on_diagnostics(self) -> None:
         try:
-            state = self._core.state
+            with self._lock:
+                state, reason = self._core.state, self._core.reason
+                tick_stats = self._stats.summary()
             values = {
                 "state": state.name,
-                "reason": self._core.reason,
+                "reason": reason,
                 "shadow": self.settings.shadow,
                 "chunks_accepted": self._chunks_accepted,
                 "chunk_requests_sent": self._requests_sent,
-                "chunks_rejected": self._chunks_rejected_core + self._chunks_rejected_early,
+                "chunks_rejected": self._chunks_rejected,
                 "last_rejection": self._last_rejection,
                 "joint_state_age_s": (self._now_ns() - self._t_measured) / NS_PER_S,
                 "ticks": self._stats.ticks,
                 "missed_ticks": self._stats.missed,
                 "limited_ticks": self._limited_ticks,
                 "control_rate_hz": self.settings.control_rate,
-                **self._stats.summary(),
+                **tick_stats,
             }
             status = make_diagnostic_status(
                 f"{self.get_name()}: {self.layout.spec.name}", _LEVEL_BY_STATE[state],
-                f"{state.name}: {self._core.reason}", values)
+                f"{state.name}: {reason}", values)
             self._diagnostics_pub.publish(
                 make_diagnostic_array([status], nanoseconds_to_stamp(self._now_ns())))
         except Exception as error:  # noqa: BLE001
@@ -498,8 +529,21 @@ def create_executor_node(node_name: str = NODE_NAME, *, context: Optional[Contex
                         parameter_overrides=parameter_overrides)
 
 
+_PROCESS_NICE = -10  # the executor process's other threads, where allowed
+
+
 def main(args: Optional[list[str]] = None) -> int:
-    """Run the executor until SIGINT; exit status 2 when the configuration is invalid."""
+    """Run the executor until SIGINT; exit status 2 when the configuration is invalid.
+
+    The process asks for a higher CPU share first (nice -10, inherited by the threads rclpy and
+    DDS start): the control thread waits for the lock and the GIL that the callbacks' thread
+    holds, and a callback preempted by a busy neighbour (the policy's inference) would make the
+    tick that long late.  Without the permission the process runs at its given priority.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, _PROCESS_NICE)
+    except OSError:
+        pass
     return run_node(create_executor_node, NODE_NAME, args)
 
 

@@ -67,6 +67,7 @@ from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_
 from lightwam_ros.ros.image_conversion import (ImageConversionError, compressed_to_rgb,
                                                image_to_rgb)
 from lightwam_ros.ros.joint_state import JointStateMatcher
+from lightwam_ros.ros.log_text import quoted
 from lightwam_ros.ros.node_registry import NODE_KINDS, POLICY
 from lightwam_ros.ros.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
                                              input_streams, pose_stream)
@@ -130,6 +131,7 @@ class PolicyNode(ConfiguredNode):
         self._invalid = {name: 0 for name in streams}
         self._reporters = {name: ReasonReporter() for name in streams}  # per input stream
         self._error_reporter = ReasonReporter()  # inference failures
+        self._instruction_reporter = ReasonReporter()  # unknown instructions
 
         self._instruction: Optional[str] = settings.instruction or None
         self._runner: Optional[PolicyRunner] = None
@@ -294,11 +296,14 @@ class PolicyNode(ConfiguredNode):
             if task != self._instruction:
                 self.get_logger().info(f"instruction set to {task!r} (was {self._instruction!r})")
             self._instruction = task
-        else:
-            self.get_logger().warning(
-                f"unknown instruction {task!r} on {self.settings.topics['instruction_topic']}: "
-                f"not in the instruction cache (tasks: {list(self.settings.tasks)}); keeping "
-                f"{self._instruction!r}")
+            self._instruction_reporter.good()
+            return
+        text = self._instruction_reporter.bad(
+            f"unknown instruction {quoted(task)} on {self.settings.topics['instruction_topic']}: "
+            f"not in the instruction cache (tasks: {list(self.settings.tasks)}); keeping "
+            f"{self._instruction!r}")
+        if text is not None:
+            self.get_logger().warning(text)
 
     # ---------------------------------------------------------------- triggers
 

@@ -4,11 +4,14 @@ markers.
 
 The message stores actions as float32, so a round trip through a message keeps float32 precision;
 the stamp travels as exact integer nanoseconds.  The chunk's own checks (``Chunk``) run on the way
-in; the conversion adds only what the wire format needs (sizes, float32 range).
+in; the conversion adds only what the wire format needs (sizes, float32 range) and, for a
+receiver, the bounds of its embodiment (``ChunkBounds``), checked before any array is built: a
+valid but huge chunk (100000 steps) is refused in microseconds instead of stalling its receiver.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import numpy as np
 from geometry_msgs.msg import Point
@@ -17,6 +20,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from lightwam_ros.msg import ActionChunk
 from lightwam_ros.policy.chunk import Chunk, ChunkError, check_finite
+from lightwam_ros.policy.embodiment import EmbodimentSpec
+from lightwam_ros.ros.log_text import quoted
 from lightwam_ros.ros.stamps import (StampLike, nanoseconds_to_duration, nanoseconds_to_stamp,
                                      stamp_to_nanoseconds, to_stamp)
 
@@ -44,9 +49,53 @@ def chunk_to_msg(chunk: Chunk) -> ActionChunk:
     return msg
 
 
-def msg_to_chunk(msg: ActionChunk) -> Chunk:
+HORIZON_MARGIN = 2  # a received chunk may be up to this many times the embodiment's length
+NAME_CHARS = 128  # longest embodiment, action mode, action name, frame id or model id accepted
+INSTRUCTION_CHARS = 4096  # longest instruction a chunk may carry
+
+
+@dataclass(frozen=True)
+class ChunkBounds:
+    """What a receiver accepts: at most ``max_horizon`` steps of exactly ``action_dim`` values."""
+
+    max_horizon: int
+    action_dim: int
+    chunk_length: int  # the embodiment's, for the reason
+
+    @classmethod
+    def of(cls, spec: EmbodimentSpec) -> "ChunkBounds":
+        return cls(HORIZON_MARGIN * spec.chunk.length, spec.action_dim, spec.chunk.length)
+
+
+def check_bounds(msg: ActionChunk, bounds: ChunkBounds) -> None:
+    """ChunkError when the message is larger than ``bounds`` allow (sizes and text fields only:
+    no array is built)."""
+    horizon, action_dim = int(msg.horizon), int(msg.action_dim)
+    if horizon > bounds.max_horizon:
+        raise ChunkError(
+            f"ActionChunk #{msg.chunk_id}: horizon {horizon} exceeds {bounds.max_horizon} "
+            f"({HORIZON_MARGIN} x the embodiment's chunk length {bounds.chunk_length})")
+    if action_dim != bounds.action_dim or len(msg.action_names) != bounds.action_dim:
+        raise ChunkError(
+            f"ActionChunk #{msg.chunk_id}: action_dim {action_dim} with "
+            f"{len(msg.action_names)} action_names, the embodiment has {bounds.action_dim}")
+    texts = [("embodiment", msg.embodiment), ("action_mode", msg.action_mode),
+             ("frame_id", msg.header.frame_id), ("model_id", msg.model_id),
+             *(("action name", name) for name in msg.action_names)]
+    for field, text in texts:
+        if len(text) > NAME_CHARS:
+            raise ChunkError(f"ActionChunk #{msg.chunk_id}: {field} {quoted(text)} is longer "
+                             f"than {NAME_CHARS} characters")
+    if len(msg.instruction) > INSTRUCTION_CHARS:
+        raise ChunkError(f"ActionChunk #{msg.chunk_id}: instruction {quoted(msg.instruction)} "
+                         f"is longer than {INSTRUCTION_CHARS} characters")
+
+
+def msg_to_chunk(msg: ActionChunk, bounds: Optional[ChunkBounds] = None) -> Chunk:
     """The ``Chunk`` of a received ``ActionChunk`` (actions as float64 H x A); ChunkError when
-    the message is malformed."""
+    the message is malformed or exceeds ``bounds`` (checked first)."""
+    if bounds is not None:
+        check_bounds(msg, bounds)
     horizon, action_dim = int(msg.horizon), int(msg.action_dim)
     if horizon == 0 or action_dim == 0:
         raise ChunkError(f"ActionChunk #{msg.chunk_id} is empty: "

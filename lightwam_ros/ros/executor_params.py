@@ -28,7 +28,10 @@ INTERPOLATION_ALIASES = {"min_jerk": "minimum_jerk"}
 
 # name -> (default, description).  Numbers are dynamically typed (int or double, scalar or list).
 _NUMBERS: dict[str, tuple[float, str]] = {
-    "control_rate": (500.0, "Command rate [Hz]: the timer that samples the trajectory."),
+    "control_rate": (500.0, "Command rate [Hz]: the control loop that samples the trajectory."),
+    "thread_priority": (50, "SCHED_FIFO priority (1-99) of the control loop's thread, as "
+                            "ros2_control's; where the process may not use real-time scheduling "
+                            "it runs at normal priority (logged). 0: normal scheduling."),
     "ensemble_k": (0.01, "Temporal-ensembling weight exp(-k i) over overlapping chunks "
                          "(k > 0 favours older predictions, as ACT)."),
     "max_velocity": (1.0, "Velocity cap per joint [rad/s or m/s]: scalar or one per joint."),
@@ -95,6 +98,7 @@ class ExecutorSettings:
     kinematics_file: str
     joint_names: tuple[str, ...]
     control_rate: float
+    thread_priority: float
     boundary_rule: str
     ensemble_k: float
     interpolation: str
@@ -169,6 +173,9 @@ def validate_settings(values: dict[str, Any]) -> ExecutorSettings:
     for name in ("ramp_time", "max_clock_skew", "request_lead_time"):
         if numbers[name] < 0.0:
             raise ValueError(f"parameter {name} must be >= 0, got {numbers[name]}")
+    if numbers["thread_priority"] not in range(100):
+        raise ValueError(f"parameter thread_priority must be an integer in 0..99, got "
+                         f"{numbers['thread_priority']}")
     caps = {name: _cap(name, values[name]) for name in _PER_JOINT}
     embodiment = str(values["embodiment"]).strip()
     if not embodiment:

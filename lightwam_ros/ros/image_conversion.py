@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
+from lightwam_ros.ros.log_text import quoted
 from lightwam_ros.ros.stamps import StampLike, to_stamp
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
@@ -40,7 +41,7 @@ def validate_image(msg: Image) -> int:
         hint = (" (16-bit, float and depth images are not camera frames for the policy: publish "
                 "an 8-bit colour or mono8 stream)" if _is_wide(encoding) else "")
         raise ImageConversionError(
-            f"unsupported image encoding {encoding!r}; supported: {sorted(CHANNELS)}{hint}")
+            f"unsupported image encoding {quoted(encoding)}; supported: {sorted(CHANNELS)}{hint}")
     channels = CHANNELS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height == 0 or width == 0:
@@ -115,19 +116,20 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     Pillow, whichever is importable)."""
     if "compresseddepth" in msg.format.lower():
         raise ImageConversionError(
-            f"compressed depth images ({msg.format!r}) are not camera frames for the policy")
+            f"compressed depth images ({quoted(msg.format)}) are not camera frames for the policy")
     if len(msg.data) == 0:
-        raise ImageConversionError(f"compressed image ({msg.format!r}) has no data")
+        raise ImageConversionError(f"compressed image ({quoted(msg.format)}) has no data")
     decode = _compressed_decoder()
     try:
         rgb = decode(bytes(msg.data))
     except Exception as exc:  # decoders raise library-specific types
         raise ImageConversionError(
-            f"could not decode compressed image with format {msg.format!r} "
+            f"could not decode compressed image with format {quoted(msg.format)} "
             f"({len(msg.data)} bytes): {exc}") from exc
     if rgb is None:
         raise ImageConversionError(
-            f"could not decode compressed image with format {msg.format!r} ({len(msg.data)} bytes)")
+            f"could not decode compressed image with format {quoted(msg.format)} "
+            f"({len(msg.data)} bytes)")
     return rgb
 
 

@@ -7,11 +7,13 @@ and reused; a 500 Hz callback then costs one dict lookup, one gather and one fin
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Optional, Sequence
 
 import numpy as np
 from sensor_msgs.msg import JointState
 
+from lightwam_ros.ros.log_text import quoted_names
 from lightwam_ros.ros.stamps import StampLike, to_stamp
 
 _MAX_CACHED_LAYOUTS = 16  # distinct name lists remembered; more means names change per message
@@ -24,10 +26,11 @@ class JointStateError(ValueError):
 def _check_names(names: Sequence[str], what: str) -> tuple[str, ...]:
     names = tuple(names)
     if not all(isinstance(name, str) and name for name in names):
-        raise JointStateError(f"{what}: joint names must be non-empty strings, got {list(names)}")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+        raise JointStateError(f"{what}: joint names must be non-empty strings, got "
+                              f"{quoted_names(names)}")
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
-        raise JointStateError(f"{what}: duplicate joint names {duplicates}")
+        raise JointStateError(f"{what}: duplicate joint names {quoted_names(duplicates)}")
     return names
 
 
@@ -61,7 +64,7 @@ class JointStateMatcher:
         index = {name: i for i, name in enumerate(names)}
         missing = [name for name in self.expected_names if name not in index]
         if missing:
-            raise JointStateError(f"JointState lacks joints {missing} (it has {list(names)})")
+            raise JointStateError(f"JointState lacks joints {missing} (it has {quoted_names(names)})")
         columns = np.array([index[name] for name in self.expected_names], dtype=np.intp)
         if len(self._columns) >= _MAX_CACHED_LAYOUTS:
             self._columns.clear()

@@ -11,8 +11,11 @@ from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from lightwam_ros.msg import ActionChunk  # noqa: E402
 from lightwam_ros.policy.chunk import Chunk, ChunkError  # noqa: E402
-from lightwam_ros.ros.chunk_messages import (chunk_to_msg, msg_to_chunk,  # noqa: E402
-                                             path_markers, path_to_joint_trajectory)
+from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
+from lightwam_ros.ros.chunk_messages import (ChunkBounds, chunk_to_msg,  # noqa: E402
+                                             msg_to_chunk, path_markers,
+                                             path_to_joint_trajectory)
+from lightwam_ros.ros.log_text import quoted, quoted_names  # noqa: E402
 
 H, A = 6, 3
 NAMES = ("joint_a", "joint_b", "gripper")
@@ -83,6 +86,39 @@ def message(**overrides) -> ActionChunk:
 def test_malformed_messages_are_rejected(overrides, fragment):
     with pytest.raises(ChunkError, match=fragment):
         msg_to_chunk(message(**overrides))
+
+
+BOUNDS = ChunkBounds(max_horizon=2 * H, action_dim=A, chunk_length=H)
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (dict(horizon=100_000, actions=[0.0] * (100_000 * A)),
+     r"horizon 100000 exceeds 12 \(2 x the embodiment's chunk length 6\)"),
+    (dict(action_dim=A + 1, actions=[0.0] * (H * (A + 1)), action_names=list(NAMES) + ["x"]),
+     "action_dim 4 with 4 action_names, the embodiment has 3"),
+    (dict(action_names=["joint_a", "joint_b", "g" * 1_000_000]),
+     r"action name 'ggg.*\.\.\. \(1000002 chars\) is longer than 128 characters"),
+    (dict(instruction="x" * 1_000_000), r"instruction .*\(1000002 chars\) is longer than 4096"),
+])
+def test_messages_beyond_the_receivers_bounds_are_rejected_with_a_short_reason(overrides,
+                                                                               fragment):
+    with pytest.raises(ChunkError, match=fragment) as error:
+        msg_to_chunk(message(**overrides), BOUNDS)
+    assert len(str(error.value)) < 300
+
+
+def test_a_chunk_within_the_bounds_is_accepted():
+    assert msg_to_chunk(message(), BOUNDS).actions.shape == (H, A)
+    assert ChunkBounds.of(load_embodiment("robotwin_aloha")).max_horizon == 2 * 32
+
+
+def test_quoted_input_text_is_cut_with_its_length():
+    assert quoted("short") == "'short'"
+    long = quoted("a" * 1_000_000)
+    assert long.startswith("'aaa") and long.endswith("... (1000002 chars)") and len(long) < 150
+    assert quoted_names(["j1", "j2"]) == "['j1', 'j2']"
+    many = quoted_names([f"joint_{i}" for i in range(100_000)])
+    assert len(many) < 160 and many.endswith("(100000 names)")
 
 
 # --- Planned path as a JointTrajectory --------------------------------------------------------

@@ -4,6 +4,7 @@ The test side plays robot and policy: it publishes joint states that follow the 
 commands (a perfectly tracking arm) and action chunks, and records what the executor commands.
 All waits are condition-based with deadlines.
 """
+import array
 import math
 import re
 import subprocess
@@ -256,8 +257,12 @@ class TestBadInputsOnARunningExecutor:
                      r"drives 'robotwin_aloha'", id="wrong_embodiment"),
         pytest.param(lambda actions, now: make_chunk(actions[:, :13] + 0.5, now,
                                                      names=ALOHA_ACTIONS[:13]),
+                     r"rejected chunk #\d+: ActionChunk #\d+: action_dim 13 with 13 action_names, "
+                     r"the embodiment has 14", id="wrong_action_dim"),
+        pytest.param(lambda actions, now: make_chunk(actions + 0.5, now,
+                                                     names=ALOHA_ACTIONS[:13] + ("extra",)),
                      r"rejected chunk #\d+: chunk action_names .* do not match robotwin_aloha's "
-                     r"action dimensions .*; missing \['right_gripper'\]", id="wrong_action_dim"),
+                     r"action dimensions .*; missing \['right_gripper'\]", id="wrong_action_names"),
         # max_clock_skew is 0.1 s (config): a chunk from 1 s ahead means the clocks disagree.
         pytest.param(lambda actions, now: make_chunk(actions, now + 1.0),
                      r"rejected chunk #\d+: chunk stamp is [01]\.\d+ s in the future: "
@@ -271,6 +276,27 @@ class TestBadInputsOnARunningExecutor:
         node, since_command, since_line = running
         harness.chunk_source = lambda now: bad_chunk(sine_actions(now, 0.0), now)
         assert_holds_safely(harness, node, since_command, since_line, log_pattern, r"no chunk for")
+
+    def test_a_huge_chunk_is_refused_at_once_and_the_commands_keep_their_rate(self, running,
+                                                                                harness):
+        node, since_command, since_line = running
+        rejected = int(harness.diagnostics["chunks_rejected"])
+        huge = make_chunk(sine_actions(harness.now(), harness.origin), harness.now(),
+                          chunk_id=999_999)
+        huge.horizon = 100_000  # valid in itself: 100000 x 14 zeros
+        huge.actions = array.array("f", bytes(4 * 100_000 * 14))
+        before = len(harness.commands)
+        harness.chunk_pub.publish(huge)
+        node.wait_for_log(r"rejected chunk #999999: ActionChunk #999999: horizon 100000 exceeds "
+                          r"64 \(2 x the embodiment's chunk length 32\)", since=since_line)
+        wait_until(lambda: int(harness.diagnostics["chunks_rejected"]) == rejected + 1, 5,
+                   "the executor's diagnostics to count the rejected chunk")
+        wait_until(lambda: len(harness.commands) > before + 250, 10, "a second more commands")
+        # 250 Hz here: no gap of more than a few periods around the huge chunk (the control
+        # thread never parses it), and the good chunks keep the arm running.
+        gaps = np.diff([c[0] for c in harness.commands[max(before - 50, since_command):]])
+        assert gaps.max() < 5 / 250, f"largest gap between commands {1e3 * gaps.max():.1f} ms"
+        assert harness.state()[0] == "RUNNING", harness.state()
 
     def test_reordered_chunk_columns_are_matched_by_name(self, running, harness):
         node, since_command, since_line = running

@@ -187,6 +187,21 @@ class TestAlohaOnTimer:
                    20, "a chunk for the new instruction")
 
 
+    def test_a_huge_unknown_instruction_gives_one_short_warning(self, aloha):
+        _, robot, node = aloha
+        log_start = len(node.lines)
+        for _ in range(20):
+            robot.publish_instruction("x" * 1_000_000)
+        node.wait_for_log(r"unknown instruction 'xxx+\.\.\. \(1000002 chars\) on ", 10, log_start)
+        time.sleep(1.5)  # the rest arrive; the policy keeps its instruction meanwhile
+        lines = [line for line in node.lines[log_start:] if "unknown instruction" in line]
+        # Messages still arriving a second after the first may give one throttled line more.
+        assert len(lines) == 1 or (len(lines) == 2 and "similar reports left out" in lines[1])
+        assert all(len(line) < 600 for line in lines), [len(line) for line in lines]
+        [chunk] = robot.wait_for_chunks(1, 20, start=len(robot.chunks))
+        assert chunk.instruction != "x" * 1_000_000
+
+
     @pytest.mark.parametrize("stream, mode, log_pattern", [
         # Stamps 5 s behind, more than max_age: the stream restarts (once), then is stale.
         pytest.param("camera:head", "backwards",
