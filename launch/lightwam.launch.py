@@ -10,6 +10,7 @@ pipeline.  Without a checkpoint a random-weight tiny package is built (only with
 loopback_robot:=true or shadow:=true).  replay:=true implies use_sim_time (a bag provides the
 inputs and /clock); bag:=PATH plays that bag here with lightwam-replay (and implies replay).
 record:=PATH also starts lightwam-record, which records the run's inputs and outputs.
+rviz:=true starts RViz on config/lightwam.rviz with the embodiment's cameras (rviz_config).
 """
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch import LaunchDescription
@@ -17,10 +18,11 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from lightwam_ros.ros.param_files import PACKAGE, rviz_config
+from lightwam_ros.ros.param_files import PACKAGE
 from lightwam_ros.tools.launch.bringup_plan import (LAUNCH_ARGUMENTS, launch_flag,
                                                     plan_from_launch_arguments)
 from lightwam_ros.tools.launch.child_process import STOP_TIMEOUT
+from lightwam_ros.tools.launch.rviz_config import write_rviz_config
 
 
 def _nodes(context, *args, **kwargs):
@@ -43,7 +45,7 @@ def _nodes(context, *args, **kwargs):
                for node in plan.nodes]
     if rviz:
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
-                            arguments=["-d", str(rviz_config())],
+                            arguments=["-d", str(write_rviz_config(plan, values["embodiment"]))],
                             parameters=[{"use_sim_time": plan.use_sim_time}]))
     return actions
 

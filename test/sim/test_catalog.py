@@ -11,3 +11,10 @@ def test_a_simulator_renders_at_its_embodiments_camera_size():
         sizes = set(camera_sizes(load_embodiment(embodiment)).values())
         assert sizes == {task.default_camera_size}
     assert SimTask.parse("aloha").default_camera_size == (240, 320)
+
+
+def test_the_simulated_embodiments_tasks_are_its_simulators():
+    """aloha_sim.yaml lists the simulated tasks' instructions (the tiny package's tasks)."""
+    from lightwam_ros.sim.aloha import TASKS
+
+    assert load_embodiment("aloha_sim").tasks == tuple(task.instruction for task in TASKS.values())

@@ -345,7 +345,7 @@ def test_launch_file_builds_its_nodes_from_the_plan_only():
     tree = ast.parse(LAUNCH_FILE.read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 and node.module.startswith("lightwam_ros.") for alias in node.names}
-    assert {"LAUNCH_ARGUMENTS", "plan_from_launch_arguments", "rviz_config"} <= imported
+    assert {"LAUNCH_ARGUMENTS", "plan_from_launch_arguments", "write_rviz_config"} <= imported
     functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert "generate_launch_description" in functions
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)

@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lightwam_ros.policy.embodiment import (EMBODIMENT_PATH_ENV, camera_sizes, known_embodiments,
                                             load_embodiment)
 from lightwam_ros.ros.param_files import EMBODIMENTS, embodiments, optional_params_file
 from lightwam_ros.tools.assets.model_files import ModelFiles
-from lightwam_ros.tools.launch.bringup_plan import BringupOptions, build_plan
+from lightwam_ros.tools.launch.bringup_plan import BringupOptions, ParamOverride, build_plan
+from lightwam_ros.tools.launch.rviz_config import write_rviz_config
 
 NAME = "aloha_single"
 # The right arm of aloha_sim alone, with its head and wrist cameras: the whole definition.
@@ -99,3 +101,22 @@ def test_a_new_embodiment_needs_no_parameter_file_to_be_brought_up(new_embodimen
         f"cameras.{role}.reliable": True for role in sizes}
     assert (plan.observed.command_type, plan.observed.command_topic) == (
         "joint_trajectory", "joint_trajectory_controller/joint_trajectory")
+
+
+def test_rviz_shows_the_new_embodiments_cameras_and_the_executors_path(new_embodiment, tmp_path):
+    model = ModelFiles(tmp_path / "m.safetensors", tmp_path / "i.safetensors", tiny=True)
+    plan = build_plan(BringupOptions(embodiment=NAME, loopback_robot=True,
+                                     params=(ParamOverride.parse(
+                                         "policy:cameras.head.topic:=/cam/top"),)), model)
+    document = yaml.safe_load(write_rviz_config(plan, NAME, tmp_path).read_text())
+    manager = document["Visualization Manager"]
+    groups = [d for d in manager["Displays"] if str(d.get("Name", "")).startswith("Cameras")]
+    assert [group["Name"] for group in groups] == [f"Cameras ({NAME})"]
+    assert {d["Name"]: d["Topic"]["Value"] for d in groups[0]["Displays"]} == {
+        "head camera": "/cam/top", "right_wrist camera": "/camera/right_wrist/image_raw"}
+    assert "/lightwam/planned_path" in {d.get("Topic", {}).get("Value")
+                                        for d in manager["Displays"]}
+    assert manager["Global Options"]["Fixed Frame"] == "panda_link0"  # it names no base frame
+    aloha_plan = build_plan(BringupOptions(embodiment="aloha_sim", loopback_robot=True), model)
+    aloha = yaml.safe_load(write_rviz_config(aloha_plan, "aloha_sim", tmp_path).read_text())
+    assert aloha["Visualization Manager"]["Global Options"]["Fixed Frame"] == "vx300s_left"
