@@ -340,7 +340,7 @@ def chain_params(arm: ArmSpec) -> dict[str, Any]:
         raise ValueError(f"arm {arm.name!r} has no kinematics section in its embodiment")
     joints = [{"name": limit.name, "a": row.a, "d": row.d, "alpha": row.alpha,
                "theta": row.theta, "lower": limit.lower, "upper": limit.upper}
-              for row, limit in zip(arm.kinematics.joints, arm.joint_limits)]
+              for row, limit in zip(arm.kinematics.joints, arm.joint_limits, strict=True)]
     fixed = [{"a": row.a, "d": row.d, "alpha": row.alpha, "theta": row.theta}
              for row in arm.kinematics.fixed]
     return {"name": arm.name, "joints": joints, "fixed": fixed}

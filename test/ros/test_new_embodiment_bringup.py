@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("rclpy")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from test_new_embodiment import NAME, write_embodiment  # noqa: E402
+from test_new_embodiment import NAME, write_embodiment
 
-from lightwam_ros.policy.embodiment import EMBODIMENT_PATH_ENV  # noqa: E402
+from lightwam_ros.policy.embodiment import EMBODIMENT_PATH_ENV
 
 BRINGUP = Path(sys.executable).with_name("lightwam-bringup")
 

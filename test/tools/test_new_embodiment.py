@@ -9,8 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightwam_ros.policy.embodiment import (EMBODIMENT_PATH_ENV, camera_sizes, known_embodiments,
-                                            load_embodiment)
+from lightwam_ros.policy.embodiment import (
+    EMBODIMENT_PATH_ENV,
+    camera_sizes,
+    known_embodiments,
+    load_embodiment,
+)
 from lightwam_ros.ros.param_files import EMBODIMENTS, embodiments, optional_params_file
 from lightwam_ros.tools.assets.model_files import ModelFiles
 from lightwam_ros.tools.launch.bringup_plan import BringupOptions, ParamOverride, build_plan
