@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import struct
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 import numpy as np
 from rosbags.interfaces import Nodetype
@@ -25,7 +25,7 @@ STAMP_FIELDS = "iI"  # builtin_interfaces/Time: int32 sec, uint32 nanosec
 STAMP_OFFSET = 4  # after the encapsulation header; Header.stamp is its first field
 
 
-def header_stamp_ns(data: bytes, msgtype: str, typestore: Typestore) -> Optional[int]:
+def header_stamp_ns(data: bytes, msgtype: str, typestore: Typestore) -> int | None:
     """Header stamp of a CDR message whose type's first field is a std_msgs/Header, in ns;
     None for other types, unknown types and bytes too short to hold a stamp."""
     fielddef = typestore.fielddefs.get(msgtype)
@@ -55,12 +55,12 @@ class _Track:
     """Everything StreamHealth keeps per topic (8 bytes per message for the gap analysis)."""
 
     log_times: array = field(default_factory=lambda: array("q"))
-    first_stamp: Optional[int] = None
-    last_stamp: Optional[int] = None
+    first_stamp: int | None = None
+    last_stamp: int | None = None
     stamps_backwards: int = 0
-    first_stamp_backwards_at: Optional[int] = None  # log time
+    first_stamp_backwards_at: int | None = None  # log time
     log_backwards: int = 0
-    first_log_backwards_at: Optional[int] = None
+    first_log_backwards_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class StreamHealth:
         self.min_gap = min_gap
         self._tracks: dict[str, _Track] = {}
 
-    def add(self, topic: str, log_time_ns: int, stamp_ns: Optional[int] = None) -> None:
+    def add(self, topic: str, log_time_ns: int, stamp_ns: int | None = None) -> None:
         track = self._tracks.setdefault(topic, _Track())
         if track.log_times and log_time_ns < track.log_times[-1]:
             track.log_backwards += 1
@@ -103,7 +103,7 @@ class StreamHealth:
     def _start(self) -> int:
         return min(min(t.log_times) for t in self._tracks.values())
 
-    def _gaps(self, track: _Track) -> Optional[_Gaps]:
+    def _gaps(self, track: _Track) -> _Gaps | None:
         times = np.sort(np.frombuffer(track.log_times, dtype=np.int64))
         if times.size < 2:
             return None
@@ -131,12 +131,12 @@ class StreamHealth:
                     "gap", f"topic {topic}: {gaps.count} gap(s) longer than "
                     f"{gaps.threshold:.3f} s (median period {gaps.median_period:.3f} s); the "
                     f"longest, {gaps.longest:.3f} s, starts at {at(gaps.longest_at)}", topic))
-            if track.stamps_backwards:
+            if track.first_stamp_backwards_at is not None:  # set with the first one
                 found.append(BagProblem(
                     "out_of_order", f"topic {topic}: {track.stamps_backwards} header stamp(s) "
                     f"not after the previous one, first at {at(track.first_stamp_backwards_at)}",
                     topic))
-            if track.log_backwards:
+            if track.first_log_backwards_at is not None:
                 found.append(BagProblem(
                     "out_of_order", f"topic {topic}: log time went backwards "
                     f"{track.log_backwards} time(s), first at {at(track.first_log_backwards_at)}",

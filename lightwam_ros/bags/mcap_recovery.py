@@ -12,9 +12,10 @@ from __future__ import annotations
 import heapq
 import os
 import struct
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Collection, Iterator, Mapping, Optional
+from typing import BinaryIO
 
 from rosbags.rosbag2.errors import ReaderError
 from rosbags.rosbag2.storage_mcap import decompress
@@ -87,19 +88,19 @@ class McapScan:
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)
     complete: bool = False
     valid_end: int = 0
-    damage: Optional[str] = None
-    lost_span_ns: Optional[tuple[int, int]] = None
+    damage: str | None = None
+    lost_span_ns: tuple[int, int] | None = None
 
     @property
     def message_count(self) -> int:
         return sum(self.message_counts.values())
 
     @property
-    def start_ns(self) -> Optional[int]:
+    def start_ns(self) -> int | None:
         return min((b.start_ns for b in self.blocks), default=None)
 
     @property
-    def end_ns(self) -> Optional[int]:
+    def end_ns(self) -> int | None:
         return max((b.end_ns for b in self.blocks), default=None)
 
 
@@ -188,8 +189,8 @@ class _BlockCollector:
     """Message statistics of the block being scanned."""
 
     def __init__(self) -> None:
-        self.start_ns: Optional[int] = None
-        self.end_ns: Optional[int] = None
+        self.start_ns: int | None = None
+        self.end_ns: int | None = None
         self.channel_ids: set[int] = set()
 
     def add(self, channel_id: int, log_time: int) -> None:
@@ -203,7 +204,7 @@ class _Scanner:
         self.stream = stream
         self.scan = scan
         # (start, end, statistics) of records outside chunks, while they last
-        self.unchunked: Optional[tuple[int, int, _BlockCollector]] = None
+        self.unchunked: tuple[int, int, _BlockCollector] | None = None
 
     def scan_records(self) -> None:
         scan, pos = self.scan, len(MAGIC)
@@ -329,7 +330,7 @@ def scan_mcap(path: str | os.PathLike) -> McapScan:
 
 
 def _block_messages(stream: BinaryIO, block: Block, index: int, wanted: Collection[int]
-                    ) -> Iterator[tuple[int, int, int, int, Optional[bytes]]]:
+                    ) -> Iterator[tuple[int, int, int, int, bytes | None]]:
     """A sentinel at the block's start time, then its messages sorted by log time, as
     (log time, block index, position, channel id, data): reading waits for the sentinel's turn
     in the merge, so only the blocks that overlap in time are in memory together."""
@@ -341,7 +342,7 @@ def _block_messages(stream: BinaryIO, block: Block, index: int, wanted: Collecti
                               f"{block.offset} are gone (the file changed since it was scanned)")
     records = _decompressed(memoryview(data), block.compression, block.uncompressed_size,
                             block.crc)
-    messages = []
+    messages: list[tuple[int, int, int, int, bytes]] = []
     for opcode, content in _records(memoryview(records)):
         if opcode == OP_MESSAGE:
             channel_id, log_time, payload = _parse_message(content)
@@ -351,7 +352,7 @@ def _block_messages(stream: BinaryIO, block: Block, index: int, wanted: Collecti
     yield from messages
 
 
-def iter_messages(scan: McapScan, channel_ids: Optional[Collection[int]] = None
+def iter_messages(scan: McapScan, channel_ids: Collection[int] | None = None
                   ) -> Iterator[tuple[int, int, bytes]]:
     """Pass two: (channel id, log time, data) of the scanned blocks in log-time order (ties keep
     file order).  Raises McapFormatError if the file no longer matches the scan."""

@@ -3,7 +3,7 @@ and training: the embodiment, the instruction and its topic, and each topic's ro
 from __future__ import annotations
 
 import json
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 METADATA_EMBODIMENT = "embodiment"
 METADATA_INSTRUCTION = "instruction"
@@ -17,7 +17,7 @@ def topic_roles_text(roles: Mapping[str, str]) -> str:
     return json.dumps(dict(roles), sort_keys=True)
 
 
-def recorded_topic_roles(metadata: Mapping[str, str]) -> Optional[dict[str, str]]:
+def recorded_topic_roles(metadata: Mapping[str, str]) -> dict[str, str] | None:
     """The topic roles lightwam-record wrote, or None for a bag recorded otherwise; ValueError
     when the value is not a JSON object."""
     text = metadata.get(METADATA_TOPIC_ROLES)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Iterator, Optional
 
 import yaml
 from rosbags.interfaces import MessageDefinitionFormat
@@ -20,8 +20,14 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from lightwam_ros.bags.mcap_recovery import (CUSTOM_DATA_RECORD, MAGIC, McapFormatError,
-                                              McapScan, iter_messages, scan_mcap)
+from lightwam_ros.bags.mcap_recovery import (
+    CUSTOM_DATA_RECORD,
+    MAGIC,
+    McapFormatError,
+    McapScan,
+    iter_messages,
+    scan_mcap,
+)
 from lightwam_ros.bags.typestore import project_typestore
 
 NS_PER_S = 1_000_000_000
@@ -45,7 +51,7 @@ class BagProblem:
 
     kind: str
     message: str
-    topic: Optional[str] = None
+    topic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class _Stream:
     topic: str
     msgtype: str
     count: int
-    definition: Optional[tuple[str, str]]  # (format, text) when the bag embeds one
+    definition: tuple[str, str] | None  # (format, text) when the bag embeds one
 
 
 def _parse_definition(msgtype: str, fmt: str, text: str) -> dict:
@@ -79,7 +85,7 @@ def _parse_definition(msgtype: str, fmt: str, text: str) -> dict:
     return types
 
 
-def _bag_info(bag_dir: Path) -> Optional[dict]:
+def _bag_info(bag_dir: Path) -> dict | None:
     """The rosbag2_bagfile_information of a directory's metadata.yaml; None if unreadable."""
     try:
         info = yaml.safe_load((bag_dir / "metadata.yaml").read_text(encoding="utf-8"))
@@ -124,14 +130,14 @@ class BagReader:
         self.topics: dict[str, str] = {}
         self.counts: dict[str, int] = {}
         self.definitions: dict[str, tuple[str, str]] = {}
-        self.start_ns: Optional[int] = None
-        self.end_ns: Optional[int] = None
+        self.start_ns: int | None = None
+        self.end_ns: int | None = None
         self.metadata: dict[str, str] = {}
         self.problems: list[BagProblem] = []
         self.recovered = False
         self._bag_types: dict = {}
-        self._typestore: Optional[Typestore] = None
-        self._rosbags: Optional[Reader] = None
+        self._typestore: Typestore | None = None
+        self._rosbags: Reader | None = None
         self._scans: list[McapScan] = []
         self._open()
 
@@ -240,7 +246,7 @@ class BagReader:
 
     # ---------------------------------------------------------------------------------- reading
 
-    def messages(self, topics: Optional[Collection[str]] = None) -> Iterator[BagMessage]:
+    def messages(self, topics: Collection[str] | None = None) -> Iterator[BagMessage]:
         """Messages in log-time order, optionally of some topics only.  Damage met on the way
         ends the iteration and adds a problem."""
         wanted = set(self.topics if topics is None else [topics] if isinstance(topics, str)
@@ -309,7 +315,7 @@ class BagReader:
         if reader is not None:
             reader.close()
 
-    def __enter__(self) -> "BagReader":
+    def __enter__(self) -> BagReader:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

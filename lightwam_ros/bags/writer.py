@@ -16,20 +16,24 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Final, cast
 
 import yaml
 from rosbags.interfaces import Connection, Qos
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.rosbag2.errors import ReaderError
 from rosbags.rosbag2.metadata import parse_qos
+from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.typesys.store import Typestore
 
 from lightwam_ros.bags.mcap_recovery import CUSTOM_DATA_RECORD, metadata_record
 from lightwam_ros.bags.typestore import project_typestore
 
+if TYPE_CHECKING:
+    from rosbags.rosbag2.metadata import QosDict
+
 MIB = 1 << 20
-ROSBAG2_VERSION = 9
+ROSBAG2_VERSION: Final = 9
 MAX_LOG_TIME_NS = 2**63 - 1  # rosbag2 stores signed 64-bit nanoseconds
 # rosbags' McapWriter keeps the open chunk (up to 1 MiB) in memory and writes the file only when
 # the chunk is full or the bag is closed; a killed recorder would lose all of it.  The writer
@@ -63,7 +67,7 @@ class BagWriter:
     messages being written included, so memory stays bounded when the disk is slow.
     ``error`` says why the writer thread stopped (e.g. disk full); None while it runs."""
 
-    def __init__(self, path: str | os.PathLike, *, typestore: Optional[Typestore] = None,
+    def __init__(self, path: str | os.PathLike, *, typestore: Typestore | None = None,
                  max_queue_messages: int = 1000, max_queue_bytes: int = 256 * MIB,
                  flush_period: float = 1.0) -> None:
         if max_queue_messages < 1 or max_queue_bytes < 1 or not flush_period > 0:
@@ -92,7 +96,7 @@ class BagWriter:
         self._bytes_written = 0
         self._closing = False
         self._closed = False
-        self.error: Optional[str] = None
+        self.error: str | None = None
 
         self._thread = threading.Thread(target=self._run, name=f"bag-writer {self.path.name}",
                                         daemon=True)
@@ -178,7 +182,7 @@ class BagWriter:
                 self._finish()
         return self.stats()
 
-    def __enter__(self) -> "BagWriter":
+    def __enter__(self) -> BagWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -227,7 +231,7 @@ class BagWriter:
         """Close the open chunk (when it holds messages), persist changed custom data, fsync."""
         with self._io_lock:
             storage = self._bag.storage
-            if storage is None or not (self._unflushed or self._custom_data_changed):
+            if not isinstance(storage, McapWriter) or not (self._unflushed or self._custom_data_changed):
                 return
             if storage.chunk.msgs:
                 storage.close_chunk()
@@ -263,7 +267,8 @@ def _qos_profiles(topic: str, offered_qos: str) -> list[Qos]:
         profiles = yaml.safe_load(offered_qos) or []
         if not isinstance(profiles, list) or not all(isinstance(p, dict) for p in profiles):
             raise TypeError("expected a YAML list of mappings")
-        return parse_qos([{**QOS_DEFAULTS, **profile} for profile in profiles])
+        # parse_qos checks the keys and values itself (the errors caught below).
+        return parse_qos(cast("list[QosDict]", [{**QOS_DEFAULTS, **profile} for profile in profiles]))
     except (yaml.YAMLError, ReaderError, KeyError, TypeError, AttributeError) as exc:
         raise BagWriteError(f"topic {topic}: bad offered_qos {offered_qos!r}: {exc}") from None
 

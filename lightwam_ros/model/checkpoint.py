@@ -14,10 +14,11 @@ import json
 import os
 import threading
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -149,7 +150,8 @@ def _parameters_on_meta() -> Iterator[None]:
     ``with torch.device("meta")`` would also empty the non-persistent buffers (latent statistics,
     step embeddings) that no checkpoint holds, so only parameters are redirected.
     """
-    handle = register_module_parameter_registration_hook(_parameter_to_meta)
+    # torch annotates the hook as returning None, but a returned Parameter replaces the registered one.
+    handle = register_module_parameter_registration_hook(cast(Callable[..., None], _parameter_to_meta))
     _EMPTY_BUILD.active = True
     try:
         yield
@@ -189,14 +191,14 @@ def _owned(tensor: Tensor, device: str | torch.device, dtype: torch.dtype | None
 
 
 # ------------------------------------------------------------------------------------- hashing
-def _update_digest(digest: "hashlib._Hash", name: str, tensor: Tensor) -> None:
+def _update_digest(digest: hashlib._Hash, name: str, tensor: Tensor) -> None:
     """Feed one CPU tensor (name, dtype, shape, raw bytes) into the running content hash."""
     header = f"{name}\0{str(tensor.dtype).removeprefix('torch.')}\0{list(tensor.shape)}\0"
     digest.update(header.encode())
-    digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy())
+    digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().data)
 
 
-def _model_id(config_name: str, digest: "hashlib._Hash") -> str:
+def _model_id(config_name: str, digest: hashlib._Hash) -> str:
     return f"{config_name}:{digest.hexdigest()[:ID_HEX_CHARS]}"
 
 

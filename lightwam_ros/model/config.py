@@ -7,10 +7,11 @@ checkpoint; ``to_dict`` / ``from_dict`` give a JSON-safe round trip for that met
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-_C = TypeVar("_C")
+_C = TypeVar("_C", bound="_DictMixin")
 
 # Wan2.1 VAE per-channel latent statistics (latents are stored as (z - mean) / std).
 WAN21_LATENTS_MEAN: tuple[float, ...] = (
@@ -40,6 +41,9 @@ def _flat_from_dict(cls: type[_C], data: Mapping[str, Any]) -> _C:
 
 
 class _DictMixin:
+    # Every config is a dataclass: this tells the type checker so (dataclasses set the value).
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of built-in types (tuples become lists), ready for ``json.dumps``."""
         return _to_builtin(dataclasses.asdict(self))
@@ -196,15 +200,16 @@ class LightWAMConfig(_DictMixin):
             raise ValueError(f"adapter layers {self.adapter.layers} exceed the "
                              f"{self.dit.num_layers} DiT blocks")
 
-    _SECTIONS: ClassVar[dict[str, type]] = {"dit": DiTConfig, "vae": VAEConfig, "lora": LoRAConfig,
-                                            "adapter": AdapterConfig, "expert": ExpertConfig}
+    _SECTIONS: ClassVar[dict[str, type[_DictMixin]]] = {
+        "dit": DiTConfig, "vae": VAEConfig, "lora": LoRAConfig, "adapter": AdapterConfig,
+        "expert": ExpertConfig}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LightWAMConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> LightWAMConfig:
         missing = sorted(set(cls._SECTIONS) - set(data))
         if missing:
             raise ValueError(f"LightWAMConfig: missing sections {missing}")
-        sections = {k: sub.from_dict(data[k]) for k, sub in cls._SECTIONS.items()}
+        sections: dict[str, Any] = {k: sub.from_dict(data[k]) for k, sub in cls._SECTIONS.items()}
         rest = {k: v for k, v in data.items() if k not in cls._SECTIONS}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(rest) - known)

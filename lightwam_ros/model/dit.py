@@ -12,7 +12,8 @@ back to the stream's dtype; the timestep embedding is built in float64.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -130,10 +131,10 @@ class WanBlock(nn.Module):
         self.self_attn = SelfAttention(cfg.dim, cfg.num_heads, cfg.eps, lora)
         self.norm3 = FP32LayerNorm(cfg.dim, eps=cfg.eps, elementwise_affine=True)
         self.cross_attn = CrossAttention(cfg.dim, cfg.num_heads, cfg.eps, lora)
-        self.ffn = nn.Sequential(nn.Linear(cfg.dim, cfg.ffn_dim), nn.GELU(approximate="tanh"),
-                                 nn.Linear(cfg.ffn_dim, cfg.dim))
-        self.ffn_lora_in = maybe_lora(self.ffn[0], lora)
-        self.ffn_lora_out = maybe_lora(self.ffn[2], lora)
+        ffn_in, ffn_out = nn.Linear(cfg.dim, cfg.ffn_dim), nn.Linear(cfg.ffn_dim, cfg.dim)
+        self.ffn = nn.Sequential(ffn_in, nn.GELU(approximate="tanh"), ffn_out)
+        self.ffn_lora_in = maybe_lora(ffn_in, lora)
+        self.ffn_lora_out = maybe_lora(ffn_out, lora)
 
     def forward(self, x: Tensor, e0: Tensor, context: Tensor, cos: Tensor, sin: Tensor,
                 mask: Tensor | None) -> Tensor:
@@ -141,8 +142,9 @@ class WanBlock(nn.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation.unsqueeze(1) + e0).unbind(2)
         x = gated_residual(x, self.self_attn(modulate(x, shift1, scale1, self.eps), cos, sin, mask), gate1)
         x = x + self.cross_attn(self.norm3(x), context)
-        hidden = self.ffn[1](project(self.ffn[0], self.ffn_lora_in, modulate(x, shift2, scale2, self.eps)))
-        return gated_residual(x, project(self.ffn[2], self.ffn_lora_out, hidden), gate2)
+        ffn_in, ffn_out = cast(nn.Linear, self.ffn[0]), cast(nn.Linear, self.ffn[2])  # Sequential: Module
+        hidden = self.ffn[1](project(ffn_in, self.ffn_lora_in, modulate(x, shift2, scale2, self.eps)))
+        return gated_residual(x, project(ffn_out, self.ffn_lora_out, hidden), gate2)
 
 
 class Head(nn.Module):
@@ -230,12 +232,14 @@ class WanDiT(nn.Module):
         cfg = self.cfg
         if latents.ndim != 5 or latents.shape[1] != cfg.in_channels:
             raise ValueError(f"latents must be [B, {cfg.in_channels}, F, H, W], got {tuple(latents.shape)}")
-        if any(n % p for n, p in zip(latents.shape[2:], cfg.patch_size)):
-            raise ValueError(f"latent grid {tuple(latents.shape[2:])} not divisible by patch {cfg.patch_size}")
+        if any(n % p for n, p in zip(latents.shape[2:], cfg.patch_size, strict=True)):
+            raise ValueError(f"latent grid {tuple(latents.shape[2:])} not divisible by patch "
+                             f"{cfg.patch_size}")
         batch = latents.shape[0]
         if context.ndim != 3 or context.shape[0] != batch or context.shape[2] != cfg.text_dim:
             raise ValueError(f"context must be [{batch}, Lc, {cfg.text_dim}], got {tuple(context.shape)}")
-        grid = tuple(n // p for n, p in zip(latents.shape[2:], cfg.patch_size))
+        frames, height, width = (n // p for n, p in zip(latents.shape[2:], cfg.patch_size, strict=True))
+        grid = (frames, height, width)
         num_tokens = math.prod(grid)
         if t.shape not in ((batch,), (batch, num_tokens)):
             raise ValueError(f"t must be [{batch}] or [{batch}, {num_tokens}] (one per video token), "

@@ -9,7 +9,8 @@ converted checkpoint needs no rename table. Every GELU is the tanh approximation
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -72,7 +73,8 @@ class ResidualMLPBlock(NormedMLP):
 
 
 class StateFusionActionExpert(nn.Module):
-    """``forward(tapped)``: ``num_taps`` tensors [B, L, dim] -> normalised actions [B, horizon, action_dim]."""
+    """``forward(tapped)``: ``num_taps`` tensors [B, L, dim] -> normalised actions
+    [B, horizon, action_dim]."""
 
     def __init__(self, cfg: ExpertConfig, dim: int, action_dim: int, horizon: int, num_taps: int = 3) -> None:
         super().__init__()
@@ -112,7 +114,8 @@ class StateFusionActionExpert(nn.Module):
     def _check_tapped(self, tapped: Sequence[Tensor]) -> None:
         if not isinstance(tapped, (list, tuple)) or len(tapped) != self.num_taps:
             got = len(tapped) if isinstance(tapped, (list, tuple)) else type(tapped).__name__
-            raise ValueError(f"expected a list of {self.num_taps} tapped tensors [B, L, {self.dim}], got {got}")
+            raise ValueError(f"expected a list of {self.num_taps} tapped tensors [B, L, {self.dim}], "
+                             f"got {got}")
         for i, x in enumerate(tapped):
             if x.ndim != 3 or x.shape[-1] != self.dim or x.shape[1] == 0:
                 raise ValueError(f"tapped[{i}] must be [B, L>0, {self.dim}], got {tuple(x.shape)}")
@@ -125,8 +128,8 @@ class StateFusionActionExpert(nn.Module):
         self._check_tapped(tapped)
         dtype = self.fused_proj.weight.dtype
         compressed = [
-            compressor(pooler[STREAM_KEY](x.to(dtype)))
-            for x, pooler, compressor in zip(tapped, self.layer_poolers, self.layer_compressors)
+            compressor(cast(nn.ModuleDict, pooler)[STREAM_KEY](x.to(dtype)))  # ModuleList yields Module
+            for x, pooler, compressor in zip(tapped, self.layer_poolers, self.layer_compressors, strict=True)
         ]
         return self.trunk(self.fused_proj(self.fused_norm(torch.cat(compressed, dim=-1))))
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -130,7 +130,7 @@ class InstructionCache:
         save_file(tensors, str(path), metadata=metadata)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "InstructionCache":
+    def load(cls, path: str | os.PathLike) -> InstructionCache:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"instruction cache {path} does not exist")
@@ -151,7 +151,7 @@ class InstructionCache:
         return cache
 
     @classmethod
-    def _from_metadata(cls, metadata: dict[str, str], path: Path) -> tuple["InstructionCache", dict]:
+    def _from_metadata(cls, metadata: dict[str, str], path: Path) -> tuple[InstructionCache, dict]:
         if metadata.get("format") != CACHE_FORMAT:
             raise ValueError(f"{path}: not an instruction cache (format {metadata.get('format')!r}, "
                              f"expected {CACHE_FORMAT!r})")
@@ -218,7 +218,7 @@ def encode_instructions_live(tasks: Iterable[str], model_dir: str | os.PathLike,
     encoder = encoder.to(device).eval()
     cache = InstructionCache(encoder_id, text_len, int(encoder.config.d_model))
     with torch.inference_mode():
-        for task, prompt in zip(tasks, prompts):
+        for task, prompt in zip(tasks, prompts, strict=True):
             tokens = tokenizer(" ".join(prompt.split()), padding="max_length", max_length=text_len,
                                truncation=True, return_tensors="pt")
             hidden = encoder(input_ids=tokens["input_ids"].to(device),

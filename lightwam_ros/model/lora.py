@@ -19,6 +19,8 @@ from .config import LoRAConfig
 class LoRA(nn.Module):
     """``base(x) + scale * up(down(x))``; ``merge()`` folds the update into ``base.weight``."""
 
+    base: nn.Linear  # set with object.__setattr__ in __init__, outside the module registry
+
     def __init__(self, base: nn.Linear, cfg: LoRAConfig) -> None:
         super().__init__()
         factory = {"device": base.weight.device, "dtype": base.weight.dtype}

@@ -65,7 +65,7 @@ class RopeTables:
         rope_axis_dims(head_dim)  # validates
         self.head_dim = head_dim
         self.theta = theta
-        self._cache: dict[tuple[Grid, torch.device], tuple[Tensor, Tensor]] = {}
+        self._cache: dict[tuple[tuple[int, ...], torch.device], tuple[Tensor, Tensor]] = {}
 
     def __call__(self, grid: Grid, device: torch.device) -> tuple[Tensor, Tensor]:
         if torch.compiler.is_compiling():

@@ -13,7 +13,8 @@ no cache bookkeeping, static shapes, and a single-frame input (the inference pat
 
 from __future__ import annotations
 
-from typing import Mapping
+import itertools
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -144,7 +145,7 @@ class CausalEncoder3d(nn.Module):
         self.conv1 = CausalConv3d(3, dims[0], 3)
         blocks: list[nn.Module] = []
         last_stage = len(cfg.dim_mult) - 1
-        for stage, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:])):
+        for stage, (in_dim, out_dim) in enumerate(itertools.pairwise(dims)):
             for i in range(cfg.num_res_blocks):
                 blocks.append(ResidualBlock(in_dim if i == 0 else out_dim, out_dim))
             if stage != last_stage:

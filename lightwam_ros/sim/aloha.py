@@ -8,13 +8,21 @@ normalised gripper action so its task code drives the fingers exactly as in its 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from lightwam_ros.sim.base import (Camera, Pose, SimError, SimState, Simulator, check_camera_size,
-                                  configure_offscreen_rendering)
+from lightwam_ros.sim.base import (
+    Camera,
+    Pose,
+    SimError,
+    SimState,
+    Simulator,
+    check_camera_size,
+    configure_offscreen_rendering,
+)
 
 EMBODIMENT = "aloha_sim"
 ARMS = ("left", "right")
@@ -84,7 +92,7 @@ class AlohaSim(Simulator):
 
         model = self.physics.model
         timestep = float(model.opt.timestep)
-        self._n_sub_steps = int(round(modules.constants.DT / timestep))
+        self._n_sub_steps = round(modules.constants.DT / timestep)
         self.control_dt = self._n_sub_steps * timestep
         joint_ids = [model.name2id(name, "joint") for name in MJCF_JOINTS.values()]
         self._qpos_index = np.array([model.jnt_qposadr[i] for i in joint_ids])

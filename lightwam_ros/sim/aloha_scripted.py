@@ -16,8 +16,9 @@ import argparse
 import dataclasses
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -74,9 +75,9 @@ class ArmIK:
                        for joint in ("forearm_roll", "wrist_angle", "wrist_rotate")]
         self._body = self._model.body(GRIPPER_BODIES[arm]).id
         self._point = np.asarray(point, dtype=float)
-        self._solver = dict(max_iterations=max_iterations, position_tolerance=position_tolerance,
-                            rotation_tolerance=rotation_tolerance, damping=damping,
-                            max_step=max_step)
+        self._solver: dict[str, Any] = dict(
+            max_iterations=max_iterations, position_tolerance=position_tolerance,
+            rotation_tolerance=rotation_tolerance, damping=damping, max_step=max_step)
         self._jacp = np.zeros((3, self._model.nv))
         self._jacr = np.zeros((3, self._model.nv))
 
@@ -245,7 +246,7 @@ class TransferCubeScript:
         waypoints = transfer_waypoints(cube)
         dt = self._sim.control_dt
         end = max(points[-1].time for points in waypoints.values())
-        sample_times = np.arange(int(round(end / dt)) + 1) * dt
+        sample_times = np.arange(round(end / dt) + 1) * dt
         plan = np.tile(state.positions, (len(sample_times), 1))
         for arm, points in waypoints.items():
             ik = self._ik[arm]
@@ -273,7 +274,7 @@ class TransferCubeScript:
         target = self.targets(state)
         if self._noise is None:
             return target
-        step = min(int(round(state.time / self._sim.control_dt)) + 1, len(self._noise) - 1)
+        step = min(round(state.time / self._sim.control_dt) + 1, len(self._noise) - 1)
         limits = self._sim.joint_limits
         return np.clip(target + self._noise[step], limits[:, 0], limits[:, 1])
 
@@ -281,7 +282,7 @@ class TransferCubeScript:
         """Joint targets (``sim.joint_names`` order) for the step that follows ``state``; the
         last pose once the script is over."""
         plan = self._checked_plan()
-        step = int(round(state.time / self._sim.control_dt)) + 1
+        step = round(state.time / self._sim.control_dt) + 1
         return plan[min(step, len(plan) - 1)].copy()
 
     def _solve(self, arm: str, points: list[Waypoint], q: np.ndarray) -> np.ndarray:
@@ -329,7 +330,7 @@ def run_episode(sim: AlohaSim, episode: int, stop_on_success: bool = True,
     script = TransferCubeScript(sim, perturbation)
     state = sim.reset(episode)
     script.start(state)
-    steps = int(round(script.duration / sim.control_dt))
+    steps = round(script.duration / sim.control_dt)
     succeeded = False
     for step in range(steps):
         if on_step is not None:

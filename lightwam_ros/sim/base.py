@@ -74,7 +74,7 @@ class Simulator(ABC):
         """One (height, width, 3) uint8 image per camera role, as the simulator renders it
         (LIBERO's are upside down: the embodiment rotates them, as in training)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default that subclasses may keep, not a hook to write
         """Free the simulator (rendering contexts); the default has nothing to free."""
 
     def checked_targets(self, targets: np.ndarray) -> np.ndarray:

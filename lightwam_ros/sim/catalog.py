@@ -4,7 +4,6 @@ reading its instruction are cheap; building it imports the simulator."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from lightwam_ros.policy.embodiment import camera_sizes, load_embodiment
 from lightwam_ros.sim.base import SimError, Simulator
@@ -68,10 +67,11 @@ class SimTask:
         from lightwam_ros.sim.libero import instruction_for
         return instruction_for(*self.libero_task())
 
-    def build(self, camera_size: Optional[tuple[int, int]] = None) -> Simulator:
+    def build(self, camera_size: tuple[int, int] | None = None) -> Simulator:
         """The simulator of this task, its cameras at ``camera_size`` (default: the
         embodiment's)."""
-        size = tuple(camera_size or self.default_camera_size)
+        first, second = camera_size or self.default_camera_size
+        size = (first, second)
         if self.simulator == "aloha":
             from lightwam_ros.sim.aloha import AlohaSim
             return AlohaSim(task=self.task, camera_size=size)

@@ -18,14 +18,22 @@ import argparse
 import atexit
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
 from lightwam_ros.policy.embodiment import load_embodiment
-from lightwam_ros.sim.base import (Camera, Pose, SimError, SimState, Simulator, check_camera_size,
-                                  configure_offscreen_rendering)
+from lightwam_ros.sim.base import (
+    Camera,
+    Pose,
+    SimError,
+    SimState,
+    Simulator,
+    check_camera_size,
+    configure_offscreen_rendering,
+)
 
 EMBODIMENT = "libero_franka"
 ARM = "arm"
@@ -83,7 +91,10 @@ class LiberoSim(Simulator):
         self.task_name: str = task.name
         self.instruction = task.language
         self._init_states = np.asarray(tasks.get_task_init_states(task_id))
-        self._gripper = load_embodiment(EMBODIMENT).arm(ARM).gripper
+        gripper = load_embodiment(EMBODIMENT).arm(ARM).gripper
+        if gripper is None:
+            raise SimError(f"embodiment {EMBODIMENT}: arm {ARM} has no gripper")
+        self._gripper = gripper
         bddl = os.path.join(libero.get_libero_path("bddl_files"), task.problem_folder,
                             task.bddl_file)
         self._env = libero.OffScreenRenderEnv(
@@ -106,7 +117,7 @@ class LiberoSim(Simulator):
                              for role, name in CAMERA_NAMES.items())
         if fast_render:
             _render_fast(sim, libero.mujoco)
-        self._steps: Optional[int] = None  # control steps since the episode's reset
+        self._steps: int | None = None  # control steps since the episode's reset
 
     @property
     def init_state_count(self) -> int:
@@ -168,6 +179,7 @@ class LiberoSim(Simulator):
     def _state(self, observation: dict[str, np.ndarray]) -> SimState:
         """From robosuite's observation, as LIBERO's state uses it (its eef quaternion is
         already x, y, z, w)."""
+        assert self._steps is not None, "reset() and step() count the steps before they read the state"
         pose = Pose(position=np.array(observation["robot0_eef_pos"], dtype=float),
                     quaternion_xyzw=np.array(observation["robot0_eef_quat"], dtype=float))
         return SimState(
@@ -247,7 +259,7 @@ def _render_fast(sim: Any, mujoco: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Print construction, reset, step and render times, and how closely the arm follows a
     0.25 rad, 4 s sine on every joint, neighbours in opposite directions (error after each step
     against that step's target)."""

@@ -7,6 +7,7 @@ import sys
 import time
 
 from bag_samples import TOPICS, sample
+
 from lightwam_ros.bags import BagWriter, project_typestore
 
 

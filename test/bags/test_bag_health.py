@@ -6,11 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bag_samples import CHUNK, IMAGE, JOINTS, NS_PER_S, START_NS, STRING, TOPICS, build_message, recording
 
-from bag_samples import CHUNK, IMAGE, JOINTS, NS_PER_S, START_NS, STRING, TOPICS, build_message
-from bag_samples import recording
-from lightwam_ros.bags import (BagReader, BagWriter, StreamHealth, header_stamp_ns,
-                               missing_topics, project_typestore)
+from lightwam_ros.bags import (
+    BagReader,
+    BagWriter,
+    StreamHealth,
+    header_stamp_ns,
+    missing_topics,
+    project_typestore,
+)
 
 STORE = project_typestore()
 STAMP = START_NS + 123_456_789

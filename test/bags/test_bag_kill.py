@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from bag_samples import PERIOD_NS, START_NS, sample
 from rosbags.rosbag2 import Reader
 
-from bag_samples import PERIOD_NS, START_NS, sample
 from lightwam_ros.bags import BagReader, project_typestore
-from lightwam_ros.tools.offline import bag_repair
 from lightwam_ros.tools.launch.child_process import ChildProcess
+from lightwam_ros.tools.offline import bag_repair
 
 STORE = project_typestore()
 CHILD = Path(__file__).with_name("steady_writer.py")
@@ -68,7 +68,7 @@ def test_kill_9_keeps_all_but_the_last_flush_period(tmp_path: Path,
         assert reader.metadata == {"recorded_by": "steady_writer"}
     indices = [(m.log_time_ns - START_NS) // PERIOD_NS for m in messages]
     assert indices == list(range(len(messages))), "recovered messages are not a gap-free prefix"
-    for index, message in zip(indices, messages):
+    for index, message in zip(indices, messages, strict=True):
         expected = sample(STORE, index)
         assert (message.topic, message.msgtype, message.data) == (
             expected.topic, expected.msgtype, expected.data)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lightwam_ros.bags.metadata import (METADATA_TOPIC_ROLES, recorded_topic_roles,
-                                        topic_roles_text)
+from lightwam_ros.bags.metadata import METADATA_TOPIC_ROLES, recorded_topic_roles, topic_roles_text
 
 
 def test_topic_roles_round_trip_through_the_metadata_text():

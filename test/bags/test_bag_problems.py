@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from bag_samples import IMAGE, STRING, TOPICS, recording
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
-from bag_samples import IMAGE, STRING, TOPICS, recording
 from lightwam_ros.bags import BagDecodeError, BagError, BagReader, BagWriter, project_typestore
 from lightwam_ros.bags.mcap_recovery import MAGIC, scan_mcap
 from lightwam_ros.tools.offline import bag_repair
@@ -128,7 +128,7 @@ def test_directory_or_file_that_is_no_bag(tmp_path: Path) -> None:
         BagReader(tmp_path / "notes.txt")
     (tmp_path / "empty_bag").mkdir()
     (tmp_path / "empty_bag" / "empty_bag.mcap").write_bytes(b"")
-    with pytest.raises(BagError, match="empty_bag.mcap is empty"):
+    with pytest.raises(BagError, match=r"empty_bag\.mcap is empty"):
         BagReader(tmp_path / "empty_bag")
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bag_samples import CHUNK, IMAGE, TOPICS, recording
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
-from bag_samples import CHUNK, IMAGE, TOPICS, recording
 from lightwam_ros.bags import BagReader, BagWriter, project_typestore
 from lightwam_ros.bags import typestore as typestore_module
 
@@ -123,5 +123,5 @@ def test_message_definitions_are_found_through_ament_prefix_path(
     assert tmp_path / "ws" / "share" / "lightwam_ros" / "msg" in typestore_module.msg_search_dirs()
     monkeypatch.setattr(typestore_module, "msg_search_dirs", lambda: [tmp_path / "nowhere"])
     with pytest.raises(typestore_module.MessageDefinitionsNotFound,
-                       match="ActionChunk.msg.*nowhere"):
+                       match=r"ActionChunk\.msg.*nowhere"):
         typestore_module.find_msg_dir()

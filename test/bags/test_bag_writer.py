@@ -9,9 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from bag_samples import TOPICS, recording
 from rosbags.rosbag2 import Reader, Writer
 
-from bag_samples import TOPICS, recording
 from lightwam_ros.bags import BagReader, BagWriteError, BagWriter, project_typestore
 
 STORE = project_typestore()

@@ -15,10 +15,19 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from lightwam_ros.model.checkpoint import (LEGACY_POOLER_NAMES, CheckpointError, CheckpointMetadata,
-                                           _model_id, _update_digest, empty_model, key_family,
-                                           load_checkpoint, load_wan_dit_weights, load_wan_vae_weights,
-                                           save_checkpoint)
+from lightwam_ros.model.checkpoint import (
+    LEGACY_POOLER_NAMES,
+    CheckpointError,
+    CheckpointMetadata,
+    _model_id,
+    _update_digest,
+    empty_model,
+    key_family,
+    load_checkpoint,
+    load_wan_dit_weights,
+    load_wan_vae_weights,
+    save_checkpoint,
+)
 from lightwam_ros.model.config import LightWAMConfig, make_config
 from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.model.lora import set_lora_merged
@@ -102,7 +111,7 @@ def test_loaded_buffers_are_real_and_equal_a_fresh_build(saved):
 
 
 def test_model_id_is_stable_and_follows_the_weights(model, saved, tmp_path):
-    path, model_id = saved
+    _, model_id = saved
     assert re.fullmatch(r"tiny:[0-9a-f]{12}", model_id)
     again = save_checkpoint(tmp_path / "again.safetensors", model, make_meta(model, source="other"))
     assert again == model_id
@@ -246,7 +255,7 @@ def test_bad_metadata_is_refused(saved, tmp_path, metadata_edit, message):
 def test_non_safetensors_and_missing_files_are_refused(model, tmp_path):
     pickle_path = tmp_path / "model.pt"
     torch.save(model.state_dict(), pickle_path)
-    with pytest.raises(CheckpointError, match="not a safetensors file.*lightwam-convert"):
+    with pytest.raises(CheckpointError, match=r"not a safetensors file.*lightwam-convert"):
         load_checkpoint(pickle_path)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "absent.safetensors")

@@ -138,7 +138,7 @@ def test_early_exit_matches_full_run_and_skips_later_blocks():
 
     assert calls == list(range(TAPS[-1] + 1))
     assert len(tapped) == len(TAPS)
-    for layer, state in zip(TAPS, tapped):
+    for layer, state in zip(TAPS, tapped, strict=True):
         torch.testing.assert_close(state, full_run[layer], rtol=0, atol=0)
 
 
@@ -150,7 +150,7 @@ def test_adapters_feed_the_later_blocks():
         dit.wam_adapters[str(TAPS[0])].up_proj.weight.zero_()
         dit.wam_adapters[str(TAPS[0])].up_proj.bias.zero_()
         without_first = dit.tapped_states(latents, t, context)
-    assert all((a - b).abs().max() > 1e-4 for a, b in zip(with_adapter, without_first))
+    assert all((a - b).abs().max() > 1e-4 for a, b in zip(with_adapter, without_first, strict=True))
 
 
 def test_per_token_timesteps_equal_to_scalar_match_scalar():
@@ -189,7 +189,7 @@ def test_masked_first_frame_ignores_future_frames():
         masked = dit.tapped_states(changed, t, context, self_attn_mask=mask)
         batched = dit.tapped_states(changed, t, context, self_attn_mask=mask.expand(2, -1, -1))
         unmasked = dit.tapped_states(changed, t, context)
-    for a, b, c in zip(base, masked, batched):
+    for a, b, c in zip(base, masked, batched, strict=True):
         torch.testing.assert_close(b[:, :frame_tokens], a[:, :frame_tokens], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(c, b, rtol=1e-5, atol=1e-5)
         assert (b[:, frame_tokens:] - a[:, frame_tokens:]).abs().max() > 1e-3

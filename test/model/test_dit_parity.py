@@ -128,5 +128,5 @@ def test_hidden_states_after_block_match_diffusers(models):
     finally:
         for h in hooks:
             h.remove()
-    for i, state in zip(taps, states):
+    for i, state in zip(taps, states, strict=True):
         assert_close(state, captured[i])

@@ -13,8 +13,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from lightwam_ros.model.instructions import (PROMPT_TEMPLATE, InstructionCache, encode_instructions_live,
-                                             prompt_for, prompt_key)
+from lightwam_ros.model.instructions import (
+    PROMPT_TEMPLATE,
+    InstructionCache,
+    encode_instructions_live,
+    prompt_for,
+    prompt_key,
+)
 from lightwam_ros.tools.assets.encode_instructions import main as encode_tool
 
 TEXT_LEN, TEXT_DIM = 16, 6
@@ -73,7 +78,7 @@ def test_file_round_trip_is_keyed_by_prompt_hash(cache, tmp_path):
     assert (loaded.encoder_id, loaded.text_len, loaded.text_dim) == ("umt5-xxl", TEXT_LEN, TEXT_DIM)
     assert loaded.tasks() == sorted(TASKS) and len(loaded) == 2 and TASKS[1] in loaded
     for task in TASKS:
-        for got, want in zip(loaded.get(task), cache.get(task)):
+        for got, want in zip(loaded.get(task), cache.get(task), strict=True):
             assert torch.equal(got, want)
 
 

@@ -7,8 +7,14 @@ import json
 import pytest
 import torch
 
-from lightwam_ros.model.config import (AdapterConfig, DiTConfig, LightWAMConfig, PRESETS, VAEConfig,
-                                       make_config)
+from lightwam_ros.model.config import (
+    PRESETS,
+    AdapterConfig,
+    DiTConfig,
+    LightWAMConfig,
+    VAEConfig,
+    make_config,
+)
 from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.model.lora import set_lora_merged
 

@@ -28,7 +28,7 @@ def sim():
 def grasp_point_at(sim: AlohaSim, arm: str, slots: list[int], q: np.ndarray) -> np.ndarray:
     """The grasp point for arm joints ``q``, by dm_control's forward pass on a copy of the data."""
     physics = sim.physics.copy(share_model=True)
-    for slot, value in zip(slots, q):
+    for slot, value in zip(slots, q, strict=True):
         physics.named.data.qpos[MJCF_JOINTS[sim.joint_names[slot]]] = value
     physics.forward()
     body = GRIPPER_BODIES[arm]

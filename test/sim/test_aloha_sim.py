@@ -48,14 +48,14 @@ def run(sim: AlohaSim, targets: np.ndarray, steps: int):
 def test_joints_limits_cameras_and_frames_match_the_embodiment(sim):
     assert sim.embodiment == SPEC.name == "aloha_sim"
     assert sim.joint_names == SPEC.robot_joints
-    for name, (lower, upper) in zip(sim.joint_names, sim.joint_limits):
+    for name, (lower, upper) in zip(sim.joint_names, sim.joint_limits, strict=True):
         spec_lower, spec_upper = SPEC.joint_limit(name)
         if name in ("left_finger", "right_finger"):  # gym-aloha's normalisation spans the range
             assert spec_lower <= lower < upper <= spec_upper
         else:
             assert (lower, upper) == (spec_lower, spec_upper)
     assert [c.role for c in sim.cameras] == list(SPEC.canvas.roles)
-    for camera, spec_camera in zip(sim.cameras, SPEC.canvas.cameras):
+    for camera, spec_camera in zip(sim.cameras, SPEC.canvas.cameras, strict=True):
         assert (camera.height, camera.width) == spec_camera.source_size
     for arm in SPEC.arms:
         for body in (arm.base_frame, arm.ee_frame):
@@ -204,6 +204,6 @@ def test_a_tiny_policy_runs_on_simulated_observations_and_its_step_executes(sim,
     output = runner.predict(sim.render(), builder.build(joints).vector, runner.tasks[0])
     assert output.chunk.actions.shape == (SPEC.chunk.length, 14)
     targets = output.chunk.actions[0].copy()
-    for arm, slot in zip(SPEC.arms, FINGERS):
+    for arm, slot in zip(SPEC.arms, FINGERS, strict=True):
         targets[slot] = arm.gripper.command_to_joint(targets[slot])
     assert sim.step(targets).time == pytest.approx(sim.control_dt)

@@ -39,7 +39,7 @@ def hold_then(state, **changes) -> np.ndarray:
 def test_joints_limits_and_cameras_match_the_embodiment(sim):
     assert sim.embodiment == SPEC.name
     assert sim.joint_names == SPEC.robot_joints
-    for name, (lower, upper) in zip(sim.joint_names, sim.joint_limits):
+    for name, (lower, upper) in zip(sim.joint_names, sim.joint_limits, strict=True):
         assert (lower, upper) == pytest.approx(SPEC.joint_limit(name))
     assert [camera.role for camera in sim.cameras] == list(SPEC.canvas.roles)
     assert sim.control_dt == pytest.approx(1.0 / SPEC.policy_rate_hz)
@@ -162,7 +162,7 @@ def test_bad_requests_raise_and_change_nothing(sim):
     assert sim.step(state.positions).time == pytest.approx(sim.control_dt)
     with pytest.raises(SimError, match="unknown LIBERO suite"):
         instruction_for("libero_nowhere", 0)
-    with pytest.raises(SimError, match="tasks 0..9"):
+    with pytest.raises(SimError, match=r"tasks 0\.\.9"):
         instruction_for("libero_spatial", 10)
     with pytest.raises(SimError, match="camera_size"):
         LiberoSim(camera_size=(0, 64))
