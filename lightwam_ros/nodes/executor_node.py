@@ -14,6 +14,9 @@ scheduling, interpolation, safety filtering and watchdog work without ROS.  The 
   clipping and interpolation from the current command, so RViz shows what the arm will do; when
   it stops following the plan (hold, e-stop) an empty trajectory and a DELETEALL marker clear it;
 - an e-stop topic and services, and DiagnosticArray telemetry;
+- a speed override changeable at run time through the standard parameter services
+  (``ros2 param set /lightwam_executor speed_scaling 0.5``); every other parameter refuses a
+  change with the reason;
 - a restart when the clock jumps backwards (simulator reset, looping bag): the plan and the joint
   state are dropped, commands resume at rest from the next joint state, motion with a new chunk.
 
@@ -34,6 +37,7 @@ raises into rclpy.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import os
 import sys
@@ -67,13 +71,16 @@ from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.ros.chunk_messages import (ChunkBounds, msg_to_chunk, path_markers,
                                              path_to_joint_trajectory)
 from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
-from lightwam_ros.ros.executor_params import ExecutorSettings, declare_executor_parameters
+from lightwam_ros.ros.executor_params import (ExecutorSettings, declare_executor_parameters,
+                                               speed_scaling_refusal)
 from lightwam_ros.ros.joint_state import JointStateError, JointStateMatcher
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS
+from lightwam_ros.ros.parameter_checks import allow_runtime_changes
 from lightwam_ros.ros.stamps import (nanoseconds_to_stamp, seconds_to_duration,
                                      stamp_to_nanoseconds)
 
 NODE_NAME = NODE_KINDS[EXECUTOR].node_name
+_PAUSED = "speed_scaling is 0: paused"
 _PATH_PERIOD_NS = 20_000_000  # spacing of the planned path's points [ns]
 PATH_NAMESPACE = "lightwam_planned_path"
 PATH_COLOR = (0.1, 0.8, 0.2, 1.0)
@@ -145,8 +152,13 @@ class ExecutorNode(ConfiguredNode):
         self._error_reporter = ReasonReporter()
         self._time_restart: Optional[str] = None  # set by the clock's thread, handled by ticks
         self._loop: Optional[PeriodicLoop] = None
+        self._speed_scaling = settings.speed_scaling
         self._create_interfaces()
         self._time_jumps = self.on_time_jump_back(self._on_time_jump_back)
+        allow_runtime_changes(self, {"speed_scaling": (speed_scaling_refusal,
+                                                       self._set_speed_scaling)})
+        if self._speed_scaling == 0.0:
+            self._set_speed_scaling(0.0)
         if self._loop is not None:
             refused = self._loop.start(int(settings.thread_priority))
             if refused:
@@ -274,11 +286,32 @@ class ExecutorNode(ConfiguredNode):
 
     def _convert_chunk(self, msg: ActionChunk) -> Chunk:
         """Joint targets in the commanded order, or ValueError with the reason."""
+        scaling = self._speed_scaling
+        if scaling == 0.0:
+            raise ValueError(_PAUSED)
         current = self._commanded if self._commanded is not None else self._measured
         targets = self.layout.to_joint_targets(msg_to_chunk(msg, self._bounds), current=current)
         if targets.note:
             self.get_logger().debug(f"chunk #{msg.chunk_id}: {targets.note}")
-        return targets.chunk
+        if scaling == 1.0:
+            return targets.chunk
+        # The same path, slower: each step lasts dt / speed_scaling from the chunk's stamp on.
+        return dataclasses.replace(targets.chunk, dt=targets.chunk.dt / scaling)
+
+    def _set_speed_scaling(self, value: float) -> None:
+        """A new speed override: from the next chunk on; 0 brakes to a hold now (the e-stop
+        latch with its own reason), and raising it from 0 clears only that hold."""
+        value = float(value)
+        with self._lock:
+            paused = (self._core.state == ExecutorState.ESTOPPED
+                      and self._core.reason.endswith(_PAUSED))
+            self._speed_scaling = value
+            if value == 0.0 and not paused and self._core.state != ExecutorState.ESTOPPED:
+                self._core.estop(_PAUSED)
+            elif value > 0.0 and paused:
+                self._core.reset()
+            self.get_logger().info(f"speed_scaling {value:g}")
+            self._note_state()
 
     # ---------------------------------------------------------------- core group
 
@@ -504,6 +537,7 @@ class ExecutorNode(ConfiguredNode):
                 "missed_ticks": self._stats.missed,
                 "limited_ticks": self._limited_ticks,
                 "control_rate_hz": self.settings.control_rate,
+                "speed_scaling": self._speed_scaling,
                 **tick_stats,
             }
             status = make_diagnostic_status(

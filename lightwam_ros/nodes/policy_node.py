@@ -69,6 +69,7 @@ from lightwam_ros.ros.image_conversion import (ImageConversionError, compressed_
 from lightwam_ros.ros.joint_state import JointStateMatcher
 from lightwam_ros.ros.log_text import quoted
 from lightwam_ros.ros.node_registry import NODE_KINDS, POLICY
+from lightwam_ros.ros.parameter_checks import allow_runtime_changes
 from lightwam_ros.ros.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
                                              input_streams, pose_stream)
 from lightwam_ros.ros.policy_params import CameraInput, PolicySettings, declare_policy_parameters
@@ -151,6 +152,7 @@ class PolicyNode(ConfiguredNode):
         self._status: Optional[tuple[int, str, Any]] = None  # state, message, change key
         self._create_interfaces()
         self._time_jumps = self.on_time_jump_back(self._on_time_jump_back)
+        allow_runtime_changes(self, {"instruction": (self._unknown_task, self._set_instruction)})
         self._set_status(PolicyStatus.STARTING, f"loading {settings.checkpoint}")
 
     def _create_interfaces(self) -> None:
@@ -291,19 +293,31 @@ class PolicyNode(ConfiguredNode):
             self.get_logger().warning(text)
 
     def _on_instruction(self, msg: String) -> None:
-        task = msg.data.strip()
-        if task in self.settings.tasks:
-            if task != self._instruction:
-                self.get_logger().info(f"instruction set to {task!r} (was {self._instruction!r})")
-            self._instruction = task
+        refused = self._unknown_task(msg.data)
+        if not refused:
+            self._set_instruction(msg.data)
             self._instruction_reporter.good()
             return
         text = self._instruction_reporter.bad(
-            f"unknown instruction {quoted(task)} on {self.settings.topics['instruction_topic']}: "
-            f"not in the instruction cache (tasks: {list(self.settings.tasks)}); keeping "
-            f"{self._instruction!r}")
+            f"unknown instruction {refused}, on {self.settings.topics['instruction_topic']}; "
+            f"keeping {self._instruction!r}")
         if text is not None:
             self.get_logger().warning(text)
+
+    def _unknown_task(self, value: Any) -> str:
+        """Why ``value`` is no instruction this policy knows ("" when it is one)."""
+        task = str(value).strip()
+        if task in self.settings.tasks:
+            return ""
+        return (f"{quoted(task)} is not in the instruction cache "
+                f"(tasks: {list(self.settings.tasks)})")
+
+    def _set_instruction(self, value: Any) -> None:
+        """A known task (topic or parameter): the next prediction uses it."""
+        task = str(value).strip()
+        if task != self._instruction:
+            self.get_logger().info(f"instruction set to {task!r} (was {self._instruction!r})")
+        self._instruction = task
 
     # ---------------------------------------------------------------- triggers
 

@@ -41,6 +41,10 @@ _NUMBERS: dict[str, tuple[float, str]] = {
                             "with a bigger jump is refused as a whole: scalar or list."),
     "limit_margin": (0.02, "Chunk values up to this far outside the joint limits are clipped, "
                            "further out the chunk is refused: scalar or list."),
+    "speed_scaling": (1.0, "Speed override in [0, 1], changeable at run time (ros2 param set): "
+                           "chunks are executed with their step time divided by it, so the arm "
+                           "follows the same path slower; 0 pauses (a brake to a hold, chunks "
+                           "refused) until it is raised again."),
     "ramp_time": (1.0, "Seconds for the velocity cap to grow from 0 to 1 after activation."),
     "chunk_timeout": (0.5, "Hold when no chunk was accepted for this long [s]."),
     "joint_state_timeout": (0.1, "Hold when the newest joint state is older than this [s]."),
@@ -107,6 +111,7 @@ class ExecutorSettings:
     max_deviation: float | tuple[float, ...]
     max_chunk_step: float | tuple[float, ...]
     limit_margin: float | tuple[float, ...]
+    speed_scaling: float
     ramp_time: float
     chunk_timeout: float
     joint_state_timeout: float
@@ -173,6 +178,9 @@ def validate_settings(values: dict[str, Any]) -> ExecutorSettings:
     for name in ("ramp_time", "max_clock_skew", "request_lead_time"):
         if numbers[name] < 0.0:
             raise ValueError(f"parameter {name} must be >= 0, got {numbers[name]}")
+    speed_refusal = speed_scaling_refusal(numbers["speed_scaling"])
+    if speed_refusal:
+        raise ValueError(f"parameter speed_scaling {speed_refusal}")
     if numbers["thread_priority"] not in range(100):
         raise ValueError(f"parameter thread_priority must be an integer in 0..99, got "
                          f"{numbers['thread_priority']}")
@@ -221,3 +229,12 @@ def _cap(name: str, value: Any) -> float | tuple[float, ...]:
         raise ValueError(f"parameter {name} must be {'>= 0' if allow_zero else '> 0'} for every "
                          f"joint, got {list(numbers)}")
     return numbers[0] if scalar else numbers
+
+
+def speed_scaling_refusal(value: Any) -> str:
+    """Why ``value`` is no speed override ("" when it is one: a number in [0, 1])."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a number in [0, 1], got {value!r}"
+    if not 0.0 <= float(value) <= 1.0:
+        return f"must be in [0, 1], got {value}"
+    return ""

@@ -16,6 +16,7 @@ import torch
 
 rclpy = pytest.importorskip("rclpy")
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Bool, Empty  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -138,6 +139,55 @@ def test_overlapping_chunks_are_executed_at_control_rate_without_jumps(harness):
     np.testing.assert_allclose(positions[:, ARM == 0], np.tile(Q0[ARM == 0], (len(positions), 1)),
                                atol=1e-9)
     assert speed > 0.1  # the check above is not vacuous: the arm moved
+
+
+# ------------------------------------------------------------------ runtime parameters
+
+
+def set_parameter(client, name, value):
+    future = client.set_parameters([Parameter(name, value=value)])
+    wait_until(future.done, 10, f"the answer to setting {name}")
+    [result] = future.result().results
+    return result
+
+
+def test_speed_scaling_slows_the_path_at_run_time_and_other_parameters_refuse(harness):
+    node = NodeProcess("executor_node", dict(
+        output_modes="[forward_command,joint_state]", max_velocity=VMAX, max_acceleration=AMAX,
+        ramp_time=0.1, chunk_timeout=5.0, diagnostics_rate=10.0), CONFIG_ALOHA)
+    try:
+        client = AsyncParameterClient(harness.node, "lightwam_executor")
+        assert client.wait_for_services(10.0)
+        wait_until(lambda: len(harness.commands) > 50, 20, "commands from the executor")
+        harness.wait_for_executor()
+        refused = set_parameter(client, "speed_scaling", 1.5)
+        assert not refused.successful and "must be in [0, 1], got 1.5" in refused.reason
+        refused = set_parameter(client, "control_rate", 100.0)
+        assert not refused.successful and "read at start only" in refused.reason
+        assert set_parameter(client, "speed_scaling", 0.5).successful
+        # A ramp of +0.3 rad over 1.4 s (0.21 rad/s) runs over 2.8 s at half speed.
+        start = len(harness.commands)
+        t0 = harness.now()
+        harness.chunk_pub.publish(make_chunk(ramp_actions(A0, A0 + 0.3 * ARM, t0, t0, t0 + 1.4),
+                                             t0, chunk_id=1))
+        wait_until(lambda: harness.current()[0] > Q0[0] + 0.29, 10, "the end of the ramp")
+        commands = harness.commands[start:]
+        times = np.array([c[0] for c in commands]) - commands[0][0]
+        moved = np.array([c[1][0] for c in commands]) - Q0[0]
+        halfway = np.interp(1.4, times, moved)
+        assert 0.08 < halfway < 0.22, f"moved {halfway:.3f} rad by 1.4 s at half speed"
+        assert times[np.argmax(moved > 0.29)] > 2.4, "the ramp ended too early for half speed"
+        speed, _ = assert_within_caps(commands, VMAX, AMAX)
+        assert 0.05 < speed < 0.2, f"peak speed {speed:.3f} rad/s (0.21 at full speed)"
+        # 0 pauses: a hold with its reason, the chunks refused; raising it resumes.
+        assert set_parameter(client, "speed_scaling", 0.0).successful
+        wait_until(lambda: harness.state() == ("ESTOPPED", "e-stop: speed_scaling is 0: paused"),
+                   5, f"a paused hold, got {harness.state()}")
+        assert set_parameter(client, "speed_scaling", 1.0).successful
+        wait_until(lambda: harness.state()[0] == "WAITING", 5, "the pause to be lifted")
+        assert float(harness.diagnostics["speed_scaling"]) == 1.0
+    finally:
+        assert node.stop() == 0
 
 
 # ------------------------------------------------------------------ bad inputs

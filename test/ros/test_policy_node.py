@@ -19,6 +19,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("PIL.Image")  # encodes the CompressedImage frames
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from rclpy.qos import ReliabilityPolicy  # noqa: E402
 from std_msgs.msg import Empty  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -187,12 +188,34 @@ class TestAlohaOnTimer:
                    20, "a chunk for the new instruction")
 
 
+    def test_instruction_parameter_changes_the_task_at_run_time_and_others_refuse(self, aloha):
+        _, robot, node = aloha
+        client = AsyncParameterClient(robot.node, "lightwam_policy")
+        assert client.wait_for_services(10.0)
+
+        def set_parameter(name, value):
+            future = client.set_parameters([Parameter(name, value=value)])
+            wait_until(future.done, 10, f"the answer to setting {name}")
+            return future.result().results[0]
+
+        refused = set_parameter("instruction", "fly away")
+        assert not refused.successful
+        assert "'fly away' is not in the instruction cache" in refused.reason
+        refused = set_parameter("rate", 1.0)
+        assert not refused.successful and "read at start only" in refused.reason
+        for task in ("stack the two blocks", ALOHA_TASK):
+            assert set_parameter("instruction", task).successful
+            start = len(robot.chunks)
+            wait_until(lambda: any(c.instruction == task for _, c in robot.chunks[start:]), 20,
+                       f"a chunk for {task!r}")
+
     def test_a_huge_unknown_instruction_gives_one_short_warning(self, aloha):
         _, robot, node = aloha
         log_start = len(node.lines)
         for _ in range(20):
             robot.publish_instruction("x" * 1_000_000)
-        node.wait_for_log(r"unknown instruction 'xxx+\.\.\. \(1000002 chars\) on ", 10, log_start)
+        node.wait_for_log(r"unknown instruction 'xxx+\.\.\. \(1000002 chars\) is not in the ",
+                          10, log_start)
         time.sleep(1.5)  # the rest arrive; the policy keeps its instruction meanwhile
         lines = [line for line in node.lines[log_start:] if "unknown instruction" in line]
         # Messages still arriving a second after the first may give one throttled line more.
