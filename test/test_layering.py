@@ -1,7 +1,7 @@
 """The house's layering holds: lint-imports checks the contracts in .importlinter (each room
 imports only the rooms below it, the tools' sub-packages likewise, the core never imports ROS,
-offline analysis never imports the nodes), and no core room imports the generated messages (not part of the import graph lint-imports
-builds: rosidl installs them elsewhere)."""
+offline analysis never imports the nodes), and no core room imports the generated messages (not part
+of the import graph lint-imports builds: rosidl installs them elsewhere)."""
 from __future__ import annotations
 
 import ast

@@ -21,8 +21,8 @@ def test_package_xml_is_valid_format_3():
 
 def _ros_packages_imported() -> set[str]:
     """ROS message/runtime packages imported anywhere in lightwam_ros."""
-    pattern = re.compile(r"^\s*(?:from|import)\s+([a-z_]+_(?:msgs|srvs|interfaces)|rclpy|launch_ros|cv_bridge)\b",
-                         re.MULTILINE)
+    packages = r"[a-z_]+_(?:msgs|srvs|interfaces)|rclpy|launch_ros|cv_bridge"
+    pattern = re.compile(rf"^\s*(?:from|import)\s+({packages})\b", re.MULTILINE)
     found: set[str] = set()
     for path in (ROOT / "lightwam_ros").rglob("*.py"):
         found.update(pattern.findall(path.read_text()))

@@ -6,7 +6,6 @@ import pytest
 
 from lightwam_ros.control.delta_eef import delta_eef_to_joint_targets, finger_target
 from lightwam_ros.policy.embodiment import load_embodiment
-from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.policy.kinematics import arm_chain, rotation_to_axis_angle
 
 CHAIN = arm_chain(load_embodiment("libero_franka").arm("arm"))

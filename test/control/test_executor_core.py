@@ -94,8 +94,8 @@ ARRIVAL_A, ARRIVAL_B = 85, 110  # tick indices: 0.17 s and 0.22 s
 def expected_after_b(rule: str) -> dict[float, np.ndarray]:
     """The merged targets at B's still-future waypoints, computed here from the rules' text."""
     a, b = predicted_chunk(0.10), predicted_chunk(0.15, OFFSET)
-    a_at = dict(zip(a.waypoint_times_ns().tolist(), a.executable()))
-    b_at = dict(zip(b.waypoint_times_ns().tolist(), b.executable()))
+    a_at = dict(zip(a.waypoint_times_ns().tolist(), a.executable(), strict=True))
+    b_at = dict(zip(b.waypoint_times_ns().tolist(), b.executable(), strict=True))
     now = ns(ARRIVAL_B * TICK + 0.004)  # arrival plus the executor's min_lead
     future = [t for t in sorted(b_at) if t > now]
     overlap = [t for t in future if t in a_at and t > now]
@@ -119,7 +119,7 @@ def test_two_overlapping_chunks_give_continuous_bounded_commands(rule, kind):
     arrivals = {ARRIVAL_A: predicted_chunk(0.10), ARRIVAL_B: predicted_chunk(0.15, OFFSET)}
     commands = run(core, arrivals, ticks=int(0.5 / TICK))
     assert all(c.state == ExecutorState.RUNNING for c in commands[ARRIVAL_A + 1:])
-    positions, velocities, accelerations = assert_within_caps(commands)
+    _, velocities, accelerations = assert_within_caps(commands)
 
     # Across the boundary the interpolation alone keeps the motion smooth: the safety filter
     # never had to step in, and the acceleration stays far below its caps.
@@ -294,7 +294,7 @@ def test_the_planned_path_is_what_the_executor_commands():
     assert times[0] == ns(ARRIVAL_A * TICK) and times[-1] == core.plan_end_ns
     np.testing.assert_allclose(path[0], commands[-1].positions, atol=1e-12)
     measured = commands[-1].positions
-    for t, expected in zip(times[1:], path[1:]):
+    for t, expected in zip(times[1:], path[1:], strict=True):
         core.update_measured(measured, t)
         command = core.tick(t)
         assert not command.limited

@@ -27,13 +27,13 @@ def one_sided(trajectory, t, side):
     order EPS^2 while a real jump stays visible.
     """
     near, far = state(trajectory, t + side * EPS), state(trajectory, t + 2 * side * EPS)
-    return [2.0 * n - f for n, f in zip(near, far)]
+    return [2.0 * n - f for n, f in zip(near, far, strict=True)]
 
 
 def jumps(left_trajectory, right_trajectory, t):
     """|left limit - right limit| of position, velocity and acceleration at t."""
     left, right = one_sided(left_trajectory, t, -1), one_sided(right_trajectory, t, 1)
-    return [float(np.abs(l - r).max()) for l, r in zip(left, right)]
+    return [float(np.abs(a - b).max()) for a, b in zip(left, right, strict=True)]
 
 
 @pytest.mark.parametrize("kind", INTERPOLATION_KINDS)
@@ -45,7 +45,7 @@ def test_starts_from_the_commanded_state_and_hits_every_waypoint(kind):
     np.testing.assert_allclose(v, v0, atol=1e-9)
     if kind != "cubic":  # C2 kinds match the start acceleration too
         np.testing.assert_allclose(a, a0, atol=1e-7)
-    for t, w in zip(times, waypoints):
+    for t, w in zip(times, waypoints, strict=True):
         np.testing.assert_allclose(trajectory.sample(t)[0], w, atol=1e-9)
     end = state(trajectory, times[-1] + 1.0)  # at rest at the last waypoint, and held there
     np.testing.assert_allclose(end[0], waypoints[-1], atol=1e-12)

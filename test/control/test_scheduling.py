@@ -60,7 +60,7 @@ def overlapping_pair():
 
 def by_time(c: Chunk) -> dict[int, float]:
     """Executable values by waypoint time [ns]."""
-    return {int(t): float(v) for t, v in zip(c.waypoint_times_ns(), c.executable()[:, 0])}
+    return {int(t): float(v) for t, v in zip(c.waypoint_times_ns(), c.executable()[:, 0], strict=True)}
 
 
 def test_latest_wins():
@@ -102,7 +102,7 @@ def test_ensemble_uses_exponential_weights_oldest_first(k):
     chunks = [chunk(0.05 * n, 10.0 * n + np.arange(10.0)) for n in range(3)]
     arrivals = [0.06, 0.11, 0.16]
     scheduler = ChunkScheduler("ensemble", ensemble_k=k)
-    for c, now in zip(chunks, arrivals):
+    for c, now in zip(chunks, arrivals, strict=True):
         scheduler.add_chunk(c, ns(now))
     plan = scheduler.plan(ns(0.16))
 
@@ -115,7 +115,7 @@ def test_ensemble_uses_exponential_weights_oldest_first(k):
     for t in future:
         values = predictions[t]
         weights = [math.exp(-k * i) for i in range(len(values))]
-        expected.append(sum(w * v for w, v in zip(weights, values)) / sum(weights))
+        expected.append(sum(w * v for w, v in zip(weights, values, strict=True)) / sum(weights))
     np.testing.assert_array_equal(plan.times_ns, future)
     np.testing.assert_allclose(plan.positions[:, 0], expected)
     # The three chunks disagree by 10 per step of age, so the rule visibly changes the result.

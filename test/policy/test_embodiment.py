@@ -90,7 +90,7 @@ def test_gripper_joint_and_command_scales_are_inverse_linear_maps():
 def test_unknown_name_and_missing_path_are_reported():
     with pytest.raises(FileNotFoundError, match="libero_franka"):
         load_embodiment("no_such_robot")
-    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.yaml"):
         load_embodiment("/nonexistent/missing.yaml")
 
 

@@ -33,9 +33,9 @@ def rot_z(angle):
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
 
 
-def frame(xyz=(0, 0, 0), rotation=np.eye(3)):
+def frame(xyz=(0, 0, 0), rotation=None):
     out = np.eye(4)
-    out[:3, :3], out[:3, 3] = rotation, xyz
+    out[:3, :3], out[:3, 3] = np.eye(3) if rotation is None else rotation, xyz
     return out
 
 
@@ -47,7 +47,7 @@ URDF_JOINTS = [((0, 0, 0.333), 0.0), ((0, 0, 0), -math.pi / 2), ((0, -0.316, 0),
 
 def urdf_tcp(q):
     transform = np.eye(4)
-    for (xyz, roll), angle in zip(URDF_JOINTS, q):
+    for (xyz, roll), angle in zip(URDF_JOINTS, q, strict=True):
         transform = transform @ frame(xyz, rot_x(roll)) @ frame(rotation=rot_z(angle))
     transform = transform @ frame((0, 0, 0.107)) @ frame(rotation=rot_z(-math.pi / 4))
     return transform @ frame((0, 0, 0.1034))

@@ -102,7 +102,7 @@ def test_only_the_keys_of_the_mode_are_required():
     for section in ("state", "action"):
         del stats[section]["default"]["global_mean"]
     Normalizer.from_stats(stats, "min_max")
-    with pytest.raises(ValueError, match="state.default: missing 'global_mean'"):
+    with pytest.raises(ValueError, match=r"state\.default: missing 'global_mean'"):
         Normalizer.from_stats(stats, "z_score")
 
 
@@ -162,5 +162,5 @@ def test_stats_file_and_embodiment_binding(tmp_path):
         Normalizer.for_embodiment(path, load_embodiment("robotwin_aloha"))
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ValueError, match="bad.json: not valid JSON"):
+    with pytest.raises(ValueError, match=r"bad\.json: not valid JSON"):
         Normalizer.from_stats_file(bad, "min_max")

@@ -29,7 +29,7 @@ def libero_chunk(gripper_values):
 
 
 def test_libero_gripper_table():
-    g, expected = zip(*GRIPPER_TABLE)
+    g, expected = zip(*GRIPPER_TABLE, strict=True)
     chunk = libero_chunk(g)
     out = postprocess_chunk(chunk, LIBERO)
     np.testing.assert_array_equal(out[:, 6], expected)

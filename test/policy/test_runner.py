@@ -16,17 +16,21 @@ from lightwam_ros.policy import canvas
 from lightwam_ros.policy.embodiment import camera_sizes, load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
 from lightwam_ros.policy.postprocess import postprocess_chunk
-from lightwam_ros.policy.runner import (PolicyConfigError, PolicyInputError, PolicyOutputError,
-                                        PolicyRunner)
+from lightwam_ros.policy.runner import PolicyConfigError, PolicyInputError, PolicyOutputError, PolicyRunner
+from lightwam_ros.tools.assets.make_tiny import (
+    demo_tasks,
+    make_tiny_package,
+    plausible_stats,
+    random_model,
+    standin_cache,
+)
 from lightwam_ros.tools.bench.bench import REDUCED_PRECISION_TOLERANCE
-from lightwam_ros.tools.assets.make_tiny import (demo_tasks, make_tiny_package, plausible_stats,
-                                                 random_model, standin_cache)
 
 EMBODIMENTS = ("libero_franka", "robotwin_aloha")
 ACTION_DIMS = {"libero_franka": 7, "robotwin_aloha": 14}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def stats_for(name: str) -> dict:
     return plausible_stats(load_embodiment(name))
 

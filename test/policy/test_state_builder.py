@@ -4,8 +4,7 @@ import pytest
 
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.policy.kinematics import Pose, arm_chain
-from lightwam_ros.policy.state_builder import (StateAssemblyError, StateBuilder, default_chains,
-                                               pose_arms)
+from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains, pose_arms
 
 PANDA_Q = np.array([0.1, -0.7, 0.2, -2.2, 0.1, 1.6, 0.7])
 
@@ -32,7 +31,7 @@ def test_libero_state_is_the_forward_kinematics_pose_and_scaled_fingers():
     spec = load_embodiment("libero_franka")
     builder = StateBuilder(spec, default_chains(spec))
     assert builder.measured_pose_arms == ()
-    joints = dict(zip(arm_chain(load_embodiment("libero_franka").arm("arm")).joint_names, PANDA_Q))
+    joints = dict(zip(arm_chain(load_embodiment("libero_franka").arm("arm")).joint_names, PANDA_Q, strict=True))
     joints.update(panda_finger_joint1=0.03, panda_finger_joint2=0.03)
     result = builder.build(np.array([joints[name] for name in builder.joint_names]))
     pose = arm_chain(load_embodiment("libero_franka").arm("arm")).forward(PANDA_Q)

@@ -15,12 +15,13 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
+
+from ros_harness import wait_until
 
 from lightwam_ros.ros.param_files import PACKAGE
 from lightwam_ros.tools.launch.child_process import STOP_TIMEOUT, ChildProcess
-from ros_harness import wait_until
 
 LAUNCH_FILE = "lightwam.launch.py"
 # launch only sees SIGINT through Python's handler: install it, whatever the parent ignores.

@@ -24,8 +24,8 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import pytest
@@ -44,11 +44,10 @@ from trajectory_msgs.msg import JointTrajectory
 
 from lightwam_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from lightwam_ros.msg import ActionChunk, PolicyStatus
+from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.ros.joint_state import make_joint_state
-from lightwam_ros.ros.stamps import (nanoseconds_to_stamp, seconds_to_stamp,
-                                     stamp_to_nanoseconds)
-from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.ros.stamps import nanoseconds_to_stamp, seconds_to_stamp, stamp_to_nanoseconds
 from lightwam_ros.tools.launch.child_process import ChildProcess
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -95,8 +94,8 @@ class NodeProcess(ChildProcess):
     """``python -m lightwam_ros.nodes.<node>`` in its own process; its merged stdout/stderr lines
     are collected as they come, so a test can wait for a log line."""
 
-    def __init__(self, node: str, parameters: Optional[Mapping[str, object]] = None,
-                 params_file: Optional[Path | str] = None) -> None:
+    def __init__(self, node: str, parameters: Mapping[str, object] | None = None,
+                 params_file: Path | str | None = None) -> None:
         args = [sys.executable, "-u", "-m", f"lightwam_ros.nodes.{node}", "--ros-args"]
         if params_file is not None:
             args += ["--params-file", str(params_file)]  # the -p values below override it
@@ -388,7 +387,7 @@ class Harness:
             if status.name.startswith("lightwam_executor"):
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
 
-    def state(self) -> tuple[Optional[str], str]:
+    def state(self) -> tuple[str | None, str]:
         return self.diagnostics.get("state"), self.diagnostics.get("reason", "")
 
     # -------------------------------------------------------------- sources
@@ -396,8 +395,8 @@ class Harness:
     def now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
 
-    def joint_state(self, positions: Sequence[float], names: Optional[Sequence[str]] = None,
-                    stamp: Optional[float] = None) -> JointState:
+    def joint_state(self, positions: Sequence[float], names: Sequence[str] | None = None,
+                    stamp: float | None = None) -> JointState:
         """A JointState for ``positions``, stamped now unless ``stamp`` (float s) is given."""
         msg = JointState(name=list(names or self.joint_names), position=list(positions))
         msg.header.stamp = seconds_to_stamp(self.now() if stamp is None else stamp)

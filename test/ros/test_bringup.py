@@ -26,18 +26,17 @@ rclpy = pytest.importorskip("rclpy")
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
+from ros_harness import fresh_ros_context, spin_in_background, wait_until  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
 from lightwam_ros.msg import ActionChunk  # noqa: E402
-from lightwam_ros.ros.image_conversion import image_to_rgb  # noqa: E402
 from lightwam_ros.nodes.loopback_robot import JointPicture, create_loopback_robot  # noqa: E402
-from lightwam_ros.ros.stamps import (nanoseconds_to_stamp, seconds_to_duration,  # noqa: E402
-                                     stamp_to_nanoseconds)
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
+from lightwam_ros.ros.image_conversion import image_to_rgb  # noqa: E402
+from lightwam_ros.ros.stamps import nanoseconds_to_stamp, seconds_to_duration, stamp_to_nanoseconds  # noqa: E402
 from lightwam_ros.tools.launch.bringup_observer import MotionStats, format_summary, problems  # noqa: E402
-from ros_harness import fresh_ros_context, spin_in_background, wait_until  # noqa: E402
 
 ALOHA = load_embodiment("robotwin_aloha")
 LIBERO = load_embodiment("libero_franka")

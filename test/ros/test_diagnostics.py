@@ -2,11 +2,10 @@
 import pytest
 
 pytest.importorskip("diagnostic_msgs.msg")
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
-from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.serialization import deserialize_message, serialize_message
 
-from lightwam_ros.ros.diagnostics import (format_value, make_diagnostic_array,  # noqa: E402
-                                          make_diagnostic_status)
+from lightwam_ros.ros.diagnostics import format_value, make_diagnostic_array, make_diagnostic_status
 
 
 @pytest.mark.parametrize("value, text", [

@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 
 pytest.importorskip("sensor_msgs.msg")
-from builtin_interfaces.msg import Time  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CompressedImage, Image
 
-from lightwam_ros.ros import image_conversion  # noqa: E402
-from lightwam_ros.ros.image_conversion import (ImageConversionError,  # noqa: E402
-                                               compressed_to_rgb, image_to_rgb, rgb_to_image)
+from lightwam_ros.ros import image_conversion
+from lightwam_ros.ros.image_conversion import (
+    ImageConversionError,
+    compressed_to_rgb,
+    image_to_rgb,
+    rgb_to_image,
+)
 
 HEIGHT, WIDTH = 3, 4
 PAD_BYTE = 0xEE

@@ -3,10 +3,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("sensor_msgs.msg")
-from sensor_msgs.msg import JointState  # noqa: E402
+from sensor_msgs.msg import JointState
 
-from lightwam_ros.ros.joint_state import (JointStateError, JointStateMatcher,  # noqa: E402
-                                          make_joint_state)
+from lightwam_ros.ros.joint_state import JointStateError, JointStateMatcher, make_joint_state
 
 EXPECTED = ["shoulder", "elbow", "wrist", "gripper"]
 TRUE_POSITION = {"shoulder": 0.1, "elbow": -0.2, "wrist": 0.3, "gripper": 0.04,

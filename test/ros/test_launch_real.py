@@ -32,19 +32,18 @@ pytest.importorskip("launch_ros.actions", reason=_NO_LAUNCH)
 pytest.importorskip("ros2launch.api", reason=_NO_LAUNCH)
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix  # noqa: E402
-from launch_ros.substitutions import ExecutableInPackage  # noqa: E402
-
 from launch import LaunchContext  # noqa: E402
 from launch.substitutions.substitution_failure import SubstitutionFailure  # noqa: E402
+from launch_ros.substitutions import ExecutableInPackage  # noqa: E402
+from launch_run import LAUNCH_FILE, LaunchRun, launch_env  # noqa: E402
+from ros_harness import fresh_ros_context, spin_in_background, wait_until  # noqa: E402
+
 from lightwam_ros.bags.reader import BagReader  # noqa: E402
 from lightwam_ros.ros.node_registry import NODE_KINDS  # noqa: E402
 from lightwam_ros.ros.param_files import PACKAGE, read_params  # noqa: E402
 from lightwam_ros.ros.run_topics import absolute_topic  # noqa: E402
 from lightwam_ros.tools.launch.bringup_observer import BringupObserver  # noqa: E402
-from lightwam_ros.tools.launch.bringup_plan import (LAUNCH_ARGUMENTS, BringupPlan,  # noqa: E402
-                                                    plan_from_launch_arguments)
-from launch_run import LAUNCH_FILE, LaunchRun, launch_env  # noqa: E402
-from ros_harness import fresh_ros_context, spin_in_background, wait_until  # noqa: E402
+from lightwam_ros.tools.launch.bringup_plan import LAUNCH_ARGUMENTS, BringupPlan, plan_from_launch_arguments  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 150.0  # s from launch to flowing chunks on a busy 2-core machine

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
+from chunk_roundtrip import TOPIC, synthetic_chunk  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 
 from lightwam_ros.msg import ActionChunk  # noqa: E402
-from chunk_roundtrip import TOPIC, synthetic_chunk  # noqa: E402
 
 FIELDS = ["chunk_id", "embodiment", "action_mode", "action_names", "dt", "horizon", "action_dim",
           "execute_steps", "inference_latency", "observation_age", "model_id", "instruction"]

@@ -12,8 +12,14 @@ import yaml
 
 from lightwam_ros.ros import param_files
 from lightwam_ros.ros.node_registry import CONFIGURED_ROLES, NODE_KINDS
-from lightwam_ros.ros.param_files import (EMBODIMENTS, SIM_EMBODIMENTS, ParamFileError, params_file,
-                                          read_params, rviz_config)
+from lightwam_ros.ros.param_files import (
+    EMBODIMENTS,
+    SIM_EMBODIMENTS,
+    ParamFileError,
+    params_file,
+    read_params,
+    rviz_config,
+)
 from lightwam_ros.sim.catalog import SimTask
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,5 +91,5 @@ def test_an_installation_finds_its_files_in_the_ament_index_or_the_python_prefix
 
     shutil.rmtree(colcon_prefix / "share/lightwam_ros/config")
     shutil.rmtree(pip_prefix / "share/lightwam_ros/config")
-    with pytest.raises(ParamFileError, match="policy_robotwin_aloha.yaml not found"):
+    with pytest.raises(ParamFileError, match=r"policy_robotwin_aloha\.yaml not found"):
         params_file("policy", "robotwin_aloha")

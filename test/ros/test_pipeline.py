@@ -30,14 +30,24 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 import yaml  # noqa: E402
+from ros_harness import (  # noqa: E402
+    A0,
+    ALOHA_TASK,
+    CONFIG,
+    MAX_AGE,
+    NodeProcess,
+    Robot,
+    aloha_harness,
+    assert_within_caps,
+    fresh_ros_context,
+    set_action_stats,
+    wait_until,
+)
 
 from lightwam_ros.msg import PolicyStatus  # noqa: E402
-from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
+from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
 from lightwam_ros.tools.assets.make_tiny import make_tiny_package  # noqa: E402
-from ros_harness import (A0, ALOHA_TASK, CONFIG, MAX_AGE, NodeProcess, Robot,  # noqa: E402
-                         aloha_harness, assert_within_caps, fresh_ros_context, set_action_stats,
-                         wait_until)
 
 EXECUTOR_CONFIG = CONFIG / "executor_robotwin_aloha.yaml"
 ACTION_STD = 0.5  # rad for the arm joints, normalised opening for the grippers

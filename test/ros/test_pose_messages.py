@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("geometry_msgs.msg")
-from geometry_msgs.msg import PoseStamped  # noqa: E402
+from geometry_msgs.msg import PoseStamped
 
-from lightwam_ros.ros.pose_messages import pose_from_message  # noqa: E402
+from lightwam_ros.ros.pose_messages import pose_from_message
 
 
 def _message(position, quaternion_wxyz) -> PoseStamped:

@@ -14,21 +14,20 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from rclpy.serialization import deserialize_message  # noqa: E402
-from sensor_msgs.msg import Image, JointState  # noqa: E402
-from std_msgs.msg import Empty  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+from ros_harness import NodeProcess, fresh_ros_context, spin_in_background, wait_until
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Empty
 
-from lightwam_ros.bags.reader import BagReader  # noqa: E402
-from lightwam_ros.msg import ActionChunk, PolicyStatus  # noqa: E402
-from lightwam_ros.policy.runner import PolicyRunner  # noqa: E402
-from lightwam_ros.ros.param_files import params_file  # noqa: E402
-from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
-from lightwam_ros.tools.assets.model_files import ensure_tiny_package  # noqa: E402
-from lightwam_ros.tools.launch.child_process import ChildProcess  # noqa: E402
-from lightwam_ros.tools.offline.bag_observations import BagInputs, policy_settings  # noqa: E402
-from ros_harness import (NodeProcess, fresh_ros_context, spin_in_background,  # noqa: E402
-                         wait_until)
+from lightwam_ros.bags.reader import BagReader
+from lightwam_ros.msg import ActionChunk, PolicyStatus
+from lightwam_ros.policy.runner import PolicyRunner
+from lightwam_ros.ros.param_files import params_file
+from lightwam_ros.ros.stamps import stamp_to_nanoseconds
+from lightwam_ros.tools.assets.model_files import ensure_tiny_package
+from lightwam_ros.tools.launch.child_process import ChildProcess
+from lightwam_ros.tools.offline.bag_observations import BagInputs, policy_settings
 
 EMBODIMENT = "robotwin_aloha"
 TOLERANCE = 1e-5  # same inputs, same threads: the chunks agree to float rounding at most
@@ -182,7 +181,7 @@ def test_replayed_bag_gives_the_live_chunks_again_also_after_a_loop(recorded, ro
 
 
 def test_recording_becomes_a_training_episode(recorded, tmp_path):
-    bag, live, _ = recorded
+    bag, _, _ = recorded
     from safetensors import safe_open
 
     from lightwam_ros.tools.offline.bag_to_samples import main as bag_to_samples

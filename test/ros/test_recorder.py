@@ -16,19 +16,19 @@ import pytest
 import yaml
 
 rclpy = pytest.importorskip("rclpy")
+from bag_messages import chunk, image, joints, on_the_wire, string  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data  # noqa: E402
+from ros_harness import ALOHA_TASK, NodeProcess, fresh_ros_context, wait_until  # noqa: E402
 from rosbags.rosbag2 import Reader  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from bag_messages import chunk, image, joints, on_the_wire, string  # noqa: E402
 from lightwam_ros.bags.reader import BagReader  # noqa: E402
 from lightwam_ros.msg import ActionChunk  # noqa: E402
 from lightwam_ros.nodes import recorder_node  # noqa: E402
 from lightwam_ros.ros.param_files import params_file  # noqa: E402
-from ros_harness import ALOHA_TASK, NodeProcess, fresh_ros_context, wait_until  # noqa: E402
 
 ros_context = pytest.fixture(fresh_ros_context)
 BRINGUP = Path(sys.executable).with_name("lightwam-bringup")

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
+from bag_messages import CHUNK, IMAGE, JOINTS, STRING, chunk, image, joints, on_the_wire, string  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
+from ros_harness import fresh_ros_context, spin_in_background, wait_until  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from bag_messages import (CHUNK, IMAGE, JOINTS, STRING, chunk, image, joints,  # noqa: E402
-                          on_the_wire, string)
 from lightwam_ros.bags.reader import BagReader  # noqa: E402
 from lightwam_ros.bags.writer import BagWriter  # noqa: E402
 from lightwam_ros.msg import ActionChunk  # noqa: E402
@@ -28,7 +28,6 @@ from lightwam_ros.nodes import bag_replay  # noqa: E402
 from lightwam_ros.nodes.recorder_node import offered_qos_yaml  # noqa: E402
 from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
 from lightwam_ros.tools.launch.child_process import ChildProcess  # noqa: E402
-from ros_harness import fresh_ros_context, spin_in_background, wait_until  # noqa: E402
 
 ros_context = pytest.fixture(fresh_ros_context)
 T0 = 1_700_000_000_000_000_000

@@ -17,6 +17,7 @@ pytest.importorskip("gym_aloha", reason="the simulators are not installed (requi
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
+from ros_harness import fresh_ros_context, spin_in_background, wait_until  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
@@ -25,7 +26,6 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E
 
 from lightwam_ros.nodes.sim_bridge import create_sim_bridge  # noqa: E402
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds  # noqa: E402
-from ros_harness import fresh_ros_context, spin_in_background, wait_until  # noqa: E402
 
 ros_context = pytest.fixture(fresh_ros_context)
 COMMANDS = "joint_trajectory_controller/joint_trajectory"

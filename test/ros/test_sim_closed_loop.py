@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("rclpy")
-from lightwam_ros.sim.base import configure_offscreen_rendering  # noqa: E402
+from lightwam_ros.sim.base import configure_offscreen_rendering
 
 configure_offscreen_rendering()
 pytest.importorskip("gym_aloha", reason="the simulators are not installed (requirements/sim.txt)")

@@ -5,11 +5,17 @@ import numpy as np
 import pytest
 
 pytest.importorskip("builtin_interfaces.msg")
-from builtin_interfaces.msg import Time  # noqa: E402
+from builtin_interfaces.msg import Time
 
-from lightwam_ros.ros.stamps import (nanoseconds_to_stamp, seconds_to_duration,  # noqa: E402
-                                     seconds_to_nanoseconds, seconds_to_stamp,
-                                     stamp_to_nanoseconds, stamp_to_seconds, to_stamp)
+from lightwam_ros.ros.stamps import (
+    nanoseconds_to_stamp,
+    seconds_to_duration,
+    seconds_to_nanoseconds,
+    seconds_to_stamp,
+    stamp_to_nanoseconds,
+    stamp_to_seconds,
+    to_stamp,
+)
 
 
 def as_pair(stamp):
@@ -39,7 +45,7 @@ def test_epoch_seconds_convert_to_the_nearest_nanosecond_of_the_float():
 def test_stamps_round_trip_through_float_seconds():
     rng = np.random.default_rng(0)
     # Below ~4e6 s (sim time) a float resolves nanoseconds, so the round trip is exact.
-    for sec, nanosec in zip(rng.integers(0, 4_000_000, 200), rng.integers(0, 10**9, 200)):
+    for sec, nanosec in zip(rng.integers(0, 4_000_000, 200), rng.integers(0, 10**9, 200), strict=True):
         stamp = Time(sec=int(sec), nanosec=int(nanosec))
         assert as_pair(seconds_to_stamp(stamp_to_seconds(stamp))) == (sec, nanosec)
     # At epoch times a float resolves ~0.24 us: the round trip is exact float -> stamp -> float.
@@ -49,7 +55,7 @@ def test_stamps_round_trip_through_float_seconds():
 
 @pytest.mark.parametrize("bad", [-0.001, float("nan"), float("inf"), 2.0**31])
 def test_unrepresentable_times_are_rejected(bad):
-    with pytest.raises(ValueError, match="time|stamp"):
+    with pytest.raises(ValueError, match=r"time|stamp"):
         seconds_to_stamp(bad)
 
 

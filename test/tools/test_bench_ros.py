@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
-from lightwam_ros.tools.bench.bench_ros import period_errors, summarize  # noqa: E402
+from lightwam_ros.tools.bench.bench_ros import period_errors, summarize
 
 
 def test_period_errors_and_missed_ticks_from_known_stamps():

@@ -18,8 +18,7 @@ from lightwam_ros.ros.param_files import EMBODIMENTS, ParamFileError, params_fil
 from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.assets.model_files import ModelFiles, default_cache_dir
 from lightwam_ros.tools.launch import bringup_plan as bp
-from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, ParamOverride, PlanError,
-                                                    build_plan)
+from lightwam_ros.tools.launch.bringup_plan import BringupOptions, ParamOverride, PlanError, build_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / "launch" / "lightwam.launch.py"

@@ -11,16 +11,16 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from rclpy.serialization import serialize_message  # noqa: E402
-from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
+from rclpy.serialization import serialize_message
+from rosbags.rosbag2 import StoragePlugin, Writer
+from std_msgs.msg import String
 
-from lightwam_ros.bags.typestore import project_typestore  # noqa: E402
-from lightwam_ros.ros.image_conversion import rgb_to_image  # noqa: E402
-from lightwam_ros.ros.joint_state import make_joint_state  # noqa: E402
-from lightwam_ros.ros.stamps import nanoseconds_to_stamp  # noqa: E402
-from lightwam_ros.tools.assets.model_files import ensure_tiny_package  # noqa: E402
-from lightwam_ros.tools.offline.offline_check import main as offline_check  # noqa: E402
+from lightwam_ros.bags.typestore import project_typestore
+from lightwam_ros.ros.image_conversion import rgb_to_image
+from lightwam_ros.ros.joint_state import make_joint_state
+from lightwam_ros.ros.stamps import nanoseconds_to_stamp
+from lightwam_ros.tools.assets.model_files import ensure_tiny_package
+from lightwam_ros.tools.offline.offline_check import main as offline_check
 
 START_NS = 1_700_000_000_000_000_000
 TASK = "beat the block with the hammer"

@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lightwam_ros.tools.offline.offline_report import (OfflineInputs, PredictedChunk, ReferenceSeries,
-                                                       compute_figures, write_report)
+from lightwam_ros.tools.offline.offline_report import (
+    OfflineInputs,
+    PredictedChunk,
+    ReferenceSeries,
+    compute_figures,
+    write_report,
+)
 from lightwam_ros.tools.offline.offline_report_plots import PLOT_FILES
 
 NAMES = ["shoulder", "elbow", "gripper"]

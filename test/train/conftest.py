@@ -1,7 +1,6 @@
 """The trainer tests' fixtures (helpers in train_fixtures.py)."""
 import pytest
 import torch
-
 from train_fixtures import workspace  # noqa: F401
 
 

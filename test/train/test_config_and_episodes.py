@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
-
 from train_fixtures import HORIZON, TASK, base_config, chunks_from_steps, make_episode
+
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.train.config import TrainConfigError, config_from_dict, load_config
 from lightwam_ros.train.episodes import EpisodeError, load_episodes
@@ -68,7 +68,7 @@ def test_bad_episodes_are_skipped_with_their_reason(workspace, tmp_path):
     assert "wrong dimensions" in reasons["episode_0002.safetensors"]
     assert "aloha_sim" in reasons["episode_0003.safetensors"]
     assert reasons["episode_0004.safetensors"] == "no frames"
-    with pytest.raises(EpisodeError, match="episode_0001.*non-finite"):
+    with pytest.raises(EpisodeError, match=r"episode_0001.*non-finite"):
         load_episodes([folder], spec, [TASK], strict=True)
 
 

@@ -9,8 +9,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
-
 from train_fixtures import base_config
+
 from lightwam_ros.train.config import config_from_dict
 from lightwam_ros.train.loop import Trainer
 

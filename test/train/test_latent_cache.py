@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from train_fixtures import base_config
+
 from lightwam_ros.train.config import TrainConfigError, config_from_dict
 from lightwam_ros.train.loop import Trainer
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from train_fixtures import TASK, base_config, make_episode
+
 from lightwam_ros.model.checkpoint import load_checkpoint
 from lightwam_ros.model.config import PRESETS
 from lightwam_ros.policy.canvas import build_canvas

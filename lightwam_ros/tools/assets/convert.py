@@ -21,9 +21,10 @@ import json
 import math
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import yaml
@@ -31,8 +32,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
-from lightwam_ros.model.checkpoint import (FAMILIES, CheckpointMetadata, assemble_model,
-                                           key_family, save_checkpoint, wan_vae_state)
+from lightwam_ros.model.checkpoint import (
+    FAMILIES,
+    CheckpointMetadata,
+    assemble_model,
+    key_family,
+    save_checkpoint,
+    wan_vae_state,
+)
 from lightwam_ros.model.config import PRESETS, LightWAMConfig, make_config
 from lightwam_ros.model.instructions import DEFAULT_INSTRUCTION_ENCODER
 from lightwam_ros.policy.embodiment import load_embodiment
@@ -121,7 +128,7 @@ def read_plain_pickle(path: Path) -> PlainPickle:
     ints, strings and torch dtypes (a released checkpoint holds nothing else)."""
     try:
         obj = _torch_load(path)
-    except Exception as error:  # torch.load reports damaged input through many exception types
+    except Exception as error:  # noqa: BLE001 - torch.load reports damaged input through many types
         if "Weights only load failed" in str(error):
             raise ConversionError(f"{path}: refused by the weights-only unpickler "
                                   f"({_rejection_reason(error)}); nothing was loaded or written") from None

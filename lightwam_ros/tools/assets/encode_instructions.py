@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
-from lightwam_ros.model.instructions import (DEFAULT_INSTRUCTION_ENCODER, DEFAULT_TEXT_LEN,
-                                             InstructionCache, encode_instructions_live)
+from lightwam_ros.model.instructions import (
+    DEFAULT_INSTRUCTION_ENCODER,
+    DEFAULT_TEXT_LEN,
+    InstructionCache,
+    encode_instructions_live,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_tasks(tasks: Sequence[str], tasks_file: Optional[Path]) -> list[str]:
+def read_tasks(tasks: Sequence[str], tasks_file: Path | None) -> list[str]:
     """The tasks from the command line and the file, stripped, in order, without repeats."""
     lines = list(tasks)
     if tasks_file is not None:
@@ -46,7 +50,7 @@ def read_tasks(tasks: Sequence[str], tasks_file: Optional[Path]) -> list[str]:
     return list(unique)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         tasks = read_tasks(args.task, args.tasks_file)

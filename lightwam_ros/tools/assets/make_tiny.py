@@ -22,15 +22,15 @@ import argparse
 import hashlib
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from lightwam_ros.model.checkpoint import CheckpointMetadata, save_checkpoint
-from lightwam_ros.model.config import LightWAMConfig, PRESETS, make_config
+from lightwam_ros.model.config import PRESETS, LightWAMConfig, make_config
 from lightwam_ros.model.instructions import InstructionCache, prompt_for
 from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.model.lora import LoRA
@@ -81,7 +81,7 @@ def random_model(cfg: LightWAMConfig, seed: int = 0) -> LightWAM:
 def _zero_initialised_additions(model: LightWAM) -> list[torch.Tensor]:
     tensors = [m.up_proj.weight for m in model.modules() if isinstance(m, LoRA)]
     for adapter in model.dit.wam_adapters.values():
-        tensors += [adapter.up_proj.weight, adapter.up_proj.bias]
+        tensors += adapter.get_submodule("up_proj").parameters()  # its weight and bias
     return tensors
 
 
@@ -128,22 +128,28 @@ def _joint_samples(spec: EmbodimentSpec, rng: np.random.Generator, count: int) -
 def _field_samples(spec: EmbodimentSpec, field: VectorField, joints: dict[str, np.ndarray],
                    rng: np.random.Generator, count: int) -> np.ndarray:
     kind = field.kind
+    # The embodiment parser guarantees each kind's arm, gripper, delta scaling and post-processing.
     if kind == "joint_positions":
-        return np.stack([joints[name] * scale for name, scale in zip(field.joints, field.scale)],
+        return np.stack([joints[name] * scale for name, scale in zip(field.joints, field.scale, strict=True)],
                         axis=1)
     if kind == "gripper_normalized":
+        assert field.arm is not None
         gripper = spec.arm(field.arm).gripper
-        ends = (gripper.command_open, gripper.command_close)
+        assert gripper is not None
+        ends = [gripper.command_open, gripper.command_close]
         return rng.uniform(min(ends), max(ends), (count, 1))
     if kind in ("eef_position", "eef_axis_angle"):
+        assert field.arm is not None
         poses = _eef_poses(spec, field.arm, joints)
         return poses[:, :3] if kind == "eef_position" else poses[:, 3:]
+    assert spec.action.delta_eef is not None
     bound = spec.action.delta_eef.bound
     if kind in ("eef_delta_position", "eef_delta_axis_angle"):
         extent = DELTA_ACTION_EXTENT * bound
         return rng.uniform(-extent, extent, (count, field.size))
     # gripper_command: invert the post-processing y = +-(scale * g + offset) at y = -bound, +bound
     post = spec.action.gripper_postprocess
+    assert post is not None
     ends = [((-y if post.negate else y) - post.offset) / post.scale for y in (-bound, bound)]
     return rng.uniform(min(ends), max(ends), (count, field.size))
 

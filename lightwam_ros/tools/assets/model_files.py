@@ -9,9 +9,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
-from lightwam_ros.policy.embodiment import embodiment_file
 
+from lightwam_ros.policy.embodiment import embodiment_file
 from lightwam_ros.ros.param_files import PACKAGE
 
 _TINY_SOURCES = ("tools/assets/make_tiny.py", "model/*.py", "config/embodiments/*.yaml")
@@ -29,7 +28,7 @@ def default_cache_dir() -> Path:
     return Path(base) / PACKAGE
 
 
-def ensure_tiny_package(embodiment: str, cache_dir: Optional[Path] = None) -> ModelFiles:
+def ensure_tiny_package(embodiment: str, cache_dir: Path | None = None) -> ModelFiles:
     """The tiny random package of an embodiment, built on first use and reused afterwards.
 
     Its folder name carries a fingerprint of the code and files that shape it, so a package made

@@ -30,9 +30,9 @@ import gc
 import json
 import platform
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -43,8 +43,7 @@ from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.policy.device import resolve_device, resolve_dtype
 from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
-from lightwam_ros.policy.runner import (COMPILE_MODES, PolicyOutputError, PolicyRunner,
-                                        StageTiming)
+from lightwam_ros.policy.runner import COMPILE_MODES, PolicyOutputError, PolicyRunner, StageTiming
 from lightwam_ros.tools.assets.make_tiny import demo_tasks, plausible_stats, random_model, standin_cache
 
 FULL_PRESET = "wan2.1-1.3b"
@@ -105,6 +104,8 @@ def _measure(runner: PolicyRunner, obs: list, task: str, iters: int) -> tuple[di
     runner.warmup()
     outputs = [_predict(runner, obs[i % len(obs)], task) for i in range(iters)]
     stats = runner.latency_stats()
+    if stats is None:
+        raise ValueError(f"no latency measured in {iters} iterations")
     stage_p50 = {}
     for stage in STAGES:
         values = [getattr(out.timing, stage) for out in outputs]
@@ -174,9 +175,9 @@ def bench_embodiment(embodiment: str, preset: str, device: torch.device, dtype: 
         del runner
         _release(device)
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(normalized["optimized"],
-                                                              normalized["reference"]))
+                                                              normalized["reference"], strict=True))
     chunk_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(chunks["optimized"],
-                                                                  chunks["reference"]))
+                                                                  chunks["reference"], strict=True))
     tolerance = tolerance_for(dtype)
     return {
         "embodiment": spec.name,
@@ -205,7 +206,7 @@ def precision_parity(embodiment: str, preset: str, device: torch.device, dtype: 
         del runner, model
         _release(device)
     diff = max(float(np.max(np.abs(a.astype(np.float64) - b)))
-               for a, b in zip(normalized["reduced"], normalized["float32"]))
+               for a, b in zip(normalized["reduced"], normalized["float32"], strict=True))
     tolerance = tolerance_for(dtype)
     return {"embodiment": embodiment, "dtype": str(dtype).removeprefix("torch."),
             "max_abs_diff_normalized": diff, "tolerance": tolerance, "agree": diff <= tolerance}

@@ -43,9 +43,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import rclpy
@@ -68,8 +69,13 @@ from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, EMBODIMENTS, ParamF
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds
 from lightwam_ros.tools.assets.model_files import ModelFiles, ensure_tiny_package
 from lightwam_ros.tools.launch.bringup_observer import POLICY_STATES
-from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, NodePlan, ParamOverride,
-                                                    PlanError, build_plan)
+from lightwam_ros.tools.launch.bringup_plan import (
+    BringupOptions,
+    NodePlan,
+    ParamOverride,
+    PlanError,
+    build_plan,
+)
 from lightwam_ros.tools.launch.child_process import ChildProcess
 from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 
@@ -96,7 +102,7 @@ class WaitTimeout(BenchError):
 # ------------------------------------------------------------------------------------------
 
 
-def summarize(values: Sequence[float]) -> dict[str, float]:
+def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     """p50/p90/p99/max/mean and count of ``values`` (empty: NaN figures, count 0)."""
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:
@@ -109,7 +115,7 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
 def period_errors(stamps_ns: Sequence[int], period_s: float) -> tuple[np.ndarray, int]:
     """|dt - period| in ms between consecutive stamps, and the ticks missing between them (a gap
     of about k periods means k - 1 missing)."""
-    gaps = np.diff(np.asarray(stamps_ns, dtype=np.int64)) * 1e-9
+    gaps = np.diff(np.asarray(stamps_ns, dtype=np.int64)).astype(np.float64) * 1e-9
     missed = int(np.maximum(np.rint(gaps / period_s) - 1, 0).sum())
     return np.abs(gaps - period_s) * 1e3, missed
 
@@ -162,7 +168,7 @@ class Processes:
     def tails(self) -> str:
         return "\n".join(f"  {process.name}:\n{process.tail()}" for process in self.running)
 
-    def __enter__(self) -> "Processes":
+    def __enter__(self) -> Processes:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -186,7 +192,7 @@ class ProbeTopics:
     chunk: str
     status: str
     diagnostics: str
-    command: Optional[tuple[str, str]] = None  # (executor output mode, topic) to record
+    command: tuple[str, str] | None = None  # (executor output mode, topic) to record
 
 
 class Probe:
@@ -253,7 +259,7 @@ class Probe:
         log = self.diagnostics[NODE_KINDS[role].node_name]
         return log[-1].msg if log else {}
 
-    def wait_for(self, condition: Callable[[], Optional[T]], timeout: float, what: str,
+    def wait_for(self, condition: Callable[[], T | None], timeout: float, what: str,
                  processes: Processes) -> T:
         """The first truthy ``condition()``, re-checked on every message (and every 0.2 s);
         BenchError after ``timeout`` or as soon as a node process has exited."""
@@ -298,7 +304,8 @@ def _overrides(role: str, **values: Any) -> tuple[ParamOverride, ...]:
 
 def _effective_parameters(node: NodePlan) -> dict[str, Any]:
     """A node's parameters (its file, then the overrides), flat as ROS names them."""
-    return {**read_params(node.params_file, node.node_name), **node.overrides}
+    from_file = {} if node.params_file is None else read_params(node.params_file, node.node_name)
+    return {**from_file, **node.overrides}
 
 
 # ------------------------------------------------------------------------------------------
@@ -402,11 +409,11 @@ def _prime(probe: Probe, processes: Processes, sender: ObservationSender) -> set
                 raise
 
 
-def _paired_diagnostics(probe: Probe, chunk: Any) -> Callable[[], Optional[dict[str, str]]]:
+def _paired_diagnostics(probe: Probe, chunk: Any) -> Callable[[], dict[str, str] | None]:
     """The policy DiagnosticArray that describes exactly the prediction of ``chunk``."""
     latency, count = format_value(chunk.inference_latency), str(chunk.chunk_id + 1)
 
-    def find() -> Optional[dict[str, str]]:
+    def find() -> dict[str, str] | None:
         return next((r.msg for r in reversed(probe.diagnostics[NODE_KINDS[POLICY].node_name])
                      if r.msg.get("chunks_published") == count
                      and r.msg.get("inference_latency_s") == latency), None)
@@ -437,9 +444,9 @@ class Requester:
                  settled: set[int]) -> None:
         self.probe, self.processes, self.sender = probe, processes, sender
         self.settled = set(settled)
-        self.slowest: Optional[float] = None  # s, from a request to its answer
+        self.slowest: float | None = None  # s, from a request to its answer
 
-    def request(self) -> tuple[int, Optional[Received], Optional[dict[str, str]]]:
+    def request(self) -> tuple[int, Received | None, dict[str, str] | None]:
         """The request's stamp, its answer (None: no chunk) and the answer's diagnostics."""
         probe = self.probe
         log = probe.diagnostics[NODE_KINDS[POLICY].node_name]
@@ -448,7 +455,7 @@ class Requester:
         stamp = time.time_ns()
         self.sender.send_and_request(stamp)
 
-        def outcome() -> Optional[Received | str]:
+        def outcome() -> Received | str | None:
             answer = next((r for r in probe.chunks[chunks_before:]
                            if stamp_to_nanoseconds(r.msg.header.stamp) in self.settled | {stamp}),
                           None)
@@ -492,6 +499,7 @@ def _request_loop(requester: Requester, requests: int, warmup: int) -> dict[str,
             no_chunk += 1  # busy, or the older inputs were too old by then
             no_chunk_status[_status_text(requester.probe)] += 1
             continue
+        assert diagnostics is not None, "an answered request comes with the answer's diagnostics"
         chunk = received.msg
         if stamp_to_nanoseconds(chunk.header.stamp) != stamp:
             older_frame += 1
@@ -526,6 +534,7 @@ def measure_executor(embodiment: str, model: ModelFiles, seconds: float,
         + _overrides("executor", control_rate=control_rate,
                      output_modes=["joint_trajectory"])), model)
     observed = plan.observed
+    assert observed is not None, "a loopback plan is observed"
     with Processes(plan.nodes) as processes:
         probe = Probe(ProbeTopics(observed.chunk_topic, observed.status_topic,
                                   observed.diagnostics_topic,

@@ -12,7 +12,8 @@ and outputs of the aloha_sim parameter files, plus the simulator's success and s
 simulator's own success signal, and the settings that made them; the success rate is printed at
 the end. ``--perturbation`` records DART-style demonstrations: the arms execute the scripted
 targets plus slowly drifting noise (off during the grasp and the handover), and the clean targets
-are what the bag holds as commands, so a policy trained on them learns to return to the path.  ``lightwam-bag-to-samples`` turns the bags into training samples.
+are what the bag holds as commands, so a policy trained on them learns to return to the path.
+``lightwam-bag-to-samples`` turns the bags into training samples.
 """
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
+from rclpy.client import Client
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from std_msgs.msg import String
@@ -48,7 +51,7 @@ class DemoWatcher(Node):
     def __init__(self, status_topic: str, reset_service: str, context) -> None:
         super().__init__("lightwam_sim_demos", context=context)
         self.status: dict[str, Any] = {}
-        self.reset = self.create_client(Trigger, reset_service)
+        self.reset: Client = self.create_client(Trigger, reset_service)
         self.create_subscription(String, status_topic, self._on_status, QoSProfile(depth=10))
 
     def _on_status(self, msg: String) -> None:
@@ -108,7 +111,7 @@ def _record_episode(out: Path, watcher: DemoWatcher, bridge: NodeChildren,
     return result
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lightwam-sim-demos", description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--first-episode", type=int, default=0, help="cube pose seed of the first")

@@ -18,8 +18,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from rclpy.client import Client
@@ -33,11 +34,16 @@ from lightwam_ros.ros.param_files import ParamFileError, params_file, read_param
 from lightwam_ros.ros.run_topics import camera_topic
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
-from lightwam_ros.tools.evaluation.sim_eval_observer import (EpisodeRecord, SimEvalObserver,
-                                                             episode_summary)
+from lightwam_ros.tools.evaluation.sim_eval_observer import EpisodeRecord, SimEvalObserver, episode_summary
 from lightwam_ros.tools.launch.bringup import SeparateProcesses, say, wait_for
-from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, ParamOverride, PlanError,
-                                                    build_plan, model_for_sim, resolve_model)
+from lightwam_ros.tools.launch.bringup_plan import (
+    BringupOptions,
+    ParamOverride,
+    PlanError,
+    build_plan,
+    model_for_sim,
+    resolve_model,
+)
 from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 
 _READY_STATES = (PolicyStatus.READY, PolicyStatus.WAITING_FOR_INPUT)
@@ -46,7 +52,7 @@ UNTRAINED_NOTE = ("the tiny preset has random, untrained weights: its motions ar
                   "trained Light-WAM package for a real evaluation")
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="lightwam-sim-eval", description=__doc__.split("\n")[0])
     parser.add_argument("--sim", default="aloha", metavar="SIMULATOR[:TASK]",
                         help="aloha[:transfer_cube|insertion] or libero[:SUITE/INDEX] "
@@ -92,17 +98,19 @@ def make_plan(args: argparse.Namespace):
     if model.tiny:
         say(f"random-weight tiny package {model.checkpoint.parent}: {UNTRAINED_NOTE}")
     plan = build_plan(options, model_for_sim(model, options))
-    if plan.observed.command_type != "joint_trajectory":
+    if plan.observed is None or plan.observed.command_type != "joint_trajectory":
         raise PlanError("lightwam-sim-eval follows the executor's joint_trajectory output")
     return plan, model
 
 
-def start_episode(reset: Client, failure: Callable[[], Optional[str]]) -> dict[str, Any]:
+def start_episode(reset: Client, failure: Callable[[], str | None]) -> dict[str, Any]:
     """Call the simulator bridge's reset service: the new episode's index, task, instruction
     and clock start; RuntimeError with the bridge's reason when it could not reset."""
     future = reset.call_async(Trigger.Request())
     wait_for(future.done, RESET_TIMEOUT, "the simulator to reset", failure)
     response = future.result()
+    if response is None:
+        raise RuntimeError("the reset service gave no answer")
     if not response.success:
         raise RuntimeError(response.message)
     return json.loads(response.message)
@@ -112,11 +120,11 @@ class Evaluation:
     """Runs the episodes against started nodes, through the observer and the reset service."""
 
     def __init__(self, observer: SimEvalObserver, reset_service: str, args: argparse.Namespace,
-                 failure: Callable[[], Optional[str]]) -> None:
+                 failure: Callable[[], str | None]) -> None:
         self.observer = observer
         self.args = args
         self._failure = failure  # why a node died, if one did
-        self._reset = observer.create_client(Trigger, reset_service)
+        self._reset: Client = observer.create_client(Trigger, reset_service)
 
     def _wait(self, condition: Callable[[], object], timeout: float, what: str) -> None:
         wait_for(condition, timeout, what, self._failure)
@@ -138,7 +146,7 @@ class Evaluation:
         return record, time.monotonic() - started
 
 
-def save_strip(record: EpisodeRecord, path: Path, rotation_deg: int) -> Optional[str]:
+def save_strip(record: EpisodeRecord, path: Path, rotation_deg: int) -> str | None:
     """The episode's frames side by side (upright as the embodiment rotates them), or None."""
     if not record.frames:
         return None
@@ -155,7 +163,7 @@ def save_strip(record: EpisodeRecord, path: Path, rotation_deg: int) -> Optional
 
 
 def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
-    def pooled(key: str, stat: str) -> Optional[float]:
+    def pooled(key: str, stat: str) -> float | None:
         values = [e[key][stat] for e in episodes if e[key]]
         return round(float(np.median(values)), 2) if values else None
 
@@ -208,17 +216,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     nodes = SeparateProcesses(plan)
     episodes: list[dict[str, Any]] = []
-    failure: Optional[str] = None
+    failure: str | None = None
     import mujoco
     header = {"task": str(args.task), "instruction": args.task.instruction(),
               "checkpoint": str(model.checkpoint), "tiny": model.tiny,
               "mujoco": mujoco.__version__, "episode_seconds": args.episode_seconds}
     try:
         nodes.start()
-        observer = nodes.threads.add(SimEvalObserver(
+        threads = nodes.threads
+        assert threads is not None and plan.observed is not None, "a sim-eval plan is observed"
+        observer = threads.add(SimEvalObserver(
             plan.observed, sim_params["status_topic"],
             camera_topic(sim_params, camera.role),
-            limits, context=nodes.threads.context))
+            limits, context=threads.context))
         evaluation = Evaluation(observer, sim_params["reset_service"], args, nodes.failure)
         evaluation.wait_until_ready()
         for _ in range(args.episodes):
@@ -247,7 +257,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.isolated:
         os.environ.update(isolated_ros_env())

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from rclpy.context import Context
@@ -42,9 +43,9 @@ class EpisodeRecord:
     clock_start_ns: int
     time_limit: float  # s of simulated time
     sim_time: float = 0.0
-    success_time: Optional[float] = None
+    success_time: float | None = None
     steps: int = 0
-    commands_at_start: Optional[int] = None
+    commands_at_start: int | None = None
     commands_received: int = 0
     commands_rejected: int = 0
     step_ms: list[float] = field(default_factory=list)
@@ -53,13 +54,13 @@ class EpisodeRecord:
     chunk_times: list[float] = field(default_factory=list)  # s of simulated time, on arrival
     commands: MotionStats = field(default_factory=MotionStats)
     command_count: int = 0
-    start_positions: Optional[np.ndarray] = None
-    travel: Optional[np.ndarray] = None
+    start_positions: np.ndarray | None = None
+    travel: np.ndarray | None = None
     joint_names: tuple[str, ...] = ()
     outside_limits: dict[str, float] = field(default_factory=dict)  # joint -> worst excess
     frames: list[tuple[float, np.ndarray]] = field(default_factory=list)
 
-    def seconds(self, stamp_ns: int) -> Optional[float]:
+    def seconds(self, stamp_ns: int) -> float | None:
         """Simulated seconds into this episode, or None if the stamp is not of this episode."""
         elapsed = (stamp_ns - self.clock_start_ns) * 1e-9
         return elapsed if 0.0 <= elapsed <= self.time_limit + 60.0 else None
@@ -74,12 +75,12 @@ class SimEvalObserver(Node):
 
     def __init__(self, topics: ObservedTopics, sim_status_topic: str, camera_topic: str,
                  limits: dict[str, tuple[float, float]], *,
-                 context: Optional[Context] = None) -> None:
+                 context: Context | None = None) -> None:
         super().__init__(NODE_NAME, context=context)
         self._lock = threading.Lock()
         self._limits = limits
-        self._current: Optional[EpisodeRecord] = None
-        self.policy_state: Optional[int] = None
+        self._current: EpisodeRecord | None = None
+        self.policy_state: int | None = None
         self.policy_message = ""
         reliable = QoSProfile(depth=50)
         self.create_subscription(ActionChunk, topics.chunk_topic, self._on_chunk, reliable)
@@ -93,34 +94,38 @@ class SimEvalObserver(Node):
                                  QoSProfile(depth=5, durability=DurabilityPolicy.TRANSIENT_LOCAL))
 
     def begin(self, episode: int, clock_start: float, time_limit: float) -> EpisodeRecord:
-        record = EpisodeRecord(episode, int(round(clock_start * 1e9)), time_limit)
+        record = EpisodeRecord(episode, round(clock_start * 1e9), time_limit)
         with self._lock:
             self._current = record
         return record
 
-    def current(self) -> Optional[EpisodeRecord]:
+    def current(self) -> EpisodeRecord | None:
         with self._lock:
             return self._current
 
     # ---------------------------------------------------------------- callbacks
 
-    def _episode_time(self, stamp: Any) -> tuple[Optional[EpisodeRecord], Optional[float]]:
+    def _episode_time(self, stamp: Any) -> tuple[EpisodeRecord, float] | None:
+        """The current episode and the stamp's time in it; None outside an episode."""
         record = self._current
         if record is None:
-            return None, None
-        return record, record.seconds(stamp_to_nanoseconds(stamp))
+            return None
+        t = record.seconds(stamp_to_nanoseconds(stamp))
+        return None if t is None else (record, t)
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         with self._lock:
-            record, t = self._episode_time(msg.header.stamp)
-            if t is not None:
+            timed = self._episode_time(msg.header.stamp)
+            if timed is not None:
+                record, _ = timed
                 record.latencies.append(msg.inference_latency)
                 record.chunk_times.append(record.sim_time)
 
     def _on_command(self, msg: JointTrajectory) -> None:
         with self._lock:
-            record, t = self._episode_time(msg.header.stamp)
-            if t is not None and msg.points:
+            timed = self._episode_time(msg.header.stamp)
+            if timed is not None and msg.points:
+                record, t = timed
                 record.command_count += 1
                 record.commands.add(msg.joint_names, t, msg.points[0].positions,
                                     msg.points[0].velocities)
@@ -128,15 +133,16 @@ class SimEvalObserver(Node):
     def _on_joint_state(self, msg: JointState) -> None:
         q = np.asarray(msg.position, dtype=np.float64)
         with self._lock:
-            record, t = self._episode_time(msg.header.stamp)
-            if t is None:
+            timed = self._episode_time(msg.header.stamp)
+            if timed is None:
                 return
+            record, _ = timed
             if record.start_positions is None:
                 record.joint_names = tuple(msg.name)
                 record.start_positions, record.travel = q, np.zeros_like(q)
-            elif q.shape == record.travel.shape:
+            elif record.travel is not None and q.shape == record.travel.shape:
                 record.travel = np.maximum(record.travel, np.abs(q - record.start_positions))
-            for name, value in zip(msg.name, q):
+            for name, value in zip(msg.name, q, strict=False):
                 lower, upper = self._limits.get(name, (-np.inf, np.inf))
                 excess = max(lower - value, value - upper)
                 if excess > LIMIT_TOLERANCE:
@@ -164,9 +170,10 @@ class SimEvalObserver(Node):
 
     def _on_image(self, msg: Image) -> None:
         with self._lock:
-            record, t = self._episode_time(msg.header.stamp)
-            if t is None:
+            timed = self._episode_time(msg.header.stamp)
+            if timed is None:
                 return
+            record, t = timed
             spacing = record.time_limit / STRIP_FRAMES
             if record.frames and t < record.frames[-1][0] + spacing:
                 return
@@ -211,7 +218,7 @@ def episode_summary(record: EpisodeRecord, wall_seconds: float) -> dict[str, Any
     }
 
 
-def _percentiles(values: np.ndarray) -> Optional[dict[str, float]]:
+def _percentiles(values: np.ndarray) -> dict[str, float] | None:
     if not values.size:
         return None
     return {"p50": round(float(np.percentile(values, 50)), 2),
@@ -219,8 +226,8 @@ def _percentiles(values: np.ndarray) -> Optional[dict[str, float]]:
             "max": round(float(values.max()), 2)}
 
 
-def _largest(names: Optional[Sequence[str]], values: Optional[np.ndarray]
-             ) -> Optional[dict[str, Any]]:
+def _largest(names: Sequence[str] | None, values: np.ndarray | None
+             ) -> dict[str, Any] | None:
     if names is None or values is None or not values.size:
         return None
     joint = int(np.argmax(values))

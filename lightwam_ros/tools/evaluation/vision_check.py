@@ -18,15 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from lightwam_ros.policy.embodiment import EmbodimentSpec
 from lightwam_ros.policy.runner import PolicyRunner
 from lightwam_ros.policy.state_builder import StateBuilder
+from lightwam_ros.sim.aloha import AlohaSim
 from lightwam_ros.sim.aloha_scripted import TransferCubeScript
 from lightwam_ros.sim.catalog import SimTask
 
@@ -69,6 +70,7 @@ def scene_motions(runner: PolicyRunner, seeds: Sequence[int], step: int | None =
         raise ValueError(f"step must be in [0, {spec.chunk.length}), got {step}")
     arm = _arm_columns(spec, ARM)
     sim = TASK.build(camera_size)
+    assert isinstance(sim, AlohaSim), f"{TASK} builds an ALOHA simulator"
     builder = StateBuilder(spec, chains={})
     dt = 1.0 / spec.policy_rate_hz
     motions = []
@@ -77,11 +79,11 @@ def scene_motions(runner: PolicyRunner, seeds: Sequence[int], step: int | None =
         for seed in seeds:
             state = sim.reset(seed)
             script.start(state)
-            joints = dict(zip(sim.joint_names, state.positions))
+            joints = dict(zip(sim.joint_names, state.positions, strict=True))
             start = builder.build(np.array([joints[name] for name in builder.joint_names])).vector
             # Step i of a chunk is reached at (i + 1) dt after the observation.
             target = script.targets(replace(state, time=state.time + (step + 1) * dt - sim.control_dt))
-            reached = dict(zip(sim.joint_names, target))
+            reached = dict(zip(sim.joint_names, target, strict=True))
             demonstrated = builder.build(np.array([reached[name] for name in builder.joint_names]))
             output = runner.predict(sim.render(), start, TASK.instruction())
             motions.append(SceneMotion(seed, output.chunk.actions[step, arm] - start[arm],

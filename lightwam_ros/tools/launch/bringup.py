@@ -34,8 +34,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, TypeVar
 
 import rclpy
 from rclpy.context import Context
@@ -49,10 +50,17 @@ from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, ParamFileError, emb
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.launch.bringup_observer import BringupObserver, format_summary, problems
-from lightwam_ros.tools.launch.bringup_plan import (BringupOptions, BringupPlan, NodePlan,
-                                                    ParamOverride, PlanError, build_plan,
-                                                    model_for_sim, resolve_model)
-from lightwam_ros.tools.launch.child_process import ChildProcess
+from lightwam_ros.tools.launch.bringup_plan import (
+    BringupOptions,
+    BringupPlan,
+    NodePlan,
+    ParamOverride,
+    PlanError,
+    build_plan,
+    model_for_sim,
+    resolve_model,
+)
+from lightwam_ros.tools.launch.child_process import STOP_TIMEOUT, ChildProcess
 from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 
 _print_lock = threading.Lock()
@@ -63,7 +71,7 @@ def say(text: str) -> None:
         print(f"[bringup] {text}", flush=True)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="lightwam-bringup", description="Start the Light-WAM policy and chunk executor "
         "(and a loopback robot) with the shipped parameter files, without ros2 launch.")
@@ -145,6 +153,9 @@ def make_plan(args: argparse.Namespace) -> BringupPlan:
 # --------------------------------------------------------------------------------------------
 
 
+_N = TypeVar("_N", bound=Node)
+
+
 class NodeThreads:
     """rclpy nodes of one context, each spun by its own SingleThreadedExecutor and thread."""
 
@@ -157,9 +168,9 @@ class NodeThreads:
         self._executors: list[SingleThreadedExecutor] = []
         self._threads: list[threading.Thread] = []
         self._running = True
-        self.failure: Optional[str] = None
+        self.failure: str | None = None
 
-    def add(self, node: Node) -> Node:
+    def add(self, node: _N) -> _N:
         executor = SingleThreadedExecutor(context=self.context)
         executor.add_node(node)
         thread = threading.Thread(target=self._spin, args=(executor, node.get_name()),
@@ -231,10 +242,11 @@ class InProcessNodes:
                 parameter_overrides=_parameters(node.overrides)))
             say(f"started {node.role} in this process")
 
-    def failure(self) -> Optional[str]:
+    def failure(self) -> str | None:
         for node in self.threads.nodes:
-            if getattr(node, "fatal_error", None):
-                return f"{node.get_name()}: {node.fatal_error}"
+            fatal_error = getattr(node, "fatal_error", None)
+            if fatal_error:
+                return f"{node.get_name()}: {fatal_error}"
         return self.children.failure() or self.threads.failure
 
     def finished(self) -> bool:
@@ -260,13 +272,14 @@ class NodeChild(ChildProcess):
         with _print_lock:
             print(f"[{self.role}] {line}", flush=True)
 
-    def stop(self) -> int:
-        return super().stop(on_escalation=lambda name: say(
-            f"{self.role} did not stop after SIGINT: sending {name}"))
+    def stop(self, timeout: float = STOP_TIMEOUT,
+             on_escalation: Callable[[str], None] | None = None) -> int:
+        return super().stop(timeout, on_escalation or (lambda name: say(
+            f"{self.role} did not stop after SIGINT: sending {name}")))
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str,
-             failure: Callable[[], Optional[str]]) -> None:
+             failure: Callable[[], str | None]) -> None:
     """Poll ``condition`` until it holds; RuntimeError when ``failure()`` reports a dead node
     first, or after ``timeout`` seconds (naming ``what`` was awaited)."""
     deadline = time.monotonic() + timeout
@@ -291,7 +304,7 @@ class NodeChildren:
         self.children.append(child)
         say(f"started {node.role} (pid {child.process.pid}): {node.module}")
 
-    def failure(self) -> Optional[str]:
+    def failure(self) -> str | None:
         for child in self.children:
             code = child.process.poll()
             if code is not None and not (child.role == REPLAY and code == 0):
@@ -325,7 +338,7 @@ class SeparateProcesses:
         for node in self.plan.nodes:
             self.children.start(node)
 
-    def failure(self) -> Optional[str]:
+    def failure(self) -> str | None:
         return self.children.failure()
 
     def finished(self) -> bool:
@@ -364,8 +377,8 @@ def _describe(plan: BringupPlan) -> None:
 
 
 def _wait_for_the_end(nodes: InProcessNodes | SeparateProcesses,
-                      observer: Optional[BringupObserver], args: argparse.Namespace,
-                      stop: threading.Event) -> Optional[str]:
+                      observer: BringupObserver | None, args: argparse.Namespace,
+                      stop: threading.Event) -> str | None:
     """Until a signal, a node's failure, or the duration; the failure, if any.  With an observer
     the duration counts from the first chunk, when the loop is closed: loading, warm-up and the
     first inference take from seconds to minutes, and must end within the start-up timeout."""
@@ -379,7 +392,7 @@ def _wait_for_the_end(nodes: InProcessNodes | SeparateProcesses,
             say("the bag has been played to its end: stopping")
             return None
         now = time.monotonic()
-        if active_since is None and observer.chunks.count:
+        if active_since is None and observer is not None and observer.chunks.count:
             active_since = now
             say(f"first chunk after {now - started:.1f} s"
                 + (f": running for {args.duration:g} s more" if args.duration else ""))
@@ -393,15 +406,17 @@ def _wait_for_the_end(nodes: InProcessNodes | SeparateProcesses,
 
 
 def _run(plan: BringupPlan, args: argparse.Namespace, stop: threading.Event
-         ) -> tuple[Optional[str], Optional[dict[str, Any]], dict[str, int]]:
+         ) -> tuple[str | None, dict[str, Any] | None, dict[str, int]]:
     """Run until the duration, a signal or a failure; (failure, observer summary, exit codes)."""
     nodes = InProcessNodes(plan) if args.processes == "one" else SeparateProcesses(plan)
-    observer: Optional[BringupObserver] = None
+    observer: BringupObserver | None = None
     try:
         nodes.start()
         if plan.observed is not None:
-            observer = nodes.threads.add(BringupObserver(
-                plan.observed, context=nodes.threads.context, use_sim_time=plan.use_sim_time))
+            threads = nodes.threads
+            assert threads is not None, "a plan with an observer gets node threads"
+            observer = threads.add(BringupObserver(
+                plan.observed, context=threads.context, use_sim_time=plan.use_sim_time))
         failure = _wait_for_the_end(nodes, observer, args, stop)
     except Exception as error:  # noqa: BLE001 - e.g. invalid parameters of an in-process node
         failure = f"cannot start: {error}"
@@ -411,7 +426,7 @@ def _run(plan: BringupPlan, args: argparse.Namespace, stop: threading.Event
     return failure, summary, nodes.exit_codes
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.isolated:
         os.environ.update(isolated_ros_env())

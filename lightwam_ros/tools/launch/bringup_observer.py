@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -36,8 +37,8 @@ class ArrivalStats:
 
     def __init__(self) -> None:
         self.count = 0
-        self._first: Optional[float] = None
-        self._last: Optional[float] = None
+        self._first: float | None = None
+        self._last: float | None = None
         self.max_gap = 0.0
 
     def add(self, now: float) -> None:
@@ -50,9 +51,10 @@ class ArrivalStats:
 
     @property
     def rate(self) -> float:
-        if self.count < 2 or self._last == self._first:
+        first, last = self._first, self._last
+        if self.count < 2 or first is None or last is None or last == first:
             return 0.0
-        return (self.count - 1) / (self._last - self._first)
+        return (self.count - 1) / (last - first)
 
 
 class MotionStats:
@@ -70,12 +72,12 @@ class MotionStats:
     """
 
     def __init__(self) -> None:
-        self.names: Optional[tuple[str, ...]] = None
+        self.names: tuple[str, ...] | None = None
         self.skipped = 0
-        self.max_velocity: Optional[np.ndarray] = None
-        self.max_acceleration: Optional[np.ndarray] = None
-        self._previous: Optional[tuple[float, np.ndarray]] = None
-        self._velocity: Optional[np.ndarray] = None
+        self.max_velocity: np.ndarray | None = None
+        self.max_acceleration: np.ndarray | None = None
+        self._previous: tuple[float, np.ndarray] | None = None
+        self._velocity: np.ndarray | None = None
 
     def add(self, names: Sequence[str], t: float, positions: Sequence[float],
             velocities: Sequence[float] = ()) -> None:
@@ -89,9 +91,9 @@ class MotionStats:
                 self._previous is not None and t <= self._previous[0]):
             self.skipped += 1
             return
-        commanded = np.asarray(velocities, dtype=np.float64)
-        if commanded.shape != q.shape or not np.all(np.isfinite(commanded)):
-            commanded = None
+        assert self.max_velocity is not None and self.max_acceleration is not None, "set with the names"
+        given = np.asarray(velocities, dtype=np.float64)
+        commanded = given if given.shape == q.shape and np.all(np.isfinite(given)) else None
         velocity = commanded
         if self._previous is not None:
             t0, q0 = self._previous
@@ -110,7 +112,7 @@ class MotionStats:
 class BringupObserver(Node):
     """Subscribes to what the bring-up produces; thread-safe ``summary``."""
 
-    def __init__(self, topics: ObservedTopics, *, context: Optional[Context] = None,
+    def __init__(self, topics: ObservedTopics, *, context: Context | None = None,
                  use_sim_time: bool = False) -> None:
         super().__init__(NODE_NAME, context=context, parameter_overrides=[
             Parameter("use_sim_time", value=use_sim_time)])
@@ -122,9 +124,9 @@ class BringupObserver(Node):
         self.motion = MotionStats()
         self._latencies: list[float] = []
         self._delays: list[float] = []
-        self._start_positions: Optional[tuple[tuple[str, ...], np.ndarray]] = None
-        self._travel: Optional[np.ndarray] = None
-        self._policy_status: Optional[PolicyStatus] = None
+        self._start_positions: tuple[tuple[str, ...], np.ndarray] | None = None
+        self._travel: np.ndarray | None = None
+        self._policy_status: PolicyStatus | None = None
         self._executor_state = ""
         self._started = time.monotonic()
         reliable = QoSProfile(depth=10)
@@ -173,7 +175,8 @@ class BringupObserver(Node):
             if self._start_positions is None:
                 self._start_positions = (names, q)
                 self._travel = np.zeros_like(q)
-            elif names == self._start_positions[0] and q.shape == self._travel.shape:
+            elif (names == self._start_positions[0] and self._travel is not None
+                  and q.shape == self._travel.shape):
                 self._travel = np.maximum(self._travel, np.abs(q - self._start_positions[1]))
 
     def _on_status(self, msg: PolicyStatus) -> None:
@@ -194,7 +197,7 @@ class BringupObserver(Node):
             motion = self.motion
             status = self._policy_status
             travel = None
-            if self._start_positions is not None and self._travel.size:
+            if self._start_positions is not None and self._travel is not None and self._travel.size:
                 joint = int(np.argmax(self._travel))
                 travel = {"joint": self._start_positions[0][joint],
                           "value": float(self._travel[joint])}
@@ -220,14 +223,14 @@ class BringupObserver(Node):
             }
 
 
-def _mean_max(values: Sequence[float]) -> Optional[dict[str, float]]:
+def _mean_max(values: Sequence[float]) -> dict[str, float] | None:
     if not values:
         return None
     return {"mean": 1e3 * float(np.mean(values)), "max": 1e3 * float(np.max(values))}
 
 
-def _largest(names: Optional[tuple[str, ...]], values: Optional[np.ndarray],
-             caps: Any) -> Optional[dict[str, Any]]:
+def _largest(names: tuple[str, ...] | None, values: np.ndarray | None,
+             caps: Any) -> dict[str, Any] | None:
     """The joint with the largest value, with the executor's cap for that joint."""
     if names is None or values is None or not values.size:
         return None

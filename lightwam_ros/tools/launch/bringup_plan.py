@@ -21,22 +21,20 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import yaml
 
 from lightwam_ros.policy.embodiment import camera_sizes, load_embodiment
-from lightwam_ros.ros.node_registry import (CONFIGURED_ROLES, EXECUTOR, NODE_KINDS, POLICY,
-                                            RECORDER, REPLAY)
-from lightwam_ros.ros.param_files import (DEFAULT_EMBODIMENT, embodiments, optional_params_file,
-                                         read_params)
+from lightwam_ros.ros.node_registry import CONFIGURED_ROLES, EXECUTOR, NODE_KINDS, POLICY, RECORDER, REPLAY
+from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, embodiments, optional_params_file, read_params
 from lightwam_ros.ros.run_topics import recorded_topics
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
-from lightwam_ros.tools.assets.model_files import (ModelFiles, ensure_tiny_package,
-                                                  tiny_with_instruction)
+from lightwam_ros.tools.assets.model_files import ModelFiles, ensure_tiny_package, tiny_with_instruction
 
 # Executor output mode -> (topic parameter, message type the loopback robot follows), by
 # preference: a trajectory is what a real ros2_control arm gets.
@@ -61,7 +59,7 @@ class ParamOverride:
     """``[role:]name:=value`` from the command line; without a role it goes to every node whose
     parameter file sets ``name``."""
 
-    role: Optional[str]
+    role: str | None
     name: str
     value: Any
 
@@ -109,9 +107,9 @@ def ros_value_text(value: Any) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def resolve_model(embodiment: str, checkpoint: Optional[str | Path],
-                  instruction_cache: Optional[str | Path], *, tiny: bool, safe_target: bool,
-                  cache_dir: Optional[Path] = None) -> ModelFiles:
+def resolve_model(embodiment: str, checkpoint: str | Path | None,
+                  instruction_cache: str | Path | None, *, tiny: bool, safe_target: bool,
+                  cache_dir: Path | None = None) -> ModelFiles:
     """The checkpoint and instruction cache to run.
 
     Without a checkpoint a random-weight tiny package is used (built once into ``cache_dir``),
@@ -162,10 +160,10 @@ class BringupOptions:
     replay: bool = False  # inputs come from a recording: implies use_sim_time
     loopback_robot: bool = False
     params: tuple[ParamOverride, ...] = ()
-    policy_threads: Optional[int] = None  # None: default_policy_threads()
-    record: Optional[str] = None  # bag directory (must not exist) the recorder writes
-    replay_bag: Optional[str] = None  # a bag that lightwam-replay plays: implies replay
-    sim: Optional[str] = None  # SIMULATOR[:TASK]: a simulator bridge is the robot
+    policy_threads: int | None = None  # None: default_policy_threads()
+    record: str | None = None  # bag directory (must not exist) the recorder writes
+    replay_bag: str | None = None  # a bag that lightwam-replay plays: implies replay
+    sim: str | None = None  # SIMULATOR[:TASK]: a simulator bridge is the robot
 
 
 @dataclass(frozen=True)
@@ -174,14 +172,14 @@ class NodePlan:
     node_name: str
     module: str
     executable: str
-    params_file: Optional[Path]  # None: a kind without a parameter file (recorder, replay)
+    params_file: Path | None  # None: a kind without a parameter file (recorder, replay)
     overrides: dict[str, Any]  # win over the parameter file
     env: dict[str, str] = field(default_factory=dict)  # for the node's process
     arguments: tuple[str, ...] = ()  # before the ROS arguments (the bag player's options)
 
     @classmethod
-    def of_kind(cls, role: str, params_file: Optional[Path], overrides: dict[str, Any],
-                env: Optional[dict[str, str]] = None, arguments: tuple[str, ...] = ()) -> NodePlan:
+    def of_kind(cls, role: str, params_file: Path | None, overrides: dict[str, Any],
+                env: dict[str, str] | None = None, arguments: tuple[str, ...] = ()) -> NodePlan:
         """A node of a registered kind (``node_registry.NODE_KINDS``)."""
         kind = NODE_KINDS[role]
         return cls(role, kind.node_name, kind.module, kind.executable, params_file, overrides,
@@ -214,7 +212,7 @@ class ObservedTopics:
 @dataclass(frozen=True)
 class BringupPlan:
     nodes: tuple[NodePlan, ...]
-    observed: Optional[ObservedTopics]  # with the loopback robot or a simulator only
+    observed: ObservedTopics | None  # with the loopback robot or a simulator only
     use_sim_time: bool
     shadow: bool
 
@@ -234,8 +232,8 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
     # A node without a parameter file for the embodiment runs on its defaults, which it derives
     # from the embodiment: it only needs to be told which one.
     files = {role: optional_params_file(role, options.embodiment) for role in roles}
-    from_files = {role: {} if files[role] is None else
-                  read_params(files[role], NODE_KINDS[role].node_name) for role in roles}
+    from_files = {role: {} if (path := files[role]) is None else
+                  read_params(path, NODE_KINDS[role].node_name) for role in roles}
     overrides: dict[str, dict[str, Any]] = {
         role: {"embodiment": options.embodiment} if files[role] is None and role != "sim" else {}
         for role in roles}
@@ -277,7 +275,7 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
                else options.policy_threads)
     if threads < 1:
         raise PlanError(f"policy threads must be >= 1, got {threads}")
-    env = {role: {} for role in roles}
+    env: dict[str, dict[str, str]] = {role: {} for role in roles}
     env["policy"]["OMP_NUM_THREADS"] = str(threads)
     nodes = tuple(NodePlan.of_kind(role, files[role], overrides[role], env[role])
                   for role in roles)
@@ -330,7 +328,7 @@ def _followed_output(executor: Mapping[str, Any]) -> tuple[str, str]:
                     f"follow {[mode for mode, _ in _FOLLOWED_OUTPUTS]}; enable one of them")
 
 
-def _sim_task(text: Optional[str], embodiment: str) -> Optional[SimTask]:
+def _sim_task(text: str | None, embodiment: str) -> SimTask | None:
     if text is None:
         return None
     try:
@@ -466,7 +464,7 @@ def launch_flag(values: Mapping[str, str], name: str) -> bool:
 
 
 def plan_from_launch_arguments(values: Mapping[str, str],
-                               cache_dir: Optional[Path] = None) -> BringupPlan:
+                               cache_dir: Path | None = None) -> BringupPlan:
     """The plan for the launch file's argument values (strings, as launch gives them)."""
     options = BringupOptions(
         embodiment=values["embodiment"], shadow=launch_flag(values, "shadow"),

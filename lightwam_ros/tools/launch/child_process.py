@@ -8,14 +8,14 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 STOP_TIMEOUT = 15.0  # s for a node to finish after SIGINT (an inference in progress ends first)
 _ESCALATION_TIMEOUT = 5.0  # s after SIGTERM, then after SIGKILL
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _die_with_parent() -> Optional[Callable[[], None]]:
+def _die_with_parent() -> Callable[[], None] | None:
     """On Linux, the child gets SIGINT when its parent dies, even by SIGKILL.  libc is resolved
     here, in the parent: the child only calls prctl between fork and exec."""
     if not sys.platform.startswith("linux"):
@@ -33,7 +33,7 @@ class ChildProcess:
     themselves."""
 
     def __init__(self, command: Sequence[str], on_line: Callable[[str], None], *,
-                 env: Optional[Mapping[str, str]] = None, new_session: bool = False,
+                 env: Mapping[str, str] | None = None, new_session: bool = False,
                  die_with_parent: bool = False) -> None:
         self.process = subprocess.Popen(
             list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
@@ -46,6 +46,7 @@ class ChildProcess:
         self._reader.start()
 
     def _read(self, on_line: Callable[[str], None]) -> None:
+        assert self.process.stdout is not None, "the child is started with stdout=PIPE"
         for line in self.process.stdout:
             on_line(line.rstrip())
 

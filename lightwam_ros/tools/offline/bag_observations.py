@@ -16,9 +16,10 @@ can arrive after it).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from rclpy.serialization import deserialize_message
@@ -34,8 +35,13 @@ from lightwam_ros.ros.joint_state import JointStateMatcher
 from lightwam_ros.ros.message_types import message_class
 from lightwam_ros.ros.node_registry import NODE_KINDS, POLICY
 from lightwam_ros.ros.param_files import read_params
-from lightwam_ros.ros.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
-                                             input_streams, pose_stream)
+from lightwam_ros.ros.policy_inputs import (
+    JOINT_STREAM,
+    anchor_stream,
+    camera_stream,
+    input_streams,
+    pose_stream,
+)
 from lightwam_ros.ros.policy_params import PolicySettings, settings_from_values
 from lightwam_ros.ros.pose_messages import pose_from_message
 from lightwam_ros.ros.run_topics import absolute_topic
@@ -59,9 +65,9 @@ class RecordedRun:
     scene_stamps: list[float] = field(default_factory=list)  # s, scene-camera frames
     instructions: list[str] = field(default_factory=list)  # in order of appearance
     problems: list[BagProblem] = field(default_factory=list)
-    health: Optional[StreamHealth] = None
+    health: StreamHealth | None = None
 
-    def live_chunk_at(self, stamp: float) -> Optional[Chunk]:
+    def live_chunk_at(self, stamp: float) -> Chunk | None:
         """The live chunk of the observation stamped ``stamp`` [s] (float seconds hold epoch
         stamps to a few hundred ns, so the nearest within 1 us)."""
         if not self.live_chunks:
@@ -70,7 +76,7 @@ class RecordedRun:
         return self.live_chunks[nearest] if abs(nearest - stamp * 1e9) < 1e3 else None
 
     @property
-    def instruction(self) -> Optional[str]:
+    def instruction(self) -> str | None:
         return self.instructions[-1] if self.instructions else None
 
     def state_series(self) -> tuple[np.ndarray, np.ndarray]:
@@ -112,12 +118,13 @@ class BagInputs:
     # ------------------------------------------------------------------ pass one
 
     def scan(self) -> RecordedRun:
-        run = RecordedRun(problems=list(self.reader.problems), health=StreamHealth())
+        health = StreamHealth()
+        run = RecordedRun(problems=list(self.reader.problems), health=health)
         run.problems += missing_topics(self.reader.topics, sorted(self.stream_of))
         typestore = self.reader.typestore  # the bag's own definitions, then the project's
         for message in self.reader.messages():
-            run.health.add(message.topic, message.log_time_ns,
-                           header_stamp_ns(message.data, message.msgtype, typestore))
+            health.add(message.topic, message.log_time_ns,
+                       header_stamp_ns(message.data, message.msgtype, typestore))
             stream = self.stream_of.get(message.topic)
             if message.topic == self.anchor_topic:
                 stamp = header_stamp_ns(message.data, message.msgtype, typestore)
@@ -137,7 +144,7 @@ class BagInputs:
                 text = self._decode(message, lambda msg: msg.data.strip())
                 if text and text not in run.instructions[-1:]:
                     run.instructions.append(text)
-        run.problems += run.health.problems() + self.decode_problems()
+        run.problems += health.problems() + self.decode_problems()
         run.scene_stamps.sort()
         return run
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 

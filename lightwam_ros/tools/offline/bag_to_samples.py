@@ -28,8 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from rclpy.serialization import deserialize_message
@@ -44,8 +45,13 @@ from lightwam_ros.ros.policy_params import PolicySettings
 from lightwam_ros.ros.run_topics import absolute_topic
 from lightwam_ros.ros.stamps import stamp_to_seconds
 from lightwam_ros.tools.assets.model_files import ensure_tiny_package
-from lightwam_ros.tools.offline.bag_observations import (BagInputs, RecordedRun, interpolate_series,
-                                                         policy_rate_stamps, policy_settings)
+from lightwam_ros.tools.offline.bag_observations import (
+    BagInputs,
+    RecordedRun,
+    interpolate_series,
+    policy_rate_stamps,
+    policy_settings,
+)
 from lightwam_ros.train.targets import Command, commanded_chunks
 
 ACTION_SOURCES = ("commands", "state", "chunks")
@@ -81,7 +87,7 @@ def chunk_targets(run: RecordedRun, settings: PolicySettings, stamps: list[float
         raise EpisodeError("the bag has fewer than two usable joint states")
     at = np.asarray(stamps)[:, None] + dt * np.arange(1, horizon + 1)[None, :]
     values = interpolate_series(times, states, at.ravel()).reshape(len(stamps), horizon, dim)
-    mask = np.isfinite(values).all(axis=2)
+    mask = np.asarray(np.isfinite(values).all(axis=2))
     return np.nan_to_num(values).astype(np.float32), mask
 
 
@@ -94,7 +100,7 @@ def recorded_commands(reader: BagReader, inputs: BagInputs, topic: str) -> list[
             raise EpisodeError(f"{topic} carries {message.msgtype}; --actions commands reads "
                                f"{TRAJECTORY_TYPE}")
         try:
-            msg = deserialize_message(message.data, message_class(message.msgtype))
+            msg: Any = deserialize_message(message.data, message_class(message.msgtype))
             command = _command(msg, inputs.builder)
         except Exception:  # noqa: BLE001 - a damaged or foreign message is counted, not fatal
             unusable += 1
@@ -106,7 +112,7 @@ def recorded_commands(reader: BagReader, inputs: BagInputs, topic: str) -> list[
     return commands
 
 
-def _command(msg: Any, builder: Any) -> Optional[Command]:
+def _command(msg: Any, builder: Any) -> Command | None:
     issued = stamp_to_seconds(msg.header.stamp)
     index = {name: i for i, name in enumerate(msg.joint_names)}
     columns = [index[name] for name in builder.joint_names]  # KeyError: a joint is missing
@@ -127,7 +133,7 @@ def executor_command_topic(embodiment: str) -> str:
                                      "joint_trajectory_controller/joint_trajectory"))
 
 
-def convert_bag(bag: Path, settings: PolicySettings, source: str, instruction: Optional[str],
+def convert_bag(bag: Path, settings: PolicySettings, source: str, instruction: str | None,
                 command_topic: str = "") -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The tensors and metadata of one episode; EpisodeError when the bag gives none."""
     try:
@@ -162,7 +168,7 @@ def convert_bag(bag: Path, settings: PolicySettings, source: str, instruction: O
     return tensors, metadata
 
 
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="lightwam-bag-to-samples", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bags", type=Path, nargs="+")
@@ -177,7 +183,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         embodiment = args.embodiment or _bag_embodiment(args.bags[0])

@@ -22,7 +22,6 @@ import collections
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -32,10 +31,18 @@ from lightwam_ros.policy.embodiment import EmbodimentSpec
 from lightwam_ros.policy.runner import PolicyInputError, PolicyOutputError, PolicyRunner
 from lightwam_ros.ros.param_files import EMBODIMENTS, params_file
 from lightwam_ros.ros.policy_params import checkpoint_identity
-from lightwam_ros.tools.offline.bag_observations import (BagInputs, RecordedRun, policy_rate_stamps,
-                                                         policy_settings)
-from lightwam_ros.tools.offline.offline_report import (OfflineInputs, PredictedChunk, ReferenceSeries,
-                                                       write_report)
+from lightwam_ros.tools.offline.bag_observations import (
+    BagInputs,
+    RecordedRun,
+    policy_rate_stamps,
+    policy_settings,
+)
+from lightwam_ros.tools.offline.offline_report import (
+    OfflineInputs,
+    PredictedChunk,
+    ReferenceSeries,
+    write_report,
+)
 
 EXIT_NO_OBSERVATION = 1
 EXIT_BAD_ARGUMENTS = 2
@@ -43,7 +50,7 @@ GRIPPER_THRESHOLDS = {"gripper_normalized": 0.5, "gripper_command": 0.0}
 UNITS = {"joint_positions": "rad"}
 
 
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="lightwam-offline-check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bag", type=Path, help="rosbag2 folder or .mcap file")
@@ -72,7 +79,7 @@ def observation_stamps(run: RecordedRun, spec: EmbodimentSpec, limit: int) -> li
     return stamps[:limit] if limit > 0 else stamps
 
 
-def gripper_setup(spec: EmbodimentSpec) -> tuple[list[int], Optional[float]]:
+def gripper_setup(spec: EmbodimentSpec) -> tuple[list[int], float | None]:
     dims: list[int] = []
     threshold = None
     for field in spec.action.layout.fields:
@@ -89,7 +96,7 @@ def action_units(spec: EmbodimentSpec) -> list[str]:
             for _ in range(field.size)]
 
 
-def reference_series(run: RecordedRun, spec: EmbodimentSpec) -> Optional[ReferenceSeries]:
+def reference_series(run: RecordedRun, spec: EmbodimentSpec) -> ReferenceSeries | None:
     """The robot's recorded state, when it is in the action space (absolute joints)."""
     if spec.state.dim_names != spec.action.layout.dim_names:
         return None
@@ -151,7 +158,9 @@ def check(args: argparse.Namespace) -> int:
         inputs = BagInputs(reader, settings, lag=args.lag)
         run = inputs.scan()
         instruction = args.instruction or run.instruction
-        chunks, ages, problems = [], {}, list(run.problems)
+        chunks: list[PredictedChunk] = []
+        ages: dict[str, list[float]] = {}
+        problems = list(run.problems)
         if instruction is None or instruction not in settings.tasks:
             problems.append(BagProblem("no_instruction", (
                 f"instruction {instruction!r} is not in the instruction cache" if instruction
@@ -193,7 +202,7 @@ def empty_inputs(args: argparse.Namespace, problems: list[BagProblem]) -> Offlin
                          problems=[problem_dict(p) for p in problems], bag_summary={})
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return check(args)

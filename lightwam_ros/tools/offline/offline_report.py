@@ -17,20 +17,28 @@ the JSON.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from lightwam_ros.tools.offline.offline_report_document import render_html, render_markdown
-from lightwam_ros.tools.offline.offline_report_inputs import (OfflineInputs, PredictedChunk,
-                                                              PreparedChunk, PreparedInputs,
-                                                              PreparedReference, ReferenceSeries,
-                                                              finite_float, finite_values,
-                                                              prepare_inputs)
+from lightwam_ros.tools.offline.offline_report_inputs import (
+    OfflineInputs,
+    PredictedChunk,
+    PreparedChunk,
+    PreparedInputs,
+    PreparedReference,
+    ReferenceSeries,
+    finite_float,
+    finite_values,
+    prepare_inputs,
+)
 from lightwam_ros.tools.offline.offline_report_plots import write_plots
 
 __all__ = ["OfflineInputs", "PredictedChunk", "ReferenceSeries", "compute_figures",
@@ -147,7 +155,7 @@ def _error_figures(pairs: _Pairs | None, names: list[str]) -> dict | None:
     if pairs is None or pairs.chunks_compared == 0:
         return None
     error = pairs.error
-    per_step = zip(*_error_arrays(error, axis=(0, 2)))
+    per_step = zip(*_error_arrays(error, axis=(0, 2)), strict=True)
     return {
         "chunks_compared": pairs.chunks_compared,
         "overall": _error_stats(*_error_arrays(error, axis=None)),
@@ -164,10 +172,10 @@ def _gripper_threshold(prepared: PreparedInputs, given: float | None,
     if given is not None:
         return given, "given"
     reference = prepared.reference
-    sources = (("the reference's range", [] if reference is None else reference.values[:, d]),
-               ("the live chunks' range",
-                [v for c in prepared.chunks if c.live is not None for v in c.live[:, d]]),
-               ("the predictions' range", [v for c in prepared.chunks for v in c.actions[:, d]]))
+    sources: tuple[tuple[str, Any], ...] = (
+        ("the reference's range", [] if reference is None else reference.values[:, d]),
+        ("the live chunks' range", [v for c in prepared.chunks if c.live is not None for v in c.live[:, d]]),
+        ("the predictions' range", [v for c in prepared.chunks for v in c.actions[:, d]]))
     for description, values in sources:
         finite = finite_values(values)
         if finite.size:
@@ -209,7 +217,7 @@ def _boundary_jumps(prepared: PreparedInputs,
     """|new chunk's first step - the previous chunk's step that applies at the new stamp|, per
     dimension.  A new stamp past the previous chunk's horizon has nothing to continue."""
     jumps, beyond = [], 0
-    for previous, new in zip(prepared.chunks, prepared.chunks[1:]):
+    for previous, new in itertools.pairwise(prepared.chunks):
         before, after = select(previous), select(new)
         if before is None or after is None:
             continue
@@ -245,6 +253,7 @@ def _distribution(values: Any, unit: str = "s") -> dict | None:
 def _problem(problem: Any) -> dict:
     """A bag problem as kind/topic/message; BagProblem-like objects and plain text are
     accepted too, so nothing the bag reader found is lost."""
+    get: Callable[[str], Any]
     if isinstance(problem, dict):
         get = problem.get
     elif hasattr(problem, "message"):

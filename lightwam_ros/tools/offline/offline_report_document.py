@@ -10,8 +10,9 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 MS_PER_S = 1000.0
 PLOT_CAPTIONS = {

@@ -6,8 +6,9 @@ plot draws only what the inputs hold and is left out when they hold nothing for 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any, Literal
 
 import numpy as np
 from matplotlib import colormaps, rc_context
@@ -30,7 +31,8 @@ PREDICTED_COLOR, LIVE_COLOR, REFERENCE_COLOR = "tab:blue", "tab:orange", "black"
 HEATMAP_CAP_PERCENT = 100.0  # colours saturate at an error as large as the recorded range
 
 
-def _figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+def _figure(width: float, height: float,
+            layout: Literal["constrained", "tight"] | None = "constrained") -> Figure:
     figure = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(figure)
     return figure
@@ -66,7 +68,7 @@ def _chunk_segments(prepared: PreparedInputs, d: int, t0: float) -> dict[str, li
     return {"rest": rest, "executed": executed, "live": live}
 
 
-_SEGMENT_STYLES = {
+_SEGMENT_STYLES: dict[str, dict[str, Any]] = {
     "rest": dict(color=PREDICTED_COLOR, lw=0.8, alpha=0.3),
     "executed": dict(color=PREDICTED_COLOR, lw=1.3, alpha=0.9),
     "live": dict(color=LIVE_COLOR, lw=1.0, alpha=0.8, linestyle="--"),
@@ -141,7 +143,7 @@ def plot_heatmap(prepared: PreparedInputs, figures: dict, path: Path) -> bool:
     dts = {c.dt for c in prepared.chunks}
     step_label = f"chunk step (dt = {dts.pop():.4g} s)" if len(dts) == 1 else "chunk step"
     colours = colormaps["viridis"].with_extremes(bad="lightgrey")
-    for ax, (title, errors) in zip(axes, panels):
+    for ax, (title, errors) in zip(axes, panels, strict=True):
         relative = np.ma.masked_invalid(_relative_mae(errors))
         top = float(relative.max()) if relative.count() else 1.0
         image = ax.imshow(relative, aspect="auto", interpolation="nearest", cmap=colours,
@@ -169,7 +171,7 @@ def plot_latency(prepared: PreparedInputs, figures: dict, path: Path) -> bool:
     ax = figure.subplots()
     for label, values, color in series:
         p50, p90 = np.percentile(values, [50, 90])
-        ax.hist(values, bins=edges, color=color, alpha=0.55,
+        ax.hist(values, bins=edges.tolist(), color=color, alpha=0.55,
                 label=f"{label}: n={values.size}, p50 {p50:.1f} ms, p90 {p90:.1f} ms")
         ax.axvline(p90, color=color, linestyle=":", lw=1.5)
     ax.set_xlabel("latency [ms]")
@@ -191,7 +193,7 @@ def plot_jumps(prepared: PreparedInputs, figures: dict, path: Path) -> bool:
     figure = _figure(max(6.0, 0.55 * prepared.dim + 2.0), 3.2 * len(panels) + 0.6)
     axes = figure.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0]
     positions, width = np.arange(prepared.dim), 0.27
-    for ax, (title, result) in zip(axes, panels):
+    for ax, (title, result) in zip(axes, panels, strict=True):
         for offset, key, color in ((-width, "p50", "tab:green"), (0.0, "p90", "tab:orange"),
                                    (width, "max", "tab:red")):
             heights = np.array([d[key] for d in result["per_dimension"]], dtype=np.float64)
