@@ -201,6 +201,24 @@ def test_motion_stats_stay_within_the_cap_when_commands_are_lost():
     assert positions_only.max_acceleration[0] > 16.0  # twice the cap: the position-only estimate
 
 
+def test_motion_stats_keep_the_cap_on_short_steps_between_epoch_stamps():
+    """A late control tick and the catch-up tick after it are 0.2-0.3 ms apart: in float seconds
+    since the epoch (0.24 us resolution) their velocity change reads up to 0.2 % over the cap."""
+    rng = np.random.default_rng(1)
+    stamp, v, stream = 1_796_447_000_000_000_000, 0.0, []
+    for _ in range(2000):
+        dt_ns = int(rng.choice([2_000_000, 250_000, 300_000, 1_750_000]))
+        v = float(np.clip(rng.choice([-1.5, 1.5]), v - 8.0 * dt_ns * 1e-9, v + 8.0 * dt_ns * 1e-9))
+        stamp += dt_ns
+        stream.append((stamp, v))
+    stamped, epoch_seconds = MotionStats(), MotionStats()
+    for stamp, v in stream:
+        stamped.add_stamped(["j"], stamp, [0.0], [v])
+        epoch_seconds.add(["j"], stamp * 1e-9, [0.0], [v])
+    assert 7.9 < stamped.max_acceleration[0] <= 8.0 * (1 + 1e-6)
+    assert epoch_seconds.max_acceleration[0] > 8.0 * (1 + 1e-4)  # what the soak had measured
+
+
 def _summary(chunks, commands):
     return {"observed_s": 5.0, "policy_state": "", "executor_state": "",
             "chunks": {"topic": "c", "count": chunks, "rate_hz": 1.0,

@@ -78,6 +78,16 @@ class MotionStats:
         self.max_acceleration: np.ndarray | None = None
         self._previous: tuple[float, np.ndarray] | None = None
         self._velocity: np.ndarray | None = None
+        self._origin_ns: int | None = None
+
+    def add_stamped(self, names: Sequence[str], stamp_ns: int, positions: Sequence[float],
+                    velocities: Sequence[float] = ()) -> None:
+        """``add`` for a stamp in integer ns: times go in as seconds since the first stamp, as
+        float seconds since the epoch resolve only 0.24 us, 0.1 % of the 0.2-0.3 ms between a
+        late control tick and the next one (a 0.1 % acceleration over the cap that is not)."""
+        if self._origin_ns is None:
+            self._origin_ns = stamp_ns
+        self.add(names, (stamp_ns - self._origin_ns) * 1e-9, positions, velocities)
 
     def add(self, names: Sequence[str], t: float, positions: Sequence[float],
             velocities: Sequence[float] = ()) -> None:
@@ -166,7 +176,7 @@ class BringupObserver(Node):
                     velocities: Sequence[float]) -> None:
         with self._lock:
             self.commands.add(time.monotonic())
-            self.motion.add(names, stamp_to_nanoseconds(stamp) * 1e-9, positions, velocities)
+            self.motion.add_stamped(names, stamp_to_nanoseconds(stamp), positions, velocities)
 
     def _on_joint_state(self, msg: JointState) -> None:
         names, q = tuple(msg.name), np.asarray(msg.position, dtype=np.float64)
