@@ -59,6 +59,9 @@ class CheckpointMetadata:
     stats: dict                  # dataset_stats.json content ("state"/"action" -> "default" blocks)
     instruction_encoder: str     # the text encoder the instruction embeddings must come from
     source: str = ""             # provenance: converted file name, "random-init", ...
+    # The canvas layout the model was trained on (policy.canvas.canvas_layout); None in files
+    # written before it was recorded. A runner refuses an embodiment whose canvas differs.
+    canvas: dict | None = None
 
 
 @dataclass
@@ -233,13 +236,19 @@ def _check_meta(meta: CheckpointMetadata, where: str) -> None:
             raise CheckpointError(f"{where}: {name} must be a non-empty string, got {value!r}")
     if not isinstance(meta.source, str):
         raise CheckpointError(f"{where}: source must be a string, got {meta.source!r}")
+    if meta.canvas is not None and not isinstance(meta.canvas, dict):
+        raise CheckpointError(f"{where}: canvas must be a dict or None, got {meta.canvas!r}")
     _check_stats(meta.stats, meta.config, where)
 
 
 def _encode_metadata(meta: CheckpointMetadata, model_id: str) -> dict[str, str]:
-    return {"format": FORMAT, "config": json.dumps(meta.config.to_dict()), "embodiment": meta.embodiment,
-            "stats": json.dumps(meta.stats), "instruction_encoder": meta.instruction_encoder,
-            "source": meta.source, "model_id": model_id}
+    encoded = {"format": FORMAT, "config": json.dumps(meta.config.to_dict()),
+               "embodiment": meta.embodiment, "stats": json.dumps(meta.stats),
+               "instruction_encoder": meta.instruction_encoder, "source": meta.source,
+               "model_id": model_id}
+    if meta.canvas is not None:
+        encoded["canvas"] = json.dumps(meta.canvas)
+    return encoded
 
 
 def _decode_metadata(raw: Mapping[str, str] | None, where: str) -> tuple[CheckpointMetadata, str]:
@@ -256,10 +265,12 @@ def _decode_metadata(raw: Mapping[str, str] | None, where: str) -> tuple[Checkpo
     try:
         config = LightWAMConfig.from_dict(json.loads(raw["config"]))
         stats = json.loads(raw["stats"])
+        canvas = json.loads(raw["canvas"]) if "canvas" in raw else None
     except (ValueError, TypeError, AttributeError) as error:
-        raise CheckpointError(f"{where}: invalid config/stats metadata: {error}") from None
+        raise CheckpointError(f"{where}: invalid config/stats/canvas metadata: {error}") from None
     meta = CheckpointMetadata(config=config, embodiment=raw["embodiment"], stats=stats,
-                              instruction_encoder=raw["instruction_encoder"], source=raw["source"])
+                              instruction_encoder=raw["instruction_encoder"], source=raw["source"],
+                              canvas=canvas)
     _check_meta(meta, where)
     if not raw["model_id"].startswith(f"{config.name}:"):
         raise CheckpointError(f"{where}: model_id {raw['model_id']!r} does not belong to "

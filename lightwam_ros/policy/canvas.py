@@ -41,6 +41,17 @@ def build_canvas(images: Mapping[str, np.ndarray], spec: EmbodimentSpec) -> np.n
     return canvas
 
 
+def canvas_layout(spec: EmbodimentSpec) -> dict:
+    """What the model sees of an embodiment's cameras, as plain JSON: the canvas size and each
+    camera's cell, rotation and crop (not its source size, which a deployment may change). A
+    checkpoint records it, so a model never runs on a canvas other than the one it learned."""
+    canvas = spec.canvas
+    return {"height": canvas.height, "width": canvas.width, "fill_rgb": list(canvas.fill_rgb),
+            "cells": [{"role": c.role, "top": c.top, "left": c.left, "height": c.height,
+                       "width": c.width, "rotation_deg": c.rotation_deg,
+                       "center_crop": c.center_crop} for c in canvas.cameras]}
+
+
 def canvas_to_model_input(canvas: np.ndarray) -> np.ndarray:
     """uint8 [H, W, 3] canvas -> float32 [3, H, W] in [-1, 1] (x / 127.5 - 1)."""
     _check_image("canvas", canvas)

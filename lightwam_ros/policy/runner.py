@@ -39,7 +39,7 @@ from lightwam_ros.model.checkpoint import load_checkpoint
 from lightwam_ros.model.instructions import InstructionCache
 from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.model.lora import LoRA, set_lora_merged
-from lightwam_ros.policy.canvas import build_canvas, canvas_to_model_input
+from lightwam_ros.policy.canvas import build_canvas, canvas_layout, canvas_to_model_input
 from lightwam_ros.policy.chunk import Chunk, ChunkError
 from lightwam_ros.policy.device import StageClock, resolve_device, resolve_dtype
 from lightwam_ros.policy.embodiment import EmbodimentSpec, camera_sizes, load_embodiment
@@ -296,6 +296,11 @@ class PolicyRunner:
                                  expect_embodiment=None if spec is None else spec.name)
         meta = loaded.meta
         spec = spec or load_embodiment(meta.embodiment)
+        if meta.canvas is not None and meta.canvas != canvas_layout(spec):
+            raise PolicyConfigError(
+                f"{checkpoint}: the model was trained on canvas {meta.canvas}, but embodiment "
+                f"{spec.name} ({spec.source}) now builds {canvas_layout(spec)}: run it with the "
+                f"embodiment file it was trained with")
         cache = InstructionCache.load(instruction_cache)
         dit = loaded.model.cfg.dit
         try:

@@ -25,7 +25,7 @@ from torch import Tensor
 from lightwam_ros.model.checkpoint import CheckpointMetadata, save_checkpoint
 from lightwam_ros.model.instructions import InstructionCache
 from lightwam_ros.model.lightwam import LightWAM
-from lightwam_ros.policy.canvas import canvas_to_model_input
+from lightwam_ros.policy.canvas import canvas_layout, canvas_to_model_input
 from lightwam_ros.policy.device import resolve_device
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
@@ -271,6 +271,7 @@ class Trainer:
             state[name] = value.detach().cpu().float()
         model.load_state_dict(state)
         meta = CheckpointMetadata(config=model.cfg, embodiment=self.spec.name, stats=self.stats,
+                                  canvas=canvas_layout(self.spec),
                                   instruction_encoder=self.instructions.encoder_id,
                                   source=f"lightwam-train, {self.step} steps")
         path = folder / MODEL_FILE

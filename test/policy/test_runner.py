@@ -8,12 +8,13 @@ import threading
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from lightwam_ros.model.checkpoint import CheckpointError
+from lightwam_ros.model.checkpoint import CheckpointError, load_checkpoint
 from lightwam_ros.model.config import make_config
 from lightwam_ros.model.lora import LoRA
 from lightwam_ros.policy import canvas
-from lightwam_ros.policy.embodiment import camera_sizes, load_embodiment
+from lightwam_ros.policy.embodiment import SHIPPED_DIR, camera_sizes, load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
 from lightwam_ros.policy.postprocess import postprocess_chunk
 from lightwam_ros.policy.runner import PolicyConfigError, PolicyInputError, PolicyOutputError, PolicyRunner
@@ -323,6 +324,23 @@ def test_from_files_round_trip_matches_the_in_memory_runner(tmp_path, runners):
     with pytest.raises(CheckpointError, match="for embodiment 'libero_franka', expected 'robotwin_aloha'"):
         PolicyRunner.from_files(package.checkpoint, package.instructions,
                                 embodiment="robotwin_aloha", warmup=0)
+
+
+def test_a_model_runs_only_on_the_canvas_it_was_trained_on(tmp_path):
+    """The checkpoint records its canvas: an embodiment file of the same name that now builds
+    another canvas (a moved cell, a resized canvas) is refused before anything runs."""
+    package = make_tiny_package("aloha_sim", tmp_path / "pkg")
+    assert load_checkpoint(package.checkpoint).meta.canvas == canvas.canvas_layout(
+        load_embodiment("aloha_sim"))
+    data = yaml.safe_load((SHIPPED_DIR / "aloha_sim.yaml").read_text())
+    data["cameras"][1]["center_crop"] = False
+    moved = tmp_path / "aloha_sim.yaml"
+    moved.write_text(yaml.safe_dump(data))
+    with pytest.raises(PolicyConfigError, match="trained on canvas .* now builds"):
+        PolicyRunner.from_files(package.checkpoint, package.instructions, embodiment=moved,
+                                warmup=0)
+    assert PolicyRunner.from_files(package.checkpoint, package.instructions, warmup=0).spec.name \
+        == "aloha_sim"
 
 
 # ------------------------------------------------------------------------------------- GPU

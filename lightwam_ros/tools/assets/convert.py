@@ -42,6 +42,7 @@ from lightwam_ros.model.checkpoint import (
 )
 from lightwam_ros.model.config import PRESETS, LightWAMConfig, make_config
 from lightwam_ros.model.instructions import DEFAULT_INSTRUCTION_ENCODER
+from lightwam_ros.policy.canvas import canvas_layout
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
 
@@ -389,7 +390,8 @@ def convert(args: argparse.Namespace) -> list[str]:
     step = release.values.get("step")
     source = args.checkpoint.name + (f" (step {step})" if step is not None else "")
     meta = CheckpointMetadata(config=cfg, embodiment=spec.name, stats=stats,
-                              instruction_encoder=args.instruction_encoder, source=source)
+                              instruction_encoder=args.instruction_encoder, source=source,
+                              canvas=canvas_layout(spec))
     model_id = save_checkpoint(args.output, model, meta, dtype=DTYPES[args.dtype])
     return _summary(args, model_id, meta, state, release, stats_path, yaml_path)
 

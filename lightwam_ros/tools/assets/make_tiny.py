@@ -34,6 +34,7 @@ from lightwam_ros.model.config import PRESETS, LightWAMConfig, make_config
 from lightwam_ros.model.instructions import InstructionCache, prompt_for
 from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.model.lora import LoRA
+from lightwam_ros.policy.canvas import canvas_layout
 from lightwam_ros.policy.embodiment import EmbodimentSpec, VectorField, load_embodiment
 from lightwam_ros.policy.kinematics import arm_chain
 
@@ -226,7 +227,8 @@ def make_tiny_package(embodiment: str | Path, out_dir: str | Path, seed: int = 0
                           instructions=out / INSTRUCTIONS_NAME, tasks=tasks, model_id="")
     meta = CheckpointMetadata(config=cfg, embodiment=spec.name, stats=stats,
                               instruction_encoder=STANDIN_ENCODER_ID,
-                              source=f"random-init (lightwam-make-tiny, seed {seed})")
+                              source=f"random-init (lightwam-make-tiny, seed {seed})",
+                              canvas=canvas_layout(spec))
     model_id = save_checkpoint(package.checkpoint, random_model(cfg, seed), meta)
     package.stats.write_text(json.dumps(stats, indent=2) + "\n")
     standin_cache(tasks, cfg.dit.text_len, cfg.dit.text_dim).save(package.instructions)
