@@ -20,7 +20,10 @@ from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.ros.joint_state import make_joint_state
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp
 from lightwam_ros.tools.assets.model_files import ensure_tiny_package
+from lightwam_ros.tools.offline.bag_to_samples import main as bag_to_samples
 from lightwam_ros.tools.offline.offline_check import main as offline_check
+from lightwam_ros.train.config import config_from_dict
+from lightwam_ros.train.loop import Trainer
 
 START_NS = 1_700_000_000_000_000_000
 TASK = "beat the block with the hammer"
@@ -141,3 +144,29 @@ def test_nothing_readable_still_gets_a_report(model, tmp_path, capsys):
     code, figures, printed = check(model, bag, tmp_path / "report", capsys)
     assert code == 1 and "Traceback" not in printed
     assert problem_kinds(figures) == {"unreadable"}
+
+
+def test_a_model_trained_here_is_checked_offline(model, tmp_path, capsys):
+    """Recorded bag -> training episode -> lightwam-train -> export -> lightwam-offline-check:
+    the trainer's package is what every tool here loads (tiny preset, two steps)."""
+    bag = write_bag(tmp_path / "recorded")
+    # The generated bag holds no commands: the reached state is the explicit fallback.
+    assert bag_to_samples([str(bag), "--out", str(tmp_path / "episodes"), "--embodiment",
+                           "robotwin_aloha", "--actions", "state"]) == 0
+    cfg = config_from_dict({
+        "data": {"episodes": [str(tmp_path / "episodes")], "embodiment": "robotwin_aloha",
+                 "instructions": str(model.instruction_cache)},
+        "model": {"preset": "tiny", "trainable": "lora"},
+        "objective": {"video_weight": 0.0},
+        "optim": {"steps": 2, "batch_size": 2, "warmup_steps": 1},
+        "run": {"out_dir": str(tmp_path / "run"), "device": "cpu", "progress": False,
+                "tensorboard": False, "threads": 1}})
+    exported = Trainer(cfg, log=lambda _: None).run()
+    capsys.readouterr()
+    code = offline_check([str(bag), "--checkpoint", str(exported), "--instructions",
+                          str(exported.parent / "instructions.safetensors"), "--out",
+                          str(tmp_path / "report"), "--max-observations", "2"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.out + printed.err
+    figures = json.loads((tmp_path / "report" / "figures.json").read_text())
+    assert figures["counts"]["chunks"] == 2 and figures["vs_reference"] is not None
