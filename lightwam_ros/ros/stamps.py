@@ -24,12 +24,18 @@ def stamp_to_nanoseconds(stamp: Time) -> int:
     return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
-def nanoseconds_to_stamp(nanoseconds: int) -> Time:
-    """A ``builtin_interfaces/Time`` for non-negative integer nanoseconds."""
+def _seconds_and_nanoseconds(nanoseconds: int, what: str) -> tuple[int, int]:
+    """(sec, nanosec) of non-negative integer nanoseconds, within a ROS time's range."""
     sec, nanosec = divmod(int(nanoseconds), NS_PER_S)
     if not 0 <= sec <= _MAX_SEC:
-        raise ValueError(f"time {nanoseconds} ns is outside the range of a ROS stamp "
+        raise ValueError(f"{what} {nanoseconds} ns is outside the range of a ROS {what} "
                          f"(0 to {_MAX_SEC} s)")
+    return sec, nanosec
+
+
+def nanoseconds_to_stamp(nanoseconds: int) -> Time:
+    """A ``builtin_interfaces/Time`` for non-negative integer nanoseconds."""
+    sec, nanosec = _seconds_and_nanoseconds(nanoseconds, "stamp")
     return Time(sec=sec, nanosec=nanosec)
 
 
@@ -60,10 +66,7 @@ def seconds_to_duration(seconds: float) -> Duration:
 
 def nanoseconds_to_duration(nanoseconds: int) -> Duration:
     """A ``builtin_interfaces/Duration`` for non-negative integer nanoseconds."""
-    sec, nanosec = divmod(int(nanoseconds), NS_PER_S)
-    if not 0 <= sec <= _MAX_SEC:
-        raise ValueError(f"duration {nanoseconds} ns does not fit a ROS Duration "
-                         f"(0 to {_MAX_SEC} s)")
+    sec, nanosec = _seconds_and_nanoseconds(nanoseconds, "duration")
     return Duration(sec=sec, nanosec=nanosec)
 
 
