@@ -65,7 +65,7 @@ class Source:
 @pytest.mark.parametrize("parameters, reason", [
     ({"output": "{tmp}"}, "already exists; name a new bag directory"),
     ({}, "nothing to record"),
-    ({"embodiment": "ur5"}, "no parameter files for embodiment 'ur5'"),
+    ({"embodiment": "ur5"}, "unknown embodiment 'ur5'"),
     ({"policy_params_file": "p.yaml"}, "give both, or an embodiment"),
     ({"topics": ["bad topic"]}, "parameter topics: invalid topic name 'bad topic'"),
     ({"topics": ["/a"], "flush_period": 0.0}, "flush_period must be > 0"),
