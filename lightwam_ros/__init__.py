@@ -4,6 +4,7 @@ The generated message module (``lightwam_ros.msg``) is installed by CMake into t
 site-packages, while the Python sources may live elsewhere (an editable install or a colcon
 workspace overlay): extend the package path so both halves import as one package.
 """
+
 from pkgutil import extend_path
 
 __path__ = extend_path(__path__, __name__)

@@ -1,5 +1,6 @@
 """Test-wide isolation: every run gets loopback-only discovery, a random ROS_DOMAIN_ID and a
 temporary ROS_LOG_DIR, set before any test imports rclpy so child processes inherit them too."""
+
 import os
 
 from lightwam_ros.tools.launch.ros_env import isolated_ros_env

@@ -1,5 +1,6 @@
 """The package's metadata and entry points stay consistent: package.xml is a valid format-3
 manifest declaring what the code imports, and the README's commands are what CI runs."""
+
 import re
 import subprocess
 from pathlib import Path
@@ -49,9 +50,14 @@ def test_readme_has_two_commands_and_ci_runs_the_test_one():
     commands = _readme_commands()
     assert len(commands) == 2, commands
     test_command = commands[1].strip()
-    ci_lines = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()
-                if line.strip() and not line.startswith("#") and not line.startswith("set ")
-                and not line.startswith("cd ")]
+    ci_lines = [
+        line.strip()
+        for line in (ROOT / ".ci/run").read_text().splitlines()
+        if line.strip()
+        and not line.startswith("#")
+        and not line.startswith("set ")
+        and not line.startswith("cd ")
+    ]
     assert ci_lines == [test_command]
 
 
@@ -59,11 +65,24 @@ def test_everything_the_setup_reads_is_tracked_by_git():
     """A fresh clone has only tracked files: the set-up's inputs must all be among them."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                                 check=True).stdout.split())
-    needed = {"scripts/setup.sh", "scripts/run_tests.sh", "scripts/run_demo.sh", ".ci/run",
-              "CMakeLists.txt", "package.xml", "setup.py", "resource/executables.txt",
-              "resource/lightwam_ros", "requirements/runtime.txt", "requirements/build.txt",
-              "requirements/test.txt"}
+    tracked = set(
+        subprocess.run(
+            ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    needed = {
+        "scripts/setup.sh",
+        "scripts/run_tests.sh",
+        "scripts/run_demo.sh",
+        ".ci/run",
+        "CMakeLists.txt",
+        "package.xml",
+        "setup.py",
+        "resource/executables.txt",
+        "resource/lightwam_ros",
+        "requirements/runtime.txt",
+        "requirements/build.txt",
+        "requirements/test.txt",
+    }
     needed |= {str(p.relative_to(ROOT)) for p in (ROOT / "msg").glob("*.msg")}
     assert needed <= tracked, f"untracked: {sorted(needed - tracked)}"

@@ -5,6 +5,7 @@ averaging over it: a camera that stalled for a second, a clock that jumped back,
 never recorded.  ``StreamHealth`` is fed (topic, log time, header stamp) per message - the stamp
 read straight from the CDR bytes by ``header_stamp_ns``, so checking a bag decodes nothing.
 """
+
 from __future__ import annotations
 
 import struct
@@ -45,9 +46,11 @@ def missing_topics(bag_topics: Iterable[str], required: Iterable[str]) -> list[B
     """A "missing_topic" problem for each required topic the bag does not hold."""
     present = set(bag_topics)
     listing = ", ".join(sorted(present)) or "no topics"
-    return [BagProblem("missing_topic", f"topic {topic} is not in the bag (it holds {listing})",
-                       topic)
-            for topic in required if topic not in present]
+    return [
+        BagProblem("missing_topic", f"topic {topic} is not in the bag (it holds {listing})", topic)
+        for topic in required
+        if topic not in present
+    ]
 
 
 @dataclass
@@ -111,8 +114,13 @@ class StreamHealth:
         median = float(np.median(intervals))
         threshold = max(self.gap_factor * median, self.min_gap)
         longest = int(np.argmax(intervals))
-        return _Gaps(median, threshold, float(intervals[longest]), int(times[longest]),
-                     int(np.count_nonzero(intervals > threshold)))
+        return _Gaps(
+            median,
+            threshold,
+            float(intervals[longest]),
+            int(times[longest]),
+            int(np.count_nonzero(intervals > threshold)),
+        )
 
     def problems(self) -> list[BagProblem]:
         """One problem per topic and kind: gaps, header stamps or log times going backwards."""
@@ -127,20 +135,33 @@ class StreamHealth:
         for topic, track in sorted(self._tracks.items()):
             gaps = self._gaps(track)
             if gaps is not None and gaps.count:
-                found.append(BagProblem(
-                    "gap", f"topic {topic}: {gaps.count} gap(s) longer than "
-                    f"{gaps.threshold:.3f} s (median period {gaps.median_period:.3f} s); the "
-                    f"longest, {gaps.longest:.3f} s, starts at {at(gaps.longest_at)}", topic))
+                found.append(
+                    BagProblem(
+                        "gap",
+                        f"topic {topic}: {gaps.count} gap(s) longer than "
+                        f"{gaps.threshold:.3f} s (median period {gaps.median_period:.3f} s); the "
+                        f"longest, {gaps.longest:.3f} s, starts at {at(gaps.longest_at)}",
+                        topic,
+                    )
+                )
             if track.first_stamp_backwards_at is not None:  # set with the first one
-                found.append(BagProblem(
-                    "out_of_order", f"topic {topic}: {track.stamps_backwards} header stamp(s) "
-                    f"not after the previous one, first at {at(track.first_stamp_backwards_at)}",
-                    topic))
+                found.append(
+                    BagProblem(
+                        "out_of_order",
+                        f"topic {topic}: {track.stamps_backwards} header stamp(s) "
+                        f"not after the previous one, first at {at(track.first_stamp_backwards_at)}",
+                        topic,
+                    )
+                )
             if track.first_log_backwards_at is not None:
-                found.append(BagProblem(
-                    "out_of_order", f"topic {topic}: log time went backwards "
-                    f"{track.log_backwards} time(s), first at {at(track.first_log_backwards_at)}",
-                    topic))
+                found.append(
+                    BagProblem(
+                        "out_of_order",
+                        f"topic {topic}: log time went backwards "
+                        f"{track.log_backwards} time(s), first at {at(track.first_log_backwards_at)}",
+                        topic,
+                    )
+                )
         return found
 
     def summary(self) -> dict[str, dict]:

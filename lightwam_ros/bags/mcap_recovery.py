@@ -7,6 +7,7 @@ still be read front to back.  ``scan_mcap`` (pass one) checks each chunk (length
 collects schemas, channels, counts and where each block of messages lies; ``iter_messages``
 (pass two) reads the messages back in log-time order with one block in memory at a time.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -28,9 +29,15 @@ OP_CHANNEL = 0x04
 OP_MESSAGE = 0x05
 OP_CHUNK = 0x06
 OP_METADATA = 0x0C
-RECORD_NAMES = {OP_HEADER: "header", OP_FOOTER: "footer", OP_SCHEMA: "schema",
-                OP_CHANNEL: "channel", OP_MESSAGE: "message", OP_CHUNK: "chunk",
-                OP_METADATA: "metadata"}
+RECORD_NAMES = {
+    OP_HEADER: "header",
+    OP_FOOTER: "footer",
+    OP_SCHEMA: "schema",
+    OP_CHANNEL: "channel",
+    OP_MESSAGE: "message",
+    OP_CHUNK: "chunk",
+    OP_METADATA: "metadata",
+}
 RECORD_HEAD = struct.Struct("<BQ")  # opcode, content length
 MESSAGE_HEAD = struct.Struct("<HIQQ")  # channel id, sequence, log time, publish time
 CHUNK_HEAD = struct.Struct("<QQQI")  # start time, end time, uncompressed size, CRC32
@@ -114,7 +121,7 @@ class _Cursor:
     def take(self, size: int) -> memoryview:
         if size < 0 or self.pos + size > len(self.data):
             raise McapFormatError(f"field of {size} bytes runs past the end of its record")
-        view = self.data[self.pos:self.pos + size]
+        view = self.data[self.pos : self.pos + size]
         self.pos += size
         return view
 
@@ -156,7 +163,7 @@ def _parse_message(content: memoryview) -> tuple[int, int, memoryview]:
     if len(content) < MESSAGE_HEAD.size:
         raise McapFormatError(f"message record of {len(content)} bytes is too short")
     channel_id, _, log_time, _ = MESSAGE_HEAD.unpack_from(content)
-    return channel_id, log_time, content[MESSAGE_HEAD.size:]
+    return channel_id, log_time, content[MESSAGE_HEAD.size :]
 
 
 def _records(data: memoryview) -> Iterator[tuple[int, memoryview]]:
@@ -168,14 +175,17 @@ def _records(data: memoryview) -> Iterator[tuple[int, memoryview]]:
         opcode, length = RECORD_HEAD.unpack_from(data, pos)
         start = pos + RECORD_HEAD.size
         if start + length > len(data):
-            raise McapFormatError(f"{RECORD_NAMES.get(opcode, hex(opcode))} record at byte "
-                                  f"{pos} runs {start + length - len(data)} bytes past its end")
-        yield opcode, data[start:start + length]
+            raise McapFormatError(
+                f"{RECORD_NAMES.get(opcode, hex(opcode))} record at byte "
+                f"{pos} runs {start + length - len(data)} bytes past its end"
+            )
+        yield opcode, data[start : start + length]
         pos = start + length
 
 
 def metadata_record(name: str, values: Mapping[str, str]) -> bytes:
     """An MCAP metadata record (opcode, length, name, string map) ready to append to a file."""
+
     def string(text: str) -> bytes:
         encoded = text.encode("utf-8")
         return struct.pack("<I", len(encoded)) + encoded
@@ -218,8 +228,10 @@ class _Scanner:
             end = pos + RECORD_HEAD.size + length
             name = RECORD_NAMES.get(opcode, f"0x{opcode:02x}")
             if end > scan.file_size:
-                scan.damage = (f"the file ends inside a {name} record at byte {pos} "
-                               f"({end - scan.file_size} of its bytes are missing)")
+                scan.damage = (
+                    f"the file ends inside a {name} record at byte {pos} "
+                    f"({end - scan.file_size} of its bytes are missing)"
+                )
                 if opcode == OP_CHUNK:
                     self._note_lost_chunk(length)
                 break
@@ -235,8 +247,9 @@ class _Scanner:
             pos = scan.valid_end = end
             self.stream.seek(end)
         else:
-            scan.damage = ("the file has no summary and footer (its writer did not close it, "
-                           "e.g. it was killed)")
+            scan.damage = (
+                "the file has no summary and footer (its writer did not close it, e.g. it was killed)"
+            )
         self._end_unchunked()
 
     def _handle(self, opcode: int, pos: int, length: int) -> None:
@@ -290,12 +303,28 @@ class _Scanner:
             self._add_block(start, end - start, "", end - start, 0, block)
             self.unchunked = None
 
-    def _add_block(self, offset: int, stored_size: int, compression: str, uncompressed_size: int,
-                   crc: int, block: _BlockCollector) -> None:
+    def _add_block(
+        self,
+        offset: int,
+        stored_size: int,
+        compression: str,
+        uncompressed_size: int,
+        crc: int,
+        block: _BlockCollector,
+    ) -> None:
         if block.start_ns is not None and block.end_ns is not None:
-            self.scan.blocks.append(Block(offset, stored_size, compression, uncompressed_size, crc,
-                                          block.start_ns, block.end_ns,
-                                          frozenset(block.channel_ids)))
+            self.scan.blocks.append(
+                Block(
+                    offset,
+                    stored_size,
+                    compression,
+                    uncompressed_size,
+                    crc,
+                    block.start_ns,
+                    block.end_ns,
+                    frozenset(block.channel_ids),
+                )
+            )
 
     def _note_lost_chunk(self, length: int) -> None:
         head = self.stream.read(min(length, CHUNK_HEAD.size))
@@ -322,15 +351,15 @@ def scan_mcap(path: str | os.PathLike) -> McapScan:
         if not magic:
             raise McapFormatError(f"{path} is empty")
         if magic != MAGIC:
-            raise McapFormatError(f"{path} is not an MCAP file (it does not start with the MCAP "
-                                  "magic bytes)")
+            raise McapFormatError(f"{path} is not an MCAP file (it does not start with the MCAP magic bytes)")
         scan = McapScan(path=path, file_size=size)
         _Scanner(stream, scan).scan_records()
     return scan
 
 
-def _block_messages(stream: BinaryIO, block: Block, index: int, wanted: Collection[int]
-                    ) -> Iterator[tuple[int, int, int, int, bytes | None]]:
+def _block_messages(
+    stream: BinaryIO, block: Block, index: int, wanted: Collection[int]
+) -> Iterator[tuple[int, int, int, int, bytes | None]]:
     """A sentinel at the block's start time, then its messages sorted by log time, as
     (log time, block index, position, channel id, data): reading waits for the sentinel's turn
     in the merge, so only the blocks that overlap in time are in memory together."""
@@ -338,10 +367,11 @@ def _block_messages(stream: BinaryIO, block: Block, index: int, wanted: Collecti
     stream.seek(block.offset)
     data = stream.read(block.stored_size)
     if len(data) != block.stored_size:
-        raise McapFormatError(f"{block.stored_size - len(data)} bytes of the block at byte "
-                              f"{block.offset} are gone (the file changed since it was scanned)")
-    records = _decompressed(memoryview(data), block.compression, block.uncompressed_size,
-                            block.crc)
+        raise McapFormatError(
+            f"{block.stored_size - len(data)} bytes of the block at byte "
+            f"{block.offset} are gone (the file changed since it was scanned)"
+        )
+    records = _decompressed(memoryview(data), block.compression, block.uncompressed_size, block.crc)
     messages: list[tuple[int, int, int, int, bytes]] = []
     for opcode, content in _records(memoryview(records)):
         if opcode == OP_MESSAGE:
@@ -352,14 +382,18 @@ def _block_messages(stream: BinaryIO, block: Block, index: int, wanted: Collecti
     yield from messages
 
 
-def iter_messages(scan: McapScan, channel_ids: Collection[int] | None = None
-                  ) -> Iterator[tuple[int, int, bytes]]:
+def iter_messages(
+    scan: McapScan, channel_ids: Collection[int] | None = None
+) -> Iterator[tuple[int, int, bytes]]:
     """Pass two: (channel id, log time, data) of the scanned blocks in log-time order (ties keep
     file order).  Raises McapFormatError if the file no longer matches the scan."""
     wanted = set(scan.channels if channel_ids is None else channel_ids)
     with scan.path.open("rb") as stream:
-        sources = [_block_messages(stream, block, index, wanted)
-                   for index, block in enumerate(scan.blocks) if block.channel_ids & wanted]
+        sources = [
+            _block_messages(stream, block, index, wanted)
+            for index, block in enumerate(scan.blocks)
+            if block.channel_ids & wanted
+        ]
         for log_time, _, position, channel_id, data in heapq.merge(*sources):
             if position >= 0 and data is not None:
                 yield channel_id, log_time, data

@@ -1,5 +1,6 @@
 """The custom metadata lightwam-record writes into a bag, for lightwam-replay, the offline tools
 and training: the embodiment, the instruction and its topic, and each topic's role in the run."""
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,5 @@ def recorded_topic_roles(metadata: Mapping[str, str]) -> dict[str, str] | None:
     except json.JSONDecodeError:
         roles = None
     if not isinstance(roles, dict):
-        raise ValueError(f"the bag's {METADATA_TOPIC_ROLES} metadata is not a JSON object: "
-                         f"{text[:80]!r}")
+        raise ValueError(f"the bag's {METADATA_TOPIC_ROLES} metadata is not a JSON object: {text[:80]!r}")
     return roles

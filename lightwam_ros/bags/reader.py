@@ -6,6 +6,7 @@ scanned record by record (``mcap_recovery``) and everything before the damage is
 "truncated" problem that says how much.  Bad input never ends in a traceback: ``BagError`` when
 there is nothing to read at all, otherwise ``problems``.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,7 @@ from lightwam_ros.bags.typestore import project_typestore
 
 NS_PER_S = 1_000_000_000
 IDL_SEPARATOR = "=" * 80 + "\n"
-DEFINITION_FORMATS = {MessageDefinitionFormat.MSG: "ros2msg",
-                      MessageDefinitionFormat.IDL: "ros2idl"}
+DEFINITION_FORMATS = {MessageDefinitionFormat.MSG: "ros2msg", MessageDefinitionFormat.IDL: "ros2idl"}
 
 
 class BagError(Exception):
@@ -80,8 +80,9 @@ def _parse_definition(msgtype: str, fmt: str, text: str) -> dict:
     sections = text.split(IDL_SEPARATOR)[1:] if text.startswith(IDL_SEPARATOR) else [text]
     types: dict = {}
     for section in sections:
-        types.update(get_types_from_idl(section.split("\n", 1)[1] if section.startswith("IDL: ")
-                                        else section))
+        types.update(
+            get_types_from_idl(section.split("\n", 1)[1] if section.startswith("IDL: ") else section)
+        )
     return types
 
 
@@ -165,10 +166,16 @@ class BagReader:
 
     def _adopt_rosbags(self, reader: Reader) -> None:
         streams = [
-            _Stream(conn.topic, conn.msgtype, conn.msgcount,
-                    (DEFINITION_FORMATS[conn.msgdef.format], conn.msgdef.data)
-                    if conn.msgdef.format in DEFINITION_FORMATS and conn.msgdef.data else None)
-            for conn in reader.connections]
+            _Stream(
+                conn.topic,
+                conn.msgtype,
+                conn.msgcount,
+                (DEFINITION_FORMATS[conn.msgdef.format], conn.msgdef.data)
+                if conn.msgdef.format in DEFINITION_FORMATS and conn.msgdef.data
+                else None,
+            )
+            for conn in reader.connections
+        ]
         self._adopt_streams(streams)
         if reader.message_count:
             self.start_ns, self.end_ns = reader.start_time, reader.end_time - 1
@@ -193,8 +200,14 @@ class BagReader:
             for channel in scan.channels.values():
                 schema = scan.schemas.get(channel.schema_id)
                 definition = (schema.encoding, schema.data) if schema and schema.data else None
-                streams.append(_Stream(channel.topic, schema.name if schema else "",
-                                       scan.message_counts.get(channel.id, 0), definition))
+                streams.append(
+                    _Stream(
+                        channel.topic,
+                        schema.name if schema else "",
+                        scan.message_counts.get(channel.id, 0),
+                        definition,
+                    )
+                )
             self.metadata.update(scan.metadata.get(CUSTOM_DATA_RECORD, {}))
         self._adopt_streams(streams)
         starts = [s.start_ns for s in self._scans if s.start_ns is not None]
@@ -202,20 +215,31 @@ class BagReader:
         self.start_ns, self.end_ns = min(starts, default=None), max(ends, default=None)
 
     def _note_damage(self, scan: McapScan, rosbags_error: Exception) -> None:
-        recovered = (f"recovered {scan.message_count} messages"
-                     + (f" ({_seconds(scan.end_ns - scan.start_ns)} of log time)"
-                        if scan.start_ns is not None and scan.end_ns is not None else ""))
+        recovered = f"recovered {scan.message_count} messages" + (
+            f" ({_seconds(scan.end_ns - scan.start_ns)} of log time)"
+            if scan.start_ns is not None and scan.end_ns is not None
+            else ""
+        )
         if scan.damage is None:
-            self.problems.append(BagProblem(
-                "unreadable", f"{scan.path.name}: rosbags cannot open it ({rosbags_error}); "
-                f"{recovered} by scanning it"))
+            self.problems.append(
+                BagProblem(
+                    "unreadable",
+                    f"{scan.path.name}: rosbags cannot open it ({rosbags_error}); {recovered} by scanning it",
+                )
+            )
             return
-        lost = (f"; the cut-off chunk held {_seconds(scan.lost_span_ns[1] - scan.lost_span_ns[0])}"
-                " of messages" if scan.lost_span_ns else "")
-        self.problems.append(BagProblem(
-            "truncated", f"{scan.path.name}: {scan.damage}; {recovered} from the complete "
-            f"records before it, {scan.file_size - scan.valid_end} bytes after them are lost"
-            + lost))
+        lost = (
+            f"; the cut-off chunk held {_seconds(scan.lost_span_ns[1] - scan.lost_span_ns[0])} of messages"
+            if scan.lost_span_ns
+            else ""
+        )
+        self.problems.append(
+            BagProblem(
+                "truncated",
+                f"{scan.path.name}: {scan.damage}; {recovered} from the complete "
+                f"records before it, {scan.file_size - scan.valid_end} bytes after them are lost" + lost,
+            )
+        )
 
     def _adopt_streams(self, streams: list[_Stream]) -> None:
         counts: Counter[str] = Counter()
@@ -237,20 +261,25 @@ class BagReader:
         known = project_typestore().fielddefs
         for topic, msgtype in self.topics.items():
             if msgtype in unusable or (msgtype not in self._bag_types and msgtype not in known):
-                reason = unusable.get(msgtype, "the bag holds no definition of it and it is not "
-                                               "a ROS 2 Kilted or lightwam_ros message")
-                self.problems.append(BagProblem(
-                    "unknown_type", f"topic {topic}: message type {msgtype or '(none)'} - "
-                    f"{reason}; its {self.counts[topic]} messages can be listed but not decoded",
-                    topic))
+                reason = unusable.get(
+                    msgtype,
+                    "the bag holds no definition of it and it is not a ROS 2 Kilted or lightwam_ros message",
+                )
+                self.problems.append(
+                    BagProblem(
+                        "unknown_type",
+                        f"topic {topic}: message type {msgtype or '(none)'} - "
+                        f"{reason}; its {self.counts[topic]} messages can be listed but not decoded",
+                        topic,
+                    )
+                )
 
     # ---------------------------------------------------------------------------------- reading
 
     def messages(self, topics: Collection[str] | None = None) -> Iterator[BagMessage]:
         """Messages in log-time order, optionally of some topics only.  Damage met on the way
         ends the iteration and adds a problem."""
-        wanted = set(self.topics if topics is None else [topics] if isinstance(topics, str)
-                     else topics)
+        wanted = set(self.topics if topics is None else [topics] if isinstance(topics, str) else topics)
         count = 0
         try:
             for message in self._raw_messages(wanted):
@@ -271,9 +300,11 @@ class BagReader:
                     yield BagMessage(conn.topic, conn.msgtype, log_time, bytes(data))
             return
         for scan in self._scans:
-            streams = {cid: (ch.topic, scan.schemas[ch.schema_id].name
-                             if ch.schema_id in scan.schemas else "")
-                       for cid, ch in scan.channels.items() if ch.topic in wanted}
+            streams = {
+                cid: (ch.topic, scan.schemas[ch.schema_id].name if ch.schema_id in scan.schemas else "")
+                for cid, ch in scan.channels.items()
+                if ch.topic in wanted
+            }
             for channel_id, log_time, data in iter_messages(scan, streams):
                 topic, msgtype = streams[channel_id]
                 yield BagMessage(topic, msgtype, log_time, data)
@@ -290,15 +321,18 @@ class BagReader:
             try:
                 store.register(types)
             except Exception as exc:  # noqa: BLE001 - rosbags' code generator raises assorted
-                raise BagDecodeError(f"the message definitions of {self.path} are inconsistent: "
-                                     f"{exc}") from None
+                raise BagDecodeError(
+                    f"the message definitions of {self.path} are inconsistent: {exc}"
+                ) from None
             self._typestore = store
         return self._typestore
 
     def decode(self, message: BagMessage) -> object:
         """The rosbags message object of ``message``; BagDecodeError says why not."""
-        where = f"{message.msgtype or '(no type)'} message on {message.topic} at log time " \
-                f"{_seconds(message.log_time_ns)}"
+        where = (
+            f"{message.msgtype or '(no type)'} message on {message.topic} at log time "
+            f"{_seconds(message.log_time_ns)}"
+        )
         store = self.typestore
         if message.msgtype not in store.fielddefs:
             raise BagDecodeError(f"cannot decode the {where}: its type has no definition")

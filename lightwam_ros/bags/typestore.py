@@ -4,6 +4,7 @@ Bags embed the definition of every message type they hold, so the store must kno
 own messages.  They are read from the ``.msg`` files - the same files rosidl generates the Python
 classes from - so a bag written here and one written by ``ros2 bag record`` describe them alike.
 """
+
 from __future__ import annotations
 
 import functools
@@ -43,7 +44,8 @@ def find_msg_dir() -> Path:
     raise MessageDefinitionsNotFound(
         f"cannot find the message definitions of {PACKAGE} ({wanted}); searched: "
         + ", ".join(str(folder) for folder in searched)
-        + ". Run from a source checkout or source the workspace that installed the package.")
+        + ". Run from a source checkout or source the workspace that installed the package."
+    )
 
 
 def project_types(msg_dir: Path) -> dict:

@@ -7,6 +7,7 @@ on disk and ``BagReader`` recovers it.  ``close`` adds the summary, footer and m
 make the bag readable by rosbags and by ``ros2 bag``.  The bag embeds every message definition
 (rosbags' ``Writer`` does that from the type store), the project's own messages included.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,10 +42,17 @@ MAX_LOG_TIME_NS = 2**63 - 1  # rosbag2 stores signed 64-bit nanoseconds
 # pinned rosbags 0.11.9: checked when a bag is opened; test_bag_kill.py guards the behaviour.
 STORAGE_INTERNALS = ("chunk", "close_chunk", "bio")
 _INFINITE = {"sec": 9223372036, "nsec": 854775807}  # rmw's infinite duration, as rosbag2 dumps it
-QOS_DEFAULTS = {"history": "keep_last", "depth": 10, "reliability": "reliable",
-                "durability": "volatile", "deadline": _INFINITE, "lifespan": _INFINITE,
-                "liveliness": "automatic", "liveliness_lease_duration": _INFINITE,
-                "avoid_ros_namespace_conventions": False}
+QOS_DEFAULTS = {
+    "history": "keep_last",
+    "depth": 10,
+    "reliability": "reliable",
+    "durability": "volatile",
+    "deadline": _INFINITE,
+    "lifespan": _INFINITE,
+    "liveliness": "automatic",
+    "liveliness_lease_duration": _INFINITE,
+    "avoid_ros_namespace_conventions": False,
+}
 
 
 class BagWriteError(Exception):
@@ -67,14 +75,21 @@ class BagWriter:
     messages being written included, so memory stays bounded when the disk is slow.
     ``error`` says why the writer thread stopped (e.g. disk full); None while it runs."""
 
-    def __init__(self, path: str | os.PathLike, *, typestore: Typestore | None = None,
-                 max_queue_messages: int = 1000, max_queue_bytes: int = 256 * MIB,
-                 flush_period: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        typestore: Typestore | None = None,
+        max_queue_messages: int = 1000,
+        max_queue_bytes: int = 256 * MIB,
+        flush_period: float = 1.0,
+    ) -> None:
         if max_queue_messages < 1 or max_queue_bytes < 1 or not flush_period > 0:
             raise BagWriteError(
                 f"queue limits must be >= 1 and the flush period > 0 s, got max_queue_messages="
                 f"{max_queue_messages}, max_queue_bytes={max_queue_bytes}, "
-                f"flush_period={flush_period}")
+                f"flush_period={flush_period}"
+            )
         self.path = Path(path)
         self._typestore = typestore if typestore is not None else project_typestore()
         self._max_messages = max_queue_messages
@@ -98,8 +113,7 @@ class BagWriter:
         self._closed = False
         self.error: str | None = None
 
-        self._thread = threading.Thread(target=self._run, name=f"bag-writer {self.path.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"bag-writer {self.path.name}", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------------------ public API
@@ -113,19 +127,23 @@ class BagWriter:
             existing = self._connections.get(topic)
             if existing is not None:
                 if existing.msgtype != msgtype:
-                    raise BagWriteError(f"topic {topic} was added as {existing.msgtype}; it "
-                                        f"cannot be added again as {msgtype}")
+                    raise BagWriteError(
+                        f"topic {topic} was added as {existing.msgtype}; it "
+                        f"cannot be added again as {msgtype}"
+                    )
                 return
             if msgtype not in self._typestore.fielddefs:
                 raise BagWriteError(
                     f"cannot record topic {topic}: unknown message type {msgtype!r} (expected "
                     "a full name such as sensor_msgs/msg/Image of a ROS 2 Kilted or "
-                    "lightwam_ros message, or a type registered in the writer's type store)")
+                    "lightwam_ros message, or a type registered in the writer's type store)"
+                )
             qos = _qos_profiles(topic, offered_qos)
             if self._bag.storage is None:
                 raise BagWriteError(f"cannot add topic {topic}: bag {self.path} is closed")
-            connection = self._bag.add_connection(topic, msgtype, typestore=self._typestore,
-                                                  offered_qos_profiles=qos)
+            connection = self._bag.add_connection(
+                topic, msgtype, typestore=self._typestore, offered_qos_profiles=qos
+            )
             self._connections = {**self._connections, topic: connection}
 
     def offer(self, topic: str, log_time_ns: int, data: bytes) -> bool:
@@ -133,18 +151,25 @@ class BagWriter:
         queue is full, the writer failed (see ``error``) or the bag is closing."""
         connection = self._connections.get(topic)
         if connection is None:
-            raise BagWriteError(f"topic {topic} was not added to bag {self.path} "
-                                "(call add_topic first)")
-        if (not isinstance(data, (bytes, bytearray, memoryview))
-                or not isinstance(log_time_ns, int) or not 0 <= log_time_ns <= MAX_LOG_TIME_NS):
-            raise BagWriteError(f"topic {topic}: expected serialized bytes and a log time of 0 to "
-                                f"{MAX_LOG_TIME_NS} ns, got {type(data).__name__} at "
-                                f"{log_time_ns!r}")
+            raise BagWriteError(f"topic {topic} was not added to bag {self.path} (call add_topic first)")
+        if (
+            not isinstance(data, (bytes, bytearray, memoryview))
+            or not isinstance(log_time_ns, int)
+            or not 0 <= log_time_ns <= MAX_LOG_TIME_NS
+        ):
+            raise BagWriteError(
+                f"topic {topic}: expected serialized bytes and a log time of 0 to "
+                f"{MAX_LOG_TIME_NS} ns, got {type(data).__name__} at "
+                f"{log_time_ns!r}"
+            )
         size = len(data)
         with self._state:
-            if (self.error is not None or self._closing
-                    or self._pending_messages >= self._max_messages
-                    or self._pending_bytes + size > self._max_bytes):
+            if (
+                self.error is not None
+                or self._closing
+                or self._pending_messages >= self._max_messages
+                or self._pending_bytes + size > self._max_bytes
+            ):
                 self._dropped[topic] += 1
                 return False
             self._queue.append((topic, connection, log_time_ns, data))
@@ -166,8 +191,13 @@ class BagWriter:
 
     def stats(self) -> WriterStats:
         with self._state:
-            return WriterStats(sum(self._written.values()), sum(self._dropped.values()),
-                               self._bytes_written, dict(self._written), dict(self._dropped))
+            return WriterStats(
+                sum(self._written.values()),
+                sum(self._dropped.values()),
+                self._bytes_written,
+                dict(self._written),
+                dict(self._dropped),
+            )
 
     def close(self) -> WriterStats:
         """Write what is queued, then the summary and metadata.yaml.  Does not raise on write
@@ -282,6 +312,8 @@ def _open_mcap_bag(path: Path) -> Writer:
     missing = [name for name in STORAGE_INTERNALS if not hasattr(bag.storage, name)]
     if missing:
         bag.abort()
-        raise BagWriteError(f"this rosbags version's MCAP writer lacks {missing}; BagWriter "
-                            "needs rosbags 0.11.9 (see requirements/runtime.txt)")
+        raise BagWriteError(
+            f"this rosbags version's MCAP writer lacks {missing}; BagWriter "
+            "needs rosbags 0.11.9 (see requirements/runtime.txt)"
+        )
     return bag

@@ -4,10 +4,10 @@ Asking when the plan is about to run out, instead of predicting on a fixed timer
 policy (a CPU, a big model) from predicting chunks that are stale before they arrive, and a fast
 one from wasting the GPU. ``lead_time`` should cover the policy's latency plus transport.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 from lightwam_ros.policy.chunk import NS_PER_S
 
@@ -25,16 +25,19 @@ class ChunkRequestTimer:
         self.retry = retry
         self._lead_ns = round(lead_time * NS_PER_S)
         self._retry_ns = round(retry * NS_PER_S)
-        self._asked_at: Optional[int] = None
+        self._asked_at: int | None = None
         self._accepted_when_asked = -1
 
-    def due(self, now_ns: int, plan_end_ns: Optional[int], chunks_accepted: int) -> bool:
+    def due(self, now_ns: int, plan_end_ns: int | None, chunks_accepted: int) -> bool:
         """Whether to send a request now (recorded as sent when True); times in ns, no plan
         is ``plan_end_ns=None``."""
         if plan_end_ns is not None and plan_end_ns - now_ns > self._lead_ns:
             return False
-        if (self._asked_at is not None and chunks_accepted == self._accepted_when_asked
-                and now_ns - self._asked_at < self._retry_ns):
+        if (
+            self._asked_at is not None
+            and chunks_accepted == self._accepted_when_asked
+            and now_ns - self._asked_at < self._retry_ns
+        ):
             return False
         self._asked_at, self._accepted_when_asked = now_ns, chunks_accepted
         return True

@@ -7,6 +7,7 @@ solved by IK warm-started from the previous step.  The gripper component becomes
 finger-position column appended after the arm joints, through the embodiment's gripper map
 (``GripperSpec.command_to_joint``, the one map from gripper commands to joint positions).
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,7 @@ def delta_eef_to_joint_targets(
     """
     deltas = np.asarray(deltas, dtype=np.float64)
     if deltas.ndim != 2 or deltas.shape[1] != DELTA_EEF_DIM:
-        raise ValueError(f"a delta-EEF chunk has {DELTA_EEF_DIM} columns, got shape "
-                         f"{deltas.shape}")
+        raise ValueError(f"a delta-EEF chunk has {DELTA_EEF_DIM} columns, got shape {deltas.shape}")
     if not math.isfinite(finger_start):
         raise ValueError(f"finger_start must be finite, got {finger_start}")
     q = np.asarray(q_start, dtype=np.float64)

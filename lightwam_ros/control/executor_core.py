@@ -15,6 +15,7 @@ relative to its own start (a local origin).  Delta-EEF chunks are converted to j
 first (``command_layout.CommandLayout``).  The object is not thread-safe: call it from one thread
 (or one ROS callback group).
 """
+
 from __future__ import annotations
 
 import math
@@ -122,12 +123,16 @@ class ChunkExecutorCore:
         end included.  Empty without a plan (the command then holds where it is)."""
         if period_ns <= 0:
             raise ValueError(f"period_ns must be > 0, got {period_ns}")
-        end = self.plan_end_ns
-        if end is None or self._t_cmd is None or self._watchdog.state not in FOLLOWING_STATES:
+        end, trajectory = self.plan_end_ns, self._trajectory
+        if (
+            end is None
+            or trajectory is None
+            or self._t_cmd is None
+            or self._watchdog.state not in FOLLOWING_STATES
+        ):
             return np.zeros(0, dtype=np.int64), np.zeros((0, self._dim))
         times = np.append(np.arange(self._t_cmd, end, period_ns, dtype=np.int64), end)
-        positions = np.array([self._trajectory.sample((t - self._origin_ns) / NS_PER_S)[0].copy()
-                              for t in times])
+        positions = np.array([trajectory.sample((t - self._origin_ns) / NS_PER_S)[0].copy() for t in times])
         return times, np.clip(positions, self.config.limits.lower, self.config.limits.upper)
 
     # ---------------------------------------------------------------- inputs
@@ -150,23 +155,20 @@ class ChunkExecutorCore:
             return SubmitResult(False, "e-stop latched: reset() first", 0)
         if self._measured is None:
             return SubmitResult(False, "no joint state received yet", 0)
-        now = self._clock()
+        now = int(self._clock())  # finite: a joint state has arrived
         if chunk.stamp_ns > now + self._max_skew_ns:
             ahead = (chunk.stamp_ns - now) / NS_PER_S
-            return SubmitResult(
-                False, f"chunk stamp is {ahead:.3f} s in the future: clocks disagree", 0
-            )
+            return SubmitResult(False, f"chunk stamp is {ahead:.3f} s in the future: clocks disagree", 0)
         verdict = self._safety.validate_chunk(chunk.executable())
         if not verdict.ok:
             return SubmitResult(False, f"invalid chunk: {verdict.reason}", 0)
-        clipped = chunk.with_actions(self._safety.clip_to_limits(chunk.executable()),
-                                     chunk.action_names, chunk.action_mode)
+        clipped = chunk.with_actions(
+            self._safety.clip_to_limits(chunk.executable()), chunk.action_names, chunk.action_mode
+        )
         kept = self._scheduler.add_chunk(clipped, now + self._min_lead_ns)
         if kept == 0:
             late = (now - chunk.waypoint_times_ns()[-1]) / NS_PER_S
-            return SubmitResult(
-                False, f"stale chunk: its last executable step ended {late:.3f} s ago", 0
-            )
+            return SubmitResult(False, f"stale chunk: its last executable step ended {late:.3f} s ago", 0)
         if self._watchdog.chunk_accepted(now):
             self._safety.start_ramp()
         if self._t_cmd is not None:
@@ -207,8 +209,13 @@ class ChunkExecutorCore:
             return
         self._origin_ns = t0_ns
         self._trajectory = build_trajectory(
-            self.config.interpolation, 0.0, self._cmd_pos, self._cmd_vel, self._cmd_acc,
-            (plan.times_ns - t0_ns) / NS_PER_S, plan.positions,
+            self.config.interpolation,
+            0.0,
+            self._cmd_pos,
+            self._cmd_vel,
+            self._cmd_acc,
+            (plan.times_ns - t0_ns) / NS_PER_S,
+            plan.positions,
         )
 
     # ---------------------------------------------------------------- control tick
@@ -218,23 +225,29 @@ class ChunkExecutorCore:
         t_ns = int(t_ns)
         if self._t_cmd is None:
             return self._first_tick(t_ns)
-        if t_ns <= self._t_cmd:
+        if t_ns <= self._t_cmd and self._last is not None:
             return self._last  # time did not advance: repeat the last command
         dt = (t_ns - self._t_cmd) / NS_PER_S
         measured_fresh = (t_ns - self._t_measured) / NS_PER_S <= self.config.measured_timeout
-        state = self._watchdog.update(t_ns, self.plan_end_ns, self._t_measured,
-                                      self._safety.ramp_scale >= 1.0)
-        if state in FOLLOWING_STATES:
-            target, target_velocity, _ = self._trajectory.sample((t_ns - self._origin_ns)
-                                                                 / NS_PER_S)
+        state = self._watchdog.update(
+            t_ns, self.plan_end_ns, self._t_measured, self._safety.ramp_scale >= 1.0
+        )
+        if state in FOLLOWING_STATES and self._trajectory is not None:
+            target, target_velocity, _ = self._trajectory.sample((t_ns - self._origin_ns) / NS_PER_S)
         else:
             if self._trajectory is not None:
                 self._drop_plan()  # abandoned: a new chunk starts afresh from where the arm stops
             target, target_velocity = brake_step(
                 self._cmd_pos, self._cmd_vel, self.config.limits.max_acceleration, dt
             )
-        safe = self._safety.filter(self._cmd_pos, self._cmd_vel, target,
-                                   self._measured if measured_fresh else None, dt, target_velocity)
+        safe = self._safety.filter(
+            self._cmd_pos,
+            self._cmd_vel,
+            target,
+            self._measured if measured_fresh else None,
+            dt,
+            target_velocity,
+        )
         self._t_cmd = t_ns
         self._cmd_pos, self._cmd_vel = safe.position, safe.velocity
         self._cmd_acc = safe.acceleration
@@ -243,8 +256,7 @@ class ChunkExecutorCore:
     def _first_tick(self, t_ns: int) -> Command:
         """Start commanding from the measured state (clipped into the limits), at rest."""
         if self._measured is None:
-            return Command(t_ns, None, None, None, self._watchdog.state, "no joint state yet",
-                           False)
+            return Command(t_ns, None, None, None, self._watchdog.state, "no joint state yet", False)
         limits = self.config.limits
         self._cmd_pos = np.clip(self._measured, limits.lower, limits.upper)
         self._t_cmd = t_ns
@@ -253,7 +265,12 @@ class ChunkExecutorCore:
 
     def _emit(self, t_ns: int, limited: bool) -> Command:
         self._last = Command(
-            t_ns, self._cmd_pos.copy(), self._cmd_vel.copy(), self._cmd_acc.copy(),
-            self._watchdog.state, self._watchdog.reason, limited,
+            t_ns,
+            self._cmd_pos.copy(),
+            self._cmd_vel.copy(),
+            self._cmd_acc.copy(),
+            self._watchdog.state,
+            self._watchdog.reason,
+            limited,
         )
         return self._last

@@ -23,13 +23,15 @@ jump.  The stream restarts instead: its samples are forgotten, the new one is ke
 restart is counted and described once (``StreamStats.restarts`` / ``last_restart``).  With
 ``expected_period`` set, gaps in the stamps count as dropped frames.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -95,8 +97,9 @@ class StaleInputError(RuntimeError):
     def __init__(self, t: float, problems: tuple[StreamProblem, ...]) -> None:
         self.t = t
         self.problems = problems
-        super().__init__(f"cannot assemble observation at t={t:.6f}: "
-                         + "; ".join(p.message for p in problems))
+        super().__init__(
+            f"cannot assemble observation at t={t:.6f}: " + "; ".join(p.message for p in problems)
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,9 +191,7 @@ def content_digest(value: Any) -> bytes:
     elif isinstance(value, (bytes, bytearray, memoryview)):
         hasher.update(value)
     else:
-        raise ValueError(
-            f"frozen-input detection needs numpy arrays or bytes, got {type(value).__name__}"
-        )
+        raise ValueError(f"frozen-input detection needs numpy arrays or bytes, got {type(value).__name__}")
     return hasher.digest()
 
 
@@ -202,9 +203,7 @@ class ObservationAssembler:
             raise ValueError("at least one stream is needed")
         for name, config in streams.items():
             if not isinstance(config, StreamConfig):
-                raise ValueError(
-                    f"stream {name!r}: expected a StreamConfig, got {type(config).__name__}"
-                )
+                raise ValueError(f"stream {name!r}: expected a StreamConfig, got {type(config).__name__}")
         self._streams = {name: _Stream(name, config) for name, config in streams.items()}
 
     def _stream(self, name: str) -> _Stream:
@@ -227,7 +226,8 @@ class ObservationAssembler:
             stats.last_restart = (
                 f"stream {stream!r} restarted: stamp {stamp:.6f} is {entry.last_stamp - stamp:.3f} s "
                 f"before the previous one, more than its max_age {config.max_age:.3f} s; its "
-                f"earlier samples are dropped")
+                f"earlier samples are dropped"
+            )
             self._forget(entry)
         elif stamp <= entry.last_stamp:
             stats.rejected_backwards += 1
@@ -281,19 +281,27 @@ class ObservationAssembler:
         """
         current = self.assemble(t)
         entry = self._stream(anchor)
-        reached = min((other.last_stamp for name, other in self._streams.items()
-                       if name != anchor), default=math.inf)
+        reached = min(
+            (other.last_stamp for name, other in self._streams.items() if name != anchor), default=math.inf
+        )
         index = entry.buffer.index_at_or_before(min(current.samples[anchor].stamp, reached))
         age = t - entry.buffer.stamp(index) if index >= 0 else math.inf
         if age > entry.config.max_age:
             behind = min(self._streams.values(), key=lambda other: other.last_stamp).name
-            raise StaleInputError(t, (StreamProblem(
-                anchor, "stale", age - entry.config.max_age,
-                f"stream {anchor!r}: no frame within max_age {entry.config.max_age:.3f} s that "
-                f"stream {behind!r} has reached (its newest sample is {t - reached:.3f} s old)"),))
+            raise StaleInputError(
+                t,
+                (
+                    StreamProblem(
+                        anchor,
+                        "stale",
+                        age - entry.config.max_age,
+                        f"stream {anchor!r}: no frame within max_age {entry.config.max_age:.3f} s that "
+                        f"stream {behind!r} has reached (its newest sample is {t - reached:.3f} s old)",
+                    ),
+                ),
+            )
         synced = self.assemble(entry.buffer.stamp(index))
-        return Observation(t, synced.samples,
-                           {name: t - s.stamp for name, s in synced.samples.items()})
+        return Observation(t, synced.samples, {name: t - s.stamp for name, s in synced.samples.items()})
 
     def clear(self) -> None:
         """Forget every sample (statistics stay): after time went backwards, e.g. a simulator
@@ -315,7 +323,7 @@ class ObservationAssembler:
             sample, problem = self._match(entry, t)
             if problem is not None:
                 problems.append(problem)
-            else:
+            elif sample is not None:
                 samples[name] = sample
         return samples, tuple(sorted(problems, key=lambda problem: -problem.excess))
 
@@ -329,7 +337,9 @@ class ObservationAssembler:
             if index < 0:
                 early = buffer.stamp(0) - t
                 return None, StreamProblem(
-                    name, "missing", early - config.tolerance,
+                    name,
+                    "missing",
+                    early - config.tolerance,
                     f"stream {name!r}: no sample at or before t+{config.tolerance:.3f} s "
                     f"(the oldest kept is {early:.3f} s after t)",
                 )
@@ -338,7 +348,9 @@ class ObservationAssembler:
             offset = abs(buffer.stamp(index) - t)
             if offset > config.tolerance:
                 return None, StreamProblem(
-                    name, "unmatched", offset - config.tolerance,
+                    name,
+                    "unmatched",
+                    offset - config.tolerance,
                     f"stream {name!r}: nearest sample is {offset:.3f} s from t, tolerance "
                     f"{config.tolerance:.3f} s ({offset - config.tolerance:.3f} s over)",
                 )
@@ -346,7 +358,9 @@ class ObservationAssembler:
         age = t - sample.stamp
         if age > config.max_age:
             return None, StreamProblem(
-                name, "stale", age - config.max_age,
+                name,
+                "stale",
+                age - config.max_age,
                 f"stream {name!r} is stale: its sample is {age:.3f} s old, max_age "
                 f"{config.max_age:.3f} s ({age - config.max_age:.3f} s too old)",
             )
@@ -354,7 +368,9 @@ class ObservationAssembler:
             unchanged = sample.stamp - buffer.content_since(index)
             if unchanged > config.frozen_after:
                 return None, StreamProblem(
-                    name, "frozen", unchanged - config.frozen_after,
+                    name,
+                    "frozen",
+                    unchanged - config.frozen_after,
                     f"stream {name!r} is frozen: identical content for {unchanged:.3f} s, limit "
                     f"{config.frozen_after:.3f} s ({unchanged - config.frozen_after:.3f} s over)",
                 )

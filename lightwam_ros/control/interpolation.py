@@ -17,6 +17,7 @@ Kinds:
 All kinds are stored as piecewise quintics in the normalised segment time s in [0, 1], so sampling
 is one 3x6 by 6xD product; ``sample`` is meant for a 500 Hz loop.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,7 @@ class PiecewiseQuintic:
             raise ValueError("knots must be a strictly increasing 1-D array of length >= 2")
         if coefficients.ndim != 3 or coefficients.shape[:2] != (knots.size - 1, _NCOEF):
             raise ValueError(
-                f"coefficients must have shape ({knots.size - 1}, {_NCOEF}, D), got "
-                f"{coefficients.shape}"
+                f"coefficients must have shape ({knots.size - 1}, {_NCOEF}, D), got {coefficients.shape}"
             )
         self.knots = knots
         self.coefficients = coefficients
@@ -74,8 +74,7 @@ class PiecewiseQuintic:
         s2, s3 = s * s, s * s * s
         basis = self._basis
         basis[0, 1:] = (s, s2, s3, s3 * s, s3 * s2)
-        basis[1, 1:] = (inv_h, 2.0 * s * inv_h, 3.0 * s2 * inv_h, 4.0 * s3 * inv_h,
-                        5.0 * s3 * s * inv_h)
+        basis[1, 1:] = (inv_h, 2.0 * s * inv_h, 3.0 * s2 * inv_h, 4.0 * s3 * inv_h, 5.0 * s3 * s * inv_h)
         inv_h2 = inv_h * inv_h
         basis[2, 2:] = (2.0 * inv_h2, 6.0 * s * inv_h2, 12.0 * s2 * inv_h2, 20.0 * s3 * inv_h2)
         basis[0, 0] = 1.0
@@ -108,11 +107,8 @@ def build_trajectory(
 ) -> PiecewiseQuintic:
     """Trajectory of the given kind from the state at ``t0`` through ``waypoints`` at ``times``."""
     if kind not in INTERPOLATION_KINDS:
-        raise ValueError(
-            f"unknown interpolation kind {kind!r}; expected one of {INTERPOLATION_KINDS}"
-        )
-    knots, points, start_vel, start_acc = _checked(t0, position, velocity, acceleration, times,
-                                                  waypoints)
+        raise ValueError(f"unknown interpolation kind {kind!r}; expected one of {INTERPOLATION_KINDS}")
+    knots, points, start_vel, start_acc = _checked(t0, position, velocity, acceleration, times, waypoints)
     if kind == "minimum_jerk":
         coefficients = _minimum_jerk_coefficients(knots, points, start_vel, start_acc)
     else:
@@ -130,13 +126,10 @@ def _checked(t0, position, velocity, acceleration, times, waypoints):
     if times.ndim != 1 or times.size == 0:
         raise ValueError(f"times must be a non-empty 1-D array, got shape {times.shape}")
     if waypoints.ndim != 2 or waypoints.shape[0] != times.size:
-        raise ValueError(
-            f"waypoints must have shape ({times.size}, D) to match times, got {waypoints.shape}"
-        )
+        raise ValueError(f"waypoints must have shape ({times.size}, D) to match times, got {waypoints.shape}")
     dim = waypoints.shape[1]
     state = []
-    for name, value in (("position", position), ("velocity", velocity),
-                        ("acceleration", acceleration)):
+    for name, value in (("position", position), ("velocity", velocity), ("acceleration", acceleration)):
         value = np.asarray(value, dtype=np.float64)
         if value.shape != (dim,):
             raise ValueError(f"start {name} must have shape ({dim},), got {value.shape}")
@@ -147,8 +140,7 @@ def _checked(t0, position, velocity, acceleration, times, waypoints):
     if not np.all(np.isfinite(knots)) or not np.all(np.diff(knots) > 0.0):
         raise ValueError("waypoint times must be finite, strictly increasing and after t0")
     points = np.vstack((state[0][None, :], waypoints))
-    if not (np.all(np.isfinite(points)) and np.all(np.isfinite(state[1]))
-            and np.all(np.isfinite(state[2]))):
+    if not (np.all(np.isfinite(points)) and np.all(np.isfinite(state[1])) and np.all(np.isfinite(state[2]))):
         raise ValueError("start state and waypoints must be finite")
     return knots, points, state[1], state[2]
 
@@ -215,7 +207,7 @@ def _minimum_jerk_coefficients(knots, points, start_vel, start_acc) -> np.ndarra
         """One linear condition: sum over (segment, basis row) of basis . coefficients = value."""
         nonlocal row
         for segment, basis in terms:
-            matrix[row, _NCOEF * segment:_NCOEF * (segment + 1)] += basis
+            matrix[row, _NCOEF * segment : _NCOEF * (segment + 1)] += basis
         rhs[row] = value
         row += 1
 
@@ -229,7 +221,7 @@ def _minimum_jerk_coefficients(knots, points, start_vel, start_acc) -> np.ndarra
             ratio = h[j] / h[j + 1]
             for order in range(1, 5):
                 # d^m/dt^m = h^-m d^m/ds^m on both sides, multiplied through by h_j^m.
-                constrain([(j, _AT_END[order]), (j + 1, -ratio**order * _AT_START[order])], 0.0)
+                constrain([(j, _AT_END[order]), (j + 1, -(ratio**order) * _AT_START[order])], 0.0)
     constrain([(n - 1, _AT_END[1])], 0.0)
     constrain([(n - 1, _AT_END[2])], 0.0)
     solution = np.linalg.solve(matrix, rhs)

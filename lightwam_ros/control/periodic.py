@@ -6,6 +6,7 @@ up.  Here tick k is due at ``start + k * period`` on the monotonic clock whateve
 a late tick is run at once (less than half a period late) or skipped (the next due time on the
 grid is waited for), so the rate does not drift and lateness does not accumulate.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,14 +39,14 @@ class PeriodicLoop:
     def start(self, priority: int = 0) -> str:
         """Start the thread, with SCHED_FIFO ``priority`` when > 0; returns why that priority
         could not be set ("" when it was, or was not asked for): the loop then runs anyway."""
-        sys.setswitchinterval(min(sys.getswitchinterval(),
-                                  _SWITCH_FRACTION * self.period_ns * 1e-9))
+        sys.setswitchinterval(min(sys.getswitchinterval(), _SWITCH_FRACTION * self.period_ns * 1e-9))
         self._thread.start()
         if priority <= 0:
             return ""
         try:  # Linux: a thread id schedules that thread alone
-            os.sched_setscheduler(self._thread.native_id, os.SCHED_FIFO,
-                                  os.sched_param(priority))
+            thread_id = self._thread.native_id
+            assert thread_id is not None, "the thread has started"
+            os.sched_setscheduler(thread_id, os.SCHED_FIFO, os.sched_param(priority))
         except (AttributeError, OSError) as error:
             return f"SCHED_FIFO priority {priority} refused ({error})"
         return ""

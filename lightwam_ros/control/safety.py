@@ -17,6 +17,7 @@ Priorities when they conflict: position limits, then the acceleration cap, then 
 cap (a velocity above the cap, e.g. after the cap shrank, is brought down at the acceleration
 cap rather than cut), then the target and the distance to the measured state.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,14 @@ class JointSafetyLimits:
         lower = _vector("lower", self.lower, None)
         dim = lower.size
         arrays = {"lower": lower}
-        for name in ("upper", "max_velocity", "max_acceleration", "max_deviation", "max_jump",
-                     "limit_margin"):
+        for name in (
+            "upper",
+            "max_velocity",
+            "max_acceleration",
+            "max_deviation",
+            "max_jump",
+            "limit_margin",
+        ):
             arrays[name] = _vector(name, getattr(self, name), dim)
         if np.any(arrays["upper"] <= lower):
             raise ValueError(f"limits need lower < upper per joint: {lower} vs {arrays['upper']}")
@@ -117,11 +124,12 @@ class SafetyFilter:
         positions = np.asarray(positions, dtype=np.float64)
         lim = self.limits
         if positions.ndim != 2 or positions.shape[1] != lim.dim or positions.shape[0] == 0:
-            return ChunkVerdict(False, f"chunk shape {positions.shape}: the executor drives "
-                                       f"{lim.dim} joints, expected (H, {lim.dim})")
-        outside = (positions < lim.lower - lim.limit_margin) | (
-            positions > lim.upper + lim.limit_margin
-        )
+            return ChunkVerdict(
+                False,
+                f"chunk shape {positions.shape}: the executor drives "
+                f"{lim.dim} joints, expected (H, {lim.dim})",
+            )
+        outside = (positions < lim.lower - lim.limit_margin) | (positions > lim.upper + lim.limit_margin)
         if outside.any():
             step, joint = np.argwhere(outside)[0]
             return ChunkVerdict(
@@ -199,8 +207,11 @@ class SafetyFilter:
                 _clamp(target, measured - lim.max_deviation, measured + lim.max_deviation)
             else:
                 known = np.isfinite(measured)
-                _clamp(target, np.where(known, measured - lim.max_deviation, -np.inf),
-                       np.where(known, measured + lim.max_deviation, np.inf))
+                _clamp(
+                    target,
+                    np.where(known, measured - lim.max_deviation, -np.inf),
+                    np.where(known, measured + lim.max_deviation, np.inf),
+                )
         _clamp(target, lim.lower, lim.upper)
 
         if self._ramp_elapsed < math.inf:

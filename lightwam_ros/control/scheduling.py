@@ -21,6 +21,7 @@ Plans and stored chunks are evaluated at other chunks' times by linear interpola
 their waypoints (exact when the chunks share a time grid).  The plan's time grid is the newest
 chunk's.  Times are integer nanoseconds on the clock of the chunks' stamps.
 """
+
 from __future__ import annotations
 
 import collections
@@ -50,7 +51,7 @@ class TargetPlan:
         """Time of the last waypoint [ns]; None for an empty plan."""
         return int(self.times_ns[-1]) if self.times_ns.size else None
 
-    def after(self, t_ns: int) -> "TargetPlan":
+    def after(self, t_ns: int) -> TargetPlan:
         """The waypoints strictly later than t_ns."""
         keep = self.times_ns > t_ns
         return TargetPlan(self.times_ns[keep], self.positions[keep])
@@ -74,13 +75,9 @@ def chunk_plan(chunk: Chunk) -> TargetPlan:
 class ChunkScheduler:
     """Keeps the current target plan and merges each new chunk into it by the boundary rule."""
 
-    def __init__(
-        self, rule: str = "latest", ensemble_k: float = 0.01, max_chunks: int = 32
-    ) -> None:
+    def __init__(self, rule: str = "latest", ensemble_k: float = 0.01, max_chunks: int = 32) -> None:
         if rule not in BOUNDARY_RULES:
-            raise ValueError(
-                f"unknown chunk-boundary rule {rule!r}; expected one of {BOUNDARY_RULES}"
-            )
+            raise ValueError(f"unknown chunk-boundary rule {rule!r}; expected one of {BOUNDARY_RULES}")
         if not math.isfinite(ensemble_k):
             raise ValueError(f"ensemble_k must be finite, got {ensemble_k}")
         if max_chunks < 1:
@@ -104,8 +101,9 @@ class ChunkScheduler:
         Returns 0 and leaves the plan unchanged when every executable step has already passed.
         """
         if self._plan is not None and chunk.action_dim != self._plan.positions.shape[1]:
-            raise ValueError(f"chunk has {chunk.action_dim} action dims, the plan has "
-                             f"{self._plan.positions.shape[1]}")
+            raise ValueError(
+                f"chunk has {chunk.action_dim} action dims, the plan has {self._plan.positions.shape[1]}"
+            )
         whole = chunk_plan(chunk)
         fresh = whole.after(now_ns)
         if fresh.empty:
@@ -131,7 +129,9 @@ class ChunkScheduler:
         return weights[:, None] * fresh.positions + (1.0 - weights[:, None]) * old
 
     def _ensemble(self, fresh: TargetPlan, now_ns: int) -> np.ndarray:
-        sources = [chunk for chunk in self._history if chunk.end_ns > now_ns] + [fresh]
+        sources = [
+            chunk for chunk in self._history if (end_ns := chunk.end_ns) is not None and end_ns > now_ns
+        ] + [fresh]
         values = np.stack([chunk.at(fresh.times_ns) for chunk in sources])  # oldest first
         covered = np.stack([chunk.covers(fresh.times_ns) for chunk in sources])
         age_index = np.cumsum(covered, axis=0) - 1  # i per waypoint, counting covering chunks only
@@ -150,8 +150,7 @@ class LatencyEstimator:
     def __init__(self, warmup: int = 3, window: int = 50, percentile: float = 90.0) -> None:
         if warmup < 0 or window < 1 or not 0.0 <= percentile <= 100.0:
             raise ValueError(
-                f"need warmup >= 0, window >= 1, 0 <= percentile <= 100; got {warmup}, {window}, "
-                f"{percentile}"
+                f"need warmup >= 0, window >= 1, 0 <= percentile <= 100; got {warmup}, {window}, {percentile}"
             )
         self.warmup = warmup
         self.percentile = percentile
@@ -181,4 +180,4 @@ class LatencyEstimator:
             return 0
         if not (math.isfinite(dt) and dt > 0.0):
             raise ValueError(f"dt must be finite and > 0, got {dt}")
-        return int(math.floor(delay / dt + 1e-9))
+        return math.floor(delay / dt + 1e-9)

@@ -15,6 +15,7 @@ States:
 
 Times are integer nanoseconds (the stamps' clock); the timeouts are given in seconds.
 """
+
 from __future__ import annotations
 
 import enum
@@ -40,8 +41,7 @@ class Watchdog:
     """Decides each tick whether the plan may be followed, and says why not when it may not."""
 
     def __init__(self, chunk_timeout: float, measured_timeout: float) -> None:
-        for name, value in (("chunk_timeout", chunk_timeout),
-                            ("measured_timeout", measured_timeout)):
+        for name, value in (("chunk_timeout", chunk_timeout), ("measured_timeout", measured_timeout)):
             if not (value > 0.0):  # also refuses NaN
                 raise ValueError(f"{name} must be > 0 (s), got {value}")
         self.chunk_timeout = chunk_timeout
@@ -97,14 +97,17 @@ class Watchdog:
         silence = t_ns - self._last_chunk_time
         measured_age = t_ns - measured_ns
         if measured_age > self._measured_timeout_ns:
-            self._hold(f"joint state is {measured_age / NS_PER_S:.3f} s old "
-                       f"(limit {self.measured_timeout:.3f} s)")
+            self._hold(
+                f"joint state is {measured_age / NS_PER_S:.3f} s old (limit {self.measured_timeout:.3f} s)"
+            )
         elif silence > self._chunk_timeout_ns:
-            self._hold(f"no chunk for {silence / NS_PER_S:.3f} s "
-                       f"(timeout {self.chunk_timeout:.3f} s)")
+            self._hold(f"no chunk for {silence / NS_PER_S:.3f} s (timeout {self.chunk_timeout:.3f} s)")
         elif plan_end_ns is None or t_ns >= plan_end_ns:
-            self._hold("plan exhausted" if plan_end_ns is None
-                       else f"plan exhausted at t={plan_end_ns / NS_PER_S:.3f} s")
+            self._hold(
+                "plan exhausted"
+                if plan_end_ns is None
+                else f"plan exhausted at t={plan_end_ns / NS_PER_S:.3f} s"
+            )
         elif self.state == ExecutorState.RAMP_IN and ramp_done:
             self.state = ExecutorState.RUNNING
             self.reason = "running"

@@ -40,10 +40,12 @@ FAMILIES = ("dit.base", "dit.lora", "dit.adapters", "dit.head", "vae", "expert",
 WAN_VAE_DECODER_PREFIXES = ("decoder.", "conv2.")
 # Pooler parameter names this package wrote before it adopted the release's own (lightwam_ros/1
 # files from before that change): old name fragment -> release name fragment. Applied on load only.
-LEGACY_POOLER_NAMES = {".adapted.queries": ".adapted.query_tokens",
-                       ".adapted.kv_norm.": ".adapted.token_norm.",
-                       ".adapted.merge_logits": ".adapted.query_merge_logits",
-                       ".adapted.out_norm.": ".adapted.output_norm."}
+LEGACY_POOLER_NAMES = {
+    ".adapted.queries": ".adapted.query_tokens",
+    ".adapted.kv_norm.": ".adapted.token_norm.",
+    ".adapted.merge_logits": ".adapted.query_merge_logits",
+    ".adapted.out_norm.": ".adapted.output_norm.",
+}
 _NAMES_SHOWN_PER_FAMILY = 4
 _SHAPES_SHOWN = 8
 
@@ -55,10 +57,10 @@ class CheckpointError(ValueError):
 @dataclass(frozen=True)
 class CheckpointMetadata:
     config: LightWAMConfig
-    embodiment: str              # e.g. "libero_franka"
-    stats: dict                  # dataset_stats.json content ("state"/"action" -> "default" blocks)
-    instruction_encoder: str     # the text encoder the instruction embeddings must come from
-    source: str = ""             # provenance: converted file name, "random-init", ...
+    embodiment: str  # e.g. "libero_franka"
+    stats: dict  # dataset_stats.json content ("state"/"action" -> "default" blocks)
+    instruction_encoder: str  # the text encoder the instruction embeddings must come from
+    source: str = ""  # provenance: converted file name, "random-init", ...
     # The canvas layout the model was trained on (policy.canvas.canvas_layout); None in files
     # written before it was recorded. A runner refuses an embodiment whose canvas differs.
     canvas: dict | None = None
@@ -111,13 +113,17 @@ def _grouped(keys: Iterable[str]) -> str:
     return "; ".join(parts)
 
 
-def verify_state_layout(expected: Mapping[str, Sequence[int]], found: Mapping[str, Sequence[int]],
-                        source: str) -> None:
+def verify_state_layout(
+    expected: Mapping[str, Sequence[int]], found: Mapping[str, Sequence[int]], source: str
+) -> None:
     """Raise CheckpointError naming missing / unexpected keys and shape mismatches (key -> shape)."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
-    wrong = [(k, tuple(found[k]), tuple(expected[k])) for k in sorted(set(expected) & set(found))
-             if tuple(found[k]) != tuple(expected[k])]
+    wrong = [
+        (k, tuple(found[k]), tuple(expected[k]))
+        for k in sorted(set(expected) & set(found))
+        if tuple(found[k]) != tuple(expected[k])
+    ]
     problems = []
     if missing:
         problems.append(f"missing {len(missing)} key(s): {_grouped(missing)}")
@@ -126,8 +132,9 @@ def verify_state_layout(expected: Mapping[str, Sequence[int]], found: Mapping[st
     if wrong:
         shown = ", ".join(f"{k} (file {f} vs model {e})" for k, f, e in wrong[:_SHAPES_SHOWN])
         more = len(wrong) - _SHAPES_SHOWN
-        problems.append(f"{len(wrong)} shape mismatch(es): {shown}"
-                        + (f" (+{more} more)" if more > 0 else ""))
+        problems.append(
+            f"{len(wrong)} shape mismatch(es): {shown}" + (f" (+{more} more)" if more > 0 else "")
+        )
     if problems:
         raise CheckpointError(f"{source} does not fit the model:\n  " + "\n  ".join(problems))
 
@@ -179,8 +186,10 @@ def assemble_model(cfg: LightWAMConfig, state: Mapping[str, Tensor], source: str
 
 def _require_unmerged(model: LightWAM, action: str) -> None:
     if any(m.merged for m in model.modules() if isinstance(m, LoRA)):
-        raise CheckpointError(f"cannot {action}: LoRA updates are merged into the base weights; "
-                              f"unmerge them first (lora.set_lora_merged(model, False))")
+        raise CheckpointError(
+            f"cannot {action}: LoRA updates are merged into the base weights; "
+            f"unmerge them first (lora.set_lora_merged(model, False))"
+        )
 
 
 def _owned(tensor: Tensor, device: str | torch.device, dtype: torch.dtype | None) -> Tensor:
@@ -209,13 +218,15 @@ def _model_id(config_name: str, digest: hashlib._Hash) -> str:
 def _check_stats(stats: Any, cfg: LightWAMConfig, where: str) -> None:
     """The stats must hold state/action "default" blocks whose vectors match the model's dims."""
     if not isinstance(stats, dict):
-        raise CheckpointError(f"{where}: stats must be a dict (dataset_stats.json), "
-                              f"got {type(stats).__name__}")
+        raise CheckpointError(
+            f"{where}: stats must be a dict (dataset_stats.json), got {type(stats).__name__}"
+        )
     try:
         json.dumps(stats, allow_nan=False)
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{where}: stats must be plain JSON (lists of finite numbers): "
-                              f"{error}") from None
+        raise CheckpointError(
+            f"{where}: stats must be plain JSON (lists of finite numbers): {error}"
+        ) from None
     for section, dim in (("state", cfg.proprio_dim), ("action", cfg.action_dim)):
         section_stats = stats.get(section)
         block = section_stats.get("default") if isinstance(section_stats, dict) else None
@@ -223,8 +234,10 @@ def _check_stats(stats: Any, cfg: LightWAMConfig, where: str) -> None:
             raise CheckpointError(f"{where}: stats lack a non-empty {section}.default block")
         wrong = {k: len(v) for k, v in block.items() if isinstance(v, list) and len(v) != dim}
         if wrong:
-            raise CheckpointError(f"{where}: stats {section}.default vectors must have {dim} entries "
-                                  f"(the model's {section} dim), got {wrong}")
+            raise CheckpointError(
+                f"{where}: stats {section}.default vectors must have {dim} entries "
+                f"(the model's {section} dim), got {wrong}"
+            )
 
 
 def _check_meta(meta: CheckpointMetadata, where: str) -> None:
@@ -242,10 +255,15 @@ def _check_meta(meta: CheckpointMetadata, where: str) -> None:
 
 
 def _encode_metadata(meta: CheckpointMetadata, model_id: str) -> dict[str, str]:
-    encoded = {"format": FORMAT, "config": json.dumps(meta.config.to_dict()),
-               "embodiment": meta.embodiment, "stats": json.dumps(meta.stats),
-               "instruction_encoder": meta.instruction_encoder, "source": meta.source,
-               "model_id": model_id}
+    encoded = {
+        "format": FORMAT,
+        "config": json.dumps(meta.config.to_dict()),
+        "embodiment": meta.embodiment,
+        "stats": json.dumps(meta.stats),
+        "instruction_encoder": meta.instruction_encoder,
+        "source": meta.source,
+        "model_id": model_id,
+    }
     if meta.canvas is not None:
         encoded["canvas"] = json.dumps(meta.canvas)
     return encoded
@@ -254,12 +272,15 @@ def _encode_metadata(meta: CheckpointMetadata, model_id: str) -> dict[str, str]:
 def _decode_metadata(raw: Mapping[str, str] | None, where: str) -> tuple[CheckpointMetadata, str]:
     """Parse and validate the file's metadata; returns it with the recorded model_id."""
     if not raw:
-        raise CheckpointError(f"{where}: no metadata; not a {FORMAT} checkpoint "
-                              f"(convert released checkpoints with lightwam-convert)")
+        raise CheckpointError(
+            f"{where}: no metadata; not a {FORMAT} checkpoint "
+            f"(convert released checkpoints with lightwam-convert)"
+        )
     missing = [k for k in METADATA_FIELDS if k not in raw]
     if missing:
-        raise CheckpointError(f"{where}: metadata lacks {missing}; a {FORMAT} checkpoint needs "
-                              f"{list(METADATA_FIELDS)}")
+        raise CheckpointError(
+            f"{where}: metadata lacks {missing}; a {FORMAT} checkpoint needs {list(METADATA_FIELDS)}"
+        )
     if raw["format"] != FORMAT:
         raise CheckpointError(f"{where}: format {raw['format']!r} is not {FORMAT!r}")
     try:
@@ -268,19 +289,26 @@ def _decode_metadata(raw: Mapping[str, str] | None, where: str) -> tuple[Checkpo
         canvas = json.loads(raw["canvas"]) if "canvas" in raw else None
     except (ValueError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{where}: invalid config/stats/canvas metadata: {error}") from None
-    meta = CheckpointMetadata(config=config, embodiment=raw["embodiment"], stats=stats,
-                              instruction_encoder=raw["instruction_encoder"], source=raw["source"],
-                              canvas=canvas)
+    meta = CheckpointMetadata(
+        config=config,
+        embodiment=raw["embodiment"],
+        stats=stats,
+        instruction_encoder=raw["instruction_encoder"],
+        source=raw["source"],
+        canvas=canvas,
+    )
     _check_meta(meta, where)
     if not raw["model_id"].startswith(f"{config.name}:"):
-        raise CheckpointError(f"{where}: model_id {raw['model_id']!r} does not belong to "
-                              f"config {config.name!r}")
+        raise CheckpointError(
+            f"{where}: model_id {raw['model_id']!r} does not belong to config {config.name!r}"
+        )
     return meta, raw["model_id"]
 
 
 # ---------------------------------------------------------------------------------- save / load
-def save_checkpoint(path: str | os.PathLike, model: LightWAM, meta: CheckpointMetadata,
-                    dtype: torch.dtype | None = None) -> str:
+def save_checkpoint(
+    path: str | os.PathLike, model: LightWAM, meta: CheckpointMetadata, dtype: torch.dtype | None = None
+) -> str:
     """Write ``model`` and ``meta`` to one safetensors file; returns the model_id.
 
     ``dtype`` casts floating-point tensors (e.g. bf16 halves a 1.3B model). The file appears
@@ -318,9 +346,12 @@ def save_checkpoint(path: str | os.PathLike, model: LightWAM, meta: CheckpointMe
     return model_id
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
-                    dtype: torch.dtype | None = None,
-                    expect_embodiment: str | None = None) -> LoadedCheckpoint:
+def load_checkpoint(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    expect_embodiment: str | None = None,
+) -> LoadedCheckpoint:
     """Load a package checkpoint into an eval-mode LightWAM on ``device``.
 
     ``dtype`` casts floating-point weights (None keeps the stored dtypes). Non-persistent buffers
@@ -336,23 +367,29 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     try:
         handle = safe_open(where, framework="pt", device="cpu")
     except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"{where}: not a safetensors file ({error}); released .pt checkpoints "
-                              f"must be converted with lightwam-convert") from None
+        raise CheckpointError(
+            f"{where}: not a safetensors file ({error}); released .pt checkpoints "
+            f"must be converted with lightwam-convert"
+        ) from None
     with handle as reader:
         meta, recorded_id = _decode_metadata(reader.metadata(), where)
         if expect_embodiment is not None and meta.embodiment != expect_embodiment:
-            raise CheckpointError(f"{where}: checkpoint is for embodiment {meta.embodiment!r}, "
-                                  f"expected {expect_embodiment!r}")
+            raise CheckpointError(
+                f"{where}: checkpoint is for embodiment {meta.embodiment!r}, expected {expect_embodiment!r}"
+            )
         model = empty_model(meta.config)
         names = sorted(reader.keys())
         renamed = {name: release_key_name(name) for name in names}
         if any(old != new for old, new in renamed.items()):
-            warnings.warn(f"{where}: written with this package's pre-release pooler names "
-                          f"({', '.join(sorted(LEGACY_POOLER_NAMES))}); loaded under the release's "
-                          f"names. Save it again (save_checkpoint) to drop this translation.",
-                          stacklevel=2)
-        verify_state_layout(_shapes(model.state_dict()),
-                            {renamed[k]: reader.get_slice(k).get_shape() for k in names}, where)
+            warnings.warn(
+                f"{where}: written with this package's pre-release pooler names "
+                f"({', '.join(sorted(LEGACY_POOLER_NAMES))}); loaded under the release's "
+                f"names. Save it again (save_checkpoint) to drop this translation.",
+                stacklevel=2,
+            )
+        verify_state_layout(
+            _shapes(model.state_dict()), {renamed[k]: reader.get_slice(k).get_shape() for k in names}, where
+        )
         digest = hashlib.sha256()
         state = {}
         for name in names:
@@ -362,8 +399,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
             state[renamed[name]] = _owned(tensor, device, cast)
     model_id = _model_id(meta.config.name, digest)
     if model_id != recorded_id:
-        raise CheckpointError(f"{where}: tensor data hashes to {model_id} but the file records "
-                              f"{recorded_id}; the file was corrupted or edited after saving")
+        raise CheckpointError(
+            f"{where}: tensor data hashes to {model_id} but the file records "
+            f"{recorded_id}; the file was corrupted or edited after saving"
+        )
     model.load_state_dict(state, strict=True, assign=True)
     return LoadedCheckpoint(model=model.to(device).eval(), meta=meta, model_id=model_id)
 
@@ -383,8 +422,9 @@ def load_wan_dit_weights(model: LightWAM, tensors: Mapping[str, Tensor]) -> None
     merged) into ``model.dit``. Strict over the base DiT and its video head; LoRA and adapters are
     left as they are. Errors name keys with the package's ``dit.`` prefix."""
     _require_unmerged(model, "load Wan DiT weights")
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()
-                if key_family(k) in ("dit.base", "dit.head")}
+    expected = {
+        k: tuple(v.shape) for k, v in model.state_dict().items() if key_family(k) in ("dit.base", "dit.head")
+    }
     state = {f"dit.{k}": v for k, v in tensors.items()}
     source = "Wan2.1 DiT weights"
     if any(k.startswith("condition_embedder.") for k in tensors):

@@ -15,12 +15,40 @@ _C = TypeVar("_C", bound="_DictMixin")
 
 # Wan2.1 VAE per-channel latent statistics (latents are stored as (z - mean) / std).
 WAN21_LATENTS_MEAN: tuple[float, ...] = (
-    -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
-    0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
+    -0.7571,
+    -0.7089,
+    -0.9113,
+    0.1075,
+    -0.1745,
+    0.9653,
+    -0.1517,
+    1.5508,
+    0.4134,
+    -0.0715,
+    0.5517,
+    -0.3632,
+    -0.1922,
+    -0.9497,
+    0.2503,
+    -0.2921,
 )
 WAN21_LATENTS_STD: tuple[float, ...] = (
-    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
-    3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
+    2.8184,
+    1.4541,
+    2.3275,
+    2.6558,
+    1.2196,
+    1.7708,
+    2.6052,
+    2.0743,
+    3.2687,
+    2.1526,
+    2.8652,
+    1.5579,
+    1.6382,
+    1.1253,
+    2.8251,
+    1.9160,
 )
 
 
@@ -85,9 +113,17 @@ class DiTConfig(_DictMixin):
 
     def __post_init__(self) -> None:
         _require_positive(
-            "DiTConfig", dim=self.dim, ffn_dim=self.ffn_dim, num_layers=self.num_layers,
-            num_heads=self.num_heads, in_channels=self.in_channels, out_channels=self.out_channels,
-            text_dim=self.text_dim, text_len=self.text_len, freq_dim=self.freq_dim, eps=self.eps,
+            "DiTConfig",
+            dim=self.dim,
+            ffn_dim=self.ffn_dim,
+            num_layers=self.num_layers,
+            num_heads=self.num_heads,
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            text_dim=self.text_dim,
+            text_len=self.text_len,
+            freq_dim=self.freq_dim,
+            eps=self.eps,
         )
         if self.dim % self.num_heads:
             raise ValueError(f"DiTConfig.dim={self.dim} is not divisible by num_heads={self.num_heads}")
@@ -117,8 +153,9 @@ class VAEConfig(_DictMixin):
     latents_std: tuple[float, ...] = WAN21_LATENTS_STD
 
     def __post_init__(self) -> None:
-        _require_positive("VAEConfig", base_dim=self.base_dim, z_dim=self.z_dim,
-                          num_res_blocks=self.num_res_blocks)
+        _require_positive(
+            "VAEConfig", base_dim=self.base_dim, z_dim=self.z_dim, num_res_blocks=self.num_res_blocks
+        )
         if len(self.temporal_downsample) != len(self.dim_mult) - 1:
             raise ValueError(
                 f"VAEConfig.temporal_downsample needs len(dim_mult)-1={len(self.dim_mult) - 1} "
@@ -126,8 +163,9 @@ class VAEConfig(_DictMixin):
             )
         for name in ("latents_mean", "latents_std"):
             if len(getattr(self, name)) != self.z_dim:
-                raise ValueError(f"VAEConfig.{name} needs z_dim={self.z_dim} entries, "
-                                 f"got {len(getattr(self, name))}")
+                raise ValueError(
+                    f"VAEConfig.{name} needs z_dim={self.z_dim} entries, got {len(getattr(self, name))}"
+                )
         if min(self.latents_std) <= 0:
             raise ValueError("VAEConfig.latents_std must be positive")
 
@@ -157,8 +195,9 @@ class AdapterConfig(_DictMixin):
     def __post_init__(self) -> None:
         _require_positive("AdapterConfig", bottleneck=self.bottleneck)
         if not self.layers or list(self.layers) != sorted(set(self.layers)) or self.layers[0] < 0:
-            raise ValueError(f"AdapterConfig.layers must be non-empty, unique, ascending and >= 0, "
-                             f"got {self.layers}")
+            raise ValueError(
+                f"AdapterConfig.layers must be non-empty, unique, ascending and >= 0, got {self.layers}"
+            )
 
 
 @dataclass(frozen=True)
@@ -172,9 +211,14 @@ class ExpertConfig(_DictMixin):
     step_embed_dim: int = 256
 
     def __post_init__(self) -> None:
-        _require_positive("ExpertConfig", num_queries=self.num_queries, num_heads=self.num_heads,
-                          compress_dim=self.compress_dim, fused_dim=self.fused_dim,
-                          step_embed_dim=self.step_embed_dim)
+        _require_positive(
+            "ExpertConfig",
+            num_queries=self.num_queries,
+            num_heads=self.num_heads,
+            compress_dim=self.compress_dim,
+            fused_dim=self.fused_dim,
+            step_embed_dim=self.step_embed_dim,
+        )
         if self.step_embed_dim % 2:
             raise ValueError(f"ExpertConfig.step_embed_dim={self.step_embed_dim} must be even")
 
@@ -194,15 +238,21 @@ class LightWAMConfig(_DictMixin):
     name: str = "custom"
 
     def __post_init__(self) -> None:
-        _require_positive("LightWAMConfig", action_dim=self.action_dim,
-                          proprio_dim=self.proprio_dim, horizon=self.horizon)
+        _require_positive(
+            "LightWAMConfig", action_dim=self.action_dim, proprio_dim=self.proprio_dim, horizon=self.horizon
+        )
         if self.adapter.layers[-1] >= self.dit.num_layers:
-            raise ValueError(f"adapter layers {self.adapter.layers} exceed the "
-                             f"{self.dit.num_layers} DiT blocks")
+            raise ValueError(
+                f"adapter layers {self.adapter.layers} exceed the {self.dit.num_layers} DiT blocks"
+            )
 
     _SECTIONS: ClassVar[dict[str, type[_DictMixin]]] = {
-        "dit": DiTConfig, "vae": VAEConfig, "lora": LoRAConfig, "adapter": AdapterConfig,
-        "expert": ExpertConfig}
+        "dit": DiTConfig,
+        "vae": VAEConfig,
+        "lora": LoRAConfig,
+        "adapter": AdapterConfig,
+        "expert": ExpertConfig,
+    }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LightWAMConfig:
@@ -237,8 +287,7 @@ PRESETS: dict[str, _Preset] = {
         vae=VAEConfig(base_dim=8),
         lora=LoRAConfig(rank=4, alpha=8.0),
         adapter=AdapterConfig(bottleneck=16),
-        expert=ExpertConfig(num_queries=4, num_heads=2, compress_dim=96, fused_dim=128,
-                            step_embed_dim=32),
+        expert=ExpertConfig(num_queries=4, num_heads=2, compress_dim=96, fused_dim=128, step_embed_dim=32),
     ),
     # Sized for training on a CPU (about 5 M parameters): 6 blocks of width 128 tapped after
     # blocks 1/3/5, an 8-wide VAE, a small expert.  Meant for a reduced canvas of at most ~128
@@ -249,8 +298,7 @@ PRESETS: dict[str, _Preset] = {
         vae=VAEConfig(base_dim=8),
         lora=LoRAConfig(rank=8, alpha=16.0),
         adapter=AdapterConfig(layers=(1, 3, 5), bottleneck=32),
-        expert=ExpertConfig(num_queries=8, num_heads=4, compress_dim=256, fused_dim=512,
-                            step_embed_dim=64),
+        expert=ExpertConfig(num_queries=8, num_heads=4, compress_dim=256, fused_dim=512, step_embed_dim=64),
     ),
 }
 
@@ -260,6 +308,14 @@ def make_config(preset: str, action_dim: int, proprio_dim: int, horizon: int = 3
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {sorted(PRESETS)}")
     p = PRESETS[preset]
-    return LightWAMConfig(dit=p.dit, vae=p.vae, lora=p.lora, adapter=p.adapter, expert=p.expert,
-                          action_dim=action_dim, proprio_dim=proprio_dim, horizon=horizon,
-                          name=preset)
+    return LightWAMConfig(
+        dit=p.dit,
+        vae=p.vae,
+        lora=p.lora,
+        adapter=p.adapter,
+        expert=p.expert,
+        action_dim=action_dim,
+        proprio_dim=proprio_dim,
+        horizon=horizon,
+        name=preset,
+    )

@@ -35,8 +35,9 @@ def sinusoidal_embedding(dim: int, positions: Tensor) -> Tensor:
     return torch.cat((angles.cos(), angles.sin()), dim=-1).float()
 
 
-def first_frame_causal_mask(frame_tokens: int, num_frames: int,
-                            device: torch.device | str | None = None) -> Tensor:
+def first_frame_causal_mask(
+    frame_tokens: int, num_frames: int, device: torch.device | str | None = None
+) -> Tensor:
     """Self-attention mask (True = may attend) [L, L] with L = frame_tokens * num_frames.
 
     Frame-0 tokens (the clean conditioning frame) see only frame 0, so the noisy future frames
@@ -105,8 +106,9 @@ class _Attention(nn.Module):
         return q, k, v
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                             attn_mask=mask)
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask
+        )
         return project(self.o, self.lora_o, out.transpose(1, 2).flatten(2))
 
 
@@ -136,8 +138,9 @@ class WanBlock(nn.Module):
         self.ffn_lora_in = maybe_lora(ffn_in, lora)
         self.ffn_lora_out = maybe_lora(ffn_out, lora)
 
-    def forward(self, x: Tensor, e0: Tensor, context: Tensor, cos: Tensor, sin: Tensor,
-                mask: Tensor | None) -> Tensor:
+    def forward(
+        self, x: Tensor, e0: Tensor, context: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None
+    ) -> Tensor:
         """``e0`` [B, 1 or L, 6, dim] float32: per-sample or per-token modulation."""
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation.unsqueeze(1) + e0).unbind(2)
         x = gated_residual(x, self.self_attn(modulate(x, shift1, scale1, self.eps), cos, sin, mask), gate1)
@@ -162,31 +165,35 @@ class Head(nn.Module):
 
 
 class _Prepared(NamedTuple):
-    tokens: Tensor         # [B, L, dim]
+    tokens: Tensor  # [B, L, dim]
     grid: tuple[int, int, int]
-    e: Tensor              # [B, 1 or L, dim] time embedding (head modulation)
-    e0: Tensor             # [B, 1 or L, 6, dim] block modulation
-    context: Tensor        # [B, Lc, dim]
+    e: Tensor  # [B, 1 or L, dim] time embedding (head modulation)
+    e0: Tensor  # [B, 1 or L, 6, dim] block modulation
+    context: Tensor  # [B, Lc, dim]
     cos: Tensor
     sin: Tensor
-    mask: Tensor | None    # broadcastable to [B, heads, L, L]
+    mask: Tensor | None  # broadcastable to [B, heads, L, L]
 
 
 class WanDiT(nn.Module):
     """Wan2.1 text-to-video DiT; optional LoRA on every block and residual adapters after taps."""
 
-    def __init__(self, cfg: DiTConfig, lora: LoRAConfig | None = None,
-                 adapters: AdapterConfig | None = None) -> None:
+    def __init__(
+        self, cfg: DiTConfig, lora: LoRAConfig | None = None, adapters: AdapterConfig | None = None
+    ) -> None:
         super().__init__()
         if adapters is not None and adapters.layers[-1] >= cfg.num_layers:
             raise ValueError(f"adapter layers {adapters.layers} exceed the {cfg.num_layers} blocks")
         self.cfg = cfg
-        self.patch_embedding = nn.Conv3d(cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size,
-                                         stride=cfg.patch_size)
-        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, cfg.dim), nn.GELU(approximate="tanh"),
-                                            nn.Linear(cfg.dim, cfg.dim))
-        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, cfg.dim), nn.SiLU(),
-                                            nn.Linear(cfg.dim, cfg.dim))
+        self.patch_embedding = nn.Conv3d(
+            cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size
+        )
+        self.text_embedding = nn.Sequential(
+            nn.Linear(cfg.text_dim, cfg.dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.dim, cfg.dim)
+        )
+        self.time_embedding = nn.Sequential(
+            nn.Linear(cfg.freq_dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim)
+        )
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, NUM_MODULATIONS * cfg.dim))
         self.blocks = nn.ModuleList(WanBlock(cfg, lora) for _ in range(cfg.num_layers))
         self.head = Head(cfg)
@@ -196,8 +203,9 @@ class WanDiT(nn.Module):
         self.rope = RopeTables(cfg.head_dim)
 
     # ----------------------------------------------------------------------------------- public
-    def forward(self, latents: Tensor, t: Tensor, context: Tensor,
-                self_attn_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, latents: Tensor, t: Tensor, context: Tensor, self_attn_mask: Tensor | None = None
+    ) -> Tensor:
         """Velocity prediction [B, out_channels, F, H, W] for normalised ``latents`` [B, C, F, H, W].
 
         ``t``: [B] (one timestep per sample) or [B, L] (one per video token, L = F*H*W/patch);
@@ -207,9 +215,14 @@ class WanDiT(nn.Module):
         x, _ = self._run_blocks(p, last_block=self.cfg.num_layers - 1, taps=())
         return self._unpatchify(self.head(x, p.e), p.grid)
 
-    def tapped_states(self, latents: Tensor, t: Tensor, context: Tensor,
-                      taps: Sequence[int] | None = None,
-                      self_attn_mask: Tensor | None = None) -> list[Tensor]:
+    def tapped_states(
+        self,
+        latents: Tensor,
+        t: Tensor,
+        context: Tensor,
+        taps: Sequence[int] | None = None,
+        self_attn_mask: Tensor | None = None,
+    ) -> list[Tensor]:
         """Token states [B, L, dim] after each block in ``taps`` (after its adapter, if any).
 
         Stops after the last tapped block: later blocks and the head cannot change these states.
@@ -224,8 +237,10 @@ class WanDiT(nn.Module):
     def _check_taps(self, taps: Sequence[int]) -> tuple[int, ...]:
         taps = tuple(int(i) for i in taps)
         if not taps or list(taps) != sorted(set(taps)) or taps[0] < 0 or taps[-1] >= self.cfg.num_layers:
-            raise ValueError(f"taps must be non-empty, unique, ascending block indices in "
-                             f"[0, {self.cfg.num_layers - 1}], got {taps}")
+            raise ValueError(
+                f"taps must be non-empty, unique, ascending block indices in "
+                f"[0, {self.cfg.num_layers - 1}], got {taps}"
+            )
         return taps
 
     def _prepare(self, latents: Tensor, t: Tensor, context: Tensor, mask: Tensor | None) -> _Prepared:
@@ -233,8 +248,9 @@ class WanDiT(nn.Module):
         if latents.ndim != 5 or latents.shape[1] != cfg.in_channels:
             raise ValueError(f"latents must be [B, {cfg.in_channels}, F, H, W], got {tuple(latents.shape)}")
         if any(n % p for n, p in zip(latents.shape[2:], cfg.patch_size, strict=True)):
-            raise ValueError(f"latent grid {tuple(latents.shape[2:])} not divisible by patch "
-                             f"{cfg.patch_size}")
+            raise ValueError(
+                f"latent grid {tuple(latents.shape[2:])} not divisible by patch {cfg.patch_size}"
+            )
         batch = latents.shape[0]
         if context.ndim != 3 or context.shape[0] != batch or context.shape[2] != cfg.text_dim:
             raise ValueError(f"context must be [{batch}, Lc, {cfg.text_dim}], got {tuple(context.shape)}")
@@ -242,8 +258,9 @@ class WanDiT(nn.Module):
         grid = (frames, height, width)
         num_tokens = math.prod(grid)
         if t.shape not in ((batch,), (batch, num_tokens)):
-            raise ValueError(f"t must be [{batch}] or [{batch}, {num_tokens}] (one per video token), "
-                             f"got {tuple(t.shape)}")
+            raise ValueError(
+                f"t must be [{batch}] or [{batch}, {num_tokens}] (one per video token), got {tuple(t.shape)}"
+            )
         mask = self._check_mask(mask, batch, num_tokens)
 
         dtype = self.patch_embedding.weight.dtype
@@ -259,11 +276,15 @@ class WanDiT(nn.Module):
             return None
         square = (num_tokens, num_tokens)
         if mask.dtype != torch.bool or mask.shape not in (square, (batch, *square)):
-            raise ValueError(f"self_attn_mask must be bool [{num_tokens}, {num_tokens}] or "
-                             f"[{batch}, {num_tokens}, {num_tokens}], got {mask.dtype} {tuple(mask.shape)}")
+            raise ValueError(
+                f"self_attn_mask must be bool [{num_tokens}, {num_tokens}] or "
+                f"[{batch}, {num_tokens}, {num_tokens}], got {mask.dtype} {tuple(mask.shape)}"
+            )
         return mask if mask.ndim == 2 else mask[:, None]  # broadcast over heads
 
-    def _run_blocks(self, p: _Prepared, last_block: int, taps: tuple[int, ...]) -> tuple[Tensor, list[Tensor]]:
+    def _run_blocks(
+        self, p: _Prepared, last_block: int, taps: tuple[int, ...]
+    ) -> tuple[Tensor, list[Tensor]]:
         x, tapped = p.tokens, []
         for index in range(last_block + 1):
             x = self.blocks[index](x, p.e0, p.context, p.cos, p.sin, p.mask)

@@ -78,13 +78,18 @@ class StateFusionActionExpert(nn.Module):
 
     def __init__(self, cfg: ExpertConfig, dim: int, action_dim: int, horizon: int, num_taps: int = 3) -> None:
         super().__init__()
-        for name, value in (("dim", dim), ("action_dim", action_dim), ("horizon", horizon),
-                            ("num_taps", num_taps)):
+        for name, value in (
+            ("dim", dim),
+            ("action_dim", action_dim),
+            ("horizon", horizon),
+            ("num_taps", num_taps),
+        ):
             if value <= 0:
                 raise ValueError(f"StateFusionActionExpert: {name} must be positive, got {value}")
         if dim % cfg.num_heads:
-            raise ValueError(f"StateFusionActionExpert: dim={dim} is not divisible by "
-                             f"num_heads={cfg.num_heads}")
+            raise ValueError(
+                f"StateFusionActionExpert: dim={dim} is not divisible by num_heads={cfg.num_heads}"
+            )
         self.dim, self.action_dim, self.horizon, self.num_taps = dim, action_dim, horizon, num_taps
         fused = cfg.fused_dim
 
@@ -99,23 +104,28 @@ class StateFusionActionExpert(nn.Module):
         self.fused_proj = nn.Linear(num_taps * cfg.compress_dim, fused)
         self.trunk = nn.Sequential(ResidualMLPBlock(fused))
         self.step_pos_proj = nn.Sequential(
-            nn.LayerNorm(cfg.step_embed_dim), nn.Linear(cfg.step_embed_dim, fused),
+            nn.LayerNorm(cfg.step_embed_dim),
+            nn.Linear(cfg.step_embed_dim, fused),
             nn.GELU(approximate="tanh"),
             nn.Linear(fused, fused),
         )
         self.output_norm = nn.LayerNorm(fused)
-        self.output = nn.Sequential(nn.Linear(fused, fused), nn.GELU(approximate="tanh"),
-                                    nn.Linear(fused, action_dim))
+        self.output = nn.Sequential(
+            nn.Linear(fused, fused), nn.GELU(approximate="tanh"), nn.Linear(fused, action_dim)
+        )
         # Input-independent, so computed once; not persistent because the checkpoint does not hold it.
-        self.register_buffer("step_embedding",
-                             sinusoidal_embedding(cfg.step_embed_dim, torch.arange(horizon)),
-                             persistent=False)
+        self.register_buffer(
+            "step_embedding",
+            sinusoidal_embedding(cfg.step_embed_dim, torch.arange(horizon)),
+            persistent=False,
+        )
 
     def _check_tapped(self, tapped: Sequence[Tensor]) -> None:
         if not isinstance(tapped, (list, tuple)) or len(tapped) != self.num_taps:
             got = len(tapped) if isinstance(tapped, (list, tuple)) else type(tapped).__name__
-            raise ValueError(f"expected a list of {self.num_taps} tapped tensors [B, L, {self.dim}], "
-                             f"got {got}")
+            raise ValueError(
+                f"expected a list of {self.num_taps} tapped tensors [B, L, {self.dim}], got {got}"
+            )
         for i, x in enumerate(tapped):
             if x.ndim != 3 or x.shape[-1] != self.dim or x.shape[1] == 0:
                 raise ValueError(f"tapped[{i}] must be [B, L>0, {self.dim}], got {tuple(x.shape)}")

@@ -44,7 +44,7 @@ class _Entry:
     task: str
     prompt: str
     embedding: Tensor  # [text_len, text_dim], padded positions zero
-    mask: Tensor       # [text_len] bool, True = real token
+    mask: Tensor  # [text_len] bool, True = real token
 
 
 class InstructionCache:
@@ -81,13 +81,19 @@ class InstructionCache:
         [text_len] (bool or 0/1 ints) is false are zeroed, as the model was trained with."""
         prompt = prompt_for(task)
         expected = (self.text_len, self.text_dim)
-        if (not isinstance(embedding, Tensor) or not embedding.is_floating_point()
-                or tuple(embedding.shape) != expected):
-            raise ValueError(f"embedding for {task!r} must be a floating-point tensor {list(expected)}, got "
-                             f"{_describe(embedding)}")
+        if (
+            not isinstance(embedding, Tensor)
+            or not embedding.is_floating_point()
+            or tuple(embedding.shape) != expected
+        ):
+            raise ValueError(
+                f"embedding for {task!r} must be a floating-point tensor {list(expected)}, got "
+                f"{_describe(embedding)}"
+            )
         if not isinstance(mask, Tensor) or tuple(mask.shape) != (self.text_len,) or mask.is_floating_point():
-            raise ValueError(f"mask for {task!r} must be a bool/integer tensor [{self.text_len}], "
-                             f"got {_describe(mask)}")
+            raise ValueError(
+                f"mask for {task!r} must be a bool/integer tensor [{self.text_len}], got {_describe(mask)}"
+            )
         if not bool(((mask == 0) | (mask == 1)).all()):
             raise ValueError(f"mask for {task!r} must hold only 0/1 (or bool) values")
         keep = mask.detach().to("cpu", torch.bool)
@@ -107,11 +113,15 @@ class InstructionCache:
     def check_compatible(self, encoder_id: str, text_len: int, text_dim: int) -> None:
         """Raise ValueError unless this cache was made by ``encoder_id`` with the given sizes
         (a model trained on one text encoder must not be fed another's embeddings)."""
-        wrong = [f"{name} {mine!r} (expected {theirs!r})"
-                 for name, mine, theirs in (("encoder", self.encoder_id, encoder_id),
-                                            ("text_len", self.text_len, text_len),
-                                            ("text_dim", self.text_dim, text_dim))
-                 if mine != theirs]
+        wrong = [
+            f"{name} {mine!r} (expected {theirs!r})"
+            for name, mine, theirs in (
+                ("encoder", self.encoder_id, encoder_id),
+                ("text_len", self.text_len, text_len),
+                ("text_dim", self.text_dim, text_dim),
+            )
+            if mine != theirs
+        ]
         if wrong:
             raise ValueError("instruction cache does not match the model: " + ", ".join(wrong))
 
@@ -124,8 +134,13 @@ class InstructionCache:
             tensors[f"{key}.embedding"] = entry.embedding.contiguous()
             tensors[f"{key}.mask"] = entry.mask.contiguous()
             entries[key] = {"task": entry.task, "prompt": entry.prompt}
-        metadata = {"format": CACHE_FORMAT, "encoder_id": self.encoder_id, "text_len": str(self.text_len),
-                    "text_dim": str(self.text_dim), "entries": json.dumps(entries)}
+        metadata = {
+            "format": CACHE_FORMAT,
+            "encoder_id": self.encoder_id,
+            "text_len": str(self.text_len),
+            "text_dim": str(self.text_dim),
+            "entries": json.dumps(entries),
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(path), metadata=metadata)
 
@@ -143,18 +158,23 @@ class InstructionCache:
             expected = {f"{key}.{part}" for key in entries for part in ("embedding", "mask")}
             found = set(reader.keys())
             if found != expected:
-                raise ValueError(f"{path}: tensors do not match the recorded entries: missing "
-                                 f"{sorted(expected - found)}, unexpected {sorted(found - expected)}")
+                raise ValueError(
+                    f"{path}: tensors do not match the recorded entries: missing "
+                    f"{sorted(expected - found)}, unexpected {sorted(found - expected)}"
+                )
             for key, info in entries.items():
-                cache._add_recorded(key, info, reader.get_tensor(f"{key}.embedding"),
-                                    reader.get_tensor(f"{key}.mask"), path)
+                cache._add_recorded(
+                    key, info, reader.get_tensor(f"{key}.embedding"), reader.get_tensor(f"{key}.mask"), path
+                )
         return cache
 
     @classmethod
     def _from_metadata(cls, metadata: dict[str, str], path: Path) -> tuple[InstructionCache, dict]:
         if metadata.get("format") != CACHE_FORMAT:
-            raise ValueError(f"{path}: not an instruction cache (format {metadata.get('format')!r}, "
-                             f"expected {CACHE_FORMAT!r})")
+            raise ValueError(
+                f"{path}: not an instruction cache (format {metadata.get('format')!r}, "
+                f"expected {CACHE_FORMAT!r})"
+            )
         try:
             cache = cls(metadata["encoder_id"], int(metadata["text_len"]), int(metadata["text_dim"]))
             entries = json.loads(metadata["entries"])
@@ -171,8 +191,10 @@ class InstructionCache:
         if prompt_key(info["prompt"]) != key:
             raise ValueError(f"{path}: entry {key} does not match the hash of its prompt {info['prompt']!r}")
         if prompt_for(info["task"]) != info["prompt"]:
-            raise ValueError(f"{path}: entry for task {info['task']!r} was built with a different prompt "
-                             f"template ({info['prompt']!r}); re-encode it")
+            raise ValueError(
+                f"{path}: entry for task {info['task']!r} was built with a different prompt "
+                f"template ({info['prompt']!r}); re-encode it"
+            )
         try:
             self.add(info["task"], embedding, mask)
         except ValueError as error:
@@ -186,10 +208,13 @@ def _describe(value: object) -> str:
 
 
 # ---------------------------------------------------------------------------- live encoding
-def encode_instructions_live(tasks: Iterable[str], model_dir: str | os.PathLike,
-                             device: str | torch.device = "cpu",
-                             encoder_id: str = DEFAULT_INSTRUCTION_ENCODER,
-                             text_len: int = DEFAULT_TEXT_LEN) -> InstructionCache:
+def encode_instructions_live(
+    tasks: Iterable[str],
+    model_dir: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    encoder_id: str = DEFAULT_INSTRUCTION_ENCODER,
+    text_len: int = DEFAULT_TEXT_LEN,
+) -> InstructionCache:
     """Encode ``tasks`` with a local umT5 encoder (Hugging Face layout in ``model_dir``).
 
     Needs the optional ``transformers`` package; only reads local files (never downloads). The
@@ -201,27 +226,38 @@ def encode_instructions_live(tasks: Iterable[str], model_dir: str | os.PathLike,
     prompts = [prompt_for(task) for task in tasks]
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"umT5 directory {model_dir} does not exist; instructions are encoded only "
-                                f"from local weights (nothing is downloaded)")
+        raise FileNotFoundError(
+            f"umT5 directory {model_dir} does not exist; instructions are encoded only "
+            f"from local weights (nothing is downloaded)"
+        )
     try:
         import transformers
     except ImportError:
-        raise ImportError("encode_instructions_live needs the optional 'transformers' package (and "
-                          "'sentencepiece' for the umT5 tokenizer); install them, or encode the "
-                          "instructions on another machine and copy the cache file") from None
+        raise ImportError(
+            "encode_instructions_live needs the optional 'transformers' package (and "
+            "'sentencepiece' for the umT5 tokenizer); install them, or encode the "
+            "instructions on another machine and copy the cache file"
+        ) from None
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-        encoder = transformers.UMT5EncoderModel.from_pretrained(str(model_dir), local_files_only=True,
-                                                               torch_dtype=torch.bfloat16)
+        encoder = transformers.UMT5EncoderModel.from_pretrained(
+            str(model_dir), local_files_only=True, torch_dtype=torch.bfloat16
+        )
     except OSError as error:
         raise FileNotFoundError(f"{model_dir}: no usable local umT5 tokenizer/weights ({error})") from None
     encoder = encoder.to(device).eval()
     cache = InstructionCache(encoder_id, text_len, int(encoder.config.d_model))
     with torch.inference_mode():
         for task, prompt in zip(tasks, prompts, strict=True):
-            tokens = tokenizer(" ".join(prompt.split()), padding="max_length", max_length=text_len,
-                               truncation=True, return_tensors="pt")
-            hidden = encoder(input_ids=tokens["input_ids"].to(device),
-                             attention_mask=tokens["attention_mask"].to(device)).last_hidden_state
+            tokens = tokenizer(
+                " ".join(prompt.split()),
+                padding="max_length",
+                max_length=text_len,
+                truncation=True,
+                return_tensors="pt",
+            )
+            hidden = encoder(
+                input_ids=tokens["input_ids"].to(device), attention_mask=tokens["attention_mask"].to(device)
+            ).last_hidden_state
             cache.add(task, hidden[0].cpu(), tokens["attention_mask"][0])
     return cache

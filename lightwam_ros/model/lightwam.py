@@ -26,8 +26,13 @@ class LightWAM(nn.Module):
         self.cfg = cfg
         self.dit = WanDiT(cfg.dit, cfg.lora, cfg.adapter)
         self.vae = WanVAEEncoder(cfg.vae)
-        self.expert = StateFusionActionExpert(cfg.expert, dim=cfg.dit.dim, action_dim=cfg.action_dim,
-                                              horizon=cfg.horizon, num_taps=len(cfg.adapter.layers))
+        self.expert = StateFusionActionExpert(
+            cfg.expert,
+            dim=cfg.dit.dim,
+            action_dim=cfg.action_dim,
+            horizon=cfg.horizon,
+            num_taps=len(cfg.adapter.layers),
+        )
         self.proprio_encoder = nn.Linear(cfg.proprio_dim, cfg.dit.text_dim)
 
     # ------------------------------------------------------------------------------ inference
@@ -35,11 +40,14 @@ class LightWAM(nn.Module):
         """Instruction embedding [B, text_len, text_dim] + one proprio token -> [B, text_len+1, text_dim]."""
         dit = self.cfg.dit
         if instruction.ndim != 3 or instruction.shape[1:] != (dit.text_len, dit.text_dim):
-            raise ValueError(f"instruction must be [B, {dit.text_len}, {dit.text_dim}], "
-                             f"got {tuple(instruction.shape)}")
+            raise ValueError(
+                f"instruction must be [B, {dit.text_len}, {dit.text_dim}], got {tuple(instruction.shape)}"
+            )
         if proprio.shape != (instruction.shape[0], self.cfg.proprio_dim):
-            raise ValueError(f"proprio must be [{instruction.shape[0]}, {self.cfg.proprio_dim}], "
-                             f"got {tuple(proprio.shape)}")
+            raise ValueError(
+                f"proprio must be [{instruction.shape[0]}, {self.cfg.proprio_dim}], "
+                f"got {tuple(proprio.shape)}"
+            )
         token = self.proprio_encoder(proprio.to(self.proprio_encoder.weight.dtype))
         return torch.cat((instruction.to(token.dtype), token[:, None]), dim=1)
 

@@ -28,8 +28,9 @@ def _axis_angles(length: int, axis_dim: int, theta: float, device: torch.device)
     return torch.outer(torch.arange(length, dtype=torch.float64, device=device), inv_freq)
 
 
-def rope_cos_sin(grid: Grid, head_dim: int, device: torch.device,
-                 theta: float = 10000.0) -> tuple[Tensor, Tensor]:
+def rope_cos_sin(
+    grid: Grid, head_dim: int, device: torch.device, theta: float = 10000.0
+) -> tuple[Tensor, Tensor]:
     """Cosine and sine tables [f*h*w, head_dim // 2] (float32) for tokens in (f, h, w) raster order."""
     f, h, w = grid
     df, dh, dw = rope_axis_dims(head_dim)

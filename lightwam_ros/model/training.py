@@ -54,8 +54,9 @@ def noisy_latents(x0: Tensor, eps: Tensor, sigma: Tensor) -> Tensor:
     :func:`with_clean_first_frame`).
     """
     if x0.ndim != 5 or eps.shape != x0.shape:
-        raise ValueError(f"x0 and eps must be equal-shape [B, C, F, H, W], got {tuple(x0.shape)} "
-                         f"and {tuple(eps.shape)}")
+        raise ValueError(
+            f"x0 and eps must be equal-shape [B, C, F, H, W], got {tuple(x0.shape)} and {tuple(eps.shape)}"
+        )
     batch, _, frames = x0.shape[:3]
     if sigma.shape == (batch,):
         sigma = sigma[:, None, None]
@@ -119,8 +120,9 @@ def _schedule_floor_and_mean(centre: float, width: float, shift: float) -> tuple
     return floor, (_gaussian(t, centre, width) - floor).mean().item()
 
 
-def gaussian_timestep_weight(t: Tensor, centre: float = 500.0, width: float = 500.0,
-                             shift: float = DEFAULT_SHIFT) -> Tensor:
+def gaussian_timestep_weight(
+    t: Tensor, centre: float = 500.0, width: float = 500.0, shift: float = DEFAULT_SHIFT
+) -> Tensor:
     """Per-sample video-loss weight: a Gaussian in t, minus its smaller value at t = 0 / 1000 (so
     it falls to 0 at the far end) and scaled to mean 1 over the sampling schedule (``shift``).
 
@@ -136,8 +138,9 @@ def gaussian_timestep_weight(t: Tensor, centre: float = 500.0, width: float = 50
         raise ValueError(f"width must be positive, got {width}")
     _check_shift(shift)
     if t.numel() and (t.min() < 0 or t.max() > NUM_TRAIN_TIMESTEPS):
-        raise ValueError(f"t must lie in [0, {NUM_TRAIN_TIMESTEPS}], got range "
-                         f"[{t.min().item()}, {t.max().item()}]")
+        raise ValueError(
+            f"t must lie in [0, {NUM_TRAIN_TIMESTEPS}], got range [{t.min().item()}, {t.max().item()}]"
+        )
     floor, mean = _schedule_floor_and_mean(float(centre), float(width), float(shift))
     return ((_gaussian(t.double(), centre, width) - floor) / mean).to(t.dtype)
 
@@ -154,7 +157,9 @@ def downsample_latents(latents: Tensor) -> Tensor:
     return F.avg_pool3d(latents, kernel_size=(1, 2, 2))
 
 
-def sample_clip_indices(num_frames_available: int, start: int, clip_len: int = 33, stride: int = 4) -> list[int]:
+def sample_clip_indices(
+    num_frames_available: int, start: int, clip_len: int = 33, stride: int = 4
+) -> list[int]:
     """Episode frame indices of one training clip: every ``stride``-th frame of a ``clip_len``-frame
     window from ``start`` (33 / 4 -> 9 frames -> 3 latent frames: 1 conditioning + 2 future).
 
@@ -167,8 +172,10 @@ def sample_clip_indices(num_frames_available: int, start: int, clip_len: int = 3
     if not 0 <= start < num_frames_available:
         raise ValueError(f"start must be in [0, {num_frames_available - 1}], got {start}")
     if clip_len <= 0 or stride <= 0 or (clip_len - 1) % stride:
-        raise ValueError(f"clip_len - 1 must be a non-negative multiple of stride > 0, got "
-                         f"clip_len={clip_len}, stride={stride}")
+        raise ValueError(
+            f"clip_len - 1 must be a non-negative multiple of stride > 0, got "
+            f"clip_len={clip_len}, stride={stride}"
+        )
     last = num_frames_available - 1
     return [min(start + offset, last) for offset in range(0, clip_len, stride)]
 
@@ -184,8 +191,10 @@ def video_loss(pred: Tensor, target: Tensor, weights: Tensor, frame_mask: Tensor
     shards of a batch on several processes average to the whole batch's loss).
     """
     if pred.ndim != 5 or pred.shape != target.shape:
-        raise ValueError(f"pred and target must be equal-shape [B, C, F, H, W], got "
-                         f"{tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"pred and target must be equal-shape [B, C, F, H, W], got "
+            f"{tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     batch, _, frames = pred.shape[:3]
     if frames < 2:
         raise ValueError(f"need at least 2 latent frames (frame 0 is excluded), got {frames}")
@@ -194,8 +203,9 @@ def video_loss(pred: Tensor, target: Tensor, weights: Tensor, frame_mask: Tensor
     if frame_mask is None:
         frame_mask = torch.ones(batch, frames, dtype=torch.bool, device=pred.device)
     if frame_mask.shape != (batch, frames) or frame_mask.dtype != torch.bool:
-        raise ValueError(f"frame_mask must be bool [{batch}, {frames}], got {frame_mask.dtype} "
-                         f"{tuple(frame_mask.shape)}")
+        raise ValueError(
+            f"frame_mask must be bool [{batch}, {frames}], got {frame_mask.dtype} {tuple(frame_mask.shape)}"
+        )
     diff = torch.where(frame_mask[:, None, :, None, None], pred.float() - target.float(), 0.0)
     per_frame = diff[:, :, 1:].pow(2).mean(dim=(1, 3, 4))  # [B, F-1]
     real = frame_mask[:, 1:].float()
@@ -222,14 +232,17 @@ def action_loss(pred: Tensor, target: Tensor, step_weights: Tensor, pad_mask: Te
     of a batch on several processes then average to the whole batch's loss).
     """
     if pred.ndim != 3 or pred.shape != target.shape:
-        raise ValueError(f"pred and target must be equal-shape [B, H, A], got {tuple(pred.shape)} "
-                         f"and {tuple(target.shape)}")
+        raise ValueError(
+            f"pred and target must be equal-shape [B, H, A], got {tuple(pred.shape)} "
+            f"and {tuple(target.shape)}"
+        )
     batch, horizon = pred.shape[:2]
     if step_weights.shape != (horizon,):
         raise ValueError(f"step_weights must be [{horizon}], got {tuple(step_weights.shape)}")
     if pad_mask.shape != (batch, horizon) or pad_mask.dtype != torch.bool:
-        raise ValueError(f"pad_mask must be bool [{batch}, {horizon}], got {pad_mask.dtype} "
-                         f"{tuple(pad_mask.shape)}")
+        raise ValueError(
+            f"pad_mask must be bool [{batch}, {horizon}], got {pad_mask.dtype} {tuple(pad_mask.shape)}"
+        )
     if (step_weights < 0).any():
         raise ValueError("step_weights must be non-negative")
     # Zero the padded differences before squaring so whatever fills the padding (even NaN)

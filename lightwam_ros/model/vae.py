@@ -89,9 +89,14 @@ class ResidualBlock(nn.Module):
     def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__()
         self.residual = nn.Sequential(
-            ChannelRMSNorm(in_dim), nn.SiLU(), CausalConv3d(in_dim, out_dim, 3),
+            ChannelRMSNorm(in_dim),
+            nn.SiLU(),
+            CausalConv3d(in_dim, out_dim, 3),
             # Index 5 held Wan's dropout (p=0); the placeholder keeps checkpoint indices 0/2/3/6.
-            ChannelRMSNorm(out_dim), nn.SiLU(), nn.Identity(), CausalConv3d(out_dim, out_dim, 3),
+            ChannelRMSNorm(out_dim),
+            nn.SiLU(),
+            nn.Identity(),
+            CausalConv3d(out_dim, out_dim, 3),
         )
         self.shortcut = CausalConv3d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
 
@@ -152,8 +157,9 @@ class CausalEncoder3d(nn.Module):
                 blocks.append(Downsample(out_dim, temporal=cfg.temporal_downsample[stage]))
         self.downsamples = nn.Sequential(*blocks)
         width = dims[-1]
-        self.middle = nn.Sequential(ResidualBlock(width, width), SpatialAttention(width),
-                                    ResidualBlock(width, width))
+        self.middle = nn.Sequential(
+            ResidualBlock(width, width), SpatialAttention(width), ResidualBlock(width, width)
+        )
         self.head = nn.Sequential(ChannelRMSNorm(width), nn.SiLU(), CausalConv3d(width, 2 * cfg.z_dim, 3))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -162,6 +168,9 @@ class CausalEncoder3d(nn.Module):
 
 class WanVAEEncoder(nn.Module):
     """Encoder half of the Wan2.1 VAE returning the normalised posterior mean."""
+
+    latents_mean: Tensor  # buffers, registered in __init__
+    latents_std: Tensor
 
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
@@ -172,10 +181,10 @@ class WanVAEEncoder(nn.Module):
         self.temporal_factor = 2 ** sum(cfg.temporal_downsample)
         # Not persistent: they are not in the original checkpoint, and strict loading must pass.
         stats_shape = (1, cfg.z_dim, 1, 1, 1)
-        self.register_buffer("latents_mean", torch.tensor(cfg.latents_mean).view(stats_shape),
-                             persistent=False)
-        self.register_buffer("latents_std", torch.tensor(cfg.latents_std).view(stats_shape),
-                             persistent=False)
+        self.register_buffer(
+            "latents_mean", torch.tensor(cfg.latents_mean).view(stats_shape), persistent=False
+        )
+        self.register_buffer("latents_std", torch.tensor(cfg.latents_std).view(stats_shape), persistent=False)
 
     def _check_video(self, video: Tensor) -> None:
         if video.ndim != 5:
@@ -184,14 +193,18 @@ class WanVAEEncoder(nn.Module):
             raise ValueError(f"video must be a floating-point tensor in [-1, 1], got {video.dtype}")
         _, c, t, h, w = video.shape
         if c != 3:
-            raise ValueError(f"video must have 3 (RGB) channels in dim 1, got {c} "
-                             f"(shape {tuple(video.shape)})")
+            raise ValueError(
+                f"video must have 3 (RGB) channels in dim 1, got {c} (shape {tuple(video.shape)})"
+            )
         if (t - 1) % self.temporal_factor:
-            raise ValueError(f"video frame count T={t} must be 1 + {self.temporal_factor}k "
-                             f"(1, {1 + self.temporal_factor}, {1 + 2 * self.temporal_factor}, ...)")
+            raise ValueError(
+                f"video frame count T={t} must be 1 + {self.temporal_factor}k "
+                f"(1, {1 + self.temporal_factor}, {1 + 2 * self.temporal_factor}, ...)"
+            )
         if h % self.spatial_factor or w % self.spatial_factor or h == 0 or w == 0:
-            raise ValueError(f"video height and width must be positive multiples of "
-                             f"{self.spatial_factor}, got {h}x{w}")
+            raise ValueError(
+                f"video height and width must be positive multiples of {self.spatial_factor}, got {h}x{w}"
+            )
 
     def encode(self, video: Tensor) -> Tensor:
         """[B, 3, T, H, W] in [-1, 1] -> (mu - mean) / std, [B, z, 1 + (T-1)/4, H/8, W/8].

@@ -16,6 +16,7 @@ start.  ``--loop`` plays the bag again and again, the bag time jumping back.  A 
 cannot be read gives a message and exit status 2; a damaged one is played as far as it is
 readable, its problems printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Collection, Mapping, Optional, Sequence
 
 import rclpy
 from rclpy.duration import Duration
@@ -66,32 +67,45 @@ def say(text: str) -> None:
     print(f"[lightwam-replay] {text}", flush=True)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="lightwam-replay", description="Publish a bag's messages at their recorded timing "
+        prog="lightwam-replay",
+        description="Publish a bag's messages at their recorded timing "
         "and /clock with the bag time (nodes run with use_sim_time). ROS arguments "
-        "(--ros-args ...) pass through.")
+        "(--ros-args ...) pass through.",
+    )
     parser.add_argument("bag", type=Path, help="bag directory (or one .mcap file)")
-    parser.add_argument("--rate", type=float, default=1.0,
-                        help="playback speed factor (default 1: recorded timing)")
-    parser.add_argument("--start-offset", type=float, default=0.0, metavar="S",
-                        help="skip the first S seconds of the bag")
-    parser.add_argument("--loop", action="store_true",
-                        help="start again at the end (the bag time jumps back)")
+    parser.add_argument(
+        "--rate", type=float, default=1.0, help="playback speed factor (default 1: recorded timing)"
+    )
+    parser.add_argument(
+        "--start-offset", type=float, default=0.0, metavar="S", help="skip the first S seconds of the bag"
+    )
+    parser.add_argument(
+        "--loop", action="store_true", help="start again at the end (the bag time jumps back)"
+    )
     chosen = parser.add_mutually_exclusive_group()
-    chosen.add_argument("--topics", nargs="+", metavar="T",
-                        help="replay these topics (default: the recording's inputs)")
-    chosen.add_argument("--all-topics", action="store_true",
-                        help="replay every topic of the bag but /clock")
+    chosen.add_argument(
+        "--topics", nargs="+", metavar="T", help="replay these topics (default: the recording's inputs)"
+    )
+    chosen.add_argument("--all-topics", action="store_true", help="replay every topic of the bag but /clock")
     parser.add_argument("--no-clock", action="store_true", help="do not publish /clock")
-    parser.add_argument("--clock-rate", type=float, default=100.0, metavar="HZ",
-                        help="/clock messages per second of playback, besides one before each "
-                             "message (default 100)")
+    parser.add_argument(
+        "--clock-rate",
+        type=float,
+        default=100.0,
+        metavar="HZ",
+        help="/clock messages per second of playback, besides one before each message (default 100)",
+    )
     start = parser.add_mutually_exclusive_group()
-    start.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
-                       help="start once every replayed topic and /clock has N subscribers")
-    start.add_argument("--delay", type=float, default=0.0, metavar="S",
-                       help="start after S seconds")
+    start.add_argument(
+        "--wait-for-subscribers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start once every replayed topic and /clock has N subscribers",
+    )
+    start.add_argument("--delay", type=float, default=0.0, metavar="S", help="start after S seconds")
     args = parser.parse_args(argv)
     if not (args.rate > 0 and args.clock_rate > 0):
         parser.error("--rate and --clock-rate must be > 0")
@@ -105,8 +119,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 # --------------------------------------------------------------------------------------------
 
 
-def select_topics(reader: BagReader, topics: Optional[Sequence[str]] = None,
-                  all_topics: bool = False) -> dict[str, str]:
+def select_topics(
+    reader: BagReader, topics: Sequence[str] | None = None, all_topics: bool = False
+) -> dict[str, str]:
     """The topics to replay and their types: ``topics``, else every topic (``all_topics``),
     else the recording's inputs, else (a foreign bag) all that this package does not publish."""
     if topics:
@@ -123,15 +138,20 @@ def select_topics(reader: BagReader, topics: Optional[Sequence[str]] = None,
             selected = {t: kind for t, kind in reader.topics.items() if roles.get(t) == "input"}
         else:
             outputs = package_output_topics() | _NEVER_REPLAYED
-            selected = {t: kind for t, kind in reader.topics.items()
-                        if t not in outputs and not kind.startswith(_PACKAGE_TYPES)}
+            selected = {
+                t: kind
+                for t, kind in reader.topics.items()
+                if t not in outputs and not kind.startswith(_PACKAGE_TYPES)
+            }
     if not selected:
-        raise ReplayError(f"no topic to replay by default among {sorted(reader.topics)}: name "
-                          "them with --topics, or use --all-topics")
+        raise ReplayError(
+            f"no topic to replay by default among {sorted(reader.topics)}: name "
+            "them with --topics, or use --all-topics"
+        )
     return selected
 
 
-def _recorded_roles(metadata: Mapping[str, str]) -> Optional[dict[str, str]]:
+def _recorded_roles(metadata: Mapping[str, str]) -> dict[str, str] | None:
     """lightwam-record's topic roles, or None for a bag recorded otherwise."""
     try:
         return recorded_topic_roles(metadata)
@@ -170,21 +190,31 @@ class BagPlayer:
     ``latched`` topics, the last message before the start offset goes out at the start: the
     instruction still reaches the policy when the early part is skipped."""
 
-    def __init__(self, reader: BagReader, publishers: Mapping[str, Publisher],
-                 clock: Optional[Publisher], *, rate: float, start_offset: float,
-                 clock_rate: float, stop: threading.Event, latched: Collection[str] = ()
-                 ) -> None:
+    def __init__(
+        self,
+        reader: BagReader,
+        publishers: Mapping[str, Publisher],
+        clock: Publisher | None,
+        *,
+        rate: float,
+        start_offset: float,
+        clock_rate: float,
+        stop: threading.Event,
+        latched: Collection[str] = (),
+    ) -> None:
         self.reader = reader
         self.publishers = publishers
         self.latched = set(latched)
         self.clock = clock
         self.rate = rate
+        if reader.start_ns is None:
+            raise ReplayError(f"{reader.path}: the bag holds no messages")
         self.start_ns = reader.start_ns + int(start_offset * 1e9)
         self.clock_period = 1.0 / clock_rate
         self.stop = stop
         self.published: Counter[str] = Counter()
         self.clock_messages = 0
-        self._last_clock_ns: Optional[int] = None
+        self._last_clock_ns: int | None = None
         self._t0 = self._next_tick = 0.0
 
     def play(self) -> bool:
@@ -219,23 +249,25 @@ class BagPlayer:
         while self.clock is not None and self._next_tick < due:
             if self.stop.wait(max(0.0, self._next_tick - time.monotonic())):
                 return False
-            self._publish_clock(self.start_ns + int((self._next_tick - self._t0) * self.rate
-                                                    * 1e9))
+            self._publish_clock(self.start_ns + int((self._next_tick - self._t0) * self.rate * 1e9))
             # Behind (a slow publish): skip the missed ticks rather than burst them.
             self._next_tick = max(self._next_tick + self.clock_period, time.monotonic())
         return not self.stop.wait(max(0.0, due - time.monotonic()))
 
     def _publish_clock(self, bag_time_ns: int) -> None:
-        if self.clock is None or (self._last_clock_ns is not None
-                                  and bag_time_ns <= self._last_clock_ns):
+        if self.clock is None or (self._last_clock_ns is not None and bag_time_ns <= self._last_clock_ns):
             return
         self.clock.publish(Clock(clock=nanoseconds_to_stamp(bag_time_ns)))
         self._last_clock_ns = bag_time_ns
         self.clock_messages += 1
 
 
-def wait_for_subscribers(publishers: Mapping[str, Publisher], count: int,
-                         stop: threading.Event, report: Callable[[str], None] = say) -> bool:
+def wait_for_subscribers(
+    publishers: Mapping[str, Publisher],
+    count: int,
+    stop: threading.Event,
+    report: Callable[[str], None] = say,
+) -> bool:
     """Until every publisher has ``count`` subscribers; False when stopped first."""
     reported = time.monotonic()
     while True:
@@ -249,19 +281,20 @@ def wait_for_subscribers(publishers: Mapping[str, Publisher], count: int,
             return False
 
 
-def _publishers(node: Node, selection: Mapping[str, str], latched: set[str]
-                ) -> dict[str, Publisher]:
-    publishers = {}
+def _publishers(node: Node, selection: Mapping[str, str], latched: set[str]) -> dict[str, Publisher]:
+    publishers: dict[str, Publisher] = {}
     for topic, msgtype in selection.items():
         try:
             cls = message_class(msgtype)
         except ValueError as error:
             say(f"skipping {topic}: {error}")
             continue
-        durability = (DurabilityPolicy.TRANSIENT_LOCAL if topic in latched
-                      else DurabilityPolicy.VOLATILE)
-        publishers[topic] = node.create_publisher(cls, topic, QoSProfile(
-            depth=_DEPTH, reliability=ReliabilityPolicy.RELIABLE, durability=durability))
+        durability = DurabilityPolicy.TRANSIENT_LOCAL if topic in latched else DurabilityPolicy.VOLATILE
+        publishers[topic] = node.create_publisher(
+            cls,
+            topic,
+            QoSProfile(depth=_DEPTH, reliability=ReliabilityPolicy.RELIABLE, durability=durability),
+        )
     if not publishers:
         raise ReplayError("none of the selected topics has a message type installed here")
     return publishers
@@ -283,8 +316,9 @@ def _report_problems(problems: Sequence[BagProblem]) -> None:
         say(f"bag problem, {problem.kind}{where}: {problem.message}")
 
 
-def _play(reader: BagReader, selection: Mapping[str, str], args: argparse.Namespace,
-          ros_args: Sequence[str]) -> int:
+def _play(
+    reader: BagReader, selection: Mapping[str, str], args: argparse.Namespace, ros_args: Sequence[str]
+) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -294,18 +328,33 @@ def _play(reader: BagReader, selection: Mapping[str, str], args: argparse.Namesp
         node = Node(NODE_NAME)
         latched = latched_topics(reader)
         publishers = _publishers(node, selection, latched)
-        clock = (None if args.no_clock else node.create_publisher(
-            Clock, CLOCK_TOPIC, QoSProfile(depth=_DEPTH, reliability=ReliabilityPolicy.RELIABLE)))
-        player = BagPlayer(reader, publishers, clock, rate=args.rate,
-                           start_offset=args.start_offset, clock_rate=args.clock_rate, stop=stop,
-                           latched=latched)
-        say(f"{args.bag}: replaying {sorted(publishers)} at rate {args.rate:g}"
+        clock = (
+            None
+            if args.no_clock
+            else node.create_publisher(
+                Clock, CLOCK_TOPIC, QoSProfile(depth=_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
+            )
+        )
+        player = BagPlayer(
+            reader,
+            publishers,
+            clock,
+            rate=args.rate,
+            start_offset=args.start_offset,
+            clock_rate=args.clock_rate,
+            stop=stop,
+            latched=latched,
+        )
+        say(
+            f"{args.bag}: replaying {sorted(publishers)} at rate {args.rate:g}"
             + (f" from {args.start_offset:g} s" if args.start_offset else "")
-            + ("" if clock else ", no /clock"))
+            + ("" if clock else ", no /clock")
+        )
         # /clock too: a subscriber that joins after the first tick misses the bag's start.
         waited_for = {**publishers, **({CLOCK_TOPIC: clock} if clock else {})}
-        ready = (wait_for_subscribers(waited_for, args.wait_for_subscribers, stop)
-                 and not stop.wait(args.delay))
+        ready = wait_for_subscribers(waited_for, args.wait_for_subscribers, stop) and not stop.wait(
+            args.delay
+        )
         started, passes, known_problems = time.monotonic(), 0, len(reader.problems)
         while ready:
             passes += 1
@@ -315,8 +364,7 @@ def _play(reader: BagReader, selection: Mapping[str, str], args: argparse.Namesp
             # A pass over messages of one instant would loop at full speed: pause a clock tick.
             if not (finished and args.loop) or stop.wait(player.clock_period):
                 break
-            say(f"loop {passes + 1}: the bag time jumps back to "
-                f"{player.start_ns * 1e-9:.3f} s")
+            say(f"loop {passes + 1}: the bag time jumps back to {player.start_ns * 1e-9:.3f} s")
         if not stop.is_set():
             _linger([*publishers.values(), *([clock] if clock else [])])
         _summary(player, time.monotonic() - started, passes, stopped=stop.is_set())
@@ -332,15 +380,18 @@ def _play(reader: BagReader, selection: Mapping[str, str], args: argparse.Namesp
 
 def _summary(player: BagPlayer, elapsed: float, passes: int, stopped: bool) -> None:
     total = sum(player.published.values())
-    say(("stopped" if stopped else "done") + f": {total} messages in {elapsed:.1f} s"
-        + (f" over {passes} passes" if passes > 1 else ""))
+    say(
+        ("stopped" if stopped else "done")
+        + f": {total} messages in {elapsed:.1f} s"
+        + (f" over {passes} passes" if passes > 1 else "")
+    )
     for topic in sorted(player.publishers):
         say(f"  {topic}: {player.published[topic]}")
     if player.clock is not None:
         say(f"  {CLOCK_TOPIC}: {player.clock_messages}")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Replay a bag; exit status 2 when it cannot be read or nothing in it can be replayed."""
     full = list(sys.argv if argv is None else ["lightwam-replay", *argv])
     args = parse_args(remove_ros_args(full)[1:])
@@ -357,8 +408,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise ReplayError(f"{args.bag} holds no messages")
             duration = (reader.end_ns - reader.start_ns) * 1e-9
             if args.start_offset > duration:
-                raise ReplayError(f"--start-offset {args.start_offset:g} s is past the bag's "
-                                  f"end ({duration:.3f} s long)")
+                raise ReplayError(
+                    f"--start-offset {args.start_offset:g} s is past the bag's end ({duration:.3f} s long)"
+                )
         except (ReplayError, ParamFileError) as error:
             print(f"lightwam-replay: {error}", file=sys.stderr)
             return EXIT_BAD_BAG

@@ -1,9 +1,11 @@
 """The executor's joint commands as a simulated robot receives them: a subscription that turns
 ``JointTrajectory`` or ``JointState`` commands into a plan of joint targets over time, shared by
 the loopback robot and the simulator bridge so both follow commands alike."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -11,24 +13,24 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from lightwam_ros.control.joint_follower import JointFollower
-from lightwam_ros.ros.parameter_checks import declare_value
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
+from lightwam_ros.ros.parameter_checks import declare_value
 from lightwam_ros.ros.stamps import stamp_to_nanoseconds
 
-COMMAND_TYPES = {"joint_trajectory": (JointTrajectory,
-                                      "joint_trajectory_controller/joint_trajectory"),
-                 "joint_state": (JointState, "lightwam/joint_command")}
+COMMAND_TYPES = {
+    "joint_trajectory": (JointTrajectory, "joint_trajectory_controller/joint_trajectory"),
+    "joint_state": (JointState, "lightwam/joint_command"),
+}
 
 
 def declare_command_parameters(node: Node) -> tuple[str, str]:
     """Declare and check ``command_type`` and ``command_topic``: what the robot follows."""
-    command_type = declare_value(node, "command_type", "joint_trajectory",
-                                 f"Command input: one of {list(COMMAND_TYPES)}.")
+    command_type = declare_value(
+        node, "command_type", "joint_trajectory", f"Command input: one of {list(COMMAND_TYPES)}."
+    )
     if command_type not in COMMAND_TYPES:
-        raise ValueError(f"parameter command_type must be one of {list(COMMAND_TYPES)}, got "
-                         f"{command_type!r}")
-    topic = declare_value(node, "command_topic", COMMAND_TYPES[command_type][1],
-                          "Command input topic.")
+        raise ValueError(f"parameter command_type must be one of {list(COMMAND_TYPES)}, got {command_type!r}")
+    topic = declare_value(node, "command_topic", COMMAND_TYPES[command_type][1], "Command input topic.")
     if not topic.strip():
         raise ValueError("parameter command_topic must name a topic")
     return command_type, topic
@@ -42,9 +44,16 @@ class CommandInput:
     command is counted and logged (rate-limited), never raised.
     """
 
-    def __init__(self, node: Node, command_type: str, topic: str, arm: JointFollower,
-                 now_ns: Callable[[], Optional[int]], qos: QoSProfile,
-                 refuse: Optional[Callable[[int], Optional[str]]] = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        command_type: str,
+        topic: str,
+        arm: JointFollower,
+        now_ns: Callable[[], int | None],
+        qos: QoSProfile,
+        refuse: Callable[[int], str | None] | None = None,
+    ) -> None:
         self.arm = arm
         self.received = 0  # followed
         self.rejected = 0
@@ -53,8 +62,7 @@ class CommandInput:
         self._refuse = refuse
         self._reporter = ReasonReporter()
         message_type = COMMAND_TYPES[command_type][0]
-        callback = (self._on_trajectory if command_type == "joint_trajectory"
-                    else self._on_joint_command)
+        callback = self._on_trajectory if command_type == "joint_trajectory" else self._on_joint_command
         node.create_subscription(message_type, topic, callback, qos)
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
@@ -62,10 +70,13 @@ class CommandInput:
         if now_ns is None:
             return
         base = stamp_to_nanoseconds(msg.header.stamp) or now_ns  # zero stamp: start now
-        self._follow(msg.joint_names, base,
-                     [(base + stamp_to_nanoseconds(p.time_from_start)) * 1e-9
-                      for p in msg.points],
-                     [p.positions for p in msg.points], now_ns)
+        self._follow(
+            msg.joint_names,
+            base,
+            [(base + stamp_to_nanoseconds(p.time_from_start)) * 1e-9 for p in msg.points],
+            [p.positions for p in msg.points],
+            now_ns,
+        )
 
     def _on_joint_command(self, msg: JointState) -> None:
         now_ns = self._now_ns()
@@ -73,8 +84,9 @@ class CommandInput:
             stamp = stamp_to_nanoseconds(msg.header.stamp) or now_ns
             self._follow(msg.name, stamp, [now_ns * 1e-9], [msg.position], now_ns)
 
-    def _follow(self, names: Sequence[str], stamp_ns: int, times: list[float],
-                points: list[Any], now_ns: int) -> None:
+    def _follow(
+        self, names: Sequence[str], stamp_ns: int, times: list[float], points: list[Any], now_ns: int
+    ) -> None:
         reason = self._refuse(stamp_ns) if self._refuse is not None else None
         try:
             if reason is not None:

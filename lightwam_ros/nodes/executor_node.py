@@ -34,6 +34,7 @@ Every callback catches its own errors: a bad input is logged with its reason and
 watchdog then holds the last safe command), an internal error latches the e-stop.  Nothing ever
 raises into rclpy.
 """
+
 from __future__ import annotations
 
 import collections
@@ -43,7 +44,8 @@ import os
 import sys
 import threading
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -59,7 +61,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
 from lightwam_ros.control.chunk_requests import ChunkRequestTimer
-from lightwam_ros.control.command_layout import ChunkLayoutError, CommandLayout
+from lightwam_ros.control.command_layout import CommandLayout
 from lightwam_ros.control.executor_core import ChunkExecutorCore, Command
 from lightwam_ros.control.periodic import PeriodicLoop
 from lightwam_ros.control.watchdog import FOLLOWING_STATES, ExecutorState
@@ -68,24 +70,30 @@ from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.policy.chunk import NS_PER_S, Chunk
 from lightwam_ros.policy.embodiment import load_embodiment
-from lightwam_ros.ros.chunk_messages import (ChunkBounds, msg_to_chunk, path_markers,
-                                             path_to_joint_trajectory)
+from lightwam_ros.ros.chunk_messages import ChunkBounds, msg_to_chunk, path_markers, path_to_joint_trajectory
 from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
-from lightwam_ros.ros.executor_params import (ExecutorSettings, declare_executor_parameters,
-                                               speed_scaling_refusal)
+from lightwam_ros.ros.executor_params import (
+    ExecutorSettings,
+    declare_executor_parameters,
+    speed_scaling_refusal,
+)
 from lightwam_ros.ros.joint_state import JointStateError, JointStateMatcher
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS
 from lightwam_ros.ros.parameter_checks import allow_runtime_changes
-from lightwam_ros.ros.stamps import (nanoseconds_to_stamp, seconds_to_duration,
-                                     stamp_to_nanoseconds)
+from lightwam_ros.ros.stamps import nanoseconds_to_stamp, seconds_to_duration, stamp_to_nanoseconds
 
 NODE_NAME = NODE_KINDS[EXECUTOR].node_name
 _PAUSED = "speed_scaling is 0: paused"
 _PATH_PERIOD_NS = 20_000_000  # spacing of the planned path's points [ns]
 PATH_NAMESPACE = "lightwam_planned_path"
 PATH_COLOR = (0.1, 0.8, 0.2, 1.0)
-_LEVEL_BY_STATE = {ExecutorState.RAMP_IN: 0, ExecutorState.RUNNING: 0, ExecutorState.WAITING: 1,
-                   ExecutorState.HOLDING: 1, ExecutorState.ESTOPPED: 2}
+_LEVEL_BY_STATE = {
+    ExecutorState.RAMP_IN: 0,
+    ExecutorState.RUNNING: 0,
+    ExecutorState.WAITING: 1,
+    ExecutorState.HOLDING: 1,
+    ExecutorState.ESTOPPED: 2,
+}
 
 
 class TickStats:
@@ -96,7 +104,7 @@ class TickStats:
         self.ticks = 0
         self.missed = 0
         self._periods: collections.deque[float] = collections.deque(maxlen=window)
-        self._previous: Optional[float] = None
+        self._previous: float | None = None
 
     def record(self, now: float) -> None:
         self.ticks += 1
@@ -108,9 +116,11 @@ class TickStats:
 
     def summary(self) -> dict[str, float]:
         periods = np.fromiter(self._periods, float) if self._periods else np.zeros(1)
-        return {"tick_period_mean_ms": 1e3 * float(periods.mean()),
-                "tick_period_p99_ms": 1e3 * float(np.percentile(periods, 99)),
-                "tick_period_max_ms": 1e3 * float(periods.max())}
+        return {
+            "tick_period_mean_ms": 1e3 * float(periods.mean()),
+            "tick_period_p99_ms": 1e3 * float(np.percentile(periods, 99)),
+            "tick_period_max_ms": 1e3 * float(periods.max()),
+        }
 
 
 class ExecutorNode(ConfiguredNode):
@@ -134,98 +144,119 @@ class ExecutorNode(ConfiguredNode):
         self._bounds = ChunkBounds.of(spec)
 
         self._lock = threading.RLock()  # the core and everything below, across the threads
-        self._commanded: Optional[np.ndarray] = None  # last command (commanded order)
-        self._measured: Optional[np.ndarray] = None
+        self._commanded: np.ndarray | None = None  # last command (commanded order)
+        self._measured: np.ndarray | None = None
         self._chunks_accepted = 0
         self._chunks_rejected = 0
         self._limited_ticks = 0
         self._last_rejection = ""
         self._t_measured = -math.inf
-        self._state: Optional[ExecutorState] = None
+        self._state: ExecutorState | None = None
         self._stats = TickStats(self._period)
-        self._requests = (ChunkRequestTimer(settings.request_lead_time, settings.request_retry)
-                          if settings.request_lead_time > 0.0 else None)
+        self._requests = (
+            ChunkRequestTimer(settings.request_lead_time, settings.request_retry)
+            if settings.request_lead_time > 0.0
+            else None
+        )
         self._requests_sent = 0
 
         self._chunk_reporter = ReasonReporter()
         self._joint_reporter = ReasonReporter()
         self._error_reporter = ReasonReporter()
-        self._time_restart: Optional[str] = None  # set by the clock's thread, handled by ticks
-        self._loop: Optional[PeriodicLoop] = None
+        self._time_restart: str | None = None  # set by the clock's thread, handled by ticks
+        self._loop: PeriodicLoop | None = None
         self._speed_scaling = settings.speed_scaling
         self._create_interfaces()
         self._time_jumps = self.on_time_jump_back(self._on_time_jump_back)
-        allow_runtime_changes(self, {"speed_scaling": (speed_scaling_refusal,
-                                                       self._set_speed_scaling)})
+        allow_runtime_changes(self, {"speed_scaling": (speed_scaling_refusal, self._set_speed_scaling)})
         if self._speed_scaling == 0.0:
             self._set_speed_scaling(0.0)
         if self._loop is not None:
             refused = self._loop.start(int(settings.thread_priority))
             if refused:
-                self.get_logger().warning(f"control loop at normal scheduling: {refused}; its "
-                                          "ticks may be late on a busy machine")
+                self.get_logger().warning(
+                    f"control loop at normal scheduling: {refused}; its ticks may be late on a busy machine"
+                )
         self.get_logger().info(
             f"executing {spec.name} ({self.layout.mode}) on joints {self._names} at "
             f"{settings.control_rate:g} Hz, boundary rule {settings.boundary_rule}, "
             f"{settings.interpolation} interpolation, "
-            + ("SHADOW mode: commanding nothing" if settings.shadow
-               else f"outputs {list(settings.output_modes)}"))
+            + (
+                "SHADOW mode: commanding nothing"
+                if settings.shadow
+                else f"outputs {list(settings.output_modes)}"
+            )
+        )
 
     def _create_interfaces(self) -> None:
         settings, topics = self.settings, self.settings.topics
         core_group = MutuallyExclusiveCallbackGroup()
         chunk_group = MutuallyExclusiveCallbackGroup()
         reliable = QoSProfile(depth=10)
-        self.create_subscription(ActionChunk, topics["chunk_topic"], self._on_chunk, reliable,
-                                 callback_group=chunk_group)
+        self.create_subscription(
+            ActionChunk, topics["chunk_topic"], self._on_chunk, reliable, callback_group=chunk_group
+        )
         # Best effort matches both reliable and best-effort joint-state publishers.
-        self.create_subscription(JointState, topics["joint_state_topic"], self._on_joint_state,
-                                 qos_profile_sensor_data, callback_group=core_group)
-        self.create_subscription(Bool, topics["estop_topic"], self._on_estop_topic, reliable,
-                                 callback_group=core_group)
-        self.create_service(Trigger, topics["estop_service"], self._on_estop_service,
-                            callback_group=core_group)
-        self.create_service(Trigger, topics["reset_service"], self._on_reset_service,
-                            callback_group=core_group)
+        self.create_subscription(
+            JointState,
+            topics["joint_state_topic"],
+            self._on_joint_state,
+            qos_profile_sensor_data,
+            callback_group=core_group,
+        )
+        self.create_subscription(
+            Bool, topics["estop_topic"], self._on_estop_topic, reliable, callback_group=core_group
+        )
+        self.create_service(
+            Trigger, topics["estop_service"], self._on_estop_service, callback_group=core_group
+        )
+        self.create_service(
+            Trigger, topics["reset_service"], self._on_reset_service, callback_group=core_group
+        )
 
-        self._request_pub = (self.create_publisher(Empty, topics["chunk_request_topic"],
-                                                   reliable)
-                             if self._requests is not None else None)
+        self._request_pub = (
+            self.create_publisher(Empty, topics["chunk_request_topic"], reliable)
+            if self._requests is not None
+            else None
+        )
         self._trajectory_pub = self._forward_pub = self._joint_command_pub = None
         self._pose_pub = self._shadow_pub = None
         if settings.shadow:
-            self._shadow_pub = self.create_publisher(JointState, topics["shadow_command_topic"],
-                                                     reliable)
+            self._shadow_pub = self.create_publisher(JointState, topics["shadow_command_topic"], reliable)
         else:
             modes = settings.output_modes
             if "joint_trajectory" in modes:
                 self._trajectory_pub = self.create_publisher(
-                    JointTrajectory, topics["joint_trajectory_topic"], reliable)
+                    JointTrajectory, topics["joint_trajectory_topic"], reliable
+                )
             if "forward_command" in modes:
                 self._forward_pub = self.create_publisher(
-                    Float64MultiArray, topics["forward_command_topic"], reliable)
+                    Float64MultiArray, topics["forward_command_topic"], reliable
+                )
             if "joint_state" in modes:
                 self._joint_command_pub = self.create_publisher(
-                    JointState, topics["joint_command_topic"], reliable)
+                    JointState, topics["joint_command_topic"], reliable
+                )
             if self.layout.mode == "delta_eef":
-                self._pose_pub = self.create_publisher(PoseStamped, topics["target_pose_topic"],
-                                                       reliable)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, topics["diagnostics_topic"],
-                                                      reliable)
+                self._pose_pub = self.create_publisher(PoseStamped, topics["target_pose_topic"], reliable)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, topics["diagnostics_topic"], reliable)
         # What the executor will command, for RViz (in shadow mode too: a visual, not a command).
         self._planned_trajectory_pub = self.create_publisher(
-            JointTrajectory, topics["planned_trajectory_topic"], reliable)
+            JointTrajectory, topics["planned_trajectory_topic"], reliable
+        )
         self._planned_path_pub = (
             self.create_publisher(MarkerArray, topics["planned_path_topic"], reliable)
-            if self.layout.chain is not None else None)
+            if self.layout.chain is not None
+            else None
+        )
         self._point_time = seconds_to_duration(self._period)
         if self.get_parameter("use_sim_time").value:
             self.create_timer(self._period, self._on_tick, callback_group=core_group)
         else:
-            self._loop = PeriodicLoop(round(self._period * NS_PER_S), self._on_tick,
-                                      f"{self.get_name()} control loop")
-        self.create_timer(1.0 / settings.diagnostics_rate, self._on_diagnostics,
-                          callback_group=core_group)
+            self._loop = PeriodicLoop(
+                round(self._period * NS_PER_S), self._on_tick, f"{self.get_name()} control loop"
+            )
+        self.create_timer(1.0 / settings.diagnostics_rate, self._on_diagnostics, callback_group=core_group)
 
     def destroy_node(self) -> None:
         """Stop the control loop first: it must not tick a node whose handles are gone."""
@@ -303,8 +334,7 @@ class ExecutorNode(ConfiguredNode):
         latch with its own reason), and raising it from 0 clears only that hold."""
         value = float(value)
         with self._lock:
-            paused = (self._core.state == ExecutorState.ESTOPPED
-                      and self._core.reason.endswith(_PAUSED))
+            paused = self._core.state == ExecutorState.ESTOPPED and self._core.reason.endswith(_PAUSED)
             self._speed_scaling = value
             if value == 0.0 and not paused and self._core.state != ExecutorState.ESTOPPED:
                 self._core.estop(_PAUSED)
@@ -333,18 +363,20 @@ class ExecutorNode(ConfiguredNode):
             positions = self._matcher.extract(msg)
             stamp = stamp_to_nanoseconds(msg.header.stamp)
             if stamp == 0:
-                raise JointStateError("JointState header.stamp is zero: the executor needs "
-                                      "stamped joint states to tell fresh ones from stale ones")
+                raise JointStateError(
+                    "JointState header.stamp is zero: the executor needs "
+                    "stamped joint states to tell fresh ones from stale ones"
+                )
             ahead = (stamp - self._now_ns()) / NS_PER_S
             if ahead > self.settings.max_clock_skew:
-                raise JointStateError(f"JointState stamped {ahead:.3f} s in the future: "
-                                      "clocks disagree")
+                raise JointStateError(f"JointState stamped {ahead:.3f} s in the future: clocks disagree")
             with self._lock:
                 self._apply_time_restart()
                 if stamp < self._t_measured:
                     raise JointStateError(
                         f"JointState stamped {(self._t_measured - stamp) / NS_PER_S:.3f} s "
-                        "before the previous one: out of order, ignored")
+                        "before the previous one: out of order, ignored"
+                    )
                 self._core.update_measured(positions, stamp)
                 self._t_measured = stamp
         except ValueError as error:
@@ -371,7 +403,7 @@ class ExecutorNode(ConfiguredNode):
                 request = self._chunk_request_due(now_ns, command.state)
             if command.positions is not None:
                 self._publish(command, now_ns)
-            if request:
+            if request and self._request_pub is not None:
                 self._request_pub.publish(Empty())
         except Exception as error:  # noqa: BLE001
             self._internal_error("control tick", error)
@@ -379,8 +411,11 @@ class ExecutorNode(ConfiguredNode):
     def _chunk_request_due(self, now_ns: int, state: ExecutorState) -> bool:
         """Whether to ask the policy for the next chunk now, before the plan runs out (never
         while e-stopped: the chunk would be refused)."""
-        if (self._requests is not None and state != ExecutorState.ESTOPPED
-                and self._requests.due(now_ns, self._core.plan_end_ns, self._chunks_accepted)):
+        if (
+            self._requests is not None
+            and state != ExecutorState.ESTOPPED
+            and self._requests.due(now_ns, self._core.plan_end_ns, self._chunks_accepted)
+        ):
             self._requests_sent += 1
             return True
         return False
@@ -400,15 +435,20 @@ class ExecutorNode(ConfiguredNode):
         times, positions = self._core.planned_path(_PATH_PERIOD_NS)
         if len(times) < 2:
             return
-        self._planned_trajectory_pub.publish(path_to_joint_trajectory(self._names, times,
-                                                                      positions))
-        if self._planned_path_pub is not None:
-            chain, layout = self.layout.chain, self.layout
-            points = np.array([chain.forward(layout.arm_positions(row)).position
-                               for row in positions])
-            self._planned_path_pub.publish(path_markers(
-                points, nanoseconds_to_stamp(int(times[0])), layout.base_frame, PATH_NAMESPACE,
-                0, PATH_COLOR))
+        self._planned_trajectory_pub.publish(path_to_joint_trajectory(self._names, times, positions))
+        chain, layout = self.layout.chain, self.layout
+        if self._planned_path_pub is not None and chain is not None:  # a chain: delta-EEF
+            points = np.array([chain.forward(layout.arm_positions(row)).position for row in positions])
+            self._planned_path_pub.publish(
+                path_markers(
+                    points,
+                    nanoseconds_to_stamp(int(times[0])),
+                    layout.base_frame,
+                    PATH_NAMESPACE,
+                    0,
+                    PATH_COLOR,
+                )
+            )
 
     def _clear_plan(self) -> None:
         """An empty planned trajectory and the planned path's markers deleted."""
@@ -440,6 +480,8 @@ class ExecutorNode(ConfiguredNode):
             self.get_logger().warning(text)
 
     def _publish(self, command: Command, now_ns: int) -> None:
+        if command.positions is None or command.velocities is None:
+            return  # no joint state yet: nothing to command
         stamp = nanoseconds_to_stamp(now_ns)
         positions = command.positions.tolist()
         velocities = command.velocities.tolist()
@@ -453,8 +495,14 @@ class ExecutorNode(ConfiguredNode):
         if self._trajectory_pub is not None:
             # Reach the command one period after the tick: it arrives before that time, and the
             # next message (one period later) replaces it, so the controller tracks the command.
-            trajectory = JointTrajectory(joint_names=self._names, points=[JointTrajectoryPoint(
-                positions=positions, velocities=velocities, time_from_start=self._point_time)])
+            trajectory = JointTrajectory(
+                joint_names=self._names,
+                points=[
+                    JointTrajectoryPoint(
+                        positions=positions, velocities=velocities, time_from_start=self._point_time
+                    )
+                ],
+            )
             trajectory.header.stamp = stamp
             self._trajectory_pub.publish(trajectory)
         if self._pose_pub is not None:
@@ -469,7 +517,9 @@ class ExecutorNode(ConfiguredNode):
         return msg
 
     def _target_pose(self, positions: np.ndarray, stamp) -> PoseStamped:
-        pose = self.layout.chain.forward(self.layout.arm_positions(positions))
+        chain = self.layout.chain
+        assert chain is not None, "the pose topic exists for delta-EEF actions, which have a chain"
+        pose = chain.forward(self.layout.arm_positions(positions))
         msg = PoseStamped()
         msg.header.stamp = stamp
         msg.header.frame_id = self.layout.base_frame
@@ -484,20 +534,22 @@ class ExecutorNode(ConfiguredNode):
             if msg.data:
                 self._estop(f"{self.settings.topics['estop_topic']} topic")
             else:
-                self.get_logger().info("e-stop topic false: ignored (only the reset service "
-                                       "clears a latched e-stop)")
+                self.get_logger().info(
+                    "e-stop topic false: ignored (only the reset service clears a latched e-stop)"
+                )
         except Exception as error:  # noqa: BLE001
             self._internal_error("e-stop topic callback", error)
 
     def _estop(self, source: str) -> None:
         with self._lock:
             self._core.estop(source)
-            self.get_logger().warning(f"E-STOP latched by {source}: braking to a hold; chunks "
-                                      f"are refused until {self.settings.topics['reset_service']}")
+            self.get_logger().warning(
+                f"E-STOP latched by {source}: braking to a hold; chunks "
+                f"are refused until {self.settings.topics['reset_service']}"
+            )
             self._note_state()
 
-    def _on_estop_service(self, request: Trigger.Request,
-                          response: Trigger.Response) -> Trigger.Response:
+    def _on_estop_service(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         try:
             self._estop(f"{self.settings.topics['estop_service']} service")
             response.success, response.message = True, "e-stop latched"
@@ -506,8 +558,7 @@ class ExecutorNode(ConfiguredNode):
             response.success, response.message = True, "e-stop latched after an internal error"
         return response
 
-    def _on_reset_service(self, request: Trigger.Request,
-                          response: Trigger.Response) -> Trigger.Response:
+    def _on_reset_service(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         try:
             with self._lock:
                 self._core.reset()
@@ -524,7 +575,7 @@ class ExecutorNode(ConfiguredNode):
             with self._lock:
                 state, reason = self._core.state, self._core.reason
                 tick_stats = self._stats.summary()
-            values = {
+            values: dict[str, Any] = {
                 "state": state.name,
                 "reason": reason,
                 "shadow": self.settings.shadow,
@@ -541,32 +592,40 @@ class ExecutorNode(ConfiguredNode):
                 **tick_stats,
             }
             status = make_diagnostic_status(
-                f"{self.get_name()}: {self.layout.spec.name}", _LEVEL_BY_STATE[state],
-                f"{state.name}: {reason}", values)
+                f"{self.get_name()}: {self.layout.spec.name}",
+                _LEVEL_BY_STATE[state],
+                f"{state.name}: {reason}",
+                values,
+            )
             self._diagnostics_pub.publish(
-                make_diagnostic_array([status], nanoseconds_to_stamp(self._now_ns())))
+                make_diagnostic_array([status], nanoseconds_to_stamp(self._now_ns()))
+            )
         except Exception as error:  # noqa: BLE001
             self._error(f"diagnostics failed: {error!r}")
 
 
-def create_executor_node(node_name: str = NODE_NAME, *, context: Optional[Context] = None,
-                         namespace: Optional[str] = None,
-                         parameter_overrides: Optional[Sequence[Parameter]] = None
-                         ) -> ExecutorNode:
+def create_executor_node(
+    node_name: str = NODE_NAME,
+    *,
+    context: Context | None = None,
+    namespace: str | None = None,
+    parameter_overrides: Sequence[Parameter] | None = None,
+) -> ExecutorNode:
     """Build a configured executor node (rclpy must be initialised on ``context``).
 
     For in-process bring-up: add the node to an executor (a SingleThreadedExecutor is the reliable
     choice, see the module docstring; its callback groups also make it safe under a
     MultiThreadedExecutor).  Bad parameters raise ValueError (or rclpy's ParameterException).
     """
-    return ExecutorNode(node_name, context=context, namespace=namespace,
-                        parameter_overrides=parameter_overrides)
+    return ExecutorNode(
+        node_name, context=context, namespace=namespace, parameter_overrides=parameter_overrides
+    )
 
 
 _PROCESS_NICE = -10  # the executor process's other threads, where allowed
 
 
-def main(args: Optional[list[str]] = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """Run the executor until SIGINT; exit status 2 when the configuration is invalid.
 
     The process asks for a higher CPU share first (nice -10, inherited by the threads rclpy and

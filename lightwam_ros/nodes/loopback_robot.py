@@ -17,12 +17,15 @@ It serves the README demo, the bring-up tests and benchmarks; it is not a physic
   it publishes nothing until ``/clock`` has started).
 - Rendering is cheap: a precomputed background per camera, then one slice assignment per joint.
 """
+
 from __future__ import annotations
 
+import itertools
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from rclpy.context import Context
@@ -54,21 +57,22 @@ class JointPicture:
 
     def __init__(self, height: int, width: int, joints: int, tint: tuple[int, int, int]) -> None:
         rows = np.linspace(0.6, 1.0, height)[:, None, None]
-        self._background = (rows * np.asarray(tint, dtype=np.float64)).astype(np.uint8).repeat(
-            width, axis=1)
+        self._background = (rows * np.asarray(tint, dtype=np.float64)).astype(np.uint8).repeat(width, axis=1)
         edges = np.linspace(0, width, joints + 1).astype(int)
         gap = max(1, (edges[1] - edges[0]) // 6)
-        self._bands = [(int(a) + gap, max(int(a) + gap + 1, int(b) - gap))
-                       for a, b in zip(edges[:-1], edges[1:])]
+        self._bands = [
+            (int(a) + gap, max(int(a) + gap + 1, int(b) - gap)) for a, b in itertools.pairwise(edges)
+        ]
         hues = np.arange(joints) / max(joints, 1)
-        self._colours = (127.5 + 127.5 * np.cos(2 * np.pi * (hues[:, None] + [0, 1 / 3, 2 / 3]))
-                         ).astype(np.uint8)
+        self._colours = (127.5 + 127.5 * np.cos(2 * np.pi * (hues[:, None] + [0, 1 / 3, 2 / 3]))).astype(
+            np.uint8
+        )
         self._height = height
 
     def render(self, fractions: np.ndarray) -> np.ndarray:
         image = self._background.copy()
         tops = np.rint((1.0 - np.asarray(fractions)) * self._height).astype(int)
-        for (left, right), top, colour in zip(self._bands, tops, self._colours):
+        for (left, right), top, colour in zip(self._bands, tops, self._colours, strict=True):
             image[top:, left:right] = colour
         return image
 
@@ -89,35 +93,42 @@ class LoopbackRobotNode(ConfiguredNode):
     """The stand-in robot; build it with ``create_loopback_robot`` (or run ``main``)."""
 
     def _configure(self) -> None:
-        name = declare_value(self, "embodiment", "",
-                             "Embodiment name or YAML path (required).").strip()
+        name = declare_value(self, "embodiment", "", "Embodiment name or YAML path (required).").strip()
         if not name:
             raise ValueError("parameter embodiment is required (e.g. robotwin_aloha)")
         try:
             spec = load_embodiment(name)
         except FileNotFoundError as error:
             raise ValueError(f"parameter embodiment: {error}") from None
-        rates = {key: _positive(key, declare_value(self, key, default, text, dynamic=True)) for
-                 key, default, text in (("state_rate", 100.0, "JointState rate [Hz]."),
-                                        ("camera_rate", 30.0, "Image rate per camera [Hz]."))}
+        rates = {
+            key: _positive(key, declare_value(self, key, default, text, dynamic=True))
+            for key, default, text in (
+                ("state_rate", 100.0, "JointState rate [Hz]."),
+                ("camera_rate", 30.0, "Image rate per camera [Hz]."),
+            )
+        }
         command_type, command_topic = declare_command_parameters(self)
         joint_topic = declare_value(self, "joint_state_topic", "joint_states", "JointState output.")
         if not joint_topic.strip():
             raise ValueError("parameter joint_state_topic must name a topic")
         self._arm = self._declare_arm(spec)
-        self._cameras = [self._declare_camera(camera.role, camera.source_size
-                                              or (camera.height, camera.width))
-                         for camera in spec.canvas.cameras]
-        self._pictures = {camera.role: JointPicture(*camera.size, len(self._arm.names),
-                                                    _BACKGROUND_TINTS[i % len(_BACKGROUND_TINTS)])
-                          for i, camera in enumerate(self._cameras)}
+        self._cameras = [
+            self._declare_camera(camera.role, camera.source_size or (camera.height, camera.width))
+            for camera in spec.canvas.cameras
+        ]
+        self._pictures = {
+            camera.role: JointPicture(
+                *camera.size, len(self._arm.names), _BACKGROUND_TINTS[i % len(_BACKGROUND_TINTS)]
+            )
+            for i, camera in enumerate(self._cameras)
+        }
 
         qos = QoSProfile(depth=10)
         self._joint_pub = self.create_publisher(JointState, joint_topic, qos)
-        self._image_pubs = {camera.role: self.create_publisher(Image, camera.topic, qos)
-                            for camera in self._cameras}
-        self.commands = CommandInput(self, command_type, command_topic, self._arm, self._now_ns,
-                                     qos)
+        self._image_pubs = {
+            camera.role: self.create_publisher(Image, camera.topic, qos) for camera in self._cameras
+        }
+        self.commands = CommandInput(self, command_type, command_topic, self._arm, self._now_ns, qos)
         self.create_timer(1.0 / rates["state_rate"], self._on_state_tick)
         self.create_timer(1.0 / rates["camera_rate"], self._on_camera_tick)
         self._clock_reporter = ReasonReporter(interval=5.0)
@@ -125,47 +136,64 @@ class LoopbackRobotNode(ConfiguredNode):
             f"loopback {spec.name}: joint states on {joint_topic} at {rates['state_rate']:g} Hz, "
             f"following {command_type} on {command_topic}; cameras "
             + ", ".join(f"{c.role} {c.size[0]}x{c.size[1]} on {c.topic}" for c in self._cameras)
-            + f" at {rates['camera_rate']:g} Hz")
+            + f" at {rates['camera_rate']:g} Hz"
+        )
 
     def _declare_arm(self, spec: EmbodimentSpec) -> JointFollower:
         """Every joint of the embodiment, from its start position (default: mid-range)."""
-        time_constant = _number("tracking_time_constant", declare_value(
-            self, "tracking_time_constant", 0.0, "First-order lag of the joints behind the command "
-            "[s]; 0: they follow at once.", dynamic=True))
+        time_constant = _number(
+            "tracking_time_constant",
+            declare_value(
+                self,
+                "tracking_time_constant",
+                0.0,
+                "First-order lag of the joints behind the command [s]; 0: they follow at once.",
+                dynamic=True,
+            ),
+        )
         names = spec.robot_joints
         limits = np.array([spec.joint_limit(joint) for joint in names])
-        initial = [_number(f"initial_positions.{joint}", declare_value(
-            self, f"initial_positions.{joint}", float(limits[i].mean()),
-            f"Start position of {joint} (default: mid-range).", dynamic=True))
-            for i, joint in enumerate(names)]
+        initial = [
+            _number(
+                f"initial_positions.{joint}",
+                declare_value(
+                    self,
+                    f"initial_positions.{joint}",
+                    float(limits[i].mean()),
+                    f"Start position of {joint} (default: mid-range).",
+                    dynamic=True,
+                ),
+            )
+            for i, joint in enumerate(names)
+        ]
         try:
-            return JointFollower(names, limits[:, 0], limits[:, 1], np.array(initial),
-                               time_constant)
+            return JointFollower(names, limits[:, 0], limits[:, 1], np.array(initial), time_constant)
         except ValueError as error:
-            raise ValueError(f"parameters initial_positions/tracking_time_constant: "
-                             f"{error}") from None
+            raise ValueError(f"parameters initial_positions/tracking_time_constant: {error}") from None
 
     def _declare_camera(self, role: str, default_size: tuple[int, int]) -> LoopbackCamera:
         prefix = f"cameras.{role}."
-        topic = declare_value(self, prefix + "topic", default_camera_topic(role),
-                              f"Image output of camera '{role}'.").strip()
-        size = declare_value(self, prefix + "size", [int(v) for v in default_size],
-                             f"[height, width] of camera '{role}'.")
+        topic = declare_value(
+            self, prefix + "topic", default_camera_topic(role), f"Image output of camera '{role}'."
+        ).strip()
+        size = declare_value(
+            self, prefix + "size", [int(v) for v in default_size], f"[height, width] of camera '{role}'."
+        )
         if not topic:
             raise ValueError(f"parameter {prefix}topic must name a topic")
         if len(size) != 2 or min(size) < 1:
-            raise ValueError(f"parameter {prefix}size must be [height, width] > 0, got "
-                             f"{list(size)}")
+            raise ValueError(f"parameter {prefix}size must be [height, width] > 0, got {list(size)}")
         return LoopbackCamera(role, topic, (int(size[0]), int(size[1])))
 
     # ---------------------------------------------------------------- callbacks
 
-    def _now_ns(self) -> Optional[int]:
+    def _now_ns(self) -> int | None:
         """Node-clock time, or None while a simulated clock has not started."""
         now = self.get_clock().now().nanoseconds
         if now == 0:
-            text = self._clock_reporter.bad("use_sim_time is set and /clock has not started: "
-                                            "publishing nothing yet")
+            text = self._clock_reporter.bad(
+                "use_sim_time is set and /clock has not started: publishing nothing yet"
+            )
             if text is not None:
                 self.get_logger().info(text)
             return None
@@ -177,8 +205,11 @@ class LoopbackRobotNode(ConfiguredNode):
             return
         try:
             positions = self._arm.step(now_ns * 1e-9)
-            msg = JointState(name=list(self._arm.names), position=positions.tolist(),
-                             velocity=self._arm.velocities.tolist())
+            msg = JointState(
+                name=list(self._arm.names),
+                position=positions.tolist(),
+                velocity=self._arm.velocities.tolist(),
+            )
             msg.header.stamp = nanoseconds_to_stamp(now_ns)
             self._joint_pub.publish(msg)
         except Exception as error:  # noqa: BLE001 - e.g. publishing during shutdown
@@ -193,8 +224,7 @@ class LoopbackRobotNode(ConfiguredNode):
             fractions = self._arm.fractions()
             for camera in self._cameras:
                 rgb = self._pictures[camera.role].render(fractions)
-                self._image_pubs[camera.role].publish(
-                    rgb_to_image(rgb, stamp, f"{camera.role}_camera"))
+                self._image_pubs[camera.role].publish(rgb_to_image(rgb, stamp, f"{camera.role}_camera"))
         except Exception as error:  # noqa: BLE001
             self.get_logger().error(f"images not published: {error!r}")
 
@@ -212,17 +242,21 @@ def _positive(name: str, value: Any) -> float:
     return number
 
 
-def create_loopback_robot(node_name: str = NODE_NAME, *, context: Optional[Context] = None,
-                          namespace: Optional[str] = None,
-                          parameter_overrides: Optional[Sequence[Parameter]] = None
-                          ) -> LoopbackRobotNode:
+def create_loopback_robot(
+    node_name: str = NODE_NAME,
+    *,
+    context: Context | None = None,
+    namespace: str | None = None,
+    parameter_overrides: Sequence[Parameter] | None = None,
+) -> LoopbackRobotNode:
     """Build a configured loopback robot (rclpy must be initialised on ``context``); bad
     parameters raise ValueError (or rclpy's ParameterException)."""
-    return LoopbackRobotNode(node_name, context=context, namespace=namespace,
-                             parameter_overrides=parameter_overrides)
+    return LoopbackRobotNode(
+        node_name, context=context, namespace=namespace, parameter_overrides=parameter_overrides
+    )
 
 
-def main(args: Optional[list[str]] = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """Run the loopback robot until SIGINT or SIGTERM; exit status 2 when the configuration is
     invalid."""
     return run_node(create_loopback_robot, NODE_NAME, args)

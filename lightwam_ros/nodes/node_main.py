@@ -1,17 +1,19 @@
 """What the nodes share: a constructor that never leaves a half-built node behind, and the
 process entry point (init, build, spin, always shut down cleanly)."""
+
 from __future__ import annotations
 
 import signal
 import threading
-from typing import Callable, Optional, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import rclpy
-from rclpy.exceptions import NameValidationException, ParameterException
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.clock import JumpHandle, JumpThreshold, TimeJump
 from rclpy.context import Context
 from rclpy.duration import Duration
+from rclpy.exceptions import NameValidationException, ParameterException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
@@ -27,11 +29,20 @@ class ConfiguredNode(Node):
     so a caller that catches the error (bring-up, tests) keeps no half-configured node alive.
     """
 
-    def __init__(self, node_name: str, *, context: Optional[Context] = None,
-                 namespace: Optional[str] = None,
-                 parameter_overrides: Optional[Sequence[Parameter]] = None) -> None:
-        super().__init__(node_name, context=context, namespace=namespace,
-                         parameter_overrides=list(parameter_overrides or []))
+    def __init__(
+        self,
+        node_name: str,
+        *,
+        context: Context | None = None,
+        namespace: str | None = None,
+        parameter_overrides: Sequence[Parameter] | None = None,
+    ) -> None:
+        super().__init__(
+            node_name,
+            context=context,
+            namespace=namespace,
+            parameter_overrides=list(parameter_overrides or []),
+        )
         try:
             self._configure()
         except BaseException:
@@ -45,13 +56,15 @@ class ConfiguredNode(Node):
         """Call ``callback(reason, seconds back)`` (from the thread that moved the clock) when
         the node's clock jumps backwards: every stamp the node keeps then lies in the future.
         Keep the handle."""
+
         def jumped(jump: TimeJump) -> None:
             if jump.delta.nanoseconds < 0:
                 back = -jump.delta.nanoseconds * 1e-9
                 callback(f"time jumped back by {back:.3f} s", back)
 
-        threshold = JumpThreshold(min_forward=None, min_backward=TIME_JUMP_BACK_THRESHOLD,
-                                  on_clock_change=False)
+        threshold = JumpThreshold(
+            min_forward=None, min_backward=TIME_JUMP_BACK_THRESHOLD, on_clock_change=False
+        )
         return self.get_clock().create_jump_callback(threshold, post_callback=jumped)
 
 
@@ -61,8 +74,12 @@ EXIT_INVALID_CONFIGURATION = 2
 _POLL_SECONDS = 0.1
 
 
-def run_node(create: Callable[[], NodeT], node_name: str, args: Optional[list[str]] = None,
-             failed: Callable[[NodeT], bool] = lambda node: False) -> int:
+def run_node(
+    create: Callable[[], NodeT],
+    node_name: str,
+    args: list[str] | None = None,
+    failed: Callable[[NodeT], bool] = lambda node: False,
+) -> int:
     """Spin the node ``create`` builds until SIGINT/SIGTERM or until ``failed(node)``; return the
     exit status: 2 when the configuration is invalid, 1 when ``failed``, else 0.
 

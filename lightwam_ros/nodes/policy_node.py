@@ -34,6 +34,7 @@ A model exception or a meaningless chunk (non-finite values) is logged and repor
 ERROR), no chunk is published, and the next trigger tries again.  Joint limits are not checked
 here: the executor's safety filter owns them (it clips within its margin, refuses beyond).
 """
+
 from __future__ import annotations
 
 import collections
@@ -41,7 +42,8 @@ import dataclasses
 import sys
 import threading
 import time
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -54,24 +56,32 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Empty, String
 from std_srvs.srv import Trigger
 
-from lightwam_ros.control.frame_history import (ObservationAssembler, StaleInputError,
-                                                StreamProblem)
+from lightwam_ros.control.frame_history import ObservationAssembler, StaleInputError, StreamProblem
 from lightwam_ros.msg import ActionChunk, PolicyStatus
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
-from lightwam_ros.policy.runner import (LatencyStats, PolicyInputError, PolicyOutput,
-                                        PolicyOutputError, PolicyRunner)
+from lightwam_ros.policy.runner import (
+    LatencyStats,
+    PolicyInputError,
+    PolicyOutput,
+    PolicyOutputError,
+    PolicyRunner,
+)
 from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains
 from lightwam_ros.ros.chunk_messages import chunk_to_msg
 from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
-from lightwam_ros.ros.image_conversion import (ImageConversionError, compressed_to_rgb,
-                                               image_to_rgb)
+from lightwam_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
 from lightwam_ros.ros.joint_state import JointStateMatcher
 from lightwam_ros.ros.log_text import quoted
 from lightwam_ros.ros.node_registry import NODE_KINDS, POLICY
 from lightwam_ros.ros.parameter_checks import allow_runtime_changes
-from lightwam_ros.ros.policy_inputs import (JOINT_STREAM, anchor_stream, camera_stream,
-                                             input_streams, pose_stream)
+from lightwam_ros.ros.policy_inputs import (
+    JOINT_STREAM,
+    anchor_stream,
+    camera_stream,
+    input_streams,
+    pose_stream,
+)
 from lightwam_ros.ros.policy_params import CameraInput, PolicySettings, declare_policy_parameters
 from lightwam_ros.ros.pose_messages import pose_from_message
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds, stamp_to_seconds
@@ -87,28 +97,44 @@ _SENSOR_STATE = QoSProfile(depth=_STATE_DEPTH, reliability=ReliabilityPolicy.BES
 _WORKER_STOP_TIMEOUT = 120.0  # s: a full checkpoint load from a slow disk
 _ANCHOR_STAMPS_KEPT = 64  # exact stamps of recent scene-camera frames (see _anchor_stamp)
 _OVERTAKING_MARGIN = 1.0  # s: a sample may be stamped this far ahead of the /clock seen so far
-_LEVEL = {PolicyStatus.STARTING: 1, PolicyStatus.WARMING_UP: 1, PolicyStatus.READY: 0,
-          PolicyStatus.WAITING_FOR_INPUT: 1, PolicyStatus.ERROR: 2}
-_STATE_NAMES = {PolicyStatus.STARTING: "STARTING", PolicyStatus.WARMING_UP: "WARMING_UP",
-                PolicyStatus.READY: "READY", PolicyStatus.WAITING_FOR_INPUT: "WAITING_FOR_INPUT",
-                PolicyStatus.ERROR: "ERROR"}
+_LEVEL = {
+    PolicyStatus.STARTING: 1,
+    PolicyStatus.WARMING_UP: 1,
+    PolicyStatus.READY: 0,
+    PolicyStatus.WAITING_FOR_INPUT: 1,
+    PolicyStatus.ERROR: 2,
+}
+_STATE_NAMES = {
+    PolicyStatus.STARTING: "STARTING",
+    PolicyStatus.WARMING_UP: "WARMING_UP",
+    PolicyStatus.READY: "READY",
+    PolicyStatus.WAITING_FOR_INPUT: "WAITING_FOR_INPUT",
+    PolicyStatus.ERROR: "ERROR",
+}
 
 
 class PolicyNode(ConfiguredNode):
     """The policy node; build it with ``create_policy_node`` (or run ``main``)."""
 
-    def __init__(self, node_name: str = NODE_NAME, *, context: Optional[Context] = None,
-                 namespace: Optional[str] = None,
-                 parameter_overrides: Optional[Sequence[Parameter]] = None) -> None:
+    def __init__(
+        self,
+        node_name: str = NODE_NAME,
+        *,
+        context: Context | None = None,
+        namespace: str | None = None,
+        parameter_overrides: Sequence[Parameter] | None = None,
+    ) -> None:
         # Set before the node is built: destroy_node (after a bad configuration too) uses them.
-        self.fatal_error: Optional[str] = None  # set when the model cannot be loaded
-        self._worker: Optional[threading.Thread] = None
+        self.fatal_error: str | None = None  # set when the model cannot be loaded
+        self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
-        super().__init__(node_name, context=context, namespace=namespace,
-                         parameter_overrides=parameter_overrides)
-        self._worker = threading.Thread(target=self._run_worker, name="lightwam_policy_inference",
-                                        daemon=True)
+        super().__init__(
+            node_name, context=context, namespace=namespace, parameter_overrides=parameter_overrides
+        )
+        self._worker = threading.Thread(
+            target=self._run_worker, name="lightwam_policy_inference", daemon=True
+        )
         self._worker.start()
 
     # ---------------------------------------------------------------- set-up
@@ -125,31 +151,32 @@ class PolicyNode(ConfiguredNode):
         self._assembler = ObservationAssembler(streams)
         self._inputs_lock = threading.Lock()  # guards the assembler and the input bookkeeping
         self._anchor_stamps: collections.deque[tuple[float, Time]] = collections.deque(
-            maxlen=_ANCHOR_STAMPS_KEPT)
-        self._latest_stamp = {name: None for name in streams}
+            maxlen=_ANCHOR_STAMPS_KEPT
+        )
+        self._latest_stamp: dict[str, float | None] = {name: None for name in streams}
         self._restarts = dict.fromkeys(streams, 0)  # per stream, as last logged
-        self._jumped_from: Optional[float] = None  # s: the clock jumped back from this time
+        self._jumped_from: float | None = None  # s: the clock jumped back from this time
         self._invalid = {name: 0 for name in streams}
         self._reporters = {name: ReasonReporter() for name in streams}  # per input stream
         self._error_reporter = ReasonReporter()  # inference failures
         self._instruction_reporter = ReasonReporter()  # unknown instructions
 
-        self._instruction: Optional[str] = settings.instruction or None
-        self._runner: Optional[PolicyRunner] = None
+        self._instruction: str | None = settings.instruction or None
+        self._runner: PolicyRunner | None = None
         self._ready = False
         self._busy = False
         self._trigger_lock = threading.Lock()
         self._chunk_id = 0
         self._skipped = 0
         self._failures = 0
-        self._last_output: Optional[PolicyOutput] = None
+        self._last_output: PolicyOutput | None = None
         # Read by the status and diagnostics timers; the runner's own statistics are updated by
         # the worker without a lock, so the worker copies them here after each prediction.
-        self._latency_stats: Optional[LatencyStats] = None
+        self._latency_stats: LatencyStats | None = None
         self._last_latency = 0.0
         self._last_age = 0.0
         self._status_lock = threading.Lock()
-        self._status: Optional[tuple[int, str, Any]] = None  # state, message, change key
+        self._status: tuple[int, str, Any] | None = None  # state, message, change key
         self._create_interfaces()
         self._time_jumps = self.on_time_jump_back(self._on_time_jump_back)
         allow_runtime_changes(self, {"instruction": (self._unknown_task, self._set_instruction)})
@@ -162,24 +189,20 @@ class PolicyNode(ConfiguredNode):
         self._status_pub = self.create_publisher(PolicyStatus, topics["status_topic"], latched)
         chunk_topic = topics["shadow_chunk_topic" if settings.shadow else "chunk_topic"]
         self._chunk_pub = self.create_publisher(ActionChunk, chunk_topic, reliable)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray,
-                                                      topics["diagnostics_topic"], reliable)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, topics["diagnostics_topic"], reliable)
 
         # Best effort matches reliable and best-effort sensor publishers alike; reliable (opt-in
         # per camera) loses no frame of a burst of large images, but matches reliable ones only.
         for camera in settings.cameras:
-            kind, convert = ((CompressedImage, compressed_to_rgb) if camera.compressed
-                             else (Image, image_to_rgb))
+            kind, convert = (
+                (CompressedImage, compressed_to_rgb) if camera.compressed else (Image, image_to_rgb)
+            )
             qos = _RELIABLE_CAMERA if camera.reliable else _SENSOR_CAMERA
-            self.create_subscription(kind, camera.topic, self._image_callback(camera, convert),
-                                     qos)
-        self.create_subscription(JointState, topics["joint_state_topic"], self._on_joint_state,
-                                 _SENSOR_STATE)
+            self.create_subscription(kind, camera.topic, self._image_callback(camera, convert), qos)
+        self.create_subscription(JointState, topics["joint_state_topic"], self._on_joint_state, _SENSOR_STATE)
         for pose in settings.poses:
-            self.create_subscription(PoseStamped, pose.topic, self._pose_callback(pose.arm),
-                                     _SENSOR_STATE)
-        self.create_subscription(String, topics["instruction_topic"], self._on_instruction,
-                                 reliable)
+            self.create_subscription(PoseStamped, pose.topic, self._pose_callback(pose.arm), _SENSOR_STATE)
+        self.create_subscription(String, topics["instruction_topic"], self._on_instruction, reliable)
         if settings.trigger == "timer":
             self.create_timer(1.0 / settings.rate, self._on_tick)
         else:
@@ -187,18 +210,22 @@ class PolicyNode(ConfiguredNode):
             self.create_service(Trigger, topics["request_service"], self._on_request_service)
         self.create_timer(1.0 / settings.status_rate, self._publish_status)
         self.create_timer(1.0 / settings.diagnostics_rate, self._on_diagnostics)
-        mode = (f"SHADOW: chunks on {chunk_topic} only" if settings.shadow
-                else f"chunks on {chunk_topic}")
-        trigger = (f"every {1.0 / settings.rate:.3f} s" if settings.trigger == "timer"
-                   else f"on request ({topics['request_topic']}, {topics['request_service']})")
+        mode = f"SHADOW: chunks on {chunk_topic} only" if settings.shadow else f"chunks on {chunk_topic}"
+        trigger = (
+            f"every {1.0 / settings.rate:.3f} s"
+            if settings.trigger == "timer"
+            else f"on request ({topics['request_topic']}, {topics['request_service']})"
+        )
         self.get_logger().info(
             f"policy for {settings.spec.name} ({settings.model_id}): {mode}, inference {trigger}; "
-            f"inputs {self._topics}; instruction {self._instruction!r}")
+            f"inputs {self._topics}; instruction {self._instruction!r}"
+        )
 
     # ---------------------------------------------------------------- input callbacks
 
-    def _image_callback(self, camera: CameraInput,
-                        convert: Callable[[Any], np.ndarray]) -> Callable[[Any], None]:
+    def _image_callback(
+        self, camera: CameraInput, convert: Callable[[Any], np.ndarray]
+    ) -> Callable[[Any], None]:
         stream = camera_stream(camera.role)
 
         def on_image(msg: Any) -> None:
@@ -207,10 +234,12 @@ class PolicyNode(ConfiguredNode):
                 if camera.size is not None and rgb.shape[:2] != camera.size:
                     raise ImageConversionError(
                         f"frame is {rgb.shape[0]}x{rgb.shape[1]} (height x width), expected "
-                        f"{camera.size[0]}x{camera.size[1]} (parameter cameras.{camera.role}.size)")
+                        f"{camera.size[0]}x{camera.size[1]} (parameter cameras.{camera.role}.size)"
+                    )
                 self._accept(stream, msg.header.stamp, rgb)
             except Exception as error:  # noqa: BLE001 - never raise into rclpy
                 self._reject(stream, error)
+
         return on_image
 
     def _on_joint_state(self, msg: JointState) -> None:
@@ -227,17 +256,19 @@ class PolicyNode(ConfiguredNode):
                 self._accept(stream, msg.header.stamp, pose_from_message(msg))
             except Exception as error:  # noqa: BLE001
                 self._reject(stream, error)
+
         return on_pose
 
     def _accept(self, stream: str, stamp: Time, value: Any) -> None:
         seconds = stamp_to_seconds(stamp)
         if seconds == 0.0:
-            raise ValueError("header.stamp is zero: inputs must be stamped with their capture "
-                             "time")
+            raise ValueError("header.stamp is zero: inputs must be stamped with their capture time")
         with self._inputs_lock:
             if self._from_before_jump(seconds):
-                raise ValueError(f"stamped {seconds:.3f} s, before the clock jumped back to "
-                                 f"{self._now_seconds():.3f} s: sent before a reset")
+                raise ValueError(
+                    f"stamped {seconds:.3f} s, before the clock jumped back to "
+                    f"{self._now_seconds():.3f} s: sent before a reset"
+                )
             accepted = self._assembler.add(stream, seconds, value)
             stats = self._assembler.stats(stream)
             restart = stats.last_restart if stats.restarts > self._restarts[stream] else ""
@@ -248,8 +279,7 @@ class PolicyNode(ConfiguredNode):
             if accepted:
                 self._latest_stamp[stream] = seconds
                 if stream == self._anchor:
-                    self._anchor_stamps.append((seconds, Time(sec=stamp.sec,
-                                                              nanosec=stamp.nanosec)))
+                    self._anchor_stamps.append((seconds, Time(sec=stamp.sec, nanosec=stamp.nanosec)))
         if restart:
             self.get_logger().warning(f"{self._topics[stream]}: {restart}")
         if message:
@@ -300,7 +330,8 @@ class PolicyNode(ConfiguredNode):
             return
         text = self._instruction_reporter.bad(
             f"unknown instruction {refused}, on {self.settings.topics['instruction_topic']}; "
-            f"keeping {self._instruction!r}")
+            f"keeping {self._instruction!r}"
+        )
         if text is not None:
             self.get_logger().warning(text)
 
@@ -309,8 +340,7 @@ class PolicyNode(ConfiguredNode):
         task = str(value).strip()
         if task in self.settings.tasks:
             return ""
-        return (f"{quoted(task)} is not in the instruction cache "
-                f"(tasks: {list(self.settings.tasks)})")
+        return f"{quoted(task)} is not in the instruction cache (tasks: {list(self.settings.tasks)})"
 
     def _set_instruction(self, value: Any) -> None:
         """A known task (topic or parameter): the next prediction uses it."""
@@ -339,8 +369,7 @@ class PolicyNode(ConfiguredNode):
             self._skipped += 1
             self.get_logger().warning("chunk request dropped: " + self._busy_reason())
 
-    def _on_request_service(self, _request: Trigger.Request,
-                            response: Trigger.Response) -> Trigger.Response:
+    def _on_request_service(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         response.success = self._try_start()
         if response.success:
             response.message = f"inference started; the chunk follows on {self._chunk_pub.topic}"
@@ -382,11 +411,18 @@ class PolicyNode(ConfiguredNode):
         settings = self.settings
         started = time.monotonic()
         runner = PolicyRunner.from_files(
-            settings.checkpoint, settings.instruction_cache, embodiment=settings.spec.source,
-            device=settings.device, dtype=settings.dtype, compile=settings.compile,
-            cuda_graphs=settings.cuda_graphs, warmup=0)
-        self._set_status(PolicyStatus.WARMING_UP,
-                         f"{settings.warmup} warm-up passes on {runner.device} ({runner.dtype})")
+            settings.checkpoint,
+            settings.instruction_cache,
+            embodiment=settings.spec.source,
+            device=settings.device,
+            dtype=settings.dtype,
+            compile=settings.compile,
+            cuda_graphs=settings.cuda_graphs,
+            warmup=0,
+        )
+        self._set_status(
+            PolicyStatus.WARMING_UP, f"{settings.warmup} warm-up passes on {runner.device} ({runner.dtype})"
+        )
         # from_files ran no pass (so that loading and warm-up show as separate states): run them
         # now.  With cuda_graphs this captures the graph a second time, which costs milliseconds.
         runner.warmup_iterations = settings.warmup
@@ -396,38 +432,46 @@ class PolicyNode(ConfiguredNode):
         self._runner = runner
         with self._trigger_lock:
             self._ready = True
-        self._set_status(PolicyStatus.READY,
-                         f"loaded and warmed up in {time.monotonic() - started:.1f} s")
+        self._set_status(PolicyStatus.READY, f"loaded and warmed up in {time.monotonic() - started:.1f} s")
+
+    def _loaded_runner(self) -> PolicyRunner:
+        """The runner, once loaded (inference starts only then)."""
+        if self._runner is None:
+            raise RuntimeError("the model is not loaded yet")
+        return self._runner
 
     def _infer_once(self) -> None:
         started = time.monotonic()
         instruction = self._instruction
         if instruction is None:
-            self._set_status(PolicyStatus.WAITING_FOR_INPUT,
-                             f"no instruction: publish a task on "
-                             f"{self.settings.topics['instruction_topic']}")
+            self._set_status(
+                PolicyStatus.WAITING_FOR_INPUT,
+                f"no instruction: publish a task on {self.settings.topics['instruction_topic']}",
+            )
             return
         now = self.get_clock().now().nanoseconds * 1e-9
         with self._inputs_lock:
             try:
                 observation = self._assembler.assemble_anchored(now, self._anchor)
-            except StaleInputError as error:
-                observation = None
-                problems = error.problems
-            else:
                 anchor_stamp = self._anchor_stamp(observation.samples[self._anchor].stamp)
+            except StaleInputError as error:
+                observation, problems = None, error.problems
         if observation is None:
-            self._set_status(PolicyStatus.WAITING_FOR_INPUT, self._describe(problems),
-                             key=tuple((p.stream, p.kind) for p in problems))
+            self._set_status(
+                PolicyStatus.WAITING_FOR_INPUT,
+                self._describe(problems),
+                key=tuple((p.stream, p.kind) for p in problems),
+            )
             return
         try:
-            poses = {pose.arm: observation.value(pose_stream(pose.arm))
-                     for pose in self.settings.poses}
+            poses = {pose.arm: observation.value(pose_stream(pose.arm)) for pose in self.settings.poses}
             state = self._builder.build(observation.value(JOINT_STREAM), poses)
-            images = {camera.role: observation.value(camera_stream(camera.role))
-                      for camera in self.settings.cameras}
-            output = self._runner.predict(images, state.vector, instruction,
-                                          stamp_ns=stamp_to_nanoseconds(anchor_stamp))
+            images = {
+                camera.role: observation.value(camera_stream(camera.role)) for camera in self.settings.cameras
+            }
+            output = self._loaded_runner().predict(
+                images, state.vector, instruction, stamp_ns=stamp_to_nanoseconds(anchor_stamp)
+            )
         except (StateAssemblyError, PolicyInputError) as error:
             self._set_status(PolicyStatus.WAITING_FOR_INPUT, f"unusable input: {error}")
             return
@@ -449,18 +493,20 @@ class PolicyNode(ConfiguredNode):
         raise RuntimeError(f"no exact stamp kept for the frame at {seconds:.9f}")
 
     def _describe(self, problems: tuple[StreamProblem, ...]) -> str:
-        return "; ".join(f"{problem.message} [topic {self._topics[problem.stream]}]"
-                         for problem in problems)
+        return "; ".join(f"{problem.message} [topic {self._topics[problem.stream]}]" for problem in problems)
 
-    def _publish_chunk(self, output: PolicyOutput, age: float, latency: float,
-                       instruction: str) -> None:
-        chunk = dataclasses.replace(output.chunk, chunk_id=self._chunk_id,
-                                    inference_latency=latency, observation_age=age,
-                                    model_id=self.settings.model_id)
+    def _publish_chunk(self, output: PolicyOutput, age: float, latency: float, instruction: str) -> None:
+        chunk = dataclasses.replace(
+            output.chunk,
+            chunk_id=self._chunk_id,
+            inference_latency=latency,
+            observation_age=age,
+            model_id=self.settings.model_id,
+        )
         self._chunk_pub.publish(chunk_to_msg(chunk))
         self._chunk_id += 1
         self._last_output, self._last_latency, self._last_age = output, latency, age
-        self._latency_stats = self._runner.latency_stats()
+        self._latency_stats = self._loaded_runner().latency_stats()
         self._error_reporter.good()
         what = "shadow chunks (never executed)" if self.settings.shadow else "chunks"
         self._set_status(PolicyStatus.READY, f"publishing {what} for {instruction!r}")
@@ -495,12 +541,18 @@ class PolicyNode(ConfiguredNode):
     def _publish_status(self) -> None:
         try:
             with self._status_lock:
+                if self._status is None:
+                    return  # no state yet: __init__ sets the first
                 state, message, _ = self._status
-                msg = PolicyStatus(state=state, message=message, model_id=self.settings.model_id,
-                                   embodiment=self.settings.spec.name,
-                                   chunks_published=self._chunk_id,
-                                   frames_dropped=self._frames_dropped(),
-                                   observation_age=self._last_age)
+                msg = PolicyStatus(
+                    state=state,
+                    message=message,
+                    model_id=self.settings.model_id,
+                    embodiment=self.settings.spec.name,
+                    chunks_published=self._chunk_id,
+                    frames_dropped=self._frames_dropped(),
+                    observation_age=self._last_age,
+                )
                 msg.header.stamp = self.get_clock().now().to_msg()
                 stats = self._latency_stats
                 if stats is not None:
@@ -517,21 +569,32 @@ class PolicyNode(ConfiguredNode):
     def _on_diagnostics(self) -> None:
         try:
             with self._status_lock:
+                if self._status is None:
+                    return
                 state, message, _ = self._status
             now = self.get_clock().now().nanoseconds * 1e-9
             with self._inputs_lock:
-                ages = {f"input_age_s[{name}]": (now - stamp if stamp is not None else "none")
-                        for name, stamp in self._latest_stamp.items()}
+                ages = {
+                    f"input_age_s[{name}]": (now - stamp if stamp is not None else "none")
+                    for name, stamp in self._latest_stamp.items()
+                }
                 dropped = self._frames_dropped()
                 invalid = sum(self._invalid.values())
             values: dict[str, Any] = {
-                "state": _STATE_NAMES[state], "instruction": self._instruction or "",
-                "shadow": self.settings.shadow, "trigger": self.settings.trigger,
-                "rate_hz": self.settings.rate, "chunks_published": self._chunk_id,
-                "skipped_ticks": self._skipped, "inference_failures": self._failures,
-                "frames_dropped": dropped, "frames_invalid": invalid,
-                "observation_age_s": self._last_age, "inference_latency_s": self._last_latency,
-                **ages}
+                "state": _STATE_NAMES[state],
+                "instruction": self._instruction or "",
+                "shadow": self.settings.shadow,
+                "trigger": self.settings.trigger,
+                "rate_hz": self.settings.rate,
+                "chunks_published": self._chunk_id,
+                "skipped_ticks": self._skipped,
+                "inference_failures": self._failures,
+                "frames_dropped": dropped,
+                "frames_invalid": invalid,
+                "observation_age_s": self._last_age,
+                "inference_latency_s": self._last_latency,
+                **ages,
+            }
             output = self._last_output
             if output is not None:
                 for stage, seconds in output.timing.as_dict().items():
@@ -539,13 +602,20 @@ class PolicyNode(ConfiguredNode):
                 values["gpu_memory_peak_mb"] = output.peak_memory_bytes / 2**20
             stats = self._latency_stats
             if stats is not None:
-                values.update(latency_p50_ms=1e3 * stats.p50, latency_p90_ms=1e3 * stats.p90,
-                              latency_max_ms=1e3 * stats.max)
-            status = make_diagnostic_status(f"{self.get_name()}: {self.settings.spec.name}",
-                                            _LEVEL[state], f"{_STATE_NAMES[state]}: {message}",
-                                            values)
-            self._diagnostics_pub.publish(make_diagnostic_array(
-                [status], nanoseconds_to_stamp(self.get_clock().now().nanoseconds)))
+                values.update(
+                    latency_p50_ms=1e3 * stats.p50,
+                    latency_p90_ms=1e3 * stats.p90,
+                    latency_max_ms=1e3 * stats.max,
+                )
+            status = make_diagnostic_status(
+                f"{self.get_name()}: {self.settings.spec.name}",
+                _LEVEL[state],
+                f"{_STATE_NAMES[state]}: {message}",
+                values,
+            )
+            self._diagnostics_pub.publish(
+                make_diagnostic_array([status], nanoseconds_to_stamp(self.get_clock().now().nanoseconds))
+            )
         except Exception as error:  # noqa: BLE001
             self._log_internal(f"diagnostics not published: {error!r}")
 
@@ -564,30 +634,33 @@ class PolicyNode(ConfiguredNode):
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout=1.0)
             if self._worker.is_alive():
-                self.get_logger().info("stopping: waiting for the model to finish loading or "
-                                       "predicting")
+                self.get_logger().info("stopping: waiting for the model to finish loading or predicting")
                 self._worker.join(timeout=_WORKER_STOP_TIMEOUT)
         super().destroy_node()
 
 
-def create_policy_node(node_name: str = NODE_NAME, *, context: Optional[Context] = None,
-                       namespace: Optional[str] = None,
-                       parameter_overrides: Optional[Sequence[Parameter]] = None) -> PolicyNode:
+def create_policy_node(
+    node_name: str = NODE_NAME,
+    *,
+    context: Context | None = None,
+    namespace: str | None = None,
+    parameter_overrides: Sequence[Parameter] | None = None,
+) -> PolicyNode:
     """Build a configured policy node (rclpy must be initialised on ``context``).
 
     For in-process bring-up: add it to any executor; the model loads on the node's own worker
     thread (watch ``PolicyStatus`` or ``fatal_error``).  Bad parameters raise ValueError (or
     rclpy's ParameterException) before anything is loaded.
     """
-    return PolicyNode(node_name, context=context, namespace=namespace,
-                      parameter_overrides=parameter_overrides)
+    return PolicyNode(
+        node_name, context=context, namespace=namespace, parameter_overrides=parameter_overrides
+    )
 
 
-def main(args: Optional[list[str]] = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """Run the policy until SIGINT; exit status 2 for an invalid configuration, 1 when the model
     cannot be loaded."""
-    return run_node(create_policy_node, NODE_NAME, args,
-                    failed=lambda node: node.fatal_error is not None)
+    return run_node(create_policy_node, NODE_NAME, args, failed=lambda node: node.fatal_error is not None)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Rate-limited logging of bad inputs: a sensor that goes bad at 500 Hz must not flood the log,
 yet the first problem after good input is always logged at once."""
+
 from __future__ import annotations
 
 import math
 import threading
 import time
-from typing import Optional
 
 
 class ReasonReporter:
@@ -22,7 +22,7 @@ class ReasonReporter:
         self._last = -math.inf
         self._suppressed = 0
 
-    def bad(self, message: str) -> Optional[str]:
+    def bad(self, message: str) -> str | None:
         """The text to log now, or None while reports are being left out."""
         with self._lock:
             now = time.monotonic()

@@ -20,13 +20,15 @@ log time is the node clock at receipt, so ``use_sim_time`` records simulated tim
 SIGTERM close the bag completely; after a kill -9 the reader recovers all but the last
 ``flush_period``.
 """
+
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import yaml
 from rcl_interfaces.msg import ParameterDescriptor
@@ -39,10 +41,15 @@ from rclpy.serialization import serialize_message
 from rclpy.subscription import Subscription
 from std_msgs.msg import String
 
-from lightwam_ros.bags.metadata import (METADATA_EMBODIMENT, METADATA_INSTRUCTION,
-                                        METADATA_INSTRUCTION_TOPIC, METADATA_TOPIC_ROLES,
-                                        TOPIC_ROLES, topic_roles_text)
-from lightwam_ros.bags.writer import BagWriter, BagWriteError, WriterStats
+from lightwam_ros.bags.metadata import (
+    METADATA_EMBODIMENT,
+    METADATA_INSTRUCTION,
+    METADATA_INSTRUCTION_TOPIC,
+    METADATA_TOPIC_ROLES,
+    TOPIC_ROLES,
+    topic_roles_text,
+)
+from lightwam_ros.bags.writer import BagWriteError, BagWriter, WriterStats
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.ros.message_types import message_class
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY, RECORDER
@@ -53,8 +60,9 @@ from lightwam_ros.ros.run_topics import RecordedTopics, recorded_topics
 NODE_NAME = NODE_KINDS[RECORDER].node_name
 STRING_TYPE = "std_msgs/msg/String"
 # How the recorder's own instruction is kept: latched, so that players offer it to late joiners.
-_INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+_INSTRUCTION_QOS = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 _QUEUE_DEPTH = 100  # DDS history per subscription; the callbacks empty it at once
 _MIB = 1 << 20
 
@@ -90,32 +98,48 @@ def adapted_qos(publishers: Sequence[QoSProfile]) -> QoSProfile:
     return QoSProfile(
         depth=_QUEUE_DEPTH,
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
 
 
 def _weaker(new: QoSProfile, old: QoSProfile) -> bool:
     """Whether ``new`` must replace ``old`` because a publisher that ``old`` misses appeared."""
-    return ((old.reliability == ReliabilityPolicy.RELIABLE
-             and new.reliability != ReliabilityPolicy.RELIABLE)
-            or (old.durability == DurabilityPolicy.TRANSIENT_LOCAL
-                and new.durability != DurabilityPolicy.TRANSIENT_LOCAL))
+    return (
+        old.reliability == ReliabilityPolicy.RELIABLE and new.reliability != ReliabilityPolicy.RELIABLE
+    ) or (
+        old.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        and new.durability != DurabilityPolicy.TRANSIENT_LOCAL
+    )
 
 
 def offered_qos_yaml(publishers: Sequence[QoSProfile]) -> str:
     """The publishers' QoS profiles as rosbag2 keeps them in a bag (``offered_qos_profiles``),
     so a player - ros2 bag or lightwam-replay - can offer the same durability again."""
+
     def seconds(duration: Duration) -> dict[str, int]:
         sec, nsec = divmod(duration.nanoseconds, 1_000_000_000)
         return {"sec": sec, "nsec": nsec}
 
-    return yaml.safe_dump([{
-        "history": p.history.name.lower(), "depth": p.depth,
-        "reliability": p.reliability.name.lower(), "durability": p.durability.name.lower(),
-        "deadline": seconds(p.deadline), "lifespan": seconds(p.lifespan),
-        "liveliness": p.liveliness.name.lower(),
-        "liveliness_lease_duration": seconds(p.liveliness_lease_duration),
-        "avoid_ros_namespace_conventions": p.avoid_ros_namespace_conventions}
-        for p in publishers]) if publishers else ""
+    return (
+        yaml.safe_dump(
+            [
+                {
+                    "history": p.history.name.lower(),
+                    "depth": p.depth,
+                    "reliability": p.reliability.name.lower(),
+                    "durability": p.durability.name.lower(),
+                    "deadline": seconds(p.deadline),
+                    "lifespan": seconds(p.lifespan),
+                    "liveliness": p.liveliness.name.lower(),
+                    "liveliness_lease_duration": seconds(p.liveliness_lease_duration),
+                    "avoid_ros_namespace_conventions": p.avoid_ros_namespace_conventions,
+                }
+                for p in publishers
+            ]
+        )
+        if publishers
+        else ""
+    )
 
 
 def _describe_qos(qos: QoSProfile) -> str:
@@ -125,35 +149,39 @@ def _describe_qos(qos: QoSProfile) -> str:
 class RecorderNode(ConfiguredNode):
     """The recorder; build it with ``create_recorder_node`` (or run ``main``)."""
 
-    _writer: Optional[BagWriter] = None  # set once configured: destroy_node closes it
+    _writer: BagWriter | None = None  # set once configured: destroy_node closes it
 
     def _configure(self) -> None:
         settings = self._read_settings()
         self.settings = settings
         self._recordings: dict[str, _Recording] = {}
-        self._unseen: Optional[list[str]] = None  # wanted topics without a publisher, as logged
+        self._unseen: list[str] | None = None  # wanted topics without a publisher, as logged
         self._warned: set[str] = set()
         self.before_clock = 0  # messages received while a simulated clock had not started
         try:
-            self._writer = BagWriter(settings.output,
-                                     max_queue_messages=settings.max_queue_messages,
-                                     max_queue_bytes=settings.max_queue_bytes,
-                                     flush_period=settings.flush_period)
+            self._writer = BagWriter(
+                settings.output,
+                max_queue_messages=settings.max_queue_messages,
+                max_queue_bytes=settings.max_queue_bytes,
+                flush_period=settings.flush_period,
+            )
         except (BagWriteError, OSError) as error:
-            raise ValueError(f"parameter output: cannot write a bag at {settings.output}: "
-                             f"{error}") from None
+            raise ValueError(f"parameter output: cannot write a bag at {settings.output}: {error}") from None
         self._writer.set_metadata(METADATA_EMBODIMENT, settings.embodiment)
         self._writer.set_metadata(METADATA_INSTRUCTION, settings.instruction)
         self._writer.set_metadata(METADATA_INSTRUCTION_TOPIC, settings.instruction_topic)
         self._writer.set_metadata(METADATA_TOPIC_ROLES, topic_roles_text(settings.roles))
         # Written at the first time the node clock tells (a simulated clock may not run yet).
-        self._instruction = (String(data=settings.instruction) if settings.instruction
-                             else None)
+        self._instruction = String(data=settings.instruction) if settings.instruction else None
         self._error_reported = False
         self.get_logger().info(
-            f"recording into {settings.output}: " + ", ".join(
+            f"recording into {settings.output}: "
+            + ", ".join(
                 f"{role}s {sorted(t for t, r in settings.roles.items() if r == role)}"
-                for role in TOPIC_ROLES if role in settings.roles.values()))
+                for role in TOPIC_ROLES
+                if role in settings.roles.values()
+            )
+        )
         self._discover()
         # Steady timers: with use_sim_time they go on while /clock has not started or stopped.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -163,85 +191,147 @@ class RecorderNode(ConfiguredNode):
     # ---------------------------------------------------------------- parameters
 
     def _declare_topics(self, name: str, description: str) -> list[str]:
-        values = self.declare_parameter(name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(
-            description=description)).value or []
+        values: list[str] = (
+            self.declare_parameter(
+                name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(description=description)
+            ).value
+            or []
+        )
         return [self._resolve(name, topic) for topic in values if topic.strip()]
 
     def _resolve(self, parameter: str, topic: str) -> str:
         try:
             return self.resolve_topic_name(topic.strip())
         except RuntimeError as error:  # rclpy's RCLError
-            raise ValueError(f"parameter {parameter}: invalid topic name {topic!r}: "
-                             f"{error}") from None
+            raise ValueError(f"parameter {parameter}: invalid topic name {topic!r}: {error}") from None
 
     def _read_settings(self) -> RecorderSettings:
-        output = declare_value(self, "output", "", "Bag directory to create (must not exist); "
-                               "empty: lightwam_<date>_<time> in the working directory.").strip()
+        output = declare_value(
+            self,
+            "output",
+            "",
+            "Bag directory to create (must not exist); "
+            "empty: lightwam_<date>_<time> in the working directory.",
+        ).strip()
         output_path = Path(output or time.strftime("lightwam_%Y%m%d_%H%M%S")).expanduser()
         if output_path.exists():
-            raise ValueError(f"parameter output: {output_path.absolute()} already exists; name "
-                             "a new bag directory")
-        embodiment = declare_value(self, "embodiment", "", "Embodiment whose config/policy_* and "
-                                   "executor_* parameter files give the default topics.").strip()
+            raise ValueError(
+                f"parameter output: {output_path.absolute()} already exists; name a new bag directory"
+            )
+        embodiment = declare_value(
+            self,
+            "embodiment",
+            "",
+            "Embodiment whose config/policy_* and executor_* parameter files give the default topics.",
+        ).strip()
         derived = self._derived_topics(embodiment)
-        inputs = self._declare_topics("input_topics", "Inputs to record (replayed to the "
-                                      "policy); empty: from the embodiment's parameter files.")
-        outputs = self._declare_topics("output_topics", "Outputs to record; empty: from the "
-                                       "embodiment's parameter files.")
+        inputs = self._declare_topics(
+            "input_topics",
+            "Inputs to record (replayed to the policy); empty: from the embodiment's parameter files.",
+        )
+        outputs = self._declare_topics(
+            "output_topics", "Outputs to record; empty: from the embodiment's parameter files."
+        )
         extra = self._declare_topics("topics", "More topics to record (role other).")
         exclude = set(self._declare_topics("exclude", "Topics not to record."))
         roles: dict[str, str] = {}
-        for role, topics in zip(TOPIC_ROLES, (inputs or self._derived(derived, "inputs"),
-                                              outputs or self._derived(derived, "outputs"),
-                                              extra)):
+        for role, topics in zip(
+            TOPIC_ROLES,
+            (inputs or self._derived(derived, "inputs"), outputs or self._derived(derived, "outputs"), extra),
+            strict=True,
+        ):
             for topic in topics:
                 roles.setdefault(topic, role)
         roles = {topic: role for topic, role in roles.items() if topic not in exclude}
         if not roles:
-            raise ValueError("nothing to record: set embodiment, input_topics/output_topics or "
-                             "topics (and not everything in exclude)")
-        instruction = declare_value(self, "instruction", "", "Instruction written into the bag at "
-                                    "start (a String on instruction_topic, and metadata).")
+            raise ValueError(
+                "nothing to record: set embodiment, input_topics/output_topics or "
+                "topics (and not everything in exclude)"
+            )
+        instruction = declare_value(
+            self,
+            "instruction",
+            "",
+            "Instruction written into the bag at start (a String on instruction_topic, and metadata).",
+        )
         instruction_topic = declare_value(
-            self, "instruction_topic", "", "The policy's instruction topic; empty: the embodiment "
-            "policy file's.").strip() or (derived.instruction if derived else "")
+            self,
+            "instruction_topic",
+            "",
+            "The policy's instruction topic; empty: the embodiment policy file's.",
+        ).strip() or (derived.instruction if derived else "")
         if instruction and not instruction_topic:
             raise ValueError("parameter instruction needs instruction_topic or an embodiment")
         return RecorderSettings(
-            output=output_path, embodiment=embodiment, instruction=instruction,
-            instruction_topic=(self._resolve("instruction_topic", instruction_topic)
-                               if instruction_topic else ""),
+            output=output_path,
+            embodiment=embodiment,
+            instruction=instruction,
+            instruction_topic=(
+                self._resolve("instruction_topic", instruction_topic) if instruction_topic else ""
+            ),
             roles=roles,
-            max_queue_messages=int(self._positive("max_queue_messages", declare_value(
-                self, "max_queue_messages", 1000, "Messages waiting to be written at most; more "
-                "are dropped (and counted)."))),
-            max_queue_bytes=int(self._positive("max_queue_mb", declare_value(
-                self, "max_queue_mb", 256.0, "MiB waiting to be written at most.")) * _MIB),
-            flush_period=self._positive("flush_period", declare_value(
-                self, "flush_period", 1.0,
-                "Seconds between flushes to disk: what a kill -9 loses.")),
-            discovery_period=self._positive("discovery_period", declare_value(
-                self, "discovery_period", 1.0,
-                "Seconds between looks for new topics and publishers.")),
-            stats_period=self._positive("stats_period", declare_value(
-                self, "stats_period", 10.0, "Seconds between logs of written and dropped counts.")))
+            max_queue_messages=int(
+                self._positive(
+                    "max_queue_messages",
+                    declare_value(
+                        self,
+                        "max_queue_messages",
+                        1000,
+                        "Messages waiting to be written at most; more are dropped (and counted).",
+                    ),
+                )
+            ),
+            max_queue_bytes=int(
+                self._positive(
+                    "max_queue_mb",
+                    declare_value(self, "max_queue_mb", 256.0, "MiB waiting to be written at most."),
+                )
+                * _MIB
+            ),
+            flush_period=self._positive(
+                "flush_period",
+                declare_value(
+                    self, "flush_period", 1.0, "Seconds between flushes to disk: what a kill -9 loses."
+                ),
+            ),
+            discovery_period=self._positive(
+                "discovery_period",
+                declare_value(
+                    self, "discovery_period", 1.0, "Seconds between looks for new topics and publishers."
+                ),
+            ),
+            stats_period=self._positive(
+                "stats_period",
+                declare_value(
+                    self, "stats_period", 10.0, "Seconds between logs of written and dropped counts."
+                ),
+            ),
+        )
 
-    def _derived_topics(self, embodiment: str) -> Optional[RecordedTopics]:
+    def _derived_topics(self, embodiment: str) -> RecordedTopics | None:
         """The topics in the embodiment's (or the given) policy and executor parameter files."""
-        files = [declare_value(self, f"{role}_params_file", "", f"The {role}'s parameter file; "
-                               f"empty: config/{role}_<embodiment>.yaml.").strip()
-                 for role in ("policy", "executor")]
+        files = [
+            declare_value(
+                self,
+                f"{role}_params_file",
+                "",
+                f"The {role}'s parameter file; empty: config/{role}_<embodiment>.yaml.",
+            ).strip()
+            for role in ("policy", "executor")
+        ]
         if not embodiment and not all(files):
             if any(files):
-                raise ValueError("parameters policy_params_file and executor_params_file: give "
-                                 "both, or an embodiment")
+                raise ValueError(
+                    "parameters policy_params_file and executor_params_file: give both, or an embodiment"
+                )
             return None
-        policy, executor = (read_params(Path(path) if path else params_file(role, embodiment),
-                                        NODE_KINDS[role].node_name)
-                            for role, path in zip((POLICY, EXECUTOR), files))
+        policy, executor = (
+            read_params(Path(path) if path else params_file(role, embodiment), NODE_KINDS[role].node_name)
+            for role, path in zip((POLICY, EXECUTOR), files, strict=True)
+        )
         return recorded_topics(policy, executor)
 
-    def _derived(self, derived: Optional[RecordedTopics], kind: str) -> list[str]:
+    def _derived(self, derived: RecordedTopics | None, kind: str) -> list[str]:
         topics = getattr(derived, kind) if derived is not None else ()
         return [self._resolve(f"{kind} of the parameter files", topic) for topic in topics]
 
@@ -254,17 +344,23 @@ class RecorderNode(ConfiguredNode):
 
     # ---------------------------------------------------------------- recording
 
-    def _now_ns(self) -> Optional[int]:
+    def _bag(self) -> BagWriter:
+        """The open bag (set in __init__, dropped by destroy_node)."""
+        if self._writer is None:
+            raise RuntimeError("the recorder's bag is closed")
+        return self._writer
+
+    def _now_ns(self) -> int | None:
         """Node-clock time, or None while a simulated clock has not started; the instruction
         goes into the bag at the first time known."""
         now = self.get_clock().now().nanoseconds
         if now <= 0:
             return None
         if self._instruction is not None:
-            self._writer.add_topic(self.settings.instruction_topic, STRING_TYPE,
-                                   offered_qos=offered_qos_yaml([_INSTRUCTION_QOS]))
-            self._writer.offer(self.settings.instruction_topic, now,
-                               serialize_message(self._instruction))
+            self._bag().add_topic(
+                self.settings.instruction_topic, STRING_TYPE, offered_qos=offered_qos_yaml([_INSTRUCTION_QOS])
+            )
+            self._bag().offer(self.settings.instruction_topic, now, serialize_message(self._instruction))
             self._instruction = None
         return now
 
@@ -293,23 +389,23 @@ class RecorderNode(ConfiguredNode):
             if unseen:
                 self.get_logger().info(f"no publisher yet on {unseen}")
 
-    def _subscribe(self, topic: str, types: Sequence[str], qos: QoSProfile,
-                   offered_qos: str) -> None:
+    def _subscribe(self, topic: str, types: Sequence[str], qos: QoSProfile, offered_qos: str) -> None:
         msgtype = types[0]
         if len(types) > 1:
-            self._warn_once(topic, f"{topic} has several types {list(types)}: recording "
-                                   f"{msgtype}")
+            self._warn_once(topic, f"{topic} has several types {list(types)}: recording {msgtype}")
         try:
             cls = message_class(msgtype)
-            self._writer.add_topic(topic, msgtype, offered_qos=offered_qos)
+            self._bag().add_topic(topic, msgtype, offered_qos=offered_qos)
         except (ValueError, BagWriteError) as error:
             self._warn_once(topic, f"not recording {topic}: {error}")
             return
         subscription = self.create_subscription(
-            cls, topic, lambda data, topic=topic: self._on_message(topic, data), qos, raw=True)
+            cls, topic, lambda data, topic=topic: self._on_message(topic, data), qos, raw=True
+        )
         self._recordings[topic] = _Recording(msgtype, qos, subscription)
-        self.get_logger().info(f"recording {topic} ({msgtype}, {_describe_qos(qos)}, "
-                               f"{self.settings.roles[topic]})")
+        self.get_logger().info(
+            f"recording {topic} ({msgtype}, {_describe_qos(qos)}, {self.settings.roles[topic]})"
+        )
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:
@@ -321,19 +417,21 @@ class RecorderNode(ConfiguredNode):
         if now is None:
             self.before_clock += 1
             return
-        self._writer.offer(topic, now, data)
+        self._bag().offer(topic, now, data)
 
     # ---------------------------------------------------------------- reporting
 
     def _log_stats(self) -> None:
-        stats = self._writer.stats()
+        stats = self._bag().stats()
         self.get_logger().info(
             f"recorded {stats.written} messages ({stats.bytes_written / _MIB:.1f} MiB) on "
-            f"{len(self._recordings)} topics, dropped {stats.dropped}" + _dropped_text(stats)
-            + (f"; {self.before_clock} before /clock started" if self.before_clock else ""))
-        if self._writer.error and not self._error_reported:
+            f"{len(self._recordings)} topics, dropped {stats.dropped}"
+            + _dropped_text(stats)
+            + (f"; {self.before_clock} before /clock started" if self.before_clock else "")
+        )
+        if self._bag().error and not self._error_reported:
             self._error_reported = True
-            self.get_logger().error(f"the bag is no longer written: {self._writer.error}")
+            self.get_logger().error(f"the bag is no longer written: {self._bag().error}")
 
     def destroy_node(self) -> None:
         """Close the bag completely (queue drained, summary and metadata written) first."""
@@ -349,28 +447,35 @@ def _dropped_text(stats: WriterStats) -> str:
     return f" {dropped}" if dropped else ""
 
 
-def _summary(output: Path, stats: WriterStats, error: Optional[str]) -> str:
-    lines = [f"bag {output} closed: {stats.written} messages "
-             f"({stats.bytes_written / _MIB:.1f} MiB), {stats.dropped} dropped"
-             + (f"; WRITING FAILED: {error}" if error else "")]
+def _summary(output: Path, stats: WriterStats, error: str | None) -> str:
+    lines = [
+        f"bag {output} closed: {stats.written} messages "
+        f"({stats.bytes_written / _MIB:.1f} MiB), {stats.dropped} dropped"
+        + (f"; WRITING FAILED: {error}" if error else "")
+    ]
     for topic in sorted(set(stats.per_topic) | set(stats.dropped_per_topic)):
         dropped = stats.dropped_per_topic.get(topic, 0)
-        lines.append(f"  {topic}: {stats.per_topic.get(topic, 0)}"
-                     + (f" ({dropped} dropped)" if dropped else ""))
+        lines.append(
+            f"  {topic}: {stats.per_topic.get(topic, 0)}" + (f" ({dropped} dropped)" if dropped else "")
+        )
     return "\n".join(lines)
 
 
-def create_recorder_node(node_name: str = NODE_NAME, *, context: Optional[Context] = None,
-                         namespace: Optional[str] = None,
-                         parameter_overrides: Optional[Sequence[Parameter]] = None
-                         ) -> RecorderNode:
+def create_recorder_node(
+    node_name: str = NODE_NAME,
+    *,
+    context: Context | None = None,
+    namespace: str | None = None,
+    parameter_overrides: Sequence[Parameter] | None = None,
+) -> RecorderNode:
     """Build a configured recorder (rclpy must be initialised on ``context``); bad parameters
     raise ValueError (or rclpy's ParameterException) and leave no bag behind."""
-    return RecorderNode(node_name, context=context, namespace=namespace,
-                        parameter_overrides=parameter_overrides)
+    return RecorderNode(
+        node_name, context=context, namespace=namespace, parameter_overrides=parameter_overrides
+    )
 
 
-def main(args: Optional[list[str]] = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """Record until SIGINT or SIGTERM, then close the bag; exit status 2 when the configuration
     is invalid."""
     return run_node(create_recorder_node, NODE_NAME, args)

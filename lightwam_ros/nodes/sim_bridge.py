@@ -18,6 +18,7 @@ The bridge does not slow the simulation to wait for the policy: like a real arm,
 on while the policy thinks.  ``real_time_factor`` caps its speed (1: never faster than real time;
 0: as fast as it can).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
@@ -48,6 +50,7 @@ from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.ros.node_registry import NODE_KINDS, SIM
 from lightwam_ros.ros.parameter_checks import declare_value
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp
+from lightwam_ros.sim.aloha import AlohaSim
 from lightwam_ros.sim.aloha_scripted import TransferCubeScript
 from lightwam_ros.sim.base import SimError, SimState, Simulator, configure_offscreen_rendering
 from lightwam_ros.sim.catalog import SimTask
@@ -67,40 +70,78 @@ class SimBridgeNode(ConfiguredNode):
     def _configure(self) -> None:
         if self.get_parameter("use_sim_time").value:
             raise ValueError("the simulator bridge publishes /clock: it cannot use_sim_time")
-        task = SimTask.parse(declare_value(self, "task", "aloha:transfer_cube", "SIMULATOR:TASK, "
-                                           "e.g. aloha:transfer_cube or libero:libero_spatial/0."))
-        size = declare_value(self, "camera_size", [0, 0], "[height, width] of every camera; "
-                             "[0, 0]: the embodiment's source_size.")
+        task = SimTask.parse(
+            declare_value(
+                self,
+                "task",
+                "aloha:transfer_cube",
+                "SIMULATOR:TASK, e.g. aloha:transfer_cube or libero:libero_spatial/0.",
+            )
+        )
+        size = declare_value(
+            self,
+            "camera_size",
+            [0, 0],
+            "[height, width] of every camera; [0, 0]: the embodiment's source_size.",
+        )
         if len(size) != 2 or min(size) < 0:
             raise ValueError(f"parameter camera_size must be [height, width], got {list(size)}")
         camera_rate = declare_value(self, "camera_rate", 25.0, "Images per simulated second.")
         self._real_time_factor = declare_value(
-            self, "real_time_factor", 1.0, "At most this many simulated seconds per second; 0: as "
-            "fast as the simulator goes.")
+            self,
+            "real_time_factor",
+            1.0,
+            "At most this many simulated seconds per second; 0: as fast as the simulator goes.",
+        )
         if not camera_rate > 0 or self._real_time_factor < 0:
             raise ValueError("parameters camera_rate must be > 0 and real_time_factor >= 0")
-        self._next_episode = int(declare_value(self, "first_episode", 0, "Index of the first "
-                                               "episode (its scene); each reset takes the next."))
-        hold = bool(declare_value(
-            self, "hold_until_reset", False, "Publish the first episode's initial state, then step "
-            "only after a reset call (which starts that episode): an evaluation waits for the "
-            "policy to be ready."))
+        self._next_episode = int(
+            declare_value(
+                self, "first_episode", 0, "Index of the first episode (its scene); each reset takes the next."
+            )
+        )
+        hold = bool(
+            declare_value(
+                self,
+                "hold_until_reset",
+                False,
+                "Publish the first episode's initial state, then step "
+                "only after a reset call (which starts that episode): an evaluation waits for the "
+                "policy to be ready.",
+            )
+        )
         command_type, command_topic = declare_command_parameters(self)
-        script = declare_value(self, "script", "", "'transfer_cube' (aloha:transfer_cube only): a "
-                               "scripted demonstration drives the arms instead of the commands, "
-                               "and its targets go out on command_topic as the executor's "
-                               "would (recording demonstrations); empty: follow commands.")
+        script = declare_value(
+            self,
+            "script",
+            "",
+            "'transfer_cube' (aloha:transfer_cube only): a "
+            "scripted demonstration drives the arms instead of the commands, "
+            "and its targets go out on command_topic as the executor's "
+            "would (recording demonstrations); empty: follow commands.",
+        )
         perturbation = declare_value(
-            self, "script_perturbation", 0.0, "With a script: drifting noise of this size (rad) on "
+            self,
+            "script_perturbation",
+            0.0,
+            "With a script: drifting noise of this size (rad) on "
             "the executed arm targets outside the grasp and the handover; the clean targets are "
-            "still what goes out on command_topic (DART-style demonstrations).")
+            "still what goes out on command_topic (DART-style demonstrations).",
+        )
         joint_topic = declare_value(self, "joint_state_topic", "joint_states", "JointState output.")
-        topics = {name: declare_value(self, name, default, text) for name, default, text in (
-            ("success_topic", "sim/success", "Task success (Bool), every step."),
-            ("status_topic", "sim/status", "JSON status, with every camera frame."),
-            ("instruction_topic", "lightwam/instruction", "The task's instruction (latched); "
-             "empty: not published."),
-            ("reset_service", "sim/reset", "Trigger: start the next episode."))}
+        topics = {
+            name: declare_value(self, name, default, text)
+            for name, default, text in (
+                ("success_topic", "sim/success", "Task success (Bool), every step."),
+                ("status_topic", "sim/status", "JSON status, with every camera frame."),
+                (
+                    "instruction_topic",
+                    "lightwam/instruction",
+                    "The task's instruction (latched); empty: not published.",
+                ),
+                ("reset_service", "sim/reset", "Trigger: start the next episode."),
+            )
+        }
 
         spec = load_embodiment(task.embodiment)
         configure_offscreen_rendering()
@@ -108,74 +149,114 @@ class SimBridgeNode(ConfiguredNode):
         # resets and closes the simulator; the node's callbacks hand it work through _call.
         self._work: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
         self._stop = threading.Event()
-        self.failure: Optional[str] = None
+        self.failure: str | None = None
         self._held = True  # no stepping until configured
-        self._state: Optional[SimState] = None
+        self._state: SimState | None = None
         self._thread = threading.Thread(target=self._run, name="simulator", daemon=True)
         self._thread.start()
-        self.sim: Simulator = self._call(lambda: task.build(tuple(size) if min(size) > 0
-                                                            else None))
+        self.sim: Simulator = self._call(lambda: task.build(tuple(size) if min(size) > 0 else None))
         if self.sim.joint_names != spec.robot_joints:
-            raise ValueError(f"simulator joints {self.sim.joint_names} differ from embodiment "
-                             f"{spec.name}'s {spec.robot_joints}")
+            raise ValueError(
+                f"simulator joints {self.sim.joint_names} differ from embodiment "
+                f"{spec.name}'s {spec.robot_joints}"
+            )
         self._render_every = max(1, round(1.0 / (camera_rate * self.sim.control_dt)))
         self._task = task
         qos = QoSProfile(depth=10)
         self._clock_pub = self.create_publisher(Clock, "/clock", qos)
         self._joint_pub = self.create_publisher(JointState, joint_topic, qos)
-        self._image_pubs = {camera.role: self.create_publisher(Image, declare_value(
-            self, f"cameras.{camera.role}.topic", default_camera_topic(camera.role),
-            f"Image output of camera '{camera.role}'."), qos) for camera in self.sim.cameras}
-        self._pose_pubs = {arm.name: self.create_publisher(PoseStamped, declare_value(
-            self, f"eef_pose.{arm.name}.topic", f"sim/eef_pose/{arm.name}",
-            f"End-effector pose of arm '{arm.name}' (world frame)."), qos) for arm in spec.arms}
+        self._image_pubs = {
+            camera.role: self.create_publisher(
+                Image,
+                declare_value(
+                    self,
+                    f"cameras.{camera.role}.topic",
+                    default_camera_topic(camera.role),
+                    f"Image output of camera '{camera.role}'.",
+                ),
+                qos,
+            )
+            for camera in self.sim.cameras
+        }
+        self._pose_pubs = {
+            arm.name: self.create_publisher(
+                PoseStamped,
+                declare_value(
+                    self,
+                    f"eef_pose.{arm.name}.topic",
+                    f"sim/eef_pose/{arm.name}",
+                    f"End-effector pose of arm '{arm.name}' (world frame).",
+                ),
+                qos,
+            )
+            for arm in spec.arms
+        }
         self._success_pub = self.create_publisher(Bool, topics["success_topic"], qos)
         self._status_pub = self.create_publisher(String, topics["status_topic"], qos)
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE)
-        self._instruction_pub = (self.create_publisher(String, topics["instruction_topic"],
-                                                       latched)
-                                 if topics["instruction_topic"].strip() else None)
+        latched = QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
+        )
+        self._instruction_pub = (
+            self.create_publisher(String, topics["instruction_topic"], latched)
+            if topics["instruction_topic"].strip()
+            else None
+        )
         self._episode = -1
         self._episode_clock_ns = FIRST_EPISODE_CLOCK_NS + EPISODE_CLOCK_SPACING_NS
         self._script = self._scripted_demo(script, task, perturbation)
         # Scripted, the bridge publishes the commands it follows; otherwise it takes them in.
-        self.commands: Optional[CommandInput] = None
+        self.commands: CommandInput | None = None
         if self._script is not None:
             if command_type != "joint_trajectory":
                 raise ValueError("a scripted demonstration publishes joint_trajectory commands")
             self._demo_pub = self.create_publisher(JointTrajectory, command_topic, qos)
         else:
-            self.commands = CommandInput(self, command_type, command_topic, self._new_follower(
-                np.zeros(len(self.sim.joint_names))), self._now_ns, qos, refuse=self._refuse)
+            self.commands = CommandInput(
+                self,
+                command_type,
+                command_topic,
+                self._new_follower(np.zeros(len(self.sim.joint_names))),
+                self._now_ns,
+                qos,
+                refuse=self._refuse,
+            )
         self._call(self._start_episode)
         self._held = hold
         self.create_service(Trigger, topics["reset_service"], self._on_reset)
         self.get_logger().info(
             f"{task}: '{self.sim.instruction}', {len(self.sim.joint_names)} joints "
-            + (f"driven by the scripted demonstration, published on {command_topic}"
-               if self._script is not None else f"following {command_type} on {command_topic}")
+            + (
+                f"driven by the scripted demonstration, published on {command_topic}"
+                if self._script is not None
+                else f"following {command_type} on {command_topic}"
+            )
             + "; cameras "
             + ", ".join(f"{c.role} {c.height}x{c.width}" for c in self.sim.cameras)
-            + f" every {self._render_every} step(s) of {self.sim.control_dt * 1e3:g} ms")
+            + f" every {self._render_every} step(s) of {self.sim.control_dt * 1e3:g} ms"
+        )
 
     # ---------------------------------------------------------------- episodes
 
-    def _scripted_demo(self, script: str, task: SimTask,
-                       perturbation: float) -> Optional[TransferCubeScript]:
+    def _scripted_demo(self, script: str, task: SimTask, perturbation: float) -> TransferCubeScript | None:
         if not script.strip():
             if perturbation:
                 raise ValueError("parameter script_perturbation needs a script")
             return None
         if script != "transfer_cube" or str(task) != "aloha:transfer_cube":
-            raise ValueError(f"parameter script: only 'transfer_cube' exists, for task "
-                             f"aloha:transfer_cube; got {script!r} for {task}")
-        return self._call(lambda: TransferCubeScript(self.sim, perturbation))
+            raise ValueError(
+                f"parameter script: only 'transfer_cube' exists, for task "
+                f"aloha:transfer_cube; got {script!r} for {task}"
+            )
+        sim = self.sim
+        if not isinstance(sim, AlohaSim):
+            raise ValueError(f"parameter script: transfer_cube needs the ALOHA simulator, not {sim}")
+        return self._call(lambda: TransferCubeScript(sim, perturbation))
 
     def _new_follower(self, positions: np.ndarray) -> JointFollower:
         limits = self.sim.joint_limits
-        return JointFollower(self.sim.joint_names, limits[:, 0], limits[:, 1],
-                             np.clip(positions, limits[:, 0], limits[:, 1]))
+        return JointFollower(
+            self.sim.joint_names, limits[:, 0], limits[:, 1], np.clip(positions, limits[:, 0], limits[:, 1])
+        )
 
     def _start_episode(self) -> dict:
         """Reset the simulator to the next episode and hold its initial pose (on the simulator's
@@ -191,16 +272,20 @@ class SimBridgeNode(ConfiguredNode):
         if self._script is not None:
             self._script.start(state)
         else:
+            assert self.commands is not None, "without a script the commands come in"
             self.commands.arm = self._new_follower(state.positions)
         self._state, self._steps, self._wall_origin = state, 0, time.monotonic()
         self._publish(state, images=True)
         if self._instruction_pub is not None:
             self._instruction_pub.publish(String(data=self.sim.instruction))
-        return {"episode": episode, "task": str(self._task), "instruction": self.sim.instruction,
-                "clock_start": self._episode_clock_ns * 1e-9}
+        return {
+            "episode": episode,
+            "task": str(self._task),
+            "instruction": self.sim.instruction,
+            "clock_start": self._episode_clock_ns * 1e-9,
+        }
 
-    def _on_reset(self, request: Trigger.Request, response: Trigger.Response
-                  ) -> Trigger.Response:
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         try:
             info = self._call(self._start_episode, RESET_TIMEOUT)
         except Exception as error:  # noqa: BLE001 - the caller gets the reason
@@ -213,23 +298,25 @@ class SimBridgeNode(ConfiguredNode):
 
     # ---------------------------------------------------------------- stepping
 
-    def _now_ns(self) -> Optional[int]:
+    def _now_ns(self) -> int | None:
         state = self._state
         return None if state is None else self._clock_ns(state.time)
 
     def _clock_ns(self, sim_time: float) -> int:
-        return self._episode_clock_ns + int(round(sim_time * 1e9))
+        return self._episode_clock_ns + round(sim_time * 1e9)
 
-    def _refuse(self, stamp_ns: int) -> Optional[str]:
+    def _refuse(self, stamp_ns: int) -> str | None:
         """A command stamped outside the current episode is from before a reset."""
         now = self._now_ns()
         if now is not None and not self._episode_clock_ns <= stamp_ns <= now + 1_000_000_000:
-            return (f"stamped {stamp_ns * 1e-9:.3f} s, outside episode {self._episode} "
-                    f"(its clock started at {self._episode_clock_ns * 1e-9:.3f} s): sent before "
-                    "a reset")
+            return (
+                f"stamped {stamp_ns * 1e-9:.3f} s, outside episode {self._episode} "
+                f"(its clock started at {self._episode_clock_ns * 1e-9:.3f} s): sent before "
+                "a reset"
+            )
         return None
 
-    def _call(self, work: Callable[[], Any], timeout: Optional[float] = None) -> Any:
+    def _call(self, work: Callable[[], Any], timeout: float | None = None) -> Any:
         """Run ``work`` on the simulator's thread and return its result (or raise its error)."""
         if self.failure is not None:
             raise RuntimeError(self.failure)
@@ -262,9 +349,11 @@ class SimBridgeNode(ConfiguredNode):
 
     def _step_once(self) -> None:
         state = self._state
+        assert state is not None, "a step follows an episode's start"
         started = time.monotonic()
         due_ns = self._clock_ns(state.time + self.sim.control_dt)
         if self._script is None:
+            assert self.commands is not None, "without a script the commands come in"
             target = self.commands.arm.target(due_ns * 1e-9)
         else:
             self._publish_demo_command(self._script.targets(state), state, due_ns)
@@ -276,12 +365,13 @@ class SimBridgeNode(ConfiguredNode):
         images = self._steps % self._render_every == 0
         self._publish(state, images=images)
         if images:
-            self._publish_status(state, step_ms=(stepped - started) * 1e3,
-                                 render_ms=(time.monotonic() - stepped) * 1e3)
+            self._publish_status(
+                state, step_ms=(stepped - started) * 1e3, render_ms=(time.monotonic() - stepped) * 1e3
+            )
 
     def _until_next_step(self) -> float:
         """Seconds to wait before the next step, at most real_time_factor times real time."""
-        if self._real_time_factor <= 0:
+        if self._real_time_factor <= 0 or self._state is None:
             return 0.0
         due = self._wall_origin + self._state.time / self._real_time_factor
         return max(0.0, due - time.monotonic())
@@ -291,17 +381,23 @@ class SimBridgeNode(ConfiguredNode):
     def _publish(self, state: SimState, images: bool) -> None:
         stamp = nanoseconds_to_stamp(self._clock_ns(state.time))
         self._clock_pub.publish(Clock(clock=stamp))
-        joints = JointState(name=list(self.sim.joint_names), position=state.positions.tolist(),
-                            velocity=state.velocities.tolist())
+        joints = JointState(
+            name=list(self.sim.joint_names),
+            position=state.positions.tolist(),
+            velocity=state.velocities.tolist(),
+        )
         joints.header.stamp = stamp
         self._joint_pub.publish(joints)
         for arm, pose in state.eef_poses.items():
             msg = PoseStamped()
             msg.header.stamp, msg.header.frame_id = stamp, WORLD_FRAME
-            msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = map(
-                float, pose.position)
-            (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z,
-             msg.pose.orientation.w) = map(float, pose.quaternion_xyzw)
+            msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = map(float, pose.position)
+            (
+                msg.pose.orientation.x,
+                msg.pose.orientation.y,
+                msg.pose.orientation.z,
+                msg.pose.orientation.w,
+            ) = map(float, pose.quaternion_xyzw)
             self._pose_pubs[arm].publish(msg)
         self._success_pub.publish(Bool(data=bool(state.success)))
         if images:
@@ -310,23 +406,39 @@ class SimBridgeNode(ConfiguredNode):
 
     def _publish_demo_command(self, target: np.ndarray, state: SimState, due_ns: int) -> None:
         """The script's target as the executor sends one: a point due at the end of the step."""
-        msg = JointTrajectory(joint_names=list(self.sim.joint_names), points=[
-            JointTrajectoryPoint(positions=target.tolist(),
-                                 time_from_start=Duration(nanoseconds=due_ns - self._clock_ns(
-                                     state.time)).to_msg())])
+        msg = JointTrajectory(
+            joint_names=list(self.sim.joint_names),
+            points=[
+                JointTrajectoryPoint(
+                    positions=target.tolist(),
+                    time_from_start=Duration(nanoseconds=due_ns - self._clock_ns(state.time)).to_msg(),
+                )
+            ],
+        )
         msg.header.stamp = nanoseconds_to_stamp(self._clock_ns(state.time))
         self._demo_pub.publish(msg)
 
     def _publish_status(self, state: SimState, step_ms: float, render_ms: float) -> None:
-        self._status_pub.publish(String(data=json.dumps({
-            "episode": self._episode, "step": self._steps, "time": round(state.time, 6),
-            "success": bool(state.success), "episode_success": self._episode_success,
-            "script_done": (self._script is not None
-                            and state.time >= self._script.duration - 1e-9),
-            "commands_received": self.commands.received if self.commands else 0,
-            "commands_rejected": self.commands.rejected if self.commands else 0,
-            "step_ms": round(step_ms, 3),
-            "render_ms": round(render_ms, 3)})))
+        self._status_pub.publish(
+            String(
+                data=json.dumps(
+                    {
+                        "episode": self._episode,
+                        "step": self._steps,
+                        "time": round(state.time, 6),
+                        "success": bool(state.success),
+                        "episode_success": self._episode_success,
+                        "script_done": (
+                            self._script is not None and state.time >= self._script.duration - 1e-9
+                        ),
+                        "commands_received": self.commands.received if self.commands else 0,
+                        "commands_rejected": self.commands.rejected if self.commands else 0,
+                        "step_ms": round(step_ms, 3),
+                        "render_ms": round(render_ms, 3),
+                    }
+                )
+            )
+        )
 
     def destroy_node(self) -> None:
         thread = getattr(self, "_thread", None)
@@ -340,23 +452,27 @@ class SimBridgeNode(ConfiguredNode):
         super().destroy_node()
 
 
-def create_sim_bridge(node_name: str = NODE_NAME, *, context: Optional[Context] = None,
-                      namespace: Optional[str] = None,
-                      parameter_overrides: Optional[list[Parameter]] = None) -> SimBridgeNode:
+def create_sim_bridge(
+    node_name: str = NODE_NAME,
+    *,
+    context: Context | None = None,
+    namespace: str | None = None,
+    parameter_overrides: list[Parameter] | None = None,
+) -> SimBridgeNode:
     """Build a configured bridge (rclpy must be initialised on ``context``); bad parameters or a
     simulator that cannot be built raise ValueError."""
     try:
-        return SimBridgeNode(node_name, context=context, namespace=namespace,
-                             parameter_overrides=parameter_overrides)
+        return SimBridgeNode(
+            node_name, context=context, namespace=namespace, parameter_overrides=parameter_overrides
+        )
     except SimError as error:
         raise ValueError(str(error)) from None
 
 
-def main(args: Optional[list[str]] = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """Run the bridge until SIGINT or SIGTERM, or until the simulation fails (exit status 1);
     exit status 2 when the configuration is invalid."""
-    return run_node(create_sim_bridge, NODE_NAME, args,
-                    failed=lambda node: node.failure is not None)
+    return run_node(create_sim_bridge, NODE_NAME, args, failed=lambda node: node.failure is not None)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ bilinear with antialiasing (torchvision ``Resize`` with antialias on, which call
 aliases and the model sees other pixels than it was trained on.  It runs on precomputed, cached
 index and weight tables, so it costs a few milliseconds per frame on a CPU at policy rate.
 """
+
 from __future__ import annotations
 
 import threading
@@ -36,7 +37,7 @@ def build_canvas(images: Mapping[str, np.ndarray], spec: EmbodimentSpec) -> np.n
     canvas[0] = canvas_spec.fill_rgb  # one row, then row copies: broadcasting a 3-tuple is slow
     canvas[1:] = canvas[0]
     for camera in canvas_spec.cameras:
-        cell = canvas[camera.top:camera.top + camera.height, camera.left:camera.left + camera.width]
+        cell = canvas[camera.top : camera.top + camera.height, camera.left : camera.left + camera.width]
         _render_camera(images[camera.role], camera, out=cell)
     return canvas
 
@@ -46,10 +47,23 @@ def canvas_layout(spec: EmbodimentSpec) -> dict:
     camera's cell, rotation and crop (not its source size, which a deployment may change). A
     checkpoint records it, so a model never runs on a canvas other than the one it learned."""
     canvas = spec.canvas
-    return {"height": canvas.height, "width": canvas.width, "fill_rgb": list(canvas.fill_rgb),
-            "cells": [{"role": c.role, "top": c.top, "left": c.left, "height": c.height,
-                       "width": c.width, "rotation_deg": c.rotation_deg,
-                       "center_crop": c.center_crop} for c in canvas.cameras]}
+    return {
+        "height": canvas.height,
+        "width": canvas.width,
+        "fill_rgb": list(canvas.fill_rgb),
+        "cells": [
+            {
+                "role": c.role,
+                "top": c.top,
+                "left": c.left,
+                "height": c.height,
+                "width": c.width,
+                "rotation_deg": c.rotation_deg,
+                "center_crop": c.center_crop,
+            }
+            for c in canvas.cameras
+        ],
+    }
 
 
 def canvas_to_model_input(canvas: np.ndarray) -> np.ndarray:
@@ -89,14 +103,13 @@ def center_crop_to_aspect(image: np.ndarray, height: int, width: int) -> np.ndar
     if src_w * height > src_h * width:  # too wide: trim columns
         crop_w = max(1, round(src_h * width / height))
         left = (src_w - crop_w) // 2
-        return image[:, left:left + crop_w]
+        return image[:, left : left + crop_w]
     crop_h = max(1, round(src_w * height / width))
     top = (src_h - crop_h) // 2
-    return image[top:top + crop_h]
+    return image[top : top + crop_h]
 
 
-def resize_bilinear(image: np.ndarray, height: int, width: int,
-                    out: np.ndarray | None = None) -> np.ndarray:
+def resize_bilinear(image: np.ndarray, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
     """Antialiased bilinear resize of a uint8 [h, w, C] image to [height, width, C] uint8 (rounded).
 
     The filter is the authors' (torchvision ``Resize``, antialias on): when shrinking, the triangle
@@ -182,12 +195,14 @@ def _column_taps(src: int, dst: int, channels: int) -> tuple[np.ndarray, np.ndar
     """``_axis_taps`` expanded to the interleaved channels of a [h, w*C] row."""
     index, weight = _axis_taps(src, dst)
     offsets = np.arange(channels)
-    return _frozen((index[:, None, :] * channels + offsets[None, :, None]).reshape(dst * channels, -1),
-                   np.repeat(weight, channels, axis=0))
+    return _frozen(
+        (index[:, None, :] * channels + offsets[None, :, None]).reshape(dst * channels, -1),
+        np.repeat(weight, channels, axis=0),
+    )
 
 
-def _frozen(*tables: np.ndarray) -> tuple[np.ndarray, ...]:
+def _frozen(index: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cached tables are shared between calls: make accidental writes fail loudly."""
-    for table in tables:
+    for table in (index, weight):
         table.setflags(write=False)
-    return tables
+    return index, weight

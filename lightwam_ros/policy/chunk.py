@@ -9,13 +9,14 @@ The constructor is the single check of a chunk's structure (shape, names, finite
 execute steps, id): whoever holds a ``Chunk`` holds a meaningful one.  Whether it fits an
 embodiment is the command layout's question; whether it is safe is the executor's safety filter's.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -51,8 +52,7 @@ class Chunk:
         actions = np.array(self.actions, dtype=np.float64)
         names = tuple(self.action_names)
         if actions.ndim != 2 or 0 in actions.shape:
-            raise ChunkError(f"chunk actions must be a non-empty (H, A) array, got shape "
-                             f"{actions.shape}")
+            raise ChunkError(f"chunk actions must be a non-empty (H, A) array, got shape {actions.shape}")
         horizon, action_dim = actions.shape
         if len(names) != action_dim or len(set(names)) != action_dim:
             raise ChunkError(f"chunk needs {action_dim} distinct action_names, got {list(names)}")
@@ -71,8 +71,7 @@ class Chunk:
         if not isinstance(chunk_id, numbers.Integral) or not 0 <= chunk_id <= _UINT64_MAX:
             raise ChunkError(f"chunk_id must fit uint64, got {chunk_id}")
         if self.action_mode not in ACTION_MODES:
-            raise ChunkError(f"chunk action_mode must be one of {ACTION_MODES}, got "
-                             f"{self.action_mode!r}")
+            raise ChunkError(f"chunk action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
         actions.flags.writeable = False
         object.__setattr__(self, "actions", actions)
         object.__setattr__(self, "action_names", names)
@@ -102,11 +101,13 @@ class Chunk:
         steps = np.arange(1, self.execute_steps + 1, dtype=np.int64)
         return self.stamp_ns + np.rint(steps * (self.dt * NS_PER_S)).astype(np.int64)
 
-    def with_actions(self, actions: np.ndarray, action_names: Sequence[str],
-                     action_mode: str = "absolute_joints") -> Chunk:
+    def with_actions(
+        self, actions: np.ndarray, action_names: Sequence[str], action_mode: str = "absolute_joints"
+    ) -> Chunk:
         """The same chunk (stamp, timing, identity) with other columns, e.g. its joint targets."""
-        return dataclasses.replace(self, actions=actions, action_names=tuple(action_names),
-                                   action_mode=action_mode)
+        return dataclasses.replace(
+            self, actions=actions, action_names=tuple(action_names), action_mode=action_mode
+        )
 
 
 def check_finite(actions: np.ndarray, names: Sequence[str]) -> None:
@@ -114,5 +115,7 @@ def check_finite(actions: np.ndarray, names: Sequence[str]) -> None:
     bad = np.argwhere(~np.isfinite(actions))
     if len(bad):
         step, dim = (int(i) for i in bad[0])
-        raise ChunkError(f"chunk action at step {step}, dimension {dim} ({names[dim]!r}) is "
-                         f"{actions[step, dim]} ({len(bad)} non-finite value(s) in all)")
+        raise ChunkError(
+            f"chunk action at step {step}, dimension {dim} ({names[dim]!r}) is "
+            f"{actions[step, dim]} ({len(bad)} non-finite value(s) in all)"
+        )

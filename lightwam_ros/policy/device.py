@@ -3,21 +3,28 @@
 The rules are the deployment defaults: the GPU when there is one, bfloat16 weights there (the
 released checkpoint's precision), float32 on a CPU (bfloat16 matmuls are slow on most CPUs).
 """
+
 from __future__ import annotations
 
+import itertools
 import time
 
 import torch
 
 _DTYPE_NAMES = {
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
-    "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
 }
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> cuda when available, else cpu; anything else is checked to exist."""
+    """ "auto" -> cuda when available, else cpu; anything else is checked to exist."""
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -72,10 +79,10 @@ class StageClock:
         """Seconds per stage, in mark order."""
         if self._cuda:
             self._marks[-1].synchronize()
-            spans = [a.elapsed_time(b) / 1000.0 for a, b in zip(self._marks, self._marks[1:])]
+            spans = [a.elapsed_time(b) / 1000.0 for a, b in itertools.pairwise(self._marks)]
         else:
-            spans = [b - a for a, b in zip(self._marks, self._marks[1:])]
-        return dict(zip(self._names, spans))
+            spans = [b - a for a, b in itertools.pairwise(self._marks)]
+        return dict(zip(self._names, spans, strict=True))
 
     def _now(self):
         if self._cuda:

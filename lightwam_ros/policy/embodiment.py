@@ -9,6 +9,7 @@ Shipped files live in ``lightwam_ros/config/embodiments/`` (inside the package, 
 with any installation); ``load_embodiment("libero_franka")`` finds them by file stem, and
 ``load_embodiment("/path/to/my_robot.yaml")`` loads any other file.
 """
+
 from __future__ import annotations
 
 import math
@@ -191,6 +192,13 @@ class VectorField:
     joints: tuple[str, ...]  # for joint_positions
     scale: tuple[float, ...]  # state value = scale * joint reading (e.g. a mirrored finger)
 
+    @property
+    def arm_name(self) -> str:
+        """The arm of an eef or gripper field (the parser requires one for those kinds)."""
+        if self.arm is None:
+            raise EmbodimentSpecError(f"field {self.name!r} ({self.kind}) names no arm")
+        return self.arm
+
 
 @dataclass(frozen=True)
 class VectorLayout:
@@ -312,6 +320,15 @@ class EmbodimentSpec:
                 return arm
         raise KeyError(f"{self.name}: no arm named {name!r}")
 
+    def field_gripper(self, field: VectorField) -> GripperSpec:
+        """The gripper of a gripper field's arm (the parser requires one for those kinds)."""
+        gripper = self.arm(field.arm_name).gripper
+        if gripper is None:
+            raise EmbodimentSpecError(
+                f"{self.name}: field {field.name!r} ({field.kind}) needs a gripper on arm {field.arm!r}"
+            )
+        return gripper
+
     @property
     def robot_joints(self) -> tuple[str, ...]:
         """Every joint of the robot, arm by arm: the arm's joints, then its gripper's (the order
@@ -338,8 +355,9 @@ class EmbodimentSpec:
 def camera_sizes(spec: EmbodimentSpec) -> dict[str, tuple[int, int]]:
     """(height, width) of each camera role's images, as they arrive unless a deployment says
     otherwise: the camera's ``source_size``, else its canvas cell's size."""
-    return {camera.role: camera.source_size or (camera.height, camera.width)
-            for camera in spec.canvas.cameras}
+    return {
+        camera.role: camera.source_size or (camera.height, camera.width) for camera in spec.canvas.cameras
+    }
 
 
 def shipped_embodiments() -> list[str]:
@@ -350,8 +368,9 @@ def shipped_embodiments() -> list[str]:
 def embodiment_dirs() -> list[Path]:
     """Where embodiments are looked up by name, first match wins: the folders in
     ``$LIGHTWAM_EMBODIMENT_PATH``, then the shipped folder."""
-    extra = [Path(p).expanduser() for p in os.environ.get(EMBODIMENT_PATH_ENV, "").split(os.pathsep)
-             if p.strip()]
+    extra = [
+        Path(p).expanduser() for p in os.environ.get(EMBODIMENT_PATH_ENV, "").split(os.pathsep) if p.strip()
+    ]
     return [*extra, SHIPPED_DIR]
 
 
@@ -383,7 +402,8 @@ def _resolve(name_or_path: str | Path) -> Path:
             return folder / f"{text}.yaml"
     raise FileNotFoundError(
         f"unknown embodiment {text!r}; known: {known_embodiments()} (or pass a YAML path, or add "
-        f"its folder to ${EMBODIMENT_PATH_ENV})")
+        f"its folder to ${EMBODIMENT_PATH_ENV})"
+    )
 
 
 def embodiment_file(name_or_path: str | Path) -> Path:
@@ -395,14 +415,23 @@ def parse_embodiment(data: Any, source: str = "<memory>") -> EmbodimentSpec:
     """Validate an already-parsed YAML document; errors name ``source`` and the field."""
     root = _Node(data, "", source)
     root.check_keys(
-        required=("schema_version", "name", "arms", "cameras", "canvas", "state", "action",
-                  "normalization", "chunk", "policy_rate_hz"),
+        required=(
+            "schema_version",
+            "name",
+            "arms",
+            "cameras",
+            "canvas",
+            "state",
+            "action",
+            "normalization",
+            "chunk",
+            "policy_rate_hz",
+        ),
         optional=("description", "tasks"),
     )
     version = root.get("schema_version").as_int()
     if version != SCHEMA_VERSION:
-        root.get("schema_version").fail(
-            f"unsupported schema version {version}; expected {SCHEMA_VERSION}")
+        root.get("schema_version").fail(f"unsupported schema version {version}; expected {SCHEMA_VERSION}")
     arms = tuple(_parse_arm(node) for node in root.get("arms").as_list(non_empty=True))
     _check_unique(root.get("arms"), [arm.name for arm in arms], "arm name")
     _check_unique(root.get("arms"), _declared_joints(arms), "joint name")
@@ -427,8 +456,10 @@ def parse_embodiment(data: Any, source: str = "<memory>") -> EmbodimentSpec:
 
 
 def _parse_arm(node: _Node) -> ArmSpec:
-    node.check_keys(required=("name", "joints", "joint_limits"),
-                    optional=("gripper", "base_frame", "ee_frame", "kinematics"))
+    node.check_keys(
+        required=("name", "joints", "joint_limits"),
+        optional=("gripper", "base_frame", "ee_frame", "kinematics"),
+    )
     joints = node.get("joints").as_str_list(non_empty=True)
     _check_unique(node.get("joints"), joints, "joint name")
     limits_node = node.get("joint_limits")
@@ -447,8 +478,9 @@ def _parse_arm(node: _Node) -> ArmSpec:
         gripper=gripper,
         base_frame=node.get("base_frame").as_str() if node.has("base_frame") else None,
         ee_frame=node.get("ee_frame").as_str() if node.has("ee_frame") else None,
-        kinematics=(_parse_kinematics(node.get("kinematics"), len(joints))
-                    if node.has("kinematics") else None),
+        kinematics=(
+            _parse_kinematics(node.get("kinematics"), len(joints)) if node.has("kinematics") else None
+        ),
     )
 
 
@@ -457,23 +489,27 @@ def _parse_kinematics(node: _Node, joint_count: int) -> ArmKinematics:
     convention = node.get("convention").as_str()
     if convention not in KINEMATICS_CONVENTIONS:
         node.get("convention").fail(f"{convention!r} not one of {KINEMATICS_CONVENTIONS}")
-    joints = tuple(_parse_dh_row(row) for row in
-                   node.get("joints").as_list(non_empty=True, length=joint_count))
-    fixed = (tuple(_parse_dh_row(row) for row in node.get("fixed").as_list())
-             if node.has("fixed") else ())
+    joints = tuple(
+        _parse_dh_row(row) for row in node.get("joints").as_list(non_empty=True, length=joint_count)
+    )
+    fixed = tuple(_parse_dh_row(row) for row in node.get("fixed").as_list()) if node.has("fixed") else ()
     return ArmKinematics(joints=joints, fixed=fixed)
 
 
 def _parse_dh_row(node: _Node) -> DHRow:
     node.check_keys(required=("a", "d", "alpha"), optional=("theta",))
-    return DHRow(a=node.get("a").as_float(), d=node.get("d").as_float(),
-                 alpha=node.get("alpha").as_float(),
-                 theta=node.get("theta").as_float() if node.has("theta") else 0.0)
+    return DHRow(
+        a=node.get("a").as_float(),
+        d=node.get("d").as_float(),
+        alpha=node.get("alpha").as_float(),
+        theta=node.get("theta").as_float() if node.has("theta") else 0.0,
+    )
 
 
 def _parse_gripper(node: _Node) -> GripperSpec:
-    node.check_keys(required=("joints", "open_position", "closed_position", "command_open",
-                              "command_close"), optional=())
+    node.check_keys(
+        required=("joints", "open_position", "closed_position", "command_open", "command_close"), optional=()
+    )
     joints = node.get("joints").as_str_list(non_empty=True)
     spec = GripperSpec(
         joints=tuple(joints),
@@ -495,44 +531,48 @@ def _parse_canvas(node: _Node, cameras_node: _Node) -> CanvasSpec:
     width = node.get("width").as_int(positive=True)
     for key, value in (("height", height), ("width", width)):
         if value % TOKEN_STRIDE:
-            node.get(key).fail(
-                f"{value} is not a multiple of {TOKEN_STRIDE} (VAE /8 then 2x2 patch)")
+            node.get(key).fail(f"{value} is not a multiple of {TOKEN_STRIDE} (VAE /8 then 2x2 patch)")
     fill = (0, 0, 0)
     if node.has("fill_rgb"):
-        fill = tuple(node.get("fill_rgb").as_int_list(length=3, low=0, high=255))
-    cameras = tuple(_parse_camera(camera, height, width)
-                    for camera in cameras_node.as_list(non_empty=True))
+        red, green, blue = node.get("fill_rgb").as_int_list(length=3, low=0, high=255)
+        fill = (red, green, blue)
+    cameras = tuple(_parse_camera(camera, height, width) for camera in cameras_node.as_list(non_empty=True))
     _check_unique(cameras_node, [camera.role for camera in cameras], "camera role")
     for i, a in enumerate(cameras):
-        for b in cameras[i + 1:]:
+        for b in cameras[i + 1 :]:
             if _overlap(a, b):
                 cameras_node.fail(f"placements of {a.role!r} and {b.role!r} overlap")
     return CanvasSpec(height=height, width=width, fill_rgb=fill, cameras=cameras)
 
 
 def _parse_camera(node: _Node, canvas_height: int, canvas_width: int) -> CameraSpec:
-    node.check_keys(required=("role", "placement"),
-                    optional=("rotation_deg", "center_crop", "source_size"))
+    node.check_keys(required=("role", "placement"), optional=("rotation_deg", "center_crop", "source_size"))
     rotation = node.get("rotation_deg").as_int() if node.has("rotation_deg") else 0
     if rotation not in ROTATIONS_DEG:
         node.get("rotation_deg").fail(f"{rotation} not one of {ROTATIONS_DEG}")
     source_size = None
     if node.has("source_size"):
-        source_size = tuple(node.get("source_size").as_int_list(length=2, low=1))
+        source_height, source_width = node.get("source_size").as_int_list(length=2, low=1)
+        source_size = (source_height, source_width)
     place = node.get("placement")
     place.check_keys(required=("top", "left", "height", "width"), optional=())
     top, left = place.get("top").as_int(low=0), place.get("left").as_int(low=0)
     height = place.get("height").as_int(positive=True)
     width = place.get("width").as_int(positive=True)
     if top + height > canvas_height or left + width > canvas_width:
-        place.fail(f"cell rows {top}..{top + height}, cols {left}..{left + width} exceed the "
-                   f"{canvas_height}x{canvas_width} canvas")
+        place.fail(
+            f"cell rows {top}..{top + height}, cols {left}..{left + width} exceed the "
+            f"{canvas_height}x{canvas_width} canvas"
+        )
     return CameraSpec(
         role=node.get("role").as_str(),
         rotation_deg=rotation,
         center_crop=node.get("center_crop").as_bool() if node.has("center_crop") else False,
         source_size=source_size,
-        top=top, left=left, height=height, width=width,
+        top=top,
+        left=left,
+        height=height,
+        width=width,
     )
 
 
@@ -554,8 +594,7 @@ def _parse_layout(node: _Node, arms: tuple[ArmSpec, ...], kinds: tuple[str, ...]
 
 
 def _parse_field(node: _Node, arms: tuple[ArmSpec, ...], kinds: tuple[str, ...]) -> VectorField:
-    node.check_keys(required=("name", "kind"),
-                    optional=("size", "arm", "joints", "scale", "dim_names"))
+    node.check_keys(required=("name", "kind"), optional=("size", "arm", "joints", "scale", "dim_names"))
     name = node.get("name").as_str()
     kind = node.get("kind").as_str()
     if kind not in kinds:
@@ -598,8 +637,9 @@ def _parse_field(node: _Node, arms: tuple[ArmSpec, ...], kinds: tuple[str, ...])
         dim_names = (name,)
     else:
         dim_names = tuple(f"{name}_{i}" for i in range(size))
-    return VectorField(name=name, kind=kind, size=size, dim_names=dim_names, arm=arm_name,
-                       joints=joints, scale=scale)
+    return VectorField(
+        name=name, kind=kind, size=size, dim_names=dim_names, arm=arm_name, joints=joints, scale=scale
+    )
 
 
 def _parse_action(node: _Node, arms: tuple[ArmSpec, ...]) -> ActionSpec:
@@ -610,13 +650,11 @@ def _parse_action(node: _Node, arms: tuple[ArmSpec, ...]) -> ActionSpec:
     layout = _parse_layout(node.get("fields"), arms, ACTION_KINDS[mode])
     for item in node.get("fields").as_list():
         if item.has("scale"):
-            item.get("scale").fail(
-                "scale converts joint readings into the state; actions take none")
+            item.get("scale").fail("scale converts joint readings into the state; actions take none")
     delta = None
     if mode == "delta_eef":
         scaling = node.get("delta_eef")
-        scaling.check_keys(required=("translation_m_per_unit", "rotation_rad_per_unit", "bound"),
-                           optional=())
+        scaling.check_keys(required=("translation_m_per_unit", "rotation_rad_per_unit", "bound"), optional=())
         delta = DeltaEefScaling(
             translation_m_per_unit=scaling.get("translation_m_per_unit").as_float(positive=True),
             rotation_rad_per_unit=scaling.get("rotation_rad_per_unit").as_float(positive=True),
@@ -631,13 +669,11 @@ def _parse_action(node: _Node, arms: tuple[ArmSpec, ...]) -> ActionSpec:
 
 
 def _parse_gripper_postprocess(node: _Node, layout: VectorLayout) -> GripperPostprocess:
-    node.check_keys(required=("dims",),
-                    optional=("scale", "offset", "negate", "binarize", "tie_value"))
+    node.check_keys(required=("dims",), optional=("scale", "offset", "negate", "binarize", "tie_value"))
     dims = tuple(node.get("dims").as_str_list(non_empty=True))
     for dim in dims:
         if dim not in layout.dim_names:
-            node.get("dims").fail(
-                f"{dim!r} is not an action dimension; have {list(layout.dim_names)}")
+            node.get("dims").fail(f"{dim!r} is not an action dimension; have {list(layout.dim_names)}")
     binarize = node.get("binarize").as_bool() if node.has("binarize") else False
     tie_value = node.get("tie_value").as_float() if node.has("tie_value") else 0.0
     if node.has("tie_value") and not binarize:
@@ -700,8 +736,11 @@ class _Node:
         raise EmbodimentSpecError(f"{self.source}: {field}: {message}")
 
     def _child(self, value: Any, key: str | int) -> _Node:
-        where = f"{self.where}[{key}]" if isinstance(key, int) else (
-            f"{self.where}.{key}" if self.where else str(key))
+        where = (
+            f"{self.where}[{key}]"
+            if isinstance(key, int)
+            else (f"{self.where}.{key}" if self.where else str(key))
+        )
         return _Node(value, where, self.source)
 
     def _mapping(self) -> dict:
@@ -737,8 +776,7 @@ class _Node:
             self.fail(f"expected true or false, got {self.value!r}")
         return self.value
 
-    def as_int(self, positive: bool = False, low: int | None = None,
-               high: int | None = None) -> int:
+    def as_int(self, positive: bool = False, low: int | None = None, high: int | None = None) -> int:
         if isinstance(self.value, bool) or not isinstance(self.value, int):
             self.fail(f"expected an integer, got {self.value!r}")
         if positive and self.value <= 0:
@@ -772,6 +810,5 @@ class _Node:
     def as_float_list(self, length: int) -> list[float]:
         return [item.as_float() for item in self.as_list(length=length)]
 
-    def as_int_list(self, length: int, low: int | None = None,
-                    high: int | None = None) -> list[int]:
+    def as_int_list(self, length: int, low: int | None = None, high: int | None = None) -> list[int]:
         return [item.as_int(low=low, high=high) for item in self.as_list(length=length)]

@@ -10,11 +10,13 @@ LIBERO's delta end-effector actions are integrated here as robosuite's OSC_POSE 
 them: position delta added in the base frame, rotation delta (axis-angle) composed on the left,
 ``R_target = R_delta @ R_current``.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 from transforms3d.axangles import axangle2mat
@@ -89,8 +91,7 @@ class Pose:
         rotation = np.array(self.rotation, dtype=np.float64)
         if position.shape != (3,) or rotation.shape != (3, 3):
             raise ValueError(
-                f"Pose needs position (3,) and rotation (3, 3), got {position.shape} and "
-                f"{rotation.shape}"
+                f"Pose needs position (3,) and rotation (3, 3), got {position.shape} and {rotation.shape}"
             )
         if not (np.all(np.isfinite(position)) and np.all(np.isfinite(rotation))):
             raise ValueError("Pose contains non-finite values")
@@ -106,11 +107,11 @@ class Pose:
             object.__setattr__(self, "measured_wxyz", measured)
 
     @classmethod
-    def from_axis_angle(cls, position: np.ndarray, axis_angle: np.ndarray) -> "Pose":
+    def from_axis_angle(cls, position: np.ndarray, axis_angle: np.ndarray) -> Pose:
         return cls(position, axis_angle_to_rotation(axis_angle))
 
     @classmethod
-    def from_quaternion(cls, position: np.ndarray, quaternion_wxyz: np.ndarray) -> "Pose":
+    def from_quaternion(cls, position: np.ndarray, quaternion_wxyz: np.ndarray) -> Pose:
         return cls(position, quat2mat(quaternion_wxyz), measured_wxyz=quaternion_wxyz)
 
     @property
@@ -121,8 +122,9 @@ class Pose:
     def state_axis_angle(self) -> np.ndarray:
         """Axis-angle as robosuite's ``quat2axisangle`` gives it for the measured quaternion (the
         LIBERO state); for a computed pose, of its w >= 0 quaternion (then equal to ``axis_angle``)."""
-        return quaternion_to_axis_angle(self.measured_wxyz if self.measured_wxyz is not None
-                                        else self.quaternion)
+        return quaternion_to_axis_angle(
+            self.measured_wxyz if self.measured_wxyz is not None else self.quaternion
+        )
 
     @property
     def quaternion(self) -> np.ndarray:
@@ -178,11 +180,19 @@ class IKResult:
     rotation_error: float  # rad, at the returned q
 
 
-def damped_least_squares(pose_and_jacobian: Callable[[np.ndarray], tuple[Pose, np.ndarray]],
-                         target: Pose, q_seed: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                         *, max_iterations: int, position_tolerance: float,
-                         rotation_tolerance: float, damping: float, max_step: float
-                         ) -> IKResult:
+def damped_least_squares(
+    pose_and_jacobian: Callable[[np.ndarray], tuple[Pose, np.ndarray]],
+    target: Pose,
+    q_seed: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    *,
+    max_iterations: int,
+    position_tolerance: float,
+    rotation_tolerance: float,
+    damping: float,
+    max_step: float,
+) -> IKResult:
     """Damped-least-squares IK of any arm whose pose and 6 x n geometric Jacobian at q
     ``pose_and_jacobian`` gives: ``dq = J^T (J J^T + damping^2 I)^-1 e`` per iteration, the
     largest joint step limited to ``max_step`` and q clamped to [lower, upper]."""
@@ -213,8 +223,9 @@ class SerialChain:
         joints = _required(params, "joints", "kinematics")
         if not isinstance(joints, (list, tuple)) or not joints:
             raise ValueError("kinematics 'joints' must be a non-empty list of DH rows")
-        rows = [_row(joint, _JOINT_KEYS, f"joints[{i}]", optional=("theta",))
-                for i, joint in enumerate(joints)]
+        rows = [
+            _row(joint, _JOINT_KEYS, f"joints[{i}]", optional=("theta",)) for i, joint in enumerate(joints)
+        ]
         self.name = str(params.get("name", "arm"))
         self.joint_names = tuple(str(row["name"]) for row in rows)
         self._alpha = np.array([float(row["alpha"]) for row in rows])
@@ -224,9 +235,7 @@ class SerialChain:
         self.lower = np.array([float(row["lower"]) for row in rows])
         self.upper = np.array([float(row["upper"]) for row in rows])
         if np.any(self.lower >= self.upper):
-            raise ValueError(
-                f"kinematics joint limits need lower < upper: {self.lower}, {self.upper}"
-            )
+            raise ValueError(f"kinematics joint limits need lower < upper: {self.lower}, {self.upper}")
         fixed = params.get("fixed", [])
         if not isinstance(fixed, (list, tuple)):
             raise ValueError("kinematics 'fixed' must be a list of DH rows after the last joint")
@@ -304,9 +313,17 @@ class SerialChain:
                 f"{max_iterations}, {damping}, {max_step}"
             )
         return damped_least_squares(
-            self._pose_and_jacobian, target, self._check_q(q_seed), self.lower, self.upper,
-            max_iterations=max_iterations, position_tolerance=position_tolerance,
-            rotation_tolerance=rotation_tolerance, damping=damping, max_step=max_step)
+            self._pose_and_jacobian,
+            target,
+            self._check_q(q_seed),
+            self.lower,
+            self.upper,
+            max_iterations=max_iterations,
+            position_tolerance=position_tolerance,
+            rotation_tolerance=rotation_tolerance,
+            damping=damping,
+            max_step=max_step,
+        )
 
 
 def _required(params: Mapping[str, Any], key: str, where: str) -> Any:
@@ -315,9 +332,7 @@ def _required(params: Mapping[str, Any], key: str, where: str) -> Any:
     return params[key]
 
 
-def _row(
-    row: Any, keys: tuple[str, ...], where: str, optional: tuple[str, ...] = ()
-) -> Mapping[str, Any]:
+def _row(row: Any, keys: tuple[str, ...], where: str, optional: tuple[str, ...] = ()) -> Mapping[str, Any]:
     """A DH row with all ``keys`` present and every numeric entry (optional ones too) finite."""
     if not isinstance(row, Mapping):
         raise ValueError(f"kinematics {where} must be a mapping, got {type(row).__name__}")
@@ -338,11 +353,19 @@ def chain_params(arm: ArmSpec) -> dict[str, Any]:
     """``SerialChain`` parameters of an arm: its embodiment's DH rows, joint names and limits."""
     if arm.kinematics is None:
         raise ValueError(f"arm {arm.name!r} has no kinematics section in its embodiment")
-    joints = [{"name": limit.name, "a": row.a, "d": row.d, "alpha": row.alpha,
-               "theta": row.theta, "lower": limit.lower, "upper": limit.upper}
-              for row, limit in zip(arm.kinematics.joints, arm.joint_limits, strict=True)]
-    fixed = [{"a": row.a, "d": row.d, "alpha": row.alpha, "theta": row.theta}
-             for row in arm.kinematics.fixed]
+    joints = [
+        {
+            "name": limit.name,
+            "a": row.a,
+            "d": row.d,
+            "alpha": row.alpha,
+            "theta": row.theta,
+            "lower": limit.lower,
+            "upper": limit.upper,
+        }
+        for row, limit in zip(arm.kinematics.joints, arm.joint_limits, strict=True)
+    ]
+    fixed = [{"a": row.a, "d": row.d, "alpha": row.alpha, "theta": row.theta} for row in arm.kinematics.fixed]
     return {"name": arm.name, "joints": joints, "fixed": fixed}
 
 

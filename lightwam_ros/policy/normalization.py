@@ -10,6 +10,7 @@ Layout: ``{"state": {"default": {"global_min": [...], "global_max": [...], "glob
 Normalised values are clamped to +-clamp (5 in Light-WAM).  Denormalisation does not clamp: the
 model's output is returned as predicted, and the executor's safety filter judges it.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,20 +66,35 @@ class Normalizer:
         return self._action.center.size
 
     @classmethod
-    def from_stats_file(cls, path: str | Path, mode: str, clamp: float = 5.0, *,
-                        state_dim: int | None = None, action_dim: int | None = None) -> Normalizer:
+    def from_stats_file(
+        cls,
+        path: str | Path,
+        mode: str,
+        clamp: float = 5.0,
+        *,
+        state_dim: int | None = None,
+        action_dim: int | None = None,
+    ) -> Normalizer:
         path = Path(path)
         try:
             stats = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not valid JSON: {error}") from None
-        return cls.from_stats(stats, mode, clamp, state_dim=state_dim, action_dim=action_dim,
-                              source=str(path))
+        return cls.from_stats(
+            stats, mode, clamp, state_dim=state_dim, action_dim=action_dim, source=str(path)
+        )
 
     @classmethod
-    def from_stats(cls, stats: Mapping, mode: str, clamp: float = 5.0, *,
-                   state_dim: int | None = None, action_dim: int | None = None,
-                   source: str = "stats") -> Normalizer:
+    def from_stats(
+        cls,
+        stats: Mapping,
+        mode: str,
+        clamp: float = 5.0,
+        *,
+        state_dim: int | None = None,
+        action_dim: int | None = None,
+        source: str = "stats",
+    ) -> Normalizer:
         """Build from the parsed stats; ``state_dim``/``action_dim`` check the lengths."""
         if mode not in NORMALIZATION_MODES:
             raise ValueError(f"normalisation mode {mode!r} not one of {list(NORMALIZATION_MODES)}")
@@ -91,8 +107,13 @@ class Normalizer:
     @classmethod
     def for_embodiment(cls, path: str | Path, spec: EmbodimentSpec) -> Normalizer:
         """Stats file checked against the embodiment's dimensions, with its mode and clamp."""
-        return cls.from_stats_file(path, spec.normalization.mode, spec.normalization.clamp,
-                                   state_dim=spec.state_dim, action_dim=spec.action_dim)
+        return cls.from_stats_file(
+            path,
+            spec.normalization.mode,
+            spec.normalization.clamp,
+            state_dim=spec.state_dim,
+            action_dim=spec.action_dim,
+        )
 
     def normalize_state(self, state: np.ndarray) -> np.ndarray:
         """[..., state_dim] -> float32, clamped."""
@@ -114,8 +135,7 @@ def _as_vectors(x: np.ndarray, dim: int, name: str) -> np.ndarray:
     return x
 
 
-def _build_map(stats: Mapping, section: str, mode: str, expected_dim: int | None,
-               source: str) -> _AffineMap:
+def _build_map(stats: Mapping, section: str, mode: str, expected_dim: int | None, source: str) -> _AffineMap:
     where = f"{source}: {section}.{STATS_KEY}"
     if not isinstance(stats, Mapping) or not isinstance(stats.get(section), Mapping):
         raise ValueError(f"{source}: missing section {section!r}")
@@ -126,18 +146,19 @@ def _build_map(stats: Mapping, section: str, mode: str, expected_dim: int | None
     first = _stat_vector(entry, low_key, where)
     second = _stat_vector(entry, high_key, where)
     if first.size != second.size:
-        raise ValueError(
-            f"{where}: {low_key} has {first.size} entries but {high_key} {second.size}")
+        raise ValueError(f"{where}: {low_key} has {first.size} entries but {high_key} {second.size}")
     if expected_dim is not None and first.size != expected_dim:
-        raise ValueError(
-            f"{where}: stats have {first.size} dimensions, the embodiment {expected_dim}")
+        raise ValueError(f"{where}: stats have {first.size} dimensions, the embodiment {expected_dim}")
     if mode == "min_max":
         if np.any(second < first):
             bad = np.nonzero(second < first)[0].tolist()
             raise ValueError(f"{where}: global_max below global_min in dimension(s) {bad}")
         degenerate = second - first < MIN_RANGE
-        return _AffineMap(center=np.where(degenerate, first, (first + second) / 2.0),
-                          half_width=np.where(degenerate, 1.0, (second - first) / 2.0), name=section)
+        return _AffineMap(
+            center=np.where(degenerate, first, (first + second) / 2.0),
+            half_width=np.where(degenerate, 1.0, (second - first) / 2.0),
+            name=section,
+        )
     if np.any(second < 0):
         bad = np.nonzero(second < 0)[0].tolist()
         raise ValueError(f"{where}: negative global_std in dimension(s) {bad}")

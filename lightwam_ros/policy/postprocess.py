@@ -6,6 +6,7 @@ which robosuite reads as "leave the fingers where they are").  Absolute joint ta
 unchanged.  Non-finite values are propagated, not repaired: building a ``policy.chunk.Chunk``
 refuses them.  Limits are not checked here: the executor's safety filter owns them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,6 +38,8 @@ def apply_gripper_postprocess(values: np.ndarray, post: GripperPostprocess) -> n
 def _as_chunk(chunk: np.ndarray, spec: EmbodimentSpec) -> np.ndarray:
     actions = np.asarray(chunk, dtype=np.float64)
     if actions.ndim != 2 or actions.shape[1] != spec.action_dim or actions.shape[0] == 0:
-        raise ValueError(f"{spec.name}: expected an action chunk of shape [H, {spec.action_dim}] "
-                         f"with H >= 1, got {actions.shape}")
+        raise ValueError(
+            f"{spec.name}: expected an action chunk of shape [H, {spec.action_dim}] "
+            f"with H >= 1, got {actions.shape}"
+        )
     return actions

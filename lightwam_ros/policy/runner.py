@@ -20,6 +20,7 @@ spans on a GPU (perf_counter on a CPU); ``total`` is host wall-clock from images
 chunk out.  ``peak_memory_bytes`` is the CUDA allocator's peak during the call (the
 weights included); on a CPU it is 0 (not measured: torch's CPU allocations are not tracked).
 """
+
 from __future__ import annotations
 
 import collections
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -61,8 +62,14 @@ class PolicyOutputError(ValueError):
     Only meaning is judged here: joint limits, caps and clipping are the executor's safety
     filter's, so a finite chunk past a limit is returned, not refused."""
 
-    def __init__(self, message: str, actions: np.ndarray, normalized: np.ndarray,
-                 timing: StageTiming, peak_memory_bytes: int) -> None:
+    def __init__(
+        self,
+        message: str,
+        actions: np.ndarray,
+        normalized: np.ndarray,
+        timing: StageTiming,
+        peak_memory_bytes: int,
+    ) -> None:
         super().__init__(message)
         self.actions = actions
         self.normalized = normalized
@@ -173,20 +180,20 @@ class _OptimizedPass:
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_inputs: tuple[Tensor, Tensor, Tensor] | None = None
         self._graph_output: Tensor | None = None
-        self._stages: tuple[Callable, Callable, Callable] = (model.encode_canvas, self._backbone,
-                                                             model.expert)
+        self._stages: tuple[Callable[..., Any], ...] = (model.encode_canvas, self._backbone, model.expert)
         if compile_mode is not None:
-            self._stages = tuple(torch.compile(stage, mode=compile_mode, dynamic=False)
-                                 for stage in self._stages)
+            self._stages = tuple(
+                torch.compile(stage, mode=compile_mode, dynamic=False) for stage in self._stages
+            )
 
     def _backbone(self, latents: Tensor, instruction: Tensor, proprio: Tensor) -> list[Tensor]:
         model = self._model
         t = torch.zeros(latents.shape[0], device=latents.device)
-        return model.dit.tapped_states(latents, t, model.build_context(instruction, proprio),
-                                       taps=self._taps)
+        return model.dit.tapped_states(latents, t, model.build_context(instruction, proprio), taps=self._taps)
 
-    def _run_stages(self, canvas: Tensor, instruction: Tensor, proprio: Tensor,
-                    clock: StageClock | None) -> Tensor:
+    def _run_stages(
+        self, canvas: Tensor, instruction: Tensor, proprio: Tensor, clock: StageClock | None
+    ) -> Tensor:
         vae, backbone, expert = self._stages
         latents = vae(canvas)
         if clock is not None:
@@ -209,6 +216,8 @@ class _OptimizedPass:
         if not self._cuda_graphs or self._graph is not None:  # captured once, replayed after
             return
         inputs = self._graph_inputs
+        if inputs is None:
+            raise RuntimeError("bind() the static input buffers before prepare()")
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -226,6 +235,7 @@ class _OptimizedPass:
             return self._run_stages(canvas, instruction, proprio, clock)
         self._graph.replay()
         clock.mark("model")
+        assert self._graph_output is not None, "captured with the graph"
         return self._graph_output
 
 
@@ -237,11 +247,20 @@ class _OptimizedPass:
 class PolicyRunner:
     """Runs Light-WAM for one embodiment; see the module docstring for the two model paths."""
 
-    def __init__(self, model: LightWAM, spec: EmbodimentSpec, normalizer: Normalizer,
-                 instructions: InstructionSource, *, device: str | torch.device = "auto",
-                 dtype: str | torch.dtype | None = None, optimized: bool = True,
-                 compile: bool | str = False, cuda_graphs: bool = False,
-                 warmup: int = 3) -> None:
+    def __init__(
+        self,
+        model: LightWAM,
+        spec: EmbodimentSpec,
+        normalizer: Normalizer,
+        instructions: InstructionSource,
+        *,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype | None = None,
+        optimized: bool = True,
+        compile: bool | str = False,
+        cuda_graphs: bool = False,
+        warmup: int = 3,
+    ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.spec = spec
@@ -251,14 +270,17 @@ class PolicyRunner:
         compile_mode = _compile_mode(compile)
         _check_fit(model, spec, normalizer, instructions)
         if not optimized and (compile_mode or cuda_graphs):
-            raise PolicyConfigError("the reference path (optimized=False) runs eagerly: "
-                                    "compile and cuda_graphs need optimized=True")
+            raise PolicyConfigError(
+                "the reference path (optimized=False) runs eagerly: "
+                "compile and cuda_graphs need optimized=True"
+            )
         if cuda_graphs and self.device.type != "cuda":
             raise PolicyConfigError(f"cuda_graphs=True needs a CUDA device, got {self.device}")
         if cuda_graphs and compile_mode in ("default", "reduce-overhead", "max-autotune"):
             raise PolicyConfigError(
                 f"compile mode {compile_mode!r} manages CUDA graphs itself; with cuda_graphs=True "
-                f"use 'max-autotune-no-cudagraphs' (or cuda_graphs=False)")
+                f"use 'max-autotune-no-cudagraphs' (or cuda_graphs=False)"
+            )
 
         self.model = _prepare_model(model, self.device, self.dtype, optimized)
         self.normalizer = normalizer
@@ -269,9 +291,11 @@ class PolicyRunner:
         self._proprio = torch.zeros((1, spec.state_dim), device=self.device, dtype=self.dtype)
         text_shape = (1, model.cfg.dit.text_len, model.cfg.dit.text_dim)
         self._instruction = torch.zeros(text_shape, device=self.device, dtype=self.dtype)
+        self._pass: _OptimizedPass | _ReferencePass
         if optimized:
-            self._pass = _OptimizedPass(self.model, compile_mode, cuda_graphs)
-            self._pass.bind(self._canvas, self._instruction, self._proprio)
+            optimized_pass = _OptimizedPass(self.model, compile_mode, cuda_graphs)
+            optimized_pass.bind(self._canvas, self._instruction, self._proprio)
+            self._pass = optimized_pass
         else:
             self._pass = _ReferencePass(self.model)
         self._clock = StageClock(self.device)
@@ -280,11 +304,19 @@ class PolicyRunner:
         self._ready = False
 
     @classmethod
-    def from_files(cls, checkpoint: str | Path, instruction_cache: str | Path,
-                   embodiment: str | Path | None = None, device: str | torch.device = "auto",
-                   dtype: str | torch.dtype | None = None, compile: bool | str = False,
-                   cuda_graphs: bool = False, warmup: int = 3, *,
-                   optimized: bool = True) -> PolicyRunner:
+    def from_files(
+        cls,
+        checkpoint: str | Path,
+        instruction_cache: str | Path,
+        embodiment: str | Path | None = None,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype | None = None,
+        compile: bool | str = False,
+        cuda_graphs: bool = False,
+        warmup: int = 3,
+        *,
+        optimized: bool = True,
+    ) -> PolicyRunner:
         """Load a package checkpoint and instruction cache, check them, warm up, return ready.
 
         ``embodiment`` (a shipped name or a YAML path) defaults to the one recorded in the
@@ -292,15 +324,17 @@ class PolicyRunner:
         """
         spec = load_embodiment(embodiment) if embodiment is not None else None
         # CheckpointError (a ValueError) refuses another embodiment before any weight is read.
-        loaded = load_checkpoint(checkpoint, device="cpu",
-                                 expect_embodiment=None if spec is None else spec.name)
+        loaded = load_checkpoint(
+            checkpoint, device="cpu", expect_embodiment=None if spec is None else spec.name
+        )
         meta = loaded.meta
         spec = spec or load_embodiment(meta.embodiment)
         if meta.canvas is not None and meta.canvas != canvas_layout(spec):
             raise PolicyConfigError(
                 f"{checkpoint}: the model was trained on canvas {meta.canvas}, but embodiment "
                 f"{spec.name} ({spec.source}) now builds {canvas_layout(spec)}: run it with the "
-                f"embodiment file it was trained with")
+                f"embodiment file it was trained with"
+            )
         cache = InstructionCache.load(instruction_cache)
         dit = loaded.model.cfg.dit
         try:
@@ -309,12 +343,27 @@ class PolicyRunner:
             raise PolicyConfigError(f"{instruction_cache}: {error}") from None
         try:
             normalizer = Normalizer.from_stats(
-                meta.stats, spec.normalization.mode, spec.normalization.clamp,
-                state_dim=spec.state_dim, action_dim=spec.action_dim, source=f"{checkpoint} stats")
+                meta.stats,
+                spec.normalization.mode,
+                spec.normalization.clamp,
+                state_dim=spec.state_dim,
+                action_dim=spec.action_dim,
+                source=f"{checkpoint} stats",
+            )
         except ValueError as error:
             raise PolicyConfigError(str(error)) from None
-        runner = cls(loaded.model, spec, normalizer, cache, device=device, dtype=dtype,
-                     optimized=optimized, compile=compile, cuda_graphs=cuda_graphs, warmup=warmup)
+        runner = cls(
+            loaded.model,
+            spec,
+            normalizer,
+            cache,
+            device=device,
+            dtype=dtype,
+            optimized=optimized,
+            compile=compile,
+            cuda_graphs=cuda_graphs,
+            warmup=warmup,
+        )
         runner.warmup()
         return runner
 
@@ -328,8 +377,9 @@ class PolicyRunner:
     def tasks(self) -> list[str]:
         return list(self._instructions.tasks())
 
-    def warmup(self, cancel: Optional[threading.Event] = None,
-               source_sizes: Optional[Mapping[str, tuple[int, int]]] = None) -> bool:
+    def warmup(
+        self, cancel: threading.Event | None = None, source_sizes: Mapping[str, tuple[int, int]] | None = None
+    ) -> bool:
         """Compile/capture and run ``warmup_iterations`` passes on a neutral observation.
 
         The neutral images have the sizes that will arrive, so the passes build the canvas's
@@ -355,8 +405,9 @@ class PolicyRunner:
             self._ready = True
         return True
 
-    def predict(self, images: Mapping[str, np.ndarray], state: np.ndarray, instruction: str,
-                stamp_ns: int = 0) -> PolicyOutput:
+    def predict(
+        self, images: Mapping[str, np.ndarray], state: np.ndarray, instruction: str, stamp_ns: int = 0
+    ) -> PolicyOutput:
         """One action chunk for uint8 HxWx3 RGB ``images`` keyed by camera role, the raw robot
         ``state`` (the embodiment's state layout) and a task present in the instruction cache,
         stamped ``stamp_ns`` (the observation's stamp).
@@ -371,25 +422,35 @@ class PolicyRunner:
             self._latencies.append(timing.total)
         spec = self.spec
         try:
-            chunk = Chunk(stamp_ns=stamp_ns, dt=1.0 / spec.policy_rate_hz, actions=actions,
-                          action_names=spec.action.layout.dim_names,
-                          execute_steps=spec.chunk.execute_steps, embodiment=spec.name,
-                          action_mode=spec.action.mode, instruction=instruction,
-                          frame_id=self._frame_id)
+            chunk = Chunk(
+                stamp_ns=stamp_ns,
+                dt=1.0 / spec.policy_rate_hz,
+                actions=actions,
+                action_names=spec.action.layout.dim_names,
+                execute_steps=spec.chunk.execute_steps,
+                embodiment=spec.name,
+                action_mode=spec.action.mode,
+                instruction=instruction,
+                frame_id=self._frame_id,
+            )
         except ChunkError as error:
-            raise PolicyOutputError(f"invalid action chunk: {error}", actions, normalized,
-                                    timing, peak) from None
-        return PolicyOutput(chunk=chunk, normalized=normalized, timing=timing,
-                            peak_memory_bytes=peak)
+            raise PolicyOutputError(
+                f"invalid action chunk: {error}", actions, normalized, timing, peak
+            ) from None
+        return PolicyOutput(chunk=chunk, normalized=normalized, timing=timing, peak_memory_bytes=peak)
 
     def latency_stats(self) -> LatencyStats | None:
         """Statistics of the total latency since warm-up (or the last reset); None when empty."""
         samples = np.fromiter(self._latencies, dtype=np.float64)
         if samples.size == 0:
             return None
-        return LatencyStats(count=int(samples.size), mean=float(samples.mean()),
-                            p50=float(np.percentile(samples, 50)),
-                            p90=float(np.percentile(samples, 90)), max=float(samples.max()))
+        return LatencyStats(
+            count=int(samples.size),
+            mean=float(samples.mean()),
+            p50=float(np.percentile(samples, 50)),
+            p90=float(np.percentile(samples, 90)),
+            max=float(samples.max()),
+        )
 
     def reset_stats(self) -> None:
         self._latencies.clear()
@@ -399,8 +460,9 @@ class PolicyRunner:
         """Streams, events and graphs belong to the current CUDA device: make it ours."""
         return torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
 
-    def _infer(self, images: Mapping[str, np.ndarray], state: np.ndarray,
-               instruction: str) -> tuple[np.ndarray, np.ndarray, StageTiming, int]:
+    def _infer(
+        self, images: Mapping[str, np.ndarray], state: np.ndarray, instruction: str
+    ) -> tuple[np.ndarray, np.ndarray, StageTiming, int]:
         """(post-processed float32 actions, normalised output, timing, peak memory)."""
         cuda = self.device.type == "cuda"
         if cuda:
@@ -416,21 +478,26 @@ class PolicyRunner:
         normalized = actions[0].float().cpu().numpy()
         chunk = postprocess_chunk(self.normalizer.denormalize_action(normalized), self.spec)
         end = time.perf_counter()
-        timing = StageTiming(preprocess=preprocess, vae=stages.get("vae"),
-                             backbone=stages.get("backbone"), expert=stages.get("expert"),
-                             model=sum(stages.values()), postprocess=end - post_start,
-                             total=end - start)
+        timing = StageTiming(
+            preprocess=preprocess,
+            vae=stages.get("vae"),
+            backbone=stages.get("backbone"),
+            expert=stages.get("expert"),
+            model=sum(stages.values()),
+            postprocess=end - post_start,
+            total=end - start,
+        )
         peak = int(torch.cuda.max_memory_allocated(self.device)) if cuda else 0
         return chunk.astype(np.float32), normalized, timing, peak
 
-    def _load_inputs(self, images: Mapping[str, np.ndarray], state: np.ndarray,
-                     instruction: str) -> None:
+    def _load_inputs(self, images: Mapping[str, np.ndarray], state: np.ndarray, instruction: str) -> None:
         """Validate everything first, then fill the static input buffers."""
         embedding = self._instruction_tensor(instruction)
         proprio = self.normalizer.normalize_state(self._check_state(state))
         if not isinstance(images, Mapping):
-            raise PolicyInputError(f"images must be a mapping of camera role -> HxWx3 uint8 array, "
-                                   f"got {type(images).__name__}")
+            raise PolicyInputError(
+                f"images must be a mapping of camera role -> HxWx3 uint8 array, got {type(images).__name__}"
+            )
         try:
             canvas = canvas_to_model_input(build_canvas(images, self.spec))
         except ValueError as error:
@@ -441,14 +508,16 @@ class PolicyRunner:
 
     def _check_state(self, state: np.ndarray) -> np.ndarray:
         array = np.asarray(state)
-        if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer)
-                                       or np.issubdtype(array.dtype, np.floating)):
+        if array.dtype == bool or not (
+            np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+        ):
             raise PolicyInputError(f"state must hold real numbers, got dtype {array.dtype}")
         expected = self.spec.state_dim
         if array.shape != (expected,):
             raise PolicyInputError(
                 f"{self.spec.name}: state must have shape ({expected},) "
-                f"[{', '.join(self.spec.state.dim_names)}], got {array.shape}")
+                f"[{', '.join(self.spec.state.dim_names)}], got {array.shape}"
+            )
         if not np.all(np.isfinite(array)):
             bad = [self.spec.state.dim_names[i] for i in np.nonzero(~np.isfinite(array))[0]]
             raise PolicyInputError(f"state has non-finite values in {bad}")
@@ -463,8 +532,10 @@ class PolicyRunner:
         if instruction not in self._instructions:
             known = self.tasks
             shown = ", ".join(repr(task) for task in known[:5]) + (" ..." if len(known) > 5 else "")
-            raise PolicyInputError(f"instruction {instruction!r} is not in the instruction cache "
-                                   f"({len(known)} tasks: {shown}); embed it first")
+            raise PolicyInputError(
+                f"instruction {instruction!r} is not in the instruction cache "
+                f"({len(known)} tasks: {shown}); embed it first"
+            )
         embedding, _mask = self._instructions.get(instruction)
         tensor = embedding[None].to(self.device, self.dtype)
         self._instruction_tensors[instruction] = tensor
@@ -476,8 +547,7 @@ class PolicyRunner:
 # --------------------------------------------------------------------------------------------
 
 
-def _prepare_model(model: LightWAM, device: torch.device, dtype: torch.dtype,
-                   optimized: bool) -> LightWAM:
+def _prepare_model(model: LightWAM, device: torch.device, dtype: torch.dtype, optimized: bool) -> LightWAM:
     """Eval mode, no gradients, parameters on ``device`` in ``dtype``.
 
     The optimised path merges LoRA where the model lies (a checkpoint is loaded on the CPU, so the
@@ -503,32 +573,42 @@ def _release_unused(model: LightWAM) -> None:
         for name, child in list(module.named_children()):
             if isinstance(child, LoRA) and child.merged:
                 setattr(module, name, None)  # the DiT then applies the (merged) base layer alone
-    del model.dit.blocks[max(model.cfg.adapter.layers) + 1:]
+    del model.dit.blocks[max(model.cfg.adapter.layers) + 1 :]
 
 
-def _check_fit(model: LightWAM, spec: EmbodimentSpec, normalizer: Normalizer,
-               instructions: InstructionSource) -> None:
+def _check_fit(
+    model: LightWAM, spec: EmbodimentSpec, normalizer: Normalizer, instructions: InstructionSource
+) -> None:
     cfg = model.cfg
     problems = []
-    for what, model_value, spec_value in (("state (proprio) dimension", cfg.proprio_dim, spec.state_dim),
-                                          ("action dimension", cfg.action_dim, spec.action_dim),
-                                          ("chunk horizon", cfg.horizon, spec.chunk.length)):
+    for what, model_value, spec_value in (
+        ("state (proprio) dimension", cfg.proprio_dim, spec.state_dim),
+        ("action dimension", cfg.action_dim, spec.action_dim),
+        ("chunk horizon", cfg.horizon, spec.chunk.length),
+    ):
         if model_value != spec_value:
             problems.append(f"{what}: model {model_value}, embodiment {spec_value}")
     if (normalizer.state_dim, normalizer.action_dim) != (spec.state_dim, spec.action_dim):
-        problems.append(f"statistics dimensions (state {normalizer.state_dim}, action "
-                        f"{normalizer.action_dim}) differ from the embodiment's "
-                        f"({spec.state_dim}, {spec.action_dim})")
+        problems.append(
+            f"statistics dimensions (state {normalizer.state_dim}, action "
+            f"{normalizer.action_dim}) differ from the embodiment's "
+            f"({spec.state_dim}, {spec.action_dim})"
+        )
     if normalizer.mode != spec.normalization.mode:
-        problems.append(f"normalisation mode: statistics {normalizer.mode!r}, "
-                        f"embodiment {spec.normalization.mode!r}")
+        problems.append(
+            f"normalisation mode: statistics {normalizer.mode!r}, embodiment {spec.normalization.mode!r}"
+        )
     text = (cfg.dit.text_len, cfg.dit.text_dim)
     if (instructions.text_len, instructions.text_dim) != text:
-        problems.append(f"instruction embeddings are {instructions.text_len}x"
-                        f"{instructions.text_dim}, the model expects {text[0]}x{text[1]}")
+        problems.append(
+            f"instruction embeddings are {instructions.text_len}x"
+            f"{instructions.text_dim}, the model expects {text[0]}x{text[1]}"
+        )
     if problems:
-        raise PolicyConfigError(f"model {cfg.name!r} does not fit embodiment {spec.name!r} "
-                                f"({spec.source}): " + "; ".join(problems))
+        raise PolicyConfigError(
+            f"model {cfg.name!r} does not fit embodiment {spec.name!r} "
+            f"({spec.source}): " + "; ".join(problems)
+        )
 
 
 def _compile_mode(compile: bool | str) -> str | None:
@@ -551,5 +631,5 @@ def _action_frame(spec: EmbodimentSpec) -> str:
     """Frame of Cartesian (delta-EEF) actions: the acting arm's base frame; empty for joints."""
     if spec.action.mode != "delta_eef":
         return ""
-    arms = {field.arm for field in spec.action.layout.fields}
+    arms = {field.arm_name for field in spec.action.layout.fields}
     return (spec.arm(arms.pop()).base_frame or "") if len(arms) == 1 else ""

@@ -13,10 +13,11 @@ comes from on a running robot:
 Every joint the state needs is listed in ``joint_names``, so the caller extracts them from a
 JointState once, by name, in that order.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -36,8 +37,7 @@ class RobotState:
     poses: Mapping[str, Pose]  # end-effector pose per arm whose pose the state holds
 
 
-def default_chains(spec: EmbodimentSpec, measured_pose_arms: tuple[str, ...] = ()
-                   ) -> dict[str, SerialChain]:
+def default_chains(spec: EmbodimentSpec, measured_pose_arms: tuple[str, ...] = ()) -> dict[str, SerialChain]:
     """Forward kinematics for every arm whose pose the state needs and no pose stream measures,
     from the arms' kinematics sections in the embodiment."""
     chains = {}
@@ -49,7 +49,8 @@ def default_chains(spec: EmbodimentSpec, measured_pose_arms: tuple[str, ...] = (
             raise StateAssemblyError(
                 f"{spec.name}: the state needs arm {arm_name!r}'s end-effector pose and the "
                 f"embodiment gives no kinematics for it: add its kinematics section or give its "
-                f"pose as a measured stream")
+                f"pose as a measured stream"
+            )
         chains[arm_name] = arm_chain(arm)
     return chains
 
@@ -58,8 +59,8 @@ def pose_arms(spec: EmbodimentSpec) -> tuple[str, ...]:
     """Arms whose end-effector pose is part of the state, in layout order."""
     arms: list[str] = []
     for field in spec.state.fields:
-        if field.kind in _EEF_KINDS and field.arm not in arms:
-            arms.append(field.arm)
+        if field.kind in _EEF_KINDS and field.arm_name not in arms:
+            arms.append(field.arm_name)
     return tuple(arms)
 
 
@@ -71,13 +72,16 @@ class StateBuilder:
         self.pose_arms = pose_arms(spec)
         unknown = sorted(set(chains) - set(self.pose_arms))
         if unknown:
-            raise StateAssemblyError(f"{spec.name}: chains given for arms {unknown} whose pose the "
-                                     f"state does not use (it uses {list(self.pose_arms)})")
+            raise StateAssemblyError(
+                f"{spec.name}: chains given for arms {unknown} whose pose the "
+                f"state does not use (it uses {list(self.pose_arms)})"
+            )
         for arm_name, chain in chains.items():
             if chain.joint_names != spec.arm(arm_name).joints:
                 raise StateAssemblyError(
                     f"{spec.name}: kinematics joints {list(chain.joint_names)} differ from arm "
-                    f"{arm_name!r}'s joints {list(spec.arm(arm_name).joints)}")
+                    f"{arm_name!r}'s joints {list(spec.arm(arm_name).joints)}"
+                )
         self._chains = dict(chains)
         self.measured_pose_arms = tuple(a for a in self.pose_arms if a not in self._chains)
         names: list[str] = []
@@ -85,20 +89,21 @@ class StateBuilder:
             if field.kind == "joint_positions":
                 names += field.joints
             elif field.kind == "gripper_normalized":
-                names += spec.arm(field.arm).gripper.joints
+                names += spec.field_gripper(field).joints
         for arm_name in self._chains:
             names += spec.arm(arm_name).joints
         self.joint_names: tuple[str, ...] = tuple(dict.fromkeys(names))  # ordered, unique
         self._index = {name: i for i, name in enumerate(self.joint_names)}
 
-    def build(self, joints: np.ndarray, measured_poses: Mapping[str, Pose] | None = None
-              ) -> RobotState:
+    def build(self, joints: np.ndarray, measured_poses: Mapping[str, Pose] | None = None) -> RobotState:
         """State from ``joints`` (positions of ``joint_names``, in that order) and the measured
         poses of ``measured_pose_arms``."""
         joints = np.asarray(joints, dtype=np.float64)
         if joints.shape != (len(self.joint_names),):
-            raise StateAssemblyError(f"expected {len(self.joint_names)} joint positions "
-                                     f"{list(self.joint_names)}, got shape {joints.shape}")
+            raise StateAssemblyError(
+                f"expected {len(self.joint_names)} joint positions "
+                f"{list(self.joint_names)}, got shape {joints.shape}"
+            )
         if not np.all(np.isfinite(joints)):
             bad = [self.joint_names[i] for i in np.flatnonzero(~np.isfinite(joints))]
             raise StateAssemblyError(f"non-finite joint positions for {bad}")
@@ -108,13 +113,13 @@ class StateBuilder:
             if field.kind == "joint_positions":
                 parts.append(self._take(joints, field.joints) * np.asarray(field.scale))
             elif field.kind == "gripper_normalized":
-                gripper = self.spec.arm(field.arm).gripper
+                gripper = self.spec.field_gripper(field)
                 opening = float(np.mean(self._take(joints, gripper.joints)))
                 parts.append(np.array([gripper.joint_to_command(opening)]))
             elif field.kind == "eef_position":
-                parts.append(poses[field.arm].position)
+                parts.append(poses[field.arm_name].position)
             else:  # eef_axis_angle, robosuite's convention (LIBERO)
-                parts.append(poses[field.arm].state_axis_angle)
+                parts.append(poses[field.arm_name].state_axis_angle)
         return RobotState(vector=np.concatenate(parts), poses=poses)
 
     def _take(self, joints: np.ndarray, names: tuple[str, ...]) -> np.ndarray:

@@ -8,10 +8,11 @@ in; the conversion adds only what the wire format needs (sizes, float32 range) a
 receiver, the bounds of its embodiment (``ChunkBounds``), checked before any array is built: a
 valid but huge chunk (100000 steps) is refused in microseconds instead of stalling its receiver.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 from geometry_msgs.msg import Point
@@ -22,8 +23,13 @@ from lightwam_ros.msg import ActionChunk
 from lightwam_ros.policy.chunk import Chunk, ChunkError, check_finite
 from lightwam_ros.policy.embodiment import EmbodimentSpec
 from lightwam_ros.ros.log_text import quoted
-from lightwam_ros.ros.stamps import (StampLike, nanoseconds_to_duration, nanoseconds_to_stamp,
-                                     stamp_to_nanoseconds, to_stamp)
+from lightwam_ros.ros.stamps import (
+    StampLike,
+    nanoseconds_to_duration,
+    nanoseconds_to_stamp,
+    stamp_to_nanoseconds,
+    to_stamp,
+)
 
 
 def chunk_to_msg(chunk: Chunk) -> ActionChunk:
@@ -63,7 +69,7 @@ class ChunkBounds:
     chunk_length: int  # the embodiment's, for the reason
 
     @classmethod
-    def of(cls, spec: EmbodimentSpec) -> "ChunkBounds":
+    def of(cls, spec: EmbodimentSpec) -> ChunkBounds:
         return cls(HORIZON_MARGIN * spec.chunk.length, spec.action_dim, spec.chunk.length)
 
 
@@ -74,65 +80,94 @@ def check_bounds(msg: ActionChunk, bounds: ChunkBounds) -> None:
     if horizon > bounds.max_horizon:
         raise ChunkError(
             f"ActionChunk #{msg.chunk_id}: horizon {horizon} exceeds {bounds.max_horizon} "
-            f"({HORIZON_MARGIN} x the embodiment's chunk length {bounds.chunk_length})")
+            f"({HORIZON_MARGIN} x the embodiment's chunk length {bounds.chunk_length})"
+        )
     if action_dim != bounds.action_dim or len(msg.action_names) != bounds.action_dim:
         raise ChunkError(
             f"ActionChunk #{msg.chunk_id}: action_dim {action_dim} with "
-            f"{len(msg.action_names)} action_names, the embodiment has {bounds.action_dim}")
-    texts = [("embodiment", msg.embodiment), ("action_mode", msg.action_mode),
-             ("frame_id", msg.header.frame_id), ("model_id", msg.model_id),
-             *(("action name", name) for name in msg.action_names)]
+            f"{len(msg.action_names)} action_names, the embodiment has {bounds.action_dim}"
+        )
+    texts = [
+        ("embodiment", msg.embodiment),
+        ("action_mode", msg.action_mode),
+        ("frame_id", msg.header.frame_id),
+        ("model_id", msg.model_id),
+        *(("action name", name) for name in msg.action_names),
+    ]
     for field, text in texts:
         if len(text) > NAME_CHARS:
-            raise ChunkError(f"ActionChunk #{msg.chunk_id}: {field} {quoted(text)} is longer "
-                             f"than {NAME_CHARS} characters")
+            raise ChunkError(
+                f"ActionChunk #{msg.chunk_id}: {field} {quoted(text)} is longer than {NAME_CHARS} characters"
+            )
     if len(msg.instruction) > INSTRUCTION_CHARS:
-        raise ChunkError(f"ActionChunk #{msg.chunk_id}: instruction {quoted(msg.instruction)} "
-                         f"is longer than {INSTRUCTION_CHARS} characters")
+        raise ChunkError(
+            f"ActionChunk #{msg.chunk_id}: instruction {quoted(msg.instruction)} "
+            f"is longer than {INSTRUCTION_CHARS} characters"
+        )
 
 
-def msg_to_chunk(msg: ActionChunk, bounds: Optional[ChunkBounds] = None) -> Chunk:
+def msg_to_chunk(msg: ActionChunk, bounds: ChunkBounds | None = None) -> Chunk:
     """The ``Chunk`` of a received ``ActionChunk`` (actions as float64 H x A); ChunkError when
     the message is malformed or exceeds ``bounds`` (checked first)."""
     if bounds is not None:
         check_bounds(msg, bounds)
     horizon, action_dim = int(msg.horizon), int(msg.action_dim)
     if horizon == 0 or action_dim == 0:
-        raise ChunkError(f"ActionChunk #{msg.chunk_id} is empty: "
-                         f"horizon {horizon}, action_dim {action_dim}")
+        raise ChunkError(f"ActionChunk #{msg.chunk_id} is empty: horizon {horizon}, action_dim {action_dim}")
     if len(msg.actions) != horizon * action_dim:
         raise ChunkError(
             f"ActionChunk #{msg.chunk_id}: {len(msg.actions)} action values, expected "
-            f"horizon*action_dim = {horizon}*{action_dim} = {horizon * action_dim}")
+            f"horizon*action_dim = {horizon}*{action_dim} = {horizon * action_dim}"
+        )
     actions = np.asarray(msg.actions, dtype=np.float32).reshape(horizon, action_dim)
     return Chunk(
-        stamp_ns=stamp_to_nanoseconds(msg.header.stamp), actions=actions, dt=msg.dt,
-        execute_steps=msg.execute_steps, chunk_id=msg.chunk_id, embodiment=msg.embodiment,
-        action_mode=msg.action_mode, action_names=tuple(msg.action_names),
-        inference_latency=msg.inference_latency, observation_age=msg.observation_age,
-        model_id=msg.model_id, instruction=msg.instruction, frame_id=msg.header.frame_id)
+        stamp_ns=stamp_to_nanoseconds(msg.header.stamp),
+        actions=actions,
+        dt=msg.dt,
+        execute_steps=msg.execute_steps,
+        chunk_id=msg.chunk_id,
+        embodiment=msg.embodiment,
+        action_mode=msg.action_mode,
+        action_names=tuple(msg.action_names),
+        inference_latency=msg.inference_latency,
+        observation_age=msg.observation_age,
+        model_id=msg.model_id,
+        instruction=msg.instruction,
+        frame_id=msg.header.frame_id,
+    )
 
 
-def path_to_joint_trajectory(joint_names: Sequence[str], times_ns: np.ndarray,
-                             positions: np.ndarray) -> JointTrajectory:
+def path_to_joint_trajectory(
+    joint_names: Sequence[str], times_ns: np.ndarray, positions: np.ndarray
+) -> JointTrajectory:
     """Joint positions at absolute times [ns] as a JointTrajectory: ``header.stamp`` is the first
     time, each point's ``time_from_start`` its offset from it (exact nanoseconds)."""
     times = np.asarray(times_ns, dtype=np.int64)
     positions = np.asarray(positions, dtype=np.float64)
     if positions.shape != (times.size, len(joint_names)) or times.size == 0:
-        raise ValueError(f"need one row of {len(joint_names)} positions per time, got "
-                         f"{positions.shape} for {times.size} times")
+        raise ValueError(
+            f"need one row of {len(joint_names)} positions per time, got "
+            f"{positions.shape} for {times.size} times"
+        )
     msg = JointTrajectory(joint_names=list(joint_names))
     msg.header.stamp = nanoseconds_to_stamp(int(times[0]))
-    msg.points = [JointTrajectoryPoint(positions=row,
-                                       time_from_start=nanoseconds_to_duration(int(t - times[0])))
-                  for t, row in zip(times, positions.tolist())]
+    msg.points = [
+        JointTrajectoryPoint(positions=row, time_from_start=nanoseconds_to_duration(int(t - times[0])))
+        for t, row in zip(times, positions.tolist(), strict=True)
+    ]
     return msg
 
 
-def path_markers(points_xyz: np.ndarray, stamp: StampLike, frame_id: str, ns: str,
-                 marker_id: int, color: Sequence[float], line_width: float = 0.005,
-                 sphere_diameter: float = 0.015) -> MarkerArray:
+def path_markers(
+    points_xyz: np.ndarray,
+    stamp: StampLike,
+    frame_id: str,
+    ns: str,
+    marker_id: int,
+    color: Sequence[float],
+    line_width: float = 0.005,
+    sphere_diameter: float = 0.015,
+) -> MarkerArray:
     """A predicted end-effector path: a LINE_STRIP (id ``marker_id``) and a SPHERE_LIST of its
     waypoints (id ``marker_id + 1``), both in namespace ``ns``; ``color`` is RGBA in [0, 1]."""
     points = np.asarray(points_xyz, dtype=np.float64)
@@ -144,13 +179,18 @@ def path_markers(points_xyz: np.ndarray, stamp: StampLike, frame_id: str, ns: st
     if len(rgba) != 4 or not all(0.0 <= c <= 1.0 for c in rgba):
         raise ValueError(f"color must be 4 RGBA values in [0, 1], got {list(color)}")
     if not (line_width > 0.0 and sphere_diameter > 0.0):
-        raise ValueError(f"line_width and sphere_diameter must be > 0, "
-                         f"got {line_width}, {sphere_diameter}")
+        raise ValueError(f"line_width and sphere_diameter must be > 0, got {line_width}, {sphere_diameter}")
     markers = []
-    for offset, (kind, scale) in enumerate(((Marker.LINE_STRIP, (line_width, 0.0, 0.0)),
-                                            (Marker.SPHERE_LIST, (sphere_diameter,) * 3))):
-        marker = Marker(ns=ns, id=marker_id + offset, type=kind, action=Marker.ADD,
-                        points=[Point(x=x, y=y, z=z) for x, y, z in points.tolist()])
+    for offset, (kind, scale) in enumerate(
+        ((Marker.LINE_STRIP, (line_width, 0.0, 0.0)), (Marker.SPHERE_LIST, (sphere_diameter,) * 3))
+    ):
+        marker = Marker(
+            ns=ns,
+            id=marker_id + offset,
+            type=kind,
+            action=Marker.ADD,
+            points=[Point(x=x, y=y, z=z) for x, y, z in points.tolist()],
+        )
         marker.header.stamp = to_stamp(stamp)
         marker.header.frame_id = frame_id
         marker.pose.orientation.w = 1.0

@@ -5,10 +5,11 @@ extra joints (fingers, a second arm) the policy does not use.  The name-to-colum
 on the message's name list, which a driver keeps fixed, so it is computed once per distinct list
 and reused; a 500 Hz callback then costs one dict lookup, one gather and one finiteness check.
 """
+
 from __future__ import annotations
 
 from collections import Counter
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sensor_msgs.msg import JointState
@@ -26,8 +27,7 @@ class JointStateError(ValueError):
 def _check_names(names: Sequence[str], what: str) -> tuple[str, ...]:
     names = tuple(names)
     if not all(isinstance(name, str) and name for name in names):
-        raise JointStateError(f"{what}: joint names must be non-empty strings, got "
-                              f"{quoted_names(names)}")
+        raise JointStateError(f"{what}: joint names must be non-empty strings, got {quoted_names(names)}")
     duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
         raise JointStateError(f"{what}: duplicate joint names {quoted_names(duplicates)}")
@@ -47,15 +47,15 @@ class JointStateMatcher:
         """Positions (float64, expected order) of the expected joints; extra joints are ignored."""
         names = tuple(msg.name)
         if len(names) != len(msg.position):
-            raise JointStateError(
-                f"JointState has {len(names)} names but {len(msg.position)} positions")
+            raise JointStateError(f"JointState has {len(names)} names but {len(msg.position)} positions")
         columns = self._columns.get(names)
         if columns is None:
             columns = self._layout(names)
         positions = np.asarray(msg.position, dtype=np.float64)[columns]
         if not np.isfinite(positions).all():
-            bad = [f"{self.expected_names[i]}={positions[i]}"
-                   for i in np.flatnonzero(~np.isfinite(positions))]
+            bad = [
+                f"{self.expected_names[i]}={positions[i]}" for i in np.flatnonzero(~np.isfinite(positions))
+            ]
             raise JointStateError(f"JointState has non-finite positions: {', '.join(bad)}")
         return positions
 
@@ -72,8 +72,12 @@ class JointStateMatcher:
         return columns
 
 
-def make_joint_state(names: Sequence[str], positions: Sequence[float], stamp: StampLike,
-                     velocities: Optional[Sequence[float]] = None) -> JointState:
+def make_joint_state(
+    names: Sequence[str],
+    positions: Sequence[float],
+    stamp: StampLike,
+    velocities: Sequence[float] | None = None,
+) -> JointState:
     """A JointState with finite positions (and optional velocities) for the named joints."""
     names = _check_names(names, "make_joint_state")
     msg = JointState()
@@ -88,8 +92,7 @@ def make_joint_state(names: Sequence[str], positions: Sequence[float], stamp: St
 def _joint_vector(values: Sequence[float], count: int, field: str) -> np.ndarray:
     vector = np.asarray(values, dtype=np.float64)
     if vector.shape != (count,):
-        raise JointStateError(
-            f"make_joint_state: {count} names but {field} has shape {vector.shape}")
+        raise JointStateError(f"make_joint_state: {count} names but {field} has shape {vector.shape}")
     if not np.isfinite(vector).all():
         raise JointStateError(f"make_joint_state: non-finite {field} {vector.tolist()}")
     return vector

@@ -1,5 +1,6 @@
 """Input text quoted in a log line, cut to a bounded length: a message field is untrusted, and a
 1 MB instruction echoed whole in every warning fills the log, not the reader's eyes."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

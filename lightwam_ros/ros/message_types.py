@@ -1,6 +1,7 @@
 """Message classes by type name (``sensor_msgs/msg/Image``), for the nodes that move serialized
 messages of any type - the recorder and the bag player - without knowing them in advance
 (rosidl_runtime_py, which ROS has for this, is not installed here)."""
+
 from __future__ import annotations
 
 import importlib
@@ -15,8 +16,7 @@ def message_class(msgtype: str) -> type:
     try:
         module = importlib.import_module(f"{package}.msg")
     except ImportError as error:
-        raise ValueError(f"message type {msgtype}: package {package} is not installed "
-                         f"({error})") from None
+        raise ValueError(f"message type {msgtype}: package {package} is not installed ({error})") from None
     cls = getattr(module, name, None)
     if not isinstance(cls, type):
         raise ValueError(f"message type {msgtype}: {package} has no message {name}")

@@ -2,11 +2,13 @@
 found (a source checkout, the ament index, a pip prefix) and how a node's values are read from one,
 as ROS reads them.  No ROS imports: the launch planner, the recorder and the offline tools share it.
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -34,8 +36,7 @@ def config_dirs() -> list[Path]:
     if (source / "package.xml").is_file():
         candidates.append(source / "config")
     try:
-        from ament_index_python.packages import (PackageNotFoundError,
-                                                 get_package_share_directory)
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
     except ImportError:
         pass
     else:
@@ -83,8 +84,9 @@ def _params_file_name(role: str, embodiment: str) -> str:
     if embodiment not in embodiments():
         raise ParamFileError(f"unknown embodiment {embodiment!r}; known: {list(embodiments())}")
     if role == SIM and embodiment not in SIM_EMBODIMENTS:
-        raise ParamFileError(f"no simulator for embodiment {embodiment!r}; simulated: "
-                             f"{list(SIM_EMBODIMENTS)}")
+        raise ParamFileError(
+            f"no simulator for embodiment {embodiment!r}; simulated: {list(SIM_EMBODIMENTS)}"
+        )
     return f"{NODE_KINDS[role].params_prefix}_{embodiment}.yaml"
 
 

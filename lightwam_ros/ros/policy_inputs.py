@@ -1,6 +1,7 @@
 """The policy's input streams (cameras, joint state, measured poses) as ObservationAssembler
 streams: one definition for the live node and for the offline check, so both assemble
 observations by the same rules."""
+
 from __future__ import annotations
 
 from lightwam_ros.control.frame_history import StreamConfig
@@ -26,20 +27,28 @@ def anchor_stream(settings: PolicySettings) -> str:
     return camera_stream(settings.spec.canvas.cameras[0].role)
 
 
-def input_streams(settings: PolicySettings, history_scale: int = 1
-                  ) -> tuple[dict[str, StreamConfig], dict[str, str]]:
+def input_streams(
+    settings: PolicySettings, history_scale: int = 1
+) -> tuple[dict[str, StreamConfig], dict[str, str]]:
     """(stream configs, stream -> topic); ``history_scale`` multiplies how many samples each
     stream keeps (the offline check assembles observations well after their frames arrived)."""
-    streams = {JOINT_STREAM: StreamConfig(settings.joint_state_max_age, settings.tolerance,
-                                          capacity=JOINT_HISTORY * history_scale)}
+    streams = {
+        JOINT_STREAM: StreamConfig(
+            settings.joint_state_max_age, settings.tolerance, capacity=JOINT_HISTORY * history_scale
+        )
+    }
     topics = {JOINT_STREAM: settings.topics["joint_state_topic"]}
     for camera in settings.cameras:
         streams[camera_stream(camera.role)] = StreamConfig(
-            camera.max_age, settings.tolerance, frozen_after=settings.frozen_after,
-            capacity=CAMERA_HISTORY * history_scale)
+            camera.max_age,
+            settings.tolerance,
+            frozen_after=settings.frozen_after,
+            capacity=CAMERA_HISTORY * history_scale,
+        )
         topics[camera_stream(camera.role)] = camera.topic
     for pose in settings.poses:
-        streams[pose_stream(pose.arm)] = StreamConfig(pose.max_age, settings.tolerance,
-                                                      capacity=JOINT_HISTORY * history_scale)
+        streams[pose_stream(pose.arm)] = StreamConfig(
+            pose.max_age, settings.tolerance, capacity=JOINT_HISTORY * history_scale
+        )
         topics[pose_stream(pose.arm)] = pose.topic
     return streams, topics

@@ -1,5 +1,6 @@
 """``geometry_msgs/PoseStamped`` -> the core's ``Pose``: one conversion for the live policy node
 and the offline tools, which read measured end-effector poses the same way."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,4 +16,4 @@ def pose_from_message(msg: Any) -> Pose:
     norm = float(np.linalg.norm([q.w, q.x, q.y, q.z]))
     if not abs(norm - 1.0) < 1e-3:
         raise ValueError(f"orientation quaternion has norm {norm:.6g}, not 1")
-    return Pose.from_quaternion([p.x, p.y, p.z], [q.w, q.x, q.y, q.z])
+    return Pose.from_quaternion(np.array([p.x, p.y, p.z]), np.array([q.w, q.x, q.y, q.z]))

@@ -2,10 +2,12 @@
 parameters: what the recorder records (and with which role), what a bag player must not publish
 again, what the bring-up wires.  No ROS imports.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from lightwam_ros.policy.embodiment import default_camera_topic, transport_topic
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY
@@ -29,23 +31,31 @@ def recorded_topics(policy: Mapping[str, Any], executor: Mapping[str, Any]) -> R
     """The topics to record, from the effective policy and executor parameters."""
     instruction = policy.get("instruction_topic", "lightwam/instruction")
     cameras = [camera_topic(policy, role) for role in camera_roles(policy)]
-    poses = [topic for name, topic in policy.items()
-             if name.startswith("eef_pose.") and name.endswith(".topic") and topic]
-    joint_states = [values.get("joint_state_topic", "joint_states")
-                    for values in (policy, executor)]
-    outputs = ([values[name] for role, values in ((POLICY, policy), (EXECUTOR, executor))
-                for name in NODE_KINDS[role].output_topic_params if values.get(name)]
-               + [DIAGNOSTICS_TOPIC])
+    poses = [
+        topic
+        for name, topic in policy.items()
+        if name.startswith("eef_pose.") and name.endswith(".topic") and topic
+    ]
+    joint_states = [values.get("joint_state_topic", "joint_states") for values in (policy, executor)]
+    outputs = [
+        values[name]
+        for role, values in ((POLICY, policy), (EXECUTOR, executor))
+        for name in NODE_KINDS[role].output_topic_params
+        if values.get(name)
+    ] + [DIAGNOSTICS_TOPIC]
     inputs = list(dict.fromkeys([*cameras, *joint_states, instruction, *poses]))
-    return RecordedTopics(tuple(inputs), tuple(t for t in dict.fromkeys(outputs)
-                                               if t not in inputs), instruction)
+    return RecordedTopics(
+        tuple(inputs), tuple(t for t in dict.fromkeys(outputs) if t not in inputs), instruction
+    )
 
 
 def camera_topic(values: Mapping[str, Any], role: str) -> str:
     """The topic camera ``role``'s frames arrive on with a node's effective parameters: its
     image topic (or the default) in the transport they choose."""
-    return transport_topic(values.get(f"cameras.{role}.topic") or default_camera_topic(role),
-                           values.get(f"cameras.{role}.compressed", False))
+    return transport_topic(
+        values.get(f"cameras.{role}.topic") or default_camera_topic(role),
+        values.get(f"cameras.{role}.compressed", False),
+    )
 
 
 def absolute_topic(name: str) -> str:
@@ -58,8 +68,10 @@ def package_output_topics() -> set[str]:
     embodiment (absolute names): what a player of a foreign bag must not publish again."""
     topics: set[str] = set()
     for embodiment in EMBODIMENTS:
-        policy, executor = (read_params(params_file(role, embodiment), NODE_KINDS[role].node_name)
-                            for role in (POLICY, EXECUTOR))
+        policy, executor = (
+            read_params(params_file(role, embodiment), NODE_KINDS[role].node_name)
+            for role in (POLICY, EXECUTOR)
+        )
         topics.update(absolute_topic(t) for t in recorded_topics(policy, executor).outputs)
     return topics
 

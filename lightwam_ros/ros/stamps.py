@@ -5,17 +5,18 @@ float64 resolves about 0.24 us at present-day epoch times, so for exact stamp ar
 nanosecond helpers.  Float seconds convert to the *nearest* nanosecond (0.3 s is 300000000 ns, not
 299999999 as truncation would give).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import TypeAlias
 
 from builtin_interfaces.msg import Duration, Time
 
 NS_PER_S = 1_000_000_000
 _MAX_SEC = 2**31 - 1  # builtin_interfaces sec is int32
 
-StampLike = Union[Time, float]
+StampLike: TypeAlias = Time | float
 """A ROS time message, or float seconds on the same clock."""
 
 
@@ -28,8 +29,7 @@ def _seconds_and_nanoseconds(nanoseconds: int, what: str) -> tuple[int, int]:
     """(sec, nanosec) of non-negative integer nanoseconds, within a ROS time's range."""
     sec, nanosec = divmod(int(nanoseconds), NS_PER_S)
     if not 0 <= sec <= _MAX_SEC:
-        raise ValueError(f"{what} {nanoseconds} ns is outside the range of a ROS {what} "
-                         f"(0 to {_MAX_SEC} s)")
+        raise ValueError(f"{what} {nanoseconds} ns is outside the range of a ROS {what} (0 to {_MAX_SEC} s)")
     return sec, nanosec
 
 

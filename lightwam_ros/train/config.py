@@ -4,12 +4,14 @@ Every key is checked before any work: an unknown one fails naming itself and the
 accepts, so a typo never trains with a silently ignored setting.  Values keep the YAML's types;
 an override is parsed as YAML too (``optim.lr=3e-4``, ``data.episodes=[a,b]``).
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -24,30 +26,30 @@ class TrainConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    episodes: tuple[str, ...] = ()      # episode files or folders of episode_*.safetensors
+    episodes: tuple[str, ...] = ()  # episode files or folders of episode_*.safetensors
     val_episodes: tuple[str, ...] = ()  # held out for validation (never trained on)
-    embodiment: str = ""                # shipped name or YAML path (its canvas is the model's)
-    instructions: str = ""              # instruction cache (safetensors) holding every task
-    strict: bool = False                # a bad episode is fatal instead of skipped
-    video_frames: int = 9               # frames of the video clip: 9 -> 3 latent frames
-    frame_stride: int = 4               # action steps between two clip frames
-    cache_dir: str = ""                 # latent cache; "" runs the VAE every step
+    embodiment: str = ""  # shipped name or YAML path (its canvas is the model's)
+    instructions: str = ""  # instruction cache (safetensors) holding every task
+    strict: bool = False  # a bad episode is fatal instead of skipped
+    video_frames: int = 9  # frames of the video clip: 9 -> 3 latent frames
+    frame_stride: int = 4  # action steps between two clip frames
+    cache_dir: str = ""  # latent cache; "" runs the VAE every step
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     preset: str = "tiny"
-    init: str = ""                      # package checkpoint to start from; "" = seeded random
-    trainable: str = "full"             # lora: the paper's set; full: everything, VAE included
-    latent_norm: str = "config"         # data: standardise latents with this data's statistics
-    grad_checkpointing: bool = True     # CUDA only
+    init: str = ""  # package checkpoint to start from; "" = seeded random
+    trainable: str = "full"  # lora: the paper's set; full: everything, VAE included
+    latent_norm: str = "config"  # data: standardise latents with this data's statistics
+    grad_checkpointing: bool = True  # CUDA only
 
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
     action_weight: float = 1.0
-    video_weight: float = 1.0           # 0 disables the video branch
-    supervised_steps: int = 0           # 0: the embodiment's executed steps
+    video_weight: float = 1.0  # 0 disables the video branch
+    supervised_steps: int = 0  # 0: the embodiment's executed steps
     shift: float = 5.0
     timestep_centre: float = 500.0
     timestep_width: float = 500.0
@@ -55,10 +57,10 @@ class ObjectiveConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    state_dropout: float = 0.0          # fraction of samples whose whole state input is zeroed
-    state_noise: float = 0.0            # std of Gaussian noise on the normalised state
-    image_shift: int = 0                # max random shift of the canvas in pixels (edge padded)
-    color_jitter: float = 0.0           # max relative brightness / contrast change
+    state_dropout: float = 0.0  # fraction of samples whose whole state input is zeroed
+    state_noise: float = 0.0  # std of Gaussian noise on the normalised state
+    image_shift: int = 0  # max random shift of the canvas in pixels (edge padded)
+    color_jitter: float = 0.0  # max relative brightness / contrast change
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,9 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 1e-2
     warmup_steps: int = 10
-    min_lr_ratio: float = 0.0           # the cosine ends at lr * min_lr_ratio
+    min_lr_ratio: float = 0.0  # the cosine ends at lr * min_lr_ratio
     grad_clip: float = 1.0
-    ema_decay: float = 0.0              # > 0 keeps an EMA of the weights, used for export
+    ema_decay: float = 0.0  # > 0 keeps an EMA of the weights, used for export
 
 
 @dataclass(frozen=True)
@@ -79,15 +81,15 @@ class RunConfig:
     out_dir: str = "runs/train"
     seed: int = 0
     device: str = "auto"
-    threads: int = 0                    # CPU threads for torch; 0 keeps torch's default
-    precision: str = "auto"             # auto: bf16 autocast on CUDA, fp32 on a CPU
-    checkpoint_every: int = 0           # 0: only at the end
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on a CPU
+    checkpoint_every: int = 0  # 0: only at the end
     keep_last: int = 2
     log_every: int = 10
-    val_every: int = 0                  # 0: only at the end (when val_episodes are given)
+    val_every: int = 0  # 0: only at the end (when val_episodes are given)
     progress: bool = True
-    tensorboard: bool = True            # when the tensorboard package is importable
-    resume: bool = True                 # continue from the newest checkpoint in out_dir
+    tensorboard: bool = True  # when the tensorboard package is importable
+    resume: bool = True  # continue from the newest checkpoint in out_dir
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-_SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "objective": ObjectiveConfig,
-                  "augment": AugmentConfig, "optim": OptimConfig, "run": RunConfig}
+_SECTION_TYPES = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "objective": ObjectiveConfig,
+    "augment": AugmentConfig,
+    "optim": OptimConfig,
+    "run": RunConfig,
+}
 
 
 def _coerce(where: str, value: Any, default: Any) -> Any:
@@ -141,8 +149,7 @@ def _coerce(where: str, value: Any, default: Any) -> Any:
             raise TrainConfigError(f"{where}: expected a list, got {value!r}")
         if default and len(items) != len(default):
             raise TrainConfigError(f"{where}: expected {len(default)} entries, got {value!r}")
-        return tuple(_coerce(f"{where}[{i}]", v, default[0] if default else "")
-                     for i, v in enumerate(items))
+        return tuple(_coerce(f"{where}[{i}]", v, default[0] if default else "") for i, v in enumerate(items))
     raise TrainConfigError(f"{where}: unsupported value {value!r}")
 
 
@@ -152,8 +159,9 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> TrainCo
         raise TrainConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
     unknown = sorted(set(data) - set(_SECTION_TYPES))
     if unknown:
-        raise TrainConfigError(f"{source}: unknown section(s) {unknown}; "
-                               f"sections are {sorted(_SECTION_TYPES)}")
+        raise TrainConfigError(
+            f"{source}: unknown section(s) {unknown}; sections are {sorted(_SECTION_TYPES)}"
+        )
     sections = {}
     for name, cls in _SECTION_TYPES.items():
         given = data.get(name) or {}
@@ -163,10 +171,12 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> TrainCo
         names = [f.name for f in dataclasses.fields(cls)]
         bad = sorted(set(given) - set(names))
         if bad:
-            raise TrainConfigError(f"{source}: unknown key(s) {[f'{name}.{k}' for k in bad]}; "
-                                   f"{name} accepts {names}")
-        sections[name] = cls(**{k: _coerce(f"{source}: {name}.{k}", v, getattr(defaults, k))
-                                for k, v in given.items()})
+            raise TrainConfigError(
+                f"{source}: unknown key(s) {[f'{name}.{k}' for k in bad]}; {name} accepts {names}"
+            )
+        sections[name] = cls(
+            **{k: _coerce(f"{source}: {name}.{k}", v, getattr(defaults, k)) for k, v in given.items()}
+        )
     config = TrainConfig(**sections)
     _check(config, source)
     return config
@@ -209,8 +219,14 @@ def _check(config: TrainConfig, source: str) -> None:
         if not ok:
             raise TrainConfigError(f"{source}: {message}")
 
-    m, o, a, opt, run, d = (config.model, config.objective, config.augment, config.optim,
-                            config.run, config.data)
+    m, o, a, opt, run, d = (
+        config.model,
+        config.objective,
+        config.augment,
+        config.optim,
+        config.run,
+        config.data,
+    )
     need(m.trainable in TRAINABLE_SETS, f"model.trainable must be one of {TRAINABLE_SETS}")
     need(m.latent_norm in LATENT_NORMS, f"model.latent_norm must be one of {LATENT_NORMS}")
     need(run.precision in PRECISIONS, f"run.precision must be one of {PRECISIONS}")
@@ -219,8 +235,10 @@ def _check(config: TrainConfig, source: str) -> None:
     need(o.action_weight + o.video_weight > 0, "objective: at least one weight must be positive")
     need(o.supervised_steps >= 0, "objective.supervised_steps must be >= 0")
     need(0 <= a.state_dropout <= 1, "augment.state_dropout must lie in [0, 1]")
-    need(a.state_noise >= 0 and a.image_shift >= 0 and 0 <= a.color_jitter < 1,
-         "augment: noise, shift >= 0 and color_jitter in [0, 1)")
+    need(
+        a.state_noise >= 0 and a.image_shift >= 0 and 0 <= a.color_jitter < 1,
+        "augment: noise, shift >= 0 and color_jitter in [0, 1)",
+    )
     need(opt.steps > 0 and opt.batch_size > 0, "optim.steps and batch_size must be positive")
     need(opt.lr > 0 and opt.grad_clip > 0, "optim.lr and grad_clip must be positive")
     need(0 <= opt.warmup_steps, "optim.warmup_steps must be >= 0")

@@ -14,12 +14,13 @@ A bad episode (unreadable, another embodiment, wrong dimensions, NaN, no frames,
 the cache lacks) is skipped with its reason, or is fatal with ``strict``; a sample is never
 silently replaced by another.
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
@@ -38,11 +39,11 @@ class EpisodeError(ValueError):
 class Episode:
     path: Path
     instruction: str
-    canvases: np.ndarray       # uint8 (T, Hc, Wc, 3): the model's view of each frame
-    state: np.ndarray          # float32 (T, S)
+    canvases: np.ndarray  # uint8 (T, Hc, Wc, 3): the model's view of each frame
+    state: np.ndarray  # float32 (T, S)
     action_chunks: np.ndarray  # float32 (T, H, A)
-    action_mask: np.ndarray    # bool (T, H), True = a real (not padded) step
-    digest: str                # sha256 of the file: what the latent cache keys on
+    action_mask: np.ndarray  # bool (T, H), True = a real (not padded) step
+    digest: str  # sha256 of the file: what the latent cache keys on
 
     @property
     def num_frames(self) -> int:
@@ -78,15 +79,17 @@ def load_episode(path: Path, spec: EmbodimentSpec, tasks: Sequence[str]) -> Epis
     except (SafetensorError, OSError) as error:
         raise EpisodeError(f"not a readable safetensors file ({error})") from None
     if meta.get("embodiment") != spec.name:
-        raise EpisodeError(f"recorded for embodiment {meta.get('embodiment')!r}, "
-                           f"training {spec.name!r}")
+        raise EpisodeError(f"recorded for embodiment {meta.get('embodiment')!r}, training {spec.name!r}")
     instruction = meta.get("instruction", "")
     if not instruction:
         raise EpisodeError("no instruction in its metadata")
     if instruction not in tasks:
         raise EpisodeError(f"instruction {instruction!r} is not in the instruction cache")
-    missing = [k for k in ("state", "action_chunks", "action_mask")
-               + tuple(f"images.{r}" for r in spec.canvas.roles) if k not in arrays]
+    missing = [
+        k
+        for k in ("state", "action_chunks", "action_mask") + tuple(f"images.{r}" for r in spec.canvas.roles)
+        if k not in arrays
+    ]
     if missing:
         raise EpisodeError(f"missing arrays {missing}")
     state, chunks, mask = arrays["state"], arrays["action_chunks"], arrays["action_mask"]
@@ -94,17 +97,17 @@ def load_episode(path: Path, spec: EmbodimentSpec, tasks: Sequence[str]) -> Epis
     if frames == 0:
         raise EpisodeError("no frames")
     horizon, dim = spec.chunk.length, spec.action_dim
-    shapes = {"state": (state.shape, (frames, spec.state_dim)),
-              "action_chunks": (chunks.shape, (frames, horizon, dim)),
-              "action_mask": (mask.shape, (frames, horizon))}
+    shapes = {
+        "state": (state.shape, (frames, spec.state_dim)),
+        "action_chunks": (chunks.shape, (frames, horizon, dim)),
+        "action_mask": (mask.shape, (frames, horizon)),
+    }
     for role in spec.canvas.roles:
         image = arrays[f"images.{role}"]
         shapes[f"images.{role}"] = (image.shape[:1] + image.shape[3:], (frames, 3))
         if image.dtype != np.uint8 or image.ndim != 4:
-            raise EpisodeError(f"images.{role} must be uint8 (T, H, W, 3), got {image.dtype} "
-                               f"{image.shape}")
-    wrong = {k: f"{got} (expected {want})" for k, (got, want) in shapes.items()
-             if tuple(got) != tuple(want)}
+            raise EpisodeError(f"images.{role} must be uint8 (T, H, W, 3), got {image.dtype} {image.shape}")
+    wrong = {k: f"{got} (expected {want})" for k, (got, want) in shapes.items() if tuple(got) != tuple(want)}
     if frames < 0 or wrong:
         raise EpisodeError(f"wrong dimensions: {wrong or {'state': state.shape}}")
     if not np.isfinite(state).all():
@@ -114,12 +117,18 @@ def load_episode(path: Path, spec: EmbodimentSpec, tasks: Sequence[str]) -> Epis
         raise EpisodeError(f"non-finite actions at steps {_bad_steps(np.where(mask[..., None], chunks, 0))}")
     if not mask[:, 0].all():
         raise EpisodeError(f"steps {np.nonzero(~mask[:, 0])[0][:5].tolist()} have no action")
-    canvases = np.stack([build_canvas({r: arrays[f"images.{r}"][t] for r in spec.canvas.roles}, spec)
-                         for t in range(frames)])
-    return Episode(path=path, instruction=instruction, canvases=canvases,
-                   state=state.astype(np.float32),
-                   action_chunks=np.where(mask[..., None], chunks, 0).astype(np.float32),
-                   action_mask=mask, digest=_file_digest(path))
+    canvases = np.stack(
+        [build_canvas({r: arrays[f"images.{r}"][t] for r in spec.canvas.roles}, spec) for t in range(frames)]
+    )
+    return Episode(
+        path=path,
+        instruction=instruction,
+        canvases=canvases,
+        state=state.astype(np.float32),
+        action_chunks=np.where(mask[..., None], chunks, 0).astype(np.float32),
+        action_mask=mask,
+        digest=_file_digest(path),
+    )
 
 
 def _bad_steps(values: np.ndarray) -> list[int]:
@@ -135,8 +144,9 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_episodes(entries: Sequence[str | Path], spec: EmbodimentSpec, tasks: Sequence[str],
-                  strict: bool = False) -> tuple[list[Episode], list[Skipped]]:
+def load_episodes(
+    entries: Sequence[str | Path], spec: EmbodimentSpec, tasks: Sequence[str], strict: bool = False
+) -> tuple[list[Episode], list[Skipped]]:
     """The usable episodes and the skipped ones with their reasons (``strict``: the first bad
     one raises EpisodeError naming its file)."""
     episodes, skipped = [], []
@@ -148,4 +158,3 @@ def load_episodes(entries: Sequence[str | Path], spec: EmbodimentSpec, tasks: Se
                 raise EpisodeError(f"{path}: {error}") from None
             skipped.append(Skipped(path, str(error)))
     return episodes, skipped
-

@@ -8,14 +8,16 @@ stride, the VAE's weights and latent statistics, and the episodes' contents; a c
 key and so a rebuild.  Each shard is written to a temporary file and renamed, so an interrupted
 build leaves only complete shards, and the next build resumes after them.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -27,8 +29,8 @@ CACHE_FORMAT = "lightwam_ros/latent_cache/1"
 @dataclass(frozen=True)
 class CacheReport:
     folder: Path
-    hits: int       # shards found complete
-    built: int      # shards encoded by this run
+    hits: int  # shards found complete
+    built: int  # shards encoded by this run
     vae_calls: int
 
 
@@ -48,8 +50,7 @@ def cache_key(fields: dict[str, Any]) -> str:
 
 
 class LatentCache:
-    def __init__(self, root: Path, fields: dict[str, Any], num_samples: int,
-                 shard_size: int = 256) -> None:
+    def __init__(self, root: Path, fields: dict[str, Any], num_samples: int, shard_size: int = 256) -> None:
         self.fields = fields
         self.folder = Path(root) / cache_key(fields)
         self.num_samples, self.shard_size = num_samples, shard_size
@@ -66,25 +67,32 @@ class LatentCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         meta = self.folder / "meta.json"
         if not meta.is_file():
-            _atomic_text(meta, json.dumps({"format": CACHE_FORMAT, "fields": self.fields,
-                                           "num_samples": self.num_samples,
-                                           "shard_size": self.shard_size}, indent=1))
+            _atomic_text(
+                meta,
+                json.dumps(
+                    {
+                        "format": CACHE_FORMAT,
+                        "fields": self.fields,
+                        "num_samples": self.num_samples,
+                        "shard_size": self.shard_size,
+                    },
+                    indent=1,
+                ),
+            )
         hits = built = calls = 0
         for shard in range(self.num_shards):
             path = self._shard(shard)
             if path.is_file():
                 hits += 1
                 continue
-            keys = list(range(shard * self.shard_size,
-                              min(self.num_samples, (shard + 1) * self.shard_size)))
+            keys = list(range(shard * self.shard_size, min(self.num_samples, (shard + 1) * self.shard_size)))
             parts = []
             with torch.no_grad():
                 for first in range(0, len(keys), batch_size):
-                    parts.append(encode(keys[first:first + batch_size]).float().cpu())
+                    parts.append(encode(keys[first : first + batch_size]).float().cpu())
                     calls += 1
             partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-            save_file({"latents": torch.cat(parts).contiguous(), "keys": torch.tensor(keys)},
-                      str(partial))
+            save_file({"latents": torch.cat(parts).contiguous(), "keys": torch.tensor(keys)}, str(partial))
             os.replace(partial, path)
             built += 1
         return CacheReport(self.folder, hits=hits, built=built, vae_calls=calls)

@@ -7,6 +7,7 @@ Several processes (``torchrun``) each take an equal slice of the global batch; D
 gradients, and since every loss is a mean over samples the update equals one process's on the
 whole batch.  Only rank 0 writes files.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,8 +15,9 @@ import dataclasses
 import math
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,8 +39,8 @@ from lightwam_ros.train.model_setup import build_model, select_trainable, standa
 from lightwam_ros.train.objective import Objective, checkpoint_blocks, sample_generators
 from lightwam_ros.train.progress import Progress
 from lightwam_ros.train.run_state import checkpoint_dirs, load_run_state, save_run_state
-from lightwam_ros.train.samples import Batch, SampleSet
 from lightwam_ros.train.sampler import EpochStream
+from lightwam_ros.train.samples import Batch, SampleSet
 from lightwam_ros.train.schedule import make_scheduler
 from lightwam_ros.train.stats import dataset_stats, write_stats
 from lightwam_ros.train.validation import ValidationResult, evaluate, plot_validation
@@ -47,7 +49,12 @@ EXPORT_DIR = "export"
 MODEL_FILE = "model.safetensors"
 INSTRUCTIONS_FILE = "instructions.safetensors"
 LATENT_STAT_CLIPS = 64
-_AVERAGED = ("loss", "action_loss", "video_loss", "grad_norm")  # clips whose latents set a random encoder's normalisation
+_AVERAGED = (
+    "loss",
+    "action_loss",
+    "video_loss",
+    "grad_norm",
+)  # clips whose latents set a random encoder's normalisation
 
 
 class Trainer:
@@ -74,49 +81,72 @@ class Trainer:
         if not episodes:
             raise ValueError("no usable training episode (see the reasons above)")
         self.stats = dataset_stats(episodes)
-        self.normalizer = Normalizer.from_stats(self.stats, spec.normalization.mode,
-                                                spec.normalization.clamp, state_dim=spec.state_dim,
-                                                action_dim=spec.action_dim, source="training data")
+        self.normalizer = Normalizer.from_stats(
+            self.stats,
+            spec.normalization.mode,
+            spec.normalization.clamp,
+            state_dim=spec.state_dim,
+            action_dim=spec.action_dim,
+            source="training data",
+        )
         used = sorted({e.instruction for e in episodes + val_episodes})
         embeddings = {task: self.instructions.get(task)[0] for task in used}
 
         self.model = model = build_model(cfg.model, spec, cfg.run.seed)
         # Sizes only: the model learns whichever encoder made the cache it is trained with.
-        self.instructions.check_compatible(self.instructions.encoder_id, model.cfg.dit.text_len,
-                                           model.cfg.dit.text_dim)
+        self.instructions.check_compatible(
+            self.instructions.encoder_id, model.cfg.dit.text_len, model.cfg.dit.text_dim
+        )
         factor = model.vae.temporal_factor
-        self.train_set = SampleSet(episodes, self.normalizer, embeddings, cfg.data.video_frames,
-                                   cfg.data.frame_stride, factor)
-        self.val_set = (SampleSet(val_episodes, self.normalizer, embeddings, cfg.data.video_frames,
-                                  cfg.data.frame_stride, factor) if val_episodes else None)
+        self.train_set = SampleSet(
+            episodes, self.normalizer, embeddings, cfg.data.video_frames, cfg.data.frame_stride, factor
+        )
+        self.val_set = (
+            SampleSet(
+                val_episodes,
+                self.normalizer,
+                embeddings,
+                cfg.data.video_frames,
+                cfg.data.frame_stride,
+                factor,
+            )
+            if val_episodes
+            else None
+        )
         frames = cfg.data.video_frames
         if cfg.objective.video_weight > 0 and ((frames - 1) % factor or frames < 1 + factor):
-            raise TrainConfigError(f"data.video_frames must be 1 + {factor}k with k >= 1 for the "
-                                   f"video loss, got {frames}")
+            raise TrainConfigError(
+                f"data.video_frames must be 1 + {factor}k with k >= 1 for the video loss, got {frames}"
+            )
         multiple = model.vae.spatial_factor * 2 * max(model.cfg.dit.patch_size[1:])
         canvas = (spec.canvas.height, spec.canvas.width)
         if cfg.objective.video_weight > 0 and any(n % multiple for n in canvas):
             raise TrainConfigError(
                 f"the video loss pools latents 2x and patchifies them: the canvas must be a "
                 f"multiple of {multiple} in both dimensions, {spec.name}'s is {canvas[0]}x"
-                f"{canvas[1]} (use another canvas or objective.video_weight=0)")
+                f"{canvas[1]} (use another canvas or objective.video_weight=0)"
+            )
         if cfg.model.latent_norm == "data":
             picks = np.linspace(0, len(self.train_set) - 1, min(LATENT_STAT_CLIPS, len(self.train_set)))
-            standardise_latents(model, [self.train_set.batch([int(k)], self._clip_mode()).clips
-                                        for k in picks])
+            standardise_latents(
+                model, [self.train_set.batch([int(k)], self._clip_mode()).loaded_clips() for k in picks]
+            )
         self.trainable = select_trainable(model, cfg.model.trainable)
         model.to(self.device)
         self.objective = Objective(model, cfg.objective, self.supervised_steps).to(self.device)
         if self.device.type == "cuda" and cfg.model.grad_checkpointing:
             checkpoint_blocks(model)
         opt = cfg.optim
-        self.optimizer = torch.optim.AdamW(self.trainable, lr=opt.lr, betas=tuple(opt.betas),
-                                           weight_decay=opt.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.trainable, lr=opt.lr, betas=(opt.betas[0], opt.betas[1]), weight_decay=opt.weight_decay
+        )
         self.scheduler = make_scheduler(self.optimizer, opt.steps, opt.warmup_steps, opt.min_lr_ratio)
-        self.ema = ({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-                    if opt.ema_decay > 0 else None)
-        self.stream = EpochStream(len(self.train_set), opt.batch_size, cfg.run.seed, self.rank,
-                                  self.world)
+        self.ema = (
+            {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+            if opt.ema_decay > 0
+            else None
+        )
+        self.stream = EpochStream(len(self.train_set), opt.batch_size, cfg.run.seed, self.rank, self.world)
         self.vae_calls = 0
         self.cache_report: CacheReport | None = None
         self.latents = self._latent_cache()
@@ -125,14 +155,16 @@ class Trainer:
             newest = checkpoint_dirs(self.out_dir)[-1]
             self.step = load_run_state(newest, model, self.optimizer, self.scheduler, self.ema)
             self._say(f"resumed from {newest} at step {self.step}")
-        self.wrapped = self.objective
+        self.wrapped: torch.nn.Module = self.objective
         if self.world > 1:
             # With one branch off, its parameters (the expert, or the late blocks and the video
             # head) get no gradient, which DDP must be told about.
             both = cfg.objective.action_weight > 0 and cfg.objective.video_weight > 0
             self.wrapped = torch.nn.parallel.DistributedDataParallel(
-                self.objective, find_unused_parameters=not both,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.objective,
+                find_unused_parameters=not both,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            )
 
     # ------------------------------------------------------------------------------ set-up
     def _say(self, text: str) -> None:
@@ -146,7 +178,8 @@ class Trainer:
             raise TrainConfigError(
                 f"objective.supervised_steps={steps}: {self.spec.name} executes "
                 f"{chunk.execute_steps} of {chunk.length} chunk steps, and a policy must be "
-                f"supervised on every step it executes (and on no step past the chunk)")
+                f"supervised on every step it executes (and on no step past the chunk)"
+            )
         return steps
 
     def _clip_mode(self) -> str:
@@ -157,28 +190,35 @@ class Trainer:
         if not cfg.data.cache_dir:
             return None
         if cfg.model.trainable == "full" or changes_images(cfg.augment):
-            raise TrainConfigError("data.cache_dir serves runs whose images reach a frozen encoder "
-                                   "unchanged: it needs model.trainable=lora and no image "
-                                   "augmentation")
-        fields = {"embodiment": self.spec.name,
-                  "canvas": dataclasses.asdict(self.spec.canvas),
-                  "frames": cfg.data.video_frames if self._clip_mode() == "all" else 1,
-                  "stride": cfg.data.frame_stride,
-                  "vae": module_digest(self.model.vae),
-                  "latents_mean": list(self.model.cfg.vae.latents_mean),
-                  "latents_std": list(self.model.cfg.vae.latents_std),
-                  "episodes": [e.digest for e in self.train_set.episodes]}
+            raise TrainConfigError(
+                "data.cache_dir serves runs whose images reach a frozen encoder "
+                "unchanged: it needs model.trainable=lora and no image "
+                "augmentation"
+            )
+        fields = {
+            "embodiment": self.spec.name,
+            "canvas": dataclasses.asdict(self.spec.canvas),
+            "frames": cfg.data.video_frames if self._clip_mode() == "all" else 1,
+            "stride": cfg.data.frame_stride,
+            "vae": module_digest(self.model.vae),
+            "latents_mean": list(self.model.cfg.vae.latents_mean),
+            "latents_std": list(self.model.cfg.vae.latents_std),
+            "episodes": [e.digest for e in self.train_set.episodes],
+        }
         cache = LatentCache(Path(cfg.data.cache_dir), fields, len(self.train_set))
 
-        def encode(keys: list[int]) -> Tensor:
-            batch = self.train_set.batch(keys, self._clip_mode())
-            return self.objective.encode(dataclasses.replace(batch, clips=batch.clips.to(self.device)))
+        def encode(keys: Sequence[int]) -> Tensor:
+            batch = self.train_set.batch(list(keys), self._clip_mode())
+            clips = batch.loaded_clips().to(self.device)
+            return self.objective.encode(dataclasses.replace(batch, clips=clips))
 
         if self.rank == 0:
             self.cache_report = cache.build(encode, self.cfg.optim.batch_size)
             self.vae_calls += self.cache_report.vae_calls
-            self._say(f"latent cache {cache.folder}: {self.cache_report.hits} shard(s) hit, "
-                      f"{self.cache_report.built} built")
+            self._say(
+                f"latent cache {cache.folder}: {self.cache_report.hits} shard(s) hit, "
+                f"{self.cache_report.built} built"
+            )
         if self.world > 1:
             dist.barrier()
         return cache.load()
@@ -224,16 +264,26 @@ class Trainer:
             dist.all_reduce(values)
             values /= self.world
         total, action, video = values.tolist()
-        return {"loss": total, "action_loss": action, "video_loss": video, "lr": lr,
-                "grad_norm": float(grad_norm)}
+        return {
+            "loss": total,
+            "action_loss": action,
+            "video_loss": video,
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+        }
 
     @torch.no_grad()
     def predict_batch(self, batch: Batch) -> Tensor:
         """Normalised chunks [B, H, A] of the model as it is now, from each sample's frame t."""
         self.model.eval()
-        clips = batch.clips[:, :, :1].to(self.device)
-        return self.model.infer_action(clips[:, :, 0], batch.instruction.to(self.device),
-                                       batch.proprio.to(self.device)).float().cpu()
+        clips = batch.loaded_clips()[:, :, :1].to(self.device)
+        return (
+            self.model.infer_action(
+                clips[:, :, 0], batch.instruction.to(self.device), batch.proprio.to(self.device)
+            )
+            .float()
+            .cpu()
+        )
 
     @torch.no_grad()
     def predict(self, canvas: np.ndarray, state: np.ndarray, instruction: str) -> np.ndarray:
@@ -250,16 +300,26 @@ class Trainer:
         every = max(1, len(self.val_set) // 256)
         result = evaluate(self.val_set, self.predict_batch, self.cfg.optim.batch_size, every)
         if self.rank == 0:
-            plot_validation(result, self.spec.action.layout.dim_names,
-                            self.out_dir / f"validation_step{self.step:07d}.png",
-                            f"{self.spec.name} step {self.step}")
+            plot_validation(
+                result,
+                self.spec.action.layout.dim_names,
+                self.out_dir / f"validation_step{self.step:07d}.png",
+                f"{self.spec.name} step {self.step}",
+            )
         return result
 
     def save(self) -> Path | None:
         if self.rank != 0:
             return None
-        return save_run_state(self.out_dir, self.step, self.model, self.optimizer, self.scheduler,
-                              self.ema, self.cfg.run.keep_last)
+        return save_run_state(
+            self.out_dir,
+            self.step,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.ema,
+            self.cfg.run.keep_last,
+        )
 
     def export(self, folder: Path | None = None) -> Path:
         """Package checkpoint (EMA weights when kept), its dataset_stats.json and the instruction
@@ -270,10 +330,14 @@ class Trainer:
         for name, value in (self.ema or {}).items():
             state[name] = value.detach().cpu().float()
         model.load_state_dict(state)
-        meta = CheckpointMetadata(config=model.cfg, embodiment=self.spec.name, stats=self.stats,
-                                  canvas=canvas_layout(self.spec),
-                                  instruction_encoder=self.instructions.encoder_id,
-                                  source=f"lightwam-train, {self.step} steps")
+        meta = CheckpointMetadata(
+            config=model.cfg,
+            embodiment=self.spec.name,
+            stats=self.stats,
+            canvas=canvas_layout(self.spec),
+            instruction_encoder=self.instructions.encoder_id,
+            source=f"lightwam-train, {self.step} steps",
+        )
         path = folder / MODEL_FILE
         save_checkpoint(path, model.eval(), meta)
         write_stats(self.stats, folder)
@@ -288,8 +352,11 @@ class Trainer:
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_stats(self.stats, self.out_dir)
-        progress = (Progress(self.out_dir, total, self.step, cfg.progress, cfg.tensorboard)
-                    if self.rank == 0 else None)
+        progress = (
+            Progress(self.out_dir, total, self.step, cfg.progress, cfg.tensorboard)
+            if self.rank == 0
+            else None
+        )
         window_start, window_steps, sums = time.perf_counter(), 0, dict.fromkeys(_AVERAGED, 0.0)
         while self.step < total:
             row = self.train_step()
@@ -299,14 +366,18 @@ class Trainer:
             last = self.step == total
             elapsed = time.perf_counter() - window_start
             validate = self.val_set is not None and (
-                last or (cfg.val_every and self.step % cfg.val_every == 0))
-            if validate:
-                row["val_action_mae"] = self.validate().mae
+                last or (cfg.val_every and self.step % cfg.val_every == 0)
+            )
+            if validate and (result := self.validate()) is not None:
+                row["val_action_mae"] = result.mae
             if self.step % cfg.log_every == 0 or last or validate:
                 # Losses averaged over the steps since the last row; throughput without validation.
-                row.update({key: value / window_steps for key, value in sums.items()},
-                           step=self.step, epoch=self.stream.epoch(self.step),
-                           samples_per_s=window_steps * self.stream.global_batch / elapsed)
+                row.update(
+                    {key: value / window_steps for key, value in sums.items()},
+                    step=self.step,
+                    epoch=self.stream.epoch(self.step),
+                    samples_per_s=window_steps * self.stream.global_batch / elapsed,
+                )
                 if progress is not None:
                     progress.update(row, window_steps)
                 window_start, window_steps = time.perf_counter(), 0
@@ -321,5 +392,9 @@ class Trainer:
 
 
 def _to(batch: Batch, device: torch.device) -> Batch:
-    moved = {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
-    return Batch(**{k: v.to(device) if isinstance(v, Tensor) else v for k, v in moved.items()})
+    moved: dict[str, Any] = {
+        f.name: value.to(device)
+        for f in dataclasses.fields(batch)
+        if isinstance(value := getattr(batch, f.name), Tensor)
+    }
+    return dataclasses.replace(batch, **moved)

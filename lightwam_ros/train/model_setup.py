@@ -8,10 +8,11 @@
   normalisation, so they are re-standardised per channel with statistics of this data; the
   statistics go into the model's config (and so into the exported checkpoint).
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
@@ -29,14 +30,19 @@ def build_model(cfg: ModelConfig, spec: EmbodimentSpec, seed: int) -> LightWAM:
         model = load_checkpoint(cfg.init, expect_embodiment=spec.name).model
         dims = (model.cfg.proprio_dim, model.cfg.action_dim, model.cfg.horizon)
         if dims != (spec.state_dim, spec.action_dim, spec.chunk.length):
-            raise ValueError(f"{cfg.init}: model (state, action, horizon) {dims} does not fit "
-                             f"{spec.name}")
+            raise ValueError(f"{cfg.init}: model (state, action, horizon) {dims} does not fit {spec.name}")
         model = model.float()
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = LightWAM(make_config(cfg.preset, action_dim=spec.action_dim,
-                                         proprio_dim=spec.state_dim, horizon=spec.chunk.length))
+            model = LightWAM(
+                make_config(
+                    cfg.preset,
+                    action_dim=spec.action_dim,
+                    proprio_dim=spec.state_dim,
+                    horizon=spec.chunk.length,
+                )
+            )
     return model.train()
 
 
@@ -51,8 +57,9 @@ def select_trainable(model: LightWAM, trainable: str) -> list[nn.Parameter]:
 
 def set_latent_statistics(model: LightWAM, mean: Iterable[float], std: Iterable[float]) -> None:
     """Replace the VAE's latent normalisation (config and buffers) by ``mean`` / ``std``."""
-    vae_cfg = dataclasses.replace(model.cfg.vae, latents_mean=tuple(float(m) for m in mean),
-                                  latents_std=tuple(float(s) for s in std))
+    vae_cfg = dataclasses.replace(
+        model.cfg.vae, latents_mean=tuple(float(m) for m in mean), latents_std=tuple(float(s) for s in std)
+    )
     model.cfg = dataclasses.replace(model.cfg, vae=vae_cfg)
     model.vae.cfg = vae_cfg
     shape = model.vae.latents_mean.shape
@@ -65,6 +72,5 @@ def standardise_latents(model: LightWAM, clips: Iterable[Tensor]) -> None:
     """Per-channel statistics of the encoder's raw latents over ``clips`` become its normalisation."""
     z = model.cfg.vae.z_dim
     set_latent_statistics(model, [0.0] * z, [1.0] * z)
-    raw = torch.cat([model.vae.encode(clip).float().transpose(0, 1).reshape(z, -1) for clip in clips],
-                    dim=1)
+    raw = torch.cat([model.vae.encode(clip).float().transpose(0, 1).reshape(z, -1) for clip in clips], dim=1)
     set_latent_statistics(model, raw.mean(dim=1).tolist(), raw.std(dim=1).clamp_min(1e-6).tolist())

@@ -13,21 +13,30 @@ latents, so the encoder cannot make the future trivially predictable by shrinkin
 Noise is drawn per sample from a generator seeded by (seed, step, position in the global batch),
 so a sample gets the same noise on one process or on several, and after a resume.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from lightwam_ros.model.dit import first_frame_causal_mask
 from lightwam_ros.model.lightwam import LightWAM
-from lightwam_ros.model.training import (action_loss, downsample_latents, first_n_step_weights,
-                                         flow_matching_target, gaussian_timestep_weight,
-                                         noisy_latents, per_token_timesteps, sample_sigmas,
-                                         timesteps_from_sigmas, video_loss,
-                                         with_clean_first_frame)
+from lightwam_ros.model.training import (
+    action_loss,
+    downsample_latents,
+    first_n_step_weights,
+    flow_matching_target,
+    gaussian_timestep_weight,
+    noisy_latents,
+    per_token_timesteps,
+    sample_sigmas,
+    timesteps_from_sigmas,
+    video_loss,
+    with_clean_first_frame,
+)
 from lightwam_ros.train.config import ObjectiveConfig
 from lightwam_ros.train.samples import Batch
 
@@ -52,12 +61,15 @@ def sample_generators(seed: int, step: int, slots: list[int]) -> list[torch.Gene
 class Objective(nn.Module):
     """``forward(batch, latents, generators)`` -> LossParts; an nn.Module so DDP can wrap it."""
 
+    step_weights: Tensor  # a buffer, registered in __init__
+
     def __init__(self, model: LightWAM, cfg: ObjectiveConfig, supervised_steps: int) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
-        self.register_buffer("step_weights", first_n_step_weights(model.cfg.horizon, supervised_steps),
-                             persistent=False)
+        self.register_buffer(
+            "step_weights", first_n_step_weights(model.cfg.horizon, supervised_steps), persistent=False
+        )
 
     @property
     def uses_video(self) -> bool:
@@ -65,11 +77,10 @@ class Objective(nn.Module):
 
     def encode(self, batch: Batch) -> Tensor:
         """Normalised latents [B, 16, F', h, w] of the batch's clips (frame 0 only without video)."""
-        clips = batch.clips if self.uses_video else batch.clips[:, :, :1]
+        clips = batch.loaded_clips() if self.uses_video else batch.loaded_clips()[:, :, :1]
         return self.model.vae.encode(clips)
 
-    def forward(self, batch: Batch, latents: Tensor | None,
-                generators: list[torch.Generator]) -> LossParts:
+    def forward(self, batch: Batch, latents: Tensor | None, generators: list[torch.Generator]) -> LossParts:
         model = self.model
         first = None
         if latents is None and self.uses_video and _trains(model.vae):
@@ -78,7 +89,7 @@ class Objective(nn.Module):
             # clip is encoded without a graph, frame 0 again with one, as a 2-D pass.
             with torch.no_grad():
                 latents = self.encode(batch)
-            first = model.vae.encode(batch.clips[:, :, :1])
+            first = model.vae.encode(batch.loaded_clips()[:, :, :1])
         elif latents is None:
             latents = self.encode(batch)
         first = latents[:, :, :1] if first is None else first
@@ -95,10 +106,11 @@ class Objective(nn.Module):
         total = self.cfg.action_weight * action + self.cfg.video_weight * video
         return LossParts(total=total, action=action.detach(), video=video.detach())
 
-    def _video_loss(self, latents: Tensor, context: Tensor, frame_mask: Tensor,
-                    generators: list[torch.Generator]) -> Tensor:
+    def _video_loss(
+        self, latents: Tensor, context: Tensor, frame_mask: Tensor, generators: list[torch.Generator]
+    ) -> Tensor:
         x0 = downsample_latents(latents.float())
-        batch, _, frames = x0.shape[:3]
+        _, _, frames = x0.shape[:3]
         if frames < 2:
             raise ValueError("the video loss needs a clip of at least 2 latent frames")
         sigma = torch.cat([sample_sigmas(1, g, self.cfg.shift) for g in generators]).to(x0.device)
@@ -109,8 +121,9 @@ class Objective(nn.Module):
         frame_tokens = (x0.shape[3] // ph) * (x0.shape[4] // pw)
         mask = first_frame_causal_mask(frame_tokens, frames, device=x0.device)
         pred = self.model.dit(noisy, per_token_timesteps(t, frame_tokens, frames), context, mask)
-        weights = gaussian_timestep_weight(t, self.cfg.timestep_centre, self.cfg.timestep_width,
-                                           self.cfg.shift)
+        weights = gaussian_timestep_weight(
+            t, self.cfg.timestep_centre, self.cfg.timestep_width, self.cfg.shift
+        )
         return video_loss(pred, flow_matching_target(x0, eps), weights, frame_mask.to(x0.device))
 
 

@@ -1,5 +1,6 @@
 """What a run shows while it trains: a tqdm bar, a CSV log, TensorBoard events (when the
 ``tensorboard`` package is installed) and loss-curve PNGs."""
+
 from __future__ import annotations
 
 import csv
@@ -10,12 +11,21 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import matplotlib.pyplot as plt
+from tqdm import tqdm
 
 LOG_FILE = "train_log.csv"
-LOG_FIELDS = ("step", "epoch", "loss", "action_loss", "video_loss", "lr", "grad_norm",
-              "samples_per_s", "val_action_mae")
+LOG_FIELDS = (
+    "step",
+    "epoch",
+    "loss",
+    "action_loss",
+    "video_loss",
+    "lr",
+    "grad_norm",
+    "samples_per_s",
+    "val_action_mae",
+)
 
 
 def tensorboard_available() -> bool:
@@ -37,12 +47,16 @@ class Progress:
         self._writer = None
         if tensorboard and tensorboard_available():
             from torch.utils.tensorboard import SummaryWriter
+
             self._writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=start)
 
     def update(self, row: dict[str, Any], advanced: int) -> None:
         self._bar.update(advanced)
-        shown = {k: f"{row[k]:.4g}" for k in ("loss", "action_loss", "video_loss", "lr",
-                                              "samples_per_s") if row.get(k) is not None}
+        shown = {
+            k: f"{row[k]:.4g}"
+            for k in ("loss", "action_loss", "video_loss", "lr", "samples_per_s")
+            if row.get(k) is not None
+        }
         self._bar.set_postfix(shown, refresh=False)
         with open(self.path, "a", newline="") as handle:
             csv.DictWriter(handle, LOG_FIELDS).writerow({k: row.get(k, "") for k in LOG_FIELDS})
@@ -78,16 +92,16 @@ def plot_losses(log: Path, png: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     steps = [int(r["step"]) for r in rows]
     for key in ("loss", "action_loss", "video_loss"):
-        points = [(s, float(r[key])) for s, r in zip(steps, rows) if r[key] not in ("", None)]
+        points = [(s, float(r[key])) for s, r in zip(steps, rows, strict=True) if r[key] not in ("", None)]
         if points and any(v > 0 for _, v in points):
-            left.plot(*zip(*points), label=key)
+            left.plot(*zip(*points, strict=True), label=key)
     left.set_yscale("log")
     left.set_xlabel("step")
     left.set_title("training loss")
     left.legend()
-    val = [(s, float(r["val_action_mae"])) for s, r in zip(steps, rows) if r["val_action_mae"]]
+    val = [(s, float(r["val_action_mae"])) for s, r in zip(steps, rows, strict=True) if r["val_action_mae"]]
     if val:
-        right.plot(*zip(*val), marker="o")
+        right.plot(*zip(*val, strict=True), marker="o")
     right.set_xlabel("step")
     right.set_title("held-out action MAE (de-normalised)")
     fig.tight_layout()

@@ -6,6 +6,7 @@ and ``state.json`` (step, optimiser groups, scheduler state).  No pickle.  A che
 written into a temporary folder and renamed into place, so a crash never leaves half of one;
 only the newest ``keep_last`` are kept.  The data position is the step (see ``sampler``).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,15 @@ def checkpoint_dirs(out_dir: Path) -> list[Path]:
     return sorted(p for p in root.glob(f"{_PREFIX}*") if (p / _STATE).is_file())
 
 
-def save_run_state(out_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                   scheduler: Any, ema: dict[str, Tensor] | None, keep_last: int) -> Path:
+def save_run_state(
+    out_dir: Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    ema: dict[str, Tensor] | None,
+    keep_last: int,
+) -> Path:
     root = Path(out_dir) / CHECKPOINTS
     final = root / f"{_PREFIX}{step:07d}"
     temp = root / f".partial-{final.name}-{os.getpid()}"
@@ -48,11 +56,10 @@ def save_run_state(out_dir: Path, step: int, model: nn.Module, optimizer: torch.
         tensors[f"ema.{name}"] = value.detach().cpu().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
-        for i, state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = state
+        for i, rng_state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = rng_state
     save_file(tensors, str(temp / _TENSORS))
-    state = {"step": step, "param_groups": optim_state["param_groups"],
-             "scheduler": scheduler.state_dict()}
+    state = {"step": step, "param_groups": optim_state["param_groups"], "scheduler": scheduler.state_dict()}
     (temp / _STATE).write_text(json.dumps(state))
     if final.exists():
         shutil.rmtree(final)
@@ -62,13 +69,19 @@ def save_run_state(out_dir: Path, step: int, model: nn.Module, optimizer: torch.
     return final
 
 
-def load_run_state(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                   scheduler: Any, ema: dict[str, Tensor] | None) -> int:
+def load_run_state(
+    folder: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    ema: dict[str, Tensor] | None,
+) -> int:
     """Restore everything saved by ``save_run_state``; returns the step to continue from."""
     tensors = load_file(str(Path(folder) / _TENSORS))
     state = json.loads((Path(folder) / _STATE).read_text())
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
-                          strict=True)
+    model.load_state_dict(
+        {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True
+    )
     moments: dict[int, dict[str, Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):

@@ -4,14 +4,16 @@ Global batch k is positions k*G .. (k+1)*G - 1 of the stream (G = per-rank batch
 takes its r-th slice.  The data position is therefore the step number itself: a run resumed at
 step k reads exactly the batches the uninterrupted run would have read.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 
 class EpochStream:
-    def __init__(self, num_samples: int, batch_size: int, seed: int, rank: int = 0,
-                 world_size: int = 1) -> None:
+    def __init__(
+        self, num_samples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
         if num_samples <= 0:
             raise ValueError("no training samples")
         self.num_samples, self.batch_size = num_samples, batch_size
@@ -36,8 +38,9 @@ class EpochStream:
 
     def batch(self, step: int) -> list[int]:
         """Sample indices of this rank's part of global batch ``step``."""
-        return [int(self._permutation(p // self.num_samples)[p % self.num_samples])
-                for p in self.positions(step)]
+        return [
+            int(self._permutation(p // self.num_samples)[p % self.num_samples]) for p in self.positions(step)
+        ]
 
     def epoch(self, step: int) -> float:
         return step * self.global_batch / self.num_samples

@@ -1,4 +1,5 @@
 """Learning-rate schedule: linear warm-up, then a cosine down to ``min_ratio`` of the peak."""
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,9 @@ def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, total: int, warmup: int,
-                   min_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, total: int, warmup: int, min_ratio: float
+) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine(step, total, warmup, min_ratio))
+        optimizer, lambda step: warmup_cosine(step, total, warmup, min_ratio)
+    )

@@ -4,11 +4,12 @@
 std / q01 / q99 per dimension: state over every frame, action over every real (unmasked) chunk
 step.  The export stores it in the checkpoint's metadata, where the policy reads it.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -20,10 +21,14 @@ STATS_FILE = "dataset_stats.json"
 def summary(values: np.ndarray) -> dict[str, list[float]]:
     """Per-column statistics of (N, D) values as plain float lists."""
     values = np.asarray(values, dtype=np.float64)
-    stats = {"global_min": values.min(axis=0), "global_max": values.max(axis=0),
-             "global_mean": values.mean(axis=0), "global_std": values.std(axis=0),
-             "global_q01": np.quantile(values, 0.01, axis=0),
-             "global_q99": np.quantile(values, 0.99, axis=0)}
+    stats = {
+        "global_min": values.min(axis=0),
+        "global_max": values.max(axis=0),
+        "global_mean": values.mean(axis=0),
+        "global_std": values.std(axis=0),
+        "global_q01": np.quantile(values, 0.01, axis=0),
+        "global_q99": np.quantile(values, 0.99, axis=0),
+    }
     return {key: [float(v) for v in vector] for key, vector in stats.items()}
 
 

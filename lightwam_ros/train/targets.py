@@ -10,10 +10,11 @@ command or after ``end`` (the episode's last observation) are masked.
 Commands, not the reached state, are the default target: a position-controlled gripper trained
 on reached positions closes only as far as the object stopped it, then holds it with no force.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -22,13 +23,14 @@ STAMP_TOLERANCE = 1e-6  # s: float seconds of epoch stamps
 
 @dataclass(frozen=True)
 class Command:
-    issued: float                # s, the message's stamp
-    due: np.ndarray              # (P,) s, absolute due times of its points, ascending
-    positions: np.ndarray        # (P, A) in the action layout
+    issued: float  # s, the message's stamp
+    due: np.ndarray  # (P,) s, absolute due times of its points, ascending
+    positions: np.ndarray  # (P, A) in the action layout
 
 
-def commanded_chunks(commands: Sequence[Command], stamps: np.ndarray, dt: float, horizon: int,
-                     end: float) -> tuple[np.ndarray, np.ndarray]:
+def commanded_chunks(
+    commands: Sequence[Command], stamps: np.ndarray, dt: float, horizon: int, end: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(chunks (T, H, A) float32, mask (T, H) bool) for observation ``stamps`` (T,)."""
     if not commands:
         raise ValueError("no commands")

@@ -2,6 +2,7 @@
 trajectories, instructions and action chunks, serialized with the project type store.  Each
 message is a pure function of (seed, index), so a test can regenerate what another process sent.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,12 @@ IMAGE = "sensor_msgs/msg/Image"
 JOINTS = "sensor_msgs/msg/JointState"
 STRING = "std_msgs/msg/String"
 CHUNK = "lightwam_ros/msg/ActionChunk"
-TOPICS = {"/camera/image_raw": IMAGE, "/joint_states": JOINTS, "/instruction": STRING,
-          "/lightwam/action_chunk": CHUNK}
+TOPICS = {
+    "/camera/image_raw": IMAGE,
+    "/joint_states": JOINTS,
+    "/instruction": STRING,
+    "/lightwam/action_chunk": CHUNK,
+}
 JOINT_NAMES = [f"joint{i}" for i in range(1, 8)]
 
 
@@ -36,32 +41,60 @@ def _header(store: Typestore, stamp_ns: int, frame_id: str) -> object:
     return store.types["std_msgs/msg/Header"](stamp=time, frame_id=frame_id)
 
 
-def build_message(store: Typestore, msgtype: str, index: int, stamp_ns: int,
-                  rng: np.random.Generator, image_size: tuple[int, int] = (12, 16)) -> object:
+def build_message(
+    store: Typestore,
+    msgtype: str,
+    index: int,
+    stamp_ns: int,
+    rng: np.random.Generator,
+    image_size: tuple[int, int] = (12, 16),
+) -> object:
     """One message of ``msgtype`` with content drawn from ``rng`` (or derived from ``index``)."""
     header = _header(store, stamp_ns, "frame")
     if msgtype == IMAGE:
         height, width = image_size
         pixels = rng.integers(0, 256, size=height * width * 3, dtype=np.uint8)
-        return store.types[IMAGE](header=header, height=height, width=width, encoding="rgb8",
-                                  is_bigendian=0, step=width * 3, data=pixels)
+        return store.types[IMAGE](
+            header=header,
+            height=height,
+            width=width,
+            encoding="rgb8",
+            is_bigendian=0,
+            step=width * 3,
+            data=pixels,
+        )
     if msgtype == JOINTS:
         phase = index * 0.01
         position = np.sin(phase + np.arange(len(JOINT_NAMES))) + rng.normal(0, 1e-3, 7)
-        return store.types[JOINTS](header=header, name=JOINT_NAMES, position=position,
-                                   velocity=np.cos(phase + np.arange(7)), effort=np.zeros(7))
+        return store.types[JOINTS](
+            header=header,
+            name=JOINT_NAMES,
+            position=position,
+            velocity=np.cos(phase + np.arange(7)),
+            effort=np.zeros(7),
+        )
     if msgtype == STRING:
         return store.types[STRING](data=f"instruction {index}: put the bowl on the plate")
     horizon, dims = 4, 7
     return store.types[CHUNK](
-        header=header, chunk_id=index, embodiment="libero_franka", action_mode="delta_eef",
-        action_names=[f"a{i}" for i in range(dims)], dt=0.1, horizon=horizon, action_dim=dims,
-        actions=rng.normal(0, 1, horizon * dims).astype(np.float32), execute_steps=2,
-        inference_latency=0.05, observation_age=0.01, model_id="tiny-0123", instruction="go")
+        header=header,
+        chunk_id=index,
+        embodiment="libero_franka",
+        action_mode="delta_eef",
+        action_names=[f"a{i}" for i in range(dims)],
+        dt=0.1,
+        horizon=horizon,
+        action_dim=dims,
+        actions=rng.normal(0, 1, horizon * dims).astype(np.float32),
+        execute_steps=2,
+        inference_latency=0.05,
+        observation_age=0.01,
+        model_id="tiny-0123",
+        instruction="go",
+    )
 
 
-def sample(store: Typestore, index: int, *, seed: int = 0,
-           image_size: tuple[int, int] = (12, 16)) -> Sample:
+def sample(store: Typestore, index: int, *, seed: int = 0, image_size: tuple[int, int] = (12, 16)) -> Sample:
     """Message ``index`` of a recording that cycles through TOPICS, 10 ms apart in log time;
     header stamps lag the log time by 3 ms."""
     topic = list(TOPICS)[index % len(TOPICS)]
@@ -73,6 +106,7 @@ def sample(store: Typestore, index: int, *, seed: int = 0,
     return Sample(topic, msgtype, log_time, stamp, bytes(store.serialize_cdr(message, msgtype)))
 
 
-def recording(store: Typestore, count: int, *, seed: int = 0,
-              image_size: tuple[int, int] = (12, 16)) -> list[Sample]:
+def recording(
+    store: Typestore, count: int, *, seed: int = 0, image_size: tuple[int, int] = (12, 16)
+) -> list[Sample]:
     return [sample(store, i, seed=seed, image_size=image_size) for i in range(count)]

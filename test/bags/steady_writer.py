@@ -3,6 +3,7 @@
 ``python steady_writer.py BAG FLUSH_PERIOD INTERVAL`` offers message i of ``bag_samples`` every
 INTERVAL seconds and prints ``sent i MONOTONIC_NS`` after each offer (``ready`` first).
 """
+
 import sys
 import time
 

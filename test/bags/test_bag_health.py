@@ -1,5 +1,6 @@
 """Stream health: header stamps read from CDR bytes, gaps, stamps going backwards, missing
 topics - on generated streams and on a generated bag."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,20 +31,30 @@ def test_header_stamp_is_read_from_cdr_bytes(msgtype: str, little_endian: bool) 
 
 
 def test_no_header_stamp_without_a_header() -> None:
-    data = bytes(STORE.serialize_cdr(
-        build_message(STORE, STRING, 1, STAMP, np.random.default_rng(0)), STRING))
+    data = bytes(
+        STORE.serialize_cdr(build_message(STORE, STRING, 1, STAMP, np.random.default_rng(0)), STRING)
+    )
     assert header_stamp_ns(data, STRING, STORE) is None
     assert header_stamp_ns(data, "acme_msgs/msg/Mystery", STORE) is None
     assert header_stamp_ns(b"\x00\x01\x00\x00\x01", IMAGE, STORE) is None  # too short
     assert header_stamp_ns(b"\x00\x03" + bytes(20), IMAGE, STORE) is None  # not plain CDR
 
 
-def stream(health: StreamHealth, topic: str, rate_hz: float, start_s: float, end_s: float,
-           skip: tuple[float, float] = (0.0, 0.0)) -> list[int]:
+def stream(
+    health: StreamHealth,
+    topic: str,
+    rate_hz: float,
+    start_s: float,
+    end_s: float,
+    skip: tuple[float, float] = (0.0, 0.0),
+) -> list[int]:
     """Messages at ``rate_hz`` from start_s to end_s (relative to START_NS), none inside
     ``skip``; header stamp = log time - 5 ms.  Returns the log times."""
-    times = [START_NS + round(t * NS_PER_S) for t in np.arange(start_s, end_s, 1.0 / rate_hz)
-             if not skip[0] < t < skip[1]]
+    times = [
+        START_NS + round(t * NS_PER_S)
+        for t in np.arange(start_s, end_s, 1.0 / rate_hz)
+        if not skip[0] < t < skip[1]
+    ]
     for log_time in times:
         health.add(topic, log_time, log_time - 5_000_000)
     return times
@@ -76,10 +87,11 @@ def test_stamps_and_log_times_going_backwards() -> None:
     health.add("/instruction", START_NS + 400_000_000)  # log time backwards, no stamp
     problems = {(p.kind, p.topic): p.message for p in health.problems()}
     assert set(problems) == {("out_of_order", "/camera"), ("out_of_order", "/instruction")}
-    assert "2 header stamp(s) not after the previous one, first at +1.000 s" in problems[
-        "out_of_order", "/camera"]
-    assert "log time went backwards 1 time(s), first at +0.400 s" in problems[
-        "out_of_order", "/instruction"]
+    assert (
+        "2 header stamp(s) not after the previous one, first at +1.000 s"
+        in problems["out_of_order", "/camera"]
+    )
+    assert "log time went backwards 1 time(s), first at +0.400 s" in problems["out_of_order", "/instruction"]
     summary = health.summary()
     assert summary["/camera"]["out_of_order"] == 2
     assert summary["/instruction"]["log_time_backwards"] == 1
@@ -87,8 +99,7 @@ def test_stamps_and_log_times_going_backwards() -> None:
 
 
 def test_missing_topics() -> None:
-    (problem,) = missing_topics(["/joint_states", "/instruction"],
-                                ["/camera/image_raw", "/joint_states"])
+    (problem,) = missing_topics(["/joint_states", "/instruction"], ["/camera/image_raw", "/joint_states"])
     assert (problem.kind, problem.topic) == ("missing_topic", "/camera/image_raw")
     assert "it holds /instruction, /joint_states" in problem.message
     assert missing_topics(TOPICS, TOPICS) == []
@@ -103,11 +114,13 @@ def test_a_clean_generated_bag_is_healthy(tmp_path: Path) -> None:
     health = StreamHealth()
     with BagReader(tmp_path / "bag") as reader:
         for message in reader.messages():
-            health.add(message.topic, message.log_time_ns,
-                       header_stamp_ns(message.data, message.msgtype, reader.typestore))
+            health.add(
+                message.topic,
+                message.log_time_ns,
+                header_stamp_ns(message.data, message.msgtype, reader.typestore),
+            )
         assert health.problems() == []
-        assert missing_topics(reader.topics, [*TOPICS, "/wrist/image_raw"])[0].topic == (
-            "/wrist/image_raw")
+        assert missing_topics(reader.topics, [*TOPICS, "/wrist/image_raw"])[0].topic == ("/wrist/image_raw")
     summary = health.summary()
     assert {topic: s["count"] for topic, s in summary.items()} == {t: 50 for t in TOPICS}
     assert summary["/camera/image_raw"]["rate_hz"] == pytest.approx(25.0)

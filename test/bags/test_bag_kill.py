@@ -1,5 +1,6 @@
 """kill -9 of a recording process: everything older than about one flush period is recovered
 byte for byte, the damage is reported, and lightwam-bag-repair makes a complete bag of it."""
+
 from __future__ import annotations
 
 import signal
@@ -40,13 +41,14 @@ def record_and_kill(bag: Path) -> tuple[dict[int, int], int]:
             if int(values[0]) >= KILL_AFTER:
                 reached.set()
 
-    child = ChildProcess([sys.executable, str(CHILD), str(bag), str(FLUSH_PERIOD),
-                          str(INTERVAL)], on_line)
+    child = ChildProcess([sys.executable, str(CHILD), str(bag), str(FLUSH_PERIOD), str(INTERVAL)], on_line)
     child.start_reading()
     try:
         if not reached.wait(START_TIMEOUT):
-            pytest.fail("the recording child did not send enough messages; its output ends:\n"
-                        + "\n".join(output[-10:]))
+            pytest.fail(
+                "the recording child did not send enough messages; its output ends:\n"
+                + "\n".join(output[-10:])
+            )
         killed_at = time.monotonic_ns()
         child.process.send_signal(signal.SIGKILL)
     finally:
@@ -55,8 +57,7 @@ def record_and_kill(bag: Path) -> tuple[dict[int, int], int]:
     return sent, killed_at
 
 
-def test_kill_9_keeps_all_but_the_last_flush_period(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture) -> None:
+def test_kill_9_keeps_all_but_the_last_flush_period(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bag = tmp_path / "bag"
     sent, killed_at = record_and_kill(bag)
     assert not (bag / "metadata.yaml").exists()  # rosbags alone cannot read this bag
@@ -71,14 +72,18 @@ def test_kill_9_keeps_all_but_the_last_flush_period(tmp_path: Path,
     for index, message in zip(indices, messages, strict=True):
         expected = sample(STORE, index)
         assert (message.topic, message.msgtype, message.data) == (
-            expected.topic, expected.msgtype, expected.data)
+            expected.topic,
+            expected.msgtype,
+            expected.data,
+        )
 
     deadline = killed_at - int((FLUSH_PERIOD + SLACK) * 1e9)
     old_enough = [index for index, sent_at in sent.items() if sent_at < deadline]
     assert len(old_enough) >= 40, "too few messages before the deadline to judge"
     assert len(messages) > max(old_enough), (
         f"recovered {len(messages)} messages; message {max(old_enough)} was sent more than "
-        f"{FLUSH_PERIOD + SLACK} s before the kill")
+        f"{FLUSH_PERIOD + SLACK} s before the kill"
+    )
 
     repaired = tmp_path / "repaired"
     assert bag_repair.main([str(bag), str(repaired)]) == 0
@@ -87,7 +92,8 @@ def test_kill_9_keeps_all_but_the_last_flush_period(tmp_path: Path,
     assert f"wrote {repaired}: {len(messages)} messages on 4 topics" in report
     with Reader(repaired) as rosbags_reader:
         assert [(c.topic, t, bytes(d)) for c, t, d in rosbags_reader.messages()] == [
-            (m.topic, m.log_time_ns, m.data) for m in messages]
+            (m.topic, m.log_time_ns, m.data) for m in messages
+        ]
     with BagReader(repaired) as reader:
         assert reader.problems == [] and not reader.recovered
         assert reader.metadata == {"recorded_by": "steady_writer"}

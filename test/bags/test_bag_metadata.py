@@ -1,5 +1,6 @@
 """The recording metadata format: topic roles survive the round trip through the bag's metadata
 text, a bag without them reads as None, and a malformed value is refused with the reason."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,7 +18,7 @@ def test_a_bag_without_topic_roles_has_none():
     assert recorded_topic_roles({METADATA_TOPIC_ROLES: ""}) is None
 
 
-@pytest.mark.parametrize("text", ["[1, 2]", "{not json", "\"input\""])
+@pytest.mark.parametrize("text", ["[1, 2]", "{not json", '"input"'])
 def test_topic_roles_that_are_not_a_json_object_are_refused(text):
     with pytest.raises(ValueError, match="not a JSON object"):
         recorded_topic_roles({METADATA_TOPIC_ROLES: text})

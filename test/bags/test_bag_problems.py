@@ -1,4 +1,5 @@
 """Bad bags give a clear BagError (nothing to read) or a problem list - never a traceback."""
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,7 @@ def as_tuples(messages) -> list[tuple]:
     return [(m.topic, m.msgtype, m.log_time_ns, m.data) for m in messages]
 
 
-def test_file_cut_inside_a_chunk_keeps_the_complete_chunks(tmp_path: Path,
-                                                           multi_chunk_bag) -> None:
+def test_file_cut_inside_a_chunk_keeps_the_complete_chunks(tmp_path: Path, multi_chunk_bag) -> None:
     source, samples = multi_chunk_bag
     bag = tmp_path / "bag"
     shutil.copytree(source, bag)  # metadata.yaml stays: it no longer matches the file
@@ -50,7 +50,8 @@ def test_file_cut_inside_a_chunk_keeps_the_complete_chunks(tmp_path: Path,
         kept = [s for s in samples if s.log_time_ns <= blocks[-2].end_ns]
         assert as_tuples(messages) == as_tuples(kept)
         assert reader.recovered and reader.counts == {
-            topic: sum(s.topic == topic for s in kept) for topic in TOPICS}
+            topic: sum(s.topic == topic for s in kept) for topic in TOPICS
+        }
         (problem,) = reader.problems
         assert problem.kind == "truncated"
         assert "the file ends inside a chunk record" in problem.message
@@ -64,8 +65,9 @@ def test_compressed_chunks_without_footer_are_recovered(tmp_path: Path) -> None:
     bag = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
     bag.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
     with bag:
-        connections = {topic: bag.add_connection(topic, msgtype, typestore=STORE)
-                       for topic, msgtype in TOPICS.items()}
+        connections = {
+            topic: bag.add_connection(topic, msgtype, typestore=STORE) for topic, msgtype in TOPICS.items()
+        }
         for s in samples:
             bag.write(connections[s.topic], s.log_time_ns, s.data)
     mcap = path / "bag.mcap"
@@ -81,8 +83,9 @@ def test_messages_outside_chunks_are_recovered(tmp_path: Path, multi_chunk_bag) 
     """Other MCAP writers may store schemas, channels and messages outside chunks."""
     source, samples = multi_chunk_bag
     chunked = (source / "bag.mcap").read_bytes()
-    records = b"".join(chunked[b.offset:b.offset + b.stored_size]
-                       for b in scan_mcap(source / "bag.mcap").blocks)
+    records = b"".join(
+        chunked[b.offset : b.offset + b.stored_size] for b in scan_mcap(source / "bag.mcap").blocks
+    )
     unchunked = tmp_path / "unchunked.mcap"
     unchunked.write_bytes(MAGIC + records)
     with BagReader(unchunked) as reader:
@@ -105,14 +108,17 @@ def test_damage_met_while_iterating_ends_cleanly(tmp_path: Path, multi_chunk_bag
         (problem,) = reader.problems
         assert problem.kind == "truncated"
         assert problem.message.startswith(f"reading stopped after {len(messages)} messages")
-        assert as_tuples(messages) == as_tuples(samples[:len(messages)])
+        assert as_tuples(messages) == as_tuples(samples[: len(messages)])
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda p: None, "does not exist"),
-    (lambda p: p.write_bytes(b""), "is empty"),
-    (lambda p: p.write_bytes(os.urandom(4096)), "not an MCAP file"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.write_bytes(b""), "is empty"),
+        (lambda p: p.write_bytes(os.urandom(4096)), "not an MCAP file"),
+    ],
+)
 def test_nothing_to_read_is_a_bag_error(tmp_path: Path, make, match: str) -> None:
     path = tmp_path / "recording.mcap"
     make(path)
@@ -172,8 +178,7 @@ def test_unknown_type_is_listed_not_decoded(mystery_bag: Path) -> None:
         assert reader.decode(image).encoding == "rgb8"
 
 
-def test_repair_leaves_out_what_cannot_be_played(mystery_bag: Path, tmp_path: Path,
-                                                 capsys) -> None:
+def test_repair_leaves_out_what_cannot_be_played(mystery_bag: Path, tmp_path: Path, capsys) -> None:
     assert bag_repair.main([str(mystery_bag), str(tmp_path / "out")]) == 0
     report = capsys.readouterr().out
     assert "not copied: topic /mystery: 3 messages of type acme_msgs/msg/Mystery" in report

@@ -1,6 +1,7 @@
 """Round trips: BagWriter -> BagReader byte for byte, rosbags' own writer -> BagReader, and
 BagWriter -> rosbags' reader (what ``ros2 bag`` reads: metadata.yaml and an MCAP file with every
 definition embedded, the project's ActionChunk included)."""
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,7 @@ def test_bag_writer_to_bag_reader_is_byte_for_byte(tmp_path: Path) -> None:
         assert as_tuples(messages) == as_tuples(samples)
         assert reader.topics == TOPICS
         assert reader.counts == {topic: 20 for topic in TOPICS}
-        assert (reader.start_ns, reader.end_ns) == (samples[0].log_time_ns,
-                                                    samples[-1].log_time_ns)
+        assert (reader.start_ns, reader.end_ns) == (samples[0].log_time_ns, samples[-1].log_time_ns)
         assert reader.metadata == {"embodiment": "libero_franka"}
         assert reader.problems == [] and not reader.recovered
         assert set(reader.definitions) == set(TOPICS.values())
@@ -60,20 +60,20 @@ def test_topic_filter_keeps_log_time_order(tmp_path: Path) -> None:
     write_with_bag_writer(tmp_path / "bag", samples)
     wanted = {"/camera/image_raw", "/lightwam/action_chunk"}
     with BagReader(tmp_path / "bag") as reader:
-        assert as_tuples(reader.messages(wanted)) == as_tuples(
-            s for s in samples if s.topic in wanted)
+        assert as_tuples(reader.messages(wanted)) == as_tuples(s for s in samples if s.topic in wanted)
         assert as_tuples(reader.messages("/instruction")) == as_tuples(
-            s for s in samples if s.topic == "/instruction")
+            s for s in samples if s.topic == "/instruction"
+        )
         assert list(reader.messages(["/not/recorded"])) == []
 
 
-@pytest.mark.parametrize("plugin", [StoragePlugin.MCAP, StoragePlugin.SQLITE3],
-                         ids=["mcap", "sqlite3"])
+@pytest.mark.parametrize("plugin", [StoragePlugin.MCAP, StoragePlugin.SQLITE3], ids=["mcap", "sqlite3"])
 def test_bag_of_rosbags_writer_reads_back(tmp_path: Path, plugin: StoragePlugin) -> None:
     samples = recording(STORE, 40)
     with Writer(tmp_path / "bag", version=9, storage_plugin=plugin) as bag:
-        connections = {topic: bag.add_connection(topic, msgtype, typestore=STORE)
-                       for topic, msgtype in TOPICS.items()}
+        connections = {
+            topic: bag.add_connection(topic, msgtype, typestore=STORE) for topic, msgtype in TOPICS.items()
+        }
         for s in samples:
             bag.write(connections[s.topic], s.log_time_ns, s.data)
     reader, messages = read_all(tmp_path / "bag")
@@ -112,16 +112,15 @@ def test_action_chunk_hash_matches_the_rosidl_generated_one() -> None:
     description = Path(sys.prefix) / "share" / "lightwam_ros" / "msg" / "ActionChunk.json"
     if not description.is_file():
         pytest.skip(f"no rosidl type description at {description}")
-    hashes = {h["type_name"]: h["hash_string"]
-              for h in json.loads(description.read_text())["type_hashes"]}
+    hashes = {h["type_name"]: h["hash_string"] for h in json.loads(description.read_text())["type_hashes"]}
     assert STORE.hash_rihs01(CHUNK) == hashes[CHUNK]
 
 
 def test_message_definitions_are_found_through_ament_prefix_path(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "ws"))
     assert tmp_path / "ws" / "share" / "lightwam_ros" / "msg" in typestore_module.msg_search_dirs()
     monkeypatch.setattr(typestore_module, "msg_search_dirs", lambda: [tmp_path / "nowhere"])
-    with pytest.raises(typestore_module.MessageDefinitionsNotFound,
-                       match=r"ActionChunk\.msg.*nowhere"):
+    with pytest.raises(typestore_module.MessageDefinitionsNotFound, match=r"ActionChunk\.msg.*nowhere"):
         typestore_module.find_msg_dir()

@@ -1,5 +1,6 @@
 """BagWriter: offers never block, the queue is bounded (drops counted per topic), a failing disk
 ends in ``error`` instead of an exception, and bad topics get clear errors."""
+
 from __future__ import annotations
 
 import errno
@@ -46,8 +47,11 @@ def make_writer(path: Path, **options) -> BagWriter:
 def test_full_queue_drops_without_blocking(tmp_path: Path, blocked_writes, limit: str) -> None:
     entered, release = blocked_writes
     samples = recording(STORE, 12)
-    bound = ({"max_queue_messages": 3} if limit == "messages"
-             else {"max_queue_bytes": sum(len(s.data) for s in samples[:3])})
+    bound = (
+        {"max_queue_messages": 3}
+        if limit == "messages"
+        else {"max_queue_bytes": sum(len(s.data) for s in samples[:3])}
+    )
     writer = make_writer(tmp_path / "bag", **bound)
     accepted = [writer.offer(s.topic, s.log_time_ns, s.data) for s in samples[:3]]
     assert entered.wait(BLOCK_TIMEOUT), "the writer thread never started writing"
@@ -70,8 +74,9 @@ def test_full_queue_drops_without_blocking(tmp_path: Path, blocked_writes, limit
         assert reader.problems == []
 
 
-def test_a_failing_disk_ends_in_error_not_an_exception(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_disk_ends_in_error_not_an_exception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def disk_full(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -129,4 +134,7 @@ def test_offered_qos_reaches_metadata(tmp_path: Path) -> None:
         (connection,) = reader.connections
         (profile,) = connection.ext.offered_qos_profiles
         assert (profile.depth, profile.durability.name, profile.reliability.name) == (
-            1, "TRANSIENT_LOCAL", "RELIABLE")
+            1,
+            "TRANSIENT_LOCAL",
+            "RELIABLE",
+        )

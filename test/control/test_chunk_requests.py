@@ -1,4 +1,5 @@
 """The executor asks for a chunk when its plan nears its end, once per answer, retrying."""
+
 import math
 
 import pytest
@@ -28,8 +29,7 @@ def test_asks_again_after_the_retry_time_when_no_chunk_arrives():
     assert not timer.due(ns(1.5), None, 0)
 
 
-@pytest.mark.parametrize("lead_time, retry", [(0.0, 1.0), (0.5, -1.0), (math.nan, 1.0),
-                                              (0.5, math.inf)])
+@pytest.mark.parametrize("lead_time, retry", [(0.0, 1.0), (0.5, -1.0), (math.nan, 1.0), (0.5, math.inf)])
 def test_bad_settings_are_refused(lead_time, retry):
     with pytest.raises(ValueError, match="must be a finite number > 0"):
         ChunkRequestTimer(lead_time, retry)

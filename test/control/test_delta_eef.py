@@ -1,4 +1,5 @@
 """Delta end-effector chunks converted to joint targets through IK, with the gripper column."""
+
 import math
 
 import numpy as np
@@ -26,8 +27,7 @@ def test_integrated_deltas_are_reached_and_the_gripper_is_mapped():
     start = CHAIN.forward(READY)
     for step in range(6):
         pose = CHAIN.forward(out[step, :7])
-        np.testing.assert_allclose(pose.position - start.position,
-                                   [0.05 * (step + 1), 0.0, 0.0], atol=1e-5)
+        np.testing.assert_allclose(pose.position - start.position, [0.05 * (step + 1), 0.0, 0.0], atol=1e-5)
         turned = rotation_to_axis_angle(pose.rotation @ start.rotation.T)
         np.testing.assert_allclose(turned, [0.0, 0.0, 0.1 * min(step + 1, 3)], atol=1e-4)
     np.testing.assert_allclose(out[:, 7], [0.04, 0.04, 0.0, 0.0, 0.0, 0.04])

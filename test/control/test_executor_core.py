@@ -1,4 +1,5 @@
 """The executor end to end: chunks at 20 Hz in, 500 Hz commands out, holds, e-stop, refusals."""
+
 import math
 
 import numpy as np
@@ -30,15 +31,21 @@ def ns(seconds: float) -> int:
 def limits(ramp_time: float) -> JointSafetyLimits:
     joints = PANDA_JOINTS
     return JointSafetyLimits(
-        lower=[j["lower"] for j in joints] + [0.0], upper=[j["upper"] for j in joints] + [0.04],
-        max_velocity=VMAX, max_acceleration=AMAX, max_deviation=0.2,
-        max_jump=[0.3] * 7 + [0.04], limit_margin=[0.01] * 7 + [0.001], ramp_time=ramp_time,
+        lower=[j["lower"] for j in joints] + [0.0],
+        upper=[j["upper"] for j in joints] + [0.04],
+        max_velocity=VMAX,
+        max_acceleration=AMAX,
+        max_deviation=0.2,
+        max_jump=[0.3] * 7 + [0.04],
+        limit_margin=[0.01] * 7 + [0.001],
+        ramp_time=ramp_time,
     )
 
 
 def executor(rule="latest", kind="quintic", ramp_time=0.0, **config) -> ChunkExecutorCore:
-    return ChunkExecutorCore(ExecutorConfig(limits(ramp_time), boundary_rule=rule,
-                                            interpolation=kind, **config))
+    return ChunkExecutorCore(
+        ExecutorConfig(limits(ramp_time), boundary_rule=rule, interpolation=kind, **config)
+    )
 
 
 def reference(t: float) -> np.ndarray:
@@ -48,8 +55,13 @@ def reference(t: float) -> np.ndarray:
 
 
 def joint_chunk(stamp: float, actions: np.ndarray, execute_steps: int = 10) -> Chunk:
-    return Chunk(stamp_ns=ns(stamp), dt=DT, actions=actions, action_names=NAMES[:actions.shape[1]],
-                 execute_steps=execute_steps)
+    return Chunk(
+        stamp_ns=ns(stamp),
+        dt=DT,
+        actions=actions,
+        action_names=NAMES[: actions.shape[1]],
+        execute_steps=execute_steps,
+    )
 
 
 def predicted_chunk(stamp: float, offset: float = 0.0, execute_steps: int = 10) -> Chunk:
@@ -118,7 +130,7 @@ def test_two_overlapping_chunks_give_continuous_bounded_commands(rule, kind):
     core = executor(rule, kind)
     arrivals = {ARRIVAL_A: predicted_chunk(0.10), ARRIVAL_B: predicted_chunk(0.15, OFFSET)}
     commands = run(core, arrivals, ticks=int(0.5 / TICK))
-    assert all(c.state == ExecutorState.RUNNING for c in commands[ARRIVAL_A + 1:])
+    assert all(c.state == ExecutorState.RUNNING for c in commands[ARRIVAL_A + 1 :])
     _, velocities, accelerations = assert_within_caps(commands)
 
     # Across the boundary the interpolation alone keeps the motion smooth: the safety filter
@@ -140,10 +152,11 @@ def test_blending_smooths_a_disagreement_that_latest_wins_passes_on():
     peaks = {}
     for rule in ("latest", "blend"):
         core = executor(rule, "quintic")
-        commands = run(core, {ARRIVAL_A: predicted_chunk(0.10),
-                              ARRIVAL_B: predicted_chunk(0.15, big)}, ticks=200)
+        commands = run(
+            core, {ARRIVAL_A: predicted_chunk(0.10), ARRIVAL_B: predicted_chunk(0.15, big)}, ticks=200
+        )
         _, _, accelerations = assert_within_caps(commands)
-        peaks[rule] = np.abs(accelerations[ARRIVAL_B - 1:ARRIVAL_B + 40, :7]).max()
+        peaks[rule] = np.abs(accelerations[ARRIVAL_B - 1 : ARRIVAL_B + 40, :7]).max()
     assert peaks["blend"] < 0.5 * peaks["latest"]
 
 

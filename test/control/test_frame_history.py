@@ -1,4 +1,5 @@
 """Observation assembly from timestamped streams: matching, staleness, ordering, frozen inputs."""
+
 import numpy as np
 import pytest
 
@@ -15,10 +16,12 @@ def image(seed: int) -> np.ndarray:
 
 
 def test_as_of_picks_latest_at_or_before_t_plus_tolerance():
-    assembler = ObservationAssembler({
-        "agentview": StreamConfig(max_age=0.2, tolerance=0.005),
-        "joints": StreamConfig(max_age=0.05, capacity=64),
-    })
+    assembler = ObservationAssembler(
+        {
+            "agentview": StreamConfig(max_age=0.2, tolerance=0.005),
+            "joints": StreamConfig(max_age=0.05, capacity=64),
+        }
+    )
     for k in range(10):  # camera at 30 Hz, stamps 0, 1/30, ...
         assembler.add("agentview", k / 30, f"frame{k}")
     for k in range(60):  # joint state at 500 Hz
@@ -38,9 +41,7 @@ def test_as_of_picks_latest_at_or_before_t_plus_tolerance():
 
 
 def test_nearest_matching_within_tolerance_either_side():
-    assembler = ObservationAssembler(
-        {"wrist": StreamConfig(max_age=1.0, tolerance=0.01, match="nearest")}
-    )
+    assembler = ObservationAssembler({"wrist": StreamConfig(max_age=1.0, tolerance=0.01, match="nearest")})
     for stamp in (1.00, 1.05, 1.10):
         assembler.add("wrist", stamp, stamp)
     assert assembler.assemble(1.043).value("wrist") == 1.05  # after t, but nearer
@@ -53,11 +54,13 @@ def test_nearest_matching_within_tolerance_either_side():
 
 
 def test_stale_stream_is_named_with_its_excess_age():
-    assembler = ObservationAssembler({
-        "agentview": StreamConfig(max_age=0.2),
-        "wrist": StreamConfig(max_age=0.2),
-        "joints": StreamConfig(max_age=0.05),
-    })
+    assembler = ObservationAssembler(
+        {
+            "agentview": StreamConfig(max_age=0.2),
+            "wrist": StreamConfig(max_age=0.2),
+            "joints": StreamConfig(max_age=0.05),
+        }
+    )
     for k in range(16):
         assembler.add("agentview", k * 0.1, image(k))
     for k in range(11):
@@ -78,15 +81,11 @@ def test_stale_stream_is_named_with_its_excess_age():
 
 
 def test_problems_are_sorted_worst_first_and_missing_streams_reported():
-    assembler = ObservationAssembler({
-        name: StreamConfig(max_age=0.1) for name in ("a", "b", "c")
-    })
+    assembler = ObservationAssembler({name: StreamConfig(max_age=0.1) for name in ("a", "b", "c")})
     assembler.add("a", 0.0, 1)
     assembler.add("b", 0.5, 1)
     problems = assembler.problems(0.65)
-    assert [(p.stream, p.kind) for p in problems] == [
-        ("c", "missing"), ("a", "stale"), ("b", "stale")
-    ]
+    assert [(p.stream, p.kind) for p in problems] == [("c", "missing"), ("a", "stale"), ("b", "stale")]
     assert problems[1].excess == pytest.approx(0.55)
     assert problems[2].excess == pytest.approx(0.05)
 
@@ -108,8 +107,9 @@ def test_backwards_and_repeated_stamps_are_rejected_counted_and_dropped():
 def test_a_stream_whose_stamps_go_back_beyond_max_age_restarts_instead_of_stalling():
     """A camera driver restart or a clock jump nobody announced: the camera's stamps restart 1000 s
     earlier while the joint stream keeps its own; the camera stream starts over at once."""
-    assembler = ObservationAssembler({"cam": StreamConfig(max_age=0.2),
-                                      "joints": StreamConfig(max_age=0.2, capacity=64)})
+    assembler = ObservationAssembler(
+        {"cam": StreamConfig(max_age=0.2), "joints": StreamConfig(max_age=0.2, capacity=64)}
+    )
     for k in range(5):
         assembler.add("cam", 1000.0 + k * 0.04, f"old{k}")
     assert not assembler.add("cam", 1000.0, "within max_age")  # an ordinary late sample
@@ -179,8 +179,9 @@ def test_bad_input_is_refused_without_side_effects():
 
 
 def anchored_streams() -> ObservationAssembler:
-    assembler = ObservationAssembler({"scene": StreamConfig(max_age=0.2),
-                                      "joints": StreamConfig(max_age=0.05, capacity=64)})
+    assembler = ObservationAssembler(
+        {"scene": StreamConfig(max_age=0.2), "joints": StreamConfig(max_age=0.05, capacity=64)}
+    )
     for k in range(4):  # camera at 10 Hz: 0.0 .. 0.3
         assembler.add("scene", k / 10, f"frame{k}")
     for k in range(40):  # joints at 100 Hz: 0.0 .. 0.39
@@ -217,8 +218,9 @@ def test_clear_forgets_samples_so_time_may_start_again():
 
 
 def test_anchored_assembly_waits_until_every_stream_has_reached_the_frame():
-    assembler = ObservationAssembler({"scene": StreamConfig(max_age=0.2),
-                                      "joints": StreamConfig(max_age=0.05, capacity=64)})
+    assembler = ObservationAssembler(
+        {"scene": StreamConfig(max_age=0.2), "joints": StreamConfig(max_age=0.05, capacity=64)}
+    )
     for k in range(3):
         assembler.add("scene", k / 10, f"frame{k}")  # 0.0, 0.1, 0.2
     for k in range(20):
@@ -230,8 +232,9 @@ def test_anchored_assembly_waits_until_every_stream_has_reached_the_frame():
 
 
 def test_anchored_assembly_refuses_when_a_stream_lags_beyond_max_age():
-    assembler = ObservationAssembler({"scene": StreamConfig(max_age=0.15),
-                                      "joints": StreamConfig(max_age=0.3)})
+    assembler = ObservationAssembler(
+        {"scene": StreamConfig(max_age=0.15), "joints": StreamConfig(max_age=0.3)}
+    )
     for k in range(5):
         assembler.add("scene", k / 10, f"frame{k}")
     assembler.add("joints", 0.15, 0)  # fresh enough, but it lags frame 2 and later

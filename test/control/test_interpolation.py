@@ -1,4 +1,5 @@
 """Interpolation to the control rate: start state matched, waypoints hit, continuity per kind."""
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
 """JointFollower: commanded trajectories followed like an ideal (or lagging) position
 controller, bad commands refused without changing the plan."""
+
 import numpy as np
 import pytest
 
@@ -8,8 +9,9 @@ from lightwam_ros.control.joint_follower import JointFollower
 
 def _follower(time_constant=0.0):
     names = ("a", "b")
-    return JointFollower(names, np.array([-1.0, 0.0]), np.array([1.0, 2.0]),
-                       np.array([0.0, 1.0]), time_constant)
+    return JointFollower(
+        names, np.array([-1.0, 0.0]), np.array([1.0, 2.0]), np.array([0.0, 1.0]), time_constant
+    )
 
 
 def test_arm_follows_a_trajectory_by_linear_interpolation_then_holds_its_end():
@@ -31,12 +33,17 @@ def test_arm_skips_past_points_and_clips_to_its_limits():
     assert arm.fractions() == pytest.approx([1.0, 0.5])
 
 
-@pytest.mark.parametrize("names, times, points, reason", [
-    (["c"], [1.0], [[0.0]], "does not have"), (["a", "a"], [1.0], [[0.0, 0.0]], "twice"),
-    (["a"], [1.0], [[0.0, 1.0]], "one position per named joint"),
-    (["a"], [], [], "one position per named joint"),
-    (["a"], [1.0], [[float("nan")]], "non-finite"),
-    (["a"], [2.0, 2.0], [[0.1], [0.2]], "increase")])
+@pytest.mark.parametrize(
+    "names, times, points, reason",
+    [
+        (["c"], [1.0], [[0.0]], "does not have"),
+        (["a", "a"], [1.0], [[0.0, 0.0]], "twice"),
+        (["a"], [1.0], [[0.0, 1.0]], "one position per named joint"),
+        (["a"], [], [], "one position per named joint"),
+        (["a"], [1.0], [[float("nan")]], "non-finite"),
+        (["a"], [2.0, 2.0], [[0.1], [0.2]], "increase"),
+    ],
+)
 def test_bad_commands_are_refused_and_change_nothing(names, times, points, reason):
     arm = _follower()
     with pytest.raises(ValueError, match=reason):

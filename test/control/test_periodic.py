@@ -1,4 +1,5 @@
 """The control loop keeps absolute deadlines: no drift, a late tick does not shift the grid."""
+
 import itertools
 import threading
 import time

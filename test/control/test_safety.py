@@ -1,4 +1,5 @@
 """Safety filter: caps hold under a random fuzz, whole-chunk rejection, ramp-in, deviation."""
+
 import numpy as np
 import pytest
 
@@ -12,9 +13,16 @@ TOL = 1e-9
 
 
 def limits(**overrides) -> JointSafetyLimits:
-    values = dict(lower=LOWER, upper=UPPER, max_velocity=VMAX, max_acceleration=AMAX,
-                  max_deviation=[0.3, 0.3, 0.02], max_jump=[0.2, 0.2, 0.04],
-                  limit_margin=[0.05, 0.05, 0.002], ramp_time=0.5)
+    values = dict(
+        lower=LOWER,
+        upper=UPPER,
+        max_velocity=VMAX,
+        max_acceleration=AMAX,
+        max_deviation=[0.3, 0.3, 0.02],
+        max_jump=[0.2, 0.2, 0.04],
+        limit_margin=[0.05, 0.05, 0.002],
+        ramp_time=0.5,
+    )
     values.update(overrides)
     return JointSafetyLimits(**values)
 

@@ -1,4 +1,5 @@
 """Chunk placement in time, boundary rules and the latency estimate."""
+
 import math
 
 import numpy as np
@@ -19,14 +20,18 @@ def chunk(stamp: float, values: np.ndarray, execute_steps: int | None = None) ->
     if values.ndim == 1:
         values = values[:, None]
     names = [f"j{i}" for i in range(values.shape[1])]
-    return Chunk(stamp_ns=ns(stamp), dt=DT, actions=values, action_names=names,
-                 execute_steps=execute_steps or len(values))
+    return Chunk(
+        stamp_ns=ns(stamp),
+        dt=DT,
+        actions=values,
+        action_names=names,
+        execute_steps=execute_steps or len(values),
+    )
 
 
 def test_step_i_is_reached_at_the_end_of_its_interval():
     c = chunk(10.0, np.arange(32.0), execute_steps=4)
-    np.testing.assert_array_equal(c.waypoint_times_ns(),
-                                  [ns(10.05), ns(10.10), ns(10.15), ns(10.20)])
+    np.testing.assert_array_equal(c.waypoint_times_ns(), [ns(10.05), ns(10.10), ns(10.15), ns(10.20)])
     np.testing.assert_array_equal(c.executable()[:, 0], [0, 1, 2, 3])
 
 

@@ -1,4 +1,5 @@
 """Watchdog state machine and the coordinated braking used for holds and e-stops."""
+
 import numpy as np
 import pytest
 

@@ -39,9 +39,15 @@ CANVAS = (32, 64)
 
 def make_stats(state_dim: int = PROPRIO_DIM, action_dim: int = ACTION_DIM) -> dict:
     def block(dim: int) -> dict:
-        return {"global_min": [-1.0 - i for i in range(dim)], "global_max": [1.0 + i for i in range(dim)],
-                "global_mean": [0.1] * dim, "global_std": [0.5] * dim,
-                "global_q01": [-0.9] * dim, "global_q99": [0.9] * dim}
+        return {
+            "global_min": [-1.0 - i for i in range(dim)],
+            "global_max": [1.0 + i for i in range(dim)],
+            "global_mean": [0.1] * dim,
+            "global_std": [0.5] * dim,
+            "global_q01": [-0.9] * dim,
+            "global_q99": [0.9] * dim,
+        }
+
     return {"state": {"default": block(state_dim)}, "action": {"default": block(action_dim)}}
 
 
@@ -56,8 +62,13 @@ def random_model(seed: int = 0) -> LightWAM:
 
 
 def make_meta(model: LightWAM, **changes) -> CheckpointMetadata:
-    fields = dict(config=model.cfg, embodiment="libero_franka", stats=make_stats(),
-                  instruction_encoder="umt5-xxl", source="unit-test")
+    fields = dict(
+        config=model.cfg,
+        embodiment="libero_franka",
+        stats=make_stats(),
+        instruction_encoder="umt5-xxl",
+        source="unit-test",
+    )
     fields.update(changes)
     return CheckpointMetadata(**fields)
 
@@ -65,9 +76,11 @@ def make_meta(model: LightWAM, **changes) -> CheckpointMetadata:
 def model_inputs(model: LightWAM) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(1)
     dit = model.cfg.dit
-    return (torch.rand(1, 3, *CANVAS, generator=generator) * 2 - 1,
-            torch.randn(1, dit.text_len, dit.text_dim, generator=generator),
-            torch.randn(1, PROPRIO_DIM, generator=generator))
+    return (
+        torch.rand(1, 3, *CANVAS, generator=generator) * 2 - 1,
+        torch.randn(1, dit.text_len, dit.text_dim, generator=generator),
+        torch.randn(1, PROPRIO_DIM, generator=generator),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -171,13 +184,21 @@ def rewrite(src: Path, dst: Path, edit=None, metadata_edit=None) -> Path:
 LORA_KEY = "dit.blocks.3.self_attn.lora_q.down_proj.weight"
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda t: t.pop(LORA_KEY), [r"missing 1 key", r"dit\.lora \(1\)", re.escape(LORA_KEY)]),
-    (lambda t: t.update({"dit.blocks.0.extra.weight": torch.zeros(2)}),
-     [r"unexpected 1 key", r"dit\.base \(1\)", r"dit\.blocks\.0\.extra\.weight"]),
-    (lambda t: t.update({"expert.output.2.weight": torch.zeros(9, 128)}),
-     [r"1 shape mismatch", r"expert\.output\.2\.weight \(file \(9, 128\) vs model \(7, 128\)\)"]),
-], ids=["missing", "unexpected", "shape"])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda t: t.pop(LORA_KEY), [r"missing 1 key", r"dit\.lora \(1\)", re.escape(LORA_KEY)]),
+        (
+            lambda t: t.update({"dit.blocks.0.extra.weight": torch.zeros(2)}),
+            [r"unexpected 1 key", r"dit\.base \(1\)", r"dit\.blocks\.0\.extra\.weight"],
+        ),
+        (
+            lambda t: t.update({"expert.output.2.weight": torch.zeros(9, 128)}),
+            [r"1 shape mismatch", r"expert\.output\.2\.weight \(file \(9, 128\) vs model \(7, 128\)\)"],
+        ),
+    ],
+    ids=["missing", "unexpected", "shape"],
+)
 def test_mismatched_tensors_are_named(saved, tmp_path, edit, expected):
     bad = rewrite(saved[0], tmp_path / "bad.safetensors", edit)
     with pytest.raises(CheckpointError) as info:
@@ -190,6 +211,7 @@ def test_long_key_lists_are_grouped_and_truncated(saved, tmp_path):
     def drop_lora(tensors):
         for key in [k for k in tensors if key_family(k) == "dit.lora"]:
             del tensors[key]
+
     bad = rewrite(saved[0], tmp_path / "nolora.safetensors", drop_lora)
     expected = r"missing 600 key\(s\): dit\.lora \(600\): .*\(\+596 more\)"
     with pytest.raises(CheckpointError, match=expected) as info:
@@ -200,6 +222,7 @@ def test_long_key_lists_are_grouped_and_truncated(saved, tmp_path):
 def test_edited_tensor_data_fails_the_hash_check(saved, tmp_path):
     def nudge(tensors):
         tensors["proprio_encoder.bias"] = tensors["proprio_encoder.bias"] + 1
+
     bad = rewrite(saved[0], tmp_path / "edited.safetensors", nudge)
     with pytest.raises(CheckpointError, match="corrupted or edited"):
         load_checkpoint(bad)
@@ -228,8 +251,9 @@ def test_checkpoints_written_with_the_pre_release_pooler_names_still_load(model,
         loaded = load_checkpoint(legacy)
     fresh = load_checkpoint(saved[0])
     with torch.no_grad():
-        assert torch.equal(loaded.model.infer_action(*model_inputs(model)),
-                           fresh.model.infer_action(*model_inputs(model)))
+        assert torch.equal(
+            loaded.model.infer_action(*model_inputs(model)), fresh.model.infer_action(*model_inputs(model))
+        )
     assert loaded.model_id == read_raw(legacy)[1]["model_id"]
 
 
@@ -238,14 +262,21 @@ def test_wrong_embodiment_is_refused(saved):
         load_checkpoint(saved[0], expect_embodiment="robotwin_aloha")
 
 
-@pytest.mark.parametrize("metadata_edit, message", [
-    (lambda m: m.clear(), "no metadata"),
-    (lambda m: m.pop("stats"), r"metadata lacks \['stats'\]"),
-    (lambda m: m.update(format="other/2"), "format 'other/2'"),
-    (lambda m: m.update(config="{not json"), "invalid config/stats"),
-    (lambda m: m.update(embodiment=""), "embodiment must be a non-empty string"),
-    (lambda m: m.update(stats=json.dumps(make_stats(state_dim=3))), r"state\.default vectors must have 8"),
-], ids=["none", "missing-field", "format", "config", "embodiment", "stats-dims"])
+@pytest.mark.parametrize(
+    "metadata_edit, message",
+    [
+        (lambda m: m.clear(), "no metadata"),
+        (lambda m: m.pop("stats"), r"metadata lacks \['stats'\]"),
+        (lambda m: m.update(format="other/2"), "format 'other/2'"),
+        (lambda m: m.update(config="{not json"), "invalid config/stats"),
+        (lambda m: m.update(embodiment=""), "embodiment must be a non-empty string"),
+        (
+            lambda m: m.update(stats=json.dumps(make_stats(state_dim=3))),
+            r"state\.default vectors must have 8",
+        ),
+    ],
+    ids=["none", "missing-field", "format", "config", "embodiment", "stats-dims"],
+)
 def test_bad_metadata_is_refused(saved, tmp_path, metadata_edit, message):
     bad = rewrite(saved[0], tmp_path / "meta.safetensors", metadata_edit=metadata_edit)
     with pytest.raises(CheckpointError, match=message):
@@ -281,8 +312,11 @@ def test_save_refuses_inconsistent_inputs(model, tmp_path):
 # ---------------------------------------------------------------------- original Wan weights
 def wan_dit_tensors(source: LightWAM) -> dict[str, torch.Tensor]:
     """Original Wan2.1 DiT names: the package keys of the base DiT and head without ``dit.``."""
-    return {k.removeprefix("dit."): v.clone() for k, v in source.state_dict().items()
-            if key_family(k) in ("dit.base", "dit.head")}
+    return {
+        k.removeprefix("dit."): v.clone()
+        for k, v in source.state_dict().items()
+        if key_family(k) in ("dit.base", "dit.head")
+    }
 
 
 def test_wan_dit_weights_load_strictly_and_leave_lora_alone():
@@ -300,16 +334,20 @@ def test_wan_dit_weights_load_strictly_and_leave_lora_alone():
     with pytest.raises(CheckpointError, match=r"missing 1 key.*dit\.blocks\.7\.cross_attn\.k\.weight"):
         load_wan_dit_weights(target, tensors)
     with pytest.raises(CheckpointError, match=r"unexpected 1 key.*dit\.blocks\.0\.self_attn\.lora_q"):
-        load_wan_dit_weights(target, {**wan_dit_tensors(source),
-                                      "blocks.0.self_attn.lora_q.down_proj.weight": torch.zeros(4, 64)})
+        load_wan_dit_weights(
+            target,
+            {**wan_dit_tensors(source), "blocks.0.self_attn.lora_q.down_proj.weight": torch.zeros(4, 64)},
+        )
 
 
 def test_wan_vae_weights_ignore_the_decoder():
     target, source = random_model(0), random_model(1)
-    original = {k.removeprefix("vae."): v.clone() for k, v in source.state_dict().items()
-                if k.startswith("vae.")}
-    load_wan_vae_weights(target, {**original, "decoder.conv1.weight": torch.zeros(3),
-                                  "conv2.weight": torch.zeros(3)})
+    original = {
+        k.removeprefix("vae."): v.clone() for k, v in source.state_dict().items() if k.startswith("vae.")
+    }
+    load_wan_vae_weights(
+        target, {**original, "decoder.conv1.weight": torch.zeros(3), "conv2.weight": torch.zeros(3)}
+    )
     loaded = target.state_dict()
     assert all(torch.equal(loaded[f"vae.{k}"], v) for k, v in original.items())
     del original["encoder.head.2.bias"]
@@ -325,31 +363,65 @@ class NotATensor:
 # The release's key list and shapes, written from the model spec (lightwam-model-spec.md, "Released
 # checkpoint format") and Wan2.1's original DiT names, not from this package's modules: tiny widths,
 # adapters (and so the expert's taps) at non-default layers, every key family.
-SPEC = dict(dim=64, ffn=128, layers=30, text_dim=32, freq=256, rank=4, adapters=(3, 11, 27),
-            bottleneck=16, queries=4, compress=96, fused=128, step=32, latent=16, patch=(1, 2, 2))
-RELEASE_YAML = {"model": {
-    "tokenizer_max_len": 128, "proprio_dim": "${data.train.processor.proprio_output_dim}",
-    "wam_adapter": {"adapter_layer_indices": list(SPEC["adapters"]), "adapter_dim": SPEC["bottleneck"],
-                    "lora_rank": SPEC["rank"], "lora_alpha": 6.0},
-    "state_fusion_action_expert_config": {"per_layer_dim": SPEC["compress"], "trunk_dim": SPEC["fused"],
-                                          "num_trunk_blocks": 1, "step_pos_dim": SPEC["step"],
-                                          "token_pooling_type": "learned_query",
-                                          "token_pooling_num_queries": SPEC["queries"],
-                                          "token_pooling_num_heads": 4, "feature_sources": ["adapted"]}},
-    "data": {"train": {"processor": {"action_output_dim": ACTION_DIM, "proprio_output_dim": PROPRIO_DIM}}}}
+SPEC = dict(
+    dim=64,
+    ffn=128,
+    layers=30,
+    text_dim=32,
+    freq=256,
+    rank=4,
+    adapters=(3, 11, 27),
+    bottleneck=16,
+    queries=4,
+    compress=96,
+    fused=128,
+    step=32,
+    latent=16,
+    patch=(1, 2, 2),
+)
+RELEASE_YAML = {
+    "model": {
+        "tokenizer_max_len": 128,
+        "proprio_dim": "${data.train.processor.proprio_output_dim}",
+        "wam_adapter": {
+            "adapter_layer_indices": list(SPEC["adapters"]),
+            "adapter_dim": SPEC["bottleneck"],
+            "lora_rank": SPEC["rank"],
+            "lora_alpha": 6.0,
+        },
+        "state_fusion_action_expert_config": {
+            "per_layer_dim": SPEC["compress"],
+            "trunk_dim": SPEC["fused"],
+            "num_trunk_blocks": 1,
+            "step_pos_dim": SPEC["step"],
+            "token_pooling_type": "learned_query",
+            "token_pooling_num_queries": SPEC["queries"],
+            "token_pooling_num_heads": 4,
+            "feature_sources": ["adapted"],
+        },
+    },
+    "data": {"train": {"processor": {"action_output_dim": ACTION_DIM, "proprio_output_dim": PROPRIO_DIM}}},
+}
 
 
 def spec_release_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
     """Section -> released key -> shape."""
     d, f, r, b = SPEC["dim"], SPEC["ffn"], SPEC["rank"], SPEC["bottleneck"]
     linear = {"weight": lambda o, i: (o, i), "bias": lambda o, i: (o,)}
-    mot: dict[str, tuple[int, ...]] = {"patch_embedding.weight": (d, SPEC["latent"], *SPEC["patch"]),
-                                       "patch_embedding.bias": (d,), "head.modulation": (1, 2, d),
-                                       "head.head.weight": (SPEC["latent"] * 4, d),
-                                       "head.head.bias": (SPEC["latent"] * 4,)}
-    for name, out_dim, in_dim in (("text_embedding.0", d, SPEC["text_dim"]), ("text_embedding.2", d, d),
-                                  ("time_embedding.0", d, SPEC["freq"]), ("time_embedding.2", d, d),
-                                  ("time_projection.1", 6 * d, d)):
+    mot: dict[str, tuple[int, ...]] = {
+        "patch_embedding.weight": (d, SPEC["latent"], *SPEC["patch"]),
+        "patch_embedding.bias": (d,),
+        "head.modulation": (1, 2, d),
+        "head.head.weight": (SPEC["latent"] * 4, d),
+        "head.head.bias": (SPEC["latent"] * 4,),
+    }
+    for name, out_dim, in_dim in (
+        ("text_embedding.0", d, SPEC["text_dim"]),
+        ("text_embedding.2", d, d),
+        ("time_embedding.0", d, SPEC["freq"]),
+        ("time_embedding.2", d, d),
+        ("time_projection.1", 6 * d, d),
+    ):
         mot.update({f"{name}.{p}": shape(out_dim, in_dim) for p, shape in linear.items()})
     for n in range(SPEC["layers"]):
         blk = f"blocks.{n}"
@@ -368,33 +440,62 @@ def spec_release_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
             mot[f"{blk}.{name}.up_proj.weight"] = (out_dim, r)
     for layer in SPEC["adapters"]:
         ad = f"wam_adapters.{layer}"
-        mot.update({f"{ad}.norm.weight": (d,), f"{ad}.norm.bias": (d,), f"{ad}.down_proj.weight": (b, d),
-                    f"{ad}.down_proj.bias": (b,), f"{ad}.up_proj.weight": (d, b), f"{ad}.up_proj.bias": (d,)})
+        mot.update(
+            {
+                f"{ad}.norm.weight": (d,),
+                f"{ad}.norm.bias": (d,),
+                f"{ad}.down_proj.weight": (b, d),
+                f"{ad}.down_proj.bias": (b,),
+                f"{ad}.up_proj.weight": (d, b),
+                f"{ad}.up_proj.bias": (d,),
+            }
+        )
     c, fu, st = SPEC["compress"], SPEC["fused"], SPEC["step"]
     expert: dict[str, tuple[int, ...]] = {}
     for i in range(len(SPEC["adapters"])):
         pool = f"layer_poolers.{i}.adapted"
-        expert.update({f"{pool}.query_tokens": (SPEC["queries"], d), f"{pool}.query_merge_logits": (SPEC["queries"],),
-                       f"{pool}.token_norm.weight": (d,), f"{pool}.token_norm.bias": (d,),
-                       f"{pool}.attn.in_proj_weight": (3 * d, d), f"{pool}.attn.in_proj_bias": (3 * d,),
-                       f"{pool}.attn.out_proj.weight": (d, d), f"{pool}.attn.out_proj.bias": (d,),
-                       f"{pool}.output_norm.weight": (d,), f"{pool}.output_norm.bias": (d,)})
+        expert.update(
+            {
+                f"{pool}.query_tokens": (SPEC["queries"], d),
+                f"{pool}.query_merge_logits": (SPEC["queries"],),
+                f"{pool}.token_norm.weight": (d,),
+                f"{pool}.token_norm.bias": (d,),
+                f"{pool}.attn.in_proj_weight": (3 * d, d),
+                f"{pool}.attn.in_proj_bias": (3 * d,),
+                f"{pool}.attn.out_proj.weight": (d, d),
+                f"{pool}.attn.out_proj.bias": (d,),
+                f"{pool}.output_norm.weight": (d,),
+                f"{pool}.output_norm.bias": (d,),
+            }
+        )
         comp = f"layer_compressors.{i}"
         expert.update({f"{comp}.norm.weight": (d,), f"{comp}.norm.bias": (d,)})
         for name, out_dim, in_dim in (("fc1", c, d), ("fc2", c, c)):
             expert.update({f"{comp}.{name}.{p}": shape(out_dim, in_dim) for p, shape in linear.items()})
     n_taps = len(SPEC["adapters"])
-    for name, out_dim, in_dim in (("fused_proj", fu, n_taps * c), ("trunk.0.fc1", fu, fu),
-                                  ("trunk.0.fc2", fu, fu), ("step_pos_proj.1", fu, st),
-                                  ("step_pos_proj.3", fu, fu), ("output.0", fu, fu),
-                                  ("output.2", ACTION_DIM, fu)):
+    for name, out_dim, in_dim in (
+        ("fused_proj", fu, n_taps * c),
+        ("trunk.0.fc1", fu, fu),
+        ("trunk.0.fc2", fu, fu),
+        ("step_pos_proj.1", fu, st),
+        ("step_pos_proj.3", fu, fu),
+        ("output.0", fu, fu),
+        ("output.2", ACTION_DIM, fu),
+    ):
         expert.update({f"{name}.{p}": shape(out_dim, in_dim) for p, shape in linear.items()})
-    for name, width in (("fused_norm", n_taps * c), ("trunk.0.norm", fu), ("step_pos_proj.0", st),
-                        ("output_norm", fu)):
+    for name, width in (
+        ("fused_norm", n_taps * c),
+        ("trunk.0.norm", fu),
+        ("step_pos_proj.0", st),
+        ("output_norm", fu),
+    ):
         expert.update({f"{name}.weight": (width,), f"{name}.bias": (width,)})
     proprio = {"weight": (SPEC["text_dim"], PROPRIO_DIM), "bias": (SPEC["text_dim"],)}
-    return {"mot": {f"mixtures.video.{k}": v for k, v in mot.items()},
-            "state_fusion_action_expert": expert, "proprio_encoder": proprio}
+    return {
+        "mot": {f"mixtures.video.{k}": v for k, v in mot.items()},
+        "state_fusion_action_expert": expert,
+        "proprio_encoder": proprio,
+    }
 
 
 def spec_release(seed: int = 0) -> dict:
@@ -403,18 +504,22 @@ def spec_release(seed: int = 0) -> dict:
     layout: dict = {"step": 1234, "torch_dtype": torch.bfloat16}
     for section, shapes in spec_release_shapes().items():
         dtype = torch.bfloat16 if section == "mot" else torch.float32
-        layout[section] = {k: (torch.randn(shape, generator=generator) * 0.1).to(dtype)
-                           for k, shape in shapes.items()}
+        layout[section] = {
+            k: (torch.randn(shape, generator=generator) * 0.1).to(dtype) for k, shape in shapes.items()
+        }
     return layout
 
 
 def spec_config() -> LightWAMConfig:
     """What the spec release is: tiny, with the taps, LoRA alpha and pooling heads it declares."""
     tiny = make_config("tiny", ACTION_DIM, PROPRIO_DIM)
-    return dataclasses.replace(tiny, name="custom",
-                               adapter=dataclasses.replace(tiny.adapter, layers=SPEC["adapters"]),
-                               lora=dataclasses.replace(tiny.lora, alpha=6.0),
-                               expert=dataclasses.replace(tiny.expert, num_heads=4))
+    return dataclasses.replace(
+        tiny,
+        name="custom",
+        adapter=dataclasses.replace(tiny.adapter, layers=SPEC["adapters"]),
+        lora=dataclasses.replace(tiny.lora, alpha=6.0),
+        expert=dataclasses.replace(tiny.expert, num_heads=4),
+    )
 
 
 @pytest.fixture()
@@ -430,13 +535,27 @@ def release(model, tmp_path) -> dict:
     vae = {k.removeprefix("vae."): v for k, v in model.state_dict().items() if k.startswith("vae.")}
     vae["decoder.conv1.weight"] = torch.zeros(4, 3)
     torch.save(vae, tmp_path / "Wan2.1_VAE.pth")
-    return {"pt": weights / "step_1234.pt", "vae": tmp_path / "Wan2.1_VAE.pth", "layout": layout,
-            "vae_state": vae, "out": tmp_path / "out" / "converted.safetensors", "run": run}
+    return {
+        "pt": weights / "step_1234.pt",
+        "vae": tmp_path / "Wan2.1_VAE.pth",
+        "layout": layout,
+        "vae_state": vae,
+        "out": tmp_path / "out" / "converted.safetensors",
+        "run": run,
+    }
 
 
 def convert_args(release: dict, *extra: str) -> list[str]:
-    return [str(release["pt"]), "--vae", str(release["vae"]), "--embodiment", "libero_franka",
-            "-o", str(release["out"]), *extra]
+    return [
+        str(release["pt"]),
+        "--vae",
+        str(release["vae"]),
+        "--embodiment",
+        "libero_franka",
+        "-o",
+        str(release["out"]),
+        *extra,
+    ]
 
 
 def released_state(release: dict) -> dict[str, torch.Tensor]:
@@ -474,8 +593,9 @@ def test_converter_places_every_released_tensor_and_acts_as_the_release(release,
 
 def test_converter_names_what_it_cannot_place(release, capsys):
     layout = release["layout"]
-    layout["state_fusion_action_expert"]["layer_poolers.0.adapted.queries"] = (
-        layout["state_fusion_action_expert"].pop("layer_poolers.0.adapted.query_tokens"))
+    layout["state_fusion_action_expert"]["layer_poolers.0.adapted.queries"] = layout[
+        "state_fusion_action_expert"
+    ].pop("layer_poolers.0.adapted.query_tokens")
     torch.save(layout, release["pt"])
     assert convert_main(convert_args(release)) == 1
     assert "'expert.layer_poolers.0.adapted.query_tokens' is missing" in capsys.readouterr().err
@@ -495,8 +615,10 @@ def test_converter_checks_config_yaml_against_the_shapes(release, capsys):
     tree["model"]["wam_adapter"]["adapter_layer_indices"] = [8, 16, 24]
     (release["run"] / "config.yaml").write_text(yaml.safe_dump(tree))
     assert convert_main(convert_args(release)) == 1
-    assert "adapter_layer_indices is (8, 16, 24) but the checkpoint's tensors give adapter.layers = " \
-           "(3, 11, 27)" in capsys.readouterr().err
+    assert (
+        "adapter_layer_indices is (8, 16, 24) but the checkpoint's tensors give adapter.layers = "
+        "(3, 11, 27)" in capsys.readouterr().err
+    )
     tree = json.loads(json.dumps(RELEASE_YAML))
     tree["model"]["state_fusion_action_expert_config"]["num_trunk_blocks"] = 2
     (release["run"] / "config.yaml").write_text(yaml.safe_dump(tree))
@@ -512,10 +634,14 @@ def test_converter_stores_bf16_by_default(release):
     assert metadata["embodiment"] == "libero_franka"
 
 
-@pytest.mark.parametrize("smuggled, reason", [
-    (NotATensor(), "NotATensor"),
-    (print, "print"),
-], ids=["class-instance", "function"])
+@pytest.mark.parametrize(
+    "smuggled, reason",
+    [
+        (NotATensor(), "NotATensor"),
+        (print, "print"),
+    ],
+    ids=["class-instance", "function"],
+)
 def test_converter_refuses_pickled_objects(model, release, capsys, smuggled, reason):
     torch.save({**release["layout"], "extra": smuggled}, release["pt"])
     assert convert_main(convert_args(release)) == 1
@@ -537,13 +663,19 @@ def test_converter_refuses_unexpected_plain_types(model, release, capsys, value,
 
 
 def test_converter_checks_dims_side_files_and_output(release, capsys):
-    assert convert_main(convert_args(release)[:-4] + ["--embodiment", "robotwin_aloha", "-o",
-                                                      str(release["out"])]) == 1
+    assert (
+        convert_main(
+            convert_args(release)[:-4] + ["--embodiment", "robotwin_aloha", "-o", str(release["out"])]
+        )
+        == 1
+    )
     assert "action/state dims 14/14, the checkpoint 7/8" in capsys.readouterr().err
 
     assert convert_main(convert_args(release, "--preset", "wan2.1-1.3b")) == 1
-    assert "does not make a valid wan2.1-1.3b model: DiTConfig.dim=64 is not divisible by " \
-           "num_heads=12" in capsys.readouterr().err
+    assert (
+        "does not make a valid wan2.1-1.3b model: DiTConfig.dim=64 is not divisible by "
+        "num_heads=12" in capsys.readouterr().err
+    )
 
     (release["run"] / "config.yaml").write_text(yaml.safe_dump({"action_dim": 14}))
     assert convert_main(convert_args(release)) == 1
@@ -566,8 +698,10 @@ def test_converter_reads_legacy_pickles_and_reports_unreadable_files(model, rele
     assert convert_main(convert_args(release)) == 0
     capsys.readouterr()
     release["out"] = release["out"].with_name("garbage.safetensors")
-    for garbage, reason in (("not a checkpoint", "damaged: Unsupported operand"),
-                            ("hello world", "not a readable torch checkpoint")):
+    for garbage, reason in (
+        ("not a checkpoint", "damaged: Unsupported operand"),
+        ("hello world", "not a readable torch checkpoint"),
+    ):
         release["pt"].write_text(garbage)
         assert convert_main(convert_args(release)) == 1
         assert reason in capsys.readouterr().err

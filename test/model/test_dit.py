@@ -72,8 +72,14 @@ def test_state_dict_keys_follow_wan_and_release_layout():
     lora_keys = {k for k in extra if ".lora_" in k or "ffn_lora_" in k}
     assert len(lora_keys) == CFG.dit.num_layers * 10 * 2
     assert all(k.startswith("wam_adapters.") for k in extra - lora_keys)
-    assert {"head.modulation", "head.head.weight", "blocks.0.modulation", "blocks.0.norm3.weight",
-            "time_projection.1.weight", "text_embedding.2.weight"} <= plain_keys
+    assert {
+        "head.modulation",
+        "head.head.weight",
+        "blocks.0.modulation",
+        "blocks.0.norm3.weight",
+        "time_projection.1.weight",
+        "text_embedding.2.weight",
+    } <= plain_keys
 
 
 def test_fresh_lora_and_adapters_leave_the_backbone_unchanged():
@@ -122,15 +128,19 @@ def test_early_exit_matches_full_run_and_skips_later_blocks():
     dit = lightwam_dit()
     latents, t, context = inputs()
     full_run = {}
-    hooks = [dit.wam_adapters[str(i)].register_forward_hook(
-        lambda m, a, out, i=i: full_run.__setitem__(i, out)) for i in TAPS]
+    hooks = [
+        dit.wam_adapters[str(i)].register_forward_hook(lambda m, a, out, i=i: full_run.__setitem__(i, out))
+        for i in TAPS
+    ]
     with torch.no_grad():
         dit(latents, t, context)
     for h in hooks:
         h.remove()
 
     calls = []
-    hooks = [b.register_forward_hook(lambda m, a, out, i=i: calls.append(i)) for i, b in enumerate(dit.blocks)]
+    hooks = [
+        b.register_forward_hook(lambda m, a, out, i=i: calls.append(i)) for i, b in enumerate(dit.blocks)
+    ]
     with torch.no_grad():
         tapped = dit.tapped_states(latents, t, context)
     for h in hooks:
@@ -196,17 +206,20 @@ def test_masked_first_frame_ignores_future_frames():
     assert (unmasked[0][:, :frame_tokens] - base[0][:, :frame_tokens]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("bad", [
-    {"t": torch.zeros(3)},
-    {"t": torch.zeros(2, 5)},
-    {"latents": torch.zeros(2, 16, 1, 7, 12)},
-    {"latents": torch.zeros(2, 4, 1, 8, 12)},
-    {"context": torch.zeros(2, 5, 7)},
-    {"self_attn_mask": torch.ones(24, 24)},
-    {"self_attn_mask": torch.ones(23, 23, dtype=torch.bool)},
-    {"taps": (16, 8)},
-    {"taps": (30,)},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"t": torch.zeros(3)},
+        {"t": torch.zeros(2, 5)},
+        {"latents": torch.zeros(2, 16, 1, 7, 12)},
+        {"latents": torch.zeros(2, 4, 1, 8, 12)},
+        {"context": torch.zeros(2, 5, 7)},
+        {"self_attn_mask": torch.ones(24, 24)},
+        {"self_attn_mask": torch.ones(23, 23, dtype=torch.bool)},
+        {"taps": (16, 8)},
+        {"taps": (30,)},
+    ],
+)
 def test_bad_inputs_raise_value_error(bad):
     dit = lightwam_dit(random_heads=False)
     latents, t, context = inputs()

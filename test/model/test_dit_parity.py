@@ -51,10 +51,18 @@ def models() -> tuple[torch.nn.Module, WanDiT, DiTConfig]:
     cfg = make_config("tiny", action_dim=7, proprio_dim=8).dit
     torch.manual_seed(0)
     ref = diffusers.WanTransformer3DModel(
-        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
-        in_channels=cfg.in_channels, out_channels=cfg.out_channels, text_dim=cfg.text_dim,
-        freq_dim=cfg.freq_dim, ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", eps=cfg.eps,
+        patch_size=cfg.patch_size,
+        num_attention_heads=cfg.num_heads,
+        attention_head_dim=cfg.head_dim,
+        in_channels=cfg.in_channels,
+        out_channels=cfg.out_channels,
+        text_dim=cfg.text_dim,
+        freq_dim=cfg.freq_dim,
+        ffn_dim=cfg.ffn_dim,
+        num_layers=cfg.num_layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        eps=cfg.eps,
     ).eval()
     with torch.no_grad():  # no parameter may keep a trivial init (ones, zeros)
         for p in ref.parameters():
@@ -119,8 +127,9 @@ def test_hidden_states_after_block_match_diffusers(models):
     t = torch.zeros(latents.shape[0])
     captured = {}
     taps = (0, 8, 24)
-    hooks = [ref.blocks[i].register_forward_hook(lambda m, a, out, i=i: captured.__setitem__(i, out))
-             for i in taps]
+    hooks = [
+        ref.blocks[i].register_forward_hook(lambda m, a, out, i=i: captured.__setitem__(i, out)) for i in taps
+    ]
     try:
         with torch.no_grad():
             ref(latents, t, context, return_dict=False)

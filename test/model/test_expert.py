@@ -18,8 +18,9 @@ DIM, ACTION_DIM, HORIZON = TINY.dit.dim, TINY.action_dim, 6
 def tiny_expert(horizon: int = HORIZON, seed: int = 0, num_taps: int = 3) -> StateFusionActionExpert:
     """Tiny expert with every parameter perturbed, so zero-initialised logits and biases matter."""
     torch.manual_seed(seed)
-    expert = StateFusionActionExpert(TINY.expert, dim=DIM, action_dim=ACTION_DIM, horizon=horizon,
-                                     num_taps=num_taps).eval()
+    expert = StateFusionActionExpert(
+        TINY.expert, dim=DIM, action_dim=ACTION_DIM, horizon=horizon, num_taps=num_taps
+    ).eval()
     with torch.no_grad():
         for p in expert.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -44,18 +45,36 @@ def test_state_dict_keys_follow_released_families():
         expert = StateFusionActionExpert(ExpertConfig(), dim=1536, action_dim=7, horizon=32)
     keys = set(expert.state_dict())
     expected_modules = (
-        [f"layer_poolers.{i}.adapted.{name}" for i in range(3)
-         for name in ("token_norm", "attn.out_proj", "output_norm")]
+        [
+            f"layer_poolers.{i}.adapted.{name}"
+            for i in range(3)
+            for name in ("token_norm", "attn.out_proj", "output_norm")
+        ]
         + [f"layer_compressors.{i}.{name}" for i in range(3) for name in ("norm", "fc1", "fc2")]
-        + ["fused_norm", "fused_proj", "trunk.0.norm", "trunk.0.fc1", "trunk.0.fc2",
-           "step_pos_proj.0", "step_pos_proj.1", "step_pos_proj.3", "output_norm", "output.0", "output.2"]
+        + [
+            "fused_norm",
+            "fused_proj",
+            "trunk.0.norm",
+            "trunk.0.fc1",
+            "trunk.0.fc2",
+            "step_pos_proj.0",
+            "step_pos_proj.1",
+            "step_pos_proj.3",
+            "output_norm",
+            "output.0",
+            "output.2",
+        ]
     )
     for module in expected_modules:
         assert {f"{module}.weight", f"{module}.bias"} <= keys, module
     for i in range(3):
         pooler = f"layer_poolers.{i}.adapted"
-        assert {f"{pooler}.query_tokens", f"{pooler}.query_merge_logits", f"{pooler}.attn.in_proj_weight",
-                f"{pooler}.attn.in_proj_bias"} <= keys
+        assert {
+            f"{pooler}.query_tokens",
+            f"{pooler}.query_merge_logits",
+            f"{pooler}.attn.in_proj_weight",
+            f"{pooler}.attn.in_proj_bias",
+        } <= keys
     # The cached step table is derived, not a weight: strict loading of a released section must pass.
     assert not any("step_embedding" in k for k in keys)
     assert expert.state_dict()["output.2.weight"].shape == (7, 6144)
@@ -64,9 +83,13 @@ def test_state_dict_keys_follow_released_families():
 
 def test_fresh_pooler_init():
     torch.manual_seed(0)
-    big = StateFusionActionExpert(ExpertConfig(num_queries=16, num_heads=8, compress_dim=8, fused_dim=8,
-                                               step_embed_dim=8), dim=1536, action_dim=2, horizon=2,
-                                   num_taps=1)
+    big = StateFusionActionExpert(
+        ExpertConfig(num_queries=16, num_heads=8, compress_dim=8, fused_dim=8, step_embed_dim=8),
+        dim=1536,
+        action_dim=2,
+        horizon=2,
+        num_taps=1,
+    )
     pooler = big.layer_poolers[0]["adapted"]
     assert pooler.query_tokens.shape == (16, 1536)
     assert pooler.query_tokens.std().item() == pytest.approx(0.02, rel=0.05)
@@ -120,10 +143,10 @@ def reference_forward(expert: StateFusionActionExpert, tapped: list[torch.Tensor
         w_q, w_k, w_v = sd[f"{p}.attn.in_proj_weight"].chunk(3)
         b_q, b_k, b_v = sd[f"{p}.attn.in_proj_bias"].chunk(3)
         q = (sd[f"{p}.query_tokens"] @ w_q.T + b_q).view(-1, heads, head_dim).transpose(0, 1)  # [h, Q, d]
-        k = (kv @ w_k.T + b_k).view(kv.shape[0], -1, heads, head_dim).transpose(1, 2)      # [B, h, L, d]
+        k = (kv @ w_k.T + b_k).view(kv.shape[0], -1, heads, head_dim).transpose(1, 2)  # [B, h, L, d]
         v = (kv @ w_v.T + b_v).view(kv.shape[0], -1, heads, head_dim).transpose(1, 2)
         attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(head_dim), dim=-1)
-        per_query = (attn @ v).transpose(1, 2).reshape(kv.shape[0], -1, DIM)             # [B, Q, D]
+        per_query = (attn @ v).transpose(1, 2).reshape(kv.shape[0], -1, DIM)  # [B, Q, D]
         per_query = lin(per_query, f"{p}.attn.out_proj")
         merged = (torch.softmax(sd[f"{p}.query_merge_logits"], 0)[None, :, None] * per_query).sum(1)
         pooled = ln(merged, f"{p}.output_norm")
@@ -131,14 +154,16 @@ def reference_forward(expert: StateFusionActionExpert, tapped: list[torch.Tensor
         hidden = F.gelu(lin(ln(pooled, f"{c}.norm"), f"{c}.fc1"), approximate="tanh")
         compressed.append(lin(hidden, f"{c}.fc2"))
     fused = lin(ln(torch.cat(compressed, -1), "fused_norm"), "fused_proj")
-    fused = fused + lin(F.gelu(lin(ln(fused, "trunk.0.norm"), "trunk.0.fc1"), approximate="tanh"),
-                        "trunk.0.fc2")
+    fused = fused + lin(
+        F.gelu(lin(ln(fused, "trunk.0.norm"), "trunk.0.fc1"), approximate="tanh"), "trunk.0.fc2"
+    )
     half = cfg.step_embed_dim // 2
     steps = torch.arange(expert.horizon, dtype=torch.float64)[:, None]
     angles = steps * 10000.0 ** (-torch.arange(half, dtype=torch.float64) / half)
     table = torch.cat((angles.cos(), angles.sin()), -1).float()
-    step_feat = lin(F.gelu(lin(ln(table, "step_pos_proj.0"), "step_pos_proj.1"), approximate="tanh"),
-                    "step_pos_proj.3")
+    step_feat = lin(
+        F.gelu(lin(ln(table, "step_pos_proj.0"), "step_pos_proj.1"), approximate="tanh"), "step_pos_proj.3"
+    )
     x = ln(fused[:, None, :] + step_feat[None], "output_norm")
     return lin(F.gelu(lin(x, "output.0"), approximate="tanh"), "output.2")
 
@@ -211,29 +236,36 @@ def test_bfloat16_expert_accepts_float32_states():
 
 
 # ---------------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("bad, match", [
-    (lambda t: t[:2], "list of 3"),
-    (lambda t: t + t[:1], "list of 3"),
-    (lambda t: torch.stack(t), "list of 3"),
-    (lambda t: [t[0], t[1], t[2][..., :-1]], r"tapped\[2\] must be"),
-    (lambda t: [t[0][0], t[1], t[2]], r"tapped\[0\] must be"),
-    (lambda t: [t[0], t[1][:, :0], t[2]], r"tapped\[1\] must be"),
-    (lambda t: [t[0], t[1][:1], t[2]], "batch size"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda t: t[:2], "list of 3"),
+        (lambda t: t + t[:1], "list of 3"),
+        (lambda t: torch.stack(t), "list of 3"),
+        (lambda t: [t[0], t[1], t[2][..., :-1]], r"tapped\[2\] must be"),
+        (lambda t: [t[0][0], t[1], t[2]], r"tapped\[0\] must be"),
+        (lambda t: [t[0], t[1][:, :0], t[2]], r"tapped\[1\] must be"),
+        (lambda t: [t[0], t[1][:1], t[2]], "batch size"),
+    ],
+)
 def test_bad_tapped_inputs_raise(bad, match):
     expert = tiny_expert()
     with pytest.raises(ValueError, match=match):
         expert(bad(tapped_states()))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"dim": 30}, "divisible"),
-    ({"horizon": 0}, "horizon"),
-    ({"action_dim": -1}, "action_dim"),
-    ({"num_taps": 0}, "num_taps"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"dim": 30}, "divisible"),
+        ({"horizon": 0}, "horizon"),
+        ({"action_dim": -1}, "action_dim"),
+        ({"num_taps": 0}, "num_taps"),
+    ],
+)
 def test_bad_construction_raises(kwargs, match):
     args = {"dim": DIM, "action_dim": ACTION_DIM, "horizon": HORIZON, "num_taps": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
-        StateFusionActionExpert(ExpertConfig(num_queries=2, num_heads=4, compress_dim=8, fused_dim=8,
-                                             step_embed_dim=8), **args)
+        StateFusionActionExpert(
+            ExpertConfig(num_queries=2, num_heads=4, compress_dim=8, fused_dim=8, step_embed_dim=8), **args
+        )

@@ -44,8 +44,10 @@ def cache() -> InstructionCache:
 
 def test_prompt_template_and_key():
     prompt = prompt_for("pick up the ketchup")
-    assert prompt == ("A video recorded from a robot's point of view executing the following instruction: "
-                      "pick up the ketchup")
+    assert prompt == (
+        "A video recorded from a robot's point of view executing the following instruction: "
+        "pick up the ketchup"
+    )
     assert PROMPT_TEMPLATE.format(task="x") == prompt_for("x")
     assert prompt_key(prompt) == hashlib.sha256(prompt.encode("utf-8")).hexdigest()
     assert prompt_key(prompt_for("pick up the ketchup ")) != prompt_key(prompt)
@@ -89,19 +91,26 @@ def test_replacing_a_task_keeps_one_entry(cache):
 
 
 def test_missing_task_lists_the_known_ones(cache):
-    with pytest.raises(KeyError, match=r"'close the microwave'.*known tasks: \['open the top drawer', "
-                                       r"'put the bowl on the plate'\]"):
+    with pytest.raises(
+        KeyError,
+        match=r"'close the microwave'.*known tasks: \['open the top drawer', "
+        r"'put the bowl on the plate'\]",
+    ):
         cache.get("close the microwave")
     assert "close the microwave" not in cache
 
 
-@pytest.mark.parametrize("embedding, mask, message", [
-    (torch.zeros(TEXT_LEN, TEXT_DIM + 1), ALL_REAL, r"floating-point tensor \[16, 6\]"),
-    (torch.zeros(TEXT_LEN, TEXT_DIM, dtype=torch.long), ALL_REAL, "floating-point"),
-    (torch.zeros(TEXT_LEN, TEXT_DIM), torch.ones(TEXT_LEN), r"bool/integer tensor \[16\]"),
-    (torch.zeros(TEXT_LEN, TEXT_DIM), torch.full((TEXT_LEN,), 2), "only 0/1"),
-    (torch.zeros(TEXT_LEN, TEXT_DIM), torch.zeros(TEXT_LEN, dtype=torch.uint8), "no token"),
-], ids=["shape", "dtype", "float-mask", "non-binary-mask", "empty-mask"])
+@pytest.mark.parametrize(
+    "embedding, mask, message",
+    [
+        (torch.zeros(TEXT_LEN, TEXT_DIM + 1), ALL_REAL, r"floating-point tensor \[16, 6\]"),
+        (torch.zeros(TEXT_LEN, TEXT_DIM, dtype=torch.long), ALL_REAL, "floating-point"),
+        (torch.zeros(TEXT_LEN, TEXT_DIM), torch.ones(TEXT_LEN), r"bool/integer tensor \[16\]"),
+        (torch.zeros(TEXT_LEN, TEXT_DIM), torch.full((TEXT_LEN,), 2), "only 0/1"),
+        (torch.zeros(TEXT_LEN, TEXT_DIM), torch.zeros(TEXT_LEN, dtype=torch.uint8), "no token"),
+    ],
+    ids=["shape", "dtype", "float-mask", "non-binary-mask", "empty-mask"],
+)
 def test_add_rejects_bad_inputs(cache, embedding, mask, message):
     with pytest.raises(ValueError, match=message):
         cache.add("new task", embedding, mask)
@@ -147,12 +156,16 @@ def other_template_entries(metadata: dict) -> None:
     metadata["entries"] = json.dumps(entries)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda m: m.update(format="x"), "not an instruction cache"),
-    (lambda m: m.pop("text_dim"), "invalid instruction cache metadata"),
-    (lambda m: m.update(entries="{}"), "do not match the recorded entries"),
-    (other_template_entries, "do not match the recorded entries"),
-], ids=["format", "missing-field", "no-entries", "renamed-entry"])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m.update(format="x"), "not an instruction cache"),
+        (lambda m: m.pop("text_dim"), "invalid instruction cache metadata"),
+        (lambda m: m.update(entries="{}"), "do not match the recorded entries"),
+        (other_template_entries, "do not match the recorded entries"),
+    ],
+    ids=["format", "missing-field", "no-entries", "renamed-entry"],
+)
 def test_load_rejects_inconsistent_files(cache, tmp_path, edit, message):
     cache.save(tmp_path / "good.safetensors")
     with pytest.raises(ValueError, match=message):
@@ -164,10 +177,17 @@ def test_load_rejects_a_prompt_from_another_template(tmp_path):
     prompt = "Robot, please: " + task
     key = prompt_key(prompt)
     embedding, mask = sample(valid=4)
-    save_file({f"{key}.embedding": embedding, f"{key}.mask": mask}, str(tmp_path / "old.safetensors"),
-              metadata={"format": "lightwam_ros/instructions/1", "encoder_id": "umt5-xxl",
-                        "text_len": str(TEXT_LEN), "text_dim": str(TEXT_DIM),
-                        "entries": json.dumps({key: {"task": task, "prompt": prompt}})})
+    save_file(
+        {f"{key}.embedding": embedding, f"{key}.mask": mask},
+        str(tmp_path / "old.safetensors"),
+        metadata={
+            "format": "lightwam_ros/instructions/1",
+            "encoder_id": "umt5-xxl",
+            "text_len": str(TEXT_LEN),
+            "text_dim": str(TEXT_DIM),
+            "entries": json.dumps({key: {"task": task, "prompt": prompt}}),
+        },
+    )
     with pytest.raises(ValueError, match="different prompt template"):
         InstructionCache.load(tmp_path / "old.safetensors")
 
@@ -223,6 +243,7 @@ def fake_transformers(calls: list) -> types.ModuleType:
         def from_pretrained(path, **kwargs):
             calls.append((path, kwargs))
             return result
+
         return types.SimpleNamespace(from_pretrained=from_pretrained)
 
     module = types.ModuleType("transformers")
@@ -246,23 +267,42 @@ def test_live_encoder_builds_a_cache_from_local_files_only(tmp_path, monkeypatch
 
 
 # --------------------------------------------------------------------------- command-line tool
-def test_encode_tool_extends_an_existing_cache_and_refuses_a_foreign_one(tmp_path, monkeypatch,
-                                                                         capsys):
+def test_encode_tool_extends_an_existing_cache_and_refuses_a_foreign_one(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "transformers", fake_transformers([]))
     tasks_file = tmp_path / "tasks.txt"
     tasks_file.write_text(f"{TASKS[1]}\n\n  {TASKS[0]}  \n{TASKS[1]}\n")
     output = tmp_path / "instructions.safetensors"
-    assert encode_tool(["--umt5", str(tmp_path), "--task", TASKS[0], "-o", str(output),
-                        "--text-len", "32"]) == 0
+    assert (
+        encode_tool(["--umt5", str(tmp_path), "--task", TASKS[0], "-o", str(output), "--text-len", "32"]) == 0
+    )
     assert InstructionCache.load(output).tasks() == [TASKS[0]]
-    assert encode_tool(["--umt5", str(tmp_path), "--tasks-file", str(tasks_file),
-                        "-o", str(output), "--text-len", "32"]) == 0
+    assert (
+        encode_tool(
+            ["--umt5", str(tmp_path), "--tasks-file", str(tasks_file), "-o", str(output), "--text-len", "32"]
+        )
+        == 0
+    )
     cache = InstructionCache.load(output)
     assert cache.tasks() == sorted(TASKS[:2]) and cache.text_len == 32
 
     before = output.read_bytes()
-    assert encode_tool(["--umt5", str(tmp_path), "--task", "new", "-o", str(output),
-                        "--encoder-id", "t5-base", "--text-len", "32"]) == 2
+    assert (
+        encode_tool(
+            [
+                "--umt5",
+                str(tmp_path),
+                "--task",
+                "new",
+                "-o",
+                str(output),
+                "--encoder-id",
+                "t5-base",
+                "--text-len",
+                "32",
+            ]
+        )
+        == 2
+    )
     assert "encoder 'umt5-xxl' (expected 't5-base')" in capsys.readouterr().err
     assert output.read_bytes() == before
 
@@ -271,6 +311,5 @@ def test_encode_tool_explains_missing_tasks_and_weights(tmp_path, capsys):
     output = tmp_path / "instructions.safetensors"
     assert encode_tool(["--umt5", str(tmp_path), "-o", str(output)]) == 2
     assert "no task instructions given" in capsys.readouterr().err
-    assert encode_tool(["--umt5", str(tmp_path / "absent"), "--task", "x", "-o",
-                        str(output)]) == 2
+    assert encode_tool(["--umt5", str(tmp_path / "absent"), "--task", "x", "-o", str(output)]) == 2
     assert "nothing is downloaded" in capsys.readouterr().err and not output.exists()

@@ -49,9 +49,15 @@ def test_config_rejects_bad_values():
         AdapterConfig(layers=(16, 8))
     with pytest.raises(ValueError, match="exceed"):
         full = make_config("wan2.1-1.3b", 7, 8)
-        LightWAMConfig(dit=DiTConfig(dim=64, ffn_dim=64, num_layers=12, num_heads=2), vae=full.vae,
-                       lora=full.lora, adapter=full.adapter, expert=full.expert, action_dim=7,
-                       proprio_dim=8)
+        LightWAMConfig(
+            dit=DiTConfig(dim=64, ffn_dim=64, num_layers=12, num_heads=2),
+            vae=full.vae,
+            lora=full.lora,
+            adapter=full.adapter,
+            expert=full.expert,
+            action_dim=7,
+            proprio_dim=8,
+        )
     with pytest.raises(ValueError, match="unknown keys"):
         data = make_config("tiny", 7, 8).to_dict()
         data["dit"]["depth"] = 3
@@ -82,7 +88,8 @@ def test_freeze_for_training_leaves_only_the_additions_trainable():
     model.freeze_for_training()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert {id(p) for p in model.trainable_parameters()} == {
-        id(p) for p in model.parameters() if p.requires_grad}
+        id(p) for p in model.parameters() if p.requires_grad
+    }
     assert "dit.blocks.3.self_attn.lora_q.up_proj.weight" in trainable
     assert "dit.head.head.weight" in trainable and "proprio_encoder.weight" in trainable
     assert "dit.blocks.3.self_attn.q.weight" not in trainable
@@ -128,8 +135,12 @@ def test_tiny_infer_action_on_libero_canvas(tiny_model):
 def test_early_exit_is_exact_at_model_level(tiny_model):
     canvas, instruction, proprio = tiny_inputs(tiny_model, 384, 320)
     adapted = {}
-    hooks = [tiny_model.dit.wam_adapters[str(i)].register_forward_hook(
-        lambda m, a, out, i=i: adapted.__setitem__(i, out)) for i in tiny_model.cfg.adapter.layers]
+    hooks = [
+        tiny_model.dit.wam_adapters[str(i)].register_forward_hook(
+            lambda m, a, out, i=i: adapted.__setitem__(i, out)
+        )
+        for i in tiny_model.cfg.adapter.layers
+    ]
     try:
         with torch.no_grad():
             latents = tiny_model.encode_canvas(canvas)

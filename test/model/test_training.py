@@ -83,7 +83,7 @@ def test_noisy_latents_interpolates_and_target_is_its_velocity():
         assert torch.allclose(xt[b], (1 - sigma[b]) * x0[b] + sigma[b] * eps[b])
     # d x_t / d sigma is the flow-matching target eps - x0
     s = sigma.clone().requires_grad_(True)
-    grad, = torch.autograd.grad(noisy_latents(x0, eps, s).sum(), s)
+    (grad,) = torch.autograd.grad(noisy_latents(x0, eps, s).sum(), s)
     assert torch.allclose(grad, flow_matching_target(x0, eps).sum(dim=(1, 2, 3, 4)), atol=1e-5)
 
 
@@ -184,13 +184,16 @@ def test_clip_indices_clamp_at_episode_end():
     assert sample_clip_indices(1, 0) == [0] * 9
 
 
-@pytest.mark.parametrize("args, match", [
-    ((0, 0), "num_frames_available"),
-    ((10, 10), "start"),
-    ((10, -1), "start"),
-    ((10, 0, 32, 4), "multiple of stride"),
-    ((10, 0, 33, 0), "multiple of stride"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((0, 0), "num_frames_available"),
+        ((10, 10), "start"),
+        ((10, -1), "start"),
+        ((10, 0, 32, 4), "multiple of stride"),
+        ((10, 0, 33, 0), "multiple of stride"),
+    ],
+)
 def test_clip_indices_reject_bad_arguments(args, match):
     with pytest.raises(ValueError, match=match):
         sample_clip_indices(*args)
@@ -254,18 +257,25 @@ def test_action_loss_masks_padding_and_unsupervised_steps():
     # Reference: per sample, the mean per-step MSE over its supervised, unpadded steps; then the
     # mean over the two samples.
     kept = {0: (0, 1, 2, 3), 1: (0, 1)}
-    expected = sum(sum(((pred[b, h] - target[b, h]) ** 2).mean().item() for h in steps_b) / len(steps_b)
-                   for b, steps_b in kept.items()) / 2
+    expected = (
+        sum(
+            sum(((pred[b, h] - target[b, h]) ** 2).mean().item() for h in steps_b) / len(steps_b)
+            for b, steps_b in kept.items()
+        )
+        / 2
+    )
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     changed = pred.clone()
-    changed[1, 3] = float("nan")   # padded
-    changed[0, 5] += 50.0          # past the supervised steps
+    changed[1, 3] = float("nan")  # padded
+    changed[0, 5] += 50.0  # past the supervised steps
     changed_loss = action_loss(changed, target, steps, pad)
     assert changed_loss.item() == pytest.approx(loss.item(), rel=1e-6)
     grad_pred = changed.clone().requires_grad_(True)
     action_loss(grad_pred, target, steps, pad).backward()
     assert torch.isfinite(grad_pred.grad).all()
-    assert torch.equal(grad_pred.grad[1, 3], torch.zeros(3)) and torch.equal(grad_pred.grad[0, 5], torch.zeros(3))
+    assert torch.equal(grad_pred.grad[1, 3], torch.zeros(3)) and torch.equal(
+        grad_pred.grad[0, 5], torch.zeros(3)
+    )
 
 
 def test_action_loss_step_weights_scale_steps():
@@ -277,15 +287,23 @@ def test_action_loss_step_weights_scale_steps():
     assert everything_padded.item() == 0.0 and everything_padded.requires_grad
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"step_weights": torch.ones(5)}, "step_weights must be"),
-    ({"step_weights": -torch.ones(6)}, "non-negative"),
-    ({"pad_mask": torch.zeros(2, 6)}, "pad_mask must be bool"),
-    ({"pad_mask": torch.zeros(1, 6, dtype=torch.bool)}, "pad_mask must be bool"),
-    ({"target": torch.zeros(2, 6, 4)}, "equal-shape"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"step_weights": torch.ones(5)}, "step_weights must be"),
+        ({"step_weights": -torch.ones(6)}, "non-negative"),
+        ({"pad_mask": torch.zeros(2, 6)}, "pad_mask must be bool"),
+        ({"pad_mask": torch.zeros(1, 6, dtype=torch.bool)}, "pad_mask must be bool"),
+        ({"target": torch.zeros(2, 6, 4)}, "equal-shape"),
+    ],
+)
 def test_action_loss_rejects_bad_inputs(change, match):
-    args = {"pred": torch.zeros(2, 6, 3), "target": torch.zeros(2, 6, 3), "step_weights": torch.ones(6),
-            "pad_mask": torch.zeros(2, 6, dtype=torch.bool), **change}
+    args = {
+        "pred": torch.zeros(2, 6, 3),
+        "target": torch.zeros(2, 6, 3),
+        "step_weights": torch.ones(6),
+        "pad_mask": torch.zeros(2, 6, dtype=torch.bool),
+        **change,
+    }
     with pytest.raises(ValueError, match=match):
         action_loss(**args)

@@ -13,8 +13,13 @@ from lightwam_ros.model.vae import WanVAEEncoder, select_encoder_keys
 TINY = PRESETS["tiny"].vae
 
 # Residual-block sub-module names: diffusers -> original Wan2.1 (inverse of diffusers' conversion).
-_RESIDUAL_NAMES = {"norm1": "residual.0", "conv1": "residual.2", "norm2": "residual.3",
-                   "conv2": "residual.6", "conv_shortcut": "shortcut"}
+_RESIDUAL_NAMES = {
+    "norm1": "residual.0",
+    "conv1": "residual.2",
+    "norm2": "residual.3",
+    "conv2": "residual.6",
+    "conv_shortcut": "shortcut",
+}
 _RESIDUAL_RE = "(" + "|".join(_RESIDUAL_NAMES) + r")\."
 
 
@@ -31,8 +36,12 @@ def diffusers_to_original(key: str) -> str:
     if not key.startswith("encoder."):
         return key  # decoder keys only need to survive as "decoder.*" so the selector drops them
     rest = key.removeprefix("encoder.")
-    fixed = {"conv_in.": "conv1.", "norm_out.": "head.0.", "conv_out.": "head.2.",
-             "mid_block.attentions.0.": "middle.1."}
+    fixed = {
+        "conv_in.": "conv1.",
+        "norm_out.": "head.0.",
+        "conv_out.": "head.2.",
+        "mid_block.attentions.0.": "middle.1.",
+    }
     for old, new in fixed.items():
         if rest.startswith(old):
             return "encoder." + new + rest.removeprefix(old)
@@ -55,8 +64,11 @@ def pair():
     diffusers = pytest.importorskip("diffusers")
     torch.manual_seed(0)
     ref = diffusers.AutoencoderKLWan(
-        base_dim=TINY.base_dim, z_dim=TINY.z_dim, dim_mult=list(TINY.dim_mult),
-        num_res_blocks=TINY.num_res_blocks, temperal_downsample=list(TINY.temporal_downsample),
+        base_dim=TINY.base_dim,
+        z_dim=TINY.z_dim,
+        dim_mult=list(TINY.dim_mult),
+        num_res_blocks=TINY.num_res_blocks,
+        temperal_downsample=list(TINY.temporal_downsample),
     ).eval()
     with torch.no_grad():
         for name, p in ref.named_parameters():
@@ -78,13 +90,16 @@ def _assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     assert max_abs < 2e-4 and rel < 1e-5, f"max abs diff {max_abs:.3e}, relative error {rel:.3e}"
 
 
-@pytest.mark.parametrize("frames,height,width", [
-    (1, 64, 64),     # square single frame
-    (1, 224, 448),   # LIBERO canvas
-    (1, 384, 320),   # RoboTwin canvas
-    (5, 32, 48),     # first frame + one 4-frame chunk
-    (9, 32, 32),     # first frame + two chunks (cache carried across chunks in diffusers)
-])
+@pytest.mark.parametrize(
+    "frames,height,width",
+    [
+        (1, 64, 64),  # square single frame
+        (1, 224, 448),  # LIBERO canvas
+        (1, 384, 320),  # RoboTwin canvas
+        (5, 32, 48),  # first frame + one 4-frame chunk
+        (9, 32, 32),  # first frame + two chunks (cache carried across chunks in diffusers)
+    ],
+)
 @torch.no_grad()
 def test_matches_diffusers_chunked_encoder(pair, frames, height, width):
     ref, ours = pair
@@ -127,14 +142,17 @@ def test_bfloat16_input_gives_bfloat16_close_to_float32():
     assert ((half.float() - full).norm() / full.norm()) < 0.05
 
 
-@pytest.mark.parametrize("shape,message", [
-    ((1, 3, 2, 32, 32), "frame count T=2"),
-    ((1, 3, 8, 32, 32), "frame count T=8"),
-    ((1, 3, 1, 36, 32), "multiples of 8, got 36x32"),
-    ((1, 3, 1, 32, 20), "multiples of 8, got 32x20"),
-    ((1, 4, 1, 32, 32), "3 \\(RGB\\) channels in dim 1, got 4"),
-    ((3, 1, 32, 32), "must be \\[B, 3, T, H, W\\]"),
-])
+@pytest.mark.parametrize(
+    "shape,message",
+    [
+        ((1, 3, 2, 32, 32), "frame count T=2"),
+        ((1, 3, 8, 32, 32), "frame count T=8"),
+        ((1, 3, 1, 36, 32), "multiples of 8, got 36x32"),
+        ((1, 3, 1, 32, 20), "multiples of 8, got 32x20"),
+        ((1, 4, 1, 32, 32), "3 \\(RGB\\) channels in dim 1, got 4"),
+        ((3, 1, 32, 32), "must be \\[B, 3, T, H, W\\]"),
+    ],
+)
 def test_rejects_bad_video(shape, message):
     enc = WanVAEEncoder(TINY)
     with pytest.raises(ValueError, match=message):
@@ -174,6 +192,11 @@ def test_full_size_names_and_shapes_match_original_checkpoint_layout():
 
 def test_select_encoder_keys_drops_decoder_part():
     t = torch.zeros(1)
-    full = {"encoder.conv1.weight": t, "conv1.bias": t, "conv2.weight": t,
-            "decoder.conv1.weight": t, "decoder.head.2.bias": t}
+    full = {
+        "encoder.conv1.weight": t,
+        "conv1.bias": t,
+        "conv2.weight": t,
+        "decoder.conv1.weight": t,
+        "decoder.head.2.bias": t,
+    }
     assert set(select_encoder_keys(full)) == {"encoder.conv1.weight", "conv1.bias"}

@@ -1,4 +1,5 @@
 """Canvas building: placement, rotation, crop, resize accuracy, scaling and input validation."""
+
 import numpy as np
 import pytest
 import yaml
@@ -15,8 +16,7 @@ COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
 
 
 def solid_images(spec, size=(240, 320)):
-    return {cam.role: np.full(size + (3,), COLOURS[i], np.uint8)
-            for i, cam in enumerate(spec.canvas.cameras)}
+    return {cam.role: np.full(size + (3,), COLOURS[i], np.uint8) for i, cam in enumerate(spec.canvas.cameras)}
 
 
 def libero_variant(**camera_overrides):
@@ -31,8 +31,9 @@ def torch_resize(image, height, width):
     antialias on), which calls ``interpolate(mode="bilinear", antialias=True)``; float64, [0, 255]."""
     torch = pytest.importorskip("torch")
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].double() / 255.0
-    y = torch.nn.functional.interpolate(x, size=(height, width), mode="bilinear", align_corners=False,
-                                        antialias=True)
+    y = torch.nn.functional.interpolate(
+        x, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+    )
     return y[0].permute(1, 2, 0).numpy() * 255.0
 
 
@@ -41,8 +42,9 @@ def torch_canvas(images, spec):
     canvas = np.zeros((spec.canvas_height, spec.canvas_width, 3))
     for cam in spec.canvas.cameras:
         image = np.rot90(images[cam.role], k=cam.rotation_deg // 90)
-        canvas[cam.top:cam.top + cam.height, cam.left:cam.left + cam.width] = torch_resize(
-            image, cam.height, cam.width)
+        canvas[cam.top : cam.top + cam.height, cam.left : cam.left + cam.width] = torch_resize(
+            image, cam.height, cam.width
+        )
     return canvas.transpose(2, 0, 1) / 127.5 - 1.0
 
 
@@ -50,8 +52,9 @@ def smooth_image(height, width, seed):
     """Low-frequency colour gradients and blobs, as a camera sees a scene."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    channels = [np.sin(rng.uniform(2, 9) * x + rng.uniform(0, 6)) * np.cos(rng.uniform(2, 9) * y)
-                for _ in range(3)]
+    channels = [
+        np.sin(rng.uniform(2, 9) * x + rng.uniform(0, 6)) * np.cos(rng.uniform(2, 9) * y) for _ in range(3)
+    ]
     return np.clip(127.5 + 120 * np.stack(channels, -1), 0, 255).astype(np.uint8)
 
 
@@ -63,25 +66,29 @@ def test_each_camera_lands_in_its_cell(name):
     assert canvas.dtype == np.uint8
     covered = np.zeros(canvas.shape[:2], bool)
     for i, cam in enumerate(spec.canvas.cameras):
-        cell = canvas[cam.top:cam.top + cam.height, cam.left:cam.left + cam.width]
+        cell = canvas[cam.top : cam.top + cam.height, cam.left : cam.left + cam.width]
         assert (cell == COLOURS[i]).all(), cam.role
-        covered[cam.top:cam.top + cam.height, cam.left:cam.left + cam.width] = True
+        covered[cam.top : cam.top + cam.height, cam.left : cam.left + cam.width] = True
     assert covered.all()  # both shipped layouts tile the whole canvas
 
 
 def test_libero_layout_agentview_left_wrist_right():
     spec = load_embodiment("libero_franka")
-    images = {"agentview": np.full((256, 256, 3), 10, np.uint8),
-              "wrist": np.full((128, 128, 3), 200, np.uint8)}
+    images = {
+        "agentview": np.full((256, 256, 3), 10, np.uint8),
+        "wrist": np.full((128, 128, 3), 200, np.uint8),
+    }
     canvas = build_canvas(images, spec)
     assert (canvas[:, :224] == 10).all() and (canvas[:, 224:] == 200).all()
 
 
 def test_robotwin_layout_head_on_top_wrists_below():
     spec = load_embodiment("robotwin_aloha")
-    images = {"head": np.full((240, 320, 3), 1, np.uint8),
-              "left_wrist": np.full((240, 320, 3), 2, np.uint8),
-              "right_wrist": np.full((240, 320, 3), 3, np.uint8)}
+    images = {
+        "head": np.full((240, 320, 3), 1, np.uint8),
+        "left_wrist": np.full((240, 320, 3), 2, np.uint8),
+        "right_wrist": np.full((240, 320, 3), 3, np.uint8),
+    }
     canvas = build_canvas(images, spec)
     assert (canvas[:256] == 1).all()
     assert (canvas[256:, :160] == 2).all() and (canvas[256:, 160:] == 3).all()
@@ -98,9 +105,9 @@ def test_libero_rotation_moves_top_left_mark_to_bottom_right():
     canvas = build_canvas({"agentview": corner_marked(), "wrist": corner_marked()}, spec)
     mark = 28  # 32 px of 256 scaled to 224
     for left in (0, 224):
-        cell = canvas[:, left:left + 224].astype(int)
-        assert (cell[-mark + 1:, -mark + 1:] == (255, 0, 0)).all()
-        assert (cell[:-mark - 1] == 0).all() and (cell[:, :-mark - 1] == 0).all()
+        cell = canvas[:, left : left + 224].astype(int)
+        assert (cell[-mark + 1 :, -mark + 1 :] == (255, 0, 0)).all()
+        assert (cell[: -mark - 1] == 0).all() and (cell[:, : -mark - 1] == 0).all()
 
 
 def test_unrotated_camera_keeps_its_mark_in_place():
@@ -137,10 +144,22 @@ def test_center_crop_keeps_the_middle_at_the_cell_aspect():
     assert (canvas[:, 224:] == 255).any()  # uncropped camera keeps the bright sides
 
 
-@pytest.mark.parametrize("src, dst", [((7, 9), (4, 5)), ((5, 6), (11, 13)), ((8, 8), (8, 3)),
-                                      ((3, 17), (9, 4)), ((6, 6), (1, 1)), ((1, 1), (3, 2)),
-                                      ((48, 64), (32, 40)), ((48, 64), (56, 80)), ((48, 64), (48, 20)),
-                                      ((256, 256), (224, 224)), ((240, 320), (128, 160))])
+@pytest.mark.parametrize(
+    "src, dst",
+    [
+        ((7, 9), (4, 5)),
+        ((5, 6), (11, 13)),
+        ((8, 8), (8, 3)),
+        ((3, 17), (9, 4)),
+        ((6, 6), (1, 1)),
+        ((1, 1), (3, 2)),
+        ((48, 64), (32, 40)),
+        ((48, 64), (56, 80)),
+        ((48, 64), (48, 20)),
+        ((256, 256), (224, 224)),
+        ((240, 320), (128, 160)),
+    ],
+)
 def test_resize_matches_torch_antialiased_bilinear(src, dst):
     image = np.random.default_rng(sum(src + dst)).integers(0, 256, src + (3,), dtype=np.uint8)
     ours = resize_bilinear(image, *dst)
@@ -165,9 +184,14 @@ def test_canvas_matches_the_authors_antialiased_resize(name, source, kind):
     256x320 head + 128x160 wrists, within uint8 rounding of the authors' float pipeline."""
     spec = load_embodiment(name)
     rng = np.random.default_rng(5)
-    images = {cam.role: (smooth_image(*source, seed=i) if kind == "smooth"
-                         else rng.integers(0, 256, source + (3,), dtype=np.uint8))
-              for i, cam in enumerate(spec.canvas.cameras)}
+    images = {
+        cam.role: (
+            smooth_image(*source, seed=i)
+            if kind == "smooth"
+            else rng.integers(0, 256, source + (3,), dtype=np.uint8)
+        )
+        for i, cam in enumerate(spec.canvas.cameras)
+    }
     ours = canvas_to_model_input(build_canvas(images, spec)).astype(np.float64)
     diff = np.abs(ours - torch_canvas(images, spec)) * 127.5  # in units of 1/255 of [0, 1]
     assert diff.mean() <= 0.75 and diff.max() <= 2.0, (diff.mean(), diff.max())
@@ -181,8 +205,7 @@ def test_resize_same_size_is_a_copy():
 def test_repeated_builds_are_identical():
     spec = load_embodiment("robotwin_aloha")
     rng = np.random.default_rng(7)
-    images = {cam.role: rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
-              for cam in spec.canvas.cameras}
+    images = {cam.role: rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for cam in spec.canvas.cameras}
     first = build_canvas(images, spec)
     assert np.array_equal(build_canvas(images, spec), first)  # reused buffers leak nothing
 
@@ -214,15 +237,18 @@ def test_extra_roles_are_ignored():
     assert build_canvas(images, spec).shape == (224, 448, 3)
 
 
-@pytest.mark.parametrize("image, message", [
-    (np.zeros((8, 8, 3), np.float32), "dtype uint8, got float32"),
-    (np.zeros((8, 8, 3), np.uint16), "dtype uint8, got uint16"),
-    (np.full((8, 8, 3), np.nan, np.float32), "non-finite"),
-    (np.zeros((8, 8), np.uint8), "HxWx3"),
-    (np.zeros((8, 8, 4), np.uint8), "HxWx3"),
-    (np.zeros((0, 8, 3), np.uint8), "empty"),
-    ([[[0, 0, 0]]], "numpy array"),
-])
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((8, 8, 3), np.float32), "dtype uint8, got float32"),
+        (np.zeros((8, 8, 3), np.uint16), "dtype uint8, got uint16"),
+        (np.full((8, 8, 3), np.nan, np.float32), "non-finite"),
+        (np.zeros((8, 8), np.uint8), "HxWx3"),
+        (np.zeros((8, 8, 4), np.uint8), "HxWx3"),
+        (np.zeros((0, 8, 3), np.uint8), "empty"),
+        ([[[0, 0, 0]]], "numpy array"),
+    ],
+)
 def test_bad_images_are_rejected_with_the_role(image, message):
     spec = load_embodiment("libero_franka")
     images = solid_images(spec)

@@ -1,4 +1,5 @@
 """Embodiment YAML loading: shipped specs, derived sizes, validation errors, YAML-only additions."""
+
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,12 @@ def test_libero_spec_matches_the_model_spec():
     assert spec.action.delta_eef.rotation_rad_per_unit == 0.5
     post = spec.action.gripper_postprocess
     assert (post.dims, post.scale, post.offset, post.negate, post.binarize) == (
-        ("gripper",), 2.0, -1.0, True, True)
+        ("gripper",),
+        2.0,
+        -1.0,
+        True,
+        True,
+    )
     assert (spec.normalization.mode, spec.normalization.clamp) == ("min_max", 5.0)
     assert (spec.chunk.length, spec.chunk.execute_steps, spec.policy_rate_hz) == (32, 10, 20.0)
     gripper = spec.arm("arm").gripper
@@ -64,8 +70,11 @@ def test_robotwin_spec_matches_the_model_spec():
     assert spec.latent_size == (48, 40)
     assert spec.token_grid == (24, 20) and spec.token_count == 480
     cells = {c.role: (c.top, c.left, c.height, c.width) for c in spec.canvas.cameras}
-    assert cells == {"head": (0, 0, 256, 320), "left_wrist": (256, 0, 128, 160),
-                     "right_wrist": (256, 160, 128, 160)}
+    assert cells == {
+        "head": (0, 0, 256, 320),
+        "left_wrist": (256, 0, 128, 160),
+        "right_wrist": (256, 160, 128, 160),
+    }
     # Absolute joint actions use the state's order, dimension by dimension.
     assert spec.action.layout.dim_names == spec.state.dim_names
     assert spec.state.field_slice("left_gripper") == slice(6, 7)
@@ -84,7 +93,8 @@ def test_gripper_joint_and_command_scales_are_inverse_linear_maps():
     for command in (0.0, 0.3, 1.0):
         assert gripper.joint_to_command(gripper.command_to_joint(command)) == pytest.approx(command)
     assert gripper.command_to_joint(0.5) == pytest.approx(
-        (gripper.open_position + gripper.closed_position) / 2)
+        (gripper.open_position + gripper.closed_position) / 2
+    )
 
 
 def test_unknown_name_and_missing_path_are_reported():
@@ -215,7 +225,6 @@ def test_loaded_spec_is_immutable():
         spec.name = "other"  # type: ignore[misc]
     with pytest.raises(AttributeError):
         spec.chunk.length = 3  # type: ignore[misc]
-
 
 
 def test_scale_belongs_to_the_state_only(tmp_path):

@@ -1,4 +1,5 @@
 """Panda kinematics: FK against hand-derived poses and a URDF-style chain, Jacobian, IK, deltas."""
+
 import math
 from pathlib import Path
 
@@ -40,9 +41,15 @@ def frame(xyz=(0, 0, 0), rotation=None):
 
 
 # franka_description's URDF: joint origins (xyz, roll) with every joint turning about its z axis.
-URDF_JOINTS = [((0, 0, 0.333), 0.0), ((0, 0, 0), -math.pi / 2), ((0, -0.316, 0), math.pi / 2),
-               ((0.0825, 0, 0), math.pi / 2), ((-0.0825, 0.384, 0), -math.pi / 2),
-               ((0, 0, 0), math.pi / 2), ((0.088, 0, 0), math.pi / 2)]
+URDF_JOINTS = [
+    ((0, 0, 0.333), 0.0),
+    ((0, 0, 0), -math.pi / 2),
+    ((0, -0.316, 0), math.pi / 2),
+    ((0.0825, 0, 0), math.pi / 2),
+    ((-0.0825, 0.384, 0), -math.pi / 2),
+    ((0, 0, 0), math.pi / 2),
+    ((0.088, 0, 0), math.pi / 2),
+]
 
 
 def urdf_tcp(q):
@@ -58,7 +65,8 @@ def test_zero_configuration_by_hand():
     # d1 + d3 + d5 go up, then the flange (0.107) and the hand TCP (0.1034) point straight down.
     pose = CHAIN.forward(np.zeros(7))
     np.testing.assert_allclose(
-        pose.position, [0.0825 - 0.0825 + 0.088, 0.0, 0.333 + 0.316 + 0.384 - 0.107 - 0.1034],
+        pose.position,
+        [0.0825 - 0.0825 + 0.088, 0.0, 0.333 + 0.316 + 0.384 - 0.107 - 0.1034],
         atol=1e-12,
     )
     # Link 7: x along base x, z down, so y = z cross x = -base y; the hand turns -45 deg about z.
@@ -92,8 +100,7 @@ def test_jacobian_matches_finite_differences():
         dq = np.zeros(7)
         dq[i] = h
         ahead, behind = CHAIN.forward(q + dq), CHAIN.forward(q - dq)
-        np.testing.assert_allclose((ahead.position - behind.position) / (2 * h), jac[:3, i],
-                                   atol=1e-6)
+        np.testing.assert_allclose((ahead.position - behind.position) / (2 * h), jac[:3, i], atol=1e-6)
         omega = rotation_to_axis_angle(ahead.rotation @ behind.rotation.T) / (2 * h)
         np.testing.assert_allclose(omega, jac[3:, i], atol=1e-6)
 
@@ -135,8 +142,7 @@ def test_delta_of_one_moves_five_centimetres_and_half_a_radian():
     np.testing.assert_allclose(turned.rotation, rot_x(0.5) @ start.rotation, atol=1e-12)
     assert not np.allclose(turned.rotation, start.rotation @ rot_x(0.5), atol=1e-3)
     np.testing.assert_allclose(turned.position, start.position, atol=1e-12)
-    scaled = integrate_delta_eef(start, np.array([0.5, 0, 0, 0, 0, 0.4]), pos_scale=0.1,
-                                 rot_scale=1.0)
+    scaled = integrate_delta_eef(start, np.array([0.5, 0, 0, 0, 0, 0.4]), pos_scale=0.1, rot_scale=1.0)
     np.testing.assert_allclose(scaled.position - start.position, [0.05, 0, 0], atol=1e-12)
     np.testing.assert_allclose(scaled.rotation, rot_z(0.4) @ start.rotation, atol=1e-12)
 
@@ -177,9 +183,12 @@ def test_parameters_come_from_data_and_bad_data_is_refused():
 
 def test_an_arms_chain_comes_from_its_embodiment_yaml(tmp_path):
     """A new arm's kinematics are data in its embodiment; an arm without them has no chain."""
-    text = (Path(PANDA_SOURCE).read_text()
-            .replace("d: 0.1034,", "d: 0.2034,")  # a 10 cm longer tool
-            .replace("name: libero_franka", "name: long_tool_franka"))
+    text = (
+        Path(PANDA_SOURCE)
+        .read_text()
+        .replace("d: 0.1034,", "d: 0.2034,")  # a 10 cm longer tool
+        .replace("name: libero_franka", "name: long_tool_franka")
+    )
     path = tmp_path / "long_tool_franka.yaml"
     path.write_text(text)
     longer = arm_chain(load_embodiment(path).arm("arm"))
@@ -187,8 +196,7 @@ def test_an_arms_chain_comes_from_its_embodiment_yaml(tmp_path):
     np.testing.assert_array_equal(longer.lower, CHAIN.lower)
     for q in (np.zeros(7), READY):
         tip, ref = longer.forward(q), CHAIN.forward(q)
-        np.testing.assert_allclose(tip.position - ref.position, 0.1 * ref.rotation[:, 2],
-                                   atol=1e-12)
+        np.testing.assert_allclose(tip.position - ref.position, 0.1 * ref.rotation[:, 2], atol=1e-12)
     with pytest.raises(ValueError, match="no kinematics section"):
         arm_chain(load_embodiment("aloha_sim").arm("left"))
     bad = text.replace("        - {a: 0.088, d: 0.0, alpha: 1.5707963267948966}\n", "")

@@ -1,4 +1,5 @@
 """Normaliser: min/max and z-score round trips, clamping, degenerate dimensions, validation."""
+
 import json
 
 import numpy as np
@@ -10,11 +11,14 @@ from lightwam_ros.policy.normalization import Normalizer
 
 def entry(low, high, mean, std):
     low, high = np.asarray(low, float), np.asarray(high, float)
-    return {"global_min": low.tolist(), "global_max": high.tolist(),
-            "global_mean": np.asarray(mean, float).tolist(),
-            "global_std": np.asarray(std, float).tolist(),
-            "global_q01": (low + 0.01 * (high - low)).tolist(),
-            "global_q99": (high - 0.01 * (high - low)).tolist()}
+    return {
+        "global_min": low.tolist(),
+        "global_max": high.tolist(),
+        "global_mean": np.asarray(mean, float).tolist(),
+        "global_std": np.asarray(std, float).tolist(),
+        "global_q01": (low + 0.01 * (high - low)).tolist(),
+        "global_q99": (high - 0.01 * (high - low)).tolist(),
+    }
 
 
 def random_stats(state_dim, action_dim, seed=0):
@@ -34,11 +38,16 @@ def within(stats_entry, shape, seed=1):
 
 
 def test_min_max_maps_the_range_to_minus_one_one():
-    stats = {"state": {"default": entry([0, -2], [10, 2], [5, 0], [1, 1])},
-             "action": {"default": entry([-1, 0, 4], [1, 0.5, 8], [0, 0, 0], [1, 1, 1])}}
+    stats = {
+        "state": {"default": entry([0, -2], [10, 2], [5, 0], [1, 1])},
+        "action": {"default": entry([-1, 0, 4], [1, 0.5, 8], [0, 0, 0], [1, 1, 1])},
+    }
     norm = Normalizer.from_stats(stats, "min_max")
-    np.testing.assert_allclose(norm.normalize_state([[0, -2], [10, 2], [5, 0], [7.5, 1]]),
-                               [[-1, -1], [1, 1], [0, 0], [0.5, 0.5]], atol=1e-6)
+    np.testing.assert_allclose(
+        norm.normalize_state([[0, -2], [10, 2], [5, 0], [7.5, 1]]),
+        [[-1, -1], [1, 1], [0, 0], [0.5, 0.5]],
+        atol=1e-6,
+    )
     np.testing.assert_allclose(norm.denormalize_action([-1, 1, 0]), [-1, 0.5, 6])
 
 
@@ -57,19 +66,22 @@ def test_round_trip_over_batched_shapes(mode):
 
 
 def test_z_score_uses_mean_and_std_with_epsilon():
-    stats = {"state": {"default": entry([-9, -9], [9, 9], [1, -2], [2, 0.5])},
-             "action": {"default": entry([-9], [9], [3], [4])}}
+    stats = {
+        "state": {"default": entry([-9, -9], [9, 9], [1, -2], [2, 0.5])},
+        "action": {"default": entry([-9], [9], [3], [4])},
+    }
     norm = Normalizer.from_stats(stats, "z_score")
     np.testing.assert_allclose(norm.normalize_state([1, -2]), [0, 0], atol=1e-7)
-    np.testing.assert_allclose(norm.normalize_state([3, -1.5]),
-                               [2 / (2 + 1e-8), 0.5 / (0.5 + 1e-8)])
+    np.testing.assert_allclose(norm.normalize_state([3, -1.5]), [2 / (2 + 1e-8), 0.5 / (0.5 + 1e-8)])
     np.testing.assert_allclose(norm.denormalize_action([1.0]), [3 + 4 + 1e-8])
 
 
 @pytest.mark.parametrize("mode", ["min_max", "z_score"])
 def test_normalised_values_are_clamped(mode):
-    stats = {"state": {"default": entry([0], [1], [0.5], [0.1])},
-             "action": {"default": entry([0], [1], [0.5], [0.1])}}
+    stats = {
+        "state": {"default": entry([0], [1], [0.5], [0.1])},
+        "action": {"default": entry([0], [1], [0.5], [0.1])},
+    }
     norm = Normalizer.from_stats(stats, mode, clamp=5.0)
     np.testing.assert_array_equal(norm.normalize_state([[1e6], [-1e6]]), [[5.0], [-5.0]])
     narrow = Normalizer.from_stats(stats, mode, clamp=2.0)
@@ -78,19 +90,24 @@ def test_normalised_values_are_clamped(mode):
 
 def test_min_max_degenerate_dimension_keeps_its_offset_from_min():
     """The authors' rule for a range below 1e-4: forward x - min (then clamped), inverse y + min."""
-    stats = {"state": {"default": entry([0, 0.25], [1, 0.25 + 5e-5], [0, 0], [1, 1])},
-             "action": {"default": entry([0, 0.25], [1, 0.25 + 5e-5], [0, 0], [1, 1])}}
+    stats = {
+        "state": {"default": entry([0, 0.25], [1, 0.25 + 5e-5], [0, 0], [1, 1])},
+        "action": {"default": entry([0, 0.25], [1, 0.25 + 5e-5], [0, 0], [1, 1])},
+    }
     norm = Normalizer.from_stats(stats, "min_max")
-    np.testing.assert_allclose(norm.normalize_state([[0.5, 0.25], [0.5, 0.75], [0.5, 99.0]]),
-                               [[0, 0], [0, 0.5], [0, 5.0]], atol=1e-7)
+    np.testing.assert_allclose(
+        norm.normalize_state([[0.5, 0.25], [0.5, 0.75], [0.5, 99.0]]), [[0, 0], [0, 0.5], [0, 5.0]], atol=1e-7
+    )
     restored = norm.denormalize_action([[0.0, 0.0], [1.0, 3.0]])
     np.testing.assert_allclose(restored[:, 1], [0.25, 3.25])
     np.testing.assert_allclose(norm.denormalize_action(norm.normalize_action([0.5, 0.3]))[1], 0.3)
 
 
 def test_z_score_zero_std_stays_finite():
-    stats = {"state": {"default": entry([0], [1], [0.3], [0.0])},
-             "action": {"default": entry([0], [1], [0.3], [0.0])}}
+    stats = {
+        "state": {"default": entry([0], [1], [0.3], [0.0])},
+        "action": {"default": entry([0], [1], [0.3], [0.0])},
+    }
     norm = Normalizer.from_stats(stats, "z_score")
     assert norm.normalize_state([0.3])[0] == 0.0
     assert norm.normalize_state([0.4])[0] == 5.0
@@ -112,19 +129,23 @@ def _broken(mutate):
     return stats
 
 
-@pytest.mark.parametrize("mutate, kwargs, message", [
-    (lambda s: s.pop("action"), {}, "missing section 'action'"),
-    (lambda s: s["state"].pop("default"), {}, "missing state.default"),
-    (lambda s: s["action"]["default"].update(global_max=[1, 2]), {},
-     "global_min has 3 entries but global_max 2"),
-    (lambda s: s["state"]["default"]["global_min"].__setitem__(1, float("nan")), {}, "non-finite"),
-    (lambda s: s["state"]["default"].update(global_min=[9, 9, 9, 9]), {},
-     "global_max below global_min"),
-    (lambda s: s["action"]["default"].update(global_min="abc"), {}, "not a list of numbers"),
-    (lambda s: None, {"state_dim": 8}, "state.default: stats have 4 dimensions, the embodiment 8"),
-    (lambda s: None, {"action_dim": 7},
-     "action.default: stats have 3 dimensions, the embodiment 7"),
-])
+@pytest.mark.parametrize(
+    "mutate, kwargs, message",
+    [
+        (lambda s: s.pop("action"), {}, "missing section 'action'"),
+        (lambda s: s["state"].pop("default"), {}, "missing state.default"),
+        (
+            lambda s: s["action"]["default"].update(global_max=[1, 2]),
+            {},
+            "global_min has 3 entries but global_max 2",
+        ),
+        (lambda s: s["state"]["default"]["global_min"].__setitem__(1, float("nan")), {}, "non-finite"),
+        (lambda s: s["state"]["default"].update(global_min=[9, 9, 9, 9]), {}, "global_max below global_min"),
+        (lambda s: s["action"]["default"].update(global_min="abc"), {}, "not a list of numbers"),
+        (lambda s: None, {"state_dim": 8}, "state.default: stats have 4 dimensions, the embodiment 8"),
+        (lambda s: None, {"action_dim": 7}, "action.default: stats have 3 dimensions, the embodiment 7"),
+    ],
+)
 def test_bad_stats_are_rejected(mutate, kwargs, message):
     with pytest.raises(ValueError, match=message):
         Normalizer.from_stats(_broken(mutate), "min_max", **kwargs)

@@ -1,4 +1,5 @@
 """Chunk post-processing (gripper convention) for both embodiments; limits are the executor's."""
+
 import numpy as np
 import pytest
 
@@ -55,8 +56,9 @@ def test_absolute_joints_pass_through_unchanged():
     assert out is not chunk
 
 
-@pytest.mark.parametrize("spec, shape", [(LIBERO, (32, 14)), (ROBOTWIN, (32, 7)),
-                                         (LIBERO, (7,)), (LIBERO, (0, 7))])
+@pytest.mark.parametrize(
+    "spec, shape", [(LIBERO, (32, 14)), (ROBOTWIN, (32, 7)), (LIBERO, (7,)), (LIBERO, (0, 7))]
+)
 def test_wrong_chunk_shapes_are_rejected(spec, shape):
     with pytest.raises(ValueError, match=r"shape \[H, "):
         postprocess_chunk(np.zeros(shape), spec)

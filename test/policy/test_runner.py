@@ -1,5 +1,6 @@
 """PolicyRunner on the tiny preset (CPU, float32): end to end, warm-up, input and output
 validation, optimised vs reference agreement, and loading a make_tiny package from files."""
+
 from __future__ import annotations
 
 import functools
@@ -40,8 +41,7 @@ def parts(name: str, seed: int = 0):
     """Spec, seeded random tiny model, statistics-based normaliser and stand-in cache."""
     spec = load_embodiment(name)
     cfg = make_config("tiny", spec.action_dim, spec.state_dim, spec.chunk.length)
-    normalizer = Normalizer.from_stats(stats_for(name), spec.normalization.mode,
-                                       spec.normalization.clamp)
+    normalizer = Normalizer.from_stats(stats_for(name), spec.normalization.mode, spec.normalization.clamp)
     cache = standin_cache(demo_tasks(spec), cfg.dit.text_len, cfg.dit.text_dim)
     return spec, random_model(cfg, seed), normalizer, cache
 
@@ -66,8 +66,10 @@ def state_range(name: str) -> tuple[np.ndarray, np.ndarray]:
 def observation(runner: PolicyRunner, seed: int = 0):
     """Camera images at their source sizes and a state inside the statistics' range."""
     rng = np.random.default_rng(seed)
-    images = {cam.role: rng.integers(0, 256, (*cam.source_size, 3), dtype=np.uint8)
-              for cam in runner.spec.canvas.cameras}
+    images = {
+        cam.role: rng.integers(0, 256, (*cam.source_size, 3), dtype=np.uint8)
+        for cam in runner.spec.canvas.cameras
+    }
     return images, rng.uniform(*state_range(runner.spec.name))
 
 
@@ -154,12 +156,10 @@ def test_warmup_prepares_the_resize_tables_of_the_frames_that_arrive(sizes):
     assert warmed.misses > 0
     expected = {**camera_sizes(runner.spec), **(sizes or {})}
     rng = np.random.default_rng(0)
-    images = {role: rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-              for role, size in expected.items()}
+    images = {role: rng.integers(0, 256, (*size, 3), dtype=np.uint8) for role, size in expected.items()}
     runner.predict(images, rng.uniform(*state_range("aloha_sim")), runner.tasks[0])
     assert canvas._axis_taps.cache_info().misses == warmed.misses
-    other = {role: np.zeros((size[0] + 2, size[1] + 2, 3), np.uint8)
-             for role, size in expected.items()}
+    other = {role: np.zeros((size[0] + 2, size[1] + 2, 3), np.uint8) for role, size in expected.items()}
     runner.predict(other, rng.uniform(*state_range("aloha_sim")), runner.tasks[0])
     assert canvas._axis_taps.cache_info().misses > warmed.misses  # what warm-up would miss
 
@@ -210,16 +210,19 @@ def _images_as_list(images, state, task):
     return list(images.values()), state, task
 
 
-@pytest.mark.parametrize("corrupt, message", [
-    (_drop_wrist, "no image for camera role 'wrist'"),
-    (_float_image, "expected dtype uint8"),
-    (_gray_image, "HxWx3"),
-    (_nan_state, r"non-finite values in \['eef_z'\]"),
-    (_short_state, r"state must have shape \(8,\)"),
-    (_text_state, "real numbers"),
-    (_unknown_task, "not in the instruction cache"),
-    (_images_as_list, "mapping of camera role"),
-])
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (_drop_wrist, "no image for camera role 'wrist'"),
+        (_float_image, "expected dtype uint8"),
+        (_gray_image, "HxWx3"),
+        (_nan_state, r"non-finite values in \['eef_z'\]"),
+        (_short_state, r"state must have shape \(8,\)"),
+        (_text_state, "real numbers"),
+        (_unknown_task, "not in the instruction cache"),
+        (_images_as_list, "mapping of camera role"),
+    ],
+)
 def test_bad_input_is_refused_before_anything_runs(runners, corrupt, message):
     runner = runners["libero_franka"]
     images, state = observation(runner)
@@ -254,8 +257,7 @@ def test_a_chunk_past_the_joint_limits_is_returned_for_the_executor_to_judge():
     runner = make_runner("robotwin_aloha", poison=_huge_output_bias, warmup=0)
     chunk = runner.predict(*observation(runner), runner.tasks[0]).chunk
     upper = np.array([runner.spec.joint_limit(name)[1] for name in runner.spec.arm("left").joints])
-    left = [runner.spec.action.layout.dim_names.index(name)
-            for name in runner.spec.arm("left").joints]
+    left = [runner.spec.action.layout.dim_names.index(name) for name in runner.spec.arm("left").joints]
     assert np.any(chunk.actions[:, left] > upper)
 
 
@@ -297,12 +299,15 @@ def test_model_that_does_not_fit_the_embodiment_is_refused():
         PolicyRunner(libero_model, spec, normalizer, cache, device="cpu")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"cuda_graphs": True}, "needs a CUDA device"),
-    ({"compile": "fastest"}, "compile must be"),
-    ({"optimized": False, "compile": True}, "runs eagerly"),
-    ({"warmup": -1}, "non-negative"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"cuda_graphs": True}, "needs a CUDA device"),
+        ({"compile": "fastest"}, "compile must be"),
+        ({"optimized": False, "compile": True}, "runs eagerly"),
+        ({"warmup": -1}, "non-negative"),
+    ],
+)
 def test_invalid_runner_options_are_refused(kwargs, message):
     spec, model, normalizer, cache = parts("libero_franka")
     with pytest.raises(PolicyConfigError, match=message):
@@ -322,8 +327,9 @@ def test_from_files_round_trip_matches_the_in_memory_runner(tmp_path, runners):
     np.testing.assert_array_equal(from_disk.chunk.actions[:, 6], in_memory.chunk.actions[:, 6])
 
     with pytest.raises(CheckpointError, match="for embodiment 'libero_franka', expected 'robotwin_aloha'"):
-        PolicyRunner.from_files(package.checkpoint, package.instructions,
-                                embodiment="robotwin_aloha", warmup=0)
+        PolicyRunner.from_files(
+            package.checkpoint, package.instructions, embodiment="robotwin_aloha", warmup=0
+        )
 
 
 def test_a_model_runs_only_on_the_canvas_it_was_trained_on(tmp_path):
@@ -331,16 +337,17 @@ def test_a_model_runs_only_on_the_canvas_it_was_trained_on(tmp_path):
     another canvas (a moved cell, a resized canvas) is refused before anything runs."""
     package = make_tiny_package("aloha_sim", tmp_path / "pkg")
     assert load_checkpoint(package.checkpoint).meta.canvas == canvas.canvas_layout(
-        load_embodiment("aloha_sim"))
+        load_embodiment("aloha_sim")
+    )
     data = yaml.safe_load((SHIPPED_DIR / "aloha_sim.yaml").read_text())
     data["cameras"][1]["center_crop"] = False
     moved = tmp_path / "aloha_sim.yaml"
     moved.write_text(yaml.safe_dump(data))
-    with pytest.raises(PolicyConfigError, match="trained on canvas .* now builds"):
-        PolicyRunner.from_files(package.checkpoint, package.instructions, embodiment=moved,
-                                warmup=0)
-    assert PolicyRunner.from_files(package.checkpoint, package.instructions, warmup=0).spec.name \
-        == "aloha_sim"
+    with pytest.raises(PolicyConfigError, match=r"trained on canvas .* now builds"):
+        PolicyRunner.from_files(package.checkpoint, package.instructions, embodiment=moved, warmup=0)
+    assert (
+        PolicyRunner.from_files(package.checkpoint, package.instructions, warmup=0).spec.name == "aloha_sim"
+    )
 
 
 # ------------------------------------------------------------------------------------- GPU
@@ -355,5 +362,4 @@ def test_cuda_graph_path_agrees_with_the_reference_in_bf16():
     slow = reference.predict(images, state, reference.tasks[0])
     assert fast.timing.vae is None and fast.timing.model > 0  # one graph, no per-stage split
     assert fast.peak_memory_bytes > 0 and slow.peak_memory_bytes > 0
-    np.testing.assert_allclose(fast.normalized, slow.normalized, rtol=0,
-                               atol=REDUCED_PRECISION_TOLERANCE)
+    np.testing.assert_allclose(fast.normalized, slow.normalized, rtol=0, atol=REDUCED_PRECISION_TOLERANCE)

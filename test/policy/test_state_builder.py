@@ -1,4 +1,5 @@
 """StateBuilder: robot readings by joint name (and end-effector poses) -> the policy's state."""
+
 import numpy as np
 import pytest
 
@@ -14,8 +15,11 @@ def test_aloha_state_follows_the_layout_with_grippers_on_the_command_scale():
     builder = StateBuilder(spec, default_chains(spec))
     assert pose_arms(spec) == ()
     names = builder.joint_names
-    assert names[:7] == ("fl_joint1", "fl_joint2", "fl_joint3", "fl_joint4", "fl_joint5",
-                         "fl_joint6", "fl_joint7") and len(names) == 14
+    assert (
+        names[:7]
+        == ("fl_joint1", "fl_joint2", "fl_joint3", "fl_joint4", "fl_joint5", "fl_joint6", "fl_joint7")
+        and len(names) == 14
+    )
     joints = np.arange(14, dtype=float) / 10
     joints[names.index("fl_joint7")] = 0.045  # open -> command 1
     joints[names.index("fr_joint7")] = -0.01  # closed -> command 0
@@ -23,15 +27,16 @@ def test_aloha_state_follows_the_layout_with_grippers_on_the_command_scale():
     assert state.shape == (14,)
     np.testing.assert_allclose(state[:6], joints[:6])
     np.testing.assert_allclose(state[[6, 13]], [1.0, 0.0])
-    np.testing.assert_allclose(state[7:13], joints[[names.index(f"fr_joint{i}") for i in
-                                                    range(1, 7)]])
+    np.testing.assert_allclose(state[7:13], joints[[names.index(f"fr_joint{i}") for i in range(1, 7)]])
 
 
 def test_libero_state_is_the_forward_kinematics_pose_and_scaled_fingers():
     spec = load_embodiment("libero_franka")
     builder = StateBuilder(spec, default_chains(spec))
     assert builder.measured_pose_arms == ()
-    joints = dict(zip(arm_chain(load_embodiment("libero_franka").arm("arm")).joint_names, PANDA_Q, strict=True))
+    joints = dict(
+        zip(arm_chain(load_embodiment("libero_franka").arm("arm")).joint_names, PANDA_Q, strict=True)
+    )
     joints.update(panda_finger_joint1=0.03, panda_finger_joint2=0.03)
     result = builder.build(np.array([joints[name] for name in builder.joint_names]))
     pose = arm_chain(load_embodiment("libero_franka").arm("arm")).forward(PANDA_Q)
@@ -69,8 +74,10 @@ def test_kinematics_only_for_arms_it_fits():
         StateBuilder(spec, {"left": arm_chain(load_embodiment("libero_franka").arm("arm"))})
 
 
-@pytest.mark.parametrize("xyzw", [(0.9, 0.2, -0.1, -0.3742), (-0.6, 0.5, 0.4, -0.4796),
-                                  (0.1, 0.2, 0.3, 0.9274), (0.0, 0.0, 0.0, -1.0)])
+@pytest.mark.parametrize(
+    "xyzw",
+    [(0.9, 0.2, -0.1, -0.3742), (-0.6, 0.5, 0.4, -0.4796), (0.1, 0.2, 0.3, 0.9274), (0.0, 0.0, 0.0, -1.0)],
+)
 def test_libero_state_axis_angle_is_robosuites_quat2axisangle(xyzw):
     """The simulator's quaternion as given, w < 0 included: no sign canonicalisation."""
     transform_utils = pytest.importorskip("robosuite.utils.transform_utils")

@@ -1,6 +1,7 @@
 """Test fixture (test_message_roundtrip): publish a synthetic ActionChunk for another process to
 receive, the smallest proof that the generated messages, the ROS 2 middleware and the isolation
 settings work on this machine."""
+
 from __future__ import annotations
 
 import argparse

@@ -9,6 +9,7 @@ a process still alive after a failed test is killed by its pid.
 
 Import it after ``pytest.importorskip("ros2launch.api")``.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,9 +46,14 @@ def launch_env(prefixes: Sequence[str | Path] = (), **extra: str) -> dict[str, s
     path = [str(prefix) for prefix in prefixes]
     path += [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     path = list(dict.fromkeys([*path, sys.prefix]))
-    return dict(os.environ, AMENT_PREFIX_PATH=os.pathsep.join(path), RCUTILS_COLORIZED_OUTPUT="0",
-                PYTHONUNBUFFERED="1", **extra,
-                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    return dict(
+        os.environ,
+        AMENT_PREFIX_PATH=os.pathsep.join(path),
+        RCUTILS_COLORIZED_OUTPUT="0",
+        PYTHONUNBUFFERED="1",
+        **extra,
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+    )
 
 
 class LaunchRun(ChildProcess):
@@ -56,8 +62,7 @@ class LaunchRun(ChildProcess):
     def __init__(self, arguments: Sequence[str], env: Mapping[str, str]) -> None:
         self.arguments = list(arguments)
         self.lines: list[str] = []
-        super().__init__([sys.executable, "-u", "-c", _DRIVER, *self.arguments],
-                         self.lines.append, env=env)
+        super().__init__([sys.executable, "-u", "-c", _DRIVER, *self.arguments], self.lines.append, env=env)
         self.start_reading()
 
     @property
@@ -65,8 +70,11 @@ class LaunchRun(ChildProcess):
         return "\n".join(self.lines)
 
     def launch_file(self) -> Path:
-        line = wait_until(lambda: next((x for x in self.lines if x.startswith("launch file: ")),
-                                       None), 30, f"the launch file's path; output:\n{self.output}")
+        line = wait_until(
+            lambda: next((x for x in self.lines if x.startswith("launch file: ")), None),
+            30,
+            f"the launch file's path; output:\n{self.output}",
+        )
         return Path(line.split(": ", 1)[1])
 
     def started(self) -> dict[str, int]:
@@ -75,8 +83,11 @@ class LaunchRun(ChildProcess):
         return {match[1].rsplit("-", 1)[0]: int(match[2]) for match in found if match}
 
     def wait_for_started(self, names: set[str], timeout: float = 60.0) -> dict[str, int]:
-        wait_until(lambda: names <= set(self.started()) or self.process.poll() is not None,
-                   timeout, f"launch to start {sorted(names)}")
+        wait_until(
+            lambda: names <= set(self.started()) or self.process.poll() is not None,
+            timeout,
+            f"launch to start {sorted(names)}",
+        )
         assert names <= set(self.started()), f"launch ended early:\n{self.output[-4000:]}"
         return self.started()
 
@@ -93,8 +104,7 @@ class LaunchRun(ChildProcess):
         assert not leftovers, f"processes {leftovers} outlived their launch"
         finished = {int(pid) for line in self.lines for pid in _CLEAN.findall(line)}
         unclean = {name: pid for name, pid in self.started().items() if pid not in finished}
-        assert not (clean and unclean), \
-            f"not finished cleanly on SIGINT: {unclean}\n{self.output[-4000:]}"
+        assert not (clean and unclean), f"not finished cleanly on SIGINT: {unclean}\n{self.output[-4000:]}"
         return code
 
 

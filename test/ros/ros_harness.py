@@ -14,6 +14,7 @@ holds what they share, so each test file keeps only its scenarios:
 
 Import it after ``pytest.importorskip("rclpy")``: it imports rclpy at the top.
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,9 +56,22 @@ CONFIG = Path(__file__).resolve().parents[2] / "config"
 # ------------------------------------------------------------------ robotwin_aloha constants
 
 ALOHA_TASK = "beat the block with the hammer"
-ALOHA_JOINTS = ("fl_joint1", "fl_joint2", "fl_joint3", "fl_joint4", "fl_joint5", "fl_joint6",
-                "fl_joint7", "fr_joint1", "fr_joint2", "fr_joint3", "fr_joint4", "fr_joint5",
-                "fr_joint6", "fr_joint7")
+ALOHA_JOINTS = (
+    "fl_joint1",
+    "fl_joint2",
+    "fl_joint3",
+    "fl_joint4",
+    "fl_joint5",
+    "fl_joint6",
+    "fl_joint7",
+    "fr_joint1",
+    "fr_joint2",
+    "fr_joint3",
+    "fr_joint4",
+    "fr_joint5",
+    "fr_joint6",
+    "fr_joint7",
+)
 # A mid-range pose (rad for arm joints, m for the grippers); as actions the grippers are 0.5.
 Q0 = np.array([0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0175, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0175])
 A0 = Q0.copy()
@@ -94,16 +108,21 @@ class NodeProcess(ChildProcess):
     """``python -m lightwam_ros.nodes.<node>`` in its own process; its merged stdout/stderr lines
     are collected as they come, so a test can wait for a log line."""
 
-    def __init__(self, node: str, parameters: Mapping[str, object] | None = None,
-                 params_file: Path | str | None = None) -> None:
+    def __init__(
+        self, node: str, parameters: Mapping[str, object] | None = None, params_file: Path | str | None = None
+    ) -> None:
         args = [sys.executable, "-u", "-m", f"lightwam_ros.nodes.{node}", "--ros-args"]
         if params_file is not None:
             args += ["--params-file", str(params_file)]  # the -p values below override it
         for name, value in (parameters or {}).items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             args += ["-p", f"{name}:={text}"]
-        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0",
-                   RCUTILS_COLORIZED_OUTPUT="0")
+        env = dict(
+            os.environ,
+            PYTHONUNBUFFERED="1",
+            RCUTILS_LOGGING_BUFFERED_STREAM="0",
+            RCUTILS_COLORIZED_OUTPUT="0",
+        )
         self.lines: list[str] = []
         super().__init__(args, self.lines.append, env=env)
         self.start_reading()
@@ -114,8 +133,12 @@ class NodeProcess(ChildProcess):
 
         def found():
             return next((line for line in self.lines[since:] if regex.search(line)), None)
-        return wait_until(found, timeout, f"a log line matching {pattern!r}; lines so far:\n"
-                          + "\n".join(self.lines[since:][-30:]))
+
+        return wait_until(
+            found,
+            timeout,
+            f"a log line matching {pattern!r}; lines so far:\n" + "\n".join(self.lines[since:][-30:]),
+        )
 
     def stop(self) -> int:
         """SIGINT (escalating after 15 s), then the exit status; the log tail is printed, which
@@ -125,8 +148,9 @@ class NodeProcess(ChildProcess):
         return code
 
 
-def spin_in_background(context: Context, nodes: Sequence[Node]
-                       ) -> tuple[SingleThreadedExecutor, threading.Thread]:
+def spin_in_background(
+    context: Context, nodes: Sequence[Node]
+) -> tuple[SingleThreadedExecutor, threading.Thread]:
     executor = SingleThreadedExecutor(context=context)
     for node in nodes:
         executor.add_node(node)
@@ -165,8 +189,14 @@ class Robot:
     ``off``, or a fault: ``wrong_size``, ``bad_encoding``, ``truncated`` (cameras), ``nan``,
     ``inf``, ``missing`` (joints), ``backwards`` (stamps STAMP_JUMP_BACK_NS behind, both)."""
 
-    def __init__(self, embodiment: str, joints: dict[str, float], chunk_topic: str,
-                 compressed_roles: tuple[str, ...] = (), joint_mode: str = "good") -> None:
+    def __init__(
+        self,
+        embodiment: str,
+        joints: dict[str, float],
+        chunk_topic: str,
+        compressed_roles: tuple[str, ...] = (),
+        joint_mode: str = "good",
+    ) -> None:
         self.spec = load_embodiment(embodiment)
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -179,7 +209,8 @@ class Robot:
             role: node.create_publisher(CompressedImage, f"camera/{role}/image_raw/compressed", 5)
             if role in compressed_roles
             else node.create_publisher(Image, f"camera/{role}/image_raw", 5)
-            for role in self.roles}
+            for role in self.roles
+        }
         self.joint_pub = node.create_publisher(JointState, "joint_states", 5)
         self.instruction_pub = node.create_publisher(String, "lightwam/instruction", 10)
         self.request_pub = node.create_publisher(Empty, "lightwam/request_chunk", 10)
@@ -193,19 +224,27 @@ class Robot:
         self.statuses: list[PolicyStatus] = []
         self.other_chunks: list[ActionChunk] = []
         self.diagnostics: list[DiagnosticArray] = []
-        other_topic = ("lightwam/shadow_chunk" if chunk_topic == "lightwam/action_chunk"
-                       else "lightwam/action_chunk")
-        node.create_subscription(ActionChunk, chunk_topic,
-                                 lambda m: self.chunks.append((len(self.statuses), m)), 10)
+        other_topic = (
+            "lightwam/shadow_chunk" if chunk_topic == "lightwam/action_chunk" else "lightwam/action_chunk"
+        )
+        node.create_subscription(
+            ActionChunk, chunk_topic, lambda m: self.chunks.append((len(self.statuses), m)), 10
+        )
         node.create_subscription(ActionChunk, other_topic, self.other_chunks.append, 10)
-        node.create_subscription(PolicyStatus, "lightwam/policy_status", self.statuses.append,
-                                 QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        node.create_subscription(
+            PolicyStatus,
+            "lightwam/policy_status",
+            self.statuses.append,
+            QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+        )
         node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(node)
         self._running = True
-        self._threads = [threading.Thread(target=self._spin, daemon=True),
-                         threading.Thread(target=self._publish_loop, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._spin, daemon=True),
+            threading.Thread(target=self._publish_loop, daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -216,13 +255,11 @@ class Robot:
     def _publish_loop(self) -> None:
         frame = 0
         rng = np.random.default_rng(0)
-        base = {role: rng.integers(0, 256, (*self.sizes[role], 3), dtype=np.uint8)
-                for role in self.roles}
+        base = {role: rng.integers(0, 256, (*self.sizes[role], 3), dtype=np.uint8) for role in self.roles}
         while self._running:
             now = time.time_ns()
             for index, role in enumerate(self.roles):
-                self._publish_camera(role, base[role] + np.uint8(frame % 256),
-                                     now - ROLE_OFFSET_NS[index])
+                self._publish_camera(role, base[role] + np.uint8(frame % 256), now - ROLE_OFFSET_NS[index])
             self._publish_joints(now - 1_000_000)
             frame += 1
             time.sleep(PUBLISH_PERIOD)
@@ -258,28 +295,46 @@ class Robot:
             msg.position[names.index("fl_joint3")] = float(mode)
         elif mode == "missing":
             index = names.index("fr_joint7")
-            msg.name = names[:index] + names[index + 1:]
-            msg.position = positions[:index] + positions[index + 1:]
+            msg.name = names[:index] + names[index + 1 :]
+            msg.position = positions[:index] + positions[index + 1 :]
         self.joint_pub.publish(msg)
 
     # ---------------------------------------------------------------- queries
 
-    def wait_for_status(self, state: int, timeout: float, contains: tuple[str, ...] = (),
-                        start: int = 0) -> PolicyStatus:
+    def wait_for_status(
+        self, state: int, timeout: float, contains: tuple[str, ...] = (), start: int = 0
+    ) -> PolicyStatus:
         def match():
-            return next((s for s in self.statuses[start:] if s.state == state
-                         and all(text in s.message for text in contains)), None)
-        return wait_until(match, timeout, f"PolicyStatus {state} mentioning {contains}; got "
-                          f"{[(s.state, s.message[:120]) for s in self.statuses[-5:]]}")
+            return next(
+                (
+                    s
+                    for s in self.statuses[start:]
+                    if s.state == state and all(text in s.message for text in contains)
+                ),
+                None,
+            )
+
+        return wait_until(
+            match,
+            timeout,
+            f"PolicyStatus {state} mentioning {contains}; got "
+            f"{[(s.state, s.message[:120]) for s in self.statuses[-5:]]}",
+        )
 
     def wait_for_chunks(self, count: int, timeout: float, start: int = 0) -> list[ActionChunk]:
-        wait_until(lambda: len(self.chunks) >= start + count, timeout,
-                   f"{count} chunks after #{start} (have {len(self.chunks)})")
-        return [chunk for _, chunk in self.chunks[start:start + count]]
+        wait_until(
+            lambda: len(self.chunks) >= start + count,
+            timeout,
+            f"{count} chunks after #{start} (have {len(self.chunks)})",
+        )
+        return [chunk for _, chunk in self.chunks[start : start + count]]
 
     def publish_instruction(self, task: str) -> None:
-        wait_until(lambda: self.instruction_pub.get_subscription_count() > 0, 10,
-                   "the node's instruction subscription")
+        wait_until(
+            lambda: self.instruction_pub.get_subscription_count() > 0,
+            10,
+            "the node's instruction subscription",
+        )
         self.instruction_pub.publish(String(data=task))
 
     def close(self) -> None:
@@ -313,8 +368,11 @@ def _decode_command(raw: bytes) -> Command:
     origin keep those differences to ~1e-14 s, where float seconds since the epoch resolve only
     ~0.24 us, which would be 1e-4 of a 2 ms tick."""
     msg = deserialize_message(raw, JointState)
-    return ((stamp_to_nanoseconds(msg.header.stamp) - _COMMAND_ORIGIN_NS) * 1e-9,
-            np.array(msg.position), np.array(msg.velocity))
+    return (
+        (stamp_to_nanoseconds(msg.header.stamp) - _COMMAND_ORIGIN_NS) * 1e-9,
+        np.array(msg.position),
+        np.array(msg.velocity),
+    )
 
 
 Command = tuple[float, np.ndarray, np.ndarray]  # (stamp s since the harness started, positions, velocities)
@@ -346,8 +404,13 @@ class DecodedLog:
 class Harness:
     """The test's side of the executor's graph: a tracking 'robot', a 'policy' and recorders."""
 
-    def __init__(self, context: Context, joint_names: Sequence[str], chunk_period: float = 0.1,
-                 joint_period: float = 0.01) -> None:
+    def __init__(
+        self,
+        context: Context,
+        joint_names: Sequence[str],
+        chunk_period: float = 0.1,
+        joint_period: float = 0.01,
+    ) -> None:
         self.node = Node("executor_test_harness", context=context)
         self.joint_names = list(joint_names)
         reliable = QoSProfile(depth=1000)
@@ -363,15 +426,16 @@ class Harness:
         self.diagnostics = {}
         # Raw subscriptions: at 500 Hz on two topics, decoding in the callback would make this
         # process, not the executor, the bottleneck on a 2-core machine.
-        self.node.create_subscription(JointState, COMMAND_TOPIC, self.commands.append, reliable,
-                                      raw=True)
-        self.node.create_subscription(Float64MultiArray, FORWARD_TOPIC,
-                                      lambda raw: self.forward.append(time.monotonic()), reliable,
-                                      raw=True)
-        self.node.create_subscription(JointTrajectory, TRAJECTORY_TOPIC, self.trajectories.append,
-                                      reliable)
-        self.node.create_subscription(PoseStamped, "lightwam/target_pose", self.poses.append,
-                                      reliable)
+        self.node.create_subscription(JointState, COMMAND_TOPIC, self.commands.append, reliable, raw=True)
+        self.node.create_subscription(
+            Float64MultiArray,
+            FORWARD_TOPIC,
+            lambda raw: self.forward.append(time.monotonic()),
+            reliable,
+            raw=True,
+        )
+        self.node.create_subscription(JointTrajectory, TRAJECTORY_TOPIC, self.trajectories.append, reliable)
+        self.node.create_subscription(PoseStamped, "lightwam/target_pose", self.poses.append, reliable)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.start_positions = None  # what the 'robot' reports before any command
         self.joint_source = self.follow  # callable() -> JointState or None
@@ -395,8 +459,9 @@ class Harness:
     def now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
 
-    def joint_state(self, positions: Sequence[float], names: Sequence[str] | None = None,
-                    stamp: float | None = None) -> JointState:
+    def joint_state(
+        self, positions: Sequence[float], names: Sequence[str] | None = None, stamp: float | None = None
+    ) -> JointState:
         """A JointState for ``positions``, stamped now unless ``stamp`` (float s) is given."""
         msg = JointState(name=list(names or self.joint_names), position=list(positions))
         msg.header.stamp = seconds_to_stamp(self.now() if stamp is None else stamp)
@@ -422,8 +487,9 @@ class Harness:
 
     def wait_for_executor(self) -> None:
         """Until the executor subscribes to our chunks (a chunk sent earlier would be lost)."""
-        wait_until(lambda: self.chunk_pub.get_subscription_count() > 0, 10,
-                   "the executor's chunk subscription")
+        wait_until(
+            lambda: self.chunk_pub.get_subscription_count() > 0, 10, "the executor's chunk subscription"
+        )
 
     def reset(self) -> None:
         assert self.reset_client.wait_for_service(timeout_sec=10), "reset service not available"
@@ -438,7 +504,7 @@ class Harness:
 
     def settled(self, since: int, count: int = 20) -> bool:
         """The last ``count`` commands (after index ``since``) are identical: the arm holds."""
-        recent = self.commands[max(since, len(self.commands) - count):]
+        recent = self.commands[max(since, len(self.commands) - count) :]
         if len(recent) < count:
             return False
         return bool(np.ptp(np.array([c[1] for c in recent]), axis=0).max() < 1e-12)
@@ -473,19 +539,23 @@ def command_rates(commands: Sequence[Command]) -> tuple[np.ndarray, np.ndarray]:
     return velocities, accelerations[intact[:-1] & intact[1:]]
 
 
-def assert_within_caps(commands: Sequence[Command], vmax: float | np.ndarray,
-                       amax: float | np.ndarray) -> tuple[float, float]:
+def assert_within_caps(
+    commands: Sequence[Command], vmax: float | np.ndarray, amax: float | np.ndarray
+) -> tuple[float, float]:
     """Consecutive commands respect the velocity cap (|dq| <= vmax dt) and the acceleration cap
     (|dv| <= amax dt), both by finite differences (``command_rates``); caps are scalars or per
     joint.  Returns the largest speed and acceleration."""
     velocities, accelerations = command_rates(commands)
-    assert len(accelerations) >= 0.9 * (len(commands) - 2), \
+    assert len(accelerations) >= 0.9 * (len(commands) - 2), (
         "over 10 % of the commands' velocities disagree with their positions (lost commands?)"
+    )
     speed, accel = np.abs(velocities), np.abs(accelerations)
     vmax, amax = np.broadcast_to(vmax, speed.shape[1:]), np.broadcast_to(amax, accel.shape[1:])
     worst_v, worst_a = np.argmax((speed / vmax).max(axis=0)), np.argmax((accel / amax).max(axis=0))
-    assert np.all(speed <= vmax * 1.001 + 1e-9), \
+    assert np.all(speed <= vmax * 1.001 + 1e-9), (
         f"velocity {speed[:, worst_v].max():.4f} above the cap {vmax[worst_v]} (joint {worst_v})"
-    assert np.all(accel <= amax * 1.001 + 1e-6), \
+    )
+    assert np.all(accel <= amax * 1.001 + 1e-6), (
         f"acceleration {accel[:, worst_a].max():.4f} above cap {amax[worst_a]} (joint {worst_a})"
+    )
     return float(speed.max()), float(accel.max())

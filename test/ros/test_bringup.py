@@ -8,6 +8,7 @@ whole loop (tiny random policy -> executor -> loopback robot -> policy) in both 
   test has seen chunks, commands and the robot following them on the topics itself, then SIGINT
   must stop every node process cleanly.
 """
+
 from __future__ import annotations
 
 import json
@@ -88,18 +89,24 @@ ros_context = pytest.fixture(fresh_ros_context)
 def sim_robot(ros_context):
     """The aloha loopback robot on simulated time, its outputs recorded by a test node."""
     context = ros_context
-    robot = create_loopback_robot(context=context, parameter_overrides=[
-        Parameter("embodiment", value="robotwin_aloha"), Parameter("use_sim_time", value=True),
-        Parameter("cameras.head.size", value=[48, 64]), Parameter("camera_rate", value=20.0),
-        Parameter("initial_positions.fl_joint1", value=0.5)])
+    robot = create_loopback_robot(
+        context=context,
+        parameter_overrides=[
+            Parameter("embodiment", value="robotwin_aloha"),
+            Parameter("use_sim_time", value=True),
+            Parameter("cameras.head.size", value=[48, 64]),
+            Parameter("camera_rate", value=20.0),
+            Parameter("initial_positions.fl_joint1", value=0.5),
+        ],
+    )
     test_node = Node("loopback_test", context=context)
     record = {"joints": [], "images": {role: [] for role in ALOHA.canvas.roles}}
     test_node.create_subscription(JointState, "joint_states", record["joints"].append, 100)
     for role in ALOHA.canvas.roles:
-        test_node.create_subscription(Image, f"camera/{role}/image_raw",
-                                      record["images"][role].append, 100)
+        test_node.create_subscription(Image, f"camera/{role}/image_raw", record["images"][role].append, 100)
     command_pub = test_node.create_publisher(
-        JointTrajectory, "joint_trajectory_controller/joint_trajectory", QoSProfile(depth=10))
+        JointTrajectory, "joint_trajectory_controller/joint_trajectory", QoSProfile(depth=10)
+    )
     clock = SimClock(test_node)
     executor, thread = spin_in_background(context, [robot, test_node])
     wait_until(lambda: command_pub.get_subscription_count() > 0, 10, "the robot's subscription")
@@ -115,8 +122,11 @@ def test_robot_publishes_on_the_simulated_clock_what_its_joints_do(sim_robot):
     threading.Event().wait(0.3)  # a window for an absence check: no /clock, no output
     assert not record["joints"] and not any(record["images"].values())
     clock.advance(0.3)
-    wait_until(lambda: len(record["joints"]) >= 10 and len(record["images"]["head"]) >= 3, 10,
-               "joint states and images on the simulated clock")
+    wait_until(
+        lambda: len(record["joints"]) >= 10 and len(record["images"]["head"]) >= 3,
+        10,
+        "joint states and images on the simulated clock",
+    )
     first = record["joints"][0]
     assert tuple(first.name) == ALOHA.robot_joints
     assert first.position[0] == 0.5  # the configured start, others mid-range
@@ -129,8 +139,10 @@ def test_robot_publishes_on_the_simulated_clock_what_its_joints_do(sim_robot):
     assert image_to_rgb(record["images"]["left_wrist"][-1]).shape == (240, 320, 3)
 
     # A trajectory: fl_joint2 to 2.0 over 0.2 s of simulated time; the pictures change with it.
-    command = JointTrajectory(joint_names=["fl_joint2"], points=[JointTrajectoryPoint(
-        positions=[2.0], time_from_start=seconds_to_duration(0.2))])
+    command = JointTrajectory(
+        joint_names=["fl_joint2"],
+        points=[JointTrajectoryPoint(positions=[2.0], time_from_start=seconds_to_duration(0.2))],
+    )
     command.header.stamp = nanoseconds_to_stamp(clock.now_ns)
     sent_at, images_before = clock.now_ns, len(record["images"]["head"])
     command_pub.publish(command)
@@ -138,9 +150,11 @@ def test_robot_publishes_on_the_simulated_clock_what_its_joints_do(sim_robot):
     clock.advance(0.4)
     wait_until(lambda: record["joints"][-1].position[1] == 2.0, 10, "fl_joint2 at its target")
     start = first.position[1]
-    during = [(stamp_to_nanoseconds(m.header.stamp) - sent_at, m.position[1])
-              for m in record["joints"]
-              if 0 < stamp_to_nanoseconds(m.header.stamp) - sent_at < 200_000_000]
+    during = [
+        (stamp_to_nanoseconds(m.header.stamp) - sent_at, m.position[1])
+        for m in record["joints"]
+        if 0 < stamp_to_nanoseconds(m.header.stamp) - sent_at < 200_000_000
+    ]
     assert len(during) >= 5  # state ticks while it moved: on the straight line to the target
     for elapsed, position in during:
         assert position == pytest.approx(start + (2.0 - start) * elapsed / 200_000_000)
@@ -220,12 +234,27 @@ def test_motion_stats_keep_the_cap_on_short_steps_between_epoch_stamps():
 
 
 def _summary(chunks, commands):
-    return {"observed_s": 5.0, "policy_state": "", "executor_state": "",
-            "chunks": {"topic": "c", "count": chunks, "rate_hz": 1.0,
-                       "inference_latency_ms": None, "observation_to_arrival_ms": None},
-            "commands": {"topic": "j", "count": commands, "rate_hz": 0.0, "max_gap_ms": 0.0,
-                         "max_velocity": None, "max_acceleration": None},
-            "robot": {"topic": "s", "joint_states": 0, "rate_hz": 0.0, "largest_travel": None}}
+    return {
+        "observed_s": 5.0,
+        "policy_state": "",
+        "executor_state": "",
+        "chunks": {
+            "topic": "c",
+            "count": chunks,
+            "rate_hz": 1.0,
+            "inference_latency_ms": None,
+            "observation_to_arrival_ms": None,
+        },
+        "commands": {
+            "topic": "j",
+            "count": commands,
+            "rate_hz": 0.0,
+            "max_gap_ms": 0.0,
+            "max_velocity": None,
+            "max_acceleration": None,
+        },
+        "robot": {"topic": "s", "joint_states": 0, "rate_hz": 0.0, "largest_travel": None},
+    }
 
 
 def test_a_check_run_needs_chunks_and_commands_and_no_command_in_shadow_mode():
@@ -245,10 +274,27 @@ def test_one_process_check_run_reports_chunks_and_commands(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("bringup_one")
     summary_file = workdir / "summary.json"
     result = subprocess.run(
-        [str(BRINGUP), "--processes", "one", "--tiny", "--loopback-robot", "--duration", "4",
-         "--startup-timeout", "120", "--workdir", str(workdir), "--summary-json",
-         str(summary_file), *CPU_FRIENDLY, *ONE_PROCESS_RATE],
-        capture_output=True, text=True, timeout=RUN_TIMEOUT)
+        [
+            str(BRINGUP),
+            "--processes",
+            "one",
+            "--tiny",
+            "--loopback-robot",
+            "--duration",
+            "4",
+            "--startup-timeout",
+            "120",
+            "--workdir",
+            str(workdir),
+            "--summary-json",
+            str(summary_file),
+            *CPU_FRIENDLY,
+            *ONE_PROCESS_RATE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
     print(result.stdout[-4000:], result.stderr[-4000:])
     assert result.returncode == 0, result.stdout[-2000:]
     report = json.loads(summary_file.read_text())
@@ -270,45 +316,71 @@ class TopicWatch:
         self.chunks, self.commands, self.states = [], [], []
         self.image_sizes = {}
         self.node.create_subscription(ActionChunk, "lightwam/action_chunk", self.chunks.append, 10)
-        self.node.create_subscription(JointTrajectory,
-                                      "joint_trajectory_controller/joint_trajectory",
-                                      self.commands.append, QoSProfile(depth=500))
+        self.node.create_subscription(
+            JointTrajectory,
+            "joint_trajectory_controller/joint_trajectory",
+            self.commands.append,
+            QoSProfile(depth=500),
+        )
         self.node.create_subscription(JointState, "joint_states", self.states.append, 100)
         for camera in embodiment.canvas.cameras:
             self.node.create_subscription(
-                Image, f"camera/{camera.role}/image_raw",
-                lambda msg, role=camera.role: self.image_sizes.setdefault(
-                    role, (msg.height, msg.width)), 5)
+                Image,
+                f"camera/{camera.role}/image_raw",
+                lambda msg, role=camera.role: self.image_sizes.setdefault(role, (msg.height, msg.width)),
+                5,
+            )
 
 
-def test_separate_processes_close_the_loop_and_stop_cleanly_on_sigint(tmp_path_factory,
-                                                                      ros_context):
+def test_separate_processes_close_the_loop_and_stop_cleanly_on_sigint(tmp_path_factory, ros_context):
     """libero_franka, one process per node, observed from here; then Ctrl-C."""
     workdir = tmp_path_factory.mktemp("bringup_separate")
     watch = TopicWatch(ros_context, LIBERO)
     executor, thread = spin_in_background(ros_context, [watch.node])
     process = subprocess.Popen(
-        [str(BRINGUP), "--embodiment", "libero_franka", "--processes", "separate", "--tiny",
-         "--loopback-robot", "--workdir", str(workdir), *CPU_FRIENDLY],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-        env=dict(os.environ, RCUTILS_COLORIZED_OUTPUT="0"))
+        [
+            str(BRINGUP),
+            "--embodiment",
+            "libero_franka",
+            "--processes",
+            "separate",
+            "--tiny",
+            "--loopback-robot",
+            "--workdir",
+            str(workdir),
+            *CPU_FRIENDLY,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env=dict(os.environ, RCUTILS_COLORIZED_OUTPUT="0"),
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()
     try:
-        wait_until(lambda: len(watch.chunks) >= 2 and len(watch.commands) >= 50, RUN_TIMEOUT,
-                   "chunks and commands from the separate-process bring-up")
+        wait_until(
+            lambda: len(watch.chunks) >= 2 and len(watch.commands) >= 50,
+            RUN_TIMEOUT,
+            "chunks and commands from the separate-process bring-up",
+        )
         assert {c.embodiment for c in watch.chunks} == {"libero_franka"}
-        assert watch.image_sizes == {camera.role: camera.source_size
-                                     for camera in LIBERO.canvas.cameras}
+        assert watch.image_sizes == {camera.role: camera.source_size for camera in LIBERO.canvas.cameras}
         # The robot reports what the executor commands: a joint state lies within what was
         # commanded shortly before it (exactly a command while the arm holds).
         state = watch.states[-1]
         t_state = stamp_to_nanoseconds(state.header.stamp)
-        wait_until(lambda: stamp_to_nanoseconds(watch.commands[-1].header.stamp) >= t_state, 10,
-                   "the commands up to the joint state's time")
-        recent = [c for c in list(watch.commands)
-                  if t_state - FOLLOW_WINDOW_NS <= stamp_to_nanoseconds(c.header.stamp) <= t_state]
+        wait_until(
+            lambda: stamp_to_nanoseconds(watch.commands[-1].header.stamp) >= t_state,
+            10,
+            "the commands up to the joint state's time",
+        )
+        recent = [
+            c
+            for c in list(watch.commands)
+            if t_state - FOLLOW_WINDOW_NS <= stamp_to_nanoseconds(c.header.stamp) <= t_state
+        ]
         names = list(recent[0].joint_names)
         assert set(state.name) == set(names) == set(LIBERO.robot_joints)
         commanded = np.array([c.points[0].positions for c in recent])

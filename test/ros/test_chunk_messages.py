@@ -1,21 +1,26 @@
 """The one ActionChunk <-> Chunk conversion pair, the planned path as a JointTrajectory, and path
 markers.  The chunk's own structure checks are tested with it (test/policy/test_chunk.py)."""
+
 import dataclasses
 
 import numpy as np
 import pytest
 
 pytest.importorskip("trajectory_msgs.msg")
-from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
-from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
+from rclpy.serialization import deserialize_message, serialize_message
+from visualization_msgs.msg import Marker, MarkerArray
 
-from lightwam_ros.msg import ActionChunk  # noqa: E402
-from lightwam_ros.policy.chunk import Chunk, ChunkError  # noqa: E402
-from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
-from lightwam_ros.ros.chunk_messages import (ChunkBounds, chunk_to_msg,  # noqa: E402
-                                             msg_to_chunk, path_markers,
-                                             path_to_joint_trajectory)
-from lightwam_ros.ros.log_text import quoted, quoted_names  # noqa: E402
+from lightwam_ros.msg import ActionChunk
+from lightwam_ros.policy.chunk import Chunk, ChunkError
+from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.ros.chunk_messages import (
+    ChunkBounds,
+    chunk_to_msg,
+    msg_to_chunk,
+    path_markers,
+    path_to_joint_trajectory,
+)
+from lightwam_ros.ros.log_text import quoted, quoted_names
 
 H, A = 6, 3
 NAMES = ("joint_a", "joint_b", "gripper")
@@ -24,10 +29,20 @@ STAMP_NS = 1_700_000_000_123_456_789  # float seconds cannot hold this stamp to 
 
 def make_chunk(**overrides) -> Chunk:
     fields = dict(
-        stamp_ns=STAMP_NS, actions=np.random.default_rng(0).normal(size=(H, A)), dt=0.04,
-        execute_steps=4, chunk_id=17, embodiment="libero_franka", action_mode="absolute_joints",
-        action_names=NAMES, inference_latency=0.061, observation_age=0.012,
-        model_id="tiny:0123abcd", instruction="pick up the bowl", frame_id="")
+        stamp_ns=STAMP_NS,
+        actions=np.random.default_rng(0).normal(size=(H, A)),
+        dt=0.04,
+        execute_steps=4,
+        chunk_id=17,
+        embodiment="libero_franka",
+        action_mode="absolute_joints",
+        action_names=NAMES,
+        inference_latency=0.061,
+        observation_age=0.012,
+        model_id="tiny:0123abcd",
+        instruction="pick up the bowl",
+        frame_id="",
+    )
     fields.update(overrides)
     return Chunk(**fields)
 
@@ -37,6 +52,7 @@ def duration_ns(duration) -> int:
 
 
 # --- ActionChunk <-> Chunk --------------------------------------------------------------------
+
 
 def test_round_trip_through_serialized_action_chunk_keeps_the_stamp_to_the_nanosecond():
     chunk = make_chunk(frame_id="panda_link0", action_mode="delta_eef")
@@ -72,17 +88,19 @@ def message(**overrides) -> ActionChunk:
     return msg
 
 
-@pytest.mark.parametrize("overrides, fragment", [
-    (dict(actions=[0.0] * (H * A - 1)),
-     r"17 action values, expected horizon\*action_dim = 6\*3 = 18"),
-    (dict(horizon=H + 1), "21"),
-    (dict(horizon=0, actions=[]), "is empty: horizon 0"),
-    (dict(action_dim=0, actions=[]), "is empty: horizon 6, action_dim 0"),
-    (dict(actions=[0.0] * 7 + [float("nan")] + [0.0] * 10), r"step 2, dimension 1 \('joint_b'\)"),
-    (dict(dt=0.0), "dt must be finite and > 0"),
-    (dict(execute_steps=H + 1), "execute_steps"),
-    (dict(action_names=["x"]), "distinct action_names"),
-])
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (dict(actions=[0.0] * (H * A - 1)), r"17 action values, expected horizon\*action_dim = 6\*3 = 18"),
+        (dict(horizon=H + 1), "21"),
+        (dict(horizon=0, actions=[]), "is empty: horizon 0"),
+        (dict(action_dim=0, actions=[]), "is empty: horizon 6, action_dim 0"),
+        (dict(actions=[0.0] * 7 + [float("nan")] + [0.0] * 10), r"step 2, dimension 1 \('joint_b'\)"),
+        (dict(dt=0.0), "dt must be finite and > 0"),
+        (dict(execute_steps=H + 1), "execute_steps"),
+        (dict(action_names=["x"]), "distinct action_names"),
+    ],
+)
 def test_malformed_messages_are_rejected(overrides, fragment):
     with pytest.raises(ChunkError, match=fragment):
         msg_to_chunk(message(**overrides))
@@ -91,17 +109,25 @@ def test_malformed_messages_are_rejected(overrides, fragment):
 BOUNDS = ChunkBounds(max_horizon=2 * H, action_dim=A, chunk_length=H)
 
 
-@pytest.mark.parametrize("overrides, fragment", [
-    (dict(horizon=100_000, actions=[0.0] * (100_000 * A)),
-     r"horizon 100000 exceeds 12 \(2 x the embodiment's chunk length 6\)"),
-    (dict(action_dim=A + 1, actions=[0.0] * (H * (A + 1)), action_names=list(NAMES) + ["x"]),
-     "action_dim 4 with 4 action_names, the embodiment has 3"),
-    (dict(action_names=["joint_a", "joint_b", "g" * 1_000_000]),
-     r"action name 'ggg.*\.\.\. \(1000002 chars\) is longer than 128 characters"),
-    (dict(instruction="x" * 1_000_000), r"instruction .*\(1000002 chars\) is longer than 4096"),
-])
-def test_messages_beyond_the_receivers_bounds_are_rejected_with_a_short_reason(overrides,
-                                                                               fragment):
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (
+            dict(horizon=100_000, actions=[0.0] * (100_000 * A)),
+            r"horizon 100000 exceeds 12 \(2 x the embodiment's chunk length 6\)",
+        ),
+        (
+            dict(action_dim=A + 1, actions=[0.0] * (H * (A + 1)), action_names=list(NAMES) + ["x"]),
+            "action_dim 4 with 4 action_names, the embodiment has 3",
+        ),
+        (
+            dict(action_names=["joint_a", "joint_b", "g" * 1_000_000]),
+            r"action name 'ggg.*\.\.\. \(1000002 chars\) is longer than 128 characters",
+        ),
+        (dict(instruction="x" * 1_000_000), r"instruction .*\(1000002 chars\) is longer than 4096"),
+    ],
+)
+def test_messages_beyond_the_receivers_bounds_are_rejected_with_a_short_reason(overrides, fragment):
     with pytest.raises(ChunkError, match=fragment) as error:
         msg_to_chunk(message(**overrides), BOUNDS)
     assert len(str(error.value)) < 300
@@ -123,6 +149,7 @@ def test_quoted_input_text_is_cut_with_its_length():
 
 # --- Planned path as a JointTrajectory --------------------------------------------------------
 
+
 def test_path_trajectory_is_stamped_at_its_first_point_with_exact_offsets():
     times = STAMP_NS + np.array([0, 20_000_000, 40_000_001])
     positions = np.arange(9.0).reshape(3, 3)
@@ -138,16 +165,17 @@ def test_path_trajectory_needs_one_row_per_time():
     with pytest.raises(ValueError, match="one row of 3 positions per time"):
         path_to_joint_trajectory(["j1", "j2", "j3"], np.array([0, 1]), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="one row of 3 positions per time"):
-        path_to_joint_trajectory(["j1", "j2", "j3"], np.zeros(0, dtype=np.int64),
-                                 np.zeros((0, 3)))
+        path_to_joint_trajectory(["j1", "j2", "j3"], np.zeros(0, dtype=np.int64), np.zeros((0, 3)))
 
 
 # --- Markers ----------------------------------------------------------------------------------
 
+
 def test_path_markers_line_and_spheres():
     points = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]])
-    array = path_markers(points, stamp=3.25, frame_id="base", ns="eef_path", marker_id=10,
-                         color=(1.0, 0.5, 0.0, 0.8))
+    array = path_markers(
+        points, stamp=3.25, frame_id="base", ns="eef_path", marker_id=10, color=(1.0, 0.5, 0.0, 0.8)
+    )
     array = deserialize_message(serialize_message(array), MarkerArray)
     line, spheres = array.markers
     assert (line.type, line.id) == (Marker.LINE_STRIP, 10)
@@ -158,19 +186,23 @@ def test_path_markers_line_and_spheres():
         assert (marker.header.stamp.sec, marker.header.stamp.nanosec) == (3, 250_000_000)
         np.testing.assert_allclose([[p.x, p.y, p.z] for p in marker.points], points)
         assert marker.pose.orientation.w == 1.0
-        np.testing.assert_allclose([marker.color.r, marker.color.g, marker.color.b, marker.color.a],
-                                   [1.0, 0.5, 0.0, 0.8], rtol=1e-6)
+        np.testing.assert_allclose(
+            [marker.color.r, marker.color.g, marker.color.b, marker.color.a], [1.0, 0.5, 0.0, 0.8], rtol=1e-6
+        )
     assert line.scale.x == pytest.approx(0.005)
     assert (spheres.scale.x, spheres.scale.y, spheres.scale.z) == pytest.approx((0.015,) * 3)
 
 
-@pytest.mark.parametrize("points, color, fragment", [
-    (np.zeros((1, 3)), (1, 0, 0, 1), "N >= 2"),
-    (np.zeros((4, 2)), (1, 0, 0, 1), "N >= 2"),
-    (np.array([[0, 0, 0], [0, np.nan, 0]]), (1, 0, 0, 1), "finite"),
-    (np.zeros((2, 3)), (1, 0, 0), "4 RGBA values"),
-    (np.zeros((2, 3)), (1, 0, 2, 1), "4 RGBA values"),
-])
+@pytest.mark.parametrize(
+    "points, color, fragment",
+    [
+        (np.zeros((1, 3)), (1, 0, 0, 1), "N >= 2"),
+        (np.zeros((4, 2)), (1, 0, 0, 1), "N >= 2"),
+        (np.array([[0, 0, 0], [0, np.nan, 0]]), (1, 0, 0, 1), "finite"),
+        (np.zeros((2, 3)), (1, 0, 0), "4 RGBA values"),
+        (np.zeros((2, 3)), (1, 0, 2, 1), "4 RGBA values"),
+    ],
+)
 def test_path_markers_reject_bad_input(points, color, fragment):
     with pytest.raises(ValueError, match=fragment):
         path_markers(points, stamp=0.0, frame_id="base", ns="p", marker_id=0, color=color)

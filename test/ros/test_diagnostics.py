@@ -1,4 +1,5 @@
 """DiagnosticStatus / DiagnosticArray from plain values."""
+
 import pytest
 
 pytest.importorskip("diagnostic_msgs.msg")
@@ -8,30 +9,45 @@ from rclpy.serialization import deserialize_message, serialize_message
 from lightwam_ros.ros.diagnostics import format_value, make_diagnostic_array, make_diagnostic_status
 
 
-@pytest.mark.parametrize("value, text", [
-    (0.0123456789, "0.0123457"), (1234567.0, "1.23457e+06"), (2.0, "2"), (1e-9, "1e-09"),
-    (float("nan"), "nan"), (float("inf"), "inf"), (12345678901, "12345678901"),
-    (True, "true"), ("READY", "READY"),
-])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (0.0123456789, "0.0123457"),
+        (1234567.0, "1.23457e+06"),
+        (2.0, "2"),
+        (1e-9, "1e-09"),
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        (12345678901, "12345678901"),
+        (True, "true"),
+        ("READY", "READY"),
+    ],
+)
 def test_values_are_formatted_compactly(value, text):
     assert format_value(value) == text
 
 
 def test_status_keeps_key_order_and_survives_serialization():
     values = {"latency_p50": 0.0421337, "queue_depth": 3, "state": "READY"}
-    status = make_diagnostic_status("lightwam/policy", 1, "slow inference", values,
-                                    hardware_id="gpu0")
+    status = make_diagnostic_status("lightwam/policy", 1, "slow inference", values, hardware_id="gpu0")
     back = deserialize_message(serialize_message(status), DiagnosticStatus)
     assert back.level == DiagnosticStatus.WARN  # an int level would arrive corrupted
     assert (back.name, back.message) == ("lightwam/policy", "slow inference")
     assert back.hardware_id == "gpu0"
     assert [(kv.key, kv.value) for kv in back.values] == [
-        ("latency_p50", "0.0421337"), ("queue_depth", "3"), ("state", "READY")]
+        ("latency_p50", "0.0421337"),
+        ("queue_depth", "3"),
+        ("state", "READY"),
+    ]
 
 
 def test_levels_accept_the_message_constants():
-    for constant in (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
-                     DiagnosticStatus.STALE):
+    for constant in (
+        DiagnosticStatus.OK,
+        DiagnosticStatus.WARN,
+        DiagnosticStatus.ERROR,
+        DiagnosticStatus.STALE,
+    ):
         assert make_diagnostic_status("n", constant, "", {}).level == constant
 
 

@@ -1,4 +1,5 @@
 """sensor_msgs Image / CompressedImage <-> (H, W, 3) uint8 RGB."""
+
 import io
 import sys
 
@@ -29,8 +30,13 @@ def reference_rgb() -> np.ndarray:
 
 def pixel_bytes(encoding: str, r: int, g: int, b: int) -> list[int]:
     """How one pixel is laid out in memory for each encoding (written out by hand)."""
-    return {"rgb8": [r, g, b], "bgr8": [b, g, r], "rgba8": [r, g, b, 77], "bgra8": [b, g, r, 77],
-            "mono8": [r]}[encoding]
+    return {
+        "rgb8": [r, g, b],
+        "bgr8": [b, g, r],
+        "rgba8": [r, g, b, 77],
+        "bgra8": [b, g, r, 77],
+        "mono8": [r],
+    }[encoding]
 
 
 def crafted_image(encoding: str, padding: int = 0) -> tuple[Image, np.ndarray]:
@@ -43,8 +49,7 @@ def crafted_image(encoding: str, padding: int = 0) -> tuple[Image, np.ndarray]:
         for r, g, b in row:
             data += pixel_bytes(encoding, r, g, b)
         data += [PAD_BYTE] * padding
-    msg = Image(height=HEIGHT, width=WIDTH, encoding=encoding,
-                step=len(data) // HEIGHT, data=bytes(data))
+    msg = Image(height=HEIGHT, width=WIDTH, encoding=encoding, step=len(data) // HEIGHT, data=bytes(data))
     return msg, rgb
 
 
@@ -75,12 +80,15 @@ def test_big_endian_flag_does_not_matter_for_8_bit_images():
     np.testing.assert_array_equal(image_to_rgb(msg), expected)
 
 
-@pytest.mark.parametrize("encoding, fragment", [
-    ("yuv422", "unsupported image encoding 'yuv422'"),
-    ("mono16", "16-bit"),
-    ("16UC1", "16-bit"),
-    ("", "unsupported image encoding ''"),
-])
+@pytest.mark.parametrize(
+    "encoding, fragment",
+    [
+        ("yuv422", "unsupported image encoding 'yuv422'"),
+        ("mono16", "16-bit"),
+        ("16UC1", "16-bit"),
+        ("", "unsupported image encoding ''"),
+    ],
+)
 def test_unsupported_encodings_are_named(encoding, fragment):
     msg, _ = crafted_image("mono8")
     msg.encoding = encoding
@@ -92,8 +100,7 @@ def test_truncated_and_oversized_data_are_rejected():
     msg, _ = crafted_image("rgb8", padding=2)
     full = bytes(msg.data)
     msg.data = full[:-1]
-    with pytest.raises(ImageConversionError,
-                       match=r"truncated, 41 bytes instead of step\*height = 42"):
+    with pytest.raises(ImageConversionError, match=r"truncated, 41 bytes instead of step\*height = 42"):
         image_to_rgb(msg)
     msg.data = full + b"\0"
     with pytest.raises(ImageConversionError, match="longer than its header says"):
@@ -151,8 +158,7 @@ def test_cv_bridge_backend_without_cv_bridge_says_so(monkeypatch):
 def test_cv_bridge_and_numpy_agree(encoding, padding):
     pytest.importorskip("cv_bridge", reason="cv_bridge is not installed here")
     msg, _ = crafted_image(encoding, padding)
-    np.testing.assert_array_equal(image_to_rgb(msg, backend="cv_bridge"),
-                                  image_to_rgb(msg, backend="numpy"))
+    np.testing.assert_array_equal(image_to_rgb(msg, backend="cv_bridge"), image_to_rgb(msg, backend="numpy"))
 
 
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8"])
@@ -174,19 +180,23 @@ def test_rgb_to_image_accepts_strided_views_and_float_stamps():
     np.testing.assert_array_equal(image_to_rgb(msg), reference_rgb())
 
 
-@pytest.mark.parametrize("array, encoding", [
-    (np.zeros((2, 2, 3), dtype=np.float32), "rgb8"),
-    (np.zeros((2, 2), dtype=np.uint8), "rgb8"),
-    (np.zeros((2, 2, 4), dtype=np.uint8), "rgb8"),
-    (np.zeros((0, 2, 3), dtype=np.uint8), "rgb8"),
-    (np.zeros((2, 2, 3), dtype=np.uint8), "mono8"),
-])
+@pytest.mark.parametrize(
+    "array, encoding",
+    [
+        (np.zeros((2, 2, 3), dtype=np.float32), "rgb8"),
+        (np.zeros((2, 2), dtype=np.uint8), "rgb8"),
+        (np.zeros((2, 2, 4), dtype=np.uint8), "rgb8"),
+        (np.zeros((0, 2, 3), dtype=np.uint8), "rgb8"),
+        (np.zeros((2, 2, 3), dtype=np.uint8), "mono8"),
+    ],
+)
 def test_rgb_to_image_rejects_bad_input(array, encoding):
     with pytest.raises(ImageConversionError):
         rgb_to_image(array, stamp=0.0, frame_id="cam", encoding=encoding)
 
 
 # --- CompressedImage --------------------------------------------------------------------------
+
 
 @pytest.fixture
 def fresh_decoder_choice():
@@ -212,8 +222,9 @@ def test_png_decodes_exactly(fresh_decoder_choice):
 
 def test_grey_and_rgba_pngs_become_rgb(fresh_decoder_choice):
     grey = np.arange(48, dtype=np.uint8).reshape(6, 8)
-    np.testing.assert_array_equal(compressed_to_rgb(encoded(grey, "PNG")),
-                                  np.repeat(grey[:, :, None], 3, axis=2))
+    np.testing.assert_array_equal(
+        compressed_to_rgb(encoded(grey, "PNG")), np.repeat(grey[:, :, None], 3, axis=2)
+    )
     rgba = np.random.default_rng(2).integers(0, 256, (5, 7, 4), dtype=np.uint8)
     rgba[..., 3] = 255
     np.testing.assert_array_equal(compressed_to_rgb(encoded(rgba, "PNG")), rgba[..., :3])
@@ -227,11 +238,14 @@ def test_jpeg_decodes_close_to_the_original(fresh_decoder_choice):
     assert np.abs(decoded.astype(int) - smooth).mean() < 3.0
 
 
-@pytest.mark.parametrize("msg, fragment", [
-    (CompressedImage(format="jpeg", data=b""), "has no data"),
-    (CompressedImage(format="png", data=b"not an image at all"), "could not decode .* 'png'"),
-    (CompressedImage(format="16UC1; compressedDepth", data=b"\x00" * 16), "compressed depth"),
-])
+@pytest.mark.parametrize(
+    "msg, fragment",
+    [
+        (CompressedImage(format="jpeg", data=b""), "has no data"),
+        (CompressedImage(format="png", data=b"not an image at all"), "could not decode .* 'png'"),
+        (CompressedImage(format="16UC1; compressedDepth", data=b"\x00" * 16), "compressed depth"),
+    ],
+)
 def test_bad_compressed_images_are_rejected(msg, fragment, fresh_decoder_choice):
     pytest.importorskip("PIL")
     with pytest.raises(ImageConversionError, match=fragment):

@@ -11,6 +11,7 @@ bag, and the replay run plays that bag back in shadow mode.  The colcon test bui
 in a temporary workspace against the venv's ament packages (colcon from PyPI, about 10 s) and
 launches it from that install space.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,9 +26,11 @@ import pytest
 
 pytest.importorskip("rclpy")
 _SHARED_LAUNCH = Path(__file__).resolve().parents[3] / "shared" / "ros2-launch"
-_NO_LAUNCH = ("launch_ros/ros2launch not installed: scripts/setup.sh installs them from "
-              + (f"{_SHARED_LAUNCH} (present: re-run scripts/setup.sh)" if _SHARED_LAUNCH.is_dir()
-                 else f"../shared/ros2-launch, which is absent here ({_SHARED_LAUNCH})"))
+_NO_LAUNCH = "launch_ros/ros2launch not installed: scripts/setup.sh installs them from " + (
+    f"{_SHARED_LAUNCH} (present: re-run scripts/setup.sh)"
+    if _SHARED_LAUNCH.is_dir()
+    else f"../shared/ros2-launch, which is absent here ({_SHARED_LAUNCH})"
+)
 pytest.importorskip("launch_ros.actions", reason=_NO_LAUNCH)
 pytest.importorskip("ros2launch.api", reason=_NO_LAUNCH)
 
@@ -51,8 +54,7 @@ RATE_WINDOW = 1.0  # s over which the command rate is measured
 # s of recording after the policy is ready: the replay run's policy may start this much slower
 BAG_AFTER_READY = 4.0
 # executable -> node name, for the nodes of a loopback launch
-NODES = {NODE_KINDS[role].executable: NODE_KINDS[role].node_name
-         for role in ("policy", "executor", "robot")}
+NODES = {NODE_KINDS[role].executable: NODE_KINDS[role].node_name for role in ("policy", "executor", "robot")}
 ros_context = pytest.fixture(fresh_ros_context)
 module_ros_context = pytest.fixture(fresh_ros_context, scope="module")
 
@@ -79,14 +81,18 @@ class Watched:
     """A launch and, in this process, the bring-up observer of its topics."""
 
     def __init__(self, context, arguments: list[str], plan: BringupPlan, topics=None) -> None:
-        self.observer = BringupObserver(topics or plan.observed, context=context,
-                                        use_sim_time=plan.use_sim_time)
+        self.observer = BringupObserver(
+            topics or plan.observed, context=context, use_sim_time=plan.use_sim_time
+        )
         self._spin = spin_in_background(context, [self.observer])
         self.launch = LaunchRun(arguments, launch_env())
 
     def wait_for_chunks(self, count: int) -> None:
-        wait_until(lambda: self.observer.chunks.count >= count or self.launch.process.poll()
-                   is not None, RUN_TIMEOUT, f"{count} chunks")
+        wait_until(
+            lambda: self.observer.chunks.count >= count or self.launch.process.poll() is not None,
+            RUN_TIMEOUT,
+            f"{count} chunks",
+        )
         assert self.observer.chunks.count >= count, self.launch.output[-4000:]
 
     def close(self) -> int:
@@ -109,22 +115,28 @@ def test_the_pip_layout_resolves_the_package_by_name(monkeypatch):
 
     found = Path(get_share_file_path_from_package(package_name=PACKAGE, file_name=LAUNCH_FILE))
     assert found.is_relative_to(Path(sys.prefix) / "share" / PACKAGE)
-    assert found.resolve() == (ROOT / "launch" / LAUNCH_FILE).resolve(), \
+    assert found.resolve() == (ROOT / "launch" / LAUNCH_FILE).resolve(), (
         "the venv's launch file must be the checkout's (editable install)"
+    )
     share = Path(sys.prefix) / "share" / PACKAGE / "config"
     for path in (ROOT / "config").rglob("*.*"):
-        assert (share / path.relative_to(ROOT / "config")).resolve() == path.resolve(), \
+        assert (share / path.relative_to(ROOT / "config")).resolve() == path.resolve(), (
             f"{path} is not linked in {share}: re-run scripts/setup.sh after adding a file"
-    names = [line.split("=")[0].strip() for line in
-             (ROOT / "resource" / "executables.txt").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+        )
+    names = [
+        line.split("=")[0].strip()
+        for line in (ROOT / "resource" / "executables.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     context = LaunchContext()
     for name in names:
         try:
             path = Path(ExecutableInPackage(name, PACKAGE).perform(context))
         except SubstitutionFailure as error:
-            pytest.fail(f"{error}: scripts/setup.sh lays out every executable of "
-                        "resource/executables.txt (re-run it after adding one)")
+            pytest.fail(
+                f"{error}: scripts/setup.sh lays out every executable of "
+                "resource/executables.txt (re-run it after adding one)"
+            )
         assert path.parent == Path(sys.prefix) / "lib" / PACKAGE and os.access(path, os.X_OK)
 
 
@@ -169,14 +181,14 @@ def test_the_launch_records_inputs_and_outputs(loopback_run):
         assert counts.get(absolute_topic(topic), 0) > 0, (topic, counts)
 
 
-def test_replay_of_a_recording_in_shadow_mode_predicts_and_never_commands(loopback_run,
-                                                                          ros_context):
+def test_replay_of_a_recording_in_shadow_mode_predicts_and_never_commands(loopback_run, ros_context):
     _, _, _, bag, loopback_plan = loopback_run
     arguments = ["replay:=true", f"bag:={bag}", "shadow:=true"]
     plan = _plan(arguments)
     assert plan.use_sim_time and plan.shadow and plan.observed is None  # nothing to follow
-    topics = dataclasses.replace(loopback_plan.observed,
-                                 chunk_topic=_parameters(plan, "policy")["shadow_chunk_topic"])
+    topics = dataclasses.replace(
+        loopback_plan.observed, chunk_topic=_parameters(plan, "policy")["shadow_chunk_topic"]
+    )
     watched = Watched(ros_context, arguments, plan, topics)
     try:
         watched.wait_for_chunks(1)
@@ -190,8 +202,7 @@ def test_replay_of_a_recording_in_shadow_mode_predicts_and_never_commands(loopba
 
 
 def test_sim_launch_closes_the_loop_through_the_simulator(ros_context):
-    pytest.importorskip("gym_aloha", reason="the ALOHA simulator (requirements/sim.txt) is not "
-                                            "installed")
+    pytest.importorskip("gym_aloha", reason="the ALOHA simulator (requirements/sim.txt) is not installed")
     arguments = ["embodiment:=aloha_sim", "sim:=aloha"]
     plan = _plan(arguments)
     watched = Watched(ros_context, arguments, plan)
@@ -232,19 +243,37 @@ def test_colcon_build_installs_a_launchable_package(tmp_path, ros_context):
     package name from the install space (its own executables and Python sources)."""
     colcon = Path(sys.executable).with_name("colcon")
     if not colcon.is_file():
-        pytest.skip("colcon is not installed (requirements/test.txt pins colcon-core, colcon-ros, "
-                    "colcon-cmake)")
+        pytest.skip(
+            "colcon is not installed (requirements/test.txt pins colcon-core, colcon-ros, colcon-cmake)"
+        )
     if shutil.which("cmake") is None:
         pytest.skip("cmake is not installed")
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / PACKAGE).symlink_to(ROOT)
-    env = dict(os.environ, AMENT_PREFIX_PATH=sys.prefix,
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = dict(
+        os.environ,
+        AMENT_PREFIX_PATH=sys.prefix,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
     started = time.monotonic()
     build = subprocess.run(
-        [str(colcon), "build", "--packages-select", PACKAGE, "--cmake-args", "-G", "Ninja",
-         f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        [
+            str(colcon),
+            "build",
+            "--packages-select",
+            PACKAGE,
+            "--cmake-args",
+            "-G",
+            "Ninja",
+            f"-DPython3_EXECUTABLE={sys.executable}",
+            "-DBUILD_TESTING=OFF",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     print(f"colcon build: {time.monotonic() - started:.1f} s")
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     install = tmp_path / "install" / PACKAGE
@@ -255,11 +284,17 @@ def test_colcon_build_installs_a_launchable_package(tmp_path, ros_context):
         pids = launch.wait_for_started(set(NODES))
         for pid in pids.values():  # the install space's own launchers
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            assert any(Path(os.fsdecode(part)).parent == install / "lib" / PACKAGE
-                       for part in command), command
+            assert any(Path(os.fsdecode(part)).parent == install / "lib" / PACKAGE for part in command), (
+                command
+            )
         # Each node imported its sources and came up (its own log lines, through launch).
-        wait_until(lambda: all(any(f"[{name}-" in line and f"[{node}]: " in line
-                                   for line in launch.lines) for name, node in NODES.items()),
-                   RUN_TIMEOUT, "a log line from each node")
+        wait_until(
+            lambda: all(
+                any(f"[{name}-" in line and f"[{node}]: " in line for line in launch.lines)
+                for name, node in NODES.items()
+            ),
+            RUN_TIMEOUT,
+            "a log line from each node",
+        )
     finally:
         launch.finish(clean=False)  # the nodes may still be starting

@@ -1,4 +1,5 @@
 """An ActionChunk published by one process arrives intact in another (real rclpy, real DDS)."""
+
 import os
 import subprocess
 import sys
@@ -14,8 +15,20 @@ from rclpy.node import Node  # noqa: E402
 
 from lightwam_ros.msg import ActionChunk  # noqa: E402
 
-FIELDS = ["chunk_id", "embodiment", "action_mode", "action_names", "dt", "horizon", "action_dim",
-          "execute_steps", "inference_latency", "observation_age", "model_id", "instruction"]
+FIELDS = [
+    "chunk_id",
+    "embodiment",
+    "action_mode",
+    "action_names",
+    "dt",
+    "horizon",
+    "action_dim",
+    "execute_steps",
+    "inference_latency",
+    "observation_age",
+    "model_id",
+    "instruction",
+]
 
 
 def test_isolation_settings_are_in_effect():
@@ -26,7 +39,8 @@ def test_isolation_settings_are_in_effect():
 
 def test_action_chunk_crosses_processes_intact():
     publisher = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("chunk_roundtrip.py")), "--seconds", "30"])
+        [sys.executable, str(Path(__file__).with_name("chunk_roundtrip.py")), "--seconds", "30"]
+    )
     context = rclpy.Context()
     rclpy.init(context=context)
     try:
@@ -44,7 +58,10 @@ def test_action_chunk_crosses_processes_intact():
         assert publisher.wait(timeout=40) == 0
     assert received, "no ActionChunk arrived from the publisher process"
     got, want = received[0], synthetic_chunk()
-    assert (got.header.stamp.sec, got.header.stamp.nanosec) == (want.header.stamp.sec, want.header.stamp.nanosec)
+    assert (got.header.stamp.sec, got.header.stamp.nanosec) == (
+        want.header.stamp.sec,
+        want.header.stamp.nanosec,
+    )
     assert got.header.frame_id == want.header.frame_id
     for field in FIELDS:
         assert getattr(got, field) == getattr(want, field), field

@@ -1,6 +1,7 @@
 """The node registry is the one list of node kinds: every console script that starts a node is a
 registered kind, and each kind's module defines the factory the in-process bring-up calls.  Read
 from the sources (no ROS needed)."""
+
 from __future__ import annotations
 
 import ast
@@ -19,8 +20,7 @@ def _console_scripts() -> dict[str, str]:
 
 def test_every_node_script_is_a_registered_kind_and_every_kind_has_its_script():
     scripts = _console_scripts()
-    node_scripts = {name for name, target in scripts.items()
-                    if target.startswith("lightwam_ros.nodes.")}
+    node_scripts = {name for name, target in scripts.items() if target.startswith("lightwam_ros.nodes.")}
     assert node_scripts == {kind.executable for kind in NODE_KINDS.values()}
     for kind in NODE_KINDS.values():
         assert scripts[kind.executable] == f"{kind.module}:main", kind.role

@@ -1,6 +1,7 @@
 """The package's parameter files: one per configured node kind and embodiment, keyed by the
 node's name, found in a checkout or an installation (ament index, pip prefix), read as ROS reads
 them.  No ROS needed."""
+
 from __future__ import annotations
 
 import shutil
@@ -43,12 +44,16 @@ def test_every_node_has_a_parameter_file_per_embodiment_keyed_by_its_node_name(r
 
 def test_read_params_joins_nested_names_with_dots_and_applies_wildcard_sections(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump({
-        "/**": {"ros__parameters": {"use_sim_time": True, "rate": 1.0}},
-        "node": {"ros__parameters": {"rate": 2.0, "cameras": {"head": {"topic": "t"}}}},
-        "other": {"ros__parameters": {"x": 1}}}))
-    assert read_params(path, "node") == {"use_sim_time": True, "rate": 2.0,
-                                            "cameras.head.topic": "t"}
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "/**": {"ros__parameters": {"use_sim_time": True, "rate": 1.0}},
+                "node": {"ros__parameters": {"rate": 2.0, "cameras": {"head": {"topic": "t"}}}},
+                "other": {"ros__parameters": {"x": 1}},
+            }
+        )
+    )
+    assert read_params(path, "node") == {"use_sim_time": True, "rate": 2.0, "cameras.head.topic": "t"}
 
 
 def test_unreadable_or_malformed_parameter_files_are_refused_with_the_reason(tmp_path):
@@ -58,7 +63,7 @@ def test_unreadable_or_malformed_parameter_files_are_refused_with_the_reason(tmp
         read_params(path, "node")
     with pytest.raises(ParamFileError, match="cannot read"):
         read_params(tmp_path / "missing.yaml", "node")
-    with pytest.raises(ParamFileError, match="unknown embodiment .ur5."):
+    with pytest.raises(ParamFileError, match=r"unknown embodiment .ur5."):
         params_file("policy", "ur5")
 
 
@@ -68,18 +73,19 @@ def _installed_share(prefix: Path) -> Path:
     return share
 
 
-def test_an_installation_finds_its_files_in_the_ament_index_or_the_python_prefix(
-        tmp_path, monkeypatch):
+def test_an_installation_finds_its_files_in_the_ament_index_or_the_python_prefix(tmp_path, monkeypatch):
     """Outside a checkout (no package.xml next to the package) the files come from
     share/lightwam_ros: the ament index's (colcon) first, else the Python prefix's (pip)."""
-    monkeypatch.setattr(param_files, "__file__",
-                        str(tmp_path / "site" / "lightwam_ros" / "ros" / "param_files.py"))
+    monkeypatch.setattr(
+        param_files, "__file__", str(tmp_path / "site" / "lightwam_ros" / "ros" / "param_files.py")
+    )
     pip_prefix, colcon_prefix = tmp_path / "venv", tmp_path / "install"
     _installed_share(pip_prefix)
     monkeypatch.setattr(sys, "prefix", str(pip_prefix))
     monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
     assert params_file("executor", "libero_franka") == (
-        pip_prefix / "share/lightwam_ros/config/executor_libero_franka.yaml")
+        pip_prefix / "share/lightwam_ros/config/executor_libero_franka.yaml"
+    )
 
     pytest.importorskip("ament_index_python", reason="the ament index needs ament_index_python")
     _installed_share(colcon_prefix)

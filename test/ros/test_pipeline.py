@@ -21,6 +21,7 @@ the overrides, and why:
 - The executor publishes its commands as JointState (lightwam/joint_command) for this test to
   record, and waits up to 5 s for a chunk (chunk_timeout) instead of 0.5 s, for the same reason.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -56,8 +57,11 @@ CHUNKS_IN_WINDOW = 3  # accepted chunks the measured window must span
 # Hz, of the nominal 500: inference keeps both cores busy (received: 310-410 Hz on the idle
 # 2-core machine, 220 Hz with other test runs competing for it).
 MIN_COMMAND_RATE = 200.0
-ARM_COLUMNS = [i for i, name in enumerate(load_embodiment("robotwin_aloha").action.layout.dim_names)
-               if "gripper" not in name]
+ARM_COLUMNS = [
+    i
+    for i, name in enumerate(load_embodiment("robotwin_aloha").action.layout.dim_names)
+    if "gripper" not in name
+]
 
 
 def _executor_caps() -> tuple[np.ndarray, np.ndarray]:
@@ -87,17 +91,28 @@ def arm(robot_context):
 def pipeline(tmp_path_factory, arm):
     directory = tmp_path_factory.mktemp("pipeline")
     package = make_tiny_package("robotwin_aloha", directory)
-    set_action_stats(package.checkpoint, global_mean=dict(enumerate(A0)),
-                     global_std=dict.fromkeys(range(len(A0)), ACTION_STD))
+    set_action_stats(
+        package.checkpoint,
+        global_mean=dict(enumerate(A0)),
+        global_std=dict.fromkeys(range(len(A0)), ACTION_STD),
+    )
     cameras = Robot("robotwin_aloha", {}, "lightwam/action_chunk", joint_mode="off")
-    executor = NodeProcess("executor_node", {"output_modes": "[joint_state]",
-                                             "chunk_timeout": 5.0}, EXECUTOR_CONFIG)
-    policy = NodeProcess("policy_node", {
-        "checkpoint": package.checkpoint, "instruction_cache": package.instructions,
-        "embodiment": _slow_aloha(directory), "instruction": ALOHA_TASK, "warmup": 1,
-        "joint_state_max_age": MAX_AGE,
-        **{f"cameras.{role}.max_age": MAX_AGE for role in cameras.roles}},
-        CONFIG / "policy_robotwin_aloha.yaml")
+    executor = NodeProcess(
+        "executor_node", {"output_modes": "[joint_state]", "chunk_timeout": 5.0}, EXECUTOR_CONFIG
+    )
+    policy = NodeProcess(
+        "policy_node",
+        {
+            "checkpoint": package.checkpoint,
+            "instruction_cache": package.instructions,
+            "embodiment": _slow_aloha(directory),
+            "instruction": ALOHA_TASK,
+            "warmup": 1,
+            "joint_state_max_age": MAX_AGE,
+            **{f"cameras.{role}.max_age": MAX_AGE for role in cameras.roles},
+        },
+        CONFIG / "policy_robotwin_aloha.yaml",
+    )
     try:
         yield cameras, executor, policy
     finally:
@@ -123,9 +138,11 @@ def test_commands_at_the_control_rate_stay_smooth_across_chunk_boundaries(pipeli
     chunk_start = len(cameras.chunks)
     # Diagnostics (2 Hz) may not count a chunk accepted just before the window yet: one more.
     accepted = int(arm.diagnostics.get("chunks_accepted", 0))
-    wait_until(lambda: int(arm.diagnostics.get("chunks_accepted", 0))
-               >= accepted + CHUNKS_IN_WINDOW + 1, 60,
-               f"{CHUNKS_IN_WINDOW + 1} more chunks accepted by the executor")
+    wait_until(
+        lambda: int(arm.diagnostics.get("chunks_accepted", 0)) >= accepted + CHUNKS_IN_WINDOW + 1,
+        60,
+        f"{CHUNKS_IN_WINDOW + 1} more chunks accepted by the executor",
+    )
     commands = arm.commands_since(start)
     window_log = executor.lines[first_line:]
 
@@ -136,18 +153,23 @@ def test_commands_at_the_control_rate_stay_smooth_across_chunk_boundaries(pipeli
     speed, accel = assert_within_caps(commands, vmax, amax)
     positions = np.array([c[1] for c in commands])
     window_chunks = [chunk for _, chunk in cameras.chunks[chunk_start:]]
-    ticks = {key: arm.diagnostics.get(key) for key in
-             ("tick_period_mean_ms", "tick_period_p99_ms", "missed_ticks", "limited_ticks")}
+    ticks = {
+        key: arm.diagnostics.get(key)
+        for key in ("tick_period_mean_ms", "tick_period_p99_ms", "missed_ticks", "limited_ticks")
+    }
     latencies = [round(chunk.inference_latency, 2) for chunk in window_chunks]
     holds = sum("-> HOLDING" in line for line in window_log)
-    print(f"commands received at {rate:.1f} Hz (nominal 500) over {duration:.2f} s; max speed "
-          f"{speed:.3f} rad/s, max acceleration {accel:.3f} rad/s^2; executor {ticks}; "
-          f"inference latencies {latencies} s; holds in the window: {holds}")
+    print(
+        f"commands received at {rate:.1f} Hz (nominal 500) over {duration:.2f} s; max speed "
+        f"{speed:.3f} rad/s, max acceleration {accel:.3f} rad/s^2; executor {ticks}; "
+        f"inference latencies {latencies} s; holds in the window: {holds}"
+    )
 
     assert rate >= MIN_COMMAND_RATE, f"commands arrived at {rate:.1f} Hz"
     # The commands follow the chunks: they move, within the span of the predicted targets.
-    targets = np.concatenate([np.asarray(c.actions).reshape(c.horizon, c.action_dim)
-                              for _, c in cameras.chunks])[:, ARM_COLUMNS]
+    targets = np.concatenate(
+        [np.asarray(c.actions).reshape(c.horizon, c.action_dim) for _, c in cameras.chunks]
+    )[:, ARM_COLUMNS]
     arm_positions = positions[:, ARM_COLUMNS]
     assert np.ptp(arm_positions, axis=0).max() > 0.02, "the arm did not move"
     span = np.vstack([targets, A0[ARM_COLUMNS]])

@@ -1,5 +1,6 @@
 """A measured end-effector pose message becomes the core's Pose; a quaternion that is not a
 rotation is refused with its norm."""
+
 import numpy as np
 import pytest
 
@@ -12,8 +13,9 @@ from lightwam_ros.ros.pose_messages import pose_from_message
 def _message(position, quaternion_wxyz) -> PoseStamped:
     msg = PoseStamped()
     msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = position
-    (msg.pose.orientation.w, msg.pose.orientation.x, msg.pose.orientation.y,
-     msg.pose.orientation.z) = quaternion_wxyz
+    (msg.pose.orientation.w, msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z) = (
+        quaternion_wxyz
+    )
     return msg
 
 

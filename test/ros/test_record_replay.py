@@ -1,5 +1,6 @@
 """A recorded bring-up run, checked offline and replayed through the policy node: the same
 observations give the same chunks (the tiny preset is deterministic on the CPU)."""
+
 from __future__ import annotations
 
 import json
@@ -39,20 +40,38 @@ def recorded(tmp_path_factory) -> tuple[Path, dict[int, np.ndarray], float]:
     [ns], seconds from the bag's start to its first chunk)."""
     bag = tmp_path_factory.mktemp("recording") / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "lightwam_ros.tools.launch.bringup", "--embodiment", EMBODIMENT,
-         "--loopback-robot", "--duration", "5", "--record", str(bag)],
-        capture_output=True, text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        [
+            sys.executable,
+            "-m",
+            "lightwam_ros.tools.launch.bringup",
+            "--embodiment",
+            EMBODIMENT,
+            "--loopback-robot",
+            "--duration",
+            "5",
+            "--record",
+            str(bag),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     chunks: dict[int, np.ndarray] = {}
     first_chunk_ns = None
     with BagReader(bag) as reader:
         assert not [p for p in reader.problems if p.kind in ("truncated", "unreadable")]
-        chunk_topic = next(t for t, kind in reader.topics.items()
-                           if kind == "lightwam_ros/msg/ActionChunk" and "shadow" not in t)
+        chunk_topic = next(
+            t
+            for t, kind in reader.topics.items()
+            if kind == "lightwam_ros/msg/ActionChunk" and "shadow" not in t
+        )
         for message in reader.messages([chunk_topic]):
             msg = deserialize_message(message.data, ActionChunk)
-            chunks[stamp_to_nanoseconds(msg.header.stamp)] = np.asarray(
-                msg.actions).reshape(msg.horizon, msg.action_dim)
+            chunks[stamp_to_nanoseconds(msg.header.stamp)] = np.asarray(msg.actions).reshape(
+                msg.horizon, msg.action_dim
+            )
             first_chunk_ns = first_chunk_ns or message.log_time_ns
         start_ns = reader.start_ns
     assert len(chunks) >= 3, f"the recording holds {len(chunks)} chunks"
@@ -61,17 +80,23 @@ def recorded(tmp_path_factory) -> tuple[Path, dict[int, np.ndarray], float]:
 
 def tiny_settings():
     model = ensure_tiny_package(EMBODIMENT)
-    settings = policy_settings(params_file("policy", EMBODIMENT), overrides={
-        "checkpoint": str(model.checkpoint), "instruction_cache": str(model.instruction_cache),
-        "device": "cpu"})
+    settings = policy_settings(
+        params_file("policy", EMBODIMENT),
+        overrides={
+            "checkpoint": str(model.checkpoint),
+            "instruction_cache": str(model.instruction_cache),
+            "device": "cpu",
+        },
+    )
     return model, settings
 
 
 def test_offline_check_rebuilds_every_live_observation_and_its_chunk(recorded, tmp_path):
     bag, live, _ = recorded
     model, settings = tiny_settings()
-    runner = PolicyRunner.from_files(model.checkpoint, model.instruction_cache, EMBODIMENT,
-                                     device="cpu", warmup=1)
+    runner = PolicyRunner.from_files(
+        model.checkpoint, model.instruction_cache, EMBODIMENT, device="cpu", warmup=1
+    )
     with BagReader(bag) as reader:
         inputs = BagInputs(reader, settings)
         run = inputs.scan()
@@ -81,14 +106,26 @@ def test_offline_check_rebuilds_every_live_observation_and_its_chunk(recorded, t
     for stamp_ns, actions in live.items():
         observation = observed[stamp_ns * 1e-9]
         assert not isinstance(observation, str), observation
-        predicted = runner.predict(observation.images, observation.state,
-                                   run.instruction).chunk.actions
+        predicted = runner.predict(observation.images, observation.state, run.instruction).chunk.actions
         np.testing.assert_allclose(predicted, actions, atol=TOLERANCE)
 
     from lightwam_ros.tools.offline.offline_check import main as offline_check
+
     out = tmp_path / "report"
-    assert offline_check([str(bag), "--checkpoint", str(model.checkpoint), "--instructions",
-                          str(model.instruction_cache), "--out", str(out)]) == 0
+    assert (
+        offline_check(
+            [
+                str(bag),
+                "--checkpoint",
+                str(model.checkpoint),
+                "--instructions",
+                str(model.instruction_cache),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     figures = json.loads((out / "figures.json").read_text())
     assert figures["counts"]["chunks"] == len(live)
     assert {"report.md", "report.html"} <= {path.name for path in out.iterdir()}
@@ -114,8 +151,12 @@ class FrameRequester:
         node.create_subscription(ActionChunk, "lightwam/action_chunk", self._on_chunk, 10)
         # Latched: with use_sim_time and no /clock yet, the status timer does not run, so the
         # READY published on the state change is the only one.
-        node.create_subscription(PolicyStatus, "lightwam/policy_status", self._on_status,
-                                 QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        node.create_subscription(
+            PolicyStatus,
+            "lightwam/policy_status",
+            self._on_status,
+            QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+        )
 
     def _on_frame(self, msg: Image) -> None:
         stamp = stamp_to_nanoseconds(msg.header.stamp)
@@ -127,8 +168,12 @@ class FrameRequester:
             self._request.publish(Empty())
 
     def _on_chunk(self, msg: ActionChunk) -> None:
-        self.chunks.append((stamp_to_nanoseconds(msg.header.stamp),
-                            np.asarray(msg.actions).reshape(msg.horizon, msg.action_dim)))
+        self.chunks.append(
+            (
+                stamp_to_nanoseconds(msg.header.stamp),
+                np.asarray(msg.actions).reshape(msg.horizon, msg.action_dim),
+            )
+        )
 
     def _on_status(self, msg: PolicyStatus) -> None:
         if msg.state in (PolicyStatus.READY, PolicyStatus.WAITING_FOR_INPUT):
@@ -143,12 +188,23 @@ def ros_context():
 def test_replayed_bag_gives_the_live_chunks_again_also_after_a_loop(recorded, ros_context):
     bag, live, first_chunk_offset = recorded
     model, settings = tiny_settings()
-    policy = NodeProcess("policy_node", {
-        "checkpoint": model.checkpoint, "instruction_cache": model.instruction_cache,
-        "embodiment": EMBODIMENT, "device": "cpu", "warmup": 1, "trigger": "request",
-        "instruction": settings.instruction, "use_sim_time": True,
-        "cameras.head.reliable": True, "cameras.left_wrist.reliable": True,
-        "cameras.right_wrist.reliable": True}, params_file=params_file("policy", EMBODIMENT))
+    policy = NodeProcess(
+        "policy_node",
+        {
+            "checkpoint": model.checkpoint,
+            "instruction_cache": model.instruction_cache,
+            "embodiment": EMBODIMENT,
+            "device": "cpu",
+            "warmup": 1,
+            "trigger": "request",
+            "instruction": settings.instruction,
+            "use_sim_time": True,
+            "cameras.head.reliable": True,
+            "cameras.left_wrist.reliable": True,
+            "cameras.right_wrist.reliable": True,
+        },
+        params_file=params_file("policy", EMBODIMENT),
+    )
     import rclpy
 
     node = rclpy.create_node("replay_check", context=ros_context)
@@ -158,17 +214,30 @@ def test_replayed_bag_gives_the_live_chunks_again_also_after_a_loop(recorded, ro
     try:
         assert requester.ready.wait(120), "the policy did not become ready"
         replay = ChildProcess(
-            [sys.executable, "-m", "lightwam_ros.nodes.bag_replay", str(bag), "--rate", "0.5",
-             "--loop", "--start-offset", f"{max(0.0, first_chunk_offset - 1.0):.3f}"],
-            lambda line: None)
+            [
+                sys.executable,
+                "-m",
+                "lightwam_ros.nodes.bag_replay",
+                str(bag),
+                "--rate",
+                "0.5",
+                "--loop",
+                "--start-offset",
+                f"{max(0.0, first_chunk_offset - 1.0):.3f}",
+            ],
+            lambda line: None,
+        )
         replay.start_reading()
 
         def matched() -> list[int]:
             return [stamp for stamp, _ in requester.chunks if stamp in live]
 
         # Two passes: stamps seen twice come from the loop's second pass (time jumped back).
-        wait_until(lambda: len(matched()) >= 3 and len(set(matched())) < len(matched()), 150,
-                   "replayed chunks for live frames in both passes of the loop")
+        wait_until(
+            lambda: len(matched()) >= 3 and len(set(matched())) < len(matched()),
+            150,
+            "replayed chunks for live frames in both passes of the loop",
+        )
         for stamp, actions in requester.chunks:
             if stamp in live:
                 np.testing.assert_allclose(actions, live[stamp], atol=TOLERANCE)
@@ -185,6 +254,7 @@ def test_recording_becomes_a_training_episode(recorded, tmp_path):
     from safetensors import safe_open
 
     from lightwam_ros.tools.offline.bag_to_samples import main as bag_to_samples
+
     assert bag_to_samples([str(bag), "--out", str(tmp_path)]) == 0
     with safe_open(str(tmp_path / "episode_0000.safetensors"), framework="numpy") as episode:
         meta = episode.metadata()

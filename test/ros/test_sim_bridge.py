@@ -1,6 +1,7 @@
 """lightwam-sim-bridge over real DDS with gym-aloha: /clock and stamped joint states from the
 simulation, commands followed by joint name, bad commands refused without stopping it, and a
 reset that jumps the clock back and refuses commands sent before it."""
+
 from __future__ import annotations
 
 import json
@@ -41,18 +42,19 @@ class Peer:
         self.status: list[dict] = []
         self.images: list[Image] = []
         qos = QoSProfile(depth=500)
-        self.node.create_subscription(Clock, "/clock", lambda m: self.clock.append(
-            stamp_to_nanoseconds(m.clock)), qos)
+        self.node.create_subscription(
+            Clock, "/clock", lambda m: self.clock.append(stamp_to_nanoseconds(m.clock)), qos
+        )
         self.node.create_subscription(JointState, "joint_states", self.joints.append, qos)
-        self.node.create_subscription(String, "sim/status", lambda m: self.status.append(
-            json.loads(m.data)), qos)
+        self.node.create_subscription(
+            String, "sim/status", lambda m: self.status.append(json.loads(m.data)), qos
+        )
         self.node.create_subscription(Image, "camera/head/image_raw", self.images.append, qos)
         self.commands = self.node.create_publisher(JointTrajectory, COMMANDS, 10)
         self.reset = self.node.create_client(Trigger, "sim/reset")
 
     def command(self, names, positions, stamp_ns) -> None:
-        msg = JointTrajectory(joint_names=names, points=[JointTrajectoryPoint(
-            positions=positions)])
+        msg = JointTrajectory(joint_names=names, points=[JointTrajectoryPoint(positions=positions)])
         msg.header.stamp = nanoseconds_to_stamp(stamp_ns)
         self.commands.publish(msg)
 
@@ -63,9 +65,14 @@ class Peer:
 
 @pytest.fixture
 def bridge_and_peer(ros_context):
-    bridge = create_sim_bridge(context=ros_context, parameter_overrides=[
-        Parameter("task", value="aloha:transfer_cube"), Parameter("real_time_factor", value=0.0),
-        Parameter("camera_size", value=[60, 80])])
+    bridge = create_sim_bridge(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("task", value="aloha:transfer_cube"),
+            Parameter("real_time_factor", value=0.0),
+            Parameter("camera_size", value=[60, 80]),
+        ],
+    )
     peer = Peer(ros_context)
     executor, thread = spin_in_background(ros_context, [bridge, peer.node])
     yield bridge, peer
@@ -85,8 +92,9 @@ def test_bridge_follows_commands_refuses_bad_ones_and_resets_with_a_jump_back(br
 
     start = peer.latest("left_waist")
     peer.command(["left_waist"], [start + 0.3], peer.clock[-1])
-    wait_until(lambda: abs(peer.latest("left_waist") - (start + 0.3)) < 0.02, 30,
-               "left_waist to reach its target")
+    wait_until(
+        lambda: abs(peer.latest("left_waist") - (start + 0.3)) < 0.02, 30, "left_waist to reach its target"
+    )
     assert abs(peer.latest("right_waist") - 0.0) < 0.02  # unnamed joints hold
     peer.command(["no_such_joint"], [0.0], peer.clock[-1])
     peer.command(["left_waist"], [float("nan")], peer.clock[-1])
@@ -108,8 +116,8 @@ def test_bridge_follows_commands_refuses_bad_ones_and_resets_with_a_jump_back(br
 
 def test_a_task_the_bridge_cannot_simulate_is_a_configuration_error(ros_context):
     with pytest.raises(ValueError, match="unknown ALOHA task"):
-        create_sim_bridge(context=ros_context, parameter_overrides=[
-            Parameter("task", value="aloha:juggling")])
+        create_sim_bridge(
+            context=ros_context, parameter_overrides=[Parameter("task", value="aloha:juggling")]
+        )
     with pytest.raises(ValueError, match="cannot use_sim_time"):
-        create_sim_bridge(context=ros_context, parameter_overrides=[
-            Parameter("use_sim_time", value=True)])
+        create_sim_bridge(context=ros_context, parameter_overrides=[Parameter("use_sim_time", value=True)])

@@ -3,6 +3,7 @@ one short LIBERO episode (simulator bridge -> policy -> executor -> simulator, o
 preset) and its report must show that commands reached the simulator and that the arm moved
 within its joint limits; lightwam-sim-demos records a scripted ALOHA demonstration as a bag that
 the simulator judges a success."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,7 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def _run(*command: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([*command, "--isolated"], capture_output=True, text=True,
-                            timeout=RUN_TIMEOUT)
+    result = subprocess.run([*command, "--isolated"], capture_output=True, text=True, timeout=RUN_TIMEOUT)
     print(result.stdout[-6000:], result.stderr[-3000:], sep="\n")
     return result
 
@@ -41,9 +41,22 @@ def _run(*command: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("task", ["aloha:transfer_cube", "libero:libero_spatial/0"])
 def test_one_episode_drives_the_simulated_arm_within_its_limits(task, workdir, tmp_path):
     out = tmp_path / "eval"
-    result = _run(str(BIN / "lightwam-sim-eval"), "--sim", task, "--tiny", "--workdir",
-                  str(workdir), "--episodes", "1", "--episode-seconds", "2", "--out", str(out),
-                  "--params", "policy:warmup:=1")
+    result = _run(
+        str(BIN / "lightwam-sim-eval"),
+        "--sim",
+        task,
+        "--tiny",
+        "--workdir",
+        str(workdir),
+        "--episodes",
+        "1",
+        "--episode-seconds",
+        "2",
+        "--out",
+        str(out),
+        "--params",
+        "policy:warmup:=1",
+    )
     assert result.returncode == 0
     assert "untrained" in result.stdout  # the tiny preset says what it is
     report = json.loads((out / "report.json").read_text())
@@ -59,8 +72,17 @@ def test_one_episode_drives_the_simulated_arm_within_its_limits(task, workdir, t
 
 def test_a_scripted_demonstration_is_recorded_and_succeeds(tmp_path):
     out = tmp_path / "demos"
-    result = _run(str(BIN / "lightwam-sim-demos"), "--episodes", "1", "--first-episode", "3",
-                  "--perturbation", "0.05", "--out", str(out))
+    result = _run(
+        str(BIN / "lightwam-sim-demos"),
+        "--episodes",
+        "1",
+        "--first-episode",
+        "3",
+        "--perturbation",
+        "0.05",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0
     demos = json.loads((out / "demos.json").read_text())
     (demo,) = demos["demos"]
@@ -72,5 +94,7 @@ def test_a_scripted_demonstration_is_recorded_and_succeeds(tmp_path):
     # Every 50 Hz step's joint state and command, an image per camera every second step.
     assert reader.counts["/joint_states"] >= steps
     assert reader.counts["/joint_trajectory_controller/joint_trajectory"] >= steps
-    assert all(reader.counts[f"/camera/{role}/image_raw"] >= steps // 2
-               for role in ("head", "left_wrist", "right_wrist"))
+    assert all(
+        reader.counts[f"/camera/{role}/image_raw"] >= steps // 2
+        for role in ("head", "left_wrist", "right_wrist")
+    )

@@ -1,4 +1,5 @@
 """ROS stamps <-> float seconds / integer nanoseconds."""
+
 from fractions import Fraction
 
 import numpy as np

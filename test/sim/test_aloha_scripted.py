@@ -1,5 +1,6 @@
 """Scripted ALOHA cube transfer: the IK it plans with, the plan, and whole episodes judged by
 gym-aloha's own success signal (and by where the cube ends up)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -32,8 +33,7 @@ def grasp_point_at(sim: AlohaSim, arm: str, slots: list[int], q: np.ndarray) -> 
         physics.named.data.qpos[MJCF_JOINTS[sim.joint_names[slot]]] = value
     physics.forward()
     body = GRIPPER_BODIES[arm]
-    return (physics.named.data.xpos[body]
-            + physics.named.data.xmat[body].reshape(3, 3) @ GRASP_POINT)
+    return physics.named.data.xpos[body] + physics.named.data.xmat[body].reshape(3, 3) @ GRASP_POINT
 
 
 def test_forward_kinematics_agrees_with_the_simulated_gripper(sim):
@@ -43,8 +43,9 @@ def test_forward_kinematics_agrees_with_the_simulated_gripper(sim):
         pose = ik.forward(state.positions[ik.slots])
         eef = state.eef_poses[arm]
         x, y, z, w = eef.quaternion_xyzw
-        assert np.allclose(Pose.from_quaternion(eef.position, [w, x, y, z]).rotation,
-                           pose.rotation, atol=1e-9)
+        assert np.allclose(
+            Pose.from_quaternion(eef.position, [w, x, y, z]).rotation, pose.rotation, atol=1e-9
+        )
         assert np.allclose(pose.position, eef.position + pose.rotation @ GRASP_POINT, atol=1e-9)
 
 
@@ -119,8 +120,7 @@ def test_plan_starts_where_the_robot_is_and_stays_in_limits(sim):
     assert np.array_equal(sim.physics.data.qpos, before)
     assert np.max(np.abs(script.targets(state) - state.positions)) < 1e-3  # no jump at start
     steps = round(script.duration / sim.control_dt)
-    plan = np.array([script.targets(replace(state, time=step * sim.control_dt))
-                     for step in range(steps + 1)])
+    plan = np.array([script.targets(replace(state, time=step * sim.control_dt)) for step in range(steps + 1)])
     assert np.all(plan >= sim.joint_limits[:, 0]) and np.all(plan <= sim.joint_limits[:, 1])
     assert np.max(np.abs(np.diff(plan, axis=0))) < 0.1  # rad or m per 20 ms step: smooth
     rolls = [sim.joint_names.index(f"{arm}_forearm_roll") for arm in ("left", "right")]
@@ -131,8 +131,7 @@ def test_scripted_episode_succeeds_by_the_simulators_signal(sim):
     assert not sim.reset(EPISODE).success
     seen = []
 
-    success, steps = run_episode(
-        sim, EPISODE, on_step=lambda state, targets: seen.append(state.success))
+    success, steps = run_episode(sim, EPISODE, on_step=lambda state, targets: seen.append(state.success))
 
     assert success
     assert len(seen) == steps
@@ -176,8 +175,9 @@ def test_perturbed_demonstration_records_clean_labels_and_still_succeeds(sim):
     assert np.array_equal(again.executed(at[10]), script.executed(at[10]))
 
     labels = []
-    success, _ = run_episode(sim, EPISODE, perturbation=0.05,
-                             on_step=lambda s, targets: labels.append(targets))
+    success, _ = run_episode(
+        sim, EPISODE, perturbation=0.05, on_step=lambda s, targets: labels.append(targets)
+    )
     assert success
     assert np.array_equal(labels[10], script.targets(at[10]))  # the label is the clean target
     with pytest.raises(SimError, match="perturbation must be >= 0"):

@@ -1,5 +1,6 @@
 """AlohaSim: gym-aloha's tasks behind the Simulator interface, checked against the aloha_sim
 embodiment and gym-aloha's own conventions (object poses, gripper normalisation, qpos)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,9 @@ def controls(sim: AlohaSim, joints: list[str]) -> np.ndarray:
     """The actuator commands (data.ctrl) of the named joints' position servos."""
     model = sim.physics.model
     ids = [model.name2id(MJCF_JOINTS[name], "joint") for name in joints]
-    return sim.physics.data.ctrl[[int(np.flatnonzero(model.actuator_trnid[:, 0] == i)[0])
-                                  for i in ids]].copy()
+    return sim.physics.data.ctrl[
+        [int(np.flatnonzero(model.actuator_trnid[:, 0] == i)[0]) for i in ids]
+    ].copy()
 
 
 def run(sim: AlohaSim, targets: np.ndarray, steps: int):
@@ -64,8 +66,9 @@ def test_joints_limits_cameras_and_frames_match_the_embodiment(sim):
 
 def test_state_vector_equals_gym_alohas_own_qpos_observation(sim):
     sim.reset(2)
-    state = run(sim, np.array([0.1, -0.5, 0.8, 0.2, -0.1, 0.3, 0.045,
-                               -0.1, -0.7, 1.0, -0.2, 0.1, -0.3, 0.03]), 10)
+    state = run(
+        sim, np.array([0.1, -0.5, 0.8, 0.2, -0.1, 0.3, 0.045, -0.1, -0.7, 1.0, -0.2, 0.1, -0.3, 0.03]), 10
+    )
     builder = StateBuilder(SPEC, {})
     joints = [state.positions[sim.joint_names.index(name)] for name in builder.joint_names]
     expected = gym_aloha_sim.BimanualViperXTask.get_qpos(sim.physics)
@@ -101,7 +104,8 @@ def test_insertion_samples_peg_and_socket_and_starts_unsolved():
         assert sim.box_pose.shape == (14,) and not state.success
         assert "insert the peg" in sim.instruction
         assert {k: v.shape for k, v in sim.render().items()} == {
-            role: (48, 64, 3) for role in SPEC.canvas.roles}
+            role: (48, 64, 3) for role in SPEC.canvas.roles
+        }
     finally:
         sim.close()
 
@@ -131,8 +135,11 @@ def test_targets_beyond_the_limits_act_as_the_limits(sim):
     clipped = run(sim, beyond, 3)
     # MuJoCo would clamp the servo commands to the same ranges, but only inside its dynamics:
     # data.ctrl shows what the simulator was told.
-    np.testing.assert_allclose(controls(sim, ["left_waist", "right_shoulder", "left_finger"]),
-                               at_limit[[0, 8, FINGERS[0]]], atol=1e-12)
+    np.testing.assert_allclose(
+        controls(sim, ["left_waist", "right_shoulder", "left_finger"]),
+        at_limit[[0, 8, FINGERS[0]]],
+        atol=1e-12,
+    )
     sim.reset(0)
     exact = run(sim, at_limit, 3)
     np.testing.assert_array_equal(clipped.positions, exact.positions)
@@ -151,8 +158,7 @@ def test_finger_targets_in_metres_reach_gym_alohas_normalised_action(sim):
     targets = start.positions.copy()
     targets[FINGERS] = (0.03, 0.05)
     sim.step(targets)
-    np.testing.assert_allclose(controls(sim, ["left_finger", "right_finger"]), (0.03, 0.05),
-                               atol=1e-12)
+    np.testing.assert_allclose(controls(sim, ["left_finger", "right_finger"]), (0.03, 0.05), atol=1e-12)
 
 
 @pytest.mark.parametrize("targets", [np.zeros(13), np.full(14, np.nan)], ids=["shape", "nan"])
@@ -196,8 +202,7 @@ def test_render_gives_each_role_at_its_size_showing_the_scene(sim):
 # ------------------------------------------------------------------------ with the policy
 def test_a_tiny_policy_runs_on_simulated_observations_and_its_step_executes(sim, tmp_path):
     package = make_tiny_package("aloha_sim", tmp_path)
-    runner = PolicyRunner.from_files(package.checkpoint, package.instructions, warmup=0,
-                                     device="cpu")
+    runner = PolicyRunner.from_files(package.checkpoint, package.instructions, warmup=0, device="cpu")
     state = sim.reset(0)
     builder = StateBuilder(SPEC, {})
     joints = np.array([state.positions[sim.joint_names.index(n)] for n in builder.joint_names])

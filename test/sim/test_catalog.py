@@ -1,4 +1,5 @@
 """The simulator catalog takes camera sizes from the embodiment, the one source of them."""
+
 from __future__ import annotations
 
 from lightwam_ros.policy.embodiment import camera_sizes, load_embodiment

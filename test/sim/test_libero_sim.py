@@ -1,6 +1,7 @@
 """LiberoSim: a LIBERO task (robosuite) behind the Simulator interface, checked against the
 libero_franka embodiment and robosuite's controller conventions.  One construction (~10 s) is
 shared by the module; one subprocess checks that closing leaves a clean interpreter exit."""
+
 from __future__ import annotations
 
 import subprocess
@@ -59,8 +60,7 @@ def test_reset_repeats_an_episode_and_episodes_differ(sim):
     sim.step(hold_then(first, panda_joint1=first.positions[0] + 0.3))
     again = sim.reset(3)
     np.testing.assert_array_equal(again.positions, first.positions)
-    np.testing.assert_array_equal(again.eef_poses["arm"].position,
-                                  first.eef_poses["arm"].position)
+    np.testing.assert_array_equal(again.eef_poses["arm"].position, first.eef_poses["arm"].position)
     wrapped = sim.reset(3 + sim.init_state_count)
     np.testing.assert_array_equal(wrapped.positions, first.positions)
     other = sim.reset(4)
@@ -185,9 +185,7 @@ def test_close_frees_rendering_for_a_clean_exit():
         except SimError as error:
             print("closed:", error)
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=180)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
     assert "closed: the LIBERO simulator is closed" in result.stdout
-    assert "EGLError" not in result.stderr and "Exception ignored" not in result.stderr, \
-        result.stderr
+    assert "EGLError" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr

@@ -1,5 +1,6 @@
 """lightwam-bench on the tiny preset (CPU, float32): one run measures both paths on both
 embodiments, writes a complete JSON report and checks the paths agree."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ from lightwam_ros.tools.bench import bench
 
 def test_bench_reports_both_paths_on_both_embodiments(tmp_path, capsys):
     report_path = tmp_path / "bench.json"
-    rc = bench.main(["--preset", "tiny", "--device", "cpu", "--iters", "3", "--warmup", "1",
-                     "--json", str(report_path)])
+    rc = bench.main(
+        ["--preset", "tiny", "--device", "cpu", "--iters", "3", "--warmup", "1", "--json", str(report_path)]
+    )
     assert rc == 0
     report = json.loads(report_path.read_text())
     assert report["torch"] == torch.__version__ and report["dtype"] == "float32"

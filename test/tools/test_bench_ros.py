@@ -3,6 +3,7 @@
 One short real run (policy, executor and loopback robot as separate processes over DDS) checks
 the JSON report; the arithmetic that turns stamps into period errors is checked on known stamps.
 """
+
 import json
 import math
 import subprocess
@@ -33,9 +34,20 @@ def test_summarize_percentiles_and_empty_input():
 
 
 def test_bad_arguments_are_refused_before_anything_starts(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "lightwam_ros.tools.bench.bench_ros",
-                             "--requests", "0", "--json", str(tmp_path / "r.json")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lightwam_ros.tools.bench.bench_ros",
+            "--requests",
+            "0",
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "--requests must be >= 1" in result.stderr
     assert not (tmp_path / "r.json").exists()
 
@@ -49,10 +61,25 @@ def test_short_run_reports_sane_figures(tmp_path):
     # window; in 4 s a single chunk could land after the executor's last diagnostics in it.
     report_path = tmp_path / "bench_ros.json"
     bench = subprocess.Popen(
-        [sys.executable, "-m", "lightwam_ros.tools.bench.bench_ros", "--requests", "3",
-         "--warmup-requests", "1", "--seconds", "6", "--workdir", str(tmp_path / "work"),
-         "--json", str(report_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        [
+            sys.executable,
+            "-m",
+            "lightwam_ros.tools.bench.bench_ros",
+            "--requests",
+            "3",
+            "--warmup-requests",
+            "1",
+            "--seconds",
+            "6",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--json",
+            str(report_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         output, _ = bench.communicate(timeout=240)
     except subprocess.TimeoutExpired:
@@ -64,8 +91,15 @@ def test_short_run_reports_sane_figures(tmp_path):
     assert "(a) ROS overhead" in output and "(b) executor at 500 Hz" in output
 
     overhead = report["overhead"]
-    for name in ("end_to_end", "model", "overhead", "in_node_before_model",
-                 "transport_and_messages", "vae", "backbone"):
+    for name in (
+        "end_to_end",
+        "model",
+        "overhead",
+        "in_node_before_model",
+        "transport_and_messages",
+        "vae",
+        "backbone",
+    ):
         stats = overhead["ms"][name]
         assert stats["count"] == 3, name
         for key in ("p50", "p90", "max"):
@@ -80,9 +114,11 @@ def test_short_run_reports_sane_figures(tmp_path):
     assert ticks["diagnostics_in_window"] > 0 and ticks["span_s"] > 0
     for key in ("p50", "p99", "max"):
         _finite_non_negative(executor["period_error_ms"][key], f"period error {key}")
-    for value, where in ((executor["command_rate_hz"], "command rate"),
-                         (executor["missed_ticks_from_stamps"], "missed ticks"),
-                         (ticks["missed_ticks"], "TickStats missed"),
-                         (ticks["period_p99_ms_worst"], "TickStats p99")):
+    for value, where in (
+        (executor["command_rate_hz"], "command rate"),
+        (executor["missed_ticks_from_stamps"], "missed ticks"),
+        (ticks["missed_ticks"], "TickStats missed"),
+        (ticks["period_p99_ms_worst"], "TickStats p99"),
+    ):
         _finite_non_negative(value, where)
     assert executor["command_rate_hz"] > 0

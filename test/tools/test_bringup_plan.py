@@ -3,6 +3,7 @@ to the right nodes, the loopback robot
 wired from the effective policy/executor parameters, model files resolved safely, and the launch
 file and RViz config consistent with it.  No ROS needed (the launch test runs where launch_ros
 is installed)."""
+
 from __future__ import annotations
 
 import ast
@@ -41,16 +42,25 @@ def file_params(role, embodiment="robotwin_aloha"):
 def test_overrides_parse_role_name_and_a_yaml_value():
     assert ParamOverride.parse("rate:=5") == ParamOverride(None, "rate", 5)
     assert ParamOverride.parse("executor:boundary_rule:=blend") == ParamOverride(
-        "executor", "boundary_rule", "blend")
+        "executor", "boundary_rule", "blend"
+    )
     assert ParamOverride.parse("policy:cameras.head.size:=[120, 160]").value == [120, 160]
     assert ParamOverride.parse("max_velocity:=[1, 2.5]").value == [1.0, 2.5]  # uniform doubles
     assert ParamOverride.parse("instruction:=").value == ""
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("rate=5", "expected"), (":=5", "expected"), ("arm:rate:=5", "unknown node"),
-    ("rate:=[1, a]", "must be"), ("rate:=[]", "must be"), ("rate:={a: 1}", "must be"),
-    ("rate:=[unclosed", "not valid YAML")])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("rate=5", "expected"),
+        (":=5", "expected"),
+        ("arm:rate:=5", "unknown node"),
+        ("rate:=[1, a]", "must be"),
+        ("rate:=[]", "must be"),
+        ("rate:={a: 1}", "must be"),
+        ("rate:=[unclosed", "not valid YAML"),
+    ],
+)
 def test_bad_overrides_are_refused_with_the_reason(text, reason):
     with pytest.raises(PlanError, match=reason):
         ParamOverride.parse(text)
@@ -73,8 +83,10 @@ def test_plan_without_robot_runs_policy_and_executor_on_their_files():
     assert [node.role for node in result.nodes] == ["policy", "executor"]
     policy, executor = result.nodes
     assert policy.params_file.name == "policy_robotwin_aloha.yaml"
-    assert policy.overrides == {"checkpoint": str(MODEL.checkpoint),
-                                "instruction_cache": str(MODEL.instruction_cache)}
+    assert policy.overrides == {
+        "checkpoint": str(MODEL.checkpoint),
+        "instruction_cache": str(MODEL.instruction_cache),
+    }
     assert executor.overrides == {}
     assert result.observed is None and not result.shadow and not result.use_sim_time
 
@@ -93,8 +105,9 @@ def test_shadow_and_sim_time_reach_the_nodes_that_have_them():
         plan(embodiment="aloha_sim", sim="aloha", loopback_robot=True)
 
 
-@pytest.mark.parametrize("task, embodiment", [("aloha", "aloha_sim"),
-                                              ("libero:libero_spatial/3", "libero_franka")])
+@pytest.mark.parametrize(
+    "task, embodiment", [("aloha", "aloha_sim"), ("libero:libero_spatial/3", "libero_franka")]
+)
 def test_a_simulator_is_the_robot_on_sim_time_with_its_task_and_poses_wired(task, embodiment):
     result = plan(embodiment=embodiment, sim=task)
     assert [node.role for node in result.nodes] == ["policy", "executor", "sim"]
@@ -109,12 +122,10 @@ def test_a_simulator_is_the_robot_on_sim_time_with_its_task_and_poses_wired(task
     for role in policy["cameras"]:
         assert overrides["sim"][f"cameras.{role}.topic"] == policy["cameras"][role]["topic"]
     # The bridge renders the embodiment's camera size, the one the policy warms up for.
-    assert {tuple(overrides["sim"]["camera_size"])} == set(
-        camera_sizes(load_embodiment(embodiment)).values())
+    assert {tuple(overrides["sim"]["camera_size"])} == set(camera_sizes(load_embodiment(embodiment)).values())
     poses = {k: v for k, v in overrides["policy"].items() if k.startswith("eef_pose.")}
     # LIBERO's state is the simulator's world-frame pose: the policy reads it from the bridge.
-    assert poses == ({"eef_pose.arm.topic": "sim/eef_pose/arm"}
-                     if embodiment == "libero_franka" else {})
+    assert poses == ({"eef_pose.arm.topic": "sim/eef_pose/arm"} if embodiment == "libero_franka" else {})
 
 
 def test_a_simulator_must_simulate_the_embodiment():
@@ -142,12 +153,23 @@ def test_bare_overrides_go_to_every_node_whose_file_sets_them():
 def test_node_command_lines_pass_the_file_then_the_overrides():
     node = plan(params=["instruction:='1'"]).node("policy")  # quoted: a string
     command = node.command("/venv/bin/python")
-    assert command[:8] == ["/venv/bin/python", "-u", "-m", "lightwam_ros.nodes.policy_node",
-                           "--ros-args", "--params-file", str(node.params_file), "-p"]
+    assert command[:8] == [
+        "/venv/bin/python",
+        "-u",
+        "-m",
+        "lightwam_ros.nodes.policy_node",
+        "--ros-args",
+        "--params-file",
+        str(node.params_file),
+        "-p",
+    ]
     pairs = dict(arg.split(":=", 1) for arg in command[8::2])
     assert set(command[7::2]) == {"-p"}
-    assert pairs == {"checkpoint": f'"{MODEL.checkpoint}"',
-                     "instruction_cache": f'"{MODEL.instruction_cache}"', "instruction": '"1"'}
+    assert pairs == {
+        "checkpoint": f'"{MODEL.checkpoint}"',
+        "instruction_cache": f'"{MODEL.instruction_cache}"',
+        "instruction": '"1"',
+    }
 
 
 @pytest.mark.parametrize("embodiment", EMBODIMENTS)
@@ -160,42 +182,56 @@ def test_loopback_robot_is_wired_from_the_policy_and_executor_files(embodiment):
     assert robot.overrides["joint_state_topic"] == executor["joint_state_topic"]
     assert robot.overrides["command_type"] == "joint_trajectory"
     assert robot.overrides["command_topic"] == executor["joint_trajectory_topic"]
-    cameras = {name: value for name, value in robot.overrides.items()
-               if name.startswith("cameras.")}
+    cameras = {name: value for name, value in robot.overrides.items() if name.startswith("cameras.")}
     # It renders what the policy warms up for: the embodiment's camera sizes.
     sizes = camera_sizes(load_embodiment(embodiment))
     assert cameras == {
         **{f"cameras.{role}.topic": camera["topic"] for role, camera in policy["cameras"].items()},
-        **{f"cameras.{role}.size": list(sizes[role]) for role in policy["cameras"]}}
+        **{f"cameras.{role}.size": list(sizes[role]) for role in policy["cameras"]},
+    }
     # The robot publishes all cameras in one burst: the policy subscribes reliably to it.
-    assert {name: value for name, value in result.node("policy").overrides.items()
-            if name.startswith("cameras.")} == {
-        f"cameras.{role}.reliable": True for role in policy["cameras"]}
+    assert {
+        name: value for name, value in result.node("policy").overrides.items() if name.startswith("cameras.")
+    } == {f"cameras.{role}.reliable": True for role in policy["cameras"]}
     observed = result.observed
     assert (observed.chunk_topic, observed.command_topic) == (
-        policy["chunk_topic"], executor["joint_trajectory_topic"])
+        policy["chunk_topic"],
+        executor["joint_trajectory_topic"],
+    )
     assert observed.max_velocity == executor["max_velocity"]
 
 
 def test_robot_follows_what_the_executor_outputs_and_shows_what_the_policy_expects():
-    result = plan(loopback_robot=True, params=[
-        "executor:output_modes:=[forward_command, joint_state]",
-        "policy:cameras.head.size:=[120, 160]", "cameras.head.topic:=/cam/head"])
+    result = plan(
+        loopback_robot=True,
+        params=[
+            "executor:output_modes:=[forward_command, joint_state]",
+            "policy:cameras.head.size:=[120, 160]",
+            "cameras.head.topic:=/cam/head",
+        ],
+    )
     robot = result.node("robot").overrides
     assert (robot["command_type"], robot["command_topic"]) == (
-        "joint_state", file_params("executor")["joint_command_topic"])
+        "joint_state",
+        file_params("executor")["joint_command_topic"],
+    )
     assert robot["cameras.head.size"] == [120, 160]
     assert robot["cameras.head.topic"] == "/cam/head"
-    explicit = plan(loopback_robot=True, params=["robot:command_topic:=/mine",
-                                                 "policy:cameras.head.reliable:=false"])
+    explicit = plan(
+        loopback_robot=True, params=["robot:command_topic:=/mine", "policy:cameras.head.reliable:=false"]
+    )
     assert explicit.node("robot").overrides["command_topic"] == "/mine"
     assert explicit.node("policy").overrides["cameras.head.reliable"] is False
 
 
-@pytest.mark.parametrize("override, reason", [
-    ("executor:output_modes:=[forward_command]", "enable one of them"),
-    ("policy:joint_state_topic:=/other", "different topics"),
-    ("cameras.head.compressed:=true", "raw sensor_msgs/Image only")])
+@pytest.mark.parametrize(
+    "override, reason",
+    [
+        ("executor:output_modes:=[forward_command]", "enable one of them"),
+        ("policy:joint_state_topic:=/other", "different topics"),
+        ("cameras.head.compressed:=true", "raw sensor_msgs/Image only"),
+    ],
+)
 def test_a_loopback_robot_that_could_not_close_the_loop_is_refused(override, reason):
     with pytest.raises(PlanError, match=reason):
         plan(loopback_robot=True, params=[override])
@@ -206,12 +242,18 @@ def test_a_loopback_robot_that_could_not_close_the_loop_is_refused(override, rea
 
 def test_a_recording_plan_starts_the_recorder_on_the_effective_topics(tmp_path):
     bag = tmp_path / "run1"
-    result = plan(record=str(bag), loopback_robot=True, use_sim_time=True, params=[
-        "cameras.head.topic:=/cam/head", "instruction:=stack the cups",
-        "recorder:max_queue_mb:=64"])
+    result = plan(
+        record=str(bag),
+        loopback_robot=True,
+        use_sim_time=True,
+        params=["cameras.head.topic:=/cam/head", "instruction:=stack the cups", "recorder:max_queue_mb:=64"],
+    )
     recorder = result.nodes[-1]
     assert (recorder.role, recorder.node_name, recorder.executable) == (
-        "recorder", "lightwam_recorder", "lightwam-record")
+        "recorder",
+        "lightwam_recorder",
+        "lightwam-record",
+    )
     assert recorder.params_file is None
     overrides = recorder.overrides
     assert overrides["output"] == str(bag) and overrides["embodiment"] == "robotwin_aloha"
@@ -220,11 +262,16 @@ def test_a_recording_plan_starts_the_recorder_on_the_effective_topics(tmp_path):
     assert overrides["input_topics"][0] == "/cam/head"
     assert "lightwam/action_chunk" in overrides["output_topics"]
     command = recorder.command("/venv/bin/python")
-    assert command[:6] == ["/venv/bin/python", "-u", "-m", "lightwam_ros.nodes.recorder_node",
-                           "--ros-args", "-p"]
+    assert command[:6] == [
+        "/venv/bin/python",
+        "-u",
+        "-m",
+        "lightwam_ros.nodes.recorder_node",
+        "--ros-args",
+        "-p",
+    ]
     assert "--params-file" not in command
-    assert dict(arg.split(":=", 1) for arg in command[6::2])["input_topics"].startswith(
-        '["/cam/head", ')
+    assert dict(arg.split(":=", 1) for arg in command[6::2])["input_topics"].startswith('["/cam/head", ')
 
 
 def test_a_recording_never_overwrites_and_its_parameters_need_it(tmp_path):
@@ -239,10 +286,16 @@ def test_a_recording_never_overwrites_and_its_parameters_need_it(tmp_path):
 def test_a_bag_to_replay_starts_the_player_in_replay_mode(tmp_path):
     result = plan(replay_bag=str(tmp_path))
     player = result.nodes[-1]
-    assert result.use_sim_time and [n.role for n in result.nodes] == ["policy", "executor",
-                                                                       "replay"]
-    assert player.command("/py") == ["/py", "-u", "-m", "lightwam_ros.nodes.bag_replay",
-                                     str(tmp_path), "--wait-for-subscribers", "1"]
+    assert result.use_sim_time and [n.role for n in result.nodes] == ["policy", "executor", "replay"]
+    assert player.command("/py") == [
+        "/py",
+        "-u",
+        "-m",
+        "lightwam_ros.nodes.bag_replay",
+        str(tmp_path),
+        "--wait-for-subscribers",
+        "1",
+    ]
     assert player.executable == "lightwam-replay" and player.params_file is None
     with pytest.raises(PlanError, match="choose one"):
         plan(replay_bag=str(tmp_path), loopback_robot=True)
@@ -259,31 +312,26 @@ def test_model_files_must_exist_and_come_in_pairs(tmp_path):
     with pytest.raises(PlanError, match="vice versa"):
         bp.resolve_model("robotwin_aloha", checkpoint, None, tiny=False, safe_target=False)
     with pytest.raises(PlanError, match="no such file"):
-        bp.resolve_model("robotwin_aloha", checkpoint, tmp_path / "i", tiny=False,
-                         safe_target=False)
+        bp.resolve_model("robotwin_aloha", checkpoint, tmp_path / "i", tiny=False, safe_target=False)
     with pytest.raises(PlanError, match="not both"):
         bp.resolve_model("robotwin_aloha", checkpoint, checkpoint, tiny=True, safe_target=True)
-    files = bp.resolve_model("robotwin_aloha", checkpoint, checkpoint, tiny=False,
-                             safe_target=False)
+    files = bp.resolve_model("robotwin_aloha", checkpoint, checkpoint, tiny=False, safe_target=False)
     assert files == ModelFiles(checkpoint, checkpoint, tiny=False)
 
 
 def test_random_weights_never_drive_a_robot_unless_asked_for(tmp_path):
     with pytest.raises(PlanError, match="no checkpoint given"):
-        bp.resolve_model("robotwin_aloha", None, None, tiny=False, safe_target=False,
-                         cache_dir=tmp_path)
+        bp.resolve_model("robotwin_aloha", None, None, tiny=False, safe_target=False, cache_dir=tmp_path)
     assert not list(tmp_path.iterdir())
 
 
 def test_tiny_package_is_built_once_into_the_cache_and_reused(tmp_path):
-    files = bp.resolve_model("libero_franka", None, None, tiny=False, safe_target=True,
-                             cache_dir=tmp_path)
+    files = bp.resolve_model("libero_franka", None, None, tiny=False, safe_target=True, cache_dir=tmp_path)
     assert files.tiny and files.checkpoint.is_file() and files.instruction_cache.is_file()
     assert [p.name for p in tmp_path.iterdir()] == [files.checkpoint.parent.name]  # no scratch
     assert files.checkpoint.parent.name.startswith("tiny-libero_franka-")
     built = files.checkpoint.stat().st_mtime_ns
-    again = bp.resolve_model("libero_franka", None, None, tiny=True, safe_target=False,
-                             cache_dir=tmp_path)
+    again = bp.resolve_model("libero_franka", None, None, tiny=True, safe_target=False, cache_dir=tmp_path)
     assert again == files and files.checkpoint.stat().st_mtime_ns == built
 
 
@@ -297,8 +345,18 @@ def test_default_cache_follows_xdg(monkeypatch, tmp_path):
 
 def test_launch_arguments_are_the_documented_ones():
     assert [a.name for a in bp.LAUNCH_ARGUMENTS] == [
-        "embodiment", "checkpoint", "instruction_cache", "shadow", "use_sim_time", "replay",
-        "loopback_robot", "sim", "rviz", "record", "bag"]
+        "embodiment",
+        "checkpoint",
+        "instruction_cache",
+        "shadow",
+        "use_sim_time",
+        "replay",
+        "loopback_robot",
+        "sim",
+        "rviz",
+        "record",
+        "bag",
+    ]
     flags = [a for a in bp.LAUNCH_ARGUMENTS if a.choices == ("true", "false")]
     assert all(a.default == "false" for a in flags) and len(flags) == 5
 
@@ -310,12 +368,19 @@ def _launch_values(**values):
 def test_launch_argument_values_make_the_same_plan_as_the_options(tmp_path):
     checkpoint = tmp_path / "m.safetensors"
     checkpoint.write_bytes(b"")
-    from_launch = bp.plan_from_launch_arguments(_launch_values(
-        embodiment="libero_franka", checkpoint=str(checkpoint),
-        instruction_cache=str(checkpoint), replay="true", shadow="True"))
+    from_launch = bp.plan_from_launch_arguments(
+        _launch_values(
+            embodiment="libero_franka",
+            checkpoint=str(checkpoint),
+            instruction_cache=str(checkpoint),
+            replay="true",
+            shadow="True",
+        )
+    )
     model = ModelFiles(checkpoint, checkpoint, tiny=False)
-    assert from_launch == build_plan(BringupOptions(embodiment="libero_franka", replay=True,
-                                                    shadow=True), model)
+    assert from_launch == build_plan(
+        BringupOptions(embodiment="libero_franka", replay=True, shadow=True), model
+    )
     with pytest.raises(PlanError, match="true or false"):
         bp.plan_from_launch_arguments(_launch_values(shadow="yes"))
     with pytest.raises(PlanError, match="embodiment must be one of"):
@@ -330,11 +395,12 @@ def test_launch_arguments_record_and_play_bags(tmp_path):
     model = ModelFiles(checkpoint, checkpoint, tiny=False)
     record, bag = tmp_path / "new", tmp_path / "old"
     bag.mkdir()
-    from_launch = bp.plan_from_launch_arguments(_launch_values(
-        checkpoint=str(checkpoint), instruction_cache=str(checkpoint), record=str(record),
-        bag=f" {bag} "))
-    assert from_launch == build_plan(BringupOptions(record=str(record), replay_bag=str(bag)),
-                                     model)
+    from_launch = bp.plan_from_launch_arguments(
+        _launch_values(
+            checkpoint=str(checkpoint), instruction_cache=str(checkpoint), record=str(record), bag=f" {bag} "
+        )
+    )
+    assert from_launch == build_plan(BringupOptions(record=str(record), replay_bag=str(bag)), model)
     assert [node.role for node in from_launch.nodes][-2:] == ["recorder", "replay"]
 
 
@@ -342,22 +408,34 @@ def test_launch_file_builds_its_nodes_from_the_plan_only():
     """Without launch_ros here, check the source: the package's modules provide the arguments,
     the nodes and the RViz file; no topic, file or parameter name is spelled in the launch file."""
     tree = ast.parse(LAUNCH_FILE.read_text())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                and node.module.startswith("lightwam_ros.") for alias in node.names}
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module.startswith("lightwam_ros.")
+        for alias in node.names
+    }
     assert {"LAUNCH_ARGUMENTS", "plan_from_launch_arguments", "write_rviz_config"} <= imported
     functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert "generate_launch_description" in functions
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.FunctionDef)) and node.body
-                  and isinstance(node.body[0], ast.Expr)}
-    strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
-               and isinstance(node.value, str) and id(node) not in docstrings}
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.FunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    strings = {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    }
     assert not [s for s in strings if s.endswith((".yaml", ".rviz")) or "/" in s]
 
 
 def test_launch_description_starts_the_planned_nodes(tmp_path, monkeypatch):
-    pytest.importorskip("launch_ros", reason="launch_ros is not installable from PyPI: this runs "
-                        "on a ROS 2 installation")
+    pytest.importorskip(
+        "launch_ros", reason="launch_ros is not installable from PyPI: this runs on a ROS 2 installation"
+    )
     from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch_ros.actions import Node
@@ -380,7 +458,11 @@ def test_launch_description_starts_the_planned_nodes(tmp_path, monkeypatch):
     nodes = function.execute(context)
     assert all(isinstance(node, Node) for node in nodes)
     assert [node.node_executable for node in nodes] == [
-        "lightwam-policy", "lightwam-executor", "lightwam-loopback-robot", "rviz2"]
+        "lightwam-policy",
+        "lightwam-executor",
+        "lightwam-loopback-robot",
+        "rviz2",
+    ]
 
 
 def test_rviz_config_shows_the_cameras_and_the_path_the_executor_plans():
@@ -391,6 +473,7 @@ def test_rviz_config_shows_the_cameras_and_the_path_the_executor_plans():
         for item in items:
             yield item
             yield from displays(item.get("Displays") or [])
+
     shown = {d["Class"]: set() for d in displays(manager["Displays"])}
     for display in displays(manager["Displays"]):
         topic = display.get("Topic") or display.get("Description Topic") or {}
@@ -403,4 +486,3 @@ def test_rviz_config_shows_the_cameras_and_the_path_the_executor_plans():
     assert shown["rviz_default_plugins/MarkerArray"] == {"/lightwam/planned_path"}
     assert {"rviz_default_plugins/TF", "rviz_default_plugins/RobotModel"} <= set(shown)
     assert manager["Global Options"]["Fixed Frame"] == "panda_link0"  # LIBERO's path frame
-

@@ -1,4 +1,5 @@
 """Child processes always end: SIGINT first, escalating for a child that ignores it."""
+
 import signal
 import sys
 import time
@@ -9,15 +10,24 @@ IGNORES_SIGINT_AND_SIGTERM = (
     "import signal, sys, time\n"
     "for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)\n"
     "print('ready', flush=True)\n"
-    "time.sleep(60)\n")
+    "time.sleep(60)\n"
+)
 
 
 def test_output_arrives_line_by_line_and_sigint_ends_a_well_behaved_child():
     lines = []
-    child = ChildProcess([sys.executable, "-c", (
-        "import signal, sys, time\n"
-        "signal.signal(signal.SIGINT, lambda *_: sys.exit(3))\n"
-        "print('one')\nprint('two', flush=True)\ntime.sleep(60)")], lines.append)
+    child = ChildProcess(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import signal, sys, time\n"
+                "signal.signal(signal.SIGINT, lambda *_: sys.exit(3))\n"
+                "print('one')\nprint('two', flush=True)\ntime.sleep(60)"
+            ),
+        ],
+        lines.append,
+    )
     child.start_reading()
     deadline = time.monotonic() + 10
     while len(lines) < 2 and time.monotonic() < deadline:

@@ -1,6 +1,7 @@
 """scripts/device_check.sh on the CPU (tiny preset), as CI runs it: every step either passes or is
 skipped with its reason, and one JSON + markdown table comes out. On a GPU the same script runs
 the full preset."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_device_check_runs_on_the_cpu_and_writes_one_table(tmp_path):
     env = {**os.environ, "LIGHTWAM_VENV": sys.prefix, "CUDA_VISIBLE_DEVICES": ""}
-    run = subprocess.run(["bash", str(ROOT / "scripts" / "device_check.sh"), str(tmp_path)],
-                         env=env, capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "device_check.sh"), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads((tmp_path / "device_check.json").read_text())
     status = {step["step"]: step["status"] for step in report["steps"]}
@@ -41,7 +47,10 @@ def test_a_failed_or_silent_step_fails_the_check(tmp_path, capsys):
     assert device_report.main([str(tmp_path)]) == 1
     steps = json.loads((tmp_path / "device_check.json").read_text())["steps"]
     assert [(s["step"], s["status"]) for s in steps] == [
-        ("parity", "failed"), ("latency", "failed"), ("compile", "skipped")]
+        ("parity", "failed"),
+        ("latency", "failed"),
+        ("compile", "skipped"),
+    ]
     table = capsys.readouterr().out
     assert "| parity | - | failed | no report step_parity.json | - |" in table
     assert "| latency | - | failed | exit 1; see step_latency.log | - |" in table

@@ -1,5 +1,6 @@
 """lightwam-make-tiny: a seeded, loadable random package with plausible statistics and a
 deterministic stand-in instruction cache."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,10 @@ def test_cli_writes_a_loadable_package(tmp_path, capsys):
 
 
 def test_same_seed_same_model_other_seed_other_model(tmp_path):
-    ids = [make_tiny.make_tiny_package("libero_franka", tmp_path / name, seed=seed).model_id
-           for name, seed in (("a", 0), ("b", 0), ("c", 1))]
+    ids = [
+        make_tiny.make_tiny_package("libero_franka", tmp_path / name, seed=seed).model_id
+        for name, seed in (("a", 0), ("b", 0), ("c", 1))
+    ]
     assert ids[0] == ids[1] != ids[2]
 
 

@@ -2,6 +2,7 @@
 single-arm variant of the simulated ALOHA), it is listed, gets a tiny package and a bring-up plan
 whose nodes run on the defaults they derive from it, with no parameter file, RViz edit or code.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -81,8 +82,12 @@ def new_embodiment(tmp_path, monkeypatch):
 
 
 def test_the_shipped_list_is_the_yaml_folder_and_a_new_file_joins_it(new_embodiment):
-    shipped = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "lightwam_ros" /
-                                      "config" / "embodiments").glob("*.yaml"))
+    shipped = sorted(
+        p.stem
+        for p in (Path(__file__).resolve().parents[2] / "lightwam_ros" / "config" / "embodiments").glob(
+            "*.yaml"
+        )
+    )
     assert list(EMBODIMENTS) == shipped
     assert NAME not in EMBODIMENTS and NAME in embodiments() and NAME in known_embodiments()
     assert new_embodiment.action_dim == 7 and new_embodiment.tasks == ("pick up the red cube",)
@@ -100,26 +105,36 @@ def test_a_new_embodiment_needs_no_parameter_file_to_be_brought_up(new_embodimen
     assert policy["instruction"] == "pick up the red cube"  # the tiny package's first task
     sizes = camera_sizes(new_embodiment)
     assert {role: robot[f"cameras.{role}.size"] for role in sizes} == {
-        role: list(size) for role, size in sizes.items()}
+        role: list(size) for role, size in sizes.items()
+    }
     assert {k: v for k, v in policy.items() if k.startswith("cameras.")} == {
-        f"cameras.{role}.reliable": True for role in sizes}
+        f"cameras.{role}.reliable": True for role in sizes
+    }
     assert (plan.observed.command_type, plan.observed.command_topic) == (
-        "joint_trajectory", "joint_trajectory_controller/joint_trajectory")
+        "joint_trajectory",
+        "joint_trajectory_controller/joint_trajectory",
+    )
 
 
 def test_rviz_shows_the_new_embodiments_cameras_and_the_executors_path(new_embodiment, tmp_path):
     model = ModelFiles(tmp_path / "m.safetensors", tmp_path / "i.safetensors", tiny=True)
-    plan = build_plan(BringupOptions(embodiment=NAME, loopback_robot=True,
-                                     params=(ParamOverride.parse(
-                                         "policy:cameras.head.topic:=/cam/top"),)), model)
+    plan = build_plan(
+        BringupOptions(
+            embodiment=NAME,
+            loopback_robot=True,
+            params=(ParamOverride.parse("policy:cameras.head.topic:=/cam/top"),),
+        ),
+        model,
+    )
     document = yaml.safe_load(write_rviz_config(plan, NAME, tmp_path).read_text())
     manager = document["Visualization Manager"]
     groups = [d for d in manager["Displays"] if str(d.get("Name", "")).startswith("Cameras")]
     assert [group["Name"] for group in groups] == [f"Cameras ({NAME})"]
     assert {d["Name"]: d["Topic"]["Value"] for d in groups[0]["Displays"]} == {
-        "head camera": "/cam/top", "right_wrist camera": "/camera/right_wrist/image_raw"}
-    assert "/lightwam/planned_path" in {d.get("Topic", {}).get("Value")
-                                        for d in manager["Displays"]}
+        "head camera": "/cam/top",
+        "right_wrist camera": "/camera/right_wrist/image_raw",
+    }
+    assert "/lightwam/planned_path" in {d.get("Topic", {}).get("Value") for d in manager["Displays"]}
     assert manager["Global Options"]["Fixed Frame"] == "panda_link0"  # it names no base frame
     aloha_plan = build_plan(BringupOptions(embodiment="aloha_sim", loopback_robot=True), model)
     aloha = yaml.safe_load(write_rviz_config(aloha_plan, "aloha_sim", tmp_path).read_text())

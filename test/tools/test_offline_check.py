@@ -1,5 +1,6 @@
 """lightwam-offline-check on generated bags: a full report from a good one, and a clear message
 with a partial report - never a traceback - from damaged or incomplete ones."""
+
 from __future__ import annotations
 
 import json
@@ -47,33 +48,43 @@ def joints(t: float) -> list[float]:
     return q.tolist()
 
 
-def write_bag(path: Path, *, cameras=CAMERAS, backwards_at: float | None = None,
-              mystery: bool = False) -> Path:
+def write_bag(
+    path: Path, *, cameras=CAMERAS, backwards_at: float | None = None, mystery: bool = False
+) -> Path:
     """Cameras at 10 Hz, joint states at 50 Hz, the instruction once; optionally joint stamps
     that jump back at ``backwards_at`` and a topic of a type nobody has installed."""
     store = project_typestore()
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as bag:
-        topics = {role: bag.add_connection(f"/camera/{role}/image_raw", "sensor_msgs/msg/Image",
-                                           typestore=store) for role in cameras}
+        topics = {
+            role: bag.add_connection(f"/camera/{role}/image_raw", "sensor_msgs/msg/Image", typestore=store)
+            for role in cameras
+        }
         state = bag.add_connection("/joint_states", "sensor_msgs/msg/JointState", typestore=store)
-        task = bag.add_connection("/lightwam/instruction", "std_msgs/msg/String",
-                                  typestore=store)
+        task = bag.add_connection("/lightwam/instruction", "std_msgs/msg/String", typestore=store)
         bag.write(task, START_NS, serialize_message(String(data=TASK)))
         if mystery:
-            gizmo = bag.add_connection("/gizmo", "acme_msgs/msg/Gizmo", msgdef="",
-                                       rihs01="RIHS01_" + "0" * 64)
+            gizmo = bag.add_connection(
+                "/gizmo", "acme_msgs/msg/Gizmo", msgdef="", rihs01="RIHS01_" + "0" * 64
+            )
         for k in range(int(SECONDS * 50)):
             t = k / 50
             stamp_ns = START_NS + int(t * 1e9)
             log_ns = stamp_ns + 2_000_000
-            shifted = stamp_ns - (500_000_000 if backwards_at is not None and t >= backwards_at
-                                  else 0)
-            bag.write(state, log_ns, serialize_message(
-                make_joint_state(JOINTS, joints(t), nanoseconds_to_stamp(shifted))))
+            shifted = stamp_ns - (500_000_000 if backwards_at is not None and t >= backwards_at else 0)
+            bag.write(
+                state,
+                log_ns,
+                serialize_message(make_joint_state(JOINTS, joints(t), nanoseconds_to_stamp(shifted))),
+            )
             if k % 5 == 0:
                 for role, connection in topics.items():
-                    bag.write(connection, log_ns + 1, serialize_message(rgb_to_image(
-                        scene(t, role), nanoseconds_to_stamp(stamp_ns), f"{role}_camera")))
+                    bag.write(
+                        connection,
+                        log_ns + 1,
+                        serialize_message(
+                            rgb_to_image(scene(t, role), nanoseconds_to_stamp(stamp_ns), f"{role}_camera")
+                        ),
+                    )
                 if mystery:
                     bag.write(gizmo, log_ns + 2, b"\x00\x01\x00\x00opaque")
     return path
@@ -85,9 +96,21 @@ def model():
 
 
 def check(model, bag: Path, out: Path, capsys, observations: int = 1) -> tuple[int, dict, str]:
-    code = offline_check([str(bag), "--checkpoint", str(model.checkpoint), "--instructions",
-                          str(model.instruction_cache), "--embodiment", "robotwin_aloha",
-                          "--out", str(out), "--max-observations", str(observations)])
+    code = offline_check(
+        [
+            str(bag),
+            "--checkpoint",
+            str(model.checkpoint),
+            "--instructions",
+            str(model.instruction_cache),
+            "--embodiment",
+            "robotwin_aloha",
+            "--out",
+            str(out),
+            "--max-observations",
+            str(observations),
+        ]
+    )
     printed = capsys.readouterr()
     return code, json.loads((out / "figures.json").read_text()), printed.out + printed.err
 
@@ -104,20 +127,27 @@ def test_generated_bag_gives_a_full_report(model, tmp_path, capsys):
     assert figures["counts"]["chunks_compared_with_reference"] == 3
     assert figures["vs_reference"] is not None
     assert any("live" in line for line in figures["missing"])  # the bag holds no live chunks
-    for name in ("predicted_vs_recorded.png", "error_heatmap.png", "latency_histogram.png",
-                 "report.md", "report.html"):
+    for name in (
+        "predicted_vs_recorded.png",
+        "error_heatmap.png",
+        "latency_histogram.png",
+        "report.md",
+        "report.html",
+    ):
         assert (tmp_path / "report" / name).stat().st_size > 1000, name
     assert not problem_kinds(figures) - {"gap"}
 
 
-@pytest.mark.parametrize("damage, kind, usable", [
-    ("truncated", "truncated", True),
-    ("mystery", "unknown_type", True),
-    ("missing_camera", "missing_topic", False),
-    ("backwards", "out_of_order", True),
-])
-def test_bad_bag_gives_a_message_and_a_partial_report(model, tmp_path, capsys, damage, kind,
-                                                      usable):
+@pytest.mark.parametrize(
+    "damage, kind, usable",
+    [
+        ("truncated", "truncated", True),
+        ("mystery", "unknown_type", True),
+        ("missing_camera", "missing_topic", False),
+        ("backwards", "out_of_order", True),
+    ],
+)
+def test_bad_bag_gives_a_message_and_a_partial_report(model, tmp_path, capsys, damage, kind, usable):
     if damage == "truncated":
         bag = write_bag(tmp_path / "bag")
         mcap = next(bag.glob("*.mcap"))
@@ -151,21 +181,54 @@ def test_a_model_trained_here_is_checked_offline(model, tmp_path, capsys):
     the trainer's package is what every tool here loads (tiny preset, two steps)."""
     bag = write_bag(tmp_path / "recorded")
     # The generated bag holds no commands: the reached state is the explicit fallback.
-    assert bag_to_samples([str(bag), "--out", str(tmp_path / "episodes"), "--embodiment",
-                           "robotwin_aloha", "--actions", "state"]) == 0
-    cfg = config_from_dict({
-        "data": {"episodes": [str(tmp_path / "episodes")], "embodiment": "robotwin_aloha",
-                 "instructions": str(model.instruction_cache)},
-        "model": {"preset": "tiny", "trainable": "lora"},
-        "objective": {"video_weight": 0.0},
-        "optim": {"steps": 2, "batch_size": 2, "warmup_steps": 1},
-        "run": {"out_dir": str(tmp_path / "run"), "device": "cpu", "progress": False,
-                "tensorboard": False, "threads": 1}})
+    assert (
+        bag_to_samples(
+            [
+                str(bag),
+                "--out",
+                str(tmp_path / "episodes"),
+                "--embodiment",
+                "robotwin_aloha",
+                "--actions",
+                "state",
+            ]
+        )
+        == 0
+    )
+    cfg = config_from_dict(
+        {
+            "data": {
+                "episodes": [str(tmp_path / "episodes")],
+                "embodiment": "robotwin_aloha",
+                "instructions": str(model.instruction_cache),
+            },
+            "model": {"preset": "tiny", "trainable": "lora"},
+            "objective": {"video_weight": 0.0},
+            "optim": {"steps": 2, "batch_size": 2, "warmup_steps": 1},
+            "run": {
+                "out_dir": str(tmp_path / "run"),
+                "device": "cpu",
+                "progress": False,
+                "tensorboard": False,
+                "threads": 1,
+            },
+        }
+    )
     exported = Trainer(cfg, log=lambda _: None).run()
     capsys.readouterr()
-    code = offline_check([str(bag), "--checkpoint", str(exported), "--instructions",
-                          str(exported.parent / "instructions.safetensors"), "--out",
-                          str(tmp_path / "report"), "--max-observations", "2"])
+    code = offline_check(
+        [
+            str(bag),
+            "--checkpoint",
+            str(exported),
+            "--instructions",
+            str(exported.parent / "instructions.safetensors"),
+            "--out",
+            str(tmp_path / "report"),
+            "--max-observations",
+            "2",
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 0, printed.out + printed.err
     figures = json.loads((tmp_path / "report" / "figures.json").read_text())

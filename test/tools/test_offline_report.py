@@ -1,6 +1,7 @@
 """The offline report: figures from synthetic chunks whose errors are known analytically, partial
 inputs that give a partial report (never an exception, never a NaN in the JSON), and a report
 folder with viewable PNGs and escaped text."""
+
 from __future__ import annotations
 
 import json
@@ -51,18 +52,31 @@ def predicted(stamp: float, horizon: int = HORIZON) -> np.ndarray:
 
 def make_inputs(**changes) -> OfflineInputs:
     stamps = CHUNK_PERIOD * np.arange(CHUNKS)
-    chunks = [PredictedChunk(stamp=float(t), actions=predicted(t), dt=DT, execute_steps=EXECUTE,
-                             compute_time=0.02, recorded_actions=predicted(t) + LIVE_OFFSET)
-              for t in stamps]
+    chunks = [
+        PredictedChunk(
+            stamp=float(t),
+            actions=predicted(t),
+            dt=DT,
+            execute_steps=EXECUTE,
+            compute_time=0.02,
+            recorded_actions=predicted(t) + LIVE_OFFSET,
+        )
+        for t in stamps
+    ]
     times = np.round(np.arange(0.0, 10.0 + 1e-9, 0.01), 6)
     fields = dict(
-        bag="/bags/run_1", embodiment="test_arm", action_names=list(NAMES),
-        gripper_dims=[GRIPPER], gripper_open_above=0.5, chunks=chunks,
+        bag="/bags/run_1",
+        embodiment="test_arm",
+        action_names=list(NAMES),
+        gripper_dims=[GRIPPER],
+        gripper_open_above=0.5,
+        chunks=chunks,
         reference=ReferenceSeries("/commands", times, recorded(times)),
         live_latencies=np.arange(101) / 1000.0,
         observation_ages={"/camera": np.array([0.01, 0.02, 0.03]), "/joints": np.array([])},
         problems=[{"kind": "gap", "topic": "/camera", "message": "gap of 0.5 s at 3.0 s"}],
-        bag_summary={"duration_s": 10.0, "/camera": {"count": 300, "rate_hz": 30.0}})
+        bag_summary={"duration_s": 10.0, "/camera": {"count": 300, "rate_hz": 30.0}},
+    )
     fields.update(changes)
     return OfflineInputs(**fields)
 
@@ -153,9 +167,10 @@ def test_boundary_jumps_are_the_new_first_step_against_the_previous_step_at_its_
 
 
 def test_jumps_distribution_and_a_stamp_past_the_previous_horizon():
-    chunks = [PredictedChunk(stamp=t, actions=np.full((HORIZON, 1), value), dt=DT,
-                             execute_steps=EXECUTE)
-              for t, value in ((0.0, 0.0), (0.1, 1.0), (0.2, 3.0), (5.0, 0.0))]
+    chunks = [
+        PredictedChunk(stamp=t, actions=np.full((HORIZON, 1), value), dt=DT, execute_steps=EXECUTE)
+        for t, value in ((0.0, 0.0), (0.1, 1.0), (0.2, 3.0), (5.0, 0.0))
+    ]
     inputs = make_inputs(chunks=chunks, action_names=["x"], gripper_dims=[], reference=None)
     jumps = compute_figures(inputs)["boundary_jumps"]
     assert jumps["live"] is None
@@ -171,8 +186,7 @@ def test_latency_and_observation_age_distributions():
     figures = strict_json(compute_figures(inputs))
     live = figures["latency"]["live_inference"]
     assert live["count"] == 101 and live["unit"] == "s"
-    assert (live["p50"], live["p90"], live["p99"], live["max"]) == pytest.approx(
-        (0.050, 0.090, 0.099, 0.100))
+    assert (live["p50"], live["p90"], live["p99"], live["max"]) == pytest.approx((0.050, 0.090, 0.099, 0.100))
     offline = figures["latency"]["offline_compute"]
     assert offline["count"] == CHUNKS - 1 and offline["max"] == pytest.approx(0.02)
     ages = figures["observation_ages"]
@@ -194,8 +208,9 @@ def test_nan_samples_are_left_out_of_the_statistics():
 
 
 def one_chunk(**changes) -> list[PredictedChunk]:
-    return [PredictedChunk(**{**dict(stamp=1.0, actions=predicted(1.0), dt=DT,
-                                     execute_steps=EXECUTE), **changes})]
+    return [
+        PredictedChunk(**{**dict(stamp=1.0, actions=predicted(1.0), dt=DT, execute_steps=EXECUTE), **changes})
+    ]
 
 
 PARTIAL_INPUTS = {
@@ -208,21 +223,43 @@ PARTIAL_INPUTS = {
     "no gripper": (dict(gripper_dims=[]), "gripper dimensions"),
     "reference elsewhere in time": (
         dict(reference=ReferenceSeries("/commands", np.array([50.0, 51.0]), recorded([0, 1]))),
-        "overlap in time"),
+        "overlap in time",
+    ),
     "reference of the wrong shape": (
         dict(reference=ReferenceSeries("/commands", np.arange(3.0), np.zeros((3, 2)))),
-        "usable reference"),
-    "all NaN": (dict(chunks=one_chunk(actions=np.full((HORIZON, 3), np.nan), compute_time=np.nan),
-                     live_latencies=np.full(4, np.nan),
-                     observation_ages={"/camera": np.full(3, np.nan)}), "live inference"),
-    "everything empty": (dict(action_names=[], gripper_dims=[], chunks=[], reference=None,
-                              live_latencies=np.array([]), observation_ages={}, problems=[],
-                              bag_summary={}), "predicted chunks"),
-    "malformed chunks": (dict(chunks=one_chunk(actions=np.zeros((0, 3)))
-                              + one_chunk(actions=np.zeros((4, 2)))
-                              + one_chunk(dt=0.0) + one_chunk(stamp=float("nan"))
-                              + one_chunk(actions="not an array")),
-                         "predicted chunks"),
+        "usable reference",
+    ),
+    "all NaN": (
+        dict(
+            chunks=one_chunk(actions=np.full((HORIZON, 3), np.nan), compute_time=np.nan),
+            live_latencies=np.full(4, np.nan),
+            observation_ages={"/camera": np.full(3, np.nan)},
+        ),
+        "live inference",
+    ),
+    "everything empty": (
+        dict(
+            action_names=[],
+            gripper_dims=[],
+            chunks=[],
+            reference=None,
+            live_latencies=np.array([]),
+            observation_ages={},
+            problems=[],
+            bag_summary={},
+        ),
+        "predicted chunks",
+    ),
+    "malformed chunks": (
+        dict(
+            chunks=one_chunk(actions=np.zeros((0, 3)))
+            + one_chunk(actions=np.zeros((4, 2)))
+            + one_chunk(dt=0.0)
+            + one_chunk(stamp=float("nan"))
+            + one_chunk(actions="not an array")
+        ),
+        "predicted chunks",
+    ),
 }
 
 
@@ -244,10 +281,12 @@ def test_malformed_chunks_are_named_in_the_notes():
 
 def test_the_full_report_folder(tmp_path):
     names = ["shoulder $\\alpha_", "<b>elbow</b>", "gripper"]  # mathtext and HTML must not bite
-    inputs = make_inputs(bag="/bags/<script>alert(1)</script>", action_names=names,
-                         action_units=["rad", "rad", ""])
-    inputs.problems.append({"kind": "truncated", "topic": None,
-                            "message": "recovered 120 of ~130 messages | <last chunk lost>"})
+    inputs = make_inputs(
+        bag="/bags/<script>alert(1)</script>", action_names=names, action_units=["rad", "rad", ""]
+    )
+    inputs.problems.append(
+        {"kind": "truncated", "topic": None, "message": "recovered 120 of ~130 messages | <last chunk lost>"}
+    )
     out = write_report(inputs, tmp_path / "report")
     assert out == tmp_path / "report"
     figures = json.loads((out / "figures.json").read_text())
@@ -301,6 +340,8 @@ def test_a_report_without_reference_or_live_chunks_still_draws_the_chunks(tmp_pa
 
 
 def test_the_report_needs_no_ros():
-    code = ("import sys; import lightwam_ros.tools.offline.offline_report; "
-            "assert not [m for m in sys.modules if m.startswith('rclpy')], 'rclpy imported'")
+    code = (
+        "import sys; import lightwam_ros.tools.offline.offline_report; "
+        "assert not [m for m in sys.modules if m.startswith('rclpy')], 'rclpy imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

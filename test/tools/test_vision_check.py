@@ -1,4 +1,5 @@
 """lightwam-vision-check: the metrics on known answers, and a run on a tiny aloha_sim package."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,18 @@ def test_a_blind_policy_scores_zero():
 @pytest.mark.slow
 def test_vision_check_runs_the_policy_on_scenes_from_one_start_state(tmp_path, capsys):
     package = make_tiny_package("aloha_sim", tmp_path / "tiny")
-    rc = vision_check.main(["--checkpoint", str(package.checkpoint), "--instructions",
-                            str(package.instructions), "--scenes", "3", "--out", str(tmp_path)])
+    rc = vision_check.main(
+        [
+            "--checkpoint",
+            str(package.checkpoint),
+            "--instructions",
+            str(package.instructions),
+            "--scenes",
+            "3",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     result = json.loads((tmp_path / "vision_check.json").read_text())
     assert result["seeds"] == [0, 1, 2] and result["start_state_difference"] == 0.0

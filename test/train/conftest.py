@@ -1,4 +1,5 @@
 """The trainer tests' fixtures (helpers in train_fixtures.py)."""
+
 import pytest
 import torch
 from train_fixtures import workspace  # noqa: F401

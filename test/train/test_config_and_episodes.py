@@ -1,4 +1,5 @@
 """Config checking, bad-episode handling and the alignment convention on a synthetic episode."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,6 +39,7 @@ def test_executed_steps_beyond_supervised_steps_are_refused(workspace):
 def _write(path: Path, **changes) -> Path:
     make_episode(path, seed=5)
     from safetensors import safe_open
+
     with safe_open(str(path), framework="numpy") as reader:
         arrays = {k: reader.get_tensor(k) for k in reader.keys()}
         meta = reader.metadata()
@@ -57,9 +59,12 @@ def test_bad_episodes_are_skipped_with_their_reason(workspace, tmp_path):
     _write(folder / "episode_0001.safetensors", state=state)
     _write(folder / "episode_0002.safetensors", state=np.zeros((24, 5), np.float32))
     _write(folder / "episode_0003.safetensors", meta={"embodiment": "aloha_sim"})
-    empty = {"images.front": np.zeros((0, 24, 24, 3), np.uint8), "state": np.zeros((0, 3), np.float32),
-             "action_chunks": np.zeros((0, HORIZON, 3), np.float32),
-             "action_mask": np.zeros((0, HORIZON), bool)}
+    empty = {
+        "images.front": np.zeros((0, 24, 24, 3), np.uint8),
+        "state": np.zeros((0, 3), np.float32),
+        "action_chunks": np.zeros((0, HORIZON, 3), np.float32),
+        "action_mask": np.zeros((0, HORIZON), bool),
+    }
     _write(folder / "episode_0004.safetensors", **empty)
     episodes, skipped = load_episodes([folder], spec, [TASK])
     assert [e.path for e in episodes] == [good]
@@ -78,20 +83,29 @@ def test_alignment_convention_on_a_synthetic_episode(workspace, tmp_path):
     path = tmp_path / "episode_0000.safetensors"
     make_episode(path, seed=0, frames=frames)
     images = np.zeros((frames, 24, 24, 3), np.uint8)
-    images[:] = (np.arange(frames) * 12)[:, None, None, None]   # frame t is grey level 12 t
+    images[:] = (np.arange(frames) * 12)[:, None, None, None]  # frame t is grey level 12 t
     state = np.stack([np.arange(frames)] * 3, axis=1).astype(np.float32)  # state at t is t
-    actions = 100.0 + state                                                # step t commands 100 + t
+    actions = 100.0 + state  # step t commands 100 + t
     chunks, mask = chunks_from_steps(actions, HORIZON)
-    _write(path, **{"images.front": images, "state": state,
-                    "action_chunks": chunks.astype(np.float32), "action_mask": mask})
+    _write(
+        path,
+        **{
+            "images.front": images,
+            "state": state,
+            "action_chunks": chunks.astype(np.float32),
+            "action_mask": mask,
+        },
+    )
     config = config_from_dict(base_config(workspace, data={"episodes": [str(path)]}))
     trainer = Trainer(config)
     samples = trainer.train_set
     assert len(samples) == frames  # every step starts a sample
     # Clip of 5 frames every 4 steps: t, t+4, ..., t+16, clamped to the last frame (19); latent
     # frames {0} and {1..4}, the second masked as soon as one of its frames is past the end.
-    for t, indices, real_latents in ((3, [3, 7, 11, 15, 19], [True, True]),
-                                     (5, [5, 9, 13, 17, 19], [True, False])):
+    for t, indices, real_latents in (
+        (3, [3, 7, 11, 15, 19], [True, True]),
+        (5, [5, 9, 13, 17, 19], [True, False]),
+    ):
         batch = samples.batch([t])
         grey = (batch.clips[0, 0, :, 0, 0].numpy() + 1) * 127.5
         np.testing.assert_allclose(grey, 12 * np.array(indices), atol=0.01)

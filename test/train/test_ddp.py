@@ -1,5 +1,6 @@
 """Two gloo processes (each half of the batch) make the same first step as one process with
 the whole batch: the same averaged gradients and the same updated weights."""
+
 from __future__ import annotations
 
 import os
@@ -16,16 +17,23 @@ from lightwam_ros.train.loop import Trainer
 
 
 def _config(ws, batch_size: int, out: str):
-    return config_from_dict(base_config(ws, model={"trainable": "lora"},
-                                        optim={"steps": 2, "batch_size": batch_size},
-                                        run={"out_dir": out}))
+    return config_from_dict(
+        base_config(
+            ws,
+            model={"trainable": "lora"},
+            optim={"steps": 2, "batch_size": batch_size},
+            run={"out_dir": out},
+        )
+    )
 
 
 def _first_step(trainer: Trainer) -> dict[str, torch.Tensor]:
     trainer.train_step()
     named = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]
-    return {**{f"grad.{n}": p.grad.detach().clone() for n, p in named},
-            **{f"param.{n}": p.detach().clone() for n, p in named}}
+    return {
+        **{f"grad.{n}": p.grad.detach().clone() for n, p in named},
+        **{f"param.{n}": p.detach().clone() for n, p in named},
+    }
 
 
 def _worker(rank: int, ws: dict, port: int, result: str) -> None:
@@ -58,6 +66,5 @@ def test_two_gloo_processes_make_the_one_process_first_step(workspace):
         # AdamW's first step moves a weight by lr * g / (|g| + 1e-8): wherever g is ~1e-8, a
         # rounding-level gradient difference flips it, so compare where the gradient is clear.
         clear = single[name.replace("param.", "grad.", 1)].abs() > 1e-5
-        torch.testing.assert_close(distributed[name][clear], value[clear], rtol=0, atol=1e-6,
-                                   msg=name)
+        torch.testing.assert_close(distributed[name][clear], value[clear], rtol=0, atol=1e-6, msg=name)
     assert moved > 0

@@ -1,4 +1,5 @@
 """The latent cache: built once, hit on the next run (no VAE), rebuilt when its key changes."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,9 +10,14 @@ from lightwam_ros.train.loop import Trainer
 
 
 def _config(ws, **data):
-    return config_from_dict(base_config(
-        ws, data={"cache_dir": str(ws["root"] / "cache"), **data}, model={"trainable": "lora"},
-        optim={"steps": 2}))
+    return config_from_dict(
+        base_config(
+            ws,
+            data={"cache_dir": str(ws["root"] / "cache"), **data},
+            model={"trainable": "lora"},
+            optim={"steps": 2},
+        )
+    )
 
 
 def test_cache_is_built_once_and_then_serves_without_the_vae(workspace):
@@ -25,8 +31,9 @@ def test_cache_is_built_once_and_then_serves_without_the_vae(workspace):
     assert (second.cache_report.hits, second.cache_report.built) == (report.built, 0)
     second.train_step()
     assert second.vae_calls == 0
-    uncached = Trainer(config_from_dict(base_config(workspace, model={"trainable": "lora"},
-                                                    optim={"steps": 2})))
+    uncached = Trainer(
+        config_from_dict(base_config(workspace, model={"trainable": "lora"}, optim={"steps": 2}))
+    )
     assert uncached.train_step()["loss"] == pytest.approx(loss_cached, rel=1e-4)
 
     changed = Trainer(_config(workspace, frame_stride=2))
@@ -35,7 +42,8 @@ def test_cache_is_built_once_and_then_serves_without_the_vae(workspace):
 
 
 def test_cache_refuses_a_training_encoder(workspace):
-    config = config_from_dict(base_config(workspace, data={"cache_dir": str(workspace["root"])},
-                                          model={"trainable": "full"}))
+    config = config_from_dict(
+        base_config(workspace, data={"cache_dir": str(workspace["root"])}, model={"trainable": "full"})
+    )
     with pytest.raises(TrainConfigError, match="frozen encoder"):
         Trainer(config)

@@ -1,4 +1,5 @@
 """Commanded action targets follow the alignment convention (known answers)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,7 @@ DT = 0.1
 
 def test_a_scripts_commands_give_the_chunk_of_the_steps_ahead():
     # A script at step k (stamp k dt) commands 100 + k, due at the end of the step.
-    commands = [Command(k * DT, np.array([(k + 1) * DT]), np.array([[100.0 + k, -k]]))
-                for k in range(10)]
+    commands = [Command(k * DT, np.array([(k + 1) * DT]), np.array([[100.0 + k, -k]])) for k in range(10)]
     stamps = np.arange(10) * DT
     chunks, mask = commanded_chunks(commands, stamps, DT, horizon=4, end=stamps[-1])
     for t in range(10):

@@ -1,5 +1,6 @@
 """The trainer on generated episodes with the tiny preset: it learns, it resumes exactly, and
 its export runs in the PolicyRunner with the trainer's own predictions."""
+
 from __future__ import annotations
 
 import csv
@@ -34,10 +35,15 @@ def test_loss_falls_tenfold_on_a_memorisation_set(workspace, tmp_path):
     folder = tmp_path / "one"
     folder.mkdir()
     make_episode(folder / "episode_0000.safetensors", seed=0, frames=8)
-    config = config_from_dict(base_config(
-        workspace, data={"episodes": [str(folder)]}, model={"trainable": "lora"},
-        objective={"video_weight": 0.0},
-        optim={"steps": 80, "lr": 3e-3, "batch_size": 8, "warmup_steps": 0, "min_lr_ratio": 1.0}))
+    config = config_from_dict(
+        base_config(
+            workspace,
+            data={"episodes": [str(folder)]},
+            model={"trainable": "lora"},
+            objective={"video_weight": 0.0},
+            optim={"steps": 80, "lr": 3e-3, "batch_size": 8, "warmup_steps": 0, "min_lr_ratio": 1.0},
+        )
+    )
     trainer = Trainer(config)
     before = _set_loss(trainer)
     for _ in range(config.optim.steps):
@@ -48,15 +54,22 @@ def test_loss_falls_tenfold_on_a_memorisation_set(workspace, tmp_path):
 
 def _logged_losses(run_dir) -> dict[int, tuple[float, float, float]]:
     with open(run_dir / "train_log.csv", newline="") as handle:
-        return {int(r["step"]): (float(r["loss"]), float(r["action_loss"]), float(r["video_loss"]))
-                for r in csv.DictReader(handle)}
+        return {
+            int(r["step"]): (float(r["loss"]), float(r["action_loss"]), float(r["video_loss"]))
+            for r in csv.DictReader(handle)
+        }
 
 
 def test_resume_from_a_mid_run_checkpoint_repeats_the_uninterrupted_run(workspace, tmp_path):
     def config(out):
-        return config_from_dict(base_config(
-            workspace, model={"trainable": "lora"}, optim={"steps": 4, "ema_decay": 0.9},
-            run={"out_dir": str(out), "checkpoint_every": 2, "keep_last": 1}))
+        return config_from_dict(
+            base_config(
+                workspace,
+                model={"trainable": "lora"},
+                optim={"steps": 4, "ema_decay": 0.9},
+                run={"out_dir": str(out), "checkpoint_every": 2, "keep_last": 1},
+            )
+        )
 
     Trainer(config(tmp_path / "straight")).run()
     straight = _logged_losses(tmp_path / "straight")
@@ -73,17 +86,25 @@ def test_resume_from_a_mid_run_checkpoint_repeats_the_uninterrupted_run(workspac
     for step in (3, 4):
         np.testing.assert_allclose(again[step], straight[step], rtol=0, atol=1e-6)
     assert [d.name for d in checkpoint_dirs(tmp_path / "resumed")] == ["step_0000004"]
-    exported = [load_checkpoint(tmp_path / run / "export" / "model.safetensors").model.state_dict()
-                for run in ("straight", "resumed")]
+    exported = [
+        load_checkpoint(tmp_path / run / "export" / "model.safetensors").model.state_dict()
+        for run in ("straight", "resumed")
+    ]
     for key, value in exported[0].items():
         torch.testing.assert_close(exported[1][key], value, rtol=0, atol=1e-6)
 
 
 def test_export_runs_in_the_policy_runner_with_the_trainers_predictions(workspace):
-    config = config_from_dict(base_config(
-        workspace, data={"val_episodes": [str(workspace["held_out"])]},
-        model={"trainable": "full"}, objective={"video_weight": 0.0}, optim={"steps": 2},
-        run={"tensorboard": True}))
+    config = config_from_dict(
+        base_config(
+            workspace,
+            data={"val_episodes": [str(workspace["held_out"])]},
+            model={"trainable": "full"},
+            objective={"video_weight": 0.0},
+            optim={"steps": 2},
+            run={"tensorboard": True},
+        )
+    )
     trainer = Trainer(config)
     exported = trainer.run()
     assert (exported.parent / "dataset_stats.json").is_file()
@@ -94,8 +115,13 @@ def test_export_runs_in_the_policy_runner_with_the_trainers_predictions(workspac
     assert (run / "loss.png").is_file() and (run / "validation_step0000002.png").is_file()
     if tensorboard_available():
         assert list((run / "tensorboard").glob("events.out.tfevents.*"))
-    runner = PolicyRunner.from_files(exported, exported.parent / "instructions.safetensors",
-                                     embodiment=workspace["embodiment"], device="cpu", warmup=0)
+    runner = PolicyRunner.from_files(
+        exported,
+        exported.parent / "instructions.safetensors",
+        embodiment=workspace["embodiment"],
+        device="cpu",
+        warmup=0,
+    )
     episode = trainer.train_set.episodes[0]
     rng = np.random.default_rng(0)
     for _ in range(3):
@@ -111,8 +137,9 @@ def test_export_runs_in_the_policy_runner_with_the_trainers_predictions(workspac
 
 def test_cli_trains_and_exports(workspace, tmp_path, capsys):
     config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump(base_config(workspace, model={"trainable": "lora"},
-                                                 objective={"video_weight": 0.0})))
+    config.write_text(
+        yaml.safe_dump(base_config(workspace, model={"trainable": "lora"}, objective={"video_weight": 0.0}))
+    )
     assert main(["--config", str(config), "optim.steps=1", "run.threads=1"]) == 0
     assert (workspace["root"] / "run" / "export" / "model.safetensors").is_file()
     assert main(["--config", str(config), "optim.stepz=1"]) == 2
@@ -120,9 +147,11 @@ def test_cli_trains_and_exports(workspace, tmp_path, capsys):
 
 
 def test_a_frozen_random_encoder_is_standardised_on_its_data(workspace):
-    config = config_from_dict(base_config(workspace, model={"trainable": "lora",
-                                                            "latent_norm": "data"},
-                                          objective={"video_weight": 0.0}))
+    config = config_from_dict(
+        base_config(
+            workspace, model={"trainable": "lora", "latent_norm": "data"}, objective={"video_weight": 0.0}
+        )
+    )
     trainer = Trainer(config)
     batch = trainer.train_set.batch(range(0, len(trainer.train_set), 3), "first")
     with torch.no_grad():
@@ -140,7 +169,8 @@ def test_a_training_encoder_gets_the_action_gradient_from_frame_zero_alone(works
     split = trainer.objective(batch, None, generators)
     split.total.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.model.vae.parameters())
-    whole = trainer.objective(batch, trainer.model.vae.encode(batch.clips),
-                              sample_generators(0, 0, [0, 1, 2]))
+    whole = trainer.objective(
+        batch, trainer.model.vae.encode(batch.clips), sample_generators(0, 0, [0, 1, 2])
+    )
     assert split.action.item() == pytest.approx(whole.action.item(), rel=1e-5)
     assert split.video.item() == pytest.approx(whole.video.item(), rel=1e-5)

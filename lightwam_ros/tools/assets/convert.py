@@ -47,8 +47,11 @@ from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
 
 # Released section prefix -> package prefix.
-RELEASE_PREFIXES = {"mot.mixtures.video.": "dit.", "state_fusion_action_expert.": "expert.",
-                    "proprio_encoder.": "proprio_encoder."}
+RELEASE_PREFIXES = {
+    "mot.mixtures.video.": "dit.",
+    "state_fusion_action_expert.": "expert.",
+    "proprio_encoder.": "proprio_encoder.",
+}
 STATS_FILE = "dataset_stats.json"
 CONFIG_FILE = "config.yaml"
 SIDE_FILE_SEARCH_LEVELS = 4  # the checkpoint's folder and its 3 nearest ancestors
@@ -131,10 +134,13 @@ def read_plain_pickle(path: Path) -> PlainPickle:
         obj = _torch_load(path)
     except Exception as error:  # noqa: BLE001 - torch.load reports damaged input through many types
         if "Weights only load failed" in str(error):
-            raise ConversionError(f"{path}: refused by the weights-only unpickler "
-                                  f"({_rejection_reason(error)}); nothing was loaded or written") from None
-        raise ConversionError(f"{path}: not a readable torch checkpoint "
-                              f"({type(error).__name__}: {error})") from None
+            raise ConversionError(
+                f"{path}: refused by the weights-only unpickler "
+                f"({_rejection_reason(error)}); nothing was loaded or written"
+            ) from None
+        raise ConversionError(
+            f"{path}: not a readable torch checkpoint ({type(error).__name__}: {error})"
+        ) from None
     if not isinstance(obj, dict):
         raise ConversionError(f"{path}: expected a dict at the top level, got {type(obj).__name__}")
     result = PlainPickle({}, {})
@@ -145,8 +151,9 @@ def read_plain_pickle(path: Path) -> PlainPickle:
 def _flatten(node: dict, prefix: str, out: PlainPickle, path: Path) -> None:
     for key, value in node.items():
         if not isinstance(key, str):
-            raise ConversionError(f"{path}: refused: non-string key {key!r} under "
-                                  f"{prefix or 'the top level'!r}")
+            raise ConversionError(
+                f"{path}: refused: non-string key {key!r} under {prefix or 'the top level'!r}"
+            )
         name = prefix + key
         if isinstance(value, dict):
             _flatten(value, name + ".", out, path)
@@ -155,8 +162,10 @@ def _flatten(node: dict, prefix: str, out: PlainPickle, path: Path) -> None:
         elif isinstance(value, (int, str, torch.dtype)):
             out.values[name] = value
         else:
-            raise ConversionError(f"{path}: refused: entry {name!r} is a {type(value).__name__}; only "
-                                  f"tensors, ints, strings, torch dtypes and nested dicts are accepted")
+            raise ConversionError(
+                f"{path}: refused: entry {name!r} is a {type(value).__name__}; only "
+                f"tensors, ints, strings, torch dtypes and nested dicts are accepted"
+            )
 
 
 def release_state(release: PlainPickle, path: Path) -> dict[str, Tensor]:
@@ -168,15 +177,17 @@ def release_state(release: PlainPickle, path: Path) -> dict[str, Tensor]:
         if prefix is None:
             stray.append(name)
         else:
-            state[RELEASE_PREFIXES[prefix] + name[len(prefix):]] = tensor
+            state[RELEASE_PREFIXES[prefix] + name[len(prefix) :]] = tensor
     if stray:
         shown = ", ".join(sorted(stray)[:8])
-        raise ConversionError(f"{path}: {len(stray)} tensor(s) outside the known sections "
-                              f"{sorted(RELEASE_PREFIXES)}: {shown}")
+        raise ConversionError(
+            f"{path}: {len(stray)} tensor(s) outside the known sections {sorted(RELEASE_PREFIXES)}: {shown}"
+        )
     for prefix, target in RELEASE_PREFIXES.items():
         if not any(k.startswith(target) for k in state):
-            raise ConversionError(f"{path}: no tensors under {prefix.rstrip('.')!r}; not a released "
-                                  f"Light-WAM checkpoint")
+            raise ConversionError(
+                f"{path}: no tensors under {prefix.rstrip('.')!r}; not a released Light-WAM checkpoint"
+            )
     return state
 
 
@@ -190,8 +201,9 @@ def read_vae(path: Path) -> dict[str, Tensor]:
     else:
         vae = read_plain_pickle(path)
         if vae.values:
-            raise ConversionError(f"{path}: expected only tensors in the VAE file, "
-                                  f"also found {sorted(vae.values)}")
+            raise ConversionError(
+                f"{path}: expected only tensors in the VAE file, also found {sorted(vae.values)}"
+            )
         tensors = vae.tensors
     return wan_vae_state(tensors)
 
@@ -243,13 +255,16 @@ def read_config_yaml(path: Path, shape_fields: dict[str, Any]) -> dict[str, Any]
     for key in YAML_DIM_KEYS:
         declared = _yaml_ints(tree, key)
         if declared and declared != {shape_fields[key]}:
-            raise ConversionError(f"{path}: {key} {sorted(declared)} disagrees with the checkpoint's "
-                                  f"tensors ({shape_fields[key]})")
+            raise ConversionError(
+                f"{path}: {key} {sorted(declared)} disagrees with the checkpoint's "
+                f"tensors ({shape_fields[key]})"
+            )
     for key, needed in YAML_REQUIREMENTS.items():
         value = _yaml_value(tree, key)
         if value is not None and value != needed:
-            raise ConversionError(f"{path}: model.{key} is {value!r}; this package implements "
-                                  f"{needed!r} only")
+            raise ConversionError(
+                f"{path}: model.{key} is {value!r}; this package implements {needed!r} only"
+            )
     fields: dict[str, Any] = {}
     for field, key in YAML_FIELDS.items():
         value = _yaml_value(tree, key)
@@ -257,8 +272,10 @@ def read_config_yaml(path: Path, shape_fields: dict[str, Any]) -> dict[str, Any]
             continue
         value = tuple(value) if isinstance(value, list) else value
         if field in shape_fields and shape_fields[field] != value:
-            raise ConversionError(f"{path}: model.{key} is {value!r} but the checkpoint's tensors "
-                                  f"give {field} = {shape_fields[field]!r}")
+            raise ConversionError(
+                f"{path}: model.{key} is {value!r} but the checkpoint's tensors "
+                f"give {field} = {shape_fields[field]!r}"
+            )
         fields[field] = value
     return fields
 
@@ -283,8 +300,9 @@ def infer_fields(state: dict[str, Tensor]) -> dict[str, Any]:
     fields["dit.patch_size"] = patch
     fields["dit.out_channels"] = head_rows // math.prod(patch)
     fields["adapter.layers"] = tuple(adapters)
-    fields["adapter.bottleneck"] = _tensor_shape(state, f"dit.wam_adapters.{adapters[0]}.down_proj.weight",
-                                                 "adapter.bottleneck")[0]
+    fields["adapter.bottleneck"] = _tensor_shape(
+        state, f"dit.wam_adapters.{adapters[0]}.down_proj.weight", "adapter.bottleneck"
+    )[0]
     return fields
 
 
@@ -299,8 +317,10 @@ def base_preset(dim: int, preset: str | None) -> str:
     if fitting:
         raise ConversionError(f"presets {fitting} all have DiT width {dim}; name one with --preset")
     widths = {name: p.dit.dim for name, p in sorted(PRESETS.items())}
-    raise ConversionError(f"no preset has the checkpoint's DiT width {dim} (presets: {widths}); "
-                          f"name the one whose head count and VAE layout apply with --preset")
+    raise ConversionError(
+        f"no preset has the checkpoint's DiT width {dim} (presets: {widths}); "
+        f"name the one whose head count and VAE layout apply with --preset"
+    )
 
 
 def build_config(fields: dict[str, Any], preset: str, horizon: int) -> LightWAMConfig:
@@ -313,12 +333,15 @@ def build_config(fields: dict[str, Any], preset: str, horizon: int) -> LightWAMC
             section, name = field.split(".")
             sections.setdefault(section, {})[name] = value
     try:
-        replaced = {section: dataclasses.replace(getattr(base, section), **values)
-                    for section, values in sections.items()}
+        replaced = {
+            section: dataclasses.replace(getattr(base, section), **values)
+            for section, values in sections.items()
+        }
         cfg = dataclasses.replace(base, **replaced, name="custom")
     except ValueError as error:
-        raise ConversionError(f"the checkpoint's shape does not make a valid {preset} model: "
-                              f"{error}") from None
+        raise ConversionError(
+            f"the checkpoint's shape does not make a valid {preset} model: {error}"
+        ) from None
     return dataclasses.replace(cfg, name=preset) if cfg == dataclasses.replace(base, name="custom") else cfg
 
 
@@ -330,16 +353,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embodiment", required=True, help="embodiment name or YAML (e.g. libero_franka)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="package .safetensors to write")
     parser.add_argument("--stats", type=Path, help=f"{STATS_FILE} (default: found next to the checkpoint)")
-    parser.add_argument("--config-yaml", type=Path,
-                        help=f"training {CONFIG_FILE} (default: found next to the checkpoint)")
-    parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="preset for what the checkpoint cannot tell: head count, VAE layout "
-                             "(default: the one of the checkpoint's DiT width)")
+    parser.add_argument(
+        "--config-yaml", type=Path, help=f"training {CONFIG_FILE} (default: found next to the checkpoint)"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="preset for what the checkpoint cannot tell: head count, VAE layout "
+        "(default: the one of the checkpoint's DiT width)",
+    )
     parser.add_argument("--horizon", type=int, help="action chunk length (default: the embodiment's chunk)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16",
-                        help="storage dtype of floating-point weights (default bfloat16, as released)")
-    parser.add_argument("--instruction-encoder", default=DEFAULT_INSTRUCTION_ENCODER,
-                        help="text encoder the instruction embeddings come from")
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="bfloat16",
+        help="storage dtype of floating-point weights (default bfloat16, as released)",
+    )
+    parser.add_argument(
+        "--instruction-encoder",
+        default=DEFAULT_INSTRUCTION_ENCODER,
+        help="text encoder the instruction embeddings come from",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser
 
@@ -360,8 +394,10 @@ def convert(args: argparse.Namespace) -> list[str]:
         raise ConversionError(f"{args.output} exists; pass --overwrite to replace it")
     stats_path = _side_file(args.stats, args.checkpoint, STATS_FILE)
     if stats_path is None:
-        raise ConversionError(f"{STATS_FILE} not found in {args.checkpoint.resolve().parent} or its "
-                              f"{SIDE_FILE_SEARCH_LEVELS - 1} nearest parents; pass --stats")
+        raise ConversionError(
+            f"{STATS_FILE} not found in {args.checkpoint.resolve().parent} or its "
+            f"{SIDE_FILE_SEARCH_LEVELS - 1} nearest parents; pass --stats"
+        )
     yaml_path = _side_file(args.config_yaml, args.checkpoint, CONFIG_FILE)
     spec = load_embodiment(args.embodiment)
 
@@ -372,48 +408,76 @@ def convert(args: argparse.Namespace) -> list[str]:
     if yaml_path is not None:
         fields.update(read_config_yaml(yaml_path, fields))
     if (fields["action_dim"], fields["proprio_dim"]) != (spec.action_dim, spec.state_dim):
-        raise ConversionError(f"embodiment {spec.name} has action/state dims "
-                              f"{spec.action_dim}/{spec.state_dim}, "
-                              f"the checkpoint {fields['action_dim']}/{fields['proprio_dim']}")
-    cfg = build_config(fields, base_preset(fields["dit.dim"], args.preset),
-                       args.horizon or spec.chunk.length)
+        raise ConversionError(
+            f"embodiment {spec.name} has action/state dims "
+            f"{spec.action_dim}/{spec.state_dim}, "
+            f"the checkpoint {fields['action_dim']}/{fields['proprio_dim']}"
+        )
+    cfg = build_config(fields, base_preset(fields["dit.dim"], args.preset), args.horizon or spec.chunk.length)
     try:
         stats = json.loads(stats_path.read_text())
     except json.JSONDecodeError as error:
         raise ConversionError(f"{stats_path}: not valid JSON: {error}") from None
-    Normalizer.from_stats(stats, spec.normalization.mode, spec.normalization.clamp, state_dim=spec.state_dim,
-                          action_dim=spec.action_dim, source=str(stats_path))
+    Normalizer.from_stats(
+        stats,
+        spec.normalization.mode,
+        spec.normalization.clamp,
+        state_dim=spec.state_dim,
+        action_dim=spec.action_dim,
+        source=str(stats_path),
+    )
 
-    model = assemble_model(cfg, state, f"{args.checkpoint} + {args.vae} (package names: dit. = "
-                                       f"mot.mixtures.video., expert. = state_fusion_action_expert.; "
-                                       f"model shape: {cfg.to_dict()})")
+    model = assemble_model(
+        cfg,
+        state,
+        f"{args.checkpoint} + {args.vae} (package names: dit. = "
+        f"mot.mixtures.video., expert. = state_fusion_action_expert.; "
+        f"model shape: {cfg.to_dict()})",
+    )
     step = release.values.get("step")
     source = args.checkpoint.name + (f" (step {step})" if step is not None else "")
-    meta = CheckpointMetadata(config=cfg, embodiment=spec.name, stats=stats,
-                              instruction_encoder=args.instruction_encoder, source=source,
-                              canvas=canvas_layout(spec))
+    meta = CheckpointMetadata(
+        config=cfg,
+        embodiment=spec.name,
+        stats=stats,
+        instruction_encoder=args.instruction_encoder,
+        source=source,
+        canvas=canvas_layout(spec),
+    )
     model_id = save_checkpoint(args.output, model, meta, dtype=DTYPES[args.dtype])
     return _summary(args, model_id, meta, state, release, stats_path, yaml_path)
 
 
-def _summary(args: argparse.Namespace, model_id: str, meta: CheckpointMetadata, state: dict[str, Tensor],
-             release: PlainPickle, stats_path: Path, yaml_path: Path | None) -> list[str]:
+def _summary(
+    args: argparse.Namespace,
+    model_id: str,
+    meta: CheckpointMetadata,
+    state: dict[str, Tensor],
+    release: PlainPickle,
+    stats_path: Path,
+    yaml_path: Path | None,
+) -> list[str]:
     cfg = meta.config
     counts: dict[str, tuple[int, int]] = {}
     for key, tensor in state.items():
         tensors, params = counts.get(key_family(key), (0, 0))
         counts[key_family(key)] = (tensors + 1, params + tensor.numel())
     source_dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in state.values()})
-    lines = [f"wrote {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB)",
-             f"  model_id    {model_id}",
-             f"  config      {cfg.name}: action_dim {cfg.action_dim}, proprio_dim {cfg.proprio_dim}, "
-             f"horizon {cfg.horizon}",
-             f"  embodiment  {meta.embodiment}, stats {stats_path}, config.yaml {yaml_path or 'not found'}",
-             "  release     " + ", ".join(f"{k}={v}" for k, v in sorted(release.values.items())),
-             f"  dtype       stored {args.dtype} (source tensors: {', '.join(source_dtypes)})",
-             "  keys per family:"]
-    lines += [f"    {family:<16} {counts[family][0]:>6} tensors {counts[family][1] / 1e6:>10.2f} M params"
-              for family in FAMILIES if family in counts]
+    lines = [
+        f"wrote {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB)",
+        f"  model_id    {model_id}",
+        f"  config      {cfg.name}: action_dim {cfg.action_dim}, proprio_dim {cfg.proprio_dim}, "
+        f"horizon {cfg.horizon}",
+        f"  embodiment  {meta.embodiment}, stats {stats_path}, config.yaml {yaml_path or 'not found'}",
+        "  release     " + ", ".join(f"{k}={v}" for k, v in sorted(release.values.items())),
+        f"  dtype       stored {args.dtype} (source tensors: {', '.join(source_dtypes)})",
+        "  keys per family:",
+    ]
+    lines += [
+        f"    {family:<16} {counts[family][0]:>6} tensors {counts[family][1] / 1e6:>10.2f} M params"
+        for family in FAMILIES
+        if family in counts
+    ]
     return lines
 
 

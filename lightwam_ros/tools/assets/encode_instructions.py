@@ -5,6 +5,7 @@ once from local weights (a Hugging Face umT5-XXL folder, nothing is downloaded) 
 embeddings to a cache file. Existing entries of the output file are kept, so a cache grows task
 by task; a cache made by another encoder or with other sizes is refused rather than mixed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,18 +24,26 @@ from lightwam_ros.model.instructions import (
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lightwam-encode-instructions",
-        description="Encode task instructions with a local umT5 into an instruction cache.")
-    parser.add_argument("--umt5", required=True, type=Path,
-                        help="local umT5 encoder folder (Hugging Face layout)")
-    parser.add_argument("--task", action="append", default=[], help="a task instruction "
-                        "(repeat for several)")
-    parser.add_argument("--tasks-file", type=Path,
-                        help="a text file with one task instruction per line")
-    parser.add_argument("-o", "--output", required=True, type=Path,
-                        help="instruction cache (.safetensors); extended when it exists")
+        description="Encode task instructions with a local umT5 into an instruction cache.",
+    )
+    parser.add_argument(
+        "--umt5", required=True, type=Path, help="local umT5 encoder folder (Hugging Face layout)"
+    )
+    parser.add_argument("--task", action="append", default=[], help="a task instruction (repeat for several)")
+    parser.add_argument("--tasks-file", type=Path, help="a text file with one task instruction per line")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        help="instruction cache (.safetensors); extended when it exists",
+    )
     parser.add_argument("--device", default="cpu", help="torch device for the encoder")
-    parser.add_argument("--encoder-id", default=DEFAULT_INSTRUCTION_ENCODER,
-                        help="identity recorded in the cache; must match the checkpoint's")
+    parser.add_argument(
+        "--encoder-id",
+        default=DEFAULT_INSTRUCTION_ENCODER,
+        help="identity recorded in the cache; must match the checkpoint's",
+    )
     parser.add_argument("--text-len", type=int, default=DEFAULT_TEXT_LEN)
     return parser
 
@@ -55,8 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tasks = read_tasks(args.task, args.tasks_file)
         existing = InstructionCache.load(args.output) if args.output.exists() else None
-        cache = encode_instructions_live(tasks, args.umt5, device=args.device,
-                                         encoder_id=args.encoder_id, text_len=args.text_len)
+        cache = encode_instructions_live(
+            tasks, args.umt5, device=args.device, encoder_id=args.encoder_id, text_len=args.text_len
+        )
         if existing is not None:
             existing.check_compatible(cache.encoder_id, cache.text_len, cache.text_dim)
             for task in cache.tasks():

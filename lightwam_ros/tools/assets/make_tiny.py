@@ -16,6 +16,7 @@ trained additions (LoRA up-projections, adapter up-projections) get small seeded
 Zero, they would make LoRA merging and the adapters exact no-ops, and a comparison of the
 optimised (merged) and reference (unmerged) paths would prove nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,8 +92,9 @@ def _zero_initialised_additions(model: LightWAM) -> list[torch.Tensor]:
 # --------------------------------------------------------------------------------------------
 
 
-def plausible_stats(spec: EmbodimentSpec, seed: int = 0,
-                    samples: int = STATS_SAMPLES) -> dict[str, dict[str, dict[str, list[float]]]]:
+def plausible_stats(
+    spec: EmbodimentSpec, seed: int = 0, samples: int = STATS_SAMPLES
+) -> dict[str, dict[str, dict[str, list[float]]]]:
     """``dataset_stats.json`` content computed from plausible samples of every vector field.
 
     Arm joints are drawn uniformly within the central ARM_DRAW_FRACTION of their limits
@@ -106,8 +108,9 @@ def plausible_stats(spec: EmbodimentSpec, seed: int = 0,
     joints = _joint_samples(spec, rng, samples)
     result = {}
     for section, fields in (("state", spec.state.fields), ("action", spec.action.layout.fields)):
-        values = np.concatenate([_field_samples(spec, field, joints, rng, samples)
-                                 for field in fields], axis=1)
+        values = np.concatenate(
+            [_field_samples(spec, field, joints, rng, samples) for field in fields], axis=1
+        )
         result[section] = {"default": _summary(values)}
     return result
 
@@ -126,13 +129,19 @@ def _joint_samples(spec: EmbodimentSpec, rng: np.random.Generator, count: int) -
     return draws
 
 
-def _field_samples(spec: EmbodimentSpec, field: VectorField, joints: dict[str, np.ndarray],
-                   rng: np.random.Generator, count: int) -> np.ndarray:
+def _field_samples(
+    spec: EmbodimentSpec,
+    field: VectorField,
+    joints: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    count: int,
+) -> np.ndarray:
     kind = field.kind
     # The embodiment parser guarantees each kind's arm, gripper, delta scaling and post-processing.
     if kind == "joint_positions":
-        return np.stack([joints[name] * scale for name, scale in zip(field.joints, field.scale, strict=True)],
-                        axis=1)
+        return np.stack(
+            [joints[name] * scale for name, scale in zip(field.joints, field.scale, strict=True)], axis=1
+        )
     if kind == "gripper_normalized":
         assert field.arm is not None
         gripper = spec.arm(field.arm).gripper
@@ -161,8 +170,7 @@ def _eef_poses(spec: EmbodimentSpec, arm_name: str, joints: dict[str, np.ndarray
     try:
         chain = arm_chain(arm)
     except ValueError as error:
-        raise ValueError(f"plausible end-effector statistics need the arm's kinematics: "
-                         f"{error}") from None
+        raise ValueError(f"plausible end-effector statistics need the arm's kinematics: {error}") from None
     q = np.stack([joints[name] for name in arm.joints], axis=1)
     poses = [chain.forward(row) for row in q]
     return np.array([np.concatenate([pose.position, pose.axis_angle]) for pose in poses])
@@ -170,8 +178,10 @@ def _eef_poses(spec: EmbodimentSpec, arm_name: str, joints: dict[str, np.ndarray
 
 def _summary(values: np.ndarray) -> dict[str, list[float]]:
     stats = {
-        "global_min": values.min(axis=0), "global_max": values.max(axis=0),
-        "global_mean": values.mean(axis=0), "global_std": values.std(axis=0),
+        "global_min": values.min(axis=0),
+        "global_max": values.max(axis=0),
+        "global_mean": values.mean(axis=0),
+        "global_std": values.std(axis=0),
         "global_q01": np.quantile(values, 0.01, axis=0),
         "global_q99": np.quantile(values, 0.99, axis=0),
     }
@@ -191,7 +201,8 @@ def standin_embedding(task: str, text_len: int, text_dim: int) -> tuple[torch.Te
     tokens = min(text_len, len(prompt.split()) + 1)
     embedding = torch.zeros(text_len, text_dim)
     embedding[:tokens] = torch.from_numpy(
-        np.random.default_rng(seed).standard_normal((tokens, text_dim)).astype(np.float32))
+        np.random.default_rng(seed).standard_normal((tokens, text_dim)).astype(np.float32)
+    )
     mask = torch.arange(text_len) < tokens
     return embedding, mask
 
@@ -213,22 +224,33 @@ def demo_tasks(spec: EmbodimentSpec) -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------------
 
 
-def make_tiny_package(embodiment: str | Path, out_dir: str | Path, seed: int = 0,
-                      preset: str = "tiny") -> TinyPackage:
+def make_tiny_package(
+    embodiment: str | Path, out_dir: str | Path, seed: int = 0, preset: str = "tiny"
+) -> TinyPackage:
     """Write checkpoint, statistics and instruction cache for ``embodiment`` into ``out_dir``."""
     spec = load_embodiment(embodiment)
-    cfg = make_config(preset, action_dim=spec.action_dim, proprio_dim=spec.state_dim,
-                      horizon=spec.chunk.length)
+    cfg = make_config(
+        preset, action_dim=spec.action_dim, proprio_dim=spec.state_dim, horizon=spec.chunk.length
+    )
     stats = plausible_stats(spec, seed)
     tasks = demo_tasks(spec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    package = TinyPackage(checkpoint=out / CHECKPOINT_NAME, stats=out / STATS_NAME,
-                          instructions=out / INSTRUCTIONS_NAME, tasks=tasks, model_id="")
-    meta = CheckpointMetadata(config=cfg, embodiment=spec.name, stats=stats,
-                              instruction_encoder=STANDIN_ENCODER_ID,
-                              source=f"random-init (lightwam-make-tiny, seed {seed})",
-                              canvas=canvas_layout(spec))
+    package = TinyPackage(
+        checkpoint=out / CHECKPOINT_NAME,
+        stats=out / STATS_NAME,
+        instructions=out / INSTRUCTIONS_NAME,
+        tasks=tasks,
+        model_id="",
+    )
+    meta = CheckpointMetadata(
+        config=cfg,
+        embodiment=spec.name,
+        stats=stats,
+        instruction_encoder=STANDIN_ENCODER_ID,
+        source=f"random-init (lightwam-make-tiny, seed {seed})",
+        canvas=canvas_layout(spec),
+    )
     model_id = save_checkpoint(package.checkpoint, random_model(cfg, seed), meta)
     package.stats.write_text(json.dumps(stats, indent=2) + "\n")
     standin_cache(tasks, cfg.dit.text_len, cfg.dit.text_dim).save(package.instructions)
@@ -239,13 +261,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="lightwam-make-tiny",
         description="Write a random-weight Light-WAM package (checkpoint, dataset_stats.json, "
-                    "stand-in instruction cache) that runs offline; for tests and demos only.")
-    parser.add_argument("--embodiment", default="libero_franka",
-                        help="shipped embodiment name or YAML path (default: libero_franka)")
+        "stand-in instruction cache) that runs offline; for tests and demos only.",
+    )
+    parser.add_argument(
+        "--embodiment",
+        default="libero_franka",
+        help="shipped embodiment name or YAML path (default: libero_franka)",
+    )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
-                        help="model size (default: tiny; wan2.1-1.3b writes ~7.7 GB)")
+    parser.add_argument(
+        "--preset",
+        default="tiny",
+        choices=sorted(PRESETS),
+        help="model size (default: tiny; wan2.1-1.3b writes ~7.7 GB)",
+    )
     args = parser.parse_args(argv)
     try:
         package = make_tiny_package(args.embodiment, args.out, seed=args.seed, preset=args.preset)
@@ -254,8 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"checkpoint   {package.checkpoint} ({package.model_id})")
     print(f"statistics   {package.stats}")
-    print(f"instructions {package.instructions} (stand-in encoder {STANDIN_ENCODER_ID!r}, "
-          f"tasks: {', '.join(package.tasks)})")
+    print(
+        f"instructions {package.instructions} (stand-in encoder {STANDIN_ENCODER_ID!r}, "
+        f"tasks: {', '.join(package.tasks)})"
+    )
     return 0
 
 

@@ -1,6 +1,7 @@
 """Model files a run uses: a checkpoint and its instruction cache, or a random-weight tiny
 package built once per embodiment into the user's cache (for tests, demos and shadow runs).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,8 +40,7 @@ def ensure_tiny_package(embodiment: str, cache_dir: Path | None = None) -> Model
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder = root / f"tiny-{embodiment}-{_tiny_fingerprint(embodiment)}"
-    files = ModelFiles(folder / make_tiny.CHECKPOINT_NAME, folder / make_tiny.INSTRUCTIONS_NAME,
-                       tiny=True)
+    files = ModelFiles(folder / make_tiny.CHECKPOINT_NAME, folder / make_tiny.INSTRUCTIONS_NAME, tiny=True)
     if files.checkpoint.is_file() and files.instruction_cache.is_file():
         return files
     root.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ feeds both (camera images, joint states following the commands).  Over a window 
 between them, the command rate at this receiver, the executor's own TickStats (monotonic clock)
 from its diagnostics, and the chunks that flowed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -107,9 +108,14 @@ def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:
         return {key: math.nan for key in ("p50", "p90", "p99", "max", "mean")} | {"count": 0}
-    return {"p50": float(np.percentile(data, 50)), "p90": float(np.percentile(data, 90)),
-            "p99": float(np.percentile(data, 99)), "max": float(data.max()),
-            "mean": float(data.mean()), "count": int(data.size)}
+    return {
+        "p50": float(np.percentile(data, 50)),
+        "p90": float(np.percentile(data, 90)),
+        "p99": float(np.percentile(data, 99)),
+        "max": float(data.max()),
+        "mean": float(data.mean()),
+        "count": int(data.size),
+    }
 
 
 def period_errors(stamps_ns: Sequence[int], period_s: float) -> tuple[np.ndarray, int]:
@@ -141,8 +147,7 @@ class NodeProcess(ChildProcess):
         code = self.process.poll()
         if code is not None:
             self.stop()  # reads the output to its end
-            raise BenchError(f"{self.name} exited with status {code}; its last output:\n"
-                             f"{self.tail()}")
+            raise BenchError(f"{self.name} exited with status {code}; its last output:\n{self.tail()}")
 
 
 class Processes:
@@ -207,23 +212,31 @@ class Probe:
         self.changed = threading.Condition()
         self.chunks: list[Received] = []
         self.statuses: list[Received] = []
-        self.diagnostics: dict[str, list[Received]] = {NODE_KINDS[POLICY].node_name: [],
-                                                       NODE_KINDS[EXECUTOR].node_name: []}
+        self.diagnostics: dict[str, list[Received]] = {
+            NODE_KINDS[POLICY].node_name: [],
+            NODE_KINDS[EXECUTOR].node_name: [],
+        }
         self.commands: list[tuple[int, bytes]] = []
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("lightwam_bench_ros", context=self.context)
-        self.node.create_subscription(ActionChunk, topics.chunk, self._recorder(self.chunks),
-                                      QoSProfile(depth=100))
         self.node.create_subscription(
-            PolicyStatus, topics.status, self._recorder(self.statuses),
-            QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.node.create_subscription(DiagnosticArray, topics.diagnostics, self._on_diagnostics,
-                                      QoSProfile(depth=100))
+            ActionChunk, topics.chunk, self._recorder(self.chunks), QoSProfile(depth=100)
+        )
+        self.node.create_subscription(
+            PolicyStatus,
+            topics.status,
+            self._recorder(self.statuses),
+            QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+        )
+        self.node.create_subscription(
+            DiagnosticArray, topics.diagnostics, self._on_diagnostics, QoSProfile(depth=100)
+        )
         if topics.command is not None:
             mode, topic = topics.command
-            self.node.create_subscription(command_type(mode), topic, self._on_command,
-                                          QoSProfile(depth=1000), raw=True)
+            self.node.create_subscription(
+                command_type(mode), topic, self._on_command, QoSProfile(depth=1000), raw=True
+            )
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.node)
         self._running = True
@@ -240,6 +253,7 @@ class Probe:
             with self.changed:
                 log.append(received)
                 self.changed.notify_all()
+
         return record
 
     def _on_diagnostics(self, msg: Any) -> None:
@@ -259,8 +273,9 @@ class Probe:
         log = self.diagnostics[NODE_KINDS[role].node_name]
         return log[-1].msg if log else {}
 
-    def wait_for(self, condition: Callable[[], T | None], timeout: float, what: str,
-                 processes: Processes) -> T:
+    def wait_for(
+        self, condition: Callable[[], T | None], timeout: float, what: str, processes: Processes
+    ) -> T:
         """The first truthy ``condition()``, re-checked on every message (and every 0.2 s);
         BenchError after ``timeout`` or as soon as a node process has exited."""
         deadline = time.monotonic() + timeout
@@ -272,8 +287,10 @@ class Probe:
                 processes.check()
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}; "
-                                     f"the nodes' last output:\n{processes.tails()}")
+                    raise WaitTimeout(
+                        f"timed out after {timeout:g} s waiting for {what}; "
+                        f"the nodes' last output:\n{processes.tails()}"
+                    )
                 self.changed.wait(min(left, 0.2))
 
     def publisher(self, kind: type, topic: str) -> Any:
@@ -294,8 +311,12 @@ def command_type(mode: str) -> type:
 
 def wait_ready(probe: Probe, processes: Processes) -> None:
     """Until the policy reports READY (model loaded and warmed up)."""
-    probe.wait_for(lambda: any(r.msg.state == PolicyStatus.READY for r in probe.statuses),
-                   START_TIMEOUT, "the policy to report READY", processes)
+    probe.wait_for(
+        lambda: any(r.msg.state == PolicyStatus.READY for r in probe.statuses),
+        START_TIMEOUT,
+        "the policy to report READY",
+        processes,
+    )
 
 
 def _overrides(role: str, **values: Any) -> tuple[ParamOverride, ...]:
@@ -339,8 +360,10 @@ class ObservationSender:
             self.frames.append((publisher, rgb_to_image(rgb, 1.0, camera.role)))
         names = StateBuilder(spec, default_chains(spec)).joint_names
         middle = [float(np.mean(spec.joint_limit(name))) for name in names]
-        self.joints = (probe.publisher(JointState, policy["joint_state_topic"]),
-                       make_joint_state(names, middle, 1.0))
+        self.joints = (
+            probe.publisher(JointState, policy["joint_state_topic"]),
+            make_joint_state(names, middle, 1.0),
+        )
         self.request = (probe.publisher(Empty, policy["request_topic"]), Empty())
 
     def close(self) -> None:
@@ -364,19 +387,23 @@ class ObservationSender:
         publisher.publish(msg)
 
 
-def measure_overhead(embodiment: str, model: ModelFiles, requests: int, warmup: int,
-                     diagnostics_rate: float, seed: int) -> dict[str, Any]:
-    plan = build_plan(BringupOptions(embodiment, params=_overrides(
-        "policy", device="cpu", trigger="request", diagnostics_rate=diagnostics_rate)), model)
+def measure_overhead(
+    embodiment: str, model: ModelFiles, requests: int, warmup: int, diagnostics_rate: float, seed: int
+) -> dict[str, Any]:
+    plan = build_plan(
+        BringupOptions(
+            embodiment,
+            params=_overrides("policy", device="cpu", trigger="request", diagnostics_rate=diagnostics_rate),
+        ),
+        model,
+    )
     policy = _effective_parameters(plan.node("policy"))
     with Processes([plan.node("policy")]) as processes:
-        probe = Probe(ProbeTopics(policy["chunk_topic"], policy["status_topic"],
-                                  policy["diagnostics_topic"]))
+        probe = Probe(ProbeTopics(policy["chunk_topic"], policy["status_topic"], policy["diagnostics_topic"]))
         sender = ObservationSender(probe, embodiment, policy, seed)
         try:
             wait_ready(probe, processes)
-            probe.wait_for(sender.matched, START_TIMEOUT, "the policy's subscriptions",
-                           processes)
+            probe.wait_for(sender.matched, START_TIMEOUT, "the policy's subscriptions", processes)
             primed = _prime(probe, processes, sender)
             return _request_loop(Requester(probe, processes, sender, primed), requests, warmup)
         finally:
@@ -386,8 +413,7 @@ def measure_overhead(embodiment: str, model: ModelFiles, requests: int, warmup: 
 
 def _inputs_seen(probe: Probe) -> bool:
     """The latest policy diagnostics show a sample of every input stream."""
-    ages = [value for key, value in probe.last_diagnostics("policy").items()
-            if key.startswith("input_age_s")]
+    ages = [value for key, value in probe.last_diagnostics("policy").items() if key.startswith("input_age_s")]
     return bool(ages) and "none" not in ages
 
 
@@ -401,8 +427,7 @@ def _prime(probe: Probe, processes: Processes, sender: ObservationSender) -> set
         stamps.add(stamp)
         sender.send(stamp)
         try:
-            probe.wait_for(lambda: _inputs_seen(probe), 0.5, "every input in the diagnostics",
-                           processes)
+            probe.wait_for(lambda: _inputs_seen(probe), 0.5, "every input in the diagnostics", processes)
             return stamps
         except WaitTimeout:
             if time.monotonic() > deadline:
@@ -414,9 +439,15 @@ def _paired_diagnostics(probe: Probe, chunk: Any) -> Callable[[], dict[str, str]
     latency, count = format_value(chunk.inference_latency), str(chunk.chunk_id + 1)
 
     def find() -> dict[str, str] | None:
-        return next((r.msg for r in reversed(probe.diagnostics[NODE_KINDS[POLICY].node_name])
-                     if r.msg.get("chunks_published") == count
-                     and r.msg.get("inference_latency_s") == latency), None)
+        return next(
+            (
+                r.msg
+                for r in reversed(probe.diagnostics[NODE_KINDS[POLICY].node_name])
+                if r.msg.get("chunks_published") == count and r.msg.get("inference_latency_s") == latency
+            ),
+            None,
+        )
+
     return find
 
 
@@ -440,8 +471,9 @@ class Requester:
     node is idle before the next one and its skipped count is current.
     """
 
-    def __init__(self, probe: Probe, processes: Processes, sender: ObservationSender,
-                 settled: set[int]) -> None:
+    def __init__(
+        self, probe: Probe, processes: Processes, sender: ObservationSender, settled: set[int]
+    ) -> None:
         self.probe, self.processes, self.sender = probe, processes, sender
         self.settled = set(settled)
         self.slowest: float | None = None  # s, from a request to its answer
@@ -456,15 +488,19 @@ class Requester:
         self.sender.send_and_request(stamp)
 
         def outcome() -> Received | str | None:
-            answer = next((r for r in probe.chunks[chunks_before:]
-                           if stamp_to_nanoseconds(r.msg.header.stamp) in self.settled | {stamp}),
-                          None)
-            if answer is None and int(probe.last_diagnostics("policy").get(
-                    "skipped_ticks", 0)) > skipped:
+            answer = next(
+                (
+                    r
+                    for r in probe.chunks[chunks_before:]
+                    if stamp_to_nanoseconds(r.msg.header.stamp) in self.settled | {stamp}
+                ),
+                None,
+            )
+            if answer is None and int(probe.last_diagnostics("policy").get("skipped_ticks", 0)) > skipped:
                 return "skipped"
             return answer
-        timeout = (START_TIMEOUT if self.slowest is None
-                   else max(NO_CHUNK_TIMEOUT, 10 * self.slowest))
+
+        timeout = START_TIMEOUT if self.slowest is None else max(NO_CHUNK_TIMEOUT, 10 * self.slowest)
         try:
             answer = probe.wait_for(outcome, timeout, "a chunk after a request", self.processes)
         except WaitTimeout:
@@ -473,14 +509,16 @@ class Requester:
         if isinstance(answer, Received):
             self.slowest = max(self.slowest or 0.0, (answer.ns - stamp) * 1e-9)
             self.settled.add(stamp)
-            diagnostics = probe.wait_for(_paired_diagnostics(probe, answer.msg), REPLY_TIMEOUT,
-                                         f"the diagnostics of chunk #{answer.msg.chunk_id}",
-                                         self.processes)
+            diagnostics = probe.wait_for(
+                _paired_diagnostics(probe, answer.msg),
+                REPLY_TIMEOUT,
+                f"the diagnostics of chunk #{answer.msg.chunk_id}",
+                self.processes,
+            )
         else:
             answer = None
         seen = len(log)
-        probe.wait_for(lambda: len(log) > seen, REPLY_TIMEOUT, "the policy's diagnostics",
-                       self.processes)
+        probe.wait_for(lambda: len(log) > seen, REPLY_TIMEOUT, "the policy's diagnostics", self.processes)
         return stamp, answer, diagnostics
 
 
@@ -491,9 +529,11 @@ def _request_loop(requester: Requester, requests: int, warmup: int) -> dict[str,
     no_chunk_status: collections.Counter[str] = collections.Counter()
     while len(samples) < requests + warmup:
         if older_frame + no_chunk > 2 * (requests + warmup):
-            raise BenchError(f"{older_frame} requests got a chunk from an older frame and "
-                             f"{no_chunk} none; only {len(samples)} got their own frame's; "
-                             f"policy status after those without: {dict(no_chunk_status)}")
+            raise BenchError(
+                f"{older_frame} requests got a chunk from an older frame and "
+                f"{no_chunk} none; only {len(samples)} got their own frame's; "
+                f"policy status after those without: {dict(no_chunk_status)}"
+            )
         stamp, received, diagnostics = requester.request()
         if received is None:
             no_chunk += 1  # busy, or the older inputs were too old by then
@@ -507,18 +547,28 @@ def _request_loop(requester: Requester, requests: int, warmup: int) -> dict[str,
         stages = {stage: float(diagnostics[f"{stage}_ms"]) for stage in STAGES}
         end_to_end = (received.ns - stamp) * 1e-6
         model = sum(stages.values())
-        samples.append({"end_to_end": end_to_end, "model": model,
-                        "overhead": end_to_end - model,
-                        "in_node_before_model": chunk.inference_latency * 1e3 - model,
-                        "transport_and_messages": end_to_end - chunk.inference_latency * 1e3,
-                        **stages})
+        samples.append(
+            {
+                "end_to_end": end_to_end,
+                "model": model,
+                "overhead": end_to_end - model,
+                "in_node_before_model": chunk.inference_latency * 1e3 - model,
+                "transport_and_messages": end_to_end - chunk.inference_latency * 1e3,
+                **stages,
+            }
+        )
     measured = samples[warmup:]
     figures = {key: summarize([sample[key] for sample in measured]) for key in measured[0]}
-    return {"requests": requests, "warmup_requests": warmup,
-            "discarded_older_frame": older_frame, "discarded_no_chunk": no_chunk,
-            "no_chunk_status": dict(no_chunk_status), "ms": figures,
-            "goal_overhead_p50_ms": GOAL_OVERHEAD_P50_MS,
-            "meets_goal": figures["overhead"]["p50"] <= GOAL_OVERHEAD_P50_MS}
+    return {
+        "requests": requests,
+        "warmup_requests": warmup,
+        "discarded_older_frame": older_frame,
+        "discarded_no_chunk": no_chunk,
+        "no_chunk_status": dict(no_chunk_status),
+        "ms": figures,
+        "goal_overhead_p50_ms": GOAL_OVERHEAD_P50_MS,
+        "meets_goal": figures["overhead"]["p50"] <= GOAL_OVERHEAD_P50_MS,
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -526,23 +576,37 @@ def _request_loop(requester: Requester, requests: int, warmup: int) -> dict[str,
 # ------------------------------------------------------------------------------------------
 
 
-def measure_executor(embodiment: str, model: ModelFiles, seconds: float,
-                     control_rate: float) -> dict[str, Any]:
-    plan = build_plan(BringupOptions(
-        embodiment, loopback_robot=True,
-        params=_overrides("policy", device="cpu")
-        + _overrides("executor", control_rate=control_rate,
-                     output_modes=["joint_trajectory"])), model)
+def measure_executor(
+    embodiment: str, model: ModelFiles, seconds: float, control_rate: float
+) -> dict[str, Any]:
+    plan = build_plan(
+        BringupOptions(
+            embodiment,
+            loopback_robot=True,
+            params=_overrides("policy", device="cpu")
+            + _overrides("executor", control_rate=control_rate, output_modes=["joint_trajectory"]),
+        ),
+        model,
+    )
     observed = plan.observed
     assert observed is not None, "a loopback plan is observed"
     with Processes(plan.nodes) as processes:
-        probe = Probe(ProbeTopics(observed.chunk_topic, observed.status_topic,
-                                  observed.diagnostics_topic,
-                                  (observed.command_type, observed.command_topic)))
+        probe = Probe(
+            ProbeTopics(
+                observed.chunk_topic,
+                observed.status_topic,
+                observed.diagnostics_topic,
+                (observed.command_type, observed.command_topic),
+            )
+        )
         try:
             wait_ready(probe, processes)
-            probe.wait_for(lambda: probe.last_diagnostics("executor").get("state") == "RUNNING",
-                           START_TIMEOUT, "the executor to run a chunk", processes)
+            probe.wait_for(
+                lambda: probe.last_diagnostics("executor").get("state") == "RUNNING",
+                START_TIMEOUT,
+                "the executor to run a chunk",
+                processes,
+            )
             window = _record_window(probe, processes, seconds)
         finally:
             probe.close()
@@ -564,12 +628,17 @@ def _record_window(probe: Probe, processes: Processes, seconds: float) -> Window
         commands, chunks, diagnostics = len(probe.commands), len(probe.chunks), len(executor_log)
         policy_before = probe.last_diagnostics("policy")
     start = time.monotonic()
-    probe.wait_for(lambda: time.monotonic() - start >= seconds, seconds + 1.0,
-                   "the end of the window", processes)
+    probe.wait_for(
+        lambda: time.monotonic() - start >= seconds, seconds + 1.0, "the end of the window", processes
+    )
     with probe.changed:
-        return Window(time.monotonic() - start, probe.commands[commands:],
-                      len(probe.chunks) - chunks, executor_log[max(diagnostics - 1, 0):],
-                      (policy_before, probe.last_diagnostics("policy")))
+        return Window(
+            time.monotonic() - start,
+            probe.commands[commands:],
+            len(probe.chunks) - chunks,
+            executor_log[max(diagnostics - 1, 0) :],
+            (policy_before, probe.last_diagnostics("policy")),
+        )
 
 
 def _tick_stats(diagnostics: list[Received]) -> dict[str, float]:
@@ -583,35 +652,45 @@ def _tick_stats(diagnostics: list[Received]) -> dict[str, float]:
 
     def worst(key: str) -> float:
         return max((float(values[key]) for values in during), default=math.nan)
-    return {"span_s": (last.ns - first.ns) * 1e-9, "ticks": delta("ticks"),
-            "missed_ticks": delta("missed_ticks"), "chunks_accepted": delta("chunks_accepted"),
-            "period_p99_ms_worst": worst("tick_period_p99_ms"),
-            "period_max_ms_worst": worst("tick_period_max_ms"),
-            "diagnostics_in_window": len(during)}
+
+    return {
+        "span_s": (last.ns - first.ns) * 1e-9,
+        "ticks": delta("ticks"),
+        "missed_ticks": delta("missed_ticks"),
+        "chunks_accepted": delta("chunks_accepted"),
+        "period_p99_ms_worst": worst("tick_period_p99_ms"),
+        "period_max_ms_worst": worst("tick_period_max_ms"),
+        "diagnostics_in_window": len(during),
+    }
 
 
 def _executor_figures(window: Window, mode: str, control_rate: float) -> dict[str, Any]:
     if len(window.commands) < 2:
-        raise BenchError(f"{len(window.commands)} executor commands arrived in the "
-                         f"{window.seconds:.1f} s window: nothing to time")
+        raise BenchError(
+            f"{len(window.commands)} executor commands arrived in the "
+            f"{window.seconds:.1f} s window: nothing to time"
+        )
     kind = command_type(mode)
-    stamps = [stamp_to_nanoseconds(deserialize_message(raw, kind).header.stamp)
-              for _, raw in window.commands]
+    stamps = [stamp_to_nanoseconds(deserialize_message(raw, kind).header.stamp) for _, raw in window.commands]
     errors, missed = period_errors(stamps, 1.0 / control_rate)
     first, last = window.commands[0][0], window.commands[-1][0]
     period = summarize(errors)
     policy_before, policy_after = window.policy
     return {
-        "seconds": window.seconds, "control_rate_hz": control_rate, "command_output": mode,
+        "seconds": window.seconds,
+        "control_rate_hz": control_rate,
+        "command_output": mode,
         "commands_received": len(stamps),
         "command_rate_hz": (len(stamps) - 1) / max((last - first) * 1e-9, 1e-9),
-        "period_error_ms": period, "missed_ticks_from_stamps": missed,
+        "period_error_ms": period,
+        "missed_ticks_from_stamps": missed,
         "goal_period_error_p99_ms": GOAL_PERIOD_ERROR_P99_MS,
         "meets_goal": period["p99"] <= GOAL_PERIOD_ERROR_P99_MS,
         "executor_tick_stats": _tick_stats(window.executor),
         "chunks_received": window.chunks,
-        "policy_skipped_ticks": (int(policy_after.get("skipped_ticks", 0))
-                                 - int(policy_before.get("skipped_ticks", 0))),
+        "policy_skipped_ticks": (
+            int(policy_after.get("skipped_ticks", 0)) - int(policy_before.get("skipped_ticks", 0))
+        ),
         "executor_state": window.executor[-1].msg.get("state", "unknown"),
     }
 
@@ -623,17 +702,20 @@ def _executor_figures(window: Window, mode: str, control_rate: float) -> dict[st
 
 def print_overhead(result: dict[str, Any]) -> None:
     ms = result["ms"]
-    print(f"(a) ROS overhead of the policy node: {ms['overhead']['count']} requests after "
-          f"{result['warmup_requests']} warm-up; discarded: {result['discarded_older_frame']} "
-          f"answered from an older frame, {result['discarded_no_chunk']} without a chunk")
+    print(
+        f"(a) ROS overhead of the policy node: {ms['overhead']['count']} requests after "
+        f"{result['warmup_requests']} warm-up; discarded: {result['discarded_older_frame']} "
+        f"answered from an older frame, {result['discarded_no_chunk']} without a chunk"
+    )
     print(f"    {'':<46}{'p50 ms':>9}{'p90 ms':>9}{'max ms':>9}   goal")
-    goal = (f"p50 <= {result['goal_overhead_p50_ms']:g} ms: "
-            f"{'met' if result['meets_goal'] else 'NOT met'}")
-    rows = (("end-to-end (image stamp -> chunk received)", "end_to_end", ""),
-            ("model (runner: preprocess..postprocess)", "model", ""),
-            ("overhead = end-to-end - model", "overhead", goal),
-            ("  in node before the model (assembly, state)", "in_node_before_model", ""),
-            ("  transport, callbacks, chunk message", "transport_and_messages", ""))
+    goal = f"p50 <= {result['goal_overhead_p50_ms']:g} ms: {'met' if result['meets_goal'] else 'NOT met'}"
+    rows = (
+        ("end-to-end (image stamp -> chunk received)", "end_to_end", ""),
+        ("model (runner: preprocess..postprocess)", "model", ""),
+        ("overhead = end-to-end - model", "overhead", goal),
+        ("  in node before the model (assembly, state)", "in_node_before_model", ""),
+        ("  transport, callbacks, chunk message", "transport_and_messages", ""),
+    )
     for label, key, note in rows:
         cells = "".join(f"{ms[key][q]:>9.2f}" for q in ("p50", "p90", "max"))
         print(f"    {label:<46}{cells}   {note}")
@@ -643,22 +725,29 @@ def print_overhead(result: dict[str, Any]) -> None:
 
 def print_executor(result: dict[str, Any]) -> None:
     error, ticks = result["period_error_ms"], result["executor_tick_stats"]
-    print(f"(b) executor at {result['control_rate_hz']:g} Hz while the policy runs on its timer "
-          f"({result['seconds']:.1f} s window, {result['command_output']} stamps)")
-    goal = (f"p99 <= {result['goal_period_error_p99_ms']:g} ms: "
-            f"{'met' if result['meets_goal'] else 'NOT met'}")
+    print(
+        f"(b) executor at {result['control_rate_hz']:g} Hz while the policy runs on its timer "
+        f"({result['seconds']:.1f} s window, {result['command_output']} stamps)"
+    )
+    goal = f"p99 <= {result['goal_period_error_p99_ms']:g} ms: {'met' if result['meets_goal'] else 'NOT met'}"
     print(f"    {'':<46}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}   goal")
     cells = "".join(f"{error[q]:>9.3f}" for q in ("p50", "p99", "max"))
     print(f"    {'period error |dt - period| (command stamps)':<46}{cells}   {goal}")
-    print(f"    commands received: {result['commands_received']}, "
-          f"{result['command_rate_hz']:.1f} Hz at this receiver; ticks missing between their "
-          f"stamps: {result['missed_ticks_from_stamps']}")
-    print(f"    executor TickStats over {ticks['span_s']:.1f} s: {ticks['ticks']} ticks, "
-          f"{ticks['missed_ticks']} missed; worst reported period p99 "
-          f"{ticks['period_p99_ms_worst']:.3f} ms, max {ticks['period_max_ms_worst']:.3f} ms")
-    print(f"    chunks during the window: {result['chunks_received']} received here, "
-          f"{ticks['chunks_accepted']} accepted by the executor; policy ticks skipped (busy) "
-          f"{result['policy_skipped_ticks']}; executor state {result['executor_state']}")
+    print(
+        f"    commands received: {result['commands_received']}, "
+        f"{result['command_rate_hz']:.1f} Hz at this receiver; ticks missing between their "
+        f"stamps: {result['missed_ticks_from_stamps']}"
+    )
+    print(
+        f"    executor TickStats over {ticks['span_s']:.1f} s: {ticks['ticks']} ticks, "
+        f"{ticks['missed_ticks']} missed; worst reported period p99 "
+        f"{ticks['period_p99_ms_worst']:.3f} ms, max {ticks['period_max_ms_worst']:.3f} ms"
+    )
+    print(
+        f"    chunks during the window: {result['chunks_received']} received here, "
+        f"{ticks['chunks_accepted']} accepted by the executor; policy ticks skipped (busy) "
+        f"{result['policy_skipped_ticks']}; executor state {result['executor_state']}"
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -670,43 +759,58 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lightwam-bench-ros",
         description="ROS overhead of the policy node, and executor timing at 500 Hz while the "
-                    "policy runs, with the nodes as separate processes on a tiny random-weight "
-                    "package (CPU).  Goals are printed, not asserted.")
+        "policy runs, with the nodes as separate processes on a tiny random-weight "
+        "package (CPU).  Goals are printed, not asserted.",
+    )
     parser.add_argument("--embodiment", choices=EMBODIMENTS, default=DEFAULT_EMBODIMENT)
-    parser.add_argument("--requests", type=int, default=50,
-                        help="measured requests for the overhead (default: 50)")
-    parser.add_argument("--warmup-requests", type=int, default=3,
-                        help="requests before those, not measured (default: 3)")
-    parser.add_argument("--seconds", type=float, default=20.0,
-                        help="executor measurement window [s] (default: 20)")
-    parser.add_argument("--control-rate", type=float, default=500.0,
-                        help="executor control rate [Hz] (default: 500)")
-    parser.add_argument("--diagnostics-rate", type=float, default=50.0,
-                        help="policy diagnostics rate [Hz] in part (a), so that each chunk's "
-                             "timings follow it closely (default: 50)")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="folder for the tiny package (default: a temporary one)")
+    parser.add_argument(
+        "--requests", type=int, default=50, help="measured requests for the overhead (default: 50)"
+    )
+    parser.add_argument(
+        "--warmup-requests", type=int, default=3, help="requests before those, not measured (default: 3)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="executor measurement window [s] (default: 20)"
+    )
+    parser.add_argument(
+        "--control-rate", type=float, default=500.0, help="executor control rate [Hz] (default: 500)"
+    )
+    parser.add_argument(
+        "--diagnostics-rate",
+        type=float,
+        default=50.0,
+        help="policy diagnostics rate [Hz] in part (a), so that each chunk's "
+        "timings follow it closely (default: 50)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="folder for the tiny package (default: a temporary one)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="camera pixels in part (a)")
-    parser.add_argument("--json", type=Path, default=Path("bench_ros.json"),
-                        help="report file (default: bench_ros.json)")
+    parser.add_argument(
+        "--json", type=Path, default=Path("bench_ros.json"), help="report file (default: bench_ros.json)"
+    )
     return parser
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     model = ensure_tiny_package(args.embodiment, workdir)
-    print(f"lightwam-bench-ros: {args.embodiment}, tiny random-weight preset on the CPU "
-          f"({os.cpu_count()} cores); nodes as separate processes, ROS_DOMAIN_ID "
-          f"{os.environ['ROS_DOMAIN_ID']}, discovery on loopback")
+    print(
+        f"lightwam-bench-ros: {args.embodiment}, tiny random-weight preset on the CPU "
+        f"({os.cpu_count()} cores); nodes as separate processes, ROS_DOMAIN_ID "
+        f"{os.environ['ROS_DOMAIN_ID']}, discovery on loopback"
+    )
     report: dict[str, Any] = {
-        "embodiment": args.embodiment, "preset": "tiny", "device": "cpu",
+        "embodiment": args.embodiment,
+        "preset": "tiny",
+        "device": "cpu",
         "cpu_count": os.cpu_count(),
-        "goals": {"overhead_p50_ms": GOAL_OVERHEAD_P50_MS,
-                  "period_error_p99_ms": GOAL_PERIOD_ERROR_P99_MS}}
-    report["overhead"] = measure_overhead(args.embodiment, model, args.requests,
-                                          args.warmup_requests, args.diagnostics_rate, args.seed)
+        "goals": {"overhead_p50_ms": GOAL_OVERHEAD_P50_MS, "period_error_p99_ms": GOAL_PERIOD_ERROR_P99_MS},
+    }
+    report["overhead"] = measure_overhead(
+        args.embodiment, model, args.requests, args.warmup_requests, args.diagnostics_rate, args.seed
+    )
     print_overhead(report["overhead"])
-    report["executor"] = measure_executor(args.embodiment, model, args.seconds,
-                                          args.control_rate)
+    report["executor"] = measure_executor(args.embodiment, model, args.seconds, args.control_rate)
     print_executor(report["executor"])
     return report
 

@@ -8,6 +8,7 @@ Reads ``OUT_DIR/steps.tsv`` (step, exit status or "skipped", seconds, skip reaso
 ``device_check.json`` and ``device_check.md`` beside them, and prints the table. Exit status 1 when
 a step that ran failed or its report is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,12 @@ def read_steps(folder: Path) -> list[dict[str, Any]]:
     steps = []
     for line in (folder / "steps.tsv").read_text().splitlines():
         name, code, seconds, reason = (line.split("\t") + [""] * 4)[:4]
-        record: dict[str, Any] = {"step": name, "seconds": int(seconds or 0), "reason": reason,
-                                  "report": None}
+        record: dict[str, Any] = {
+            "step": name,
+            "seconds": int(seconds or 0),
+            "reason": reason,
+            "report": None,
+        }
         report_path = folder / f"step_{name}.json"
         if code == "skipped":
             record["status"] = "skipped"
@@ -54,17 +59,21 @@ def _bench_rows(step: str, report: dict) -> list[str]:
     rows = []
     for result in report["results"]:
         if report.get("mode") == "parity":
-            rows.append(f"| {step} | {result['embodiment']} | {report['preset']} {result['dtype']} "
-                        f"optimised vs fp32 reference | max abs diff "
-                        f"{result['max_abs_diff_normalized']:.3g} (tolerance {result['tolerance']:g}) | "
-                        f"{'OK' if result['agree'] else 'DISAGREE'} |")
+            rows.append(
+                f"| {step} | {result['embodiment']} | {report['preset']} {result['dtype']} "
+                f"optimised vs fp32 reference | max abs diff "
+                f"{result['max_abs_diff_normalized']:.3g} (tolerance {result['tolerance']:g}) | "
+                f"{'OK' if result['agree'] else 'DISAGREE'} |"
+            )
             continue
         for path, record in result["paths"].items():
             latency = record["latency_s"]
-            rows.append(f"| {step} | {result['embodiment']} | {report['preset']} {report['dtype']} "
-                        f"{path} | p50 {_ms(latency['p50'])} ms, p90 {_ms(latency['p90'])} ms, "
-                        f"peak {_mib(record['peak_memory_bytes'])} MiB | "
-                        f"{'OK' if result['agree'] else 'DISAGREE'} |")
+            rows.append(
+                f"| {step} | {result['embodiment']} | {report['preset']} {report['dtype']} "
+                f"{path} | p50 {_ms(latency['p50'])} ms, p90 {_ms(latency['p90'])} ms, "
+                f"peak {_mib(record['peak_memory_bytes'])} MiB | "
+                f"{'OK' if result['agree'] else 'DISAGREE'} |"
+            )
     return rows
 
 
@@ -74,10 +83,13 @@ def _train_rows(report: dict) -> list[str]:
     rows = []
     for preset, paths in report["results"].items():
         for path, result in paths.items():
-            figures = result.get("error") or (f"{result['samples_per_s']:.3g} samples/s, "
-                                              f"peak {_mib(result['peak_bytes'])} MiB")
-            rows.append(f"| train | {report['args']['embodiment']} | {preset} {path} | {figures} | "
-                        f"{'FAILED' if 'error' in result else 'OK'} |")
+            figures = result.get("error") or (
+                f"{result['samples_per_s']:.3g} samples/s, peak {_mib(result['peak_bytes'])} MiB"
+            )
+            rows.append(
+                f"| train | {report['args']['embodiment']} | {preset} {path} | {figures} | "
+                f"{'FAILED' if 'error' in result else 'OK'} |"
+            )
         if all("samples_per_s" in paths.get(path, {}) for path in ("real", "naive")):
             speedup = paths["real"]["samples_per_s"] / paths["naive"]["samples_per_s"]
             rows.append(f"| train | - | {preset} real vs naive | speed-up x{speedup:.2f} | OK |")
@@ -85,8 +97,12 @@ def _train_rows(report: dict) -> list[str]:
 
 
 def markdown(steps: list[dict[str, Any]], device: str) -> str:
-    lines = [f"Device check on {device}", "",
-             "| step | embodiment | what | figures | verdict |", "|---|---|---|---|---|"]
+    lines = [
+        f"Device check on {device}",
+        "",
+        "| step | embodiment | what | figures | verdict |",
+        "|---|---|---|---|---|",
+    ]
     for record in steps:
         report = record["report"]
         if record["status"] != "ok":
@@ -107,12 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = Path(args[0])
     steps = read_steps(folder)
     reports = [r["report"] for r in steps if r["report"]]
-    device = next((f"{r['device_name']} ({r['device']}, torch {r['torch']})" for r in reports
-                   if "device_name" in r), "unknown device")
+    device = next(
+        (f"{r['device_name']} ({r['device']}, torch {r['torch']})" for r in reports if "device_name" in r),
+        "unknown device",
+    )
     table = markdown(steps, device)
     (folder / "device_check.md").write_text(table)
-    (folder / "device_check.json").write_text(json.dumps({"device": device, "steps": steps}, indent=2)
-                                              + "\n")
+    (folder / "device_check.json").write_text(json.dumps({"device": device, "steps": steps}, indent=2) + "\n")
     print(table, end="")
     failed = [r["step"] for r in steps if r["status"] == "failed"]
     agreeing = all(r["report"].get("agree", True) for r in steps if r["report"])

@@ -13,6 +13,7 @@ private ROS domain on loopback) and reports:
 A benchmark, not a test: the goals (RSS growth < 5 % per process, no hold without a named cause,
 caps kept) are printed beside the figures and in the JSON report, never asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,7 @@ class DiagnosticsListener:
         self.first: dict[str, str] | None = None
         self.last: dict[str, str] = {}
         name = NODE_KINDS[EXECUTOR].node_name
-        self.node.create_subscription(DiagnosticArray, "/diagnostics",
-                                      lambda msg: self._on(msg, name), 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", lambda msg: self._on(msg, name), 10)
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.node)
         self._stop = threading.Event()
@@ -95,8 +95,10 @@ def process_rss(root: int) -> dict[str, int]:
             rss = proc.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        name = next((arg.rsplit(".", 1)[-1] for arg in cmd if arg.startswith("lightwam_ros.")),
-                    Path(cmd[0]).name if cmd else str(proc.pid))
+        name = next(
+            (arg.rsplit(".", 1)[-1] for arg in cmd if arg.startswith("lightwam_ros.")),
+            Path(cmd[0]).name if cmd else str(proc.pid),
+        )
         found[f"{name}[{proc.pid}]"] = rss
     return found
 
@@ -109,18 +111,30 @@ def rss_growth(samples: list[tuple[float, dict[str, int]]], after: float) -> dic
     for name, first in (later[0] if later else {}).items():
         seen = [rss[name] for rss in later if name in rss]
         if len(seen) >= 2 and first > 0:
-            growth[name] = {"after_warmup_mb": first / 2**20, "end_mb": seen[-1] / 2**20,
-                            "growth": seen[-1] / first - 1.0}
+            growth[name] = {
+                "after_warmup_mb": first / 2**20,
+                "end_mb": seen[-1] / 2**20,
+                "growth": seen[-1] / first - 1.0,
+            }
     return growth
 
 
-def soak(minutes: float, warmup: float, embodiment: str | None, workdir: Path | None,
-         log: Path | None) -> dict[str, Any]:
+def soak(
+    minutes: float, warmup: float, embodiment: str | None, workdir: Path | None, log: Path | None
+) -> dict[str, Any]:
     os.environ.update(isolated_ros_env())
     summary_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"soak_summary_{os.getpid()}.json"
-    command = [sys.executable, "-m", "lightwam_ros.tools.launch.bringup", "--tiny",
-               "--loopback-robot", "--duration", f"{60.0 * minutes:g}",
-               "--summary-json", str(summary_file)]
+    command = [
+        sys.executable,
+        "-m",
+        "lightwam_ros.tools.launch.bringup",
+        "--tiny",
+        "--loopback-robot",
+        "--duration",
+        f"{60.0 * minutes:g}",
+        "--summary-json",
+        str(summary_file),
+    ]
     if embodiment:
         command += ["--embodiment", embodiment]
     if workdir:
@@ -130,8 +144,14 @@ def soak(minutes: float, warmup: float, embodiment: str | None, workdir: Path | 
     samples: list[tuple[float, dict[str, int]]] = []
     first_chunk: list[float] = []
     lines_out = open(log, "w") if log else None
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            bufsize=1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
     def read() -> None:
         assert proc.stdout is not None
@@ -151,8 +171,12 @@ def soak(minutes: float, warmup: float, embodiment: str | None, workdir: Path | 
         while proc.poll() is None:
             time.sleep(_SAMPLE_S)
             samples.append((time.monotonic(), process_rss(proc.pid)))
-            if (at_warmup is None and first_chunk
-                    and time.monotonic() - first_chunk[0] >= warmup and listener.last):
+            if (
+                at_warmup is None
+                and first_chunk
+                and time.monotonic() - first_chunk[0] >= warmup
+                and listener.last
+            ):
                 at_warmup = dict(listener.last)
         reader.join(5.0)
     finally:
@@ -175,12 +199,14 @@ def soak(minutes: float, warmup: float, embodiment: str | None, workdir: Path | 
 
     commands = summary.get("commands", {})
     return {
-        "minutes": minutes, "warmup_s": warmup, "exit_code": proc.returncode,
+        "minutes": minutes,
+        "warmup_s": warmup,
+        "exit_code": proc.returncode,
         "bringup_failure": bringup.get("failure"),
         "load_average": os.getloadavg(),
-        "rss": growth, "goal_rss_growth": GOAL_RSS_GROWTH,
-        "rss_goal_met": bool(growth) and all(g["growth"] < GOAL_RSS_GROWTH
-                                             for g in growth.values()),
+        "rss": growth,
+        "goal_rss_growth": GOAL_RSS_GROWTH,
+        "rss_goal_met": bool(growth) and all(g["growth"] < GOAL_RSS_GROWTH for g in growth.values()),
         "chunk_rate_hz": summary.get("chunks", {}).get("rate_hz"),
         "chunks": summary.get("chunks", {}).get("count"),
         "command_rate_hz": commands.get("rate_hz"),
@@ -196,31 +222,44 @@ def soak(minutes: float, warmup: float, embodiment: str | None, workdir: Path | 
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"lightwam-soak: {report['minutes']:g} min loopback bring-up, warm-up "
-             f"{report['warmup_s']:g} s; exit {report['exit_code']}, failure "
-             f"{report['bringup_failure']}; load average {report['load_average']}"]
+    lines = [
+        f"lightwam-soak: {report['minutes']:g} min loopback bring-up, warm-up "
+        f"{report['warmup_s']:g} s; exit {report['exit_code']}, failure "
+        f"{report['bringup_failure']}; load average {report['load_average']}"
+    ]
     for name, rss in sorted(report["rss"].items()):
-        lines.append(f"  RSS {name:40s} {rss['after_warmup_mb']:8.1f} -> {rss['end_mb']:8.1f} MB "
-                     f"({100 * rss['growth']:+.2f} %)")
-    lines.append(f"  RSS growth < {100 * GOAL_RSS_GROWTH:g} % per process: "
-                 f"{'met' if report['rss_goal_met'] else 'NOT met'}")
-    lines.append(f"  chunks {report['chunks']} at {report['chunk_rate_hz']} Hz; commands at "
-                 f"{report['command_rate_hz']} Hz, largest gap {report['command_max_gap_ms']} ms")
+        lines.append(
+            f"  RSS {name:40s} {rss['after_warmup_mb']:8.1f} -> {rss['end_mb']:8.1f} MB "
+            f"({100 * rss['growth']:+.2f} %)"
+        )
+    lines.append(
+        f"  RSS growth < {100 * GOAL_RSS_GROWTH:g} % per process: "
+        f"{'met' if report['rss_goal_met'] else 'NOT met'}"
+    )
+    lines.append(
+        f"  chunks {report['chunks']} at {report['chunk_rate_hz']} Hz; commands at "
+        f"{report['command_rate_hz']} Hz, largest gap {report['command_max_gap_ms']} ms"
+    )
     lines.append(f"  largest command velocity {report['max_velocity']}")
     lines.append(f"  largest command acceleration {report['max_acceleration']}")
-    lines.append(f"  executor missed ticks after warm-up {report['executor_missed_ticks_after_warmup']}"
-                 f" of {report['executor_ticks_after_warmup']} (whole run "
-                 f"{report['executor_missed_ticks_total']} of {report['executor_ticks_total']})")
+    lines.append(
+        f"  executor missed ticks after warm-up {report['executor_missed_ticks_after_warmup']}"
+        f" of {report['executor_ticks_after_warmup']} (whole run "
+        f"{report['executor_missed_ticks_total']} of {report['executor_ticks_total']})"
+    )
     lines.append(f"  holds by reason: {report['holds'] or 'none'}")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lightwam-soak", description=__doc__.split("\n")[0])
-    parser.add_argument("--minutes", type=float, default=30.0,
-                        help="run time after the first chunk")
-    parser.add_argument("--warmup", type=float, default=60.0,
-                        help="seconds after the first chunk before RSS and ticks are counted")
+    parser.add_argument("--minutes", type=float, default=30.0, help="run time after the first chunk")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=60.0,
+        help="seconds after the first chunk before RSS and ticks are counted",
+    )
     parser.add_argument("--embodiment", default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--log", type=Path, default=None, help="the bring-up's output")

@@ -15,6 +15,7 @@ targets plus slowly drifting noise (off during the grasp and the handover), and 
 are what the bag holds as commands, so a policy trained on them learns to return to the path.
 ``lightwam-bag-to-samples`` turns the bags into training samples.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,20 +62,33 @@ class DemoWatcher(Node):
             pass
 
 
-def record_demos(out: Path, episodes: int, first: int, perturbation: float = 0.0,
-                 camera_size: Sequence[int] = (0, 0)) -> list[dict[str, Any]]:
+def record_demos(
+    out: Path, episodes: int, first: int, perturbation: float = 0.0, camera_size: Sequence[int] = (0, 0)
+) -> list[dict[str, Any]]:
     """Record ``episodes`` scripted demonstrations; one summary per bag."""
     bridge_params = read_params(params_file(SIM, TASK.embodiment), NODE_KINDS[SIM].node_name)
     bridge = NodeChildren()
-    bridge.start(NodePlan.of_kind(SIM, params_file(SIM, TASK.embodiment), {
-        "task": str(TASK), "script": "transfer_cube", "hold_until_reset": True,
-        "first_episode": first, "real_time_factor": 0.0, "script_perturbation": perturbation,
-        "camera_size": list(camera_size)}))
+    bridge.start(
+        NodePlan.of_kind(
+            SIM,
+            params_file(SIM, TASK.embodiment),
+            {
+                "task": str(TASK),
+                "script": "transfer_cube",
+                "hold_until_reset": True,
+                "first_episode": first,
+                "real_time_factor": 0.0,
+                "script_perturbation": perturbation,
+                "camera_size": list(camera_size),
+            },
+        )
+    )
     threads = NodeThreads()
     results = []
     try:
-        watcher = threads.add(DemoWatcher(bridge_params["status_topic"],
-                                          bridge_params["reset_service"], threads.context))
+        watcher = threads.add(
+            DemoWatcher(bridge_params["status_topic"], bridge_params["reset_service"], threads.context)
+        )
         wait_for(watcher.reset.service_is_ready, 120.0, "the simulator bridge", bridge.failure)
         for _ in range(episodes):
             results.append(_record_episode(out, watcher, bridge, bridge_params))
@@ -84,29 +98,54 @@ def record_demos(out: Path, episodes: int, first: int, perturbation: float = 0.0
     return results
 
 
-def _record_episode(out: Path, watcher: DemoWatcher, bridge: NodeChildren,
-                    bridge_params: dict[str, Any]) -> dict[str, Any]:
+def _record_episode(
+    out: Path, watcher: DemoWatcher, bridge: NodeChildren, bridge_params: dict[str, Any]
+) -> dict[str, Any]:
     bag = out / f"episode_{len(list(out.glob('episode_*'))):03d}"
-    recorder = NodeChild(NodePlan.of_kind(RECORDER, None, {
-        "output": str(bag), "embodiment": TASK.embodiment, "instruction": TASK.instruction(),
-        "topics": [bridge_params[name] for name in _RECORDED_EXTRA], "use_sim_time": True}))
+    recorder = NodeChild(
+        NodePlan.of_kind(
+            RECORDER,
+            None,
+            {
+                "output": str(bag),
+                "embodiment": TASK.embodiment,
+                "instruction": TASK.instruction(),
+                "topics": [bridge_params[name] for name in _RECORDED_EXTRA],
+                "use_sim_time": True,
+            },
+        )
+    )
     try:
-        watched = [bridge_params["joint_state_topic"], *(
-            camera_topic(bridge_params, camera.role)
-            for camera in load_embodiment(TASK.embodiment).canvas.cameras)]
-        wait_for(lambda: all(watcher.count_subscribers("/" + topic.lstrip("/")) >= 1
-                             for topic in watched), 60.0, "the recorder to subscribe",
-                 bridge.failure)
+        watched = [
+            bridge_params["joint_state_topic"],
+            *(
+                camera_topic(bridge_params, camera.role)
+                for camera in load_embodiment(TASK.embodiment).canvas.cameras
+            ),
+        ]
+        wait_for(
+            lambda: all(watcher.count_subscribers("/" + topic.lstrip("/")) >= 1 for topic in watched),
+            60.0,
+            "the recorder to subscribe",
+            bridge.failure,
+        )
         episode = start_episode(watcher.reset, bridge.failure)["episode"]
-        wait_for(lambda: watcher.status.get("episode") == episode
-                 and watcher.status.get("script_done"), 600.0, f"demonstration {episode}",
-                 bridge.failure)
+        wait_for(
+            lambda: watcher.status.get("episode") == episode and watcher.status.get("script_done"),
+            600.0,
+            f"demonstration {episode}",
+            bridge.failure,
+        )
         status = dict(watcher.status)
     finally:
         recorder.interrupt()
         recorder.stop()
-    result = {"bag": bag.name, "episode": episode, "success": bool(status["episode_success"]),
-              "seconds": status["time"]}
+    result = {
+        "bag": bag.name,
+        "episode": episode,
+        "success": bool(status["episode_success"]),
+        "seconds": status["time"],
+    }
     say(f"demonstration {episode}: success {result['success']} -> {bag}")
     return result
 
@@ -116,13 +155,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--first-episode", type=int, default=0, help="cube pose seed of the first")
     parser.add_argument("--out", type=Path, default=Path("demos"))
-    parser.add_argument("--perturbation", type=float, default=0.0,
-                        help="DART-style drifting noise on the executed arm targets (rad); the bags "
-                             "record the clean targets")
-    parser.add_argument("--camera-size", type=int, nargs=2, default=(0, 0), metavar=("H", "W"),
-                        help="render every camera at this size (default: the simulator's)")
-    parser.add_argument("--isolated", action="store_true",
-                        help="loopback-only discovery and a random ROS_DOMAIN_ID")
+    parser.add_argument(
+        "--perturbation",
+        type=float,
+        default=0.0,
+        help="DART-style drifting noise on the executed arm targets (rad); the bags record the clean targets",
+    )
+    parser.add_argument(
+        "--camera-size",
+        type=int,
+        nargs=2,
+        default=(0, 0),
+        metavar=("H", "W"),
+        help="render every camera at this size (default: the simulator's)",
+    )
+    parser.add_argument(
+        "--isolated", action="store_true", help="loopback-only discovery and a random ROS_DOMAIN_ID"
+    )
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.first_episode < 0 or args.perturbation < 0:
         parser.error("--episodes must be >= 1, --first-episode and --perturbation >= 0")
@@ -132,18 +181,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.update(isolated_ros_env())
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        results = record_demos(args.out, args.episodes, args.first_episode, args.perturbation,
-                               args.camera_size)
+        results = record_demos(
+            args.out, args.episodes, args.first_episode, args.perturbation, args.camera_size
+        )
     except RuntimeError as error:
         print(f"lightwam-sim-demos: {error}", file=sys.stderr)
         return 1
     rate = sum(r["success"] for r in results) / len(results)
-    (args.out / "demos.json").write_text(json.dumps(
-        {"task": str(TASK), "success_rate": rate, "perturbation": args.perturbation,
-         "camera_size": list(args.camera_size), "seeds": [r["episode"] for r in results],
-         "demos": results}, indent=2) + "\n")
-    say(f"{sum(r['success'] for r in results)}/{len(results)} demonstrations succeeded "
-        f"({rate:.0%}, the simulator's own signal); {args.out / 'demos.json'}")
+    (args.out / "demos.json").write_text(
+        json.dumps(
+            {
+                "task": str(TASK),
+                "success_rate": rate,
+                "perturbation": args.perturbation,
+                "camera_size": list(args.camera_size),
+                "seeds": [r["episode"] for r in results],
+                "demos": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    say(
+        f"{sum(r['success'] for r in results)}/{len(results)} demonstrations succeeded "
+        f"({rate:.0%}, the simulator's own signal); {args.out / 'demos.json'}"
+    )
     return 0
 
 

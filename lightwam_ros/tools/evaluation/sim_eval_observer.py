@@ -6,6 +6,7 @@ started when the bridge's reset answers.  Times are the simulated clock's (messa
 except the policy's own inference latency and the wall time per episode.  Samples stamped
 outside the current episode (sent before a reset) are ignored.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,9 +74,15 @@ class EpisodeRecord:
 class SimEvalObserver(Node):
     """Subscribes to the closed loop; ``begin`` starts a record, ``record`` reads it safely."""
 
-    def __init__(self, topics: ObservedTopics, sim_status_topic: str, camera_topic: str,
-                 limits: dict[str, tuple[float, float]], *,
-                 context: Context | None = None) -> None:
+    def __init__(
+        self,
+        topics: ObservedTopics,
+        sim_status_topic: str,
+        camera_topic: str,
+        limits: dict[str, tuple[float, float]],
+        *,
+        context: Context | None = None,
+    ) -> None:
         super().__init__(NODE_NAME, context=context)
         self._lock = threading.Lock()
         self._limits = limits
@@ -84,14 +91,20 @@ class SimEvalObserver(Node):
         self.policy_message = ""
         reliable = QoSProfile(depth=50)
         self.create_subscription(ActionChunk, topics.chunk_topic, self._on_chunk, reliable)
-        self.create_subscription(JointTrajectory, topics.command_topic, self._on_command,
-                                 QoSProfile(depth=200))
-        self.create_subscription(JointState, topics.joint_state_topic, self._on_joint_state,
-                                 QoSProfile(depth=200))
+        self.create_subscription(
+            JointTrajectory, topics.command_topic, self._on_command, QoSProfile(depth=200)
+        )
+        self.create_subscription(
+            JointState, topics.joint_state_topic, self._on_joint_state, QoSProfile(depth=200)
+        )
         self.create_subscription(String, sim_status_topic, self._on_sim_status, reliable)
         self.create_subscription(Image, camera_topic, self._on_image, QoSProfile(depth=5))
-        self.create_subscription(PolicyStatus, topics.status_topic, self._on_policy_status,
-                                 QoSProfile(depth=5, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.create_subscription(
+            PolicyStatus,
+            topics.status_topic,
+            self._on_policy_status,
+            QoSProfile(depth=5, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+        )
 
     def begin(self, episode: int, clock_start: float, time_limit: float) -> EpisodeRecord:
         record = EpisodeRecord(episode, round(clock_start * 1e9), time_limit)
@@ -127,8 +140,7 @@ class SimEvalObserver(Node):
             if timed is not None and msg.points:
                 record, t = timed
                 record.command_count += 1
-                record.commands.add(msg.joint_names, t, msg.points[0].positions,
-                                    msg.points[0].velocities)
+                record.commands.add(msg.joint_names, t, msg.points[0].positions, msg.points[0].velocities)
 
     def _on_joint_state(self, msg: JointState) -> None:
         q = np.asarray(msg.position, dtype=np.float64)
@@ -146,8 +158,7 @@ class SimEvalObserver(Node):
                 lower, upper = self._limits.get(name, (-np.inf, np.inf))
                 excess = max(lower - value, value - upper)
                 if excess > LIMIT_TOLERANCE:
-                    record.outside_limits[name] = max(record.outside_limits.get(name, 0.0),
-                                                      float(excess))
+                    record.outside_limits[name] = max(record.outside_limits.get(name, 0.0), float(excess))
 
     def _on_sim_status(self, msg: String) -> None:
         try:
@@ -192,16 +203,15 @@ def episode_summary(record: EpisodeRecord, wall_seconds: float) -> dict[str, Any
     largest = int(np.argmax(travel)) if travel.size else None
     motion = record.commands
     return {
-        "episode": record.episode, "success": record.success_time is not None,
-        "length_s": round(record.success_time if record.success_time is not None
-                          else record.sim_time, 3),
-        "sim_steps": record.steps, "wall_s": round(wall_seconds, 2),
+        "episode": record.episode,
+        "success": record.success_time is not None,
+        "length_s": round(record.success_time if record.success_time is not None else record.sim_time, 3),
+        "sim_steps": record.steps,
+        "wall_s": round(wall_seconds, 2),
         "real_time_factor": round(record.sim_time / wall_seconds, 3) if wall_seconds else None,
         "chunks": len(record.latencies),
-        "chunk_rate_hz_sim": round(len(record.latencies) / record.sim_time, 3)
-        if record.sim_time else 0.0,
-        "chunk_rate_hz_wall": round(len(record.latencies) / wall_seconds, 3)
-        if wall_seconds else 0.0,
+        "chunk_rate_hz_sim": round(len(record.latencies) / record.sim_time, 3) if record.sim_time else 0.0,
+        "chunk_rate_hz_wall": round(len(record.latencies) / wall_seconds, 3) if wall_seconds else 0.0,
         "inference_latency_ms": _percentiles(latencies),
         "sim_step_ms": _percentiles(np.asarray(record.step_ms)),
         "sim_render_ms": _percentiles(np.asarray(record.render_ms)),
@@ -210,24 +220,26 @@ def episode_summary(record: EpisodeRecord, wall_seconds: float) -> dict[str, Any
         "commands_refused_by_sim": record.commands_rejected,
         "command_max_velocity": _largest(motion.names, motion.max_velocity),
         "command_max_acceleration": _largest(motion.names, motion.max_acceleration),
-        "largest_travel": ({"joint": record.joint_names[largest],
-                            "value": round(float(travel[largest]), 4)}
-                           if largest is not None else None),
-        "outside_limits": {name: round(value, 4)
-                           for name, value in record.outside_limits.items()},
+        "largest_travel": (
+            {"joint": record.joint_names[largest], "value": round(float(travel[largest]), 4)}
+            if largest is not None
+            else None
+        ),
+        "outside_limits": {name: round(value, 4) for name, value in record.outside_limits.items()},
     }
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float] | None:
     if not values.size:
         return None
-    return {"p50": round(float(np.percentile(values, 50)), 2),
-            "p90": round(float(np.percentile(values, 90)), 2),
-            "max": round(float(values.max()), 2)}
+    return {
+        "p50": round(float(np.percentile(values, 50)), 2),
+        "p90": round(float(np.percentile(values, 90)), 2),
+        "max": round(float(values.max()), 2),
+    }
 
 
-def _largest(names: Sequence[str] | None, values: np.ndarray | None
-             ) -> dict[str, Any] | None:
+def _largest(names: Sequence[str] | None, values: np.ndarray | None) -> dict[str, Any] | None:
     if names is None or values is None or not values.size:
         return None
     joint = int(np.argmax(values))

@@ -13,6 +13,7 @@ state) with the scripted demonstration's for the same scene:
   summed per-joint variances). A policy that ignores the image shows about 0 for both.
 Runs without ROS (simulator + policy runner); writes ``vision_check.json`` when ``--out`` is given.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,13 +56,20 @@ def vision_metrics(predicted: np.ndarray, demonstrated: np.ndarray) -> dict[str,
     # Below NO_SPREAD the variation is rounding residue, and its correlation would be noise.
     denominator = float(np.linalg.norm(pred) * np.linalg.norm(demo))
     constant = min(pred_spread, demo_spread) < NO_SPREAD
-    return {"correlation": 0.0 if constant else float((pred * demo).sum() / denominator),
-            "spread_ratio": pred_spread / demo_spread if demo_spread >= NO_SPREAD else float("nan"),
-            "predicted_spread": pred_spread, "demonstrated_spread": demo_spread}
+    return {
+        "correlation": 0.0 if constant else float((pred * demo).sum() / denominator),
+        "spread_ratio": pred_spread / demo_spread if demo_spread >= NO_SPREAD else float("nan"),
+        "predicted_spread": pred_spread,
+        "demonstrated_spread": demo_spread,
+    }
 
 
-def scene_motions(runner: PolicyRunner, seeds: Sequence[int], step: int | None = None,
-                  camera_size: tuple[int, int] | None = None) -> list[SceneMotion]:
+def scene_motions(
+    runner: PolicyRunner,
+    seeds: Sequence[int],
+    step: int | None = None,
+    camera_size: tuple[int, int] | None = None,
+) -> list[SceneMotion]:
     """Predicted and demonstrated right-arm motion at chunk step ``step`` (default: the last
     executed one) for each scene, in the embodiment's action units."""
     spec = runner.spec
@@ -86,8 +94,14 @@ def scene_motions(runner: PolicyRunner, seeds: Sequence[int], step: int | None =
             reached = dict(zip(sim.joint_names, target, strict=True))
             demonstrated = builder.build(np.array([reached[name] for name in builder.joint_names]))
             output = runner.predict(sim.render(), start, TASK.instruction())
-            motions.append(SceneMotion(seed, output.chunk.actions[step, arm] - start[arm],
-                                       demonstrated.vector[arm] - start[arm], start))
+            motions.append(
+                SceneMotion(
+                    seed,
+                    output.chunk.actions[step, arm] - start[arm],
+                    demonstrated.vector[arm] - start[arm],
+                    start,
+                )
+            )
     finally:
         sim.close()
     return motions
@@ -96,9 +110,12 @@ def scene_motions(runner: PolicyRunner, seeds: Sequence[int], step: int | None =
 def _arm_columns(spec: EmbodimentSpec, arm: str) -> list[int]:
     """Action columns of ``arm``'s joint positions."""
     layout = spec.action.layout
-    columns = [i for field in layout.fields
-               if field.kind == "joint_positions" and set(field.joints) <= set(spec.arm(arm).joints)
-               for i in range(layout.dim)[layout.field_slice(field.name)]]
+    columns = [
+        i
+        for field in layout.fields
+        if field.kind == "joint_positions" and set(field.joints) <= set(spec.arm(arm).joints)
+        for i in range(layout.dim)[layout.field_slice(field.name)]
+    ]
     if not columns:
         raise ValueError(f"{spec.name}: no joint-position actions of arm {arm!r}")
     return columns
@@ -107,12 +124,17 @@ def _arm_columns(spec: EmbodimentSpec, arm: str) -> list[int]:
 def report(motions: list[SceneMotion]) -> dict:
     """The metrics, and how far the scenes' start states differ (they must not)."""
     starts = np.array([m.start_state for m in motions])
-    return {"task": str(TASK), "arm": ARM, "seeds": [m.seed for m in motions],
-            "start_state_difference": float(np.abs(starts - starts[0]).max()),
-            **vision_metrics(np.array([m.predicted for m in motions]),
-                             np.array([m.demonstrated for m in motions])),
-            "predicted": [m.predicted.tolist() for m in motions],
-            "demonstrated": [m.demonstrated.tolist() for m in motions]}
+    return {
+        "task": str(TASK),
+        "arm": ARM,
+        "seeds": [m.seed for m in motions],
+        "start_state_difference": float(np.abs(starts - starts[0]).max()),
+        **vision_metrics(
+            np.array([m.predicted for m in motions]), np.array([m.demonstrated for m in motions])
+        ),
+        "predicted": [m.predicted.tolist() for m in motions],
+        "demonstrated": [m.demonstrated.tolist() for m in motions],
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,29 +143,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--instructions", required=True, help="its instruction cache")
     parser.add_argument("--scenes", type=int, default=10, help="how many scenes (seeds)")
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--step", type=int, default=None,
-                        help="chunk step compared (default: the last executed one)")
+    parser.add_argument(
+        "--step", type=int, default=None, help="chunk step compared (default: the last executed one)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, help="folder for vision_check.json")
     args = parser.parse_args(argv)
     if args.scenes < 2 or args.first_seed < 0:
         parser.error("--scenes must be >= 2 and --first-seed >= 0")
     try:
-        runner = PolicyRunner.from_files(args.checkpoint, args.instructions, device=args.device,
-                                         warmup=1)
+        runner = PolicyRunner.from_files(args.checkpoint, args.instructions, device=args.device, warmup=1)
         if runner.spec.name != TASK.embodiment:
-            raise ValueError(f"the checkpoint is for {runner.spec.name}, the scenes are "
-                             f"{TASK.embodiment}'s")
-        result = report(scene_motions(runner, range(args.first_seed, args.first_seed + args.scenes),
-                                      args.step))
+            raise ValueError(f"the checkpoint is for {runner.spec.name}, the scenes are {TASK.embodiment}'s")
+        result = report(
+            scene_motions(runner, range(args.first_seed, args.first_seed + args.scenes), args.step)
+        )
     except (ValueError, OSError) as error:
         print(f"lightwam-vision-check: {error}", file=sys.stderr)
         return 1
-    print(f"{len(result['seeds'])} scenes from one start state (differing by at most "
-          f"{result['start_state_difference']:.2g}): right-arm motion across scenes, predicted vs "
-          f"demonstrated: correlation {result['correlation']:.3f}, spread ratio "
-          f"{result['spread_ratio']:.3f} ({result['predicted_spread']:.4f} vs "
-          f"{result['demonstrated_spread']:.4f} rad)")
+    print(
+        f"{len(result['seeds'])} scenes from one start state (differing by at most "
+        f"{result['start_state_difference']:.2g}): right-arm motion across scenes, predicted vs "
+        f"demonstrated: correlation {result['correlation']:.3f}, spread ratio "
+        f"{result['spread_ratio']:.3f} ({result['predicted_spread']:.4f} vs "
+        f"{result['demonstrated_spread']:.4f} rad)"
+    )
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "vision_check.json").write_text(json.dumps(result, indent=2) + "\n")

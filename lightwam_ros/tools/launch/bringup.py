@@ -24,6 +24,7 @@ check: it lasts that long from the first chunk (the start-up, model loading incl
 by ``--startup-timeout``), and the exit status is 1 unless chunks arrived and commands were sent
 (none in shadow mode).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,60 +74,98 @@ def say(text: str) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="lightwam-bringup", description="Start the Light-WAM policy and chunk executor "
-        "(and a loopback robot) with the shipped parameter files, without ros2 launch.")
-    parser.add_argument("--embodiment", choices=embodiments(),
-                        help=f"default: the simulator's with --sim, else {DEFAULT_EMBODIMENT}")
+        prog="lightwam-bringup",
+        description="Start the Light-WAM policy and chunk executor "
+        "(and a loopback robot) with the shipped parameter files, without ros2 launch.",
+    )
+    parser.add_argument(
+        "--embodiment",
+        choices=embodiments(),
+        help=f"default: the simulator's with --sim, else {DEFAULT_EMBODIMENT}",
+    )
     parser.add_argument("--checkpoint", help="Light-WAM checkpoint (.safetensors)")
     parser.add_argument("--instructions", help="instruction cache of the checkpoint")
-    parser.add_argument("--tiny", action="store_true",
-                        help="use a random-weight tiny package (arbitrary motions; the default "
-                             "without --checkpoint when only the loopback robot or shadow mode "
-                             "could move)")
-    parser.add_argument("--workdir", type=Path,
-                        help="where tiny packages are built and kept (default ~/.cache/"
-                             "lightwam_ros)")
-    parser.add_argument("--shadow", action="store_true",
-                        help="predict and plan, command nothing")
-    parser.add_argument("--use-sim-time", action="store_true",
-                        help="every node follows /clock (something must publish it)")
-    parser.add_argument("--processes", choices=("separate", "one"), default="separate",
-                        help="one process per node (default) or all nodes in this process")
-    parser.add_argument("--loopback-robot", action="store_true",
-                        help="also start the stand-in robot and the observer")
-    parser.add_argument("--sim", metavar="SIMULATOR[:TASK]",
-                        help="a simulator is the robot: aloha[:transfer_cube|insertion] or "
-                             "libero[:SUITE/INDEX], with the observer; every other node uses "
-                             "its simulated time")
-    parser.add_argument("--duration", type=float, default=0.0,
-                        help="seconds to run, then stop (0: until Ctrl-C); with the loopback "
-                             "robot counted from the first chunk")
-    parser.add_argument("--startup-timeout", type=float, default=120.0,
-                        help="with --duration and the loopback robot: seconds until the first "
-                             "chunk, model loading included (default 120)")
-    parser.add_argument("--params", nargs="+", action="extend", default=[],
-                        metavar="[NODE:]NAME:=VALUE",
-                        help="parameter overrides; NODE is policy, executor or robot, without it "
-                             "every node whose parameter file sets NAME gets it")
-    parser.add_argument("--policy-threads", type=int,
-                        help="CPU threads of the policy's torch (default: all cores but one, "
-                             "left to the control loop)")
-    parser.add_argument("--isolated", action="store_true",
-                        help="loopback-only discovery and a random ROS_DOMAIN_ID (demos, tests)")
-    parser.add_argument("--record", metavar="BAG",
-                        help="also record the run's inputs and outputs into this new bag "
-                             "directory (lightwam-record)")
-    parser.add_argument("--replay", metavar="BAG",
-                        help="the bag provides the inputs and /clock (lightwam-replay); every "
-                             "node uses simulated time; the run ends with the bag")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="use a random-weight tiny package (arbitrary motions; the default "
+        "without --checkpoint when only the loopback robot or shadow mode "
+        "could move)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="where tiny packages are built and kept (default ~/.cache/lightwam_ros)"
+    )
+    parser.add_argument("--shadow", action="store_true", help="predict and plan, command nothing")
+    parser.add_argument(
+        "--use-sim-time", action="store_true", help="every node follows /clock (something must publish it)"
+    )
+    parser.add_argument(
+        "--processes",
+        choices=("separate", "one"),
+        default="separate",
+        help="one process per node (default) or all nodes in this process",
+    )
+    parser.add_argument(
+        "--loopback-robot", action="store_true", help="also start the stand-in robot and the observer"
+    )
+    parser.add_argument(
+        "--sim",
+        metavar="SIMULATOR[:TASK]",
+        help="a simulator is the robot: aloha[:transfer_cube|insertion] or "
+        "libero[:SUITE/INDEX], with the observer; every other node uses "
+        "its simulated time",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="seconds to run, then stop (0: until Ctrl-C); with the loopback "
+        "robot counted from the first chunk",
+    )
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=120.0,
+        help="with --duration and the loopback robot: seconds until the first "
+        "chunk, model loading included (default 120)",
+    )
+    parser.add_argument(
+        "--params",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="[NODE:]NAME:=VALUE",
+        help="parameter overrides; NODE is policy, executor or robot, without it "
+        "every node whose parameter file sets NAME gets it",
+    )
+    parser.add_argument(
+        "--policy-threads",
+        type=int,
+        help="CPU threads of the policy's torch (default: all cores but one, left to the control loop)",
+    )
+    parser.add_argument(
+        "--isolated",
+        action="store_true",
+        help="loopback-only discovery and a random ROS_DOMAIN_ID (demos, tests)",
+    )
+    parser.add_argument(
+        "--record",
+        metavar="BAG",
+        help="also record the run's inputs and outputs into this new bag directory (lightwam-record)",
+    )
+    parser.add_argument(
+        "--replay",
+        metavar="BAG",
+        help="the bag provides the inputs and /clock (lightwam-replay); every "
+        "node uses simulated time; the run ends with the bag",
+    )
     parser.add_argument("--summary-json", type=Path, help="also write the summary here")
     args = parser.parse_args(argv)
     if args.duration < 0 or args.startup_timeout <= 0:
         parser.error("--duration must be >= 0 and --startup-timeout > 0")
     if args.embodiment is None:
         try:
-            args.embodiment = (SimTask.parse(args.sim).embodiment if args.sim
-                               else DEFAULT_EMBODIMENT)
+            args.embodiment = SimTask.parse(args.sim).embodiment if args.sim else DEFAULT_EMBODIMENT
         except SimError as error:
             parser.error(f"--sim: {error}")
     return args
@@ -134,17 +173,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def make_plan(args: argparse.Namespace) -> BringupPlan:
     options = BringupOptions(
-        embodiment=args.embodiment, shadow=args.shadow, use_sim_time=args.use_sim_time,
-        loopback_robot=args.loopback_robot, policy_threads=args.policy_threads,
-        params=tuple(ParamOverride.parse(text) for text in args.params), record=args.record,
-        replay_bag=args.replay, sim=args.sim)
-    model = resolve_model(args.embodiment, args.checkpoint, args.instructions, tiny=args.tiny,
-                          safe_target=args.loopback_robot or args.shadow or bool(args.sim),
-                          cache_dir=args.workdir)
+        embodiment=args.embodiment,
+        shadow=args.shadow,
+        use_sim_time=args.use_sim_time,
+        loopback_robot=args.loopback_robot,
+        policy_threads=args.policy_threads,
+        params=tuple(ParamOverride.parse(text) for text in args.params),
+        record=args.record,
+        replay_bag=args.replay,
+        sim=args.sim,
+    )
+    model = resolve_model(
+        args.embodiment,
+        args.checkpoint,
+        args.instructions,
+        tiny=args.tiny,
+        safe_target=args.loopback_robot or args.shadow or bool(args.sim),
+        cache_dir=args.workdir,
+    )
     model = model_for_sim(model, options)
     if model.tiny:
-        say(f"random-weight tiny package {model.checkpoint.parent} (arbitrary motions: never "
-            "connect it to hardware)")
+        say(
+            f"random-weight tiny package {model.checkpoint.parent} (arbitrary motions: never "
+            "connect it to hardware)"
+        )
     return build_plan(options, model)
 
 
@@ -162,8 +214,11 @@ class NodeThreads:
     def __init__(self, args: Sequence[str] = ()) -> None:
         self.context = Context()
         # The bring-up handles SIGINT itself, to stop the nodes in order.
-        rclpy.init(args=["lightwam-bringup", *args], context=self.context,
-                   signal_handler_options=SignalHandlerOptions.NO)
+        rclpy.init(
+            args=["lightwam-bringup", *args],
+            context=self.context,
+            signal_handler_options=SignalHandlerOptions.NO,
+        )
         self.nodes: list[Node] = []
         self._executors: list[SingleThreadedExecutor] = []
         self._threads: list[threading.Thread] = []
@@ -173,8 +228,9 @@ class NodeThreads:
     def add(self, node: _N) -> _N:
         executor = SingleThreadedExecutor(context=self.context)
         executor.add_node(node)
-        thread = threading.Thread(target=self._spin, args=(executor, node.get_name()),
-                                  name=f"spin_{node.get_name()}", daemon=True)
+        thread = threading.Thread(
+            target=self._spin, args=(executor, node.get_name()), name=f"spin_{node.get_name()}", daemon=True
+        )
         self.nodes.append(node)
         self._executors.append(executor)
         self._threads.append(thread)
@@ -226,8 +282,7 @@ class InProcessNodes:
             import torch  # already started (it built the tiny package): it read the variable
 
             torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-        files = [arg for node in self.in_process
-                 for arg in ("--params-file", str(node.params_file))]
+        files = [arg for node in self.in_process for arg in ("--params-file", str(node.params_file))]
         self.threads = NodeThreads(["--ros-args", *files])
         self.children = NodeChildren()
         self.exit_codes = self.children.exit_codes
@@ -237,9 +292,13 @@ class InProcessNodes:
             if node.params_file is None:
                 self.children.start(node)
         for node in self.in_process:
-            self.threads.add(_node_factory(node.role)(
-                node.node_name, context=self.threads.context,
-                parameter_overrides=_parameters(node.overrides)))
+            self.threads.add(
+                _node_factory(node.role)(
+                    node.node_name,
+                    context=self.threads.context,
+                    parameter_overrides=_parameters(node.overrides),
+                )
+            )
             say(f"started {node.role} in this process")
 
     def failure(self) -> str | None:
@@ -264,22 +323,23 @@ class NodeChild(ChildProcess):
 
     def __init__(self, node: NodePlan) -> None:
         self.role = node.role
-        super().__init__(node.command(), self._forward, env={**os.environ, **node.env},
-                         new_session=True)
+        super().__init__(node.command(), self._forward, env={**os.environ, **node.env}, new_session=True)
         self.start_reading()
 
     def _forward(self, line: str) -> None:
         with _print_lock:
             print(f"[{self.role}] {line}", flush=True)
 
-    def stop(self, timeout: float = STOP_TIMEOUT,
-             on_escalation: Callable[[str], None] | None = None) -> int:
-        return super().stop(timeout, on_escalation or (lambda name: say(
-            f"{self.role} did not stop after SIGINT: sending {name}")))
+    def stop(self, timeout: float = STOP_TIMEOUT, on_escalation: Callable[[str], None] | None = None) -> int:
+        return super().stop(
+            timeout,
+            on_escalation or (lambda name: say(f"{self.role} did not stop after SIGINT: sending {name}")),
+        )
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str,
-             failure: Callable[[], str | None]) -> None:
+def wait_for(
+    condition: Callable[[], object], timeout: float, what: str, failure: Callable[[], str | None]
+) -> None:
     """Poll ``condition`` until it holds; RuntimeError when ``failure()`` reports a dead node
     first, or after ``timeout`` seconds (naming ``what`` was awaited)."""
     deadline = time.monotonic() + timeout
@@ -320,8 +380,7 @@ class NodeChildren:
             child.interrupt()
         for child in self.children:
             self.exit_codes[child.role] = child.stop()
-            say(f"{child.role} (pid {child.process.pid}) exited with status "
-                f"{self.exit_codes[child.role]}")
+            say(f"{child.role} (pid {child.process.pid}) exited with status {self.exit_codes[child.role]}")
 
 
 class SeparateProcesses:
@@ -359,6 +418,7 @@ def _install_stop_handlers(stop: threading.Event) -> None:
     def handler(signum: int, _frame: Any) -> None:
         say(f"{signal.Signals(signum).name}: stopping")
         stop.set()
+
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
@@ -370,15 +430,17 @@ def _describe(plan: BringupPlan) -> None:
         words = [f"{node.role}: {node.node_name}", *node.arguments]
         if node.params_file is not None:
             words.append(f"with {node.params_file}")
-        say(" ".join(words) + (f" + {overrides}" if overrides else "")
-            + (f" (env {env})" if env else ""))
+        say(" ".join(words) + (f" + {overrides}" if overrides else "") + (f" (env {env})" if env else ""))
     if plan.use_sim_time:
         say("use_sim_time: every node waits for /clock (a bag player or a simulator)")
 
 
-def _wait_for_the_end(nodes: InProcessNodes | SeparateProcesses,
-                      observer: BringupObserver | None, args: argparse.Namespace,
-                      stop: threading.Event) -> str | None:
+def _wait_for_the_end(
+    nodes: InProcessNodes | SeparateProcesses,
+    observer: BringupObserver | None,
+    args: argparse.Namespace,
+    stop: threading.Event,
+) -> str | None:
     """Until a signal, a node's failure, or the duration; the failure, if any.  With an observer
     the duration counts from the first chunk, when the loop is closed: loading, warm-up and the
     first inference take from seconds to minutes, and must end within the start-up timeout."""
@@ -394,8 +456,10 @@ def _wait_for_the_end(nodes: InProcessNodes | SeparateProcesses,
         now = time.monotonic()
         if active_since is None and observer is not None and observer.chunks.count:
             active_since = now
-            say(f"first chunk after {now - started:.1f} s"
-                + (f": running for {args.duration:g} s more" if args.duration else ""))
+            say(
+                f"first chunk after {now - started:.1f} s"
+                + (f": running for {args.duration:g} s more" if args.duration else "")
+            )
         if not args.duration:
             continue
         if active_since is None and now - started > args.startup_timeout:
@@ -405,8 +469,9 @@ def _wait_for_the_end(nodes: InProcessNodes | SeparateProcesses,
     return None
 
 
-def _run(plan: BringupPlan, args: argparse.Namespace, stop: threading.Event
-         ) -> tuple[str | None, dict[str, Any] | None, dict[str, int]]:
+def _run(
+    plan: BringupPlan, args: argparse.Namespace, stop: threading.Event
+) -> tuple[str | None, dict[str, Any] | None, dict[str, int]]:
     """Run until the duration, a signal or a failure; (failure, observer summary, exit codes)."""
     nodes = InProcessNodes(plan) if args.processes == "one" else SeparateProcesses(plan)
     observer: BringupObserver | None = None
@@ -415,8 +480,9 @@ def _run(plan: BringupPlan, args: argparse.Namespace, stop: threading.Event
         if plan.observed is not None:
             threads = nodes.threads
             assert threads is not None, "a plan with an observer gets node threads"
-            observer = threads.add(BringupObserver(
-                plan.observed, context=threads.context, use_sim_time=plan.use_sim_time))
+            observer = threads.add(
+                BringupObserver(plan.observed, context=threads.context, use_sim_time=plan.use_sim_time)
+            )
         failure = _wait_for_the_end(nodes, observer, args, stop)
     except Exception as error:  # noqa: BLE001 - e.g. invalid parameters of an in-process node
         failure = f"cannot start: {error}"
@@ -443,9 +509,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _install_stop_handlers(stop)
     failure, summary, exit_codes = _run(plan, args, stop)
 
-    report: dict[str, Any] = {"embodiment": args.embodiment, "processes": args.processes,
-                              "shadow": plan.shadow, "exit_codes": exit_codes,
-                              "failure": failure, "summary": summary, "problems": []}
+    report: dict[str, Any] = {
+        "embodiment": args.embodiment,
+        "processes": args.processes,
+        "shadow": plan.shadow,
+        "exit_codes": exit_codes,
+        "failure": failure,
+        "summary": summary,
+        "problems": [],
+    }
     if summary is not None:
         say("summary\n" + format_summary(summary))
         if args.duration:

@@ -7,6 +7,7 @@ and stamps, independently of what the executor claims), follows the robot's join
 keeps the last policy status and executor state.  ``summary`` turns that into plain data,
 ``problems`` into the verdict of a check run.
 """
+
 from __future__ import annotations
 
 import threading
@@ -28,8 +29,9 @@ from lightwam_ros.ros.stamps import stamp_to_nanoseconds
 from lightwam_ros.tools.launch.bringup_plan import ObservedTopics
 
 NODE_NAME = "lightwam_bringup_observer"
-POLICY_STATES = {value: name for name, value in vars(PolicyStatus).items()
-                 if name.isupper() and isinstance(value, int)}
+POLICY_STATES = {
+    value: name for name, value in vars(PolicyStatus).items() if name.isupper() and isinstance(value, int)
+}
 
 
 class ArrivalStats:
@@ -80,8 +82,13 @@ class MotionStats:
         self._velocity: np.ndarray | None = None
         self._origin_ns: int | None = None
 
-    def add_stamped(self, names: Sequence[str], stamp_ns: int, positions: Sequence[float],
-                    velocities: Sequence[float] = ()) -> None:
+    def add_stamped(
+        self,
+        names: Sequence[str],
+        stamp_ns: int,
+        positions: Sequence[float],
+        velocities: Sequence[float] = (),
+    ) -> None:
         """``add`` for a stamp in integer ns: times go in as seconds since the first stamp, as
         float seconds since the epoch resolve only 0.24 us, 0.1 % of the 0.2-0.3 ms between a
         late control tick and the next one (a 0.1 % acceleration over the cap that is not)."""
@@ -89,16 +96,20 @@ class MotionStats:
             self._origin_ns = stamp_ns
         self.add(names, (stamp_ns - self._origin_ns) * 1e-9, positions, velocities)
 
-    def add(self, names: Sequence[str], t: float, positions: Sequence[float],
-            velocities: Sequence[float] = ()) -> None:
+    def add(
+        self, names: Sequence[str], t: float, positions: Sequence[float], velocities: Sequence[float] = ()
+    ) -> None:
         names = tuple(names)
         q = np.asarray(positions, dtype=np.float64)
         if self.names is None:
             self.names = names
             self.max_velocity = np.zeros(len(names))
             self.max_acceleration = np.zeros(len(names))
-        if names != self.names or q.shape != (len(names),) or (
-                self._previous is not None and t <= self._previous[0]):
+        if (
+            names != self.names
+            or q.shape != (len(names),)
+            or (self._previous is not None and t <= self._previous[0])
+        ):
             self.skipped += 1
             return
         assert self.max_velocity is not None and self.max_acceleration is not None, "set with the names"
@@ -111,8 +122,9 @@ class MotionStats:
             self.max_velocity = np.maximum(self.max_velocity, np.abs(average))
             velocity = average if commanded is None else commanded
             if self._velocity is not None:
-                self.max_acceleration = np.maximum(self.max_acceleration,
-                                                   np.abs(velocity - self._velocity) / (t - t0))
+                self.max_acceleration = np.maximum(
+                    self.max_acceleration, np.abs(velocity - self._velocity) / (t - t0)
+                )
         if commanded is not None:
             self.max_velocity = np.maximum(self.max_velocity, np.abs(commanded))
         self._velocity = velocity
@@ -122,10 +134,12 @@ class MotionStats:
 class BringupObserver(Node):
     """Subscribes to what the bring-up produces; thread-safe ``summary``."""
 
-    def __init__(self, topics: ObservedTopics, *, context: Context | None = None,
-                 use_sim_time: bool = False) -> None:
-        super().__init__(NODE_NAME, context=context, parameter_overrides=[
-            Parameter("use_sim_time", value=use_sim_time)])
+    def __init__(
+        self, topics: ObservedTopics, *, context: Context | None = None, use_sim_time: bool = False
+    ) -> None:
+        super().__init__(
+            NODE_NAME, context=context, parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)]
+        )
         self.topics = topics
         self._lock = threading.Lock()
         self.chunks = ArrivalStats()
@@ -142,17 +156,21 @@ class BringupObserver(Node):
         reliable = QoSProfile(depth=10)
         self.create_subscription(ActionChunk, topics.chunk_topic, self._on_chunk, reliable)
         if topics.command_type == "joint_trajectory":
-            self.create_subscription(JointTrajectory, topics.command_topic, self._on_trajectory,
-                                     QoSProfile(depth=200))
+            self.create_subscription(
+                JointTrajectory, topics.command_topic, self._on_trajectory, QoSProfile(depth=200)
+            )
         else:
-            self.create_subscription(JointState, topics.command_topic, self._on_joint_command,
-                                     QoSProfile(depth=200))
-        self.create_subscription(JointState, topics.joint_state_topic, self._on_joint_state,
-                                 reliable)
-        self.create_subscription(PolicyStatus, topics.status_topic, self._on_status, QoSProfile(
-            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.create_subscription(DiagnosticArray, topics.diagnostics_topic, self._on_diagnostics,
-                                 reliable)
+            self.create_subscription(
+                JointState, topics.command_topic, self._on_joint_command, QoSProfile(depth=200)
+            )
+        self.create_subscription(JointState, topics.joint_state_topic, self._on_joint_state, reliable)
+        self.create_subscription(
+            PolicyStatus,
+            topics.status_topic,
+            self._on_status,
+            QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+        )
+        self.create_subscription(DiagnosticArray, topics.diagnostics_topic, self._on_diagnostics, reliable)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -172,8 +190,9 @@ class BringupObserver(Node):
     def _on_joint_command(self, msg: JointState) -> None:
         self._on_command(msg.name, msg.header.stamp, msg.position, msg.velocity)
 
-    def _on_command(self, names: Sequence[str], stamp: Any, positions: Sequence[float],
-                    velocities: Sequence[float]) -> None:
+    def _on_command(
+        self, names: Sequence[str], stamp: Any, positions: Sequence[float], velocities: Sequence[float]
+    ) -> None:
         with self._lock:
             self.commands.add(time.monotonic())
             self.motion.add_stamped(names, stamp_to_nanoseconds(stamp), positions, velocities)
@@ -185,8 +204,11 @@ class BringupObserver(Node):
             if self._start_positions is None:
                 self._start_positions = (names, q)
                 self._travel = np.zeros_like(q)
-            elif (names == self._start_positions[0] and self._travel is not None
-                  and q.shape == self._travel.shape):
+            elif (
+                names == self._start_positions[0]
+                and self._travel is not None
+                and q.shape == self._travel.shape
+            ):
                 self._travel = np.maximum(self._travel, np.abs(q - self._start_positions[1]))
 
     def _on_status(self, msg: PolicyStatus) -> None:
@@ -209,26 +231,37 @@ class BringupObserver(Node):
             travel = None
             if self._start_positions is not None and self._travel is not None and self._travel.size:
                 joint = int(np.argmax(self._travel))
-                travel = {"joint": self._start_positions[0][joint],
-                          "value": float(self._travel[joint])}
+                travel = {"joint": self._start_positions[0][joint], "value": float(self._travel[joint])}
             return {
                 "observed_s": round(time.monotonic() - self._started, 3),
-                "chunks": {"topic": self.topics.chunk_topic, "count": self.chunks.count,
-                           "rate_hz": self.chunks.rate,
-                           "inference_latency_ms": _mean_max(self._latencies),
-                           "observation_to_arrival_ms": _mean_max(self._delays)},
-                "commands": {"topic": self.topics.command_topic, "count": self.commands.count,
-                             "rate_hz": self.commands.rate,
-                             "max_gap_ms": 1e3 * self.commands.max_gap,
-                             "max_velocity": _largest(motion.names, motion.max_velocity,
-                                                      self.topics.max_velocity),
-                             "max_acceleration": _largest(motion.names, motion.max_acceleration,
-                                                          self.topics.max_acceleration)},
-                "robot": {"topic": self.topics.joint_state_topic,
-                          "joint_states": self.joint_states.count,
-                          "rate_hz": self.joint_states.rate, "largest_travel": travel},
-                "policy_state": (f"{POLICY_STATES.get(status.state, status.state)}: "
-                                 f"{status.message}" if status is not None else ""),
+                "chunks": {
+                    "topic": self.topics.chunk_topic,
+                    "count": self.chunks.count,
+                    "rate_hz": self.chunks.rate,
+                    "inference_latency_ms": _mean_max(self._latencies),
+                    "observation_to_arrival_ms": _mean_max(self._delays),
+                },
+                "commands": {
+                    "topic": self.topics.command_topic,
+                    "count": self.commands.count,
+                    "rate_hz": self.commands.rate,
+                    "max_gap_ms": 1e3 * self.commands.max_gap,
+                    "max_velocity": _largest(motion.names, motion.max_velocity, self.topics.max_velocity),
+                    "max_acceleration": _largest(
+                        motion.names, motion.max_acceleration, self.topics.max_acceleration
+                    ),
+                },
+                "robot": {
+                    "topic": self.topics.joint_state_topic,
+                    "joint_states": self.joint_states.count,
+                    "rate_hz": self.joint_states.rate,
+                    "largest_travel": travel,
+                },
+                "policy_state": (
+                    f"{POLICY_STATES.get(status.state, status.state)}: {status.message}"
+                    if status is not None
+                    else ""
+                ),
                 "executor_state": self._executor_state,
             }
 
@@ -239,8 +272,7 @@ def _mean_max(values: Sequence[float]) -> dict[str, float] | None:
     return {"mean": 1e3 * float(np.mean(values)), "max": 1e3 * float(np.max(values))}
 
 
-def _largest(names: tuple[str, ...] | None, values: np.ndarray | None,
-             caps: Any) -> dict[str, Any] | None:
+def _largest(names: tuple[str, ...] | None, values: np.ndarray | None, caps: Any) -> dict[str, Any] | None:
     """The joint with the largest value, with the executor's cap for that joint."""
     if names is None or values is None or not values.size:
         return None
@@ -269,26 +301,32 @@ def problems(summary: dict[str, Any], shadow: bool) -> list[str]:
 def format_summary(summary: dict[str, Any]) -> str:
     """A few human-readable lines."""
     chunks, commands, robot = summary["chunks"], summary["commands"], summary["robot"]
-    lines = [f"observed for {summary['observed_s']:.1f} s",
-             f"chunks    {chunks['count']} on {chunks['topic']} at {chunks['rate_hz']:.2f} Hz"]
-    for key, label in (("inference_latency_ms", "inference latency"),
-                       ("observation_to_arrival_ms", "observation -> arrival")):
+    lines = [
+        f"observed for {summary['observed_s']:.1f} s",
+        f"chunks    {chunks['count']} on {chunks['topic']} at {chunks['rate_hz']:.2f} Hz",
+    ]
+    for key, label in (
+        ("inference_latency_ms", "inference latency"),
+        ("observation_to_arrival_ms", "observation -> arrival"),
+    ):
         if chunks[key]:
-            lines.append(f"          {label}: mean {chunks[key]['mean']:.1f} ms, "
-                         f"max {chunks[key]['max']:.1f} ms")
-    lines.append(f"commands  {commands['count']} on {commands['topic']} at "
-                 f"{commands['rate_hz']:.1f} Hz (largest gap {commands['max_gap_ms']:.1f} ms)")
+            lines.append(
+                f"          {label}: mean {chunks[key]['mean']:.1f} ms, max {chunks[key]['max']:.1f} ms"
+            )
+    lines.append(
+        f"commands  {commands['count']} on {commands['topic']} at "
+        f"{commands['rate_hz']:.1f} Hz (largest gap {commands['max_gap_ms']:.1f} ms)"
+    )
     for key, unit in (("max_velocity", "/s"), ("max_acceleration", "/s^2")):
         largest = commands[key]
         if largest:  # rad or m, as the joint
             cap = f", cap {largest['cap']:g}" if largest["cap"] is not None else ""
-            lines.append(f"          largest {key[4:]}: {largest['value']:.3f}{unit} "
-                         f"({largest['joint']}{cap})")
+            lines.append(
+                f"          largest {key[4:]}: {largest['value']:.3f}{unit} ({largest['joint']}{cap})"
+            )
     travel = robot["largest_travel"]
-    moved = (f", moved up to {travel['value']:.3f} ({travel['joint']}) from its start"
-             if travel else "")
-    lines.append(f"robot     {robot['joint_states']} joint states at {robot['rate_hz']:.1f} Hz"
-                 f"{moved}")
+    moved = f", moved up to {travel['value']:.3f} ({travel['joint']}) from its start" if travel else ""
+    lines.append(f"robot     {robot['joint_states']} joint states at {robot['rate_hz']:.1f} Hz{moved}")
     lines.append(f"policy    {summary['policy_state'] or 'no status received'}")
     lines.append(f"executor  {summary['executor_state'] or 'no diagnostics received'}")
     return "\n".join(lines)

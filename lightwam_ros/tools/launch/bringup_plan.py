@@ -16,6 +16,7 @@ Two nodes have no parameter file: the recorder (``lightwam-record``: inputs and 
 run, from the same effective parameters, into a bag) and the bag player (``lightwam-replay``:
 a recording provides the inputs and ``/clock``).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,11 +39,12 @@ from lightwam_ros.tools.assets.model_files import ModelFiles, ensure_tiny_packag
 
 # Executor output mode -> (topic parameter, message type the loopback robot follows), by
 # preference: a trajectory is what a real ros2_control arm gets.
-_FOLLOWED_OUTPUTS = (("joint_trajectory", "joint_trajectory_topic"),
-                     ("joint_state", "joint_command_topic"))
+_FOLLOWED_OUTPUTS = (("joint_trajectory", "joint_trajectory_topic"), ("joint_state", "joint_command_topic"))
 # The executor's defaults of those topics, for an embodiment without an executor parameter file.
-_DEFAULT_COMMAND_TOPICS = {"joint_trajectory": "joint_trajectory_controller/joint_trajectory",
-                           "joint_state": "lightwam/joint_command"}
+_DEFAULT_COMMAND_TOPICS = {
+    "joint_trajectory": "joint_trajectory_controller/joint_trajectory",
+    "joint_state": "lightwam/joint_command",
+}
 
 
 class PlanError(ValueError):
@@ -67,12 +69,15 @@ class ParamOverride:
     def parse(cls, text: str) -> ParamOverride:
         target, sep, raw = text.partition(":=")
         if not sep or not target:
-            raise PlanError(f"--params {text!r}: expected [ROLE:]NAME:=VALUE, e.g. rate:=5 or "
-                            f"executor:boundary_rule:=blend")
+            raise PlanError(
+                f"--params {text!r}: expected [ROLE:]NAME:=VALUE, e.g. rate:=5 or "
+                f"executor:boundary_rule:=blend"
+            )
         role, _, name = target.rpartition(":")
         if role and role not in (*CONFIGURED_ROLES, RECORDER):
-            raise PlanError(f"--params {text!r}: unknown node {role!r}; nodes: "
-                            f"{[*CONFIGURED_ROLES, RECORDER]}")
+            raise PlanError(
+                f"--params {text!r}: unknown node {role!r}; nodes: {[*CONFIGURED_ROLES, RECORDER]}"
+            )
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as error:
@@ -92,8 +97,10 @@ def _parameter_value(text: str, value: Any) -> Any:
             return [float(v) for v in value]
         if len(kinds) == 1:
             return value
-    raise PlanError(f"--params {text!r}: a parameter value must be a bool, number, string or a "
-                    f"non-empty list of one of those, got {value!r}")
+    raise PlanError(
+        f"--params {text!r}: a parameter value must be a bool, number, string or a "
+        f"non-empty list of one of those, got {value!r}"
+    )
 
 
 def ros_value_text(value: Any) -> str:
@@ -107,9 +114,15 @@ def ros_value_text(value: Any) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def resolve_model(embodiment: str, checkpoint: str | Path | None,
-                  instruction_cache: str | Path | None, *, tiny: bool, safe_target: bool,
-                  cache_dir: Path | None = None) -> ModelFiles:
+def resolve_model(
+    embodiment: str,
+    checkpoint: str | Path | None,
+    instruction_cache: str | Path | None,
+    *,
+    tiny: bool,
+    safe_target: bool,
+    cache_dir: Path | None = None,
+) -> ModelFiles:
     """The checkpoint and instruction cache to run.
 
     Without a checkpoint a random-weight tiny package is used (built once into ``cache_dir``),
@@ -117,21 +130,24 @@ def resolve_model(embodiment: str, checkpoint: str | Path | None,
     loopback robot, or shadow mode): random weights must never drive an arm by default.
     """
     if tiny and (checkpoint or instruction_cache):
-        raise PlanError("tiny uses a random-weight package: give either it or a checkpoint and "
-                        "instruction cache, not both")
+        raise PlanError(
+            "tiny uses a random-weight package: give either it or a checkpoint and "
+            "instruction cache, not both"
+        )
     if checkpoint or instruction_cache:
         if not (checkpoint and instruction_cache):
             raise PlanError("a checkpoint needs its instruction cache and vice versa")
-        files = ModelFiles(Path(checkpoint).expanduser(), Path(instruction_cache).expanduser(),
-                           tiny=False)
+        files = ModelFiles(Path(checkpoint).expanduser(), Path(instruction_cache).expanduser(), tiny=False)
         for path in (files.checkpoint, files.instruction_cache):
             if not path.is_file():
                 raise PlanError(f"no such file: {path}")
         return files
     if not (tiny or safe_target):
-        raise PlanError("no checkpoint given: a random-weight tiny package is only used with the "
-                        "loopback robot, in shadow mode, or when asked for explicitly (tiny); "
-                        "pass a checkpoint and instruction cache to drive a robot")
+        raise PlanError(
+            "no checkpoint given: a random-weight tiny package is only used with the "
+            "loopback robot, in shadow mode, or when asked for explicitly (tiny); "
+            "pass a checkpoint and instruction cache to drive a robot"
+        )
     return ensure_tiny_package(embodiment, cache_dir)
 
 
@@ -178,20 +194,40 @@ class NodePlan:
     arguments: tuple[str, ...] = ()  # before the ROS arguments (the bag player's options)
 
     @classmethod
-    def of_kind(cls, role: str, params_file: Path | None, overrides: dict[str, Any],
-                env: dict[str, str] | None = None, arguments: tuple[str, ...] = ()) -> NodePlan:
+    def of_kind(
+        cls,
+        role: str,
+        params_file: Path | None,
+        overrides: dict[str, Any],
+        env: dict[str, str] | None = None,
+        arguments: tuple[str, ...] = (),
+    ) -> NodePlan:
         """A node of a registered kind (``node_registry.NODE_KINDS``)."""
         kind = NODE_KINDS[role]
-        return cls(role, kind.node_name, kind.module, kind.executable, params_file, overrides,
-                   dict(env or {}), arguments)
+        return cls(
+            role,
+            kind.node_name,
+            kind.module,
+            kind.executable,
+            params_file,
+            overrides,
+            dict(env or {}),
+            arguments,
+        )
 
     def command(self, python: str = sys.executable) -> list[str]:
         """The command line that runs this node in its own process."""
         ros_args = [] if self.params_file is None else ["--params-file", str(self.params_file)]
         for name, value in self.overrides.items():
             ros_args += ["-p", f"{name}:={ros_value_text(value)}"]
-        return [python, "-u", "-m", self.module, *self.arguments,
-                *(["--ros-args", *ros_args] if ros_args else [])]
+        return [
+            python,
+            "-u",
+            "-m",
+            self.module,
+            *self.arguments,
+            *(["--ros-args", *ros_args] if ros_args else []),
+        ]
 
 
 @dataclass(frozen=True)
@@ -225,23 +261,26 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
     replay = options.replay or options.replay_bag is not None
     sim = _sim_task(options.sim, options.embodiment)
     if (replay, options.loopback_robot, sim is not None).count(True) > 1:
-        raise PlanError("replay, loopback_robot and sim each provide the robot's inputs: choose "
-                        "one")
+        raise PlanError("replay, loopback_robot and sim each provide the robot's inputs: choose one")
     robot = "robot" if options.loopback_robot else "sim" if sim is not None else None
     roles = (POLICY, EXECUTOR) + ((robot,) if robot else ())
     # A node without a parameter file for the embodiment runs on its defaults, which it derives
     # from the embodiment: it only needs to be told which one.
     files = {role: optional_params_file(role, options.embodiment) for role in roles}
-    from_files = {role: {} if (path := files[role]) is None else
-                  read_params(path, NODE_KINDS[role].node_name) for role in roles}
+    from_files = {
+        role: {} if (path := files[role]) is None else read_params(path, NODE_KINDS[role].node_name)
+        for role in roles
+    }
     overrides: dict[str, dict[str, Any]] = {
         role: {"embodiment": options.embodiment} if files[role] is None and role != "sim" else {}
-        for role in roles}
+        for role in roles
+    }
     if options.record is not None:
         overrides[RECORDER] = {}
     use_sim_time = options.use_sim_time or replay or sim is not None
-    overrides["policy"].update(checkpoint=str(model.checkpoint),
-                               instruction_cache=str(model.instruction_cache))
+    overrides["policy"].update(
+        checkpoint=str(model.checkpoint), instruction_cache=str(model.instruction_cache)
+    )
     if model.tiny and not from_files[POLICY].get("instruction"):
         # A tiny package knows its embodiment's tasks: start on the first.
         tasks = load_embodiment(options.embodiment).tasks
@@ -264,59 +303,68 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
         wiring = _robot_wiring(policy, executor, observed, options.embodiment)
         # The robot publishes every camera in one burst from one participant, which best-effort
         # readers here lose frames of (lightwam-bench-ros measured it); it publishes reliably.
-        wired_policy = {f"cameras.{role}.reliable": True
-                        for role in camera_sizes(load_embodiment(options.embodiment))}
+        wired_policy = {
+            f"cameras.{role}.reliable": True for role in camera_sizes(load_embodiment(options.embodiment))
+        }
         if sim is not None:
             wiring, sim_policy = _sim_wiring(wiring, sim, policy, from_files["sim"])
             wired_policy.update(sim_policy)
         overrides[robot] = {**wiring, **overrides[robot]}  # the user's overrides win
         overrides["policy"] = {**wired_policy, **overrides["policy"]}
-    threads = (default_policy_threads() if options.policy_threads is None
-               else options.policy_threads)
+    threads = default_policy_threads() if options.policy_threads is None else options.policy_threads
     if threads < 1:
         raise PlanError(f"policy threads must be >= 1, got {threads}")
     env: dict[str, dict[str, str]] = {role: {} for role in roles}
     env["policy"]["OMP_NUM_THREADS"] = str(threads)
-    nodes = tuple(NodePlan.of_kind(role, files[role], overrides[role], env[role])
-                  for role in roles)
+    nodes = tuple(NodePlan.of_kind(role, files[role], overrides[role], env[role]) for role in roles)
     if options.record is not None:
-        recorder = _recorder_parameters(options.record, options.embodiment, policy, executor,
-                                        use_sim_time)
+        recorder = _recorder_parameters(options.record, options.embodiment, policy, executor, use_sim_time)
         nodes += (NodePlan.of_kind(RECORDER, None, {**recorder, **overrides[RECORDER]}),)
     if options.replay_bag is not None:
         nodes += (_replay_node(options.replay_bag),)
     return BringupPlan(nodes, observed, use_sim_time, shadow)
 
 
-def _route(override: ParamOverride, from_files: Mapping[str, Mapping[str, Any]],
-           overrides: dict[str, dict[str, Any]]) -> None:
+def _route(
+    override: ParamOverride, from_files: Mapping[str, Mapping[str, Any]], overrides: dict[str, dict[str, Any]]
+) -> None:
     """Add an override to its node, or to every started node whose file sets the name."""
-    targets = ([override.role] if override.role else
-               [role for role, values in from_files.items() if override.name in values])
+    targets = (
+        [override.role]
+        if override.role
+        else [role for role, values in from_files.items() if override.name in values]
+    )
     if not targets:
-        raise PlanError(f"--params {override.name}: no node's parameter file sets it; prefix "
-                        f"the node to pass it anyway (e.g. policy:{override.name}:=...)")
+        raise PlanError(
+            f"--params {override.name}: no node's parameter file sets it; prefix "
+            f"the node to pass it anyway (e.g. policy:{override.name}:=...)"
+        )
     if any(target not in overrides for target in targets):
-        raise PlanError(f"--params for {override.role}: that node is not started (the robot "
-                        "runs only with the loopback robot, sim only with a simulator, the "
-                        "recorder only when recording)")
+        raise PlanError(
+            f"--params for {override.role}: that node is not started (the robot "
+            "runs only with the loopback robot, sim only with a simulator, the "
+            "recorder only when recording)"
+        )
     for target in targets:
         overrides[target][override.name] = override.value
 
 
-def _observed_topics(policy: Mapping[str, Any], executor: Mapping[str, Any],
-                     shadow: bool) -> ObservedTopics:
+def _observed_topics(policy: Mapping[str, Any], executor: Mapping[str, Any], shadow: bool) -> ObservedTopics:
     command_type, command_topic = _followed_output(executor)
     return ObservedTopics(
-        chunk_topic=policy.get("shadow_chunk_topic" if shadow else "chunk_topic",
-                               "lightwam/shadow_chunk" if shadow else "lightwam/action_chunk"),
-        command_type=command_type, command_topic=command_topic,
+        chunk_topic=policy.get(
+            "shadow_chunk_topic" if shadow else "chunk_topic",
+            "lightwam/shadow_chunk" if shadow else "lightwam/action_chunk",
+        ),
+        command_type=command_type,
+        command_topic=command_topic,
         joint_state_topic=executor.get("joint_state_topic", "joint_states"),
         status_topic=policy.get("status_topic", "lightwam/policy_status"),
         diagnostics_topic=executor.get("diagnostics_topic", "/diagnostics"),
         executor_name=NODE_KINDS[EXECUTOR].node_name,
         max_velocity=executor.get("max_velocity"),
-        max_acceleration=executor.get("max_acceleration"))
+        max_acceleration=executor.get("max_acceleration"),
+    )
 
 
 def _followed_output(executor: Mapping[str, Any]) -> tuple[str, str]:
@@ -324,8 +372,10 @@ def _followed_output(executor: Mapping[str, Any]) -> tuple[str, str]:
     for mode, topic_parameter in _FOLLOWED_OUTPUTS:
         if mode in modes:
             return mode, executor.get(topic_parameter, _DEFAULT_COMMAND_TOPICS[mode])
-    raise PlanError(f"executor output_modes {list(modes)}: the loopback robot and the observer "
-                    f"follow {[mode for mode, _ in _FOLLOWED_OUTPUTS]}; enable one of them")
+    raise PlanError(
+        f"executor output_modes {list(modes)}: the loopback robot and the observer "
+        f"follow {[mode for mode, _ in _FOLLOWED_OUTPUTS]}; enable one of them"
+    )
 
 
 def _sim_task(text: str | None, embodiment: str) -> SimTask | None:
@@ -340,18 +390,24 @@ def _sim_task(text: str | None, embodiment: str) -> SimTask | None:
     return task
 
 
-def _sim_wiring(robot_wiring: Mapping[str, Any], task: SimTask, policy: Mapping[str, Any],
-                bridge: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _sim_wiring(
+    robot_wiring: Mapping[str, Any], task: SimTask, policy: Mapping[str, Any], bridge: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(bridge parameters, policy parameters) that connect the simulator bridge: the robot's
     topics as for the loopback robot, one camera size for all, the task and its instruction, and
     each end-effector pose the policy reads from the bridge (LIBERO's state is the simulator's
     world-frame pose)."""
-    wiring = {name: value for name, value in robot_wiring.items()
-              if name != "embodiment" and not name.endswith(".size")}
+    wiring = {
+        name: value
+        for name, value in robot_wiring.items()
+        if name != "embodiment" and not name.endswith(".size")
+    }
     sizes = {tuple(value) for name, value in robot_wiring.items() if name.endswith(".size")}
     if len(sizes) > 1:
-        raise PlanError(f"the policy requires camera sizes {sorted(sizes)}: the simulator "
-                        "renders every camera at one size")
+        raise PlanError(
+            f"the policy requires camera sizes {sorted(sizes)}: the simulator "
+            "renders every camera at one size"
+        )
     if sizes:
         wiring["camera_size"] = list(sizes.pop())
     wiring["task"] = str(task)
@@ -362,25 +418,35 @@ def _sim_wiring(robot_wiring: Mapping[str, Any], task: SimTask, policy: Mapping[
     return wiring, policy_wiring
 
 
-def _robot_wiring(policy: Mapping[str, Any], executor: Mapping[str, Any],
-                  observed: ObservedTopics, embodiment: str) -> dict[str, Any]:
+def _robot_wiring(
+    policy: Mapping[str, Any], executor: Mapping[str, Any], observed: ObservedTopics, embodiment: str
+) -> dict[str, Any]:
     """Loopback-robot parameters that connect it to the policy and the executor; its cameras
     render at the sizes the policy warms up for (its ``cameras.<role>.size``, else the
     embodiment's)."""
     sizes = camera_sizes(load_embodiment(embodiment))
-    joint_topics = {policy.get("joint_state_topic", "joint_states"),
-                    executor.get("joint_state_topic", "joint_states")}
+    joint_topics = {
+        policy.get("joint_state_topic", "joint_states"),
+        executor.get("joint_state_topic", "joint_states"),
+    }
     if len(joint_topics) != 1:
-        raise PlanError(f"the policy and the executor read joint states from different topics "
-                        f"{sorted(joint_topics)}: the loopback robot publishes one")
-    wiring: dict[str, Any] = {"embodiment": embodiment, "joint_state_topic": joint_topics.pop(),
-                              "command_type": observed.command_type,
-                              "command_topic": observed.command_topic}
+        raise PlanError(
+            f"the policy and the executor read joint states from different topics "
+            f"{sorted(joint_topics)}: the loopback robot publishes one"
+        )
+    wiring: dict[str, Any] = {
+        "embodiment": embodiment,
+        "joint_state_topic": joint_topics.pop(),
+        "command_type": observed.command_type,
+        "command_topic": observed.command_topic,
+    }
     for role in sizes:
         prefix = f"cameras.{role}."
         if policy.get(prefix + "compressed", False):
-            raise PlanError(f"policy camera {role!r} is compressed: the loopback robot publishes "
-                            f"raw sensor_msgs/Image only (set {prefix}compressed:=false)")
+            raise PlanError(
+                f"policy camera {role!r} is compressed: the loopback robot publishes "
+                f"raw sensor_msgs/Image only (set {prefix}compressed:=false)"
+            )
         if policy.get(prefix + "topic"):
             wiring[prefix + "topic"] = policy[prefix + "topic"]
         size = policy.get(prefix + "size") or sizes.get(role)
@@ -393,18 +459,23 @@ def _robot_wiring(policy: Mapping[str, Any], executor: Mapping[str, Any],
 # Recording and replay
 # --------------------------------------------------------------------------------------------
 
-def _recorder_parameters(path: str, embodiment: str, policy: Mapping[str, Any],
-                         executor: Mapping[str, Any], use_sim_time: bool) -> dict[str, Any]:
+
+def _recorder_parameters(
+    path: str, embodiment: str, policy: Mapping[str, Any], executor: Mapping[str, Any], use_sim_time: bool
+) -> dict[str, Any]:
     """The recorder records what the started nodes really use: the effective topics."""
     output = Path(path).expanduser().absolute()
     if output.exists():
         raise PlanError(f"record: {output} already exists; name a new bag directory")
     recorded = recorded_topics(policy, executor)
     parameters: dict[str, Any] = {
-        "output": str(output), "embodiment": embodiment,
+        "output": str(output),
+        "embodiment": embodiment,
         "instruction": str(policy.get("instruction", "")),
-        "instruction_topic": recorded.instruction, "input_topics": list(recorded.inputs),
-        "output_topics": list(recorded.outputs)}
+        "instruction_topic": recorded.instruction,
+        "input_topics": list(recorded.inputs),
+        "output_topics": list(recorded.outputs),
+    }
     if use_sim_time:
         parameters["use_sim_time"] = True
     return parameters
@@ -433,26 +504,43 @@ class LaunchArgument:
 
 _BOOL_CHOICES = ("true", "false")
 LAUNCH_ARGUMENTS = (
-    LaunchArgument("embodiment", DEFAULT_EMBODIMENT, "Robot: config/embodiments/<embodiment>.yaml "
-                   "(or one in $LIGHTWAM_EMBODIMENT_PATH) and its config/*_<embodiment>.yaml.",
-                   embodiments()),
-    LaunchArgument("checkpoint", "", "Light-WAM checkpoint (.safetensors); empty: a random-weight "
-                   "tiny package, allowed only with loopback_robot or shadow."),
+    LaunchArgument(
+        "embodiment",
+        DEFAULT_EMBODIMENT,
+        "Robot: config/embodiments/<embodiment>.yaml "
+        "(or one in $LIGHTWAM_EMBODIMENT_PATH) and its config/*_<embodiment>.yaml.",
+        embodiments(),
+    ),
+    LaunchArgument(
+        "checkpoint",
+        "",
+        "Light-WAM checkpoint (.safetensors); empty: a random-weight "
+        "tiny package, allowed only with loopback_robot or shadow.",
+    ),
     LaunchArgument("instruction_cache", "", "Instruction cache (.safetensors) of the checkpoint."),
-    LaunchArgument("shadow", "false", "Predict and plan without commanding the arm.",
-                   _BOOL_CHOICES),
+    LaunchArgument("shadow", "false", "Predict and plan without commanding the arm.", _BOOL_CHOICES),
     LaunchArgument("use_sim_time", "false", "Every node follows /clock.", _BOOL_CHOICES),
-    LaunchArgument("replay", "false", "Inputs come from a recording (implies use_sim_time).",
-                   _BOOL_CHOICES),
-    LaunchArgument("loopback_robot", "false", "Start the stand-in robot (no hardware).",
-                   _BOOL_CHOICES),
-    LaunchArgument("sim", "", "A simulator as the robot: aloha[:TASK] (embodiment aloha_sim) or "
-                   "libero[:SUITE/INDEX] (libero_franka); empty: none."),
+    LaunchArgument("replay", "false", "Inputs come from a recording (implies use_sim_time).", _BOOL_CHOICES),
+    LaunchArgument("loopback_robot", "false", "Start the stand-in robot (no hardware).", _BOOL_CHOICES),
+    LaunchArgument(
+        "sim",
+        "",
+        "A simulator as the robot: aloha[:TASK] (embodiment aloha_sim) or "
+        "libero[:SUITE/INDEX] (libero_franka); empty: none.",
+    ),
     LaunchArgument("rviz", "false", "Start rviz2 with config/lightwam.rviz.", _BOOL_CHOICES),
-    LaunchArgument("record", "", "Record the run's inputs and outputs into this bag directory "
-                   "(must not exist yet); empty: no recording."),
-    LaunchArgument("bag", "", "Play this bag with lightwam-replay as the inputs and /clock "
-                   "(implies replay); empty: none is played here."),
+    LaunchArgument(
+        "record",
+        "",
+        "Record the run's inputs and outputs into this bag directory "
+        "(must not exist yet); empty: no recording.",
+    ),
+    LaunchArgument(
+        "bag",
+        "",
+        "Play this bag with lightwam-replay as the inputs and /clock "
+        "(implies replay); empty: none is played here.",
+    ),
 )
 
 
@@ -463,23 +551,30 @@ def launch_flag(values: Mapping[str, str], name: str) -> bool:
     return text == "true"
 
 
-def plan_from_launch_arguments(values: Mapping[str, str],
-                               cache_dir: Path | None = None) -> BringupPlan:
+def plan_from_launch_arguments(values: Mapping[str, str], cache_dir: Path | None = None) -> BringupPlan:
     """The plan for the launch file's argument values (strings, as launch gives them)."""
     options = BringupOptions(
-        embodiment=values["embodiment"], shadow=launch_flag(values, "shadow"),
-        use_sim_time=launch_flag(values, "use_sim_time"), replay=launch_flag(values, "replay"),
+        embodiment=values["embodiment"],
+        shadow=launch_flag(values, "shadow"),
+        use_sim_time=launch_flag(values, "use_sim_time"),
+        replay=launch_flag(values, "replay"),
         loopback_robot=launch_flag(values, "loopback_robot"),
-        sim=values["sim"].strip() or None, record=values["record"].strip() or None,
-        replay_bag=values["bag"].strip() or None)
+        sim=values["sim"].strip() or None,
+        record=values["record"].strip() or None,
+        replay_bag=values["bag"].strip() or None,
+    )
     if options.embodiment not in embodiments():
-        raise PlanError(f"launch argument embodiment must be one of {list(embodiments())}, got "
-                        f"{options.embodiment!r}")
-    model = resolve_model(options.embodiment, values["checkpoint"].strip() or None,
-                          values["instruction_cache"].strip() or None, tiny=False,
-                          safe_target=(options.loopback_robot or options.shadow
-                                       or options.sim is not None),
-                          cache_dir=cache_dir)
+        raise PlanError(
+            f"launch argument embodiment must be one of {list(embodiments())}, got {options.embodiment!r}"
+        )
+    model = resolve_model(
+        options.embodiment,
+        values["checkpoint"].strip() or None,
+        values["instruction_cache"].strip() or None,
+        tiny=False,
+        safe_target=(options.loopback_robot or options.shadow or options.sim is not None),
+        cache_dir=cache_dir,
+    )
     return build_plan(options, model_for_sim(model, options))
 
 
@@ -487,4 +582,3 @@ def model_for_sim(model: ModelFiles, options: BringupOptions) -> ModelFiles:
     """With a simulator and a tiny package: the package with the simulated task's instruction."""
     task = _sim_task(options.sim, options.embodiment)
     return model if task is None else tiny_with_instruction(model, task.instruction())
-

@@ -1,6 +1,7 @@
 """A node (or any command) as a child process: merged output handed over line by line, and a
 stop that always ends it - SIGINT first, as Ctrl-C or ``ros2 launch`` would, then SIGTERM, then
 SIGKILL - so no bring-up, benchmark or test leaves a node running behind it."""
+
 from __future__ import annotations
 
 import ctypes
@@ -32,13 +33,25 @@ class ChildProcess:
     keeps a terminal's Ctrl-C away from the child, for callers that stop their children
     themselves."""
 
-    def __init__(self, command: Sequence[str], on_line: Callable[[str], None], *,
-                 env: Mapping[str, str] | None = None, new_session: bool = False,
-                 die_with_parent: bool = False) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        on_line: Callable[[str], None],
+        *,
+        env: Mapping[str, str] | None = None,
+        new_session: bool = False,
+        die_with_parent: bool = False,
+    ) -> None:
         self.process = subprocess.Popen(
-            list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-            env=None if env is None else dict(env), start_new_session=new_session,
-            preexec_fn=_die_with_parent() if die_with_parent else None)
+            list(command),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=None if env is None else dict(env),
+            start_new_session=new_session,
+            preexec_fn=_die_with_parent() if die_with_parent else None,
+        )
         self._reader = threading.Thread(target=self._read, args=(on_line,), daemon=True)
         self._interrupted = False
 
@@ -56,13 +69,17 @@ class ChildProcess:
             self._interrupted = True
             self.process.send_signal(signal.SIGINT)
 
-    def stop(self, timeout: float = STOP_TIMEOUT,
-             on_escalation: Callable[[str], None] = lambda signal_name: None) -> int:
+    def stop(
+        self, timeout: float = STOP_TIMEOUT, on_escalation: Callable[[str], None] = lambda signal_name: None
+    ) -> int:
         """Interrupt, then SIGTERM, then SIGKILL until the process has exited (``on_escalation``
         hears each escalation); the exit status, once the output is read to its end."""
         self.interrupt()
-        steps = ((None, timeout), (signal.SIGTERM, _ESCALATION_TIMEOUT),
-                 (signal.SIGKILL, _ESCALATION_TIMEOUT))
+        steps = (
+            (None, timeout),
+            (signal.SIGTERM, _ESCALATION_TIMEOUT),
+            (signal.SIGKILL, _ESCALATION_TIMEOUT),
+        )
         for sig, wait in steps:
             if sig is not None and self.process.poll() is None:
                 on_escalation(sig.name)

@@ -1,4 +1,5 @@
 """Environment for ROS 2 processes that must not talk beyond this machine or to other runs."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ groups replaced by one image display per camera of the run's embodiment, on the 
 really reads, and the first arm's base frame as the fixed frame.  A new embodiment so needs no
 RViz edit.  No ROS imports.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -27,28 +28,37 @@ def policy_camera_topics(plan: BringupPlan, embodiment: str) -> dict[str, str]:
     """Camera role -> the image topic the plan's policy reads (its file plus overrides); RViz
     picks the transport itself."""
     node = plan.node(POLICY)
-    values: dict[str, Any] = ({} if node.params_file is None
-                              else read_params(node.params_file, node.node_name))
+    values: dict[str, Any] = {} if node.params_file is None else read_params(node.params_file, node.node_name)
     values.update(node.overrides)
-    return {camera.role: absolute_topic(values.get(f"cameras.{camera.role}.topic")
-                                        or default_camera_topic(camera.role))
-            for camera in load_embodiment(embodiment).canvas.cameras}
+    return {
+        camera.role: absolute_topic(
+            values.get(f"cameras.{camera.role}.topic") or default_camera_topic(camera.role)
+        )
+        for camera in load_embodiment(embodiment).canvas.cameras
+    }
 
 
 def rviz_document(embodiment: str, camera_topics: dict[str, str]) -> dict[str, Any]:
     """The shipped RViz configuration with the embodiment's cameras (``camera_topics``)."""
     document = yaml.safe_load(rviz_config().read_text())
     manager = document["Visualization Manager"]
-    displays = [display for display in manager["Displays"]
-                if not (display.get("Class") == _GROUP
-                        and str(display.get("Name", "")).startswith(CAMERA_GROUP_PREFIX))]
-    displays.append({"Class": _GROUP, "Enabled": True,
-                     "Name": f"{CAMERA_GROUP_PREFIX} ({embodiment})",
-                     "Displays": [_image_display(role, topic)
-                                  for role, topic in camera_topics.items()]})
+    displays = [
+        display
+        for display in manager["Displays"]
+        if not (
+            display.get("Class") == _GROUP and str(display.get("Name", "")).startswith(CAMERA_GROUP_PREFIX)
+        )
+    ]
+    displays.append(
+        {
+            "Class": _GROUP,
+            "Enabled": True,
+            "Name": f"{CAMERA_GROUP_PREFIX} ({embodiment})",
+            "Displays": [_image_display(role, topic) for role, topic in camera_topics.items()],
+        }
+    )
     manager["Displays"] = displays
-    base_frame = next((arm.base_frame for arm in load_embodiment(embodiment).arms
-                       if arm.base_frame), None)
+    base_frame = next((arm.base_frame for arm in load_embodiment(embodiment).arms if arm.base_frame), None)
     if base_frame:
         manager["Global Options"]["Fixed Frame"] = base_frame
     return document
@@ -65,9 +75,21 @@ def write_rviz_config(plan: BringupPlan, embodiment: str, folder: Path | None = 
 
 def _image_display(role: str, topic: str) -> dict[str, Any]:
     # Best effort matches every camera driver, reliable or not.
-    return {"Class": _IMAGE, "Enabled": True, "Max Value": 1, "Median window": 5,
-            "Min Value": 0, "Name": f"{role} camera", "Normalize Range": True,
-            "Topic": {"Depth": 5, "Durability Policy": "Volatile", "Filter size": 10,
-                      "History Policy": "Keep Last", "Reliability Policy": "Best Effort",
-                      "Value": topic},
-            "Value": True}
+    return {
+        "Class": _IMAGE,
+        "Enabled": True,
+        "Max Value": 1,
+        "Median window": 5,
+        "Min Value": 0,
+        "Name": f"{role} camera",
+        "Normalize Range": True,
+        "Topic": {
+            "Depth": 5,
+            "Durability Policy": "Volatile",
+            "Filter size": 10,
+            "History Policy": "Keep Last",
+            "Reliability Policy": "Best Effort",
+            "Value": topic,
+        },
+        "Value": True,
+    }

@@ -13,6 +13,7 @@ every stream.  ``observations`` then streams the inputs again and assembles the 
 each requested stamp once the bag's clock has passed it by ``lag`` (inputs stamped before a frame
 can arrive after it).
 """
+
 from __future__ import annotations
 
 import math
@@ -110,8 +111,9 @@ class BagInputs:
         self.anchor = anchor_stream(settings)
         self.anchor_topic = next(t for t, s in self.stream_of.items() if s == self.anchor)
         self.cameras = {camera_stream(c.role): c for c in settings.cameras}
-        self.chunk_topics = {absolute_topic(settings.topics[name])
-                             for name in ("chunk_topic", "shadow_chunk_topic")}
+        self.chunk_topics = {
+            absolute_topic(settings.topics[name]) for name in ("chunk_topic", "shadow_chunk_topic")
+        }
         self.instruction_topic = absolute_topic(settings.topics["instruction_topic"])
         self._decode_failures: dict[str, int] = {}
 
@@ -123,8 +125,9 @@ class BagInputs:
         run.problems += missing_topics(self.reader.topics, sorted(self.stream_of))
         typestore = self.reader.typestore  # the bag's own definitions, then the project's
         for message in self.reader.messages():
-            health.add(message.topic, message.log_time_ns,
-                       header_stamp_ns(message.data, message.msgtype, typestore))
+            health.add(
+                message.topic, message.log_time_ns, header_stamp_ns(message.data, message.msgtype, typestore)
+            )
             stream = self.stream_of.get(message.topic)
             if message.topic == self.anchor_topic:
                 stamp = header_stamp_ns(message.data, message.msgtype, typestore)
@@ -133,8 +136,9 @@ class BagInputs:
             elif stream == JOINT_STREAM:
                 self._scan_joint_state(message, run)
             elif message.topic in self.chunk_topics:
-                decoded = self._decode(message, lambda msg: (
-                    stamp_to_nanoseconds(msg.header.stamp), msg_to_chunk(msg)))
+                decoded = self._decode(
+                    message, lambda msg: (stamp_to_nanoseconds(msg.header.stamp), msg_to_chunk(msg))
+                )
                 if decoded is not None:
                     stamp_ns, chunk = decoded
                     run.live_chunks[stamp_ns] = chunk
@@ -151,9 +155,9 @@ class BagInputs:
     def _scan_joint_state(self, message: BagMessage, run: RecordedRun) -> None:
         """The robot's state over time (measured end-effector poses, where configured, are not
         part of it: a state needing them is counted as unusable)."""
+
         def state(msg: Any) -> tuple[float, np.ndarray]:
-            return (stamp_to_seconds(msg.header.stamp),
-                    self.builder.build(self.matcher.extract(msg)).vector)
+            return (stamp_to_seconds(msg.header.stamp), self.builder.build(self.matcher.extract(msg)).vector)
 
         decoded = self._decode(message, state)
         if decoded is not None:
@@ -162,8 +166,7 @@ class BagInputs:
 
     # ------------------------------------------------------------------ pass two
 
-    def observations(self, stamps: Sequence[float]
-                     ) -> Iterator[tuple[float, BagObservation | str]]:
+    def observations(self, stamps: Sequence[float]) -> Iterator[tuple[float, BagObservation | str]]:
         """(stamp, observation or the reason there is none) for each of ``stamps`` (sorted)."""
         wanted = sorted(stamps)
         assembler = ObservationAssembler(self.stream_configs)
@@ -182,11 +185,9 @@ class BagInputs:
         if stream in self.cameras:
             converted = self._decode(message, self._image)
         elif stream == JOINT_STREAM:
-            converted = self._decode(message,
-                                     lambda msg: (msg.header.stamp, self.matcher.extract(msg)))
+            converted = self._decode(message, lambda msg: (msg.header.stamp, self.matcher.extract(msg)))
         else:
-            converted = self._decode(message, lambda msg: (msg.header.stamp,
-                                                           pose_from_message(msg)))
+            converted = self._decode(message, lambda msg: (msg.header.stamp, pose_from_message(msg)))
         if converted is not None:
             stamp, value = converted
             assembler.add(stream, stamp_to_seconds(stamp), value)
@@ -198,8 +199,7 @@ class BagInputs:
     def _assemble(self, assembler: ObservationAssembler, stamp: float) -> BagObservation | str:
         try:
             observation = assembler.assemble_anchored(stamp, self.anchor)
-            poses = {pose.arm: observation.value(pose_stream(pose.arm))
-                     for pose in self.settings.poses}
+            poses = {pose.arm: observation.value(pose_stream(pose.arm)) for pose in self.settings.poses}
             state = self.builder.build(observation.value(JOINT_STREAM), poses)
         except (StaleInputError, StateAssemblyError) as error:
             return str(error)
@@ -221,9 +221,12 @@ class BagInputs:
             return None
 
     def decode_problems(self) -> list[BagProblem]:
-        return [BagProblem("decode_error", f"{count} messages could not be used ("
-                           f"last: {self._last_decode_error})", topic)
-                for topic, count in sorted(self._decode_failures.items())]
+        return [
+            BagProblem(
+                "decode_error", f"{count} messages could not be used (last: {self._last_decode_error})", topic
+            )
+            for topic, count in sorted(self._decode_failures.items())
+        ]
 
 
 def policy_rate_stamps(scene_stamps: Sequence[float], rate_hz: float) -> list[float]:

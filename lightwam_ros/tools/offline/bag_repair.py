@@ -5,6 +5,7 @@ metadata.yaml; ``ros2 bag`` and rosbags refuse it.  ``BagReader`` recovers every
 the damage; this tool writes them, with the bag's message definitions and custom data, to a new
 MCAP bag that both read, and prints what was lost.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,16 +40,18 @@ def repair_bag(source: str | os.PathLike, target: str | os.PathLike) -> RepairRe
     with BagReader(source) as reader:
         typestore = reader.typestore
         not_copied = {
-            topic: f"{reader.counts[topic]} messages of type {msgtype or '(none)'}, which has "
-                   "no definition"
-            for topic, msgtype in reader.topics.items() if msgtype not in typestore.fielddefs}
+            topic: f"{reader.counts[topic]} messages of type {msgtype or '(none)'}, which has no definition"
+            for topic, msgtype in reader.topics.items()
+            if msgtype not in typestore.fielddefs
+        }
         written = {topic: 0 for topic in reader.topics if topic not in not_copied}
         with Writer(target, version=ROSBAG2_VERSION, storage_plugin=StoragePlugin.MCAP) as bag:
             for key, value in reader.metadata.items():
                 bag.set_custom_data(key, value)
-            connections = {topic: bag.add_connection(topic, reader.topics[topic],
-                                                     typestore=typestore)
-                           for topic in written}
+            connections = {
+                topic: bag.add_connection(topic, reader.topics[topic], typestore=typestore)
+                for topic in written
+            }
             for message in reader.messages(written):
                 bag.write(connections[message.topic], message.log_time_ns, message.data)
                 written[message.topic] += 1
@@ -73,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="lightwam-bag-repair",
         description="Rewrite what a damaged rosbag2 bag (e.g. of a killed recorder) still holds "
-                    "into a complete MCAP bag, and print what was lost.")
+        "into a complete MCAP bag, and print what was lost.",
+    )
     parser.add_argument("source", help="damaged bag: a directory or an .mcap file")
     parser.add_argument("target", help="new bag directory (must not exist)")
     args = parser.parse_args(argv)

@@ -23,6 +23,7 @@ force).  Both need an embodiment whose action layout is its state layout (absolu
 ``chunks`` takes the chunks a live policy published (for distillation or debugging).  A bag that
 cannot give an episode is skipped with its reason; the others are still written.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,25 +63,35 @@ class EpisodeError(ValueError):
     """This bag gives no episode; the message says why."""
 
 
-def chunk_targets(run: RecordedRun, settings: PolicySettings, stamps: list[float],
-                  source: str, commands: Sequence[Command] = ()) -> tuple[np.ndarray, np.ndarray]:
+def chunk_targets(
+    run: RecordedRun,
+    settings: PolicySettings,
+    stamps: list[float],
+    source: str,
+    commands: Sequence[Command] = (),
+) -> tuple[np.ndarray, np.ndarray]:
     """(action_chunks (T, H, A), action_mask (T, H)) for the observation stamps."""
     spec = settings.spec
     horizon, dim = spec.chunk.length, spec.action_dim
     if source == "chunks":
         chunks = [run.live_chunk_at(stamp) for stamp in stamps]
         mask = np.array([[chunk is not None] * horizon for chunk in chunks])
-        values = np.stack([chunk.actions if chunk is not None else np.zeros((horizon, dim))
-                           for chunk in chunks]).astype(np.float32)
+        values = np.stack(
+            [chunk.actions if chunk is not None else np.zeros((horizon, dim)) for chunk in chunks]
+        ).astype(np.float32)
         return values, mask
     if spec.state.dim_names != spec.action.layout.dim_names:
-        raise EpisodeError(f"--actions {source} needs actions in the state layout; {spec.name} "
-                           f"has {spec.action.mode} actions: use --actions chunks")
+        raise EpisodeError(
+            f"--actions {source} needs actions in the state layout; {spec.name} "
+            f"has {spec.action.mode} actions: use --actions chunks"
+        )
     dt = 1.0 / spec.policy_rate_hz
     if source == "commands":
         if not commands:
-            raise EpisodeError("no JointTrajectory commands recorded on the command topic; "
-                               "--actions state trains on the reached state instead")
+            raise EpisodeError(
+                "no JointTrajectory commands recorded on the command topic; "
+                "--actions state trains on the reached state instead"
+            )
         return commanded_chunks(commands, np.asarray(stamps), dt, horizon, end=stamps[-1])
     times, states = run.state_series()
     if len(times) < 2:
@@ -97,8 +108,9 @@ def recorded_commands(reader: BagReader, inputs: BagInputs, topic: str) -> list[
     commands, unusable = [], 0
     for message in reader.messages([topic]):
         if message.msgtype != TRAJECTORY_TYPE:
-            raise EpisodeError(f"{topic} carries {message.msgtype}; --actions commands reads "
-                               f"{TRAJECTORY_TYPE}")
+            raise EpisodeError(
+                f"{topic} carries {message.msgtype}; --actions commands reads {TRAJECTORY_TYPE}"
+            )
         try:
             msg: Any = deserialize_message(message.data, message_class(message.msgtype))
             command = _command(msg, inputs.builder)
@@ -129,12 +141,14 @@ def _command(msg: Any, builder: Any) -> Command | None:
 def executor_command_topic(embodiment: str) -> str:
     """The executor's JointTrajectory output topic for the embodiment (its parameter file)."""
     params = read_params(params_file(EXECUTOR, embodiment), NODE_KINDS[EXECUTOR].node_name)
-    return absolute_topic(params.get("joint_trajectory_topic",
-                                     "joint_trajectory_controller/joint_trajectory"))
+    return absolute_topic(
+        params.get("joint_trajectory_topic", "joint_trajectory_controller/joint_trajectory")
+    )
 
 
-def convert_bag(bag: Path, settings: PolicySettings, source: str, instruction: str | None,
-                command_topic: str = "") -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def convert_bag(
+    bag: Path, settings: PolicySettings, source: str, instruction: str | None, command_topic: str = ""
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The tensors and metadata of one episode; EpisodeError when the bag gives none."""
     try:
         reader = BagReader(bag)
@@ -159,25 +173,41 @@ def convert_bag(bag: Path, settings: PolicySettings, source: str, instruction: s
         raise EpisodeError(f"no usable observation ({reasons})")
     chunks, mask = chunk_targets(run, settings, kept, source, commands)
     tensors = {f"images.{role}": np.stack(frames) for role, frames in images.items()}
-    tensors.update(state=np.asarray(states, dtype=np.float32), action_chunks=chunks,
-                   action_mask=mask, timestamps=np.asarray(kept, dtype=np.float64))
-    metadata = {"embodiment": settings.spec.name, "instruction": instruction or run.instruction
-                or "", "policy_rate_hz": repr(settings.spec.policy_rate_hz),
-                "action_source": source, "source_bag": str(bag),
-                "problems": json.dumps([p.message for p in run.problems])}
+    tensors.update(
+        state=np.asarray(states, dtype=np.float32),
+        action_chunks=chunks,
+        action_mask=mask,
+        timestamps=np.asarray(kept, dtype=np.float64),
+    )
+    metadata = {
+        "embodiment": settings.spec.name,
+        "instruction": instruction or run.instruction or "",
+        "policy_rate_hz": repr(settings.spec.policy_rate_hz),
+        "action_source": source,
+        "source_bag": str(bag),
+        "problems": json.dumps([p.message for p in run.problems]),
+    }
     return tensors, metadata
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="lightwam-bag-to-samples", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="lightwam-bag-to-samples",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("bags", type=Path, nargs="+")
     parser.add_argument("--out", type=Path, required=True, help="dataset folder")
-    parser.add_argument("--embodiment", choices=EMBODIMENTS,
-                        help="default: the first bag's (recorder metadata)")
+    parser.add_argument(
+        "--embodiment", choices=EMBODIMENTS, help="default: the first bag's (recorder metadata)"
+    )
     parser.add_argument("--params", type=Path, help="policy parameter file (topics)")
-    parser.add_argument("--actions", choices=ACTION_SOURCES, default="commands",
-                        help="action targets (default: commands; state is the fallback)")
+    parser.add_argument(
+        "--actions",
+        choices=ACTION_SOURCES,
+        default="commands",
+        help="action targets (default: commands; state is the fallback)",
+    )
     parser.add_argument("--command-topic", help="default: the executor's joint_trajectory_topic")
     parser.add_argument("--instruction", help="default: the one recorded in each bag")
     return parser.parse_args(argv)
@@ -192,9 +222,15 @@ def main(argv: list[str] | None = None) -> int:
         # The policy parameters are validated against a model package; only their topics and
         # embodiment matter here, so the tiny package of the embodiment stands in.
         model = ensure_tiny_package(embodiment)
-        settings = policy_settings(args.params or params_file("policy", embodiment), overrides={
-            "checkpoint": str(model.checkpoint), "instruction_cache": str(model.instruction_cache),
-            "embodiment": embodiment, "instruction": ""})
+        settings = policy_settings(
+            args.params or params_file("policy", embodiment),
+            overrides={
+                "checkpoint": str(model.checkpoint),
+                "instruction_cache": str(model.instruction_cache),
+                "embodiment": embodiment,
+                "instruction": "",
+            },
+        )
         command_topic = absolute_topic(args.command_topic or executor_command_topic(embodiment))
     except (ValueError, OSError) as error:
         print(f"lightwam-bag-to-samples: {error}", file=sys.stderr)
@@ -203,8 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     written = 0
     for bag in args.bags:
         try:
-            tensors, metadata = convert_bag(bag, settings, args.actions, args.instruction,
-                                            command_topic)
+            tensors, metadata = convert_bag(bag, settings, args.actions, args.instruction, command_topic)
         except EpisodeError as error:
             print(f"skipped {bag}: {error}", file=sys.stderr)
             continue

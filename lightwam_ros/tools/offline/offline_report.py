@@ -15,6 +15,7 @@ Bags are often incomplete, so every figure is optional: missing inputs, NaNs and
 make a partial report that says what is missing, never an exception, and NaN/inf become null in
 the JSON.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -41,8 +42,7 @@ from lightwam_ros.tools.offline.offline_report_inputs import (
 )
 from lightwam_ros.tools.offline.offline_report_plots import write_plots
 
-__all__ = ["OfflineInputs", "PredictedChunk", "ReferenceSeries", "compute_figures",
-           "write_report"]
+__all__ = ["OfflineInputs", "PredictedChunk", "ReferenceSeries", "compute_figures", "write_report"]
 
 SCHEMA_VERSION = 1
 TIME_TOLERANCE = 1e-9  # [s] float rounding of stamp + (i+1)*dt at the reference's ends
@@ -72,8 +72,7 @@ def _empty_pairs(prepared: PreparedInputs) -> _Pairs:
     shape = (len(prepared.chunks), prepared.horizon, prepared.dim)
     steps = np.arange(prepared.horizon)
     executed = np.array([steps < c.execute_steps for c in prepared.chunks], dtype=bool)
-    return _Pairs(np.full(shape, np.nan), np.full(shape, np.nan),
-                  executed.reshape(shape[:2]))
+    return _Pairs(np.full(shape, np.nan), np.full(shape, np.nan), executed.reshape(shape[:2]))
 
 
 def _interpolate(reference: PreparedReference, times: np.ndarray) -> np.ndarray:
@@ -85,8 +84,7 @@ def _interpolate(reference: PreparedReference, times: np.ndarray) -> np.ndarray:
         if not finite.any():
             continue
         known_t, known_v = reference.times[finite], reference.values[finite, d]
-        inside = ((times >= known_t[0] - TIME_TOLERANCE)
-                  & (times <= known_t[-1] + TIME_TOLERANCE))
+        inside = (times >= known_t[0] - TIME_TOLERANCE) & (times <= known_t[-1] + TIME_TOLERANCE)
         result[inside, d] = np.interp(times[inside], known_t, known_v)
     return result
 
@@ -97,8 +95,8 @@ def _reference_pairs(prepared: PreparedInputs) -> _Pairs | None:
     pairs = _empty_pairs(prepared)
     times = np.full(pairs.executed.shape, np.nan)  # NaN: no step, never inside the reference
     for k, chunk in enumerate(prepared.chunks):
-        pairs.predicted[k, :chunk.horizon] = chunk.actions
-        times[k, :chunk.horizon] = chunk.step_times()
+        pairs.predicted[k, : chunk.horizon] = chunk.actions
+        times[k, : chunk.horizon] = chunk.step_times()
     pairs.target[:] = _interpolate(prepared.reference, times.ravel()).reshape(pairs.target.shape)
     return pairs
 
@@ -129,14 +127,15 @@ def _error_arrays(error: np.ndarray, axis: Any) -> tuple[np.ndarray, ...]:
 
 
 def _error_stats(count: Any, mae: Any, rmse: Any, largest: Any) -> dict:
-    return {"samples": int(count), "mae": float(mae), "rmse": float(rmse),
-            "max": float(largest)}
+    return {"samples": int(count), "mae": float(mae), "rmse": float(rmse), "max": float(largest)}
 
 
 def _per_dimension(error: np.ndarray, names: list[str]) -> list[dict]:
     arrays = _error_arrays(error.reshape(-1, len(names)), axis=0)
-    return [{"dimension": name, "index": d, **_error_stats(*(a[d] for a in arrays))}
-            for d, name in enumerate(names)]
+    return [
+        {"dimension": name, "index": d, **_error_stats(*(a[d] for a in arrays))}
+        for d, name in enumerate(names)
+    ]
 
 
 def _recorded_range(pairs: _Pairs) -> list[float]:
@@ -167,15 +166,15 @@ def _error_figures(pairs: _Pairs | None, names: list[str]) -> dict | None:
     }
 
 
-def _gripper_threshold(prepared: PreparedInputs, given: float | None,
-                       d: int) -> tuple[float, str] | None:
+def _gripper_threshold(prepared: PreparedInputs, given: float | None, d: int) -> tuple[float, str] | None:
     if given is not None:
         return given, "given"
     reference = prepared.reference
     sources: tuple[tuple[str, Any], ...] = (
         ("the reference's range", [] if reference is None else reference.values[:, d]),
         ("the live chunks' range", [v for c in prepared.chunks if c.live is not None for v in c.live[:, d]]),
-        ("the predictions' range", [v for c in prepared.chunks for v in c.actions[:, d]]))
+        ("the predictions' range", [v for c in prepared.chunks for v in c.actions[:, d]]),
+    )
     for description, values in sources:
         finite = finite_values(values)
         if finite.size:
@@ -191,29 +190,39 @@ def _agreement(pairs: _Pairs | None, d: int, threshold: float) -> dict | None:
     if not valid.any():
         return None
     predicted_open, target_open = predicted[valid] > threshold, target[valid] > threshold
-    return {"samples": int(valid.sum()),
-            "agreement": float(np.mean(predicted_open == target_open)),
-            "predicted_open_rate": float(predicted_open.mean()),
-            "recorded_open_rate": float(target_open.mean())}
+    return {
+        "samples": int(valid.sum()),
+        "agreement": float(np.mean(predicted_open == target_open)),
+        "predicted_open_rate": float(predicted_open.mean()),
+        "recorded_open_rate": float(target_open.mean()),
+    }
 
 
-def _gripper_figures(prepared: PreparedInputs, given: float | None, reference: _Pairs | None,
-                     live: _Pairs | None) -> list[dict]:
+def _gripper_figures(
+    prepared: PreparedInputs, given: float | None, reference: _Pairs | None, live: _Pairs | None
+) -> list[dict]:
     """Open/closed agreement per gripper dimension; open means value > threshold."""
     result = []
     for d in prepared.gripper_dims:
         threshold = _gripper_threshold(prepared, given, d)
         if threshold is None:
             continue
-        result.append({"dimension": prepared.names[d], "index": d, "open_above": threshold[0],
-                       "threshold_source": threshold[1],
-                       "vs_reference": _agreement(reference, d, threshold[0]),
-                       "vs_live": _agreement(live, d, threshold[0])})
+        result.append(
+            {
+                "dimension": prepared.names[d],
+                "index": d,
+                "open_above": threshold[0],
+                "threshold_source": threshold[1],
+                "vs_reference": _agreement(reference, d, threshold[0]),
+                "vs_live": _agreement(live, d, threshold[0]),
+            }
+        )
     return result
 
 
-def _boundary_jumps(prepared: PreparedInputs,
-                    select: Callable[[PreparedChunk], np.ndarray | None]) -> dict | None:
+def _boundary_jumps(
+    prepared: PreparedInputs, select: Callable[[PreparedChunk], np.ndarray | None]
+) -> dict | None:
     """|new chunk's first step - the previous chunk's step that applies at the new stamp|, per
     dimension.  A new stamp past the previous chunk's horizon has nothing to continue."""
     jumps, beyond = [], 0
@@ -232,12 +241,18 @@ def _boundary_jumps(prepared: PreparedInputs,
     per_dimension = []
     for d, name in enumerate(prepared.names):
         column = table[np.isfinite(table[:, d]), d]
-        p50, p90, largest = (np.percentile(column, [50, 90, 100]) if column.size
-                             else (math.nan,) * 3)
-        per_dimension.append({"dimension": name, "index": d, "samples": int(column.size),
-                              "p50": float(p50), "p90": float(p90), "max": float(largest)})
-    return {"boundaries": len(jumps), "beyond_previous_horizon": beyond,
-            "per_dimension": per_dimension}
+        p50, p90, largest = np.percentile(column, [50, 90, 100]) if column.size else (math.nan,) * 3
+        per_dimension.append(
+            {
+                "dimension": name,
+                "index": d,
+                "samples": int(column.size),
+                "p50": float(p50),
+                "p90": float(p90),
+                "max": float(largest),
+            }
+        )
+    return {"boundaries": len(jumps), "beyond_previous_horizon": beyond, "per_dimension": per_dimension}
 
 
 def _distribution(values: Any, unit: str = "s") -> dict | None:
@@ -245,9 +260,15 @@ def _distribution(values: Any, unit: str = "s") -> dict | None:
     if finite.size == 0:
         return None
     p50, p90, p99 = np.percentile(finite, [50, 90, 99])
-    return {"count": int(finite.size), "unit": unit, "mean": float(finite.mean()),
-            "p50": float(p50), "p90": float(p90), "p99": float(p99),
-            "max": float(finite.max())}
+    return {
+        "count": int(finite.size),
+        "unit": unit,
+        "mean": float(finite.mean()),
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+        "max": float(finite.max()),
+    }
 
 
 def _problem(problem: Any) -> dict:
@@ -257,13 +278,17 @@ def _problem(problem: Any) -> dict:
     if isinstance(problem, dict):
         get = problem.get
     elif hasattr(problem, "message"):
+
         def get(key: str) -> Any:
             return getattr(problem, key, None)
     else:
         return {"kind": "unknown", "topic": None, "message": str(problem)}
     topic = get("topic")
-    return {"kind": str(get("kind") or "unknown"), "topic": None if topic is None else str(topic),
-            "message": str(get("message") or "")}
+    return {
+        "kind": str(get("kind") or "unknown"),
+        "topic": None if topic is None else str(topic),
+        "message": str(get("message") or ""),
+    }
 
 
 def _summary(summary: Any) -> dict:
@@ -279,14 +304,11 @@ def _missing(prepared: PreparedInputs, figures: dict) -> list[str]:
     if not prepared.reference_given:
         missing.append("a reference series of recorded actions: no errors vs the recording")
     elif prepared.reference is None:
-        missing.append("a usable reference series (see the input notes): no errors vs the "
-                       "recording")
+        missing.append("a usable reference series (see the input notes): no errors vs the recording")
     elif prepared.chunks and figures["vs_reference"] is None:
-        missing.append("an overlap in time between the chunks and the reference: "
-                       "no errors vs the recording")
+        missing.append("an overlap in time between the chunks and the reference: no errors vs the recording")
     if prepared.chunks and counts["live_chunks"] == 0:
-        missing.append("live chunks for the observation stamps: no comparison with the live "
-                       "policy")
+        missing.append("live chunks for the observation stamps: no comparison with the live policy")
     if not prepared.gripper_dims:
         missing.append("gripper dimensions: no gripper agreement")
     if len(prepared.chunks) == 1:
@@ -302,8 +324,7 @@ def _missing(prepared: PreparedInputs, figures: dict) -> list[str]:
 
 def _figures(inputs: OfflineInputs, prepared: PreparedInputs) -> dict:
     reference_pairs, live_pairs = _reference_pairs(prepared), _live_pairs(prepared)
-    ages = {str(stream): _distribution(values)
-            for stream, values in (inputs.observation_ages or {}).items()}
+    ages = {str(stream): _distribution(values) for stream, values in (inputs.observation_ages or {}).items()}
     reference = prepared.reference
     figures = {
         "schema": SCHEMA_VERSION,
@@ -311,14 +332,20 @@ def _figures(inputs: OfflineInputs, prepared: PreparedInputs) -> dict:
         "embodiment": str(inputs.embodiment),
         "action_names": prepared.names,
         "action_units": prepared.units,
-        "reference": None if reference is None else {
-            "name": reference.name, "samples": int(reference.times.size),
-            "start": float(reference.times[0]), "end": float(reference.times[-1])},
+        "reference": None
+        if reference is None
+        else {
+            "name": reference.name,
+            "samples": int(reference.times.size),
+            "start": float(reference.times[0]),
+            "end": float(reference.times[-1]),
+        },
         "counts": {
             "chunks_given": prepared.chunks_given,
             "chunks": len(prepared.chunks),
-            "chunks_compared_with_reference":
-                0 if reference_pairs is None else reference_pairs.chunks_compared,
+            "chunks_compared_with_reference": 0
+            if reference_pairs is None
+            else reference_pairs.chunks_compared,
             "live_chunks": sum(c.live is not None for c in prepared.chunks),
             "reference_samples": 0 if reference is None else int(reference.times.size),
             "live_latencies": int(prepared.live_latencies.size),
@@ -328,12 +355,17 @@ def _figures(inputs: OfflineInputs, prepared: PreparedInputs) -> dict:
         },
         "vs_reference": _error_figures(reference_pairs, prepared.names),
         "vs_live": _error_figures(live_pairs, prepared.names),
-        "gripper": _gripper_figures(prepared, finite_float(inputs.gripper_open_above),
-                                    reference_pairs, live_pairs),
-        "boundary_jumps": {"offline": _boundary_jumps(prepared, lambda c: c.actions),
-                           "live": _boundary_jumps(prepared, lambda c: c.live)},
-        "latency": {"live_inference": _distribution(prepared.live_latencies),
-                    "offline_compute": _distribution(prepared.compute_times)},
+        "gripper": _gripper_figures(
+            prepared, finite_float(inputs.gripper_open_above), reference_pairs, live_pairs
+        ),
+        "boundary_jumps": {
+            "offline": _boundary_jumps(prepared, lambda c: c.actions),
+            "live": _boundary_jumps(prepared, lambda c: c.live),
+        },
+        "latency": {
+            "live_inference": _distribution(prepared.live_latencies),
+            "offline_compute": _distribution(prepared.compute_times),
+        },
         "observation_ages": ages,
         "problems": [_problem(p) for p in inputs.problems or []],
         "bag_summary": _summary(inputs.bag_summary),
@@ -377,8 +409,7 @@ def write_report(inputs: OfflineInputs, out_dir: str | Path) -> Path:
     plots, failures = write_plots(prepared, figures, out)
     figures["notes"] += failures
     figures["plots"] = plots
-    (out / "figures.json").write_text(json.dumps(figures, indent=2, allow_nan=False) + "\n",
-                                      encoding="utf-8")
+    (out / "figures.json").write_text(json.dumps(figures, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     (out / "report.md").write_text(render_markdown(figures), encoding="utf-8")
     (out / "report.html").write_text(render_html(figures), encoding="utf-8")
     return out

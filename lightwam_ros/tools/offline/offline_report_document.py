@@ -5,6 +5,7 @@ Building the blocks once keeps the two renderings in step.  Text from the bag (p
 action names, problem messages) is escaped in both: ``html.escape`` in HTML, backslashes for
 Markdown's markup and raw-HTML characters.
 """
+
 from __future__ import annotations
 
 import html
@@ -67,23 +68,29 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> _Table:
 
 def _header(figures: dict) -> list:
     counts, reference = figures["counts"], figures["reference"]
-    facts = [f"bag: {figures['bag']}", f"embodiment: {figures['embodiment']}",
-             f"action dimensions: {len(figures['action_names'])} "
-             f"({', '.join(figures['action_names'])})",
-             f"predicted chunks: {counts['chunks']} usable of {counts['chunks_given']}, "
-             f"{counts['chunks_compared_with_reference']} compared with the reference, "
-             f"{counts['live_chunks']} with a live chunk",
-             "reference: none" if reference is None else
-             f"reference: {reference['name']}, {reference['samples']} samples over "
-             f"{_cell(reference['end'] - reference['start'])} s",
-             f"live inference latencies: {counts['live_latencies']}; offline compute times: "
-             f"{counts['offline_compute_times']}",
-             f"observation-age streams: {counts['observation_age_streams']}; bag problems: "
-             f"{counts['problems']}"]
-    blocks = [_Heading(f"Offline check: {figures['embodiment']}", 1), _Bullets(tuple(facts)),
-              _Heading("Missing"),
-              _Bullets(tuple(figures["missing"])) if figures["missing"]
-              else _Text("Nothing: every figure could be computed.")]
+    facts = [
+        f"bag: {figures['bag']}",
+        f"embodiment: {figures['embodiment']}",
+        f"action dimensions: {len(figures['action_names'])} ({', '.join(figures['action_names'])})",
+        f"predicted chunks: {counts['chunks']} usable of {counts['chunks_given']}, "
+        f"{counts['chunks_compared_with_reference']} compared with the reference, "
+        f"{counts['live_chunks']} with a live chunk",
+        "reference: none"
+        if reference is None
+        else f"reference: {reference['name']}, {reference['samples']} samples over "
+        f"{_cell(reference['end'] - reference['start'])} s",
+        f"live inference latencies: {counts['live_latencies']}; offline compute times: "
+        f"{counts['offline_compute_times']}",
+        f"observation-age streams: {counts['observation_age_streams']}; bag problems: {counts['problems']}",
+    ]
+    blocks = [
+        _Heading(f"Offline check: {figures['embodiment']}", 1),
+        _Bullets(tuple(facts)),
+        _Heading("Missing"),
+        _Bullets(tuple(figures["missing"]))
+        if figures["missing"]
+        else _Text("Nothing: every figure could be computed."),
+    ]
     if figures["notes"]:
         blocks += [_Heading("Input notes"), _Bullets(tuple(figures["notes"]))]
     return blocks
@@ -98,9 +105,11 @@ def _problems(figures: dict) -> list:
 
 
 def _comparisons(figures: dict) -> list[tuple[str, str]]:
-    return [(key, label) for key, label in (("vs_reference", "vs reference"),
-                                            ("vs_live", "vs live"))
-            if figures[key] is not None]
+    return [
+        (key, label)
+        for key, label in (("vs_reference", "vs reference"), ("vs_live", "vs live"))
+        if figures[key] is not None
+    ]
 
 
 def _errors(figures: dict) -> list:
@@ -108,17 +117,26 @@ def _errors(figures: dict) -> list:
     blocks: list = [_Heading("Errors per dimension")]
     if not comparisons:
         return blocks + [_Text("Not computed: no chunk overlaps the reference or a live chunk.")]
-    blocks.append(_Text("MAE, RMSE and max |error| over every step of every compared chunk; "
-                        "'exec.' counts only the executed steps."))
-    header = ["dimension"] + [f"{stat} {label}" for _, label in comparisons
-                              for stat in ("MAE", "RMSE", "max", "MAE exec.")]
+    blocks.append(
+        _Text(
+            "MAE, RMSE and max |error| over every step of every compared chunk; "
+            "'exec.' counts only the executed steps."
+        )
+    )
+    header = ["dimension"] + [
+        f"{stat} {label}" for _, label in comparisons for stat in ("MAE", "RMSE", "max", "MAE exec.")
+    ]
     rows = []
     for d, name in enumerate(figures["action_names"]):
         row = [name]
         for key, _ in comparisons:
             stats = figures[key]["per_dimension"][d]
-            row += [stats["mae"], stats["rmse"], stats["max"],
-                    figures[key]["per_dimension_executed"][d]["mae"]]
+            row += [
+                stats["mae"],
+                stats["rmse"],
+                stats["max"],
+                figures[key]["per_dimension_executed"][d]["mae"],
+            ]
         rows.append(row)
     return blocks + [_table(header, rows)]
 
@@ -127,8 +145,9 @@ def _horizon(figures: dict) -> list:
     comparisons = _comparisons(figures)
     if not comparisons:
         return []
-    header = ["step"] + [f"{stat} {label}" for _, label in comparisons
-                         for stat in ("samples", "MAE", "RMSE", "max")]
+    header = ["step"] + [
+        f"{stat} {label}" for _, label in comparisons for stat in ("samples", "MAE", "RMSE", "max")
+    ]
     rows = []
     for i in range(max(len(figures[key]["per_step"]) for key, _ in comparisons)):
         row: list = [i]
@@ -136,10 +155,14 @@ def _horizon(figures: dict) -> list:
             stats = figures[key]["per_step"][i]
             row += [stats["samples"], stats["mae"], stats["rmse"], stats["max"]]
         rows.append(row)
-    return [_Heading("Error over the horizon"),
-            _Text("All dimensions pooled, per chunk step (step i's target is due at the "
-                  "observation stamp + (i+1) dt); the heat-map splits it by dimension."),
-            _table(header, rows)]
+    return [
+        _Heading("Error over the horizon"),
+        _Text(
+            "All dimensions pooled, per chunk step (step i's target is due at the "
+            "observation stamp + (i+1) dt); the heat-map splits it by dimension."
+        ),
+        _table(header, rows),
+    ]
 
 
 def _gripper(figures: dict) -> list:
@@ -150,62 +173,99 @@ def _gripper(figures: dict) -> list:
     for gripper in figures["gripper"]:
         for key, label in (("vs_reference", "reference"), ("vs_live", "live chunks")):
             result = gripper[key] or {}
-            rows.append([gripper["dimension"], label, gripper["open_above"],
-                         gripper["threshold_source"]]
-                        + [result.get(k) for k in ("agreement", "samples", "predicted_open_rate",
-                                                   "recorded_open_rate")])
+            rows.append(
+                [gripper["dimension"], label, gripper["open_above"], gripper["threshold_source"]]
+                + [
+                    result.get(k)
+                    for k in ("agreement", "samples", "predicted_open_rate", "recorded_open_rate")
+                ]
+            )
     return blocks + [
-        _Text("Open means value > threshold; agreement is the share of compared steps where "
-              "prediction and recording are both open or both closed."),
-        _table(("dimension", "compared with", "open above", "threshold from", "agreement",
-                "samples", "predicted open", "recorded open"), rows)]
+        _Text(
+            "Open means value > threshold; agreement is the share of compared steps where "
+            "prediction and recording are both open or both closed."
+        ),
+        _table(
+            (
+                "dimension",
+                "compared with",
+                "open above",
+                "threshold from",
+                "agreement",
+                "samples",
+                "predicted open",
+                "recorded open",
+            ),
+            rows,
+        ),
+    ]
 
 
 def _jumps(figures: dict) -> list:
     blocks: list = [_Heading("Chunk-boundary jumps")]
-    sources = [(key, result) for key, result in figures["boundary_jumps"].items()
-               if result is not None]
+    sources = [(key, result) for key, result in figures["boundary_jumps"].items() if result is not None]
     if not sources:
         return blocks + [_Text("Not computed: fewer than two chunks.")]
-    blocks.append(_Text("|new chunk's first step - previous chunk's step at the new stamp|. "
-                        + "; ".join(f"{key}: {result['boundaries']} boundaries, "
-                                    f"{result['beyond_previous_horizon']} past the previous "
-                                    "chunk's horizon" for key, result in sources)))
+    blocks.append(
+        _Text(
+            "|new chunk's first step - previous chunk's step at the new stamp|. "
+            + "; ".join(
+                f"{key}: {result['boundaries']} boundaries, "
+                f"{result['beyond_previous_horizon']} past the previous "
+                "chunk's horizon"
+                for key, result in sources
+            )
+        )
+    )
     stats = ("p50", "p90", "max")
     header = ["dimension"] + [f"{stat} {key}" for key, _ in sources for stat in stats]
-    rows = [[name] + [result["per_dimension"][d][stat] for _, result in sources
-                      for stat in stats]
-            for d, name in enumerate(figures["action_names"])]
+    rows = [
+        [name] + [result["per_dimension"][d][stat] for _, result in sources for stat in stats]
+        for d, name in enumerate(figures["action_names"])
+    ]
     return blocks + [_table(header, rows)]
 
 
 def _distribution_rows(named: Sequence[tuple[str, dict | None]]) -> list[list]:
     keys = ("mean", "p50", "p90", "p99", "max")
-    return [[name, d["count"]] + [None if d[k] is None else d[k] * MS_PER_S for k in keys]
-            if d else [name, 0] + [None] * len(keys) for name, d in named]
+    return [
+        [name, d["count"]] + [None if d[k] is None else d[k] * MS_PER_S for k in keys]
+        if d
+        else [name, 0] + [None] * len(keys)
+        for name, d in named
+    ]
 
 
 def _timing(figures: dict) -> list:
     header = ("count", "mean (ms)", "p50 (ms)", "p90 (ms)", "p99 (ms)", "max (ms)")
     latency = figures["latency"]
-    blocks = [_Heading("Latency"),
-              _table(("source",) + header,
-                     _distribution_rows([("live inference (recorded)",
-                                          latency["live_inference"]),
-                                         ("offline compute", latency["offline_compute"])])),
-              _Heading("Observation ages")]
+    blocks = [
+        _Heading("Latency"),
+        _table(
+            ("source",) + header,
+            _distribution_rows(
+                [
+                    ("live inference (recorded)", latency["live_inference"]),
+                    ("offline compute", latency["offline_compute"]),
+                ]
+            ),
+        ),
+        _Heading("Observation ages"),
+    ]
     if not figures["observation_ages"]:
         return blocks + [_Text("None recorded.")]
-    return blocks + [_table(("stream",) + header,
-                            _distribution_rows(list(figures["observation_ages"].items())))]
+    return blocks + [
+        _table(("stream",) + header, _distribution_rows(list(figures["observation_ages"].items())))
+    ]
 
 
 def _plots(figures: dict) -> list:
     plots = figures.get("plots", {})
     if not plots:
         return [_Heading("Plots"), _Text("None: the inputs hold nothing to draw.")]
-    return [_Heading("Plots")] + [_Image(plots[key], caption)
-                                  for key, caption in PLOT_CAPTIONS.items() if key in plots]
+    return [_Heading("Plots")] + [
+        _Image(plots[key], caption) for key, caption in PLOT_CAPTIONS.items() if key in plots
+    ]
 
 
 def _bag_summary(summary: dict) -> list:
@@ -217,15 +277,24 @@ def _bag_summary(summary: dict) -> list:
         blocks.append(_Bullets(tuple(scalars)))
     if nested:
         columns = list(dict.fromkeys(c for row in nested.values() for c in row))
-        blocks.append(_table(["name"] + columns,
-                             [[k] + [row.get(c) for c in columns] for k, row in nested.items()]))
+        blocks.append(
+            _table(["name"] + columns, [[k] + [row.get(c) for c in columns] for k, row in nested.items()])
+        )
     return blocks if len(blocks) > 1 else blocks + [_Text("None given.")]
 
 
 def _blocks(figures: dict) -> list:
-    return (_header(figures) + _problems(figures) + _errors(figures) + _horizon(figures)
-            + _gripper(figures) + _jumps(figures) + _timing(figures) + _plots(figures)
-            + _bag_summary(figures["bag_summary"]))
+    return (
+        _header(figures)
+        + _problems(figures)
+        + _errors(figures)
+        + _horizon(figures)
+        + _gripper(figures)
+        + _jumps(figures)
+        + _timing(figures)
+        + _plots(figures)
+        + _bag_summary(figures["bag_summary"])
+    )
 
 
 _MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\|<>`*[]"})
@@ -255,19 +324,24 @@ def render_markdown(figures: dict) -> str:
     return "\n".join(lines)
 
 
-_STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-          "table{border-collapse:collapse;margin:0.5em 0}"
-          "th,td{border:1px solid #ccc;padding:2px 8px;text-align:right;white-space:pre-wrap}"
-          "th:first-child,td:first-child{text-align:left}"
-          "img{max-width:100%}figure{margin:1em 0}")
+_STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:0.5em 0}"
+    "th,td{border:1px solid #ccc;padding:2px 8px;text-align:right;white-space:pre-wrap}"
+    "th:first-child,td:first-child{text-align:left}"
+    "img{max-width:100%}figure{margin:1em 0}"
+)
 
 
 def render_html(figures: dict) -> str:
     """One page, no scripts; plots referenced by their relative file names."""
     esc = html.escape
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{esc('Offline check: ' + figures['embodiment'])}</title>"
-             f"<style>{_STYLE}</style></head><body>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc('Offline check: ' + figures['embodiment'])}</title>"
+        f"<style>{_STYLE}</style></head><body>",
+    ]
     for block in _blocks(figures):
         if isinstance(block, _Heading):
             parts.append(f"<h{block.level}>{esc(block.text)}</h{block.level}>")
@@ -277,11 +351,14 @@ def render_html(figures: dict) -> str:
             parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in block.items) + "</ul>")
         elif isinstance(block, _Table):
             head = "".join(f"<th>{esc(h)}</th>" for h in block.header)
-            body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
-                           for row in block.rows)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in block.rows
+            )
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif isinstance(block, _Image):
-            parts.append(f'<figure><img src="{esc(block.file)}" alt="{esc(block.caption)}">'
-                         f"<figcaption>{esc(block.caption)}</figcaption></figure>")
+            parts.append(
+                f'<figure><img src="{esc(block.file)}" alt="{esc(block.caption)}">'
+                f"<figcaption>{esc(block.caption)}</figcaption></figure>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

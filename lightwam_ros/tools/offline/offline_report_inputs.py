@@ -4,6 +4,7 @@ The offline check fills ``OfflineInputs`` from a bag.  Bags are often incomplete
 ``prepare_inputs`` never raises: a malformed chunk or reference is left out with a note, NaNs are
 kept (the figures skip them) and everything unreadable counts as empty.
 """
+
 from __future__ import annotations
 
 import math
@@ -156,8 +157,7 @@ def _action_dim(inputs: OfflineInputs) -> int:
     return 0
 
 
-def _prepare_chunk(index: int, chunk: PredictedChunk, dim: int,
-                   notes: list[str]) -> PreparedChunk | None:
+def _prepare_chunk(index: int, chunk: PredictedChunk, dim: int, notes: list[str]) -> PreparedChunk | None:
     where = f"chunk {index} (stamp {chunk.stamp})"
     stamp, dt = finite_float(chunk.stamp), finite_float(chunk.dt)
     actions = _matrix(chunk.actions)
@@ -165,29 +165,39 @@ def _prepare_chunk(index: int, chunk: PredictedChunk, dim: int,
         notes.append(f"{where}: stamp or dt ({chunk.dt}) is not a finite positive time; skipped")
         return None
     if actions is None or actions.shape[0] == 0 or actions.shape[1] != dim:
-        notes.append(f"{where}: actions of shape {_shape(chunk.actions)} are not a non-empty "
-                     f"(H, {dim}) array; skipped")
+        notes.append(
+            f"{where}: actions of shape {_shape(chunk.actions)} are not a non-empty (H, {dim}) array; skipped"
+        )
         return None
     live = None
     if chunk.recorded_actions is not None:
         live = _matrix(chunk.recorded_actions)
         if live is None or live.shape[0] == 0 or live.shape[1] != dim:
-            notes.append(f"{where}: live chunk of shape {_shape(chunk.recorded_actions)} is not "
-                         f"a non-empty (H, {dim}) array; not compared")
+            notes.append(
+                f"{where}: live chunk of shape {_shape(chunk.recorded_actions)} is not "
+                f"a non-empty (H, {dim}) array; not compared"
+            )
             live = None
     try:
         execute_steps = int(chunk.execute_steps)
     except (TypeError, ValueError):
-        notes.append(f"{where}: execute_steps {chunk.execute_steps} is not an integer; "
-                     "taken as the whole horizon")
+        notes.append(
+            f"{where}: execute_steps {chunk.execute_steps} is not an integer; taken as the whole horizon"
+        )
         execute_steps = actions.shape[0]
-    return PreparedChunk(stamp=stamp, actions=actions, dt=dt,
-                         execute_steps=min(max(execute_steps, 0), actions.shape[0]),
-                         compute_time=finite_float(chunk.compute_time), live=live)
+    return PreparedChunk(
+        stamp=stamp,
+        actions=actions,
+        dt=dt,
+        execute_steps=min(max(execute_steps, 0), actions.shape[0]),
+        compute_time=finite_float(chunk.compute_time),
+        live=live,
+    )
 
 
-def _prepare_reference(reference: ReferenceSeries | None, dim: int,
-                       notes: list[str]) -> PreparedReference | None:
+def _prepare_reference(
+    reference: ReferenceSeries | None, dim: int, notes: list[str]
+) -> PreparedReference | None:
     if reference is None:
         return None
     values = _matrix(reference.values)
@@ -195,16 +205,24 @@ def _prepare_reference(reference: ReferenceSeries | None, dim: int,
         times = np.asarray(reference.times, dtype=np.float64)
     except (TypeError, ValueError):
         times = None
-    if (times is None or times.ndim != 1 or values is None or values.shape[0] != times.shape[0]
-            or values.shape[1] != dim):
-        notes.append(f"reference {reference.name}: times of shape {_shape(reference.times)} and "
-                     f"values of shape {_shape(reference.values)} are not (N,) and (N, {dim}); "
-                     "not used")
+    if (
+        times is None
+        or times.ndim != 1
+        or values is None
+        or values.shape[0] != times.shape[0]
+        or values.shape[1] != dim
+    ):
+        notes.append(
+            f"reference {reference.name}: times of shape {_shape(reference.times)} and "
+            f"values of shape {_shape(reference.values)} are not (N,) and (N, {dim}); "
+            "not used"
+        )
         return None
     keep = np.isfinite(times)
     if not keep.all():
-        notes.append(f"reference {reference.name}: {int((~keep).sum())} samples without a "
-                     "finite time left out")
+        notes.append(
+            f"reference {reference.name}: {int((~keep).sum())} samples without a finite time left out"
+        )
     times, values = times[keep], values[keep]
     if np.any(np.diff(times) < 0):
         notes.append(f"reference {reference.name}: times were not increasing; sorted")
@@ -226,17 +244,24 @@ def prepare_inputs(inputs: OfflineInputs) -> PreparedInputs:
             notes.append(f"{len(units)} action units for {dim} action dimensions; units ignored")
             units = None
     given = list(inputs.chunks or [])
-    chunks = [c for c in (_prepare_chunk(i, chunk, dim, notes) for i, chunk in enumerate(given))
-              if c is not None]
+    chunks = [
+        c for c in (_prepare_chunk(i, chunk, dim, notes) for i, chunk in enumerate(given)) if c is not None
+    ]
     chunks.sort(key=lambda c: c.stamp)
     grippers = []
     for d in inputs.gripper_dims or []:
         if isinstance(d, (int, np.integer)) and 0 <= d < dim:
             grippers.append(int(d))
         else:
-            notes.append(f"gripper dimension {d} is not one of the {dim} action dimensions; "
-                         "ignored")
-    return PreparedInputs(names=names, units=units, chunks=chunks, chunks_given=len(given),
-                          reference=_prepare_reference(inputs.reference, dim, notes),
-                          reference_given=inputs.reference is not None, gripper_dims=grippers,
-                          live_latencies=finite_values(inputs.live_latencies), notes=notes)
+            notes.append(f"gripper dimension {d} is not one of the {dim} action dimensions; ignored")
+    return PreparedInputs(
+        names=names,
+        units=units,
+        chunks=chunks,
+        chunks_given=len(given),
+        reference=_prepare_reference(inputs.reference, dim, notes),
+        reference_given=inputs.reference is not None,
+        gripper_dims=grippers,
+        live_latencies=finite_values(inputs.live_latencies),
+        notes=notes,
+    )
