@@ -4,6 +4,7 @@ The test side plays robot and policy: it publishes joint states that follow the 
 commands (a perfectly tracking arm) and action chunks, and records what the executor commands.
 All waits are condition-based with deadlines.
 """
+
 import array
 import math
 import re
@@ -17,10 +18,26 @@ import torch
 rclpy = pytest.importorskip("rclpy")
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
+from ros_harness import (  # noqa: E402
+    A0,
+    ALOHA_JOINTS,
+    COMMAND_TOPIC,
+    CONFIG,
+    FORWARD_TOPIC,
+    Q0,
+    STAMP_JUMP_BACK_NS,
+    TRAJECTORY_TOPIC,
+    Harness,
+    NodeProcess,
+    aloha_harness,
+    assert_within_caps,
+    fresh_ros_context,
+    spin_in_background,
+    wait_until,
+)
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Bool, Empty  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
@@ -38,12 +55,7 @@ from lightwam_ros.policy.normalization import Normalizer  # noqa: E402
 from lightwam_ros.policy.runner import PolicyRunner  # noqa: E402
 from lightwam_ros.ros.chunk_messages import chunk_to_msg, msg_to_chunk  # noqa: E402
 from lightwam_ros.ros.stamps import seconds_to_stamp, stamp_to_nanoseconds  # noqa: E402
-from lightwam_ros.tools.assets.make_tiny import (demo_tasks, plausible_stats,  # noqa: E402
-                                                 random_model, standin_cache)
-from ros_harness import (A0, ALOHA_JOINTS, COMMAND_TOPIC, CONFIG, FORWARD_TOPIC,  # noqa: E402
-                         Q0, STAMP_JUMP_BACK_NS, TRAJECTORY_TOPIC, Harness, NodeProcess,
-                         aloha_harness, assert_within_caps, fresh_ros_context,
-                         spin_in_background, wait_until)
+from lightwam_ros.tools.assets.make_tiny import demo_tasks, plausible_stats, random_model, standin_cache  # noqa: E402
 
 ALOHA = load_embodiment("robotwin_aloha")
 ALOHA_ACTIONS = ALOHA.action.layout.dim_names
@@ -55,8 +67,16 @@ CONFIG_ALOHA = str(CONFIG / "executor_robotwin_aloha.yaml")
 CONFIG_FRANKA = str(CONFIG / "executor_libero_franka.yaml")
 
 
-def make_chunk(actions, stamp, names=ALOHA_ACTIONS, embodiment="robotwin_aloha",
-               mode="absolute_joints", dt=DT, execute=EXECUTE, chunk_id=0):
+def make_chunk(
+    actions,
+    stamp,
+    names=ALOHA_ACTIONS,
+    embodiment="robotwin_aloha",
+    mode="absolute_joints",
+    dt=DT,
+    execute=EXECUTE,
+    chunk_id=0,
+):
     actions = np.asarray(actions, dtype=np.float64)
     msg = ActionChunk()
     msg.header.stamp = seconds_to_stamp(stamp)
@@ -103,24 +123,35 @@ def class_harness(class_ros_context):
 
 
 def test_overlapping_chunks_are_executed_at_control_rate_without_jumps(harness):
-    node = NodeProcess("executor_node", dict(
-        output_modes="[forward_command,joint_state]", max_velocity=VMAX, max_acceleration=AMAX,
-        ramp_time=0.1, chunk_timeout=2.0, joint_state_timeout=0.3, diagnostics_rate=10.0),
-        CONFIG_ALOHA)
+    node = NodeProcess(
+        "executor_node",
+        dict(
+            output_modes="[forward_command,joint_state]",
+            max_velocity=VMAX,
+            max_acceleration=AMAX,
+            ramp_time=0.1,
+            chunk_timeout=2.0,
+            joint_state_timeout=0.3,
+            diagnostics_rate=10.0,
+        ),
+        CONFIG_ALOHA,
+    )
     try:
         wait_until(lambda: len(harness.commands) > 50, 20, "commands from the executor")
         harness.wait_for_executor()
         # Chunk A moves the arm joints +0.3 rad over 1.4 s; chunk B, 0.5 s later and overlapping A,
         # turns back to -0.2 rad: the boundary reverses the motion.
         t0 = harness.now()
-        harness.chunk_pub.publish(make_chunk(ramp_actions(A0, A0 + 0.3 * ARM, t0, t0, t0 + 1.4),
-                                             t0, chunk_id=1))
+        harness.chunk_pub.publish(
+            make_chunk(ramp_actions(A0, A0 + 0.3 * ARM, t0, t0, t0 + 1.4), t0, chunk_id=1)
+        )
         wait_until(lambda: harness.current()[0] > Q0[0] + 0.05, 5, "motion along chunk A")
         start = len(harness.commands)
         t1 = harness.now()
         at_t1 = A0 + ARM * (harness.current() - Q0)
-        harness.chunk_pub.publish(make_chunk(ramp_actions(at_t1, A0 - 0.2 * ARM, t1, t1, t1 + 1.4),
-                                             t1, chunk_id=2))
+        harness.chunk_pub.publish(
+            make_chunk(ramp_actions(at_t1, A0 - 0.2 * ARM, t1, t1, t1 + 1.4), t1, chunk_id=2)
+        )
         forward_start = len(harness.forward)
         wait_until(lambda: harness.current()[0] < Q0[0] - 0.15, 5, "motion along chunk B")
         received = harness.forward[forward_start:]
@@ -136,8 +167,7 @@ def test_overlapping_chunks_are_executed_at_control_rate_without_jumps(harness):
     # The boundary really reversed the motion, and joints that the chunks leave alone stayed put.
     positions = np.array([c[1] for c in commands])
     assert positions[:, 0].max() > Q0[0] + 0.05 and positions[-1, 0] < Q0[0] - 0.15
-    np.testing.assert_allclose(positions[:, ARM == 0], np.tile(Q0[ARM == 0], (len(positions), 1)),
-                               atol=1e-9)
+    np.testing.assert_allclose(positions[:, ARM == 0], np.tile(Q0[ARM == 0], (len(positions), 1)), atol=1e-9)
     assert speed > 0.1  # the check above is not vacuous: the arm moved
 
 
@@ -152,9 +182,18 @@ def set_parameter(client, name, value):
 
 
 def test_speed_scaling_slows_the_path_at_run_time_and_other_parameters_refuse(harness):
-    node = NodeProcess("executor_node", dict(
-        output_modes="[forward_command,joint_state]", max_velocity=VMAX, max_acceleration=AMAX,
-        ramp_time=0.1, chunk_timeout=5.0, diagnostics_rate=10.0), CONFIG_ALOHA)
+    node = NodeProcess(
+        "executor_node",
+        dict(
+            output_modes="[forward_command,joint_state]",
+            max_velocity=VMAX,
+            max_acceleration=AMAX,
+            ramp_time=0.1,
+            chunk_timeout=5.0,
+            diagnostics_rate=10.0,
+        ),
+        CONFIG_ALOHA,
+    )
     try:
         client = AsyncParameterClient(harness.node, "lightwam_executor")
         assert client.wait_for_services(10.0)
@@ -168,8 +207,9 @@ def test_speed_scaling_slows_the_path_at_run_time_and_other_parameters_refuse(ha
         # A ramp of +0.3 rad over 1.4 s (0.21 rad/s) runs over 2.8 s at half speed.
         start = len(harness.commands)
         t0 = harness.now()
-        harness.chunk_pub.publish(make_chunk(ramp_actions(A0, A0 + 0.3 * ARM, t0, t0, t0 + 1.4),
-                                             t0, chunk_id=1))
+        harness.chunk_pub.publish(
+            make_chunk(ramp_actions(A0, A0 + 0.3 * ARM, t0, t0, t0 + 1.4), t0, chunk_id=1)
+        )
         wait_until(lambda: harness.current()[0] > Q0[0] + 0.29, 10, "the end of the ramp")
         commands = harness.commands[start:]
         times = np.array([c[0] for c in commands]) - commands[0][0]
@@ -181,8 +221,11 @@ def test_speed_scaling_slows_the_path_at_run_time_and_other_parameters_refuse(ha
         assert 0.05 < speed < 0.2, f"peak speed {speed:.3f} rad/s (0.21 at full speed)"
         # 0 pauses: a hold with its reason, the chunks refused; raising it resumes.
         assert set_parameter(client, "speed_scaling", 0.0).successful
-        wait_until(lambda: harness.state() == ("ESTOPPED", "e-stop: speed_scaling is 0: paused"),
-                   5, f"a paused hold, got {harness.state()}")
+        wait_until(
+            lambda: harness.state() == ("ESTOPPED", "e-stop: speed_scaling is 0: paused"),
+            5,
+            f"a paused hold, got {harness.state()}",
+        )
         assert set_parameter(client, "speed_scaling", 1.0).successful
         wait_until(lambda: harness.state()[0] == "WAITING", 5, "the pause to be lifted")
         assert float(harness.diagnostics["speed_scaling"]) == 1.0
@@ -197,9 +240,11 @@ def assert_holds_safely(harness, node, since_command, since_line, log_pattern, r
     """The bad input is logged, the executor holds, and the commands never left the envelope
     of the good motion (no jump, nothing of the bad input executed)."""
     node.wait_for_log(log_pattern, since=since_line)
-    wait_until(lambda: harness.state()[0] == "HOLDING"
-               and re.search(reason_pattern, harness.state()[1]), 5,
-               f"HOLDING with a reason matching {reason_pattern!r}, got {harness.state()}")
+    wait_until(
+        lambda: harness.state()[0] == "HOLDING" and re.search(reason_pattern, harness.state()[1]),
+        5,
+        f"HOLDING with a reason matching {reason_pattern!r}, got {harness.state()}",
+    )
     wait_until(lambda: harness.settled(since_command), 5, "the commands to stop changing")
     commands = harness.commands_since(since_command)
     assert_within_caps(commands, VMAX, AMAX)
@@ -210,10 +255,20 @@ def assert_holds_safely(harness, node, since_command, since_line, log_pattern, r
 @pytest.fixture(scope="class")
 def executor_process():
     """One executor process per test class (stopped before the in-process tests start)."""
-    node = NodeProcess("executor_node", dict(
-        control_rate=250.0, output_modes="[forward_command,joint_state]", max_velocity=VMAX,
-        max_acceleration=AMAX, ramp_time=0.1, chunk_timeout=0.4, joint_state_timeout=0.15,
-        diagnostics_rate=20.0), CONFIG_ALOHA)
+    node = NodeProcess(
+        "executor_node",
+        dict(
+            control_rate=250.0,
+            output_modes="[forward_command,joint_state]",
+            max_velocity=VMAX,
+            max_acceleration=AMAX,
+            ramp_time=0.1,
+            chunk_timeout=0.4,
+            joint_state_timeout=0.15,
+            diagnostics_rate=20.0,
+        ),
+        CONFIG_ALOHA,
+    )
     yield node
     assert node.stop() == 0
 
@@ -246,47 +301,70 @@ class TestBadInputsOnARunningExecutor:
             positions = harness.current().copy()
             positions[2] = math.nan
             return harness.joint_state(positions)
+
         harness.joint_source = nan_state
-        assert_holds_safely(harness, node, since_command, since_line,
-                            r"ignored joint state: .*non-finite.*fl_joint3=nan",
-                            r"joint state is .* old")
+        assert_holds_safely(
+            harness,
+            node,
+            since_command,
+            since_line,
+            r"ignored joint state: .*non-finite.*fl_joint3=nan",
+            r"joint state is .* old",
+        )
 
     def test_missing_joint_holds(self, running, harness):
         node, since_command, since_line = running
         keep = [i for i, name in enumerate(ALOHA_JOINTS) if name != "fr_joint2"]
         harness.joint_source = lambda: harness.joint_state(
-            harness.current()[keep], [ALOHA_JOINTS[i] for i in keep])
-        assert_holds_safely(harness, node, since_command, since_line,
-                            r"ignored joint state: .*lacks joints \['fr_joint2'\]",
-                            r"joint state is .* old")
+            harness.current()[keep], [ALOHA_JOINTS[i] for i in keep]
+        )
+        assert_holds_safely(
+            harness,
+            node,
+            since_command,
+            since_line,
+            r"ignored joint state: .*lacks joints \['fr_joint2'\]",
+            r"joint state is .* old",
+        )
 
     def test_stale_joint_states_hold(self, running, harness):
         node, since_command, since_line = running
         harness.joint_source = lambda: None
-        assert_holds_safely(harness, node, since_command, since_line,
-                            r"RUNNING -> HOLDING: holding: joint state is .* old",
-                            r"joint state is .* old")
+        assert_holds_safely(
+            harness,
+            node,
+            since_command,
+            since_line,
+            r"RUNNING -> HOLDING: holding: joint state is .* old",
+            r"joint state is .* old",
+        )
 
-    @pytest.mark.parametrize("bad_state, log_pattern", [
-        pytest.param(lambda h: h.joint_state(h.current(), stamp=h.now() - STAMP_JUMP_BACK),
-                     r"ignored joint state: JointState stamped [45]\.\d+ s before the previous "
-                     r"one: out of order, ignored", id="stamps_backwards"),
-        pytest.param(lambda h: h.joint_state(np.where(np.arange(14) == 2, math.inf,
-                                                      h.current())),
-                     r"ignored joint state: .*non-finite.*fl_joint3=inf", id="inf_position"),
-    ])
+    @pytest.mark.parametrize(
+        "bad_state, log_pattern",
+        [
+            pytest.param(
+                lambda h: h.joint_state(h.current(), stamp=h.now() - STAMP_JUMP_BACK),
+                r"ignored joint state: JointState stamped [45]\.\d+ s before the previous "
+                r"one: out of order, ignored",
+                id="stamps_backwards",
+            ),
+            pytest.param(
+                lambda h: h.joint_state(np.where(np.arange(14) == 2, math.inf, h.current())),
+                r"ignored joint state: .*non-finite.*fl_joint3=inf",
+                id="inf_position",
+            ),
+        ],
+    )
     def test_bad_joint_state_holds(self, running, harness, bad_state, log_pattern):
         node, since_command, since_line = running
         harness.joint_source = lambda: bad_state(harness)
-        assert_holds_safely(harness, node, since_command, since_line, log_pattern,
-                            r"joint state is .* old")
+        assert_holds_safely(harness, node, since_command, since_line, log_pattern, r"joint state is .* old")
 
     def test_reordered_joints_with_extras_are_matched_by_name(self, running, harness):
         node, since_command, since_line = running
         order = np.random.default_rng(0).permutation(len(ALOHA_JOINTS))
         names = [ALOHA_JOINTS[i] for i in order] + ["head_pan"]
-        harness.joint_source = lambda: harness.joint_state(
-            list(harness.current()[order]) + [0.0], names)
+        harness.joint_source = lambda: harness.joint_state(list(harness.current()[order]) + [0.0], names)
         # Had the names been matched by index, the deviation check would hold the arm at once.
         wait_until(lambda: len(harness.commands) > since_command + 150, 10, "150 more commands")
         assert harness.state()[0] == "RUNNING", harness.state()
@@ -294,57 +372,80 @@ class TestBadInputsOnARunningExecutor:
         assert moved > 0.01
         assert not any("ignored joint state" in line for line in node.lines[since_line:])
 
-    @pytest.mark.parametrize("bad_chunk, log_pattern", [
-        pytest.param(lambda actions, now: make_chunk(
-                         np.where(np.arange(14) == 3, math.nan, actions + 0.5), now),
-                     r"rejected chunk #\d+: chunk action at step 0, dimension 3 \('fl_joint4'\) "
-                     r"is nan", id="nan"),
-        pytest.param(lambda actions, now: make_chunk(actions + 2.5 * ARM, now),
-                     r"rejected chunk #\d+: invalid chunk: .* outside \[", id="out_of_limits"),
-        pytest.param(lambda actions, now: make_chunk(actions + 0.5 * ARM, now,
-                                                     embodiment="libero_franka"),
-                     r"rejected chunk #\d+: chunk is for embodiment 'libero_franka', this executor "
-                     r"drives 'robotwin_aloha'", id="wrong_embodiment"),
-        pytest.param(lambda actions, now: make_chunk(actions[:, :13] + 0.5, now,
-                                                     names=ALOHA_ACTIONS[:13]),
-                     r"rejected chunk #\d+: ActionChunk #\d+: action_dim 13 with 13 action_names, "
-                     r"the embodiment has 14", id="wrong_action_dim"),
-        pytest.param(lambda actions, now: make_chunk(actions + 0.5, now,
-                                                     names=ALOHA_ACTIONS[:13] + ("extra",)),
-                     r"rejected chunk #\d+: chunk action_names .* do not match robotwin_aloha's "
-                     r"action dimensions .*; missing \['right_gripper'\]", id="wrong_action_names"),
-        # max_clock_skew is 0.1 s (config): a chunk from 1 s ahead means the clocks disagree.
-        pytest.param(lambda actions, now: make_chunk(actions, now + 1.0),
-                     r"rejected chunk #\d+: chunk stamp is [01]\.\d+ s in the future: "
-                     r"clocks disagree", id="stamped_in_the_future"),
-        pytest.param(lambda actions, now: make_chunk(actions, now - 10.0),
-                     r"rejected chunk #\d+: stale chunk: its last executable step ended "
-                     r"[89]\.\d+ s ago", id="stamped_far_in_the_past"),
-    ])
-    def test_bad_chunk_is_refused_and_the_executor_holds(self, running, harness, bad_chunk,
-                                                         log_pattern):
+    @pytest.mark.parametrize(
+        "bad_chunk, log_pattern",
+        [
+            pytest.param(
+                lambda actions, now: make_chunk(np.where(np.arange(14) == 3, math.nan, actions + 0.5), now),
+                r"rejected chunk #\d+: chunk action at step 0, dimension 3 \('fl_joint4'\) "
+                r"is nan",
+                id="nan",
+            ),
+            pytest.param(
+                lambda actions, now: make_chunk(actions + 2.5 * ARM, now),
+                r"rejected chunk #\d+: invalid chunk: .* outside \[",
+                id="out_of_limits",
+            ),
+            pytest.param(
+                lambda actions, now: make_chunk(actions + 0.5 * ARM, now, embodiment="libero_franka"),
+                r"rejected chunk #\d+: chunk is for embodiment 'libero_franka', this executor "
+                r"drives 'robotwin_aloha'",
+                id="wrong_embodiment",
+            ),
+            pytest.param(
+                lambda actions, now: make_chunk(actions[:, :13] + 0.5, now, names=ALOHA_ACTIONS[:13]),
+                r"rejected chunk #\d+: ActionChunk #\d+: action_dim 13 with 13 action_names, "
+                r"the embodiment has 14",
+                id="wrong_action_dim",
+            ),
+            pytest.param(
+                lambda actions, now: make_chunk(actions + 0.5, now, names=ALOHA_ACTIONS[:13] + ("extra",)),
+                r"rejected chunk #\d+: chunk action_names .* do not match robotwin_aloha's "
+                r"action dimensions .*; missing \['right_gripper'\]",
+                id="wrong_action_names",
+            ),
+            # max_clock_skew is 0.1 s (config): a chunk from 1 s ahead means the clocks disagree.
+            pytest.param(
+                lambda actions, now: make_chunk(actions, now + 1.0),
+                r"rejected chunk #\d+: chunk stamp is [01]\.\d+ s in the future: "
+                r"clocks disagree",
+                id="stamped_in_the_future",
+            ),
+            pytest.param(
+                lambda actions, now: make_chunk(actions, now - 10.0),
+                r"rejected chunk #\d+: stale chunk: its last executable step ended "
+                r"[89]\.\d+ s ago",
+                id="stamped_far_in_the_past",
+            ),
+        ],
+    )
+    def test_bad_chunk_is_refused_and_the_executor_holds(self, running, harness, bad_chunk, log_pattern):
         node, since_command, since_line = running
         harness.chunk_source = lambda now: bad_chunk(sine_actions(now, 0.0), now)
         assert_holds_safely(harness, node, since_command, since_line, log_pattern, r"no chunk for")
 
-    def test_a_huge_chunk_is_refused_at_once_and_the_commands_keep_their_rate(self, running,
-                                                                                harness):
+    def test_a_huge_chunk_is_refused_at_once_and_the_commands_keep_their_rate(self, running, harness):
         node, since_command, since_line = running
         rejected = int(harness.diagnostics["chunks_rejected"])
-        huge = make_chunk(sine_actions(harness.now(), harness.origin), harness.now(),
-                          chunk_id=999_999)
+        huge = make_chunk(sine_actions(harness.now(), harness.origin), harness.now(), chunk_id=999_999)
         huge.horizon = 100_000  # valid in itself: 100000 x 14 zeros
         huge.actions = array.array("f", bytes(4 * 100_000 * 14))
         before = len(harness.commands)
         harness.chunk_pub.publish(huge)
-        node.wait_for_log(r"rejected chunk #999999: ActionChunk #999999: horizon 100000 exceeds "
-                          r"64 \(2 x the embodiment's chunk length 32\)", since=since_line)
-        wait_until(lambda: int(harness.diagnostics["chunks_rejected"]) == rejected + 1, 5,
-                   "the executor's diagnostics to count the rejected chunk")
+        node.wait_for_log(
+            r"rejected chunk #999999: ActionChunk #999999: horizon 100000 exceeds "
+            r"64 \(2 x the embodiment's chunk length 32\)",
+            since=since_line,
+        )
+        wait_until(
+            lambda: int(harness.diagnostics["chunks_rejected"]) == rejected + 1,
+            5,
+            "the executor's diagnostics to count the rejected chunk",
+        )
         wait_until(lambda: len(harness.commands) > before + 250, 10, "a second more commands")
         # 250 Hz here: no gap of more than a few periods around the huge chunk (the control
         # thread never parses it), and the good chunks keep the arm running.
-        gaps = np.diff([c[0] for c in harness.commands[max(before - 50, since_command):]])
+        gaps = np.diff([c[0] for c in harness.commands[max(before - 50, since_command) :]])
         assert gaps.max() < 5 / 250, f"largest gap between commands {1e3 * gaps.max():.1f} ms"
         assert harness.state()[0] == "RUNNING", harness.state()
 
@@ -352,8 +453,8 @@ class TestBadInputsOnARunningExecutor:
         node, since_command, since_line = running
         order = np.arange(14)[::-1]
         harness.chunk_source = lambda now: make_chunk(  # the same motion, columns reversed
-            sine_actions(now, harness.origin)[:, order], now,
-            names=[ALOHA_ACTIONS[i] for i in order])
+            sine_actions(now, harness.origin)[:, order], now, names=[ALOHA_ACTIONS[i] for i in order]
+        )
         wait_until(lambda: len(harness.commands) > since_command + 150, 10, "150 more commands")
         assert harness.state()[0] == "RUNNING", harness.state()
         assert not any("rejected chunk" in line for line in node.lines[since_line:])
@@ -395,8 +496,15 @@ class TestBadInputsOnARunningExecutor:
 
 
 def aloha_chunk(rows, names=ALOHA_ACTIONS, **changes) -> Chunk:
-    fields = dict(stamp_ns=1_000_000_000, dt=DT, actions=rows, action_names=names,
-                  execute_steps=3, chunk_id=7, embodiment="robotwin_aloha")
+    fields = dict(
+        stamp_ns=1_000_000_000,
+        dt=DT,
+        actions=rows,
+        action_names=names,
+        execute_steps=3,
+        chunk_id=7,
+        embodiment="robotwin_aloha",
+    )
     fields.update(changes)
     return Chunk(**fields)
 
@@ -411,12 +519,14 @@ def test_command_layout_matches_chunk_columns_by_name_and_maps_grippers():
     np.testing.assert_allclose(direct.actions[:, ARM == 1], rows[:, ARM == 1])
     assert direct.action_names == ALOHA_JOINTS and direct.stamp_ns == 1_000_000_000
     order = np.random.default_rng(1).permutation(14)
-    shuffled = layout.to_joint_targets(
-        aloha_chunk(rows[:, order], [ALOHA_ACTIONS[i] for i in order])).chunk
+    shuffled = layout.to_joint_targets(aloha_chunk(rows[:, order], [ALOHA_ACTIONS[i] for i in order])).chunk
     np.testing.assert_array_equal(shuffled.actions, direct.actions)
     renamed = list(ALOHA_ACTIONS[:13]) + ["right_grip"]
-    with pytest.raises(ChunkLayoutError, match=r"missing \['right_gripper'\]; unexpected "
-                                               r"\['right_grip'\]"):
+    with pytest.raises(
+        ChunkLayoutError,
+        match=r"missing \['right_gripper'\]; unexpected "
+        r"\['right_grip'\]",
+    ):
         layout.to_joint_targets(aloha_chunk(rows, renamed))
     with pytest.raises(ChunkLayoutError, match="chunk is for embodiment 'libero_franka'"):
         layout.to_joint_targets(aloha_chunk(rows, embodiment="libero_franka"))
@@ -425,8 +535,8 @@ def test_command_layout_matches_chunk_columns_by_name_and_maps_grippers():
     # A controller that lists its joints in another order gets the same targets in its order.
     reversed_layout = CommandLayout(ALOHA, joint_order=ALOHA_JOINTS[::-1])
     np.testing.assert_array_equal(
-        reversed_layout.to_joint_targets(aloha_chunk(rows)).chunk.actions,
-        direct.actions[:, ::-1])
+        reversed_layout.to_joint_targets(aloha_chunk(rows)).chunk.actions, direct.actions[:, ::-1]
+    )
     np.testing.assert_array_equal(reversed_layout.upper, layout.upper[::-1])
 
 
@@ -436,8 +546,9 @@ def test_a_predicted_chunk_just_past_a_limit_is_published_then_clipped_and_execu
     within its limit_margin and drives the joint to the limit, never past it."""
     spec = ALOHA
     cfg = make_config("tiny", spec.action_dim, spec.state_dim, spec.chunk.length)
-    normalizer = Normalizer.from_stats(plausible_stats(spec), spec.normalization.mode,
-                                       spec.normalization.clamp)
+    normalizer = Normalizer.from_stats(
+        plausible_stats(spec), spec.normalization.mode, spec.normalization.clamp
+    )
     layout = CommandLayout(spec)
     joint = ALOHA_ACTIONS.index("fl_joint2")
     upper = layout.upper[layout.joint_names.index("fl_joint2")]
@@ -450,21 +561,32 @@ def test_a_predicted_chunk_just_past_a_limit_is_published_then_clipped_and_execu
     last = model.expert.output[2]
     last.weight.data.zero_()
     last.bias.data.copy_(torch.from_numpy((target - zero) / (one - zero)))
-    runner = PolicyRunner(model, spec, normalizer,
-                          standin_cache(demo_tasks(spec), cfg.dit.text_len, cfg.dit.text_dim),
-                          device="cpu", warmup=0)
+    runner = PolicyRunner(
+        model,
+        spec,
+        normalizer,
+        standin_cache(demo_tasks(spec), cfg.dit.text_len, cfg.dit.text_dim),
+        device="cpu",
+        warmup=0,
+    )
     runner.warmup()
     images = {cam.role: np.zeros((*cam.source_size, 3), np.uint8) for cam in spec.canvas.cameras}
     stamp_ns = 1_764_900_000_000_000_000
-    chunk = runner.predict(images, np.zeros(spec.state_dim), runner.tasks[0],
-                           stamp_ns=stamp_ns).chunk
+    chunk = runner.predict(images, np.zeros(spec.state_dim), runner.tasks[0], stamp_ns=stamp_ns).chunk
     assert chunk.actions[0, joint] == pytest.approx(upper + 1e-3, abs=1e-5)  # not refused
 
     received = msg_to_chunk(chunk_to_msg(chunk))  # what the policy node publishes
     targets = layout.to_joint_targets(received).chunk
-    limits = JointSafetyLimits(lower=layout.lower, upper=layout.upper, max_velocity=1.0,
-                               max_acceleration=5.0, max_deviation=0.5, max_jump=0.3,
-                               limit_margin=0.01, ramp_time=0.0)
+    limits = JointSafetyLimits(
+        lower=layout.lower,
+        upper=layout.upper,
+        max_velocity=1.0,
+        max_acceleration=5.0,
+        max_deviation=0.5,
+        max_jump=0.3,
+        limit_margin=0.01,
+        ramp_time=0.0,
+    )
     core = ChunkExecutorCore(ExecutorConfig(limits))
     start = targets.actions[0].copy()
     start[layout.joint_names.index("fl_joint2")] = upper - 0.05
@@ -503,49 +625,75 @@ def test_tick_stats_count_missed_ticks():
 # ------------------------------------------------------------------ configuration
 
 
-@pytest.mark.parametrize("override, message", [
-    ("boundary_rule:=bogus", r"boundary_rule must be one of \['latest', 'blend', 'ensemble'\]"),
-    ("max_velocity:=[1.0,2.0]", r"max_velocity: 2 values for 14 joints"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("boundary_rule:=bogus", r"boundary_rule must be one of \['latest', 'blend', 'ensemble'\]"),
+        ("max_velocity:=[1.0,2.0]", r"max_velocity: 2 values for 14 joints"),
+    ],
+)
 def test_invalid_parameters_stop_the_process_with_a_reason(override, message):
     result = subprocess.run(
-        [sys.executable, "-m", "lightwam_ros.nodes.executor_node", "--ros-args",
-         "--params-file", CONFIG_ALOHA, "-p", override],
-        capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "lightwam_ros.nodes.executor_node",
+            "--ros-args",
+            "--params-file",
+            CONFIG_ALOHA,
+            "-p",
+            override,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert re.search(r"invalid configuration: parameter " + message, result.stderr + result.stdout)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"embodiment": ""}, "parameter embodiment is required"),
-    ({"control_rate": -5.0}, "control_rate must be > 0"),
-    ({"interpolation": "linear"}, "interpolation must be one of cubic, quintic, min_jerk"),
-    ({"output_modes": ["joint_trajectory", "teleport"]}, "output_modes must list distinct"),
-    ({"max_acceleration": 0.0}, "max_acceleration must be > 0"),
-    ({"joint_names": ["fl_joint1"]}, "joint_names must list each commanded joint"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"embodiment": ""}, "parameter embodiment is required"),
+        ({"control_rate": -5.0}, "control_rate must be > 0"),
+        ({"interpolation": "linear"}, "interpolation must be one of cubic, quintic, min_jerk"),
+        ({"output_modes": ["joint_trajectory", "teleport"]}, "output_modes must list distinct"),
+        ({"max_acceleration": 0.0}, "max_acceleration must be > 0"),
+        ({"joint_names": ["fl_joint1"]}, "joint_names must list each commanded joint"),
+    ],
+)
 def test_invalid_parameters_raise_when_built_in_process(ros_context, overrides, message):
     base = {"embodiment": "robotwin_aloha"}
     base.update(overrides)
     with pytest.raises(ValueError, match=re.escape(message)):
-        create_executor_node(context=ros_context, parameter_overrides=[
-            Parameter(name, value=value) for name, value in base.items()])
+        create_executor_node(
+            context=ros_context,
+            parameter_overrides=[Parameter(name, value=value) for name, value in base.items()],
+        )
 
 
 # ------------------------------------------------------------------ in-process nodes
 
 
 def test_shadow_mode_computes_but_commands_nothing(ros_context):
-    executor_node = create_executor_node(context=ros_context, parameter_overrides=[
-        Parameter("embodiment", value="robotwin_aloha"), Parameter("shadow", value=True),
-        Parameter("control_rate", value=100.0), Parameter("ramp_time", value=0.1),
-        Parameter("chunk_timeout", value=2.0),
-        Parameter("output_modes", value=["joint_trajectory", "forward_command", "joint_state"])])
+    executor_node = create_executor_node(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("embodiment", value="robotwin_aloha"),
+            Parameter("shadow", value=True),
+            Parameter("control_rate", value=100.0),
+            Parameter("ramp_time", value=0.1),
+            Parameter("chunk_timeout", value=2.0),
+            Parameter("output_modes", value=["joint_trajectory", "forward_command", "joint_state"]),
+        ],
+    )
     helper = Harness(ros_context, ALOHA_JOINTS)
     helper.start_positions = Q0
     shadow = []
-    helper.node.create_subscription(JointState, "lightwam/shadow_command",
-                                    lambda m: shadow.append(np.array(m.position)), 100)
+    helper.node.create_subscription(
+        JointState, "lightwam/shadow_command", lambda m: shadow.append(np.array(m.position)), 100
+    )
     executor, thread = spin_in_background(ros_context, [executor_node, helper.node])
     try:
         wait_until(lambda: shadow, 10, "shadow commands")
@@ -568,28 +716,38 @@ def test_executor_asks_for_the_next_chunk_before_its_plan_runs_out(ros_context):
     """request_lead_time: without a plan it asks every request_retry seconds; with one, once
     when the plan ends within the lead time, not before."""
     lead, retry = 0.3, 0.5
-    executor_node = create_executor_node(context=ros_context, parameter_overrides=[
-        Parameter("embodiment", value="robotwin_aloha"), Parameter("control_rate", value=100.0),
-        Parameter("ramp_time", value=0.1), Parameter("chunk_timeout", value=2.0),
-        Parameter("output_modes", value=["joint_state"]),
-        Parameter("request_lead_time", value=lead), Parameter("request_retry", value=retry)])
+    executor_node = create_executor_node(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("embodiment", value="robotwin_aloha"),
+            Parameter("control_rate", value=100.0),
+            Parameter("ramp_time", value=0.1),
+            Parameter("chunk_timeout", value=2.0),
+            Parameter("output_modes", value=["joint_state"]),
+            Parameter("request_lead_time", value=lead),
+            Parameter("request_retry", value=retry),
+        ],
+    )
     helper = Harness(ros_context, ALOHA_JOINTS)
     helper.start_positions = Q0
     requests = []
-    helper.node.create_subscription(Empty, "lightwam/request_chunk",
-                                    lambda _: requests.append(helper.now()), 10)
+    helper.node.create_subscription(
+        Empty, "lightwam/request_chunk", lambda _: requests.append(helper.now()), 10
+    )
     executor, thread = spin_in_background(ros_context, [executor_node, helper.node])
     try:
         wait_until(lambda: len(requests) >= 3, 10, "repeated requests while nothing is planned")
         assert min(np.diff(requests)) > retry - 0.1, requests
         helper.wait_for_executor()
         t0 = helper.now()
-        helper.chunk_pub.publish(make_chunk(ramp_actions(A0, A0 + 0.1 * ARM, t0, t0, t0 + 1.0),
-                                            t0))
+        helper.chunk_pub.publish(make_chunk(ramp_actions(A0, A0 + 0.1 * ARM, t0, t0, t0 + 1.0), t0))
         asked = len(requests)
         plan_end = t0 + EXECUTE * DT
-        wait_until(lambda: len(requests) > asked and requests[-1] > t0 + 0.2, 10,
-                   "a request for the chunk after this one")
+        wait_until(
+            lambda: len(requests) > asked and requests[-1] > t0 + 0.2,
+            10,
+            "a request for the chunk after this one",
+        )
         first_after = next(t for t in requests[asked:] if t > t0 + 0.2)
         assert plan_end - lead - 0.05 <= first_after <= plan_end + 0.1, (t0, first_after)
     finally:
@@ -598,9 +756,9 @@ def test_executor_asks_for_the_next_chunk_before_its_plan_runs_out(ros_context):
         executor_node.destroy_node()
         helper.node.destroy_node()
 
+
 PANDA_HOME = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04, 0.04])
-PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1",
-                                                            "panda_finger_joint2"]
+PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1", "panda_finger_joint2"]
 
 
 def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
@@ -615,24 +773,31 @@ def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
     context = rclpy.Context()
     rclpy.init(context=context, args=["--ros-args", "--params-file", CONFIG_FRANKA])
     try:
-        executor_node = create_executor_node(context=context, parameter_overrides=[
-            Parameter("control_rate", value=100.0), Parameter("ramp_time", value=0.05),
-            Parameter("chunk_timeout", value=3.0), Parameter("joint_state_timeout", value=0.3),
-            Parameter("diagnostics_rate", value=20.0),
-            # Fingers fast enough to close within the 0.5 s chunk (the plan's end is a hold).
-            Parameter("max_velocity", value=[1.0] * 7 + [0.2, 0.2]),
-            Parameter("max_acceleration", value=[5.0] * 7 + [2.0, 2.0]),
-            Parameter("output_modes", value=["joint_trajectory", "joint_state"])])
+        executor_node = create_executor_node(
+            context=context,
+            parameter_overrides=[
+                Parameter("control_rate", value=100.0),
+                Parameter("ramp_time", value=0.05),
+                Parameter("chunk_timeout", value=3.0),
+                Parameter("joint_state_timeout", value=0.3),
+                Parameter("diagnostics_rate", value=20.0),
+                # Fingers fast enough to close within the 0.5 s chunk (the plan's end is a hold).
+                Parameter("max_velocity", value=[1.0] * 7 + [0.2, 0.2]),
+                Parameter("max_acceleration", value=[5.0] * 7 + [2.0, 2.0]),
+                Parameter("output_modes", value=["joint_trajectory", "joint_state"]),
+            ],
+        )
         helper = Harness(context, PANDA_JOINTS)
         helper.start_positions = PANDA_HOME
         planned, paths, exact = [], [], []  # exact: (stamp ns, positions) of every command
-        helper.node.create_subscription(JointTrajectory, "lightwam/planned_trajectory",
-                                        planned.append, 10)
+        helper.node.create_subscription(JointTrajectory, "lightwam/planned_trajectory", planned.append, 10)
         helper.node.create_subscription(MarkerArray, "lightwam/planned_path", paths.append, 10)
         helper.node.create_subscription(
-            JointState, "lightwam/joint_command",
+            JointState,
+            "lightwam/joint_command",
             lambda m: exact.append((stamp_to_nanoseconds(m.header.stamp), np.array(m.position))),
-            1000)
+            1000,
+        )
         executor, thread = spin_in_background(context, [executor_node, helper.node])
         try:
             wait_until(lambda: len(helper.poses) > 5, 10, "target poses")
@@ -642,9 +807,17 @@ def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
             deltas[:5, 0] = 0.1
             deltas[:, 6] = 1.0  # robosuite: +1 closes
             t0 = helper.now()
-            helper.chunk_pub.publish(make_chunk(
-                deltas, t0, names=("dx", "dy", "dz", "drx", "dry", "drz", "gripper"),
-                embodiment="libero_franka", mode="delta_eef", dt=0.05, execute=10))
+            helper.chunk_pub.publish(
+                make_chunk(
+                    deltas,
+                    t0,
+                    names=("dx", "dy", "dz", "drx", "dry", "drz", "gripper"),
+                    embodiment="libero_franka",
+                    mode="delta_eef",
+                    dt=0.05,
+                    execute=10,
+                )
+            )
             wait_until(lambda: "plan exhausted" in helper.state()[1], 10, "the end of the plan")
             wait_until(lambda: helper.settled(0, count=5), 5, "the arm to settle")
             end = helper.poses[-1].pose
@@ -655,18 +828,30 @@ def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
             deltas[:8, 1] = [0.02, 0.05, 0.08, 0.1, 0.1, 0.08, 0.05, 0.02]  # gently: no cap acts
             deltas[:, 6] = 1.0  # stays closed
             t1 = helper.now()
-            helper.chunk_pub.publish(make_chunk(
-                deltas, t1, names=("dx", "dy", "dz", "drx", "dry", "drz", "gripper"),
-                embodiment="libero_franka", mode="delta_eef", dt=0.05, execute=10, chunk_id=1))
-            wait_until(lambda: all(len(x) == 2 for x in drawn(planned, paths)), 10,
-                       "the second plan")
+            helper.chunk_pub.publish(
+                make_chunk(
+                    deltas,
+                    t1,
+                    names=("dx", "dy", "dz", "drx", "dry", "drz", "gripper"),
+                    embodiment="libero_franka",
+                    mode="delta_eef",
+                    dt=0.05,
+                    execute=10,
+                    chunk_id=1,
+                )
+            )
+            wait_until(lambda: all(len(x) == 2 for x in drawn(planned, paths)), 10, "the second plan")
             plans, shown = drawn(planned, paths)
             path_end = stamp_to_nanoseconds(plans[1].header.stamp) + (
-                duration_ns(plans[1].points[-1].time_from_start))
+                duration_ns(plans[1].points[-1].time_from_start)
+            )
             wait_until(lambda: exact[-1][0] > path_end + 200_000_000, 10, "the second plan's end")
             # Holding at the plan's end: nothing more is planned, and RViz is told so.
-            wait_until(lambda: not planned[-1].points
-                       and paths[-1].markers[0].action == Marker.DELETEALL, 5, "a cleared plan")
+            wait_until(
+                lambda: not planned[-1].points and paths[-1].markers[0].action == Marker.DELETEALL,
+                5,
+                "a cleared plan",
+            )
         finally:
             executor.shutdown()
             thread.join(timeout=5)
@@ -692,8 +877,7 @@ def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
 
 def drawn(planned: list, paths: list) -> tuple[list, list]:
     """The planned trajectories and paths that show a plan (not the clearing messages)."""
-    return ([t for t in planned if t.points],
-            [m for m in paths if m.markers[0].action == Marker.ADD])
+    return ([t for t in planned if t.points], [m for m in paths if m.markers[0].action == Marker.ADD])
 
 
 def duration_ns(duration) -> int:

@@ -4,6 +4,7 @@ A tiny random-weight package (lightwam-make-tiny) stands in for the model.  This
 robot: it publishes stamped camera images and joint states at 15 Hz and can stop a stream or make
 it bad, then watches what the node publishes and logs.  Every wait is a condition with a deadline.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +12,7 @@ import re
 import signal
 import threading
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -21,6 +22,16 @@ pytest.importorskip("PIL.Image")  # encodes the CompressedImage frames
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from rclpy.qos import ReliabilityPolicy  # noqa: E402
+from ros_harness import (  # noqa: E402
+    ALOHA_TASK,
+    CONFIG,
+    MAX_AGE,
+    NodeProcess,
+    Robot,
+    set_action_stats,
+    spin_in_background,
+    wait_until,
+)
 from std_msgs.msg import Empty  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
@@ -32,8 +43,6 @@ from lightwam_ros.policy.normalization import Normalizer  # noqa: E402
 from lightwam_ros.policy.runner import PolicyRunner  # noqa: E402
 from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
 from lightwam_ros.tools.assets.make_tiny import TinyPackage, make_tiny_package  # noqa: E402
-from ros_harness import (ALOHA_TASK, CONFIG, MAX_AGE, NodeProcess, Robot,  # noqa: E402
-                         set_action_stats, spin_in_background, wait_until)
 
 LIBERO_Q = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
 
@@ -50,7 +59,7 @@ def _aloha_joints() -> dict[str, float]:
     spec = load_embodiment("robotwin_aloha")
     joints = {}
     for arm in spec.arms:
-        for name, limit in zip(arm.joints, arm.joint_limits):
+        for name, limit in zip(arm.joints, arm.joint_limits, strict=True):
             joints[name] = 0.5 * (limit.lower + limit.upper)
         joints[arm.gripper.joints[0]] = 0.02
     joints["fl_extra_camera_mount"] = 1.0  # a joint the policy does not use, listed first
@@ -61,11 +70,19 @@ def _aloha_joints() -> dict[str, float]:
 def aloha(tmp_path_factory):
     package = make_tiny_package("robotwin_aloha", tmp_path_factory.mktemp("aloha"))
     robot = Robot("robotwin_aloha", _aloha_joints(), "lightwam/action_chunk")
-    node = NodeProcess("policy_node", {
-        "checkpoint": package.checkpoint, "instruction_cache": package.instructions,
-        "instruction": ALOHA_TASK, "warmup": 1, "joint_state_max_age": MAX_AGE,
-        **{f"cameras.{role}.max_age": MAX_AGE for role in robot.roles},
-        "cameras.right_wrist.size": "[240,320]"}, CONFIG / "policy_robotwin_aloha.yaml")
+    node = NodeProcess(
+        "policy_node",
+        {
+            "checkpoint": package.checkpoint,
+            "instruction_cache": package.instructions,
+            "instruction": ALOHA_TASK,
+            "warmup": 1,
+            "joint_state_max_age": MAX_AGE,
+            **{f"cameras.{role}.max_age": MAX_AGE for role in robot.roles},
+            "cameras.right_wrist.size": "[240,320]",
+        },
+        CONFIG / "policy_robotwin_aloha.yaml",
+    )
     try:
         yield package, robot, node
     finally:
@@ -79,7 +96,7 @@ class TestAlohaOnTimer:
     class, before another node starts."""
 
     def test_chunks_carry_the_camera_stamp_increasing_ids_and_latency(self, aloha):
-        package, robot, node = aloha
+        package, robot, _ = aloha
         robot.wait_for_status(PolicyStatus.READY, 60)
         chunks = robot.wait_for_chunks(3, 30)
         spec = robot.spec
@@ -100,8 +117,7 @@ class TestAlohaOnTimer:
             assert chunk.model_id == package.model_id and chunk.instruction == ALOHA_TASK
         # Nothing before READY: no status from before READY counts a published chunk (statuses
         # carry the count, so this holds in whatever order the two topics' messages arrive).
-        early = [s for s in robot.statuses
-                 if s.state in (PolicyStatus.STARTING, PolicyStatus.WARMING_UP)]
+        early = [s for s in robot.statuses if s.state in (PolicyStatus.STARTING, PolicyStatus.WARMING_UP)]
         assert PolicyStatus.WARMING_UP in [s.state for s in early]
         assert all(s.chunks_published == 0 for s in early)
 
@@ -113,10 +129,10 @@ class TestAlohaOnTimer:
                 if int(values.get("skipped_ticks", 0)) > 0 and "total_ms" in values:
                     return values
             return None
+
         # Inference (~2 s here) is far slower than 16.7 Hz: ticks are skipped, not queued.
         values = wait_until(skipped_ticks, 10, "diagnostics reporting skipped ticks")
         assert float(values["total_ms"]) > 0.0
-
 
     def test_stale_camera_stops_chunks_and_names_the_camera(self, aloha):
         _, robot, node = aloha
@@ -124,8 +140,9 @@ class TestAlohaOnTimer:
         robot.camera_modes["left_wrist"] = "off"
         try:
             start = len(robot.statuses)
-            status = robot.wait_for_status(PolicyStatus.WAITING_FOR_INPUT, 10,
-                                           ("camera:left_wrist", "stale"), start=start)
+            status = robot.wait_for_status(
+                PolicyStatus.WAITING_FOR_INPUT, 10, ("camera:left_wrist", "stale"), start=start
+            )
             assert "right_wrist" not in status.message
             count = len(robot.chunks)
             time.sleep(1.5)
@@ -137,24 +154,19 @@ class TestAlohaOnTimer:
         robot.wait_for_chunks(1, 20, start=len(robot.chunks))
         robot.wait_for_status(PolicyStatus.READY, 5, start=start)
 
-
     def test_bad_inputs_are_logged_and_never_reach_a_chunk(self, aloha):
         _, robot, node = aloha
         robot.wait_for_chunks(1, 30, start=len(robot.chunks) - 1)
         log_start = len(node.lines)
-        robot.camera_modes.update(head="bad_encoding", left_wrist="truncated",
-                                  right_wrist="wrong_size")
+        robot.camera_modes.update(head="bad_encoding", left_wrist="truncated", right_wrist="wrong_size")
         robot.joint_mode = "nan"
         try:
-            node.wait_for_log(r"camera/head/image_raw.*unsupported image encoding '16UC1'", 10,
-                              log_start)
+            node.wait_for_log(r"camera/head/image_raw.*unsupported image encoding '16UC1'", 10, log_start)
             node.wait_for_log(r"camera/left_wrist/image_raw.*truncated", 10, log_start)
-            node.wait_for_log(r"camera/right_wrist/image_raw.*120x160.*expected 240x320", 10,
-                              log_start)
+            node.wait_for_log(r"camera/right_wrist/image_raw.*120x160.*expected 240x320", 10, log_start)
             node.wait_for_log(r"joint_states.*non-finite positions: fl_joint3=nan", 10, log_start)
             streams = ("camera:head", "camera:left_wrist", "camera:right_wrist", "joint_states")
-            robot.wait_for_status(PolicyStatus.WAITING_FOR_INPUT, 10, streams,
-                                  start=len(robot.statuses))
+            robot.wait_for_status(PolicyStatus.WAITING_FOR_INPUT, 10, streams, start=len(robot.statuses))
             count = len(robot.chunks)
             time.sleep(1.0)
             assert len(robot.chunks) == count
@@ -162,8 +174,9 @@ class TestAlohaOnTimer:
             robot.camera_modes.update(head="good", left_wrist="good", right_wrist="good")
             robot.joint_mode = "missing"
             node.wait_for_log(r"JointState lacks joints \['fr_joint7'\]", 10, log_start)
-            status = robot.wait_for_status(PolicyStatus.WAITING_FOR_INPUT, 10, ("joint_states",),
-                                           start=len(robot.statuses))
+            status = robot.wait_for_status(
+                PolicyStatus.WAITING_FOR_INPUT, 10, ("joint_states",), start=len(robot.statuses)
+            )
             assert "camera:" not in status.message
             count = len(robot.chunks)
             time.sleep(1.0)
@@ -173,25 +186,26 @@ class TestAlohaOnTimer:
             robot.joint_mode = "good"
         robot.wait_for_chunks(1, 20, start=len(robot.chunks))
         bad_heads = set(robot.bad_sent["head"])
-        assert bad_heads and all(stamp_to_nanoseconds(c.header.stamp) not in bad_heads
-                                 for _, c in robot.chunks)
-
+        assert bad_heads and all(
+            stamp_to_nanoseconds(c.header.stamp) not in bad_heads for _, c in robot.chunks
+        )
 
     def test_unknown_instruction_is_logged_and_the_old_one_kept(self, aloha):
         _, robot, node = aloha
         log_start = len(node.lines)
         robot.publish_instruction("dance on the table")
-        node.wait_for_log(r"unknown instruction 'dance on the table'.*keeping 'beat the block", 10,
-                          log_start)
+        node.wait_for_log(r"unknown instruction 'dance on the table'.*keeping 'beat the block", 10, log_start)
         [chunk] = robot.wait_for_chunks(1, 20, start=len(robot.chunks))
         assert chunk.instruction == ALOHA_TASK
         robot.publish_instruction("stack the two blocks")
-        wait_until(lambda: any(c.instruction == "stack the two blocks" for _, c in robot.chunks),
-                   20, "a chunk for the new instruction")
-
+        wait_until(
+            lambda: any(c.instruction == "stack the two blocks" for _, c in robot.chunks),
+            20,
+            "a chunk for the new instruction",
+        )
 
     def test_instruction_parameter_changes_the_task_at_run_time_and_others_refuse(self, aloha):
-        _, robot, node = aloha
+        _, robot, _ = aloha
         client = AsyncParameterClient(robot.node, "lightwam_policy")
         assert client.wait_for_services(10.0)
 
@@ -208,16 +222,18 @@ class TestAlohaOnTimer:
         for task in ("stack the two blocks", ALOHA_TASK):
             assert set_parameter("instruction", task).successful
             start = len(robot.chunks)
-            wait_until(lambda: any(c.instruction == task for _, c in robot.chunks[start:]), 20,
-                       f"a chunk for {task!r}")
+            wait_until(
+                lambda task=task, start=start: any(c.instruction == task for _, c in robot.chunks[start:]),
+                20,
+                f"a chunk for {task!r}",
+            )
 
     def test_a_huge_unknown_instruction_gives_one_short_warning(self, aloha):
         _, robot, node = aloha
         log_start = len(node.lines)
         for _ in range(20):
             robot.publish_instruction("x" * 1_000_000)
-        node.wait_for_log(r"unknown instruction 'xxx+\.\.\. \(1000002 chars\) is not in the ",
-                          10, log_start)
+        node.wait_for_log(r"unknown instruction 'xxx+\.\.\. \(1000002 chars\) is not in the ", 10, log_start)
         time.sleep(1.5)  # the rest arrive; the policy keeps its instruction meanwhile
         lines = [line for line in node.lines[log_start:] if "unknown instruction" in line]
         # Messages still arriving a second after the first may give one throttled line more.
@@ -226,23 +242,34 @@ class TestAlohaOnTimer:
         [chunk] = robot.wait_for_chunks(1, 20, start=len(robot.chunks))
         assert chunk.instruction != "x" * 1_000_000
 
-
-    @pytest.mark.parametrize("stream, mode, log_pattern", [
-        # Stamps 5 s behind, more than max_age: the stream restarts (once), then is stale.
-        pytest.param("camera:head", "backwards",
-                     r"camera/head/image_raw: stream 'camera:head' restarted: stamp [\d.]+ is "
-                     r"[45]\.\d+ s before the previous one, more than its max_age",
-                     id="camera_stamps_backwards"),
-        pytest.param("joint_states", "backwards",
-                     r"joint_states: stream 'joint_states' restarted: stamp [\d.]+ is [45]\.\d+ s "
-                     r"before the previous one, more than its max_age",
-                     id="joint_stamps_backwards"),
-        pytest.param("joint_states", "inf",
-                     r"dropped input from joint_states \(joint_states\): JointState has "
-                     r"non-finite positions: fl_joint3=inf", id="inf_joint_position"),
-    ])
-    def test_a_bad_stream_goes_stale_and_no_chunk_uses_it(self, aloha, stream, mode,
-                                                          log_pattern):
+    @pytest.mark.parametrize(
+        "stream, mode, log_pattern",
+        [
+            # Stamps 5 s behind, more than max_age: the stream restarts (once), then is stale.
+            pytest.param(
+                "camera:head",
+                "backwards",
+                r"camera/head/image_raw: stream 'camera:head' restarted: stamp [\d.]+ is "
+                r"[45]\.\d+ s before the previous one, more than its max_age",
+                id="camera_stamps_backwards",
+            ),
+            pytest.param(
+                "joint_states",
+                "backwards",
+                r"joint_states: stream 'joint_states' restarted: stamp [\d.]+ is [45]\.\d+ s "
+                r"before the previous one, more than its max_age",
+                id="joint_stamps_backwards",
+            ),
+            pytest.param(
+                "joint_states",
+                "inf",
+                r"dropped input from joint_states \(joint_states\): JointState has "
+                r"non-finite positions: fl_joint3=inf",
+                id="inf_joint_position",
+            ),
+        ],
+    )
+    def test_a_bad_stream_goes_stale_and_no_chunk_uses_it(self, aloha, stream, mode, log_pattern):
         """Every sample of the stream is refused (named in the log); once the last good one ages
         out the node waits, naming the stream, and publishes nothing until the stream is good."""
         _, robot, node = aloha
@@ -254,8 +281,9 @@ class TestAlohaOnTimer:
             robot.camera_modes["head"] = mode
         try:
             node.wait_for_log(log_pattern, 10, log_start)
-            status = robot.wait_for_status(PolicyStatus.WAITING_FOR_INPUT, 10, (stream, "stale"),
-                                           start=len(robot.statuses))
+            status = robot.wait_for_status(
+                PolicyStatus.WAITING_FOR_INPUT, 10, (stream, "stale"), start=len(robot.statuses)
+            )
             assert status.message.count("stale") == 1, status.message  # only this stream
             count = len(robot.chunks)
             time.sleep(1.0)
@@ -276,13 +304,21 @@ def test_bad_configuration_and_a_corrupt_checkpoint_exit_non_zero(tmp_path):
     data[-1] ^= 0xFF  # tensor data changed, header intact: found only when the weights load
     corrupt.write_bytes(bytes(data))
     runs = {  # all at once: each start-up mostly imports
-        "instruction": (NodeProcess("policy_node", {**files, "instruction": "fly away"}), 2,
-                        "parameter instruction 'fly away' is not in the instruction cache"),
-        "embodiment": (NodeProcess("policy_node", {**files, "embodiment": "libero_franka"}), 2,
-                       "parameter embodiment: 'libero_franka', but the checkpoint was trained "
-                       "for 'robotwin_aloha'"),
-        "corrupt": (NodeProcess("policy_node", {**files, "checkpoint": corrupt, "warmup": 0}), 1,
-                    "cannot load the policy"),
+        "instruction": (
+            NodeProcess("policy_node", {**files, "instruction": "fly away"}),
+            2,
+            "parameter instruction 'fly away' is not in the instruction cache",
+        ),
+        "embodiment": (
+            NodeProcess("policy_node", {**files, "embodiment": "libero_franka"}),
+            2,
+            "parameter embodiment: 'libero_franka', but the checkpoint was trained for 'robotwin_aloha'",
+        ),
+        "corrupt": (
+            NodeProcess("policy_node", {**files, "checkpoint": corrupt, "warmup": 0}),
+            1,
+            "cannot load the policy",
+        ),
     }
     for name, (node, code, message) in runs.items():
         assert node.process.wait(timeout=60) == code, (name, node.lines)
@@ -290,43 +326,53 @@ def test_bad_configuration_and_a_corrupt_checkpoint_exit_non_zero(tmp_path):
         assert any(message in line for line in node.lines), (name, node.lines)
 
 
-
 def test_a_signal_during_warm_up_ends_the_process_cleanly(tmp_path):
     """Ctrl-C (SIGINT) or ros2 launch's SIGTERM while the model warms up: the node stops between
     passes and exits 0, instead of aborting with a worker thread inside torch."""
     package = make_tiny_package("robotwin_aloha", tmp_path)
     files = {"checkpoint": package.checkpoint, "instruction_cache": package.instructions}
-    nodes = {signum: NodeProcess("policy_node", {**files, "warmup": 100000})
-             for signum in (signal.SIGINT, signal.SIGTERM)}
+    nodes = {
+        signum: NodeProcess("policy_node", {**files, "warmup": 100000})
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     for signum, node in nodes.items():
         node.wait_for_log(r"WARMING_UP: 100000 warm-up passes", 60)
         node.process.send_signal(signum)
     for signum, node in nodes.items():
         assert node.process.wait(timeout=30) == 0, (signum, node.lines)
         node.stop()
-        assert not any("terminate called" in line or "Traceback" in line
-                       for line in node.lines), node.lines
+        assert not any("terminate called" in line or "Traceback" in line for line in node.lines), node.lines
+
 
 def test_libero_shadow_on_request(tmp_path):
     package = make_tiny_package("libero_franka", tmp_path)
-    joints = dict(zip(arm_chain(load_embodiment("libero_franka").arm("arm")).joint_names, LIBERO_Q))
+    joints = dict(
+        zip(arm_chain(load_embodiment("libero_franka").arm("arm")).joint_names, LIBERO_Q, strict=True)
+    )
     joints.update(panda_finger_joint1=0.03, panda_finger_joint2=0.03)
     robot = Robot("libero_franka", joints, "lightwam/shadow_chunk", compressed_roles=("wrist",))
-    node = NodeProcess("policy_node", {
-        "checkpoint": package.checkpoint, "instruction_cache": package.instructions,
-        "instruction": "turn on the stove", "trigger": "request", "shadow": True,
-        "warmup": 1, "joint_state_max_age": MAX_AGE,
-        # Switched to compressed without a topic: the file's image topic + /compressed.
-        "cameras.wrist.compressed": True,
-        **{f"cameras.{role}.max_age": MAX_AGE for role in robot.roles}},
-        CONFIG / "policy_libero_franka.yaml")
+    node = NodeProcess(
+        "policy_node",
+        {
+            "checkpoint": package.checkpoint,
+            "instruction_cache": package.instructions,
+            "instruction": "turn on the stove",
+            "trigger": "request",
+            "shadow": True,
+            "warmup": 1,
+            "joint_state_max_age": MAX_AGE,
+            # Switched to compressed without a topic: the file's image topic + /compressed.
+            "cameras.wrist.compressed": True,
+            **{f"cameras.{role}.max_age": MAX_AGE for role in robot.roles},
+        },
+        CONFIG / "policy_libero_franka.yaml",
+    )
     try:
         robot.wait_for_status(PolicyStatus.READY, 60)
         time.sleep(0.5)
         assert not robot.chunks, "request mode published without a request"
         assert robot.request_client.wait_for_service(timeout_sec=10)
-        response = wait_until(lambda: _call(robot.request_client), 10,
-                              "an accepted Trigger request")
+        response = wait_until(lambda: _call(robot.request_client), 10, "an accepted Trigger request")
         assert "inference started" in response.message
         [chunk] = robot.wait_for_chunks(1, 20)
         assert (chunk.horizon, chunk.action_dim, chunk.action_mode) == (32, 7, "delta_eef")
@@ -337,6 +383,7 @@ def test_libero_shadow_on_request(tmp_path):
             robot.request_pub.publish(Empty())
             time.sleep(0.3)
             return len(robot.chunks) >= 2
+
         wait_until(request_by_topic, 20, "a chunk requested by std_msgs/Empty")
         ids = [c.chunk_id for _, c in robot.chunks]
         assert ids == list(range(len(ids)))
@@ -348,17 +395,24 @@ def test_libero_shadow_on_request(tmp_path):
 
 
 @contextlib.contextmanager
-def _in_process_policy(package: TinyPackage, roles: list[str],
-                       extra: Sequence[Parameter] = ()) -> Iterator[PolicyNode]:
+def _in_process_policy(
+    package: TinyPackage, roles: list[str], extra: Sequence[Parameter] = ()
+) -> Iterator[PolicyNode]:
     """A robotwin_aloha policy node in this process (so a test can patch it), spinning."""
     context = rclpy.Context()
     rclpy.init(context=context)
-    node = create_policy_node(context=context, parameter_overrides=[
-        Parameter("checkpoint", value=str(package.checkpoint)),
-        Parameter("instruction_cache", value=str(package.instructions)),
-        Parameter("instruction", value=ALOHA_TASK), Parameter("warmup", value=0),
-        Parameter("joint_state_max_age", value=MAX_AGE),
-        *(Parameter(f"cameras.{role}.max_age", value=MAX_AGE) for role in roles), *extra])
+    node = create_policy_node(
+        context=context,
+        parameter_overrides=[
+            Parameter("checkpoint", value=str(package.checkpoint)),
+            Parameter("instruction_cache", value=str(package.instructions)),
+            Parameter("instruction", value=ALOHA_TASK),
+            Parameter("warmup", value=0),
+            Parameter("joint_state_max_age", value=MAX_AGE),
+            *(Parameter(f"cameras.{role}.max_age", value=MAX_AGE) for role in roles),
+            *extra,
+        ],
+    )
     executor, spinner = spin_in_background(context, [node])
     try:
         yield node
@@ -372,15 +426,14 @@ def _in_process_policy(package: TinyPackage, roles: list[str],
 def test_a_camera_can_be_subscribed_reliably_and_the_others_stay_best_effort(tmp_path):
     package = make_tiny_package("robotwin_aloha", tmp_path)
     roles = ["head", "left_wrist", "right_wrist"]
-    with _in_process_policy(package, roles, [Parameter("cameras.head.reliable", value=True)]
-                            ) as node:
+    with _in_process_policy(package, roles, [Parameter("cameras.head.reliable", value=True)]) as node:
         reliability = {sub.topic_name: sub.qos_profile.reliability for sub in node.subscriptions}
     assert reliability["/camera/head/image_raw"] == ReliabilityPolicy.RELIABLE
     assert reliability["/camera/left_wrist/image_raw"] == ReliabilityPolicy.BEST_EFFORT
     assert reliability["/camera/right_wrist/image_raw"] == ReliabilityPolicy.BEST_EFFORT
 
-def test_meaningless_chunks_are_refused_and_the_in_process_node_keeps_running(tmp_path,
-                                                                            monkeypatch):
+
+def test_meaningless_chunks_are_refused_and_the_in_process_node_keeps_running(tmp_path, monkeypatch):
     """A prediction with a NaN in fl_joint1: each chunk is refused, reported as ERROR, never
     published, and the node carries on."""
     package = make_tiny_package("robotwin_aloha", tmp_path)
@@ -390,13 +443,13 @@ def test_meaningless_chunks_are_refused_and_the_in_process_node_keeps_running(tm
         actions = real_denormalize(self, action)
         actions[..., 0] = np.nan
         return actions
+
     monkeypatch.setattr(Normalizer, "denormalize_action", nan_in_fl_joint1)
     robot = Robot("robotwin_aloha", _aloha_joints(), "lightwam/action_chunk")
     try:
         with _in_process_policy(package, robot.roles) as node:
             error = robot.wait_for_status(PolicyStatus.ERROR, 60, ("chunk refused", "fl_joint1"))
-            later = robot.wait_for_status(PolicyStatus.ERROR, 5,
-                                          start=robot.statuses.index(error) + 1)
+            later = robot.wait_for_status(PolicyStatus.ERROR, 5, start=robot.statuses.index(error) + 1)
             assert node.fatal_error is None and later.chunks_published == 0
             assert not robot.chunks
     finally:
@@ -434,23 +487,29 @@ def test_a_model_exception_is_reported_and_the_node_recovers(tmp_path, capfd, mo
         if failing.is_set():
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return real_predict(self, *args, **kwargs)
+
     monkeypatch.setattr(PolicyRunner, "predict", flaky_predict)
     robot = Robot("robotwin_aloha", _aloha_joints(), "lightwam/action_chunk")
     try:
         with _in_process_policy(package, robot.roles) as node:
-            error = robot.wait_for_status(PolicyStatus.ERROR, 60,
-                                          ("inference failed", "illegal memory access"))
+            error = robot.wait_for_status(
+                PolicyStatus.ERROR, 60, ("inference failed", "illegal memory access")
+            )
             wait_until(lambda: attempts.count(True) >= 3, 20, "two more inference attempts")
             assert node.fatal_error is None and error.chunks_published == 0
             assert not robot.chunks
-            assert re.search(r"inference failed: RuntimeError\('CUDA error: an illegal memory "
-                             r"access was encountered'\)", capfd.readouterr().err)
+            assert re.search(
+                r"inference failed: RuntimeError\('CUDA error: an illegal memory "
+                r"access was encountered'\)",
+                capfd.readouterr().err,
+            )
             failing.clear()
             [chunk] = robot.wait_for_chunks(1, 30)
             assert stamp_to_nanoseconds(chunk.header.stamp) in robot.sent["head"]
             assert chunk.chunk_id == 0, "a chunk was published while predict failed"
-            robot.wait_for_status(PolicyStatus.READY, 10, ("publishing chunks",),
-                                  start=robot.statuses.index(error) + 1)
+            robot.wait_for_status(
+                PolicyStatus.READY, 10, ("publishing chunks",), start=robot.statuses.index(error) + 1
+            )
             assert node.fatal_error is None
     finally:
         robot.close()
