@@ -38,6 +38,7 @@ from lightwam_ros.model.lora import LoRA
 from lightwam_ros.policy.canvas import canvas_layout
 from lightwam_ros.policy.embodiment import EmbodimentSpec, VectorField, load_embodiment
 from lightwam_ros.policy.kinematics import arm_chain
+from lightwam_ros.train.stats import summary
 
 STANDIN_ENCODER_ID = "random-standin"
 ADDITION_INIT_STD = 0.01  # std of the LoRA / adapter up-projections of a random model
@@ -111,7 +112,7 @@ def plausible_stats(
         values = np.concatenate(
             [_field_samples(spec, field, joints, rng, samples) for field in fields], axis=1
         )
-        result[section] = {"default": _summary(values)}
+        result[section] = {"default": summary(values)}
     return result
 
 
@@ -174,18 +175,6 @@ def _eef_poses(spec: EmbodimentSpec, arm_name: str, joints: dict[str, np.ndarray
     q = np.stack([joints[name] for name in arm.joints], axis=1)
     poses = [chain.forward(row) for row in q]
     return np.array([np.concatenate([pose.position, pose.axis_angle]) for pose in poses])
-
-
-def _summary(values: np.ndarray) -> dict[str, list[float]]:
-    stats = {
-        "global_min": values.min(axis=0),
-        "global_max": values.max(axis=0),
-        "global_mean": values.mean(axis=0),
-        "global_std": values.std(axis=0),
-        "global_q01": np.quantile(values, 0.01, axis=0),
-        "global_q99": np.quantile(values, 0.99, axis=0),
-    }
-    return {key: [round(float(v), 6) for v in vector] for key, vector in stats.items()}
 
 
 # --------------------------------------------------------------------------------------------
