@@ -18,6 +18,7 @@ import yaml
 TRAINABLE_SETS = ("lora", "full")
 LATENT_NORMS = ("config", "data")
 PRECISIONS = ("auto", "fp32", "bf16")
+EXPORT_DTYPES = ("float32", "bfloat16", "float16")  # storage of the exported package's weights
 
 
 class TrainConfigError(ValueError):
@@ -90,6 +91,7 @@ class RunConfig:
     progress: bool = True
     tensorboard: bool = True  # when the tensorboard package is importable
     resume: bool = True  # continue from the newest checkpoint in out_dir
+    export_dtype: str = "float32"  # bfloat16 / float16 halve the package (loaded in fp32 on a CPU)
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,7 @@ def _check(config: TrainConfig, source: str) -> None:
     need(m.trainable in TRAINABLE_SETS, f"model.trainable must be one of {TRAINABLE_SETS}")
     need(m.latent_norm in LATENT_NORMS, f"model.latent_norm must be one of {LATENT_NORMS}")
     need(run.precision in PRECISIONS, f"run.precision must be one of {PRECISIONS}")
+    need(run.export_dtype in EXPORT_DTYPES, f"run.export_dtype must be one of {EXPORT_DTYPES}")
     need(d.video_frames >= 1 and d.frame_stride >= 1, "data.video_frames and frame_stride must be >= 1")
     need(o.action_weight >= 0 and o.video_weight >= 0, "objective weights must be >= 0")
     need(o.action_weight + o.video_weight > 0, "objective: at least one weight must be positive")

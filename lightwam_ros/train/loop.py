@@ -339,7 +339,7 @@ class Trainer:
             source=f"lightwam-train, {self.step} steps",
         )
         path = folder / MODEL_FILE
-        save_checkpoint(path, model.eval(), meta)
+        save_checkpoint(path, model.eval(), meta, dtype=getattr(torch, self.cfg.run.export_dtype))
         write_stats(self.stats, folder)
         shutil.copyfile(self.cfg.data.instructions, folder / INSTRUCTIONS_FILE)
         return path

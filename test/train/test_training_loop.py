@@ -94,6 +94,19 @@ def test_resume_from_a_mid_run_checkpoint_repeats_the_uninterrupted_run(workspac
         torch.testing.assert_close(exported[1][key], value, rtol=0, atol=1e-6)
 
 
+def test_bfloat16_export_stores_the_fp32_weights_rounded_in_half_the_bytes(workspace, tmp_path):
+    trainer = Trainer(config_from_dict(base_config(workspace, optim={"steps": 1})))
+    trainer.train_step()
+    full = trainer.export(tmp_path / "fp32")
+    trainer.cfg = config_from_dict(base_config(workspace, run={"export_dtype": "bfloat16"}))
+    half = trainer.export(tmp_path / "bf16")
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    weights = load_checkpoint(full).model.state_dict()
+    for key, value in load_checkpoint(half).model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value.float(), weights[key].bfloat16().float(), rtol=0, atol=0)
+
+
 def test_export_runs_in_the_policy_runner_with_the_trainers_predictions(workspace):
     config = config_from_dict(
         base_config(
