@@ -435,6 +435,9 @@ class SimBridgeNode(ConfiguredNode):
                         "commands_rejected": self.commands.rejected if self.commands else 0,
                         "step_ms": round(step_ms, 3),
                         "render_ms": round(render_ms, 3),
+                        "object_distance": (
+                            None if state.object_distance is None else round(state.object_distance, 5)
+                        ),
                     }
                 )
             )

@@ -53,6 +53,7 @@ class AlohaTask:
     xml_file: str
     task_class: str  # in gym_aloha.tasks.sim
     instruction: str
+    reach: tuple[str, str]  # (arm, body): the gripper that takes the object first, and the object
 
 
 TASKS = {
@@ -60,12 +61,14 @@ TASKS = {
         "bimanual_viperx_transfer_cube.xml",
         "TransferCubeTask",
         "pick up the red cube with the right arm and hand it to the left arm",
+        ("right", "box"),
     ),
     "insertion": AlohaTask(
         "bimanual_viperx_insertion.xml",
         "InsertionTask",
         "pick up the socket with the left arm and the peg with the right arm, "
         "then insert the peg into the socket in mid-air",
+        ("right", "peg"),
     ),
 }
 
@@ -105,6 +108,8 @@ class AlohaSim(Simulator):
         self.joint_limits = np.array([model.jnt_range[i] for i in joint_ids], dtype=float)
         self._gripper_slots = [self.joint_names.index(f"{arm}_finger") for arm in ARMS]
         self._eef_bodies = {arm: model.name2id(GRIPPER_BODIES[arm], "body") for arm in ARMS}
+        reach_arm, reach_body = TASKS[task].reach
+        self._reach = (reach_arm, model.name2id(reach_body, "body"))
         if not shadows:
             model.light_castshadow[:] = 0
         self.cameras = tuple(Camera(role, name, height, width) for role, name in CAMERA_NAMES.items())
@@ -191,6 +196,7 @@ class AlohaSim(Simulator):
             velocities=data.qvel[self._qvel_index].copy(),
             eef_poses=poses,
             success=bool(self._task.get_reward(self.physics) == self._task.max_reward),
+            object_distance=float(np.linalg.norm(poses[self._reach[0]].position - data.xpos[self._reach[1]])),
         )
 
     def _check_open(self) -> None:

@@ -39,6 +39,9 @@ class SimState:
     velocities: np.ndarray
     eef_poses: dict[str, Pose]  # by the embodiment's arm name
     success: bool  # the simulator's own success signal
+    # How far (m) the gripper that acts first is from the object it must take: progress short of
+    # success (a policy that moves toward the object shrinks it). None where a task has none.
+    object_distance: float | None = None
 
 
 class SimError(RuntimeError):

@@ -219,7 +219,15 @@ def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         "arm_moved": all((e["largest_travel"] or {}).get("value", 0.0) > 1e-3 for e in episodes),
         "within_limits": not any(e["outside_limits"] for e in episodes),
         "commands_reached_sim": all(e["commands_applied_by_sim"] > 0 for e in episodes),
+        "object_approached_m_median": _median_approach(episodes),
     }
+
+
+def _median_approach(episodes: list[dict[str, Any]]) -> float | None:
+    """Median over episodes of how much closer the acting gripper came to the task's object
+    than it started (m): progress short of success; None where the task defines no object."""
+    gains = [d["start"] - d["closest"] for e in episodes if (d := e.get("object_distance_m"))]
+    return round(float(np.median(gains)), 4) if gains else None
 
 
 def write_report(out: Path, header: dict[str, Any], episodes: list[dict[str, Any]]) -> dict:
@@ -240,16 +248,18 @@ def write_report(out: Path, header: dict[str, Any], episodes: list[dict[str, Any
     lines += [
         "",
         "| episode | success | length s | chunks | latency p50 ms | sim step+render "
-        "ms | real-time factor | strip |",
-        "|---|---|---|---|---|---|---|---|",
+        "ms | real-time factor | gripper-object m (start/closest) | strip |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for e in episodes:
         step = (e["sim_step_ms"] or {}).get("p50", 0) + (e["sim_render_ms"] or {}).get("p50", 0)
         latency = (e["inference_latency_ms"] or {}).get("p50")
         strip = f"![]({e['strip']})" if e.get("strip") else ""
+        reach = e.get("object_distance_m")
+        approach = f"{reach['start']}/{reach['closest']}" if reach else "-"
         lines.append(
             f"| {e['episode']} | {e['success']} | {e['length_s']} | {e['chunks']} | "
-            f"{latency} | {step:.1f} | {e['real_time_factor']} | {strip} |"
+            f"{latency} | {step:.1f} | {e['real_time_factor']} | {approach} | {strip} |"
         )
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return report

@@ -60,6 +60,7 @@ class EpisodeRecord:
     joint_names: tuple[str, ...] = ()
     outside_limits: dict[str, float] = field(default_factory=dict)  # joint -> worst excess
     frames: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    object_distances: list[float] = field(default_factory=list)  # m, the task's reach, per status
 
     def seconds(self, stamp_ns: int) -> float | None:
         """Simulated seconds into this episode, or None if the stamp is not of this episode."""
@@ -176,6 +177,8 @@ class SimEvalObserver(Node):
             record.sim_time, record.steps = float(status["time"]), int(status["step"])
             record.step_ms.append(float(status["step_ms"]))
             record.render_ms.append(float(status["render_ms"]))
+            if status.get("object_distance") is not None:
+                record.object_distances.append(float(status["object_distance"]))
             if status.get("episode_success") and record.success_time is None:
                 record.success_time = record.sim_time
 
@@ -226,6 +229,15 @@ def episode_summary(record: EpisodeRecord, wall_seconds: float) -> dict[str, Any
             else None
         ),
         "outside_limits": {name: round(value, 4) for name, value in record.outside_limits.items()},
+        "object_distance_m": (
+            {
+                "start": round(record.object_distances[0], 4),
+                "closest": round(min(record.object_distances), 4),
+                "end": round(record.object_distances[-1], 4),
+            }
+            if record.object_distances
+            else None
+        ),
     }
 
 
