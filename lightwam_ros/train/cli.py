@@ -7,7 +7,8 @@ The config's sections and keys are those of ``lightwam_ros.train.config``; an un
 before any work.  The run folder (``run.out_dir``) gets dataset_stats.json, train_log.csv,
 loss.png, validation PNGs, TensorBoard events, checkpoints/ (resumed automatically) and
 export/ (model.safetensors + dataset_stats.json + instructions.safetensors, loadable by
-lightwam-policy, lightwam-offline-check and lightwam-sim-eval).
+lightwam-policy, lightwam-offline-check and lightwam-sim-eval, and training.json: the resolved
+config, the steps and the episodes with the bags they came from).
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from lightwam_ros.train.latent_cache import CacheReport, LatentCache, module_dig
 from lightwam_ros.train.model_setup import build_model, select_trainable, standardise_latents
 from lightwam_ros.train.objective import Objective, checkpoint_blocks, sample_generators
 from lightwam_ros.train.progress import Progress
+from lightwam_ros.train.provenance import write_provenance
 from lightwam_ros.train.run_state import checkpoint_dirs, load_run_state, save_run_state
 from lightwam_ros.train.sampler import EpochStream
 from lightwam_ros.train.samples import Batch, SampleSet
@@ -342,6 +343,7 @@ class Trainer:
         save_checkpoint(path, model.eval(), meta, dtype=getattr(torch, self.cfg.run.export_dtype))
         write_stats(self.stats, folder)
         shutil.copyfile(self.cfg.data.instructions, folder / INSTRUCTIONS_FILE)
+        write_provenance(folder, self.cfg, self.step, [e.path for e in self.train_set.episodes])
         return path
 
     def run(self) -> Path | None:

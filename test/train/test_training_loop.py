@@ -4,6 +4,7 @@ its export runs in the PolicyRunner with the trainer's own predictions."""
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -121,6 +122,9 @@ def test_export_runs_in_the_policy_runner_with_the_trainers_predictions(workspac
     trainer = Trainer(config)
     exported = trainer.run()
     assert (exported.parent / "dataset_stats.json").is_file()
+    provenance = json.loads((exported.parent / "training.json").read_text())
+    assert provenance["steps"] == 2 and provenance["config"]["optim"]["steps"] == 2
+    assert [e["file"] for e in provenance["episodes"]] == [e.path.name for e in trainer.train_set.episodes]
     run = workspace["root"] / "run"
     with open(run / "train_log.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
