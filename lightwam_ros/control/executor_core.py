@@ -7,8 +7,10 @@ rebuilds the interpolated trajectory from the state the executor is commanding r
 new chunk never makes the command jump.  ``tick`` samples that trajectory (or brakes, when the
 watchdog says hold), passes the result through the safety filter and returns the command.
 ``planned_path`` is that trajectory sampled ahead: what the executor will command while no newer
-chunk arrives, the path to show in RViz.  Everything per chunk is precomputed in
-``submit_chunk``; a tick is one polynomial evaluation plus the filter.
+chunk arrives, the path to show in RViz; ``lookahead`` copies the state to run the ticks
+themselves ahead (``control.lookahead``), for an output that hands a controller the whole motion.
+Everything per chunk is precomputed in ``submit_chunk``; a tick is one polynomial evaluation plus
+the filter.
 
 Times are integer nanoseconds on the stamps' clock; the trajectory is built in float seconds
 relative to its own start (a local origin).  Delta-EEF chunks are converted to joint targets
@@ -28,9 +30,10 @@ from lightwam_ros.control.interpolation import (
     PiecewiseQuintic,
     build_trajectory,
 )
+from lightwam_ros.control.lookahead import Lookahead, command_step
 from lightwam_ros.control.safety import JointSafetyLimits, SafetyFilter
 from lightwam_ros.control.scheduling import ChunkScheduler
-from lightwam_ros.control.watchdog import FOLLOWING_STATES, ExecutorState, Watchdog, brake_step
+from lightwam_ros.control.watchdog import FOLLOWING_STATES, ExecutorState, Watchdog
 from lightwam_ros.policy.chunk import NS_PER_S, Chunk
 
 
@@ -135,6 +138,21 @@ class ChunkExecutorCore:
         positions = np.array([trajectory.sample((t - self._origin_ns) / NS_PER_S)[0].copy() for t in times])
         return times, np.clip(positions, self.config.limits.lower, self.config.limits.upper)
 
+    def lookahead(self) -> Lookahead | None:
+        """A copy of the commanding state at the last tick, to run the ticks ahead on (see
+        ``control.lookahead``) outside the lock; None before the first command."""
+        if self._t_cmd is None:
+            return None
+        following = self._watchdog.state in FOLLOWING_STATES
+        return Lookahead(
+            self._safety,
+            self._trajectory if following else None,
+            self._origin_ns,
+            self._t_cmd,
+            self._cmd_pos,
+            self._cmd_vel,
+        )
+
     # ---------------------------------------------------------------- inputs
 
     def update_measured(self, q: np.ndarray, t_ns: int) -> None:
@@ -178,6 +196,12 @@ class ChunkExecutorCore:
     def estop(self, reason: str = "e-stop input") -> None:
         """Latch a hold: brake to a stop and refuse chunks until reset()."""
         self._watchdog.estop(reason)
+        self._drop_plan()
+
+    def hold(self, reason: str) -> None:
+        """Brake to rest from the current command and stay there until a new chunk (a latched
+        e-stop stays latched)."""
+        self._watchdog.hold(reason)
         self._drop_plan()
 
     def reset(self) -> None:
@@ -232,21 +256,17 @@ class ChunkExecutorCore:
         state = self._watchdog.update(
             t_ns, self.plan_end_ns, self._t_measured, self._safety.ramp_scale >= 1.0
         )
-        if state in FOLLOWING_STATES and self._trajectory is not None:
-            target, target_velocity, _ = self._trajectory.sample((t_ns - self._origin_ns) / NS_PER_S)
-        else:
-            if self._trajectory is not None:
-                self._drop_plan()  # abandoned: a new chunk starts afresh from where the arm stops
-            target, target_velocity = brake_step(
-                self._cmd_pos, self._cmd_vel, self.config.limits.max_acceleration, dt
-            )
-        safe = self._safety.filter(
+        if state not in FOLLOWING_STATES and self._trajectory is not None:
+            self._drop_plan()  # abandoned: a new chunk starts afresh from where the arm stops
+        safe = command_step(
+            self._safety,
+            self._trajectory,
+            self._origin_ns,
             self._cmd_pos,
             self._cmd_vel,
-            target,
-            self._measured if measured_fresh else None,
+            t_ns,
             dt,
-            target_velocity,
+            self._measured if measured_fresh else None,
         )
         self._t_cmd = t_ns
         self._cmd_pos, self._cmd_vel = safe.position, safe.velocity

@@ -1,6 +1,6 @@
 """Action chunks as ROS messages: the one conversion pair between ``policy.chunk.Chunk`` and
-``lightwam_ros/ActionChunk``, and the executor's planned path as a ``JointTrajectory`` and as RViz
-markers.
+``lightwam_ros/ActionChunk``, and the executor's planned path as a ``JointTrajectory`` (for RViz,
+and with velocities for a joint trajectory controller) and as RViz markers.
 
 The message stores actions as float32, so a round trip through a message keeps float32 precision;
 the stamp travels as exact integer nanoseconds.  The chunk's own checks (``Chunk``) run on the way
@@ -138,22 +138,34 @@ def msg_to_chunk(msg: ActionChunk, bounds: ChunkBounds | None = None) -> Chunk:
 
 
 def path_to_joint_trajectory(
-    joint_names: Sequence[str], times_ns: np.ndarray, positions: np.ndarray
+    joint_names: Sequence[str],
+    times_ns: np.ndarray,
+    positions: np.ndarray,
+    velocities: np.ndarray | None = None,
 ) -> JointTrajectory:
-    """Joint positions at absolute times [ns] as a JointTrajectory: ``header.stamp`` is the first
-    time, each point's ``time_from_start`` its offset from it (exact nanoseconds)."""
+    """Joint positions (and velocities) at absolute times [ns] as a JointTrajectory:
+    ``header.stamp`` is the first time, each point's ``time_from_start`` its offset from it (exact
+    nanoseconds).  The executor's planned path for RViz and its plan output for a joint trajectory
+    controller (``output_modes: [joint_trajectory_plan]``) both come from here."""
     times = np.asarray(times_ns, dtype=np.int64)
-    positions = np.asarray(positions, dtype=np.float64)
-    if positions.shape != (times.size, len(joint_names)) or times.size == 0:
-        raise ValueError(
-            f"need one row of {len(joint_names)} positions per time, got "
-            f"{positions.shape} for {times.size} times"
-        )
+    rows = {"positions": np.asarray(positions, dtype=np.float64)}
+    if velocities is not None:
+        rows["velocities"] = np.asarray(velocities, dtype=np.float64)
+    for name, values in rows.items():
+        if values.shape != (times.size, len(joint_names)) or times.size == 0:
+            raise ValueError(
+                f"need one row of {len(joint_names)} {name} per time, got "
+                f"{values.shape} for {times.size} times"
+            )
     msg = JointTrajectory(joint_names=list(joint_names))
     msg.header.stamp = nanoseconds_to_stamp(int(times[0]))
+    fields = {name: values.tolist() for name, values in rows.items()}
     msg.points = [
-        JointTrajectoryPoint(positions=row, time_from_start=nanoseconds_to_duration(int(t - times[0])))
-        for t, row in zip(times, positions.tolist(), strict=True)
+        JointTrajectoryPoint(
+            time_from_start=nanoseconds_to_duration(int(t - times[0])),
+            **{name: values[i] for name, values in fields.items()},
+        )
+        for i, t in enumerate(times)
     ]
     return msg
 

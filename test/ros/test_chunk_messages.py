@@ -166,6 +166,24 @@ def test_path_trajectory_needs_one_row_per_time():
         path_to_joint_trajectory(["j1", "j2", "j3"], np.array([0, 1]), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="one row of 3 positions per time"):
         path_to_joint_trajectory(["j1", "j2", "j3"], np.zeros(0, dtype=np.int64), np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="one row of 3 velocities per time"):
+        path_to_joint_trajectory(["j1", "j2", "j3"], np.array([0, 1]), np.zeros((2, 3)), np.zeros((1, 3)))
+
+
+def test_plan_trajectory_carries_velocities_for_a_controller():
+    """The plan output's message: velocities beside the positions, in the joints' order; the
+    RViz path has none (a controller would read an empty list as 'not given')."""
+    times = STAMP_NS + np.array([0, 50_000_000, 120_000_000])
+    positions = np.arange(9.0).reshape(3, 3)
+    velocities = -np.arange(9.0).reshape(3, 3) / 10
+    traj = path_to_joint_trajectory(["j1", "j2", "j3"], times, positions, velocities)
+    traj = deserialize_message(serialize_message(traj), type(traj))
+    assert [duration_ns(p.time_from_start) for p in traj.points] == [0, 50_000_000, 120_000_000]
+    np.testing.assert_array_equal([p.positions for p in traj.points], positions)
+    np.testing.assert_array_equal([p.velocities for p in traj.points], velocities)
+    assert all(len(p.accelerations) == 0 for p in traj.points)
+    path = path_to_joint_trajectory(["j1", "j2", "j3"], times, positions)
+    assert all(len(p.velocities) == 0 for p in path.points)
 
 
 # --- Markers ----------------------------------------------------------------------------------
