@@ -12,13 +12,16 @@ previous command); a timeout or an e-stop is a new hold with its own stopping mo
 
 The filtered ticks are a motion whose velocity is piecewise linear through each tick's velocity
 at the middle of its tick (a tick's velocity is its average, the position change over the
-period), so its acceleration is the filter's per-tick change and lies within the caps.
+period), so its acceleration is the filter's per-tick change and lies within the caps (and
+between any two times the velocity changes by at most the acceleration cap times their distance).
 ``PlannedMotion`` is that motion at a few waypoints (positions and velocities, what a cubic
 spline needs): the start, the plan's step times, the ticks where the filter changed the plan's
 motion or the brake acts (where the velocity bends there, not along straight runs such as a
-ramp, a cap or a brake), and the time it comes to rest.  Between two waypoints the motion is
-then the plan itself, or one quadratic piece that a cubic spline through the waypoints (a joint
-trajectory controller's with positions and velocities) reproduces exactly, within the caps.
+ramp, a cap or a brake), and the time it comes to rest.  Where the filter shaped the motion, a
+cubic spline through the waypoints (a joint trajectory controller's, with positions and
+velocities) reproduces it exactly, so within the caps; elsewhere the motion is the plan, which
+the spline through its step times follows closely (0.2 mrad in the tests, a cubic between 50 ms
+steps where the executor interpolates a quintic).
 """
 
 from __future__ import annotations
@@ -91,56 +94,47 @@ class Lookahead:
         """The commands of ticks every ``period_ns`` until the arm is at rest, as waypoints."""
         if period_ns <= 0:
             raise ValueError(f"period_ns must be > 0, got {period_ns}")
-        velocities, shaped, end_ns, knots_ns = self._run(period_ns)
-        t0, half = self._t0_ns, period_ns / 2
+        velocities, shaped, knots = self._run(period_ns)
+        # Times from here on are float ns after the start (exact to well below a nanosecond).
+        half = period_ns / 2
         # The velocity's nodes: the start's velocity (the last tick's average) half a period before
         # it, then each tick's half a period before that tick; rest at the last node.
-        nodes = t0 - half + period_ns * np.arange(len(velocities))
+        nodes = -half + period_ns * np.arange(len(velocities))
         node_positions = np.empty_like(velocities)
-        # Position at the first node such that the motion passes through the command at t0.
+        # Position at the first node such that the motion passes through the command at the start.
         v0, v1 = velocities[0], velocities[1]
         node_positions[0] = self._position - half * (3.0 * v0 + v1) / 4.0 / NS_PER_S
-        steps = (velocities[1:] + velocities[:-1]) * (period_ns / 2.0 / NS_PER_S)
+        steps = (velocities[1:] + velocities[:-1]) * (half / NS_PER_S)
         node_positions[1:] = node_positions[0] + np.cumsum(steps, axis=0)
         bends = np.zeros(len(velocities), dtype=bool)
         slope_change = np.abs(np.diff(velocities, n=2, axis=0)).max(axis=1) > _BEND
         bends[1:-1] = slope_change & (shaped[:-2] | shaped[1:-1] | shaped[2:])
+        end = nodes[-1]
         waypoints = np.unique(
-            np.concatenate(([t0], knots_ns[(knots_ns > t0) & (knots_ns < end_ns)], nodes[bends], [end_ns]))
-        ).astype(np.float64)
-        at_nodes = [np.interp(waypoints, nodes, column) for column in velocities.T]
-        wp_velocities = np.column_stack(at_nodes)
+            np.concatenate(([0.0], knots[(knots > 0) & (knots < end)], nodes[bends], [end]))
+        )
+        wp_velocities = np.column_stack([np.interp(waypoints, nodes, column) for column in velocities.T])
         # Positions: the integral of the piecewise-linear velocity from the node before each waypoint.
         index = np.clip(np.searchsorted(nodes, waypoints, side="right") - 1, 0, len(nodes) - 1)
         span = ((waypoints - nodes[index]) / NS_PER_S)[:, None]
         wp_positions = node_positions[index] + span * (velocities[index] + wp_velocities) / 2.0
         wp_velocities[-1] = 0.0
-        if self._trajectory is not None:
-            # Between two ticks that are the plan's own samples the motion is the plan: a step
-            # time there gets the plan's position and velocity (a cubic plan is then exact).
-            after = np.ceil((waypoints - t0) / period_ns).astype(np.intp)  # tick at or after
-            inside = (after >= 1) & (after < len(shaped))
-            own = np.zeros_like(inside)
-            own[inside] = ~shaped[after[inside]] & ~shaped[after[inside] - 1]
-            for i in np.flatnonzero(own):
-                position, velocity, _ = self._trajectory.sample((waypoints[i] - self._origin_ns) / NS_PER_S)
-                wp_positions[i], wp_velocities[i] = position, velocity
-        return PlannedMotion(np.round(waypoints).astype(np.int64), wp_positions, wp_velocities)
+        return PlannedMotion(self._t0_ns + np.round(waypoints).astype(np.int64), wp_positions, wp_velocities)
 
-    def _run(self, period_ns: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    def _run(self, period_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Tick velocities (start's first), whether each tick is not the plan's own motion (the
-        filter changed it, or a brake), the time of the rest node and the plan's step times [ns]."""
+        filter changed it, or a brake), and the plan's step times [ns after the start]."""
         trajectory, safety = self._trajectory, self._safety
         limits = safety.limits
-        plan_end = -math.inf
-        knots_ns = np.zeros(0)
+        knots = np.zeros(0)
+        plan_end = self._t0_ns
         if trajectory is not None:
-            knots_ns = self._origin_ns + trajectory.knots[1:] * NS_PER_S
-            plan_end = float(knots_ns[-1])
+            knots = (self._origin_ns - self._t0_ns) + trajectory.knots[1:] * NS_PER_S
+            plan_end = self._origin_ns + round(trajectory.end_time * NS_PER_S)  # as the core's
         dt = period_ns / NS_PER_S
         # Following ends at the plan's end; a brake from at most the velocity cap takes v/a.
         bound = (
-            max(0.0, plan_end - self._t0_ns) / period_ns
+            max(0, plan_end - self._t0_ns) / period_ns
             + float(np.max(limits.max_velocity / limits.max_acceleration)) / dt
         )
         position, velocity = self._position, self._velocity
@@ -156,6 +150,5 @@ class Lookahead:
             velocities.append(velocity)
             shaped.append(safe.limited or trajectory is None)
             if trajectory is None and not velocity.any():
-                end = self._t0_ns - period_ns / 2 + period_ns * (len(velocities) - 1)
-                return np.array(velocities), np.array(shaped), end, knots_ns
+                return np.array(velocities), np.array(shaped), knots
         raise RuntimeError(f"the motion ahead does not come to rest within {bound:.0f} ticks")

@@ -4,10 +4,11 @@ waypoints (the controller's interpolation with positions and velocities) keeps t
 
 import numpy as np
 import pytest
-from test_executor_core import AMAX, AMPLITUDE, DT, Q_START, TICK, VMAX, executor, joint_chunk, ns, run
+from test_executor_core import AMAX, AMPLITUDE, DT, NAMES, Q_START, TICK, VMAX, executor, joint_chunk, ns, run
 
 from lightwam_ros.control.interpolation import INTERPOLATION_KINDS
 from lightwam_ros.control.lookahead import PlannedMotion
+from lightwam_ros.policy.chunk import Chunk
 
 
 def smooth_move(scale: float, stamp: float = 0.0) -> np.ndarray:
@@ -93,8 +94,8 @@ def test_the_motion_ahead_is_what_the_ticks_command_within_the_caps(kind):
 @pytest.mark.parametrize("kind", INTERPOLATION_KINDS)
 def test_a_gentle_plan_is_handed_over_at_its_step_times(kind):
     """Nothing to shape: the waypoints are the start, the plan's step times and the rest, and a
-    spline through them is the executor's own path: exactly for cubic interpolation, within
-    0.2 mrad for the quintic kinds here (a cubic between their 50 ms steps)."""
+    spline through them is the executor's own path within 0.2 mrad here (a cubic between 50 ms
+    steps where the executor interpolates a quintic)."""
     core = executor("latest", kind)
     commands = run(core, {5: joint_chunk(0.0, smooth_move(0.5))}, ticks=40)
     motion = core.lookahead().motion(ns(TICK))
@@ -107,7 +108,7 @@ def test_a_gentle_plan_is_handed_over_at_its_step_times(kind):
     assert interior[: len(ahead) - 1] == ahead[:-1] and len(interior) <= len(ahead) + 1
     assert abs(motion.times_ns[-1] - ahead[-1]) <= ns(TICK)
     inside = (times >= motion.times_ns[0]) & (times <= motion.times_ns[-1])
-    tolerance = 2e-5 if kind == "cubic" else 2e-4
+    tolerance = 2e-4
     np.testing.assert_allclose(spline(motion, times[inside])[0], positions[inside], atol=tolerance)
     assert_spline_within_caps(motion)
 
@@ -135,3 +136,15 @@ def test_no_motion_before_the_first_command():
     run(core, {}, ticks=1)
     with pytest.raises(ValueError, match="period_ns"):
         core.lookahead().motion(0)
+
+
+def test_waypoint_times_are_exact_nanoseconds_on_an_epoch_clock():
+    """Stamps since 1970 need all of int64's nanoseconds (float64 keeps ~256 ns of them)."""
+    core, t = executor(), 1_796_453_186_175_538_689
+    core.update_measured(Q_START, t)
+    core.tick(t)
+    chunk = Chunk(stamp_ns=t, dt=DT, actions=smooth_move(0.5), action_names=tuple(NAMES), execute_steps=10)
+    assert core.submit_chunk(chunk).accepted
+    motion = core.lookahead().motion(ns(TICK))
+    assert motion.times_ns[0] == t
+    assert set(chunk.waypoint_times_ns()[:-1].tolist()) <= set(motion.times_ns.tolist())
