@@ -8,6 +8,10 @@ scheduling, interpolation, safety filtering and watchdog work without ROS.  The 
 - a control loop at ``control_rate`` that ticks the core and publishes the command as a
   JointTrajectory (for ros2_control's JointTrajectoryController), a Float64MultiArray (forward
   command controllers) and/or a JointState, plus an end-effector PoseStamped for delta-EEF arms;
+- or, for a joint trajectory controller that interpolates at its own rate (output mode
+  ``joint_trajectory_plan``), the whole motion ahead as one JointTrajectory with velocities on
+  each accepted chunk and each hold, nothing per tick: the executor's own ticks run ahead
+  (``control.lookahead``), so the controller gets what the safety filter lets through;
 - the path it will command, published on every accepted chunk for RViz: the joint trajectory
   (``planned_trajectory_topic``) and, for an arm with kinematics (delta-EEF), its end-effector
   path by forward kinematics (``planned_path_topic``) - the executor's own plan after merging,
@@ -63,6 +67,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from lightwam_ros.control.chunk_requests import ChunkRequestTimer
 from lightwam_ros.control.command_layout import CommandLayout
 from lightwam_ros.control.executor_core import ChunkExecutorCore, Command
+from lightwam_ros.control.lookahead import Lookahead
 from lightwam_ros.control.periodic import PeriodicLoop
 from lightwam_ros.control.watchdog import FOLLOWING_STATES, ExecutorState
 from lightwam_ros.msg import ActionChunk
@@ -219,7 +224,7 @@ class ExecutorNode(ConfiguredNode):
             if self._requests is not None
             else None
         )
-        self._trajectory_pub = self._forward_pub = self._joint_command_pub = None
+        self._trajectory_pub = self._forward_pub = self._joint_command_pub = self._plan_pub = None
         self._pose_pub = self._shadow_pub = None
         if settings.shadow:
             self._shadow_pub = self.create_publisher(JointState, topics["shadow_command_topic"], reliable)
@@ -227,6 +232,10 @@ class ExecutorNode(ConfiguredNode):
             modes = settings.output_modes
             if "joint_trajectory" in modes:
                 self._trajectory_pub = self.create_publisher(
+                    JointTrajectory, topics["joint_trajectory_topic"], reliable
+                )
+            if "joint_trajectory_plan" in modes:  # the whole motion per chunk, nothing per tick
+                self._plan_pub = self.create_publisher(
                     JointTrajectory, topics["joint_trajectory_topic"], reliable
                 )
             if "forward_command" in modes:
@@ -250,6 +259,9 @@ class ExecutorNode(ConfiguredNode):
             else None
         )
         self._point_time = seconds_to_duration(self._period)
+        self._period_ns = round(self._period * NS_PER_S)
+        self._motion_generation = 0
+        self._due_motion: tuple[int, Lookahead | None] | None = None
         if self.get_parameter("use_sim_time").value:
             self.create_timer(self._period, self._on_tick, callback_group=core_group)
         else:
@@ -307,6 +319,8 @@ class ExecutorNode(ConfiguredNode):
             with self._lock:
                 self._apply_time_restart()
                 self._submit(targets)
+                plan = self._take_motion()
+            self._send_motion(plan)
         except Exception as error:  # noqa: BLE001
             self._internal_error("chunk callback", error)
 
@@ -401,6 +415,8 @@ class ExecutorNode(ConfiguredNode):
                     self._commanded = command.positions
                     self._limited_ticks += command.limited
                 request = self._chunk_request_due(now_ns, command.state)
+                stop = self._take_motion()
+            self._send_motion(stop)
             if command.positions is not None:
                 self._publish(command, now_ns)
             if request and self._request_pub is not None:
@@ -427,6 +443,7 @@ class ExecutorNode(ConfiguredNode):
             self._chunks_accepted += 1
             self._chunk_reporter.good()
             self._publish_plan()
+            self._motion_due()
         else:
             self._reject(chunk.chunk_id, result.reason)
 
@@ -450,8 +467,35 @@ class ExecutorNode(ConfiguredNode):
                 )
             )
 
+    def _motion_due(self) -> None:
+        """Plan output: the motion from the last tick on is to be sent (with the lock held); a
+        newer one replaces it, also one whose lookahead is already running."""
+        if self._plan_pub is not None:
+            self._motion_generation += 1
+            self._due_motion = (self._motion_generation, self._core.lookahead())
+
+    def _take_motion(self) -> tuple[int, Lookahead | None] | None:
+        """The motion due, for this thread to send after releasing the lock (with the lock held)."""
+        due, self._due_motion = self._due_motion, None
+        return due
+
+    def _send_motion(self, due: tuple[int, Lookahead | None] | None) -> None:
+        """Plan output: the executor's ticks run ahead (outside the lock), sent to the controller
+        as one JointTrajectory unless a newer motion became due meanwhile (a hold after a chunk)."""
+        if due is None or due[1] is None or self._plan_pub is None:
+            return
+        motion = due[1].motion(self._period_ns)
+        trajectory = path_to_joint_trajectory(
+            self._names, motion.times_ns, motion.positions, motion.velocities
+        )
+        with self._lock:
+            if due[0] == self._motion_generation:
+                self._plan_pub.publish(trajectory)
+
     def _clear_plan(self) -> None:
-        """An empty planned trajectory and the planned path's markers deleted."""
+        """An empty planned trajectory and the planned path's markers deleted; the plan output's
+        controller gets the stop (the brake to rest, or the hold point at rest)."""
+        self._motion_due()
         trajectory = JointTrajectory(joint_names=self._names)
         trajectory.header.stamp = nanoseconds_to_stamp(self._now_ns())
         self._planned_trajectory_pub.publish(trajectory)

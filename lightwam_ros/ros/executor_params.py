@@ -25,7 +25,9 @@ from lightwam_ros.control.safety import JointSafetyLimits
 from lightwam_ros.control.scheduling import BOUNDARY_RULES
 from lightwam_ros.ros.parameter_checks import declare_value, finite_number
 
-OUTPUT_MODES = ("joint_trajectory", "forward_command", "joint_state")
+# joint_trajectory_plan: the whole motion ahead as one JointTrajectory per chunk (and hold), for a
+# joint trajectory controller that interpolates at its own rate; nothing is published per tick.
+OUTPUT_MODES = ("joint_trajectory", "forward_command", "joint_state", "joint_trajectory_plan")
 INTERPOLATION_ALIASES = {"min_jerk": "minimum_jerk"}
 
 # name -> (default, description).  Numbers are dynamically typed (int or double, scalar or list).
@@ -91,7 +93,8 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "reset_service": ("lightwam/reset", "std_srvs/Trigger: clear the e-stop and the plan."),
     "joint_trajectory_topic": (
         "joint_trajectory_controller/joint_trajectory",
-        "trajectory_msgs/JointTrajectory output (output mode joint_trajectory).",
+        "trajectory_msgs/JointTrajectory output (output modes joint_trajectory: a point per tick; "
+        "joint_trajectory_plan: the whole motion ahead per chunk and hold).",
     ),
     "forward_command_topic": (
         "forward_position_controller/commands",
@@ -263,6 +266,11 @@ def validate_settings(values: dict[str, Any]) -> ExecutorSettings:
     if not modes and not values["shadow"]:
         raise ValueError(
             "parameter output_modes is empty: the executor would command nothing (set shadow:=true for that)"
+        )
+    if {"joint_trajectory", "joint_trajectory_plan"} <= set(modes):
+        raise ValueError(
+            "parameter output_modes: joint_trajectory and joint_trajectory_plan both publish on "
+            "joint_trajectory_topic; choose one"
         )
     topics = {name: str(values[name]).strip() for name in _TOPIC_PARAMETERS}
     empty = [name for name, topic in topics.items() if not topic]
