@@ -20,6 +20,16 @@ from typing import Any, NoReturn
 
 import yaml
 
+from lightwam_ros.policy.urdf_chain import (
+    IDENTITY,
+    Origin,
+    UrdfChainError,
+    UrdfJoint,
+    joint_from_mapping,
+    origin_from_mapping,
+    read_urdf_chain,
+)
+
 SCHEMA_VERSION = 1
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "config" / "embodiments"
 # Folders (os.pathsep-separated) of more embodiment YAML files, searched before the shipped ones:
@@ -112,14 +122,19 @@ class DHRow:
 
 @dataclass(frozen=True)
 class ArmKinematics:
-    """An arm's serial chain from ``base_frame`` to ``ee_frame``: one row per arm joint (in the
-    order of ``joints``), then the fixed frames after the last joint."""
+    """An arm's serial chain from ``base_frame`` to ``ee_frame``, in one of two conventions:
+    ``modified_dh``: one row per arm joint (in the order of ``joints``), then the fixed frames
+    after the last joint; ``urdf``: the URDF joints base to tip (the moving ones are the arm's
+    joints, in order), then the tool frame in the last link's frame."""
 
-    joints: tuple[DHRow, ...]
-    fixed: tuple[DHRow, ...]
+    convention: str  # one of KINEMATICS_CONVENTIONS
+    joints: tuple[DHRow, ...] = ()
+    fixed: tuple[DHRow, ...] = ()
+    chain: tuple[UrdfJoint, ...] = ()
+    tool: Origin = IDENTITY
 
 
-KINEMATICS_CONVENTIONS = ("modified_dh",)
+KINEMATICS_CONVENTIONS = ("modified_dh", "urdf")
 
 
 @dataclass(frozen=True)
@@ -471,29 +486,74 @@ def _parse_arm(node: _Node) -> ArmSpec:
             limits_node.get(joint).fail(f"lower limit {lower} must be below upper limit {upper}")
         limits.append(JointLimit(joint, lower, upper))
     gripper = _parse_gripper(node.get("gripper")) if node.has("gripper") else None
+    base_frame = node.get("base_frame").as_str() if node.has("base_frame") else None
+    ee_frame = node.get("ee_frame").as_str() if node.has("ee_frame") else None
     return ArmSpec(
         name=node.get("name").as_str(),
         joints=tuple(joints),
         joint_limits=tuple(limits),
         gripper=gripper,
-        base_frame=node.get("base_frame").as_str() if node.has("base_frame") else None,
-        ee_frame=node.get("ee_frame").as_str() if node.has("ee_frame") else None,
+        base_frame=base_frame,
+        ee_frame=ee_frame,
         kinematics=(
-            _parse_kinematics(node.get("kinematics"), len(joints)) if node.has("kinematics") else None
+            _parse_kinematics(node.get("kinematics"), tuple(joints), (base_frame, ee_frame))
+            if node.has("kinematics")
+            else None
         ),
     )
 
 
-def _parse_kinematics(node: _Node, joint_count: int) -> ArmKinematics:
-    node.check_keys(required=("convention", "joints"), optional=("fixed",))
+def _parse_kinematics(
+    node: _Node, joints: tuple[str, ...], frames: tuple[str | None, str | None]
+) -> ArmKinematics:
     convention = node.get("convention").as_str()
     if convention not in KINEMATICS_CONVENTIONS:
         node.get("convention").fail(f"{convention!r} not one of {KINEMATICS_CONVENTIONS}")
-    joints = tuple(
-        _parse_dh_row(row) for row in node.get("joints").as_list(non_empty=True, length=joint_count)
-    )
+    if convention == "urdf":
+        return _parse_urdf_kinematics(node, joints, frames)
+    node.check_keys(required=("convention", "joints"), optional=("fixed",))
+    rows = tuple(_parse_dh_row(row) for row in node.get("joints").as_list(non_empty=True, length=len(joints)))
     fixed = tuple(_parse_dh_row(row) for row in node.get("fixed").as_list()) if node.has("fixed") else ()
-    return ArmKinematics(joints=joints, fixed=fixed)
+    return ArmKinematics(convention, joints=rows, fixed=fixed)
+
+
+def _parse_urdf_kinematics(
+    node: _Node, joints: tuple[str, ...], frames: tuple[str | None, str | None]
+) -> ArmKinematics:
+    """URDF joints listed in ``chain``, or read from the ``urdf`` file (relative to the YAML)
+    between ``base_link`` and ``tip_link`` (default: the arm's ``base_frame`` and ``ee_frame``)."""
+    node.check_keys(required=("convention",), optional=("chain", "urdf", "base_link", "tip_link", "tool"))
+    if node.has("chain") == node.has("urdf"):
+        node.fail("a urdf chain needs exactly one of 'chain' (its joints) and 'urdf' (a URDF file)")
+    try:
+        if node.has("chain"):
+            for key in ("base_link", "tip_link"):
+                if node.has(key):
+                    node.get(key).fail("only with 'urdf' (a URDF file)")
+            items = node.get("chain").as_list(non_empty=True)
+            chain = tuple(joint_from_mapping(item.value, f"chain[{i}]") for i, item in enumerate(items))
+        else:
+            chain = _urdf_file_chain(node, frames)
+        tool = origin_from_mapping(node.get("tool").value, "tool") if node.has("tool") else IDENTITY
+    except UrdfChainError as error:
+        node.fail(str(error))
+    moving = tuple(joint.name for joint in chain if joint.moving)
+    if moving != joints:
+        node.fail(f"the chain's moving joints {list(moving)} differ from the arm's joints {list(joints)}")
+    return ArmKinematics("urdf", chain=chain, tool=tool)
+
+
+def _urdf_file_chain(node: _Node, frames: tuple[str | None, str | None]) -> tuple[UrdfJoint, ...]:
+    links = []
+    defaults = {"base_link": ("base_frame", frames[0]), "tip_link": ("ee_frame", frames[1])}
+    for key, (frame_key, frame) in defaults.items():
+        if not node.has(key) and frame is None:
+            node.fail(f"missing {key!r} (or the arm's {frame_key}) to walk the URDF")
+        links.append(node.get(key).as_str() if node.has(key) else str(frame))
+    path = Path(node.get("urdf").as_str()).expanduser()
+    if not path.is_absolute() and Path(node.source).is_file():
+        path = Path(node.source).parent / path
+    return read_urdf_chain(path, links[0], links[1])
 
 
 def _parse_dh_row(node: _Node) -> DHRow:

@@ -1,9 +1,11 @@
-"""Serial-arm kinematics from modified Denavit-Hartenberg parameters.
+"""Serial-arm kinematics from a URDF-style joint chain or modified Denavit-Hartenberg rows.
 
-An arm's rows come from its embodiment YAML (``arms[].kinematics``, see ``arm_chain``) or a plain
-dict (the executor's ``kinematics_file``), so another arm, or a different tool offset, needs data
-rather than code.  Conventions follow Craig's modified DH, as in Franka's own documentation: each
-row's ``a`` and ``alpha`` describe the link *before* the joint,
+An arm's chain comes from its embodiment YAML (``arms[].kinematics``, see ``arm_chain``) or a plain
+dict (the executor's ``kinematics_file``, see ``SerialChain``), so another arm, or a different tool
+offset, needs data rather than code.  Either convention becomes one chain of 4x4 transforms (each
+moving joint's frame at q = 0 in the previous one's, its axis and kind) with one FK, Jacobian and
+IK.  URDF's conventions are in ``urdf_chain``; modified DH follows Craig, as in Franka's own
+documentation: each row's ``a`` and ``alpha`` describe the link *before* the joint,
 ``T_i = RotX(alpha) TransX(a) RotZ(theta + q_i) TransZ(d)``.
 
 LIBERO's delta end-effector actions are integrated here as robosuite's OSC_POSE controller reads
@@ -14,17 +16,27 @@ them: position delta added in the base frame, rotation delta (axis-angle) compos
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from transforms3d.axangles import axangle2mat
+from transforms3d.euler import euler2mat
 from transforms3d.quaternions import mat2quat, quat2axangle, quat2mat
 
 from lightwam_ros.policy.embodiment import ArmSpec
+from lightwam_ros.policy.urdf_chain import (
+    Origin,
+    UrdfJoint,
+    joint_from_mapping,
+    joint_to_mapping,
+    origin_from_mapping,
+    origin_to_mapping,
+)
 
 _JOINT_KEYS = ("name", "a", "d", "alpha", "lower", "upper")
+_LIMIT_KEYS = ("name", "lower", "upper")
 _FIXED_KEYS = ("a", "d", "alpha", "theta")
 
 
@@ -40,6 +52,14 @@ def mdh_transform(alpha: float, a: float, theta: float, d: float) -> np.ndarray:
             [0.0, 0.0, 0.0, 1.0],
         ]
     )
+
+
+def origin_transform(origin: Origin) -> np.ndarray:
+    """4x4 homogeneous transform of a URDF origin: translate ``xyz``, rotate ``Rz(y) Ry(p) Rx(r)``."""
+    transform = np.eye(4)
+    transform[:3, :3] = euler2mat(*origin.rpy, axes="sxyz")
+    transform[:3, 3] = origin.xyz
+    return transform
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,35 +236,76 @@ def damped_least_squares(
     return IKResult(q, False, max_iterations, pos_err, rot_err)
 
 
+class _Link:
+    """One moving joint: its frame at q = 0 in the previous joint's frame (``placement``), its unit
+    axis in that frame, and whether it slides along the axis (prismatic) or turns about it."""
+
+    def __init__(self, placement: np.ndarray, axis: np.ndarray, prismatic: bool) -> None:
+        self.placement = placement
+        self.axis = axis
+        self.prismatic = prismatic
+        # Rodrigues, R(q) = I + sin(q) K + (1 - cos(q)) K^2 with K = [axis]x, premultiplied by the
+        # placement's rotation once, so a joint costs two scaled 3x3 sums (the IK calls it often).
+        cross = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+        rotation = placement[:3, :3]
+        self._sine_term = rotation @ cross
+        self._cosine_term = rotation @ cross @ cross
+        self._slide = rotation @ axis
+
+    def transform(self, q: float) -> np.ndarray:
+        """The joint frame at ``q`` in the previous joint's frame: placement, then the motion."""
+        out = self.placement.copy()
+        if self.prismatic:
+            out[:3, 3] += q * self._slide
+        else:
+            out[:3, :3] += math.sin(q) * self._sine_term + (1.0 - math.cos(q)) * self._cosine_term
+        return out
+
+
 class SerialChain:
-    """Revolute serial arm described by modified-DH rows; FK, geometric Jacobian and DLS IK."""
+    """Serial arm of revolute and prismatic joints; FK, geometric Jacobian and DLS IK.
+
+    ``params`` (``chain_params``'s form, or the executor's ``kinematics_file``): ``name``,
+    ``joints`` (the moving joints base to tip, each with ``name``, ``lower`` and ``upper``) and
+    the geometry in one ``convention``: ``modified_dh`` (the default) puts ``a``, ``d``, ``alpha``
+    and optional ``theta`` in each joint and the fixed DH rows after the last joint in ``fixed``;
+    ``urdf`` lists every URDF joint base to tip in ``chain`` (``urdf_chain``'s mapping form, fixed
+    joints included) and the tool frame in the last link's frame in optional ``tool``.
+    """
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         joints = _required(params, "joints", "kinematics")
         if not isinstance(joints, (list, tuple)) or not joints:
-            raise ValueError("kinematics 'joints' must be a non-empty list of DH rows")
-        rows = [
-            _row(joint, _JOINT_KEYS, f"joints[{i}]", optional=("theta",)) for i, joint in enumerate(joints)
-        ]
+            raise ValueError("kinematics 'joints' must be a non-empty list of joints")
+        convention = params.get("convention", "modified_dh")
+        if convention == "modified_dh":
+            rows = [
+                _row(joint, _JOINT_KEYS, f"joints[{i}]", optional=("theta",))
+                for i, joint in enumerate(joints)
+            ]
+            self._links, self._tool = _dh_links(rows, params.get("fixed", []))
+        elif convention == "urdf":
+            rows = [_row(joint, _LIMIT_KEYS, f"joints[{i}]") for i, joint in enumerate(joints)]
+            chain = _required(params, "chain", "kinematics")
+            if not isinstance(chain, (list, tuple)):
+                raise ValueError("kinematics 'chain' must be a list of URDF joints")
+            urdf_joints = [joint_from_mapping(item, f"kinematics chain[{i}]") for i, item in enumerate(chain)]
+            tool = origin_from_mapping(params.get("tool", {}), "kinematics tool")
+            self._links, self._tool = _urdf_links(urdf_joints, tool)
+            moving = [joint.name for joint in urdf_joints if joint.moving]
+            if moving != [row["name"] for row in rows]:
+                raise ValueError(
+                    f"kinematics chain's moving joints {moving} differ from its joints "
+                    f"{[row['name'] for row in rows]}"
+                )
+        else:
+            raise ValueError(f"kinematics convention {convention!r} is not 'modified_dh' or 'urdf'")
         self.name = str(params.get("name", "arm"))
         self.joint_names = tuple(str(row["name"]) for row in rows)
-        self._alpha = np.array([float(row["alpha"]) for row in rows])
-        self._a = np.array([float(row["a"]) for row in rows])
-        self._d = np.array([float(row["d"]) for row in rows])
-        self._theta0 = np.array([float(row.get("theta", 0.0)) for row in rows])
         self.lower = np.array([float(row["lower"]) for row in rows])
         self.upper = np.array([float(row["upper"]) for row in rows])
         if np.any(self.lower >= self.upper):
             raise ValueError(f"kinematics joint limits need lower < upper: {self.lower}, {self.upper}")
-        fixed = params.get("fixed", [])
-        if not isinstance(fixed, (list, tuple)):
-            raise ValueError("kinematics 'fixed' must be a list of DH rows after the last joint")
-        self._tool = np.eye(4)
-        for i, row in enumerate(fixed):
-            row = _row(row, _FIXED_KEYS, f"fixed[{i}]")
-            self._tool = self._tool @ mdh_transform(
-                float(row["alpha"]), float(row["a"]), float(row["theta"]), float(row["d"])
-            )
 
     @property
     def dof(self) -> int:
@@ -263,10 +324,8 @@ class SerialChain:
         q = self._check_q(q)
         frames = []
         transform = np.eye(4)
-        for i in range(self.dof):
-            transform = transform @ mdh_transform(
-                self._alpha[i], self._a[i], self._theta0[i] + q[i], self._d[i]
-            )
+        for link, angle in zip(self._links, q, strict=True):
+            transform = transform @ link.transform(angle)
             frames.append(transform)
         frames.append(transform @ self._tool)
         return frames
@@ -284,10 +343,13 @@ class SerialChain:
         frames = self.joint_frames(q)
         tip = frames[-1][:3, 3]
         jac = np.empty((6, self.dof))
-        for i in range(self.dof):
-            axis = frames[i][:3, 2]
-            jac[:3, i] = np.cross(axis, tip - frames[i][:3, 3])
-            jac[3:, i] = axis
+        for i, link in enumerate(self._links):
+            axis = frames[i][:3, :3] @ link.axis
+            if link.prismatic:
+                jac[:3, i], jac[3:, i] = axis, 0.0
+            else:
+                jac[:3, i] = np.cross(axis, tip - frames[i][:3, 3])
+                jac[3:, i] = axis
         return Pose(tip, frames[-1][:3, :3]), jac
 
     def inverse(
@@ -326,6 +388,38 @@ class SerialChain:
         )
 
 
+_Z_AXIS = np.array([0.0, 0.0, 1.0])
+
+
+def _dh_links(rows: Sequence[Mapping[str, Any]], fixed: Any) -> tuple[list[_Link], np.ndarray]:
+    """Modified-DH rows as links: ``RotZ(theta + q) TransZ(d) = RotZ(theta) TransZ(d) RotZ(q)``, so
+    each joint turns about the z axis of its row's transform at q = 0."""
+    if not isinstance(fixed, (list, tuple)):
+        raise ValueError("kinematics 'fixed' must be a list of DH rows after the last joint")
+    links = [_Link(_dh_row_transform(row), _Z_AXIS, prismatic=False) for row in rows]
+    tool = np.eye(4)
+    for i, item in enumerate(fixed):
+        tool = tool @ _dh_row_transform(_row(item, _FIXED_KEYS, f"fixed[{i}]"))
+    return links, tool
+
+
+def _dh_row_transform(row: Mapping[str, Any]) -> np.ndarray:
+    return mdh_transform(float(row["alpha"]), float(row["a"]), float(row.get("theta", 0.0)), float(row["d"]))
+
+
+def _urdf_links(joints: Sequence[UrdfJoint], tool: Origin) -> tuple[list[_Link], np.ndarray]:
+    """URDF joints as links: each fixed joint's origin folds into the next moving joint's
+    placement, or into the tool after the last one."""
+    pending = np.eye(4)
+    links = []
+    for joint in joints:
+        pending = pending @ origin_transform(joint.origin)
+        if joint.moving:
+            links.append(_Link(pending, np.array(joint.axis), prismatic=joint.type == "prismatic"))
+            pending = np.eye(4)
+    return links, pending @ origin_transform(tool)
+
+
 def _required(params: Mapping[str, Any], key: str, where: str) -> Any:
     if not isinstance(params, Mapping) or key not in params:
         raise ValueError(f"{where}: missing key {key!r}")
@@ -350,23 +444,25 @@ def _row(row: Any, keys: tuple[str, ...], where: str, optional: tuple[str, ...] 
 
 
 def chain_params(arm: ArmSpec) -> dict[str, Any]:
-    """``SerialChain`` parameters of an arm: its embodiment's DH rows, joint names and limits."""
-    if arm.kinematics is None:
+    """``SerialChain`` parameters of an arm: its embodiment's chain, joint names and limits."""
+    kinematics = arm.kinematics
+    if kinematics is None:
         raise ValueError(f"arm {arm.name!r} has no kinematics section in its embodiment")
-    joints = [
-        {
-            "name": limit.name,
-            "a": row.a,
-            "d": row.d,
-            "alpha": row.alpha,
-            "theta": row.theta,
-            "lower": limit.lower,
-            "upper": limit.upper,
-        }
-        for row, limit in zip(arm.kinematics.joints, arm.joint_limits, strict=True)
+    joints: list[dict[str, Any]] = [
+        {"name": limit.name, "lower": limit.lower, "upper": limit.upper} for limit in arm.joint_limits
     ]
-    fixed = [{"a": row.a, "d": row.d, "alpha": row.alpha, "theta": row.theta} for row in arm.kinematics.fixed]
-    return {"name": arm.name, "joints": joints, "fixed": fixed}
+    if kinematics.convention == "urdf":
+        return {
+            "name": arm.name,
+            "convention": "urdf",
+            "joints": joints,
+            "chain": [joint_to_mapping(joint) for joint in kinematics.chain],
+            "tool": origin_to_mapping(kinematics.tool),
+        }
+    for joint, row in zip(joints, kinematics.joints, strict=True):
+        joint.update(a=row.a, d=row.d, alpha=row.alpha, theta=row.theta)
+    fixed = [{"a": row.a, "d": row.d, "alpha": row.alpha, "theta": row.theta} for row in kinematics.fixed]
+    return {"name": arm.name, "convention": "modified_dh", "joints": joints, "fixed": fixed}
 
 
 def arm_chain(arm: ArmSpec) -> SerialChain:
