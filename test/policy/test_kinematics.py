@@ -380,6 +380,10 @@ def test_a_malformed_chain_in_the_embodiment_is_refused_by_name(tmp_path):
     ]:
         with pytest.raises(EmbodimentSpecError, match=message):
             load_embodiment(with_kinematics(tmp_path, "    kinematics:\n      convention: urdf\n" + bad))
+    path = with_kinematics(tmp_path, "    kinematics:\n      convention: urdf\n      urdf: panda.urdf\n")
+    path.write_text(path.read_text().replace("    base_frame: panda_link0\n", ""))
+    with pytest.raises(EmbodimentSpecError, match=r"missing 'base_link' \(or the arm's base_frame\)"):
+        load_embodiment(path)
 
 
 def test_parameters_come_from_data_and_bad_data_is_refused(tmp_path):
