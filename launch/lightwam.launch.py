@@ -11,13 +11,25 @@ loopback_robot:=true or shadow:=true).  replay:=true implies use_sim_time (a bag
 inputs and /clock); bag:=PATH plays that bag here with lightwam-replay (and implies replay).
 record:=PATH also starts lightwam-record, which records the run's inputs and outputs.
 rviz:=true starts RViz on config/lightwam.rviz with the embodiment's cameras (rviz_config).
+
+The policy and the executor are managed (lifecycle) nodes: launch configures each once its
+process has started and activates it once configured (autostart:=true, the default); with
+autostart:=false they wait, unconfigured, for ``ros2 lifecycle set /<node> configure`` and then
+``activate`` (``deactivate`` stops the chunks and makes the executor brake to a hold).
 """
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessStart
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 
+from lightwam_ros.nodes.node_main import AUTOSTART
+from lightwam_ros.ros.node_registry import NODE_KINDS
 from lightwam_ros.ros.param_files import PACKAGE
 from lightwam_ros.tools.launch.bringup_plan import (LAUNCH_ARGUMENTS, launch_flag,
                                                     plan_from_launch_arguments)
@@ -36,18 +48,44 @@ def _nodes(context, *args, **kwargs):
     # After Ctrl-C a node finishes its inference first: as long as lightwam-bringup waits, not
     # launch's 5 s (sigterm_timeout:=S still sets it).
     sigterm_timeout = LaunchConfiguration("sigterm_timeout", default=str(STOP_TIMEOUT))
-    actions = [Node(package=PACKAGE, executable=node.executable, name=node.node_name,
-                    output="screen", emulate_tty=True, additional_env=dict(node.env),
-                    sigterm_timeout=sigterm_timeout,
-                    arguments=list(node.arguments),
-                    parameters=([str(node.params_file)] if node.params_file else [])
-                    + ([dict(node.overrides)] if node.overrides else []))
-               for node in plan.nodes]
+    autostart = launch_flag(values, "autostart")
+    actions = []
+    for node in plan.nodes:
+        managed = NODE_KINDS[node.role].managed
+        options = dict(package=PACKAGE, executable=node.executable, name=node.node_name,
+                       output="screen", emulate_tty=True, additional_env=dict(node.env),
+                       sigterm_timeout=sigterm_timeout,
+                       arguments=list(node.arguments),
+                       parameters=([str(node.params_file)] if node.params_file else [])
+                       + ([dict(node.overrides)] if node.overrides else [])
+                       # launch (or the user) drives a managed node's transitions
+                       + ([{AUTOSTART: False}] if managed else []))
+        if not managed:
+            actions.append(Node(**options))
+            continue
+        action = LifecycleNode(namespace="", **options)
+        if autostart:  # the handlers first: they must see the process start
+            actions += _configure_then_activate(action)
+        actions.append(action)
     if rviz:
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
                             arguments=["-d", str(write_rviz_config(plan, values["embodiment"]))],
                             parameters=[{"use_sim_time": plan.use_sim_time}]))
     return actions
+
+
+def _configure_then_activate(node):
+    """Handlers that configure ``node`` once its process has started and activate it once
+    configured (a failed configure leaves it unconfigured, its reason in its log)."""
+    def change(transition):
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                           transition_id=transition))
+
+    return [RegisterEventHandler(OnProcessStart(
+                target_action=node, on_start=[change(Transition.TRANSITION_CONFIGURE)])),
+            RegisterEventHandler(OnStateTransition(
+                target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+                entities=[change(Transition.TRANSITION_ACTIVATE)]))]
 
 
 def _require_rviz2() -> None:

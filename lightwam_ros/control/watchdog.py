@@ -57,6 +57,11 @@ class Watchdog:
         self.state = ExecutorState.ESTOPPED
         self.reason = f"e-stop: {reason}"
 
+    def hold(self, reason: str) -> None:
+        """HOLDING until a new chunk (a latched e-stop stays latched)."""
+        if self.state != ExecutorState.ESTOPPED:
+            self._hold(reason)
+
     def reset(self) -> None:
         """Leave ESTOPPED (or any state) for WAITING: motion resumes only with a new chunk."""
         self._wait("reset: waiting for a new chunk")

@@ -21,6 +21,12 @@ scheduling, interpolation, safety filtering and watchdog work without ROS.  The 
 - a speed override changeable at run time through the standard parameter services
   (``ros2 param set /lightwam_executor speed_scaling 0.5``); every other parameter refuses a
   change with the reason;
+- the lifecycle of a managed node (``node_main.ManagedNode``): configure reads the parameters
+  and builds the limits, kinematics, topics and the control loop (state HOLDING, inactive);
+  activate commands (from the measured state, at rest; motion with the next chunk); deactivate
+  holds: the command brakes to rest within the acceleration caps, then commands stop and chunks
+  are ignored until activated again; cleanup stops the loop and removes the topics.  Run on its
+  own the node configures and activates itself (parameter ``autostart``);
 - a restart when the clock jumps backwards (simulator reset, looping bag): the plan and the joint
   state are dropped, commands resume at rest from the next joint state, motion with a new chunk.
 
@@ -71,7 +77,7 @@ from lightwam_ros.control.lookahead import Lookahead
 from lightwam_ros.control.periodic import PeriodicLoop
 from lightwam_ros.control.watchdog import FOLLOWING_STATES, ExecutorState
 from lightwam_ros.msg import ActionChunk
-from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
+from lightwam_ros.nodes.node_main import ManagedNode, autostarted, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.policy.chunk import NS_PER_S, Chunk
 from lightwam_ros.policy.embodiment import load_embodiment
@@ -84,6 +90,8 @@ from lightwam_ros.ros.executor_params import (
 )
 from lightwam_ros.ros.joint_state import JointStateError, JointStateMatcher
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS
+_INACTIVE = "inactive: activate the node to execute chunks"
+_DEACTIVATED = "deactivated: braking to rest, then no commands until activated"
 from lightwam_ros.ros.parameter_checks import allow_runtime_changes
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp, seconds_to_duration, stamp_to_nanoseconds
 
@@ -128,12 +136,13 @@ class TickStats:
         }
 
 
-class ExecutorNode(ConfiguredNode):
+class ExecutorNode(ManagedNode):
     """The chunk executor node; build it with ``create_executor_node`` (or ``main``)."""
 
     # ---------------------------------------------------------------- set-up
 
     def _configure(self) -> None:
+        self._core.hold(_INACTIVE)
         self.settings: ExecutorSettings = declare_executor_parameters(self)
         settings = self.settings
         try:
@@ -162,6 +171,9 @@ class ExecutorNode(ConfiguredNode):
             ChunkRequestTimer(settings.request_lead_time, settings.request_retry)
             if settings.request_lead_time > 0.0
             else None
+        # Lifecycle: chunks are executed while active; the loop commands from activate until it
+        # has braked to rest after deactivate.
+        self._active = self._commanding = False
         )
         self._requests_sent = 0
 
@@ -270,12 +282,44 @@ class ExecutorNode(ConfiguredNode):
             )
         self.create_timer(1.0 / settings.diagnostics_rate, self._on_diagnostics, callback_group=core_group)
 
-    def destroy_node(self) -> None:
+    # ---------------------------------------------------------------- lifecycle
+
+    def _activate(self) -> None:
+        """Commands again: from the command itself while still braking after a deactivate, else
+        from the measured state at rest, as at start-up (the arm may have been moved meanwhile).
+        Motion resumes with a new chunk; a latched e-stop stays latched."""
+        with self._lock:
+            self._active = True
+            if self._commanding:
+                self._core.hold("activated: resumes on a new chunk")
+            else:
+                self._restart_core("activated")
+            self._commanding = True
+            self._note_state()
+
+    def _deactivate(self) -> None:
+        """Hold: the control loop brakes to rest within the caps (the hold's brake), publishes
+        that, then stops commanding; chunks are ignored from now on."""
+        with self._lock:
+            self._active = False
+            self._core.hold(_DEACTIVATED)
+            self._note_state()
+
+    def _stop_at_rest(self, command: Command) -> None:
+        """After a deactivate: stop commanding once the command has come to rest."""
+        if command.velocities is not None and np.any(command.velocities):
+            return
+        with self._lock:
+            if self._active:  # activated again meanwhile
+                return
+            self._commanding = False
+        self.get_logger().info("deactivated: the command is at rest; no commands until activated")
+
+    def _teardown(self) -> None:
         """Stop the control loop first: it must not tick a node whose handles are gone."""
         loop, self._loop = getattr(self, "_loop", None), None
         if loop is not None:
             loop.stop()
-        super().destroy_node()
 
     # ---------------------------------------------------------------- helpers
 
@@ -367,8 +411,7 @@ class ExecutorNode(ConfiguredNode):
         reason, self._time_restart = self._time_restart, None
         if reason is None:
             return
-        self._core.restart_clock(reason)
-        self._t_measured, self._measured = -math.inf, None
+        self._restart_core(reason)
         self.get_logger().warning(f"{reason}: plan dropped, holding until a new chunk arrives")
         self._note_state()
 
@@ -393,8 +436,15 @@ class ExecutorNode(ConfiguredNode):
                     )
                 self._core.update_measured(positions, stamp)
                 self._t_measured = stamp
+    def _restart_core(self, reason: str) -> None:
+        """No plan, no joint state: commands start at rest from the next joint state (lock held)."""
+        self._core.restart_clock(reason)
+        self._t_measured, self._measured = -math.inf, None
+
         except ValueError as error:
             self._warn(self._joint_reporter, f"ignored joint state: {error}")
+        if not self._commanding:
+            return
             return
         except Exception as error:  # noqa: BLE001
             self._internal_error("joint state callback", error)
@@ -412,6 +462,8 @@ class ExecutorNode(ConfiguredNode):
                 self._stats.record(time.monotonic())
                 self._note_state()
                 if command.positions is not None:
+            if not self._active:
+                self._stop_at_rest(command)
                     self._commanded = command.positions
                     self._limited_ticks += command.limited
                 request = self._chunk_request_due(now_ns, command.state)
@@ -420,6 +472,7 @@ class ExecutorNode(ConfiguredNode):
             if command.positions is not None:
                 self._publish(command, now_ns)
             if request and self._request_pub is not None:
+            and self._active
                 self._request_pub.publish(Empty())
         except Exception as error:  # noqa: BLE001
             self._internal_error("control tick", error)
@@ -437,7 +490,10 @@ class ExecutorNode(ConfiguredNode):
         return False
 
     def _submit(self, chunk: Chunk) -> None:
-        """Plan a converted chunk into the core (with the lock held)."""
+        """Plan a converted chunk into the core (with the lock held); none while inactive."""
+        if not self._active:
+            self._warn(self._chunk_reporter, f"chunk #{chunk.chunk_id} ignored: the executor is inactive")
+            return
         result = self._core.submit_chunk(chunk)
         if result.accepted:
             self._chunks_accepted += 1
@@ -655,14 +711,15 @@ def create_executor_node(
     namespace: str | None = None,
     parameter_overrides: Sequence[Parameter] | None = None,
 ) -> ExecutorNode:
-    """Build a configured executor node (rclpy must be initialised on ``context``).
+    """Build an executor node (rclpy must be initialised on ``context``), configured and active
+    unless its ``autostart`` parameter is false.
 
     For in-process bring-up: add the node to an executor (a SingleThreadedExecutor is the reliable
     choice, see the module docstring; its callback groups also make it safe under a
     MultiThreadedExecutor).  Bad parameters raise ValueError (or rclpy's ParameterException).
     """
-    return ExecutorNode(
-        node_name, context=context, namespace=namespace, parameter_overrides=parameter_overrides
+    return autostarted(
+        ExecutorNode(node_name, context=context, namespace=namespace, parameter_overrides=parameter_overrides)
     )
 
 
@@ -670,7 +727,8 @@ _PROCESS_NICE = -10  # the executor process's other threads, where allowed
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the executor until SIGINT; exit status 2 when the configuration is invalid.
+    """Run the executor until SIGINT; with ``autostart`` (the default) exit status 2 when the
+    configuration is invalid.
 
     The process asks for a higher CPU share first (nice -10, inherited by the threads rclpy and
     DDS start): the control thread waits for the lock and the GIL that the callbacks' thread
@@ -681,7 +739,7 @@ def main(args: list[str] | None = None) -> int:
         os.setpriority(os.PRIO_PROCESS, 0, _PROCESS_NICE)
     except OSError:
         pass
-    return run_node(create_executor_node, NODE_NAME, args)
+    return run_node(lambda: ExecutorNode(NODE_NAME), NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,18 @@ A thin shell around ROS-free parts: ``PolicyRunner`` (model), ``ObservationAssem
 input buffers that refuse stale or frozen inputs), ``StateBuilder`` (state vector by joint name,
 end-effector pose by forward kinematics or a pose topic) and the message conversions.
 
+Lifecycle (a managed node, ``node_main.ManagedNode``).  configure reads the parameters, creates
+the topics and loads and warms up the model (status STARTING, then WARMING_UP, then READY and
+inactive; a checkpoint that does not load fails the transition with the reason, status ERROR);
+activate starts inference on triggers, deactivate stops it (no chunk is published once it has
+returned; status READY, inactive); cleanup drops the model and the topics.  Run on its own the
+node configures and activates itself (parameter ``autostart``).
+
 Threads.  Subscription callbacks only convert a message and push it into the assembler (under a
 lock); they never block on the model and never raise into rclpy: a bad message is logged (rate
 limited, naming the stream and the reason) and dropped.  Inference runs on a worker thread that
-first loads and warms up the model (status STARTING, then WARMING_UP; nothing else is published
-before READY), then waits for a trigger: a timer at ``rate`` or, with ``trigger:=request``, a
-``std_msgs/Empty`` message or a ``std_srvs/Trigger`` call.  A trigger that finds inference still
+waits for a trigger while the node is active: a timer at ``rate`` or, with ``trigger:=request``,
+a ``std_msgs/Empty`` message or a ``std_srvs/Trigger`` call.  A trigger that finds inference still
 running is skipped and counted, never queued, so the node never computes a chunk from an
 observation that was already old when it started.  Each run checks that every input is fresh
 *now*, then takes every input as of the newest scene-camera frame that all inputs have reached
@@ -58,7 +64,7 @@ from std_srvs.srv import Trigger
 
 from lightwam_ros.control.frame_history import ObservationAssembler, StaleInputError, StreamProblem
 from lightwam_ros.msg import ActionChunk, PolicyStatus
-from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
+from lightwam_ros.nodes.node_main import ManagedNode, StartError, autostarted, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.policy.runner import (
     LatencyStats,
@@ -104,6 +110,7 @@ _LEVEL = {
     PolicyStatus.WAITING_FOR_INPUT: 1,
     PolicyStatus.ERROR: 2,
 }
+_INACTIVE = "inactive: no chunks until the node is activated"
 _STATE_NAMES = {
     PolicyStatus.STARTING: "STARTING",
     PolicyStatus.WARMING_UP: "WARMING_UP",
@@ -113,7 +120,7 @@ _STATE_NAMES = {
 }
 
 
-class PolicyNode(ConfiguredNode):
+class PolicyNode(ManagedNode):
     """The policy node; build it with ``create_policy_node`` (or run ``main``)."""
 
     def __init__(
@@ -125,17 +132,12 @@ class PolicyNode(ConfiguredNode):
         parameter_overrides: Sequence[Parameter] | None = None,
     ) -> None:
         # Set before the node is built: destroy_node (after a bad configuration too) uses them.
-        self.fatal_error: str | None = None  # set when the model cannot be loaded
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         super().__init__(
             node_name, context=context, namespace=namespace, parameter_overrides=parameter_overrides
         )
-        self._worker = threading.Thread(
-            target=self._run_worker, name="lightwam_policy_inference", daemon=True
-        )
-        self._worker.start()
 
     # ---------------------------------------------------------------- set-up
 
@@ -163,7 +165,7 @@ class PolicyNode(ConfiguredNode):
 
         self._instruction: str | None = settings.instruction or None
         self._runner: PolicyRunner | None = None
-        self._ready = False
+        self._active = False  # activated: triggers start inference, chunks are published
         self._busy = False
         self._trigger_lock = threading.Lock()
         self._chunk_id = 0
@@ -183,6 +185,37 @@ class PolicyNode(ConfiguredNode):
         self._set_status(PolicyStatus.STARTING, f"loading {settings.checkpoint}")
 
     def _create_interfaces(self) -> None:
+        self._runner = self._load()
+        self._stop.clear()
+        self._worker = threading.Thread(
+            target=self._run_worker, name="lightwam_policy_inference", daemon=True
+        )
+        self._worker.start()
+
+    def _activate(self) -> None:
+        with self._trigger_lock:
+            self._active = True
+        self._set_status(PolicyStatus.READY, "active: inference on every trigger")
+
+    def _deactivate(self) -> None:
+        """No chunk is published once this returns (an inference in flight ends unpublished)."""
+        with self._trigger_lock:
+            self._active = False
+        self._set_status(PolicyStatus.READY, _INACTIVE)
+
+    def _teardown(self) -> None:
+        """Stop the worker, then drop the model.  An inference in progress finishes first (up to
+        ``_WORKER_STOP_TIMEOUT``): a thread left inside torch when the interpreter exits aborts
+        the process."""
+        self._stop.set()
+        self._wake.set()
+        worker, self._worker = self._worker, None
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout=1.0)
+            if worker.is_alive():
+                self.get_logger().info("stopping: waiting for the model to finish predicting")
+                worker.join(timeout=_WORKER_STOP_TIMEOUT)
+        self._runner = None
         settings, topics = self.settings, self.settings.topics
         reliable = QoSProfile(depth=10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -354,14 +387,14 @@ class PolicyNode(ConfiguredNode):
     def _try_start(self) -> bool:
         """Wake the worker unless it is busy; a trigger while busy is dropped, never queued."""
         with self._trigger_lock:
-            if not self._ready or self._busy:
+            if not self._active or self._busy:
                 return False
             self._busy = True
         self._wake.set()
         return True
 
     def _on_tick(self) -> None:
-        if self._ready and not self._try_start():
+        if self._active and not self._try_start():
             self._skipped += 1
 
     def _on_request(self, _msg: Empty) -> None:
@@ -379,20 +412,13 @@ class PolicyNode(ConfiguredNode):
         return response
 
     def _busy_reason(self) -> str:
-        if not self._ready:
-            return "the policy is not ready (loading or warming up)"
+        if not self._active:
+            return "the policy is inactive (activate it: ros2 lifecycle set <node> activate)"
         return "inference is still running (requests are not queued)"
 
     # ---------------------------------------------------------------- worker thread
 
     def _run_worker(self) -> None:
-        try:
-            self._load()
-        except Exception as error:  # noqa: BLE001 - reported, then main() exits non-zero
-            self.fatal_error = f"cannot load the policy: {error}"
-            self.get_logger().fatal(self.fatal_error)
-            self._set_status(PolicyStatus.ERROR, self.fatal_error, log=False)
-            return
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()
@@ -407,19 +433,28 @@ class PolicyNode(ConfiguredNode):
                 with self._trigger_lock:
                     self._busy = False
 
-    def _load(self) -> None:
+    def _load(self) -> PolicyRunner:
+        """The runner, loaded and warmed up; StartError when it cannot be (status ERROR)."""
+                    active = self._active
+                if not active:  # deactivated while it ran: say so again
+                    self._set_status(PolicyStatus.READY, _INACTIVE)
         settings = self.settings
         started = time.monotonic()
-        runner = PolicyRunner.from_files(
-            settings.checkpoint,
-            settings.instruction_cache,
-            embodiment=settings.spec.source,
-            device=settings.device,
-            dtype=settings.dtype,
-            compile=settings.compile,
-            cuda_graphs=settings.cuda_graphs,
-            warmup=0,
-        )
+        try:
+            runner = PolicyRunner.from_files(
+                settings.checkpoint,
+                settings.instruction_cache,
+                embodiment=settings.spec.source,
+                device=settings.device,
+                dtype=settings.dtype,
+                compile=settings.compile,
+                cuda_graphs=settings.cuda_graphs,
+                warmup=0,
+            )
+        except Exception as error:  # any load failure fails configure
+            message = f"cannot load the policy: {error}"
+            self._set_status(PolicyStatus.ERROR, message, log=False)
+            raise StartError(message) from error
         self._set_status(
             PolicyStatus.WARMING_UP, f"{settings.warmup} warm-up passes on {runner.device} ({runner.dtype})"
         )
@@ -427,12 +462,12 @@ class PolicyNode(ConfiguredNode):
         # now.  With cuda_graphs this captures the graph a second time, which costs milliseconds.
         runner.warmup_iterations = settings.warmup
         sizes = {camera.role: camera.size for camera in settings.cameras if camera.size}
-        if not runner.warmup(cancel=self._stop, source_sizes=sizes):
-            return
-        self._runner = runner
-        with self._trigger_lock:
-            self._ready = True
-        self._set_status(PolicyStatus.READY, f"loaded and warmed up in {time.monotonic() - started:.1f} s")
+        if not runner.warmup(cancel=self.interrupted, source_sizes=sizes):
+            raise StartError("interrupted during warm-up")
+        self._set_status(
+            PolicyStatus.READY, f"loaded and warmed up in {time.monotonic() - started:.1f} s; {_INACTIVE}"
+        )
+        return runner
 
     def _loaded_runner(self) -> PolicyRunner:
         """The runner, once loaded (inference starts only then)."""
@@ -503,7 +538,10 @@ class PolicyNode(ConfiguredNode):
             observation_age=age,
             model_id=self.settings.model_id,
         )
-        self._chunk_pub.publish(chunk_to_msg(chunk))
+        with self._trigger_lock:  # deactivate takes it: no chunk after it returned
+            if not self._active:
+                return
+            self._chunk_pub.publish(chunk_to_msg(chunk))
         self._chunk_id += 1
         self._last_output, self._last_latency, self._last_age = output, latency, age
         self._latency_stats = self._loaded_runner().latency_stats()
@@ -623,21 +661,6 @@ class PolicyNode(ConfiguredNode):
         if not self._stop.is_set():  # publishers fail while the node shuts down: expected
             self.get_logger().error(message)
 
-    # ---------------------------------------------------------------- shutdown
-
-    def destroy_node(self) -> None:
-        """Stop the worker, then the node.  An inference or a checkpoint load in progress
-        finishes first (up to ``_WORKER_STOP_TIMEOUT``): a thread left inside torch when the
-        interpreter exits aborts the process; warm-up stops between passes."""
-        self._stop.set()
-        self._wake.set()
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=1.0)
-            if self._worker.is_alive():
-                self.get_logger().info("stopping: waiting for the model to finish loading or predicting")
-                self._worker.join(timeout=_WORKER_STOP_TIMEOUT)
-        super().destroy_node()
-
 
 def create_policy_node(
     node_name: str = NODE_NAME,
@@ -646,21 +669,22 @@ def create_policy_node(
     namespace: str | None = None,
     parameter_overrides: Sequence[Parameter] | None = None,
 ) -> PolicyNode:
-    """Build a configured policy node (rclpy must be initialised on ``context``).
+    """Build a policy node (rclpy must be initialised on ``context``), configured (the model
+    loaded and warmed up) and active unless its ``autostart`` parameter is false.
 
-    For in-process bring-up: add it to any executor; the model loads on the node's own worker
-    thread (watch ``PolicyStatus`` or ``fatal_error``).  Bad parameters raise ValueError (or
-    rclpy's ParameterException) before anything is loaded.
+    For in-process bring-up: add it to any executor.  Bad parameters raise ValueError (or
+    rclpy's ParameterException) before anything is loaded, a model that cannot be loaded
+    StartError.
     """
-    return PolicyNode(
-        node_name, context=context, namespace=namespace, parameter_overrides=parameter_overrides
+    return autostarted(
+        PolicyNode(node_name, context=context, namespace=namespace, parameter_overrides=parameter_overrides)
     )
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the policy until SIGINT; exit status 2 for an invalid configuration, 1 when the model
-    cannot be loaded."""
-    return run_node(create_policy_node, NODE_NAME, args, failed=lambda node: node.fatal_error is not None)
+    """Run the policy until SIGINT; with ``autostart`` (the default) exit status 2 for an invalid
+    configuration, 1 when the model cannot be loaded."""
+    return run_node(PolicyNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

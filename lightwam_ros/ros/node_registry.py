@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class NodeKind:
-    """One kind of node: how it is named, started and configured, and which of its parameters
-    name the topics it publishes (what a recording keeps as outputs)."""
+    """One kind of node: how it is named, started and configured, which of its parameters name
+    the topics it publishes (what a recording keeps as outputs), and whether it is a managed
+    (lifecycle) node that the launch file configures and activates."""
 
     role: str  # the key a bring-up plan and the tools use
     node_name: str  # the default ROS node name (the section of its parameter file)
@@ -22,6 +23,7 @@ class NodeKind:
     params_prefix: str  # config/<params_prefix>_<embodiment>.yaml; "" for no parameter file
     factory: str  # ``module``'s create_*(node_name, *, context, parameter_overrides); "": none
     output_topic_params: tuple[str, ...] = ()
+    managed: bool = False
 
 
 POLICY, EXECUTOR, ROBOT, SIM, RECORDER, REPLAY = ("policy", "executor", "robot", "sim", "recorder", "replay")
@@ -37,6 +39,7 @@ NODE_KINDS: dict[str, NodeKind] = {
             "policy",
             "create_policy_node",
             ("chunk_topic", "shadow_chunk_topic", "status_topic", "diagnostics_topic"),
+            managed=True,
         ),
         # Besides its commands: the e-stop (who stopped the arm, and when) and its chunk requests.
         NodeKind(
@@ -58,6 +61,7 @@ NODE_KINDS: dict[str, NodeKind] = {
                 "planned_trajectory_topic",
                 "planned_path_topic",
             ),
+            managed=True,
         ),
         # The robot is the loopback stand-in ("robot") or a simulator bridge ("sim"), or hardware.
         NodeKind(

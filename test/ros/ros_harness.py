@@ -4,6 +4,8 @@ The node tests (policy, executor, the two together) run real rclpy over real DDS
 holds what they share, so each test file keeps only its scenarios:
 
 - ``wait_until``: every wait is a condition with a deadline, never a fixed sleep;
+- ``change_state``: a lifecycle transition through a managed node's service, as
+  ``ros2 lifecycle set`` makes it;
 - ``NodeProcess``: ``python -m lightwam_ros.nodes.<node> --ros-args ...`` with its log collected;
 - ``Robot``: the policy's side of a robot (camera images and joint states at 15 Hz, which a test
   can stop or make bad) that records everything the policy publishes;
@@ -33,6 +35,8 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -102,6 +106,33 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> ob
             return value
         time.sleep(0.005)
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def quiet(log: Sequence[object], seconds: float) -> Callable[[], bool]:
+    """A condition for ``wait_until``: ``log`` (a list that a subscription appends to) has not
+    grown for ``seconds``."""
+    last = [len(log), time.monotonic()]
+
+    def check() -> bool:
+        if len(log) != last[0]:
+            last[:] = [len(log), time.monotonic()]
+            return False
+        return time.monotonic() - last[1] >= seconds
+
+    return check
+
+
+def change_state(node: Node, target: str, transition: int, timeout: float = 60.0) -> bool:
+    """Whether ``transition`` (a ``lifecycle_msgs/Transition`` id) of the managed node ``target``
+    succeeded, asked through its ``change_state`` service from ``node`` (which must be spinning)."""
+    client = node.create_client(ChangeState, f"{target}/change_state")
+    try:
+        assert client.wait_for_service(timeout_sec=10), f"no {target}/change_state service"
+        future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
+        wait_until(future.done, timeout, f"{target} to answer transition {transition}")
+        return bool(future.result().success)
+    finally:
+        node.destroy_client(client)
 
 
 class NodeProcess(ChildProcess):

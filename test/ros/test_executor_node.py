@@ -16,6 +16,7 @@ import pytest
 import torch
 
 rclpy = pytest.importorskip("rclpy")
+from lifecycle_msgs.msg import Transition  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from ros_harness import (  # noqa: E402
@@ -31,7 +32,9 @@ from ros_harness import (  # noqa: E402
     NodeProcess,
     aloha_harness,
     assert_within_caps,
+    change_state,
     fresh_ros_context,
+    quiet,
     spin_in_background,
     wait_until,
 )
@@ -763,6 +766,72 @@ PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1"
 
 def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
     """LIBERO Franka in-process from its shipped config: a chunk of +x deltas with a close
+def test_lifecycle_transitions_start_hold_and_resume_the_executor(ros_context):
+    """A managed executor (autostart false) commands nothing until configured and activated;
+    deactivated while the arm moves, it brakes to rest within the caps, then stops commanding and
+    ignores chunks; activated again, it resumes from rest and executes chunks."""
+    executor_node = create_executor_node(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("embodiment", value="robotwin_aloha"),
+            Parameter("autostart", value=False),
+            Parameter("control_rate", value=200.0),
+            Parameter("max_velocity", value=VMAX),
+            Parameter("max_acceleration", value=AMAX),
+            Parameter("ramp_time", value=0.1),
+            Parameter("chunk_timeout", value=2.0),
+            Parameter("joint_state_timeout", value=0.3),
+            Parameter("output_modes", value=["joint_state"]),
+            Parameter("diagnostics_rate", value=20.0),
+        ],
+    )
+    helper = Harness(ros_context, ALOHA_JOINTS)
+    helper.start_positions = Q0
+    executor, thread = spin_in_background(ros_context, [executor_node, helper.node])
+    name = executor_node.get_name()
+
+    def moving():
+        return helper.commands and np.abs(helper.commands[-1][2]).max() > 0.1
+
+    try:
+        assert executor_node.count_subscribers("lightwam/action_chunk") == 0, "unconfigured"
+        assert change_state(helper.node, name, Transition.TRANSITION_CONFIGURE)
+        helper.wait_for_executor()
+        wait_until(lambda: "inactive" in helper.state()[1], 5, f"an inactive hold, got {helper.state()}")
+        assert not helper.commands, "commanded while inactive"
+
+        assert change_state(helper.node, name, Transition.TRANSITION_ACTIVATE)
+        origin = helper.now()
+        helper.chunk_source = lambda now: make_chunk(sine_actions(now, origin), now)
+        wait_until(moving, 10, "motion along the chunks")
+        start = len(helper.commands) - 1
+        assert change_state(helper.node, name, Transition.TRANSITION_DEACTIVATE)
+        wait_until(quiet(helper.commands, 0.3), 5, "the commands to stop")
+        braking = helper.commands_since(start)
+        assert_within_caps(braking, VMAX, AMAX)
+        assert np.abs(braking[0][2]).max() > 0.1 and not np.any(braking[-1][2]), "braked to rest"
+        assert len(braking) > 2 and braking[-1][0] - braking[0][0] < 1.0
+        assert helper.state()[0] == "HOLDING" and "deactivated" in helper.state()[1], helper.state()
+        stopped = len(helper.commands)  # chunks kept coming (10 Hz) while it stayed quiet
+
+        assert change_state(helper.node, name, Transition.TRANSITION_ACTIVATE)
+        wait_until(lambda: helper.state()[0] == "RUNNING", 10, f"running again, got {helper.state()}")
+        wait_until(moving, 10, "motion again")
+        resumed = helper.commands_since(stopped)
+        np.testing.assert_allclose(resumed[0][1], braking[-1][1], atol=1e-9)  # from rest, where it stopped
+        assert_within_caps(resumed, VMAX, AMAX)
+
+        for transition in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP):
+            assert change_state(helper.node, name, transition)
+        wait_until(lambda: helper.chunk_pub.get_subscription_count() == 0, 10, "the chunk subscription gone")
+        assert change_state(helper.node, name, Transition.TRANSITION_CONFIGURE), "configure after cleanup"
+    finally:
+        executor.shutdown()
+        thread.join(timeout=5)
+        executor_node.destroy_node()
+        helper.node.destroy_node()
+
+
     command becomes joint commands whose FK moves 5 steps x 0.1 x 0.05 m = 2.5 cm along x.  The
     last 5 executable steps stand still, so the arm settles on the target before the plan ends
     (at the end of a plan the executor brakes from wherever the capped command is).

@@ -19,6 +19,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("PIL.Image")  # encodes the CompressedImage frames
+from lifecycle_msgs.msg import Transition  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from rclpy.qos import ReliabilityPolicy  # noqa: E402
@@ -28,6 +29,8 @@ from ros_harness import (  # noqa: E402
     MAX_AGE,
     NodeProcess,
     Robot,
+    change_state,
+    quiet,
     set_action_stats,
     spin_in_background,
     wait_until,
@@ -421,6 +424,49 @@ def _in_process_policy(
         spinner.join(timeout=5)
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def test_lifecycle_transitions_configure_activate_and_deactivate_the_policy(tmp_path):
+    """A managed policy (autostart false): configure with a missing checkpoint fails with the
+    reason and leaves it unconfigured; once the parameter is fixed, configure loads the model
+    (READY, inactive, no chunk); activate starts the chunks, deactivate stops them, activate
+    starts them again."""
+    package = make_tiny_package("robotwin_aloha", tmp_path)
+    missing = tmp_path / "missing.safetensors"
+    managed = [Parameter("autostart", value=False), Parameter("checkpoint", value=str(missing))]
+    robot = Robot("robotwin_aloha", _aloha_joints(), "lightwam/action_chunk")
+    try:
+        with _in_process_policy(package, robot.roles, managed) as node:
+            name = node.get_name()
+            assert not change_state(robot.node, name, Transition.TRANSITION_CONFIGURE)
+            reason = node.fatal_error
+            assert reason is not None and "checkpoint" in reason and str(missing) in reason, reason
+            assert "\n" not in reason and len(reason) < 500
+            client = AsyncParameterClient(robot.node, name)
+            assert client.wait_for_services(10.0)
+            future = client.set_parameters([Parameter("checkpoint", value=str(package.checkpoint))])
+            wait_until(future.done, 10, "the checkpoint parameter to be set")
+            assert future.result().results[0].successful, "unconfigured: every parameter may change"
+
+            assert change_state(robot.node, name, Transition.TRANSITION_CONFIGURE)
+            assert node.fatal_error is None
+            ready = robot.wait_for_status(PolicyStatus.READY, 10, ("inactive",))
+            assert ready.chunks_published == 0 and not robot.chunks
+
+            assert change_state(robot.node, name, Transition.TRANSITION_ACTIVATE)
+            robot.wait_for_chunks(1, 60)
+            assert change_state(robot.node, name, Transition.TRANSITION_DEACTIVATE)
+            # Longer than an inference (~2 s here): one in flight ends unpublished.
+            wait_until(quiet(robot.chunks, 3.0), 10, "the chunks to stop")
+            published = len(robot.chunks)
+            status = robot.wait_for_status(PolicyStatus.READY, 5, ("inactive",), start=len(robot.statuses))
+            assert status.chunks_published == published
+
+            assert change_state(robot.node, name, Transition.TRANSITION_ACTIVATE)
+            [chunk] = robot.wait_for_chunks(1, 60, start=published)
+            assert chunk.chunk_id == published
+    finally:
+        robot.close()
 
 
 def test_a_camera_can_be_subscribed_reliably_and_the_others_stay_best_effort(tmp_path):

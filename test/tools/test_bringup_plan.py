@@ -357,8 +357,15 @@ def test_launch_arguments_are_the_documented_ones():
         "record",
         "bag",
     ]
-    flags = [a for a in bp.LAUNCH_ARGUMENTS if a.choices == ("true", "false")]
-    assert all(a.default == "false" for a in flags) and len(flags) == 5
+    flags = {a.name: a.default for a in bp.LAUNCH_ARGUMENTS if a.choices == ("true", "false")}
+    assert flags == {
+        "shadow": "false",
+        "use_sim_time": "false",
+        "replay": "false",
+        "loopback_robot": "false",
+        "rviz": "false",
+        "autostart": "true",
+    }
 
 
 def _launch_values(**values):
@@ -367,6 +374,7 @@ def _launch_values(**values):
 
 def test_launch_argument_values_make_the_same_plan_as_the_options(tmp_path):
     checkpoint = tmp_path / "m.safetensors"
+        "autostart",
     checkpoint.write_bytes(b"")
     from_launch = bp.plan_from_launch_arguments(
         _launch_values(

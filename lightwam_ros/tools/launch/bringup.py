@@ -13,6 +13,10 @@ What runs comes from ``bringup_plan.build_plan`` (shared with the launch file). 
   on its own thread (rclpy's MultiThreadedExecutor starves fast timers, see executor_node).
   Quicker to start; the nodes then share one interpreter lock.
 
+The policy and the executor are managed (lifecycle) nodes: started here they configure and
+activate themselves (their ``autostart`` parameter, true unless overridden), where the launch
+file drives the same transitions through their lifecycle services.
+
 ``--record BAG`` also starts ``lightwam-record`` on the topics the nodes really use;
 ``--replay BAG`` runs the nodes on simulated time with ``lightwam-replay`` playing the bag as
 their inputs and ``/clock`` (the run ends when the bag does).  Both run in processes of their own

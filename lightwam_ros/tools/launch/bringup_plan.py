@@ -549,6 +549,13 @@ def launch_flag(values: Mapping[str, str], name: str) -> bool:
     if text not in _BOOL_CHOICES:
         raise PlanError(f"launch argument {name} must be true or false, got {values[name]!r}")
     return text == "true"
+    LaunchArgument(
+        "autostart",
+        "true",
+        "Configure and activate the managed nodes (policy, executor) once started; false: they "
+        "wait in 'unconfigured' for 'ros2 lifecycle set <node> configure', then activate.",
+        _BOOL_CHOICES,
+    ),
 
 
 def plan_from_launch_arguments(values: Mapping[str, str], cache_dir: Path | None = None) -> BringupPlan:
