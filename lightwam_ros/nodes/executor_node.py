@@ -90,13 +90,13 @@ from lightwam_ros.ros.executor_params import (
 )
 from lightwam_ros.ros.joint_state import JointStateError, JointStateMatcher
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS
-_INACTIVE = "inactive: activate the node to execute chunks"
-_DEACTIVATED = "deactivated: braking to rest, then no commands until activated"
 from lightwam_ros.ros.parameter_checks import allow_runtime_changes
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp, seconds_to_duration, stamp_to_nanoseconds
 
 NODE_NAME = NODE_KINDS[EXECUTOR].node_name
 _PAUSED = "speed_scaling is 0: paused"
+_INACTIVE = "inactive: activate the node to execute chunks"
+_DEACTIVATED = "deactivated: braking to rest, then no commands until activated"
 _PATH_PERIOD_NS = 20_000_000  # spacing of the planned path's points [ns]
 PATH_NAMESPACE = "lightwam_planned_path"
 PATH_COLOR = (0.1, 0.8, 0.2, 1.0)
@@ -142,7 +142,6 @@ class ExecutorNode(ManagedNode):
     # ---------------------------------------------------------------- set-up
 
     def _configure(self) -> None:
-        self._core.hold(_INACTIVE)
         self.settings: ExecutorSettings = declare_executor_parameters(self)
         settings = self.settings
         try:
@@ -152,6 +151,7 @@ class ExecutorNode(ManagedNode):
         self.layout = CommandLayout(spec, settings.joint_names, settings.kinematics_file)
         limits = settings.limits(self.layout.joint_names, self.layout.lower, self.layout.upper)
         self._core = ChunkExecutorCore(settings.core_config(limits))
+        self._core.hold(_INACTIVE)
         self._matcher = JointStateMatcher(self.layout.joint_names)
         self._names = list(self.layout.joint_names)
         self._period = 1.0 / settings.control_rate
@@ -171,9 +171,6 @@ class ExecutorNode(ManagedNode):
             ChunkRequestTimer(settings.request_lead_time, settings.request_retry)
             if settings.request_lead_time > 0.0
             else None
-        # Lifecycle: chunks are executed while active; the loop commands from activate until it
-        # has braked to rest after deactivate.
-        self._active = self._commanding = False
         )
         self._requests_sent = 0
 
@@ -183,6 +180,9 @@ class ExecutorNode(ManagedNode):
         self._time_restart: str | None = None  # set by the clock's thread, handled by ticks
         self._loop: PeriodicLoop | None = None
         self._speed_scaling = settings.speed_scaling
+        # Lifecycle: chunks are executed while active; the loop commands from activate until it
+        # has braked to rest after deactivate.
+        self._active = self._commanding = False
         self._create_interfaces()
         self._time_jumps = self.on_time_jump_back(self._on_time_jump_back)
         allow_runtime_changes(self, {"speed_scaling": (speed_scaling_refusal, self._set_speed_scaling)})
@@ -436,15 +436,8 @@ class ExecutorNode(ManagedNode):
                     )
                 self._core.update_measured(positions, stamp)
                 self._t_measured = stamp
-    def _restart_core(self, reason: str) -> None:
-        """No plan, no joint state: commands start at rest from the next joint state (lock held)."""
-        self._core.restart_clock(reason)
-        self._t_measured, self._measured = -math.inf, None
-
         except ValueError as error:
             self._warn(self._joint_reporter, f"ignored joint state: {error}")
-        if not self._commanding:
-            return
             return
         except Exception as error:  # noqa: BLE001
             self._internal_error("joint state callback", error)
@@ -452,8 +445,15 @@ class ExecutorNode(ManagedNode):
         self._measured = positions
         self._joint_reporter.good()
 
+    def _restart_core(self, reason: str) -> None:
+        """No plan, no joint state: commands start at rest from the next joint state (lock held)."""
+        self._core.restart_clock(reason)
+        self._t_measured, self._measured = -math.inf, None
+
     def _on_tick(self) -> None:
         """One control step: the core under the lock, the command published after it."""
+        if not self._commanding:
+            return
         try:
             with self._lock:
                 self._apply_time_restart()
@@ -462,8 +462,6 @@ class ExecutorNode(ManagedNode):
                 self._stats.record(time.monotonic())
                 self._note_state()
                 if command.positions is not None:
-            if not self._active:
-                self._stop_at_rest(command)
                     self._commanded = command.positions
                     self._limited_ticks += command.limited
                 request = self._chunk_request_due(now_ns, command.state)
@@ -472,8 +470,9 @@ class ExecutorNode(ManagedNode):
             if command.positions is not None:
                 self._publish(command, now_ns)
             if request and self._request_pub is not None:
-            and self._active
                 self._request_pub.publish(Empty())
+            if not self._active:
+                self._stop_at_rest(command)
         except Exception as error:  # noqa: BLE001
             self._internal_error("control tick", error)
 
@@ -482,6 +481,7 @@ class ExecutorNode(ManagedNode):
         while e-stopped: the chunk would be refused)."""
         if (
             self._requests is not None
+            and self._active
             and state != ExecutorState.ESTOPPED
             and self._requests.due(now_ns, self._core.plan_end_ns, self._chunks_accepted)
         ):

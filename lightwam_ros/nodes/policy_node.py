@@ -183,8 +183,6 @@ class PolicyNode(ManagedNode):
         self._time_jumps = self.on_time_jump_back(self._on_time_jump_back)
         allow_runtime_changes(self, {"instruction": (self._unknown_task, self._set_instruction)})
         self._set_status(PolicyStatus.STARTING, f"loading {settings.checkpoint}")
-
-    def _create_interfaces(self) -> None:
         self._runner = self._load()
         self._stop.clear()
         self._worker = threading.Thread(
@@ -216,6 +214,8 @@ class PolicyNode(ManagedNode):
                 self.get_logger().info("stopping: waiting for the model to finish predicting")
                 worker.join(timeout=_WORKER_STOP_TIMEOUT)
         self._runner = None
+
+    def _create_interfaces(self) -> None:
         settings, topics = self.settings, self.settings.topics
         reliable = QoSProfile(depth=10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -432,12 +432,12 @@ class PolicyNode(ManagedNode):
             finally:
                 with self._trigger_lock:
                     self._busy = False
-
-    def _load(self) -> PolicyRunner:
-        """The runner, loaded and warmed up; StartError when it cannot be (status ERROR)."""
                     active = self._active
                 if not active:  # deactivated while it ran: say so again
                     self._set_status(PolicyStatus.READY, _INACTIVE)
+
+    def _load(self) -> PolicyRunner:
+        """The runner, loaded and warmed up; StartError when it cannot be (status ERROR)."""
         settings = self.settings
         started = time.monotonic()
         try:

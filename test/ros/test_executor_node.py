@@ -760,12 +760,6 @@ def test_executor_asks_for_the_next_chunk_before_its_plan_runs_out(ros_context):
         helper.node.destroy_node()
 
 
-PANDA_HOME = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04, 0.04])
-PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1", "panda_finger_joint2"]
-
-
-def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
-    """LIBERO Franka in-process from its shipped config: a chunk of +x deltas with a close
 def test_lifecycle_transitions_start_hold_and_resume_the_executor(ros_context):
     """A managed executor (autostart false) commands nothing until configured and activated;
     deactivated while the arm moves, it brakes to rest within the caps, then stops commanding and
@@ -832,6 +826,12 @@ def test_lifecycle_transitions_start_hold_and_resume_the_executor(ros_context):
         helper.node.destroy_node()
 
 
+PANDA_HOME = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04, 0.04])
+PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1", "panda_finger_joint2"]
+
+
+def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
+    """LIBERO Franka in-process from its shipped config: a chunk of +x deltas with a close
     command becomes joint commands whose FK moves 5 steps x 0.1 x 0.05 m = 2.5 cm along x.  The
     last 5 executable steps stand still, so the arm settles on the target before the plan ends
     (at the end of a plan the executor brakes from wherever the capped command is).

@@ -356,6 +356,7 @@ def test_launch_arguments_are_the_documented_ones():
         "rviz",
         "record",
         "bag",
+        "autostart",
     ]
     flags = {a.name: a.default for a in bp.LAUNCH_ARGUMENTS if a.choices == ("true", "false")}
     assert flags == {
@@ -374,7 +375,6 @@ def _launch_values(**values):
 
 def test_launch_argument_values_make_the_same_plan_as_the_options(tmp_path):
     checkpoint = tmp_path / "m.safetensors"
-        "autostart",
     checkpoint.write_bytes(b"")
     from_launch = bp.plan_from_launch_arguments(
         _launch_values(
