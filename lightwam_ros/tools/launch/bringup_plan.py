@@ -541,6 +541,13 @@ LAUNCH_ARGUMENTS = (
         "Play this bag with lightwam-replay as the inputs and /clock "
         "(implies replay); empty: none is played here.",
     ),
+    LaunchArgument(
+        "autostart",
+        "true",
+        "Configure and activate the managed nodes (policy, executor) once started; false: they "
+        "wait in 'unconfigured' for 'ros2 lifecycle set <node> configure', then activate.",
+        _BOOL_CHOICES,
+    ),
 )
 
 
@@ -549,13 +556,6 @@ def launch_flag(values: Mapping[str, str], name: str) -> bool:
     if text not in _BOOL_CHOICES:
         raise PlanError(f"launch argument {name} must be true or false, got {values[name]!r}")
     return text == "true"
-    LaunchArgument(
-        "autostart",
-        "true",
-        "Configure and activate the managed nodes (policy, executor) once started; false: they "
-        "wait in 'unconfigured' for 'ros2 lifecycle set <node> configure', then activate.",
-        _BOOL_CHOICES,
-    ),
 
 
 def plan_from_launch_arguments(values: Mapping[str, str], cache_dir: Path | None = None) -> BringupPlan:
