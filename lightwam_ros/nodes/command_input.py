@@ -4,7 +4,7 @@ the loopback robot and the simulator bridge so both follow commands alike."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rclpy.node import Node
@@ -14,26 +14,16 @@ from trajectory_msgs.msg import JointTrajectory
 
 from lightwam_ros.control.joint_follower import JointFollower
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
-from lightwam_ros.ros.parameter_checks import declare_value
+from lightwam_ros.ros.robot_params import COMMAND_TOPICS
 from lightwam_ros.ros.stamps import stamp_to_nanoseconds
 
-COMMAND_TYPES = {
-    "joint_trajectory": (JointTrajectory, "joint_trajectory_controller/joint_trajectory"),
-    "joint_state": (JointState, "lightwam/joint_command"),
-}
+COMMAND_TYPES: dict[str, type] = {"joint_trajectory": JointTrajectory, "joint_state": JointState}
 
 
-def declare_command_parameters(node: Node) -> tuple[str, str]:
-    """Declare and check ``command_type`` and ``command_topic``: what the robot follows."""
-    command_type = declare_value(
-        node, "command_type", "joint_trajectory", f"Command input: one of {list(COMMAND_TYPES)}."
-    )
-    if command_type not in COMMAND_TYPES:
-        raise ValueError(f"parameter command_type must be one of {list(COMMAND_TYPES)}, got {command_type!r}")
-    topic = declare_value(node, "command_topic", COMMAND_TYPES[command_type][1], "Command input topic.")
-    if not topic.strip():
-        raise ValueError("parameter command_topic must name a topic")
-    return command_type, topic
+def command_parameters(values: Mapping[str, Any]) -> tuple[str, str]:
+    """(command type, topic) from a robot's checked ``command_type`` and ``command_topic``: what
+    it follows (an empty topic: the type's default)."""
+    return values["command_type"], values["command_topic"] or COMMAND_TOPICS[values["command_type"]]
 
 
 class CommandInput:
@@ -61,7 +51,7 @@ class CommandInput:
         self._now_ns = now_ns
         self._refuse = refuse
         self._reporter = ReasonReporter()
-        message_type = COMMAND_TYPES[command_type][0]
+        message_type = COMMAND_TYPES[command_type]
         callback = self._on_trajectory if command_type == "joint_trajectory" else self._on_joint_command
         node.create_subscription(message_type, topic, callback, qos)
 

@@ -80,17 +80,12 @@ from lightwam_ros.msg import ActionChunk
 from lightwam_ros.nodes.node_main import ManagedNode, autostarted, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.policy.chunk import NS_PER_S, Chunk
-from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.ros.chunk_messages import ChunkBounds, msg_to_chunk, path_markers, path_to_joint_trajectory
 from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
-from lightwam_ros.ros.executor_params import (
-    ExecutorSettings,
-    declare_executor_parameters,
-    speed_scaling_refusal,
-)
+from lightwam_ros.ros.executor_params import EXECUTOR_SCHEMA, ExecutorSettings, read_executor_settings
 from lightwam_ros.ros.joint_state import JointStateError, JointStateMatcher
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS
-from lightwam_ros.ros.parameter_checks import allow_runtime_changes
+from lightwam_ros.ros.parameter_checks import NodeSource, allow_runtime_changes
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp, seconds_to_duration, stamp_to_nanoseconds
 
 NODE_NAME = NODE_KINDS[EXECUTOR].node_name
@@ -142,12 +137,8 @@ class ExecutorNode(ManagedNode):
     # ---------------------------------------------------------------- set-up
 
     def _configure(self) -> None:
-        self.settings: ExecutorSettings = declare_executor_parameters(self)
-        settings = self.settings
-        try:
-            spec = load_embodiment(settings.embodiment)
-        except FileNotFoundError as error:
-            raise ValueError(f"parameter embodiment: {error}") from None
+        self.settings: ExecutorSettings = read_executor_settings(NodeSource(self))
+        settings, spec = self.settings, self.settings.spec
         self.layout = CommandLayout(spec, settings.joint_names, settings.kinematics_file)
         limits = settings.limits(self.layout.joint_names, self.layout.lower, self.layout.upper)
         self._core = ChunkExecutorCore(settings.core_config(limits))
@@ -185,7 +176,7 @@ class ExecutorNode(ManagedNode):
         self._active = self._commanding = False
         self._create_interfaces()
         self._time_jumps = self.on_time_jump_back(self._on_time_jump_back)
-        allow_runtime_changes(self, {"speed_scaling": (speed_scaling_refusal, self._set_speed_scaling)})
+        allow_runtime_changes(self, EXECUTOR_SCHEMA, {"speed_scaling": (None, self._set_speed_scaling)})
         if self._speed_scaling == 0.0:
             self._set_speed_scaling(0.0)
         if self._loop is not None:

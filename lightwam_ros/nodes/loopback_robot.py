@@ -21,7 +21,6 @@ It serves the README demo, the bring-up tests and benchmarks; it is not a physic
 from __future__ import annotations
 
 import itertools
-import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,13 +33,15 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image, JointState
 
 from lightwam_ros.control.joint_follower import JointFollower
-from lightwam_ros.nodes.command_input import CommandInput, declare_command_parameters
+from lightwam_ros.nodes.command_input import CommandInput, command_parameters
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
-from lightwam_ros.policy.embodiment import EmbodimentSpec, default_camera_topic, load_embodiment
+from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.ros.node_registry import NODE_KINDS, ROBOT
-from lightwam_ros.ros.parameter_checks import declare_value
+from lightwam_ros.ros.parameter_checks import NodeSource
+from lightwam_ros.ros.parameter_schema import read_parameters
+from lightwam_ros.ros.robot_params import LOOPBACK_SCHEMA
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp
 
 NODE_NAME = NODE_KINDS[ROBOT].node_name
@@ -93,28 +94,37 @@ class LoopbackRobotNode(ConfiguredNode):
     """The stand-in robot; build it with ``create_loopback_robot`` (or run ``main``)."""
 
     def _configure(self) -> None:
-        name = declare_value(self, "embodiment", "", "Embodiment name or YAML path (required).").strip()
-        if not name:
+        source = NodeSource(self)
+        values = read_parameters(source, LOOPBACK_SCHEMA)
+        if not values["embodiment"]:
             raise ValueError("parameter embodiment is required (e.g. robotwin_aloha)")
         try:
-            spec = load_embodiment(name)
+            spec = load_embodiment(values["embodiment"])
         except FileNotFoundError as error:
             raise ValueError(f"parameter embodiment: {error}") from None
-        rates = {
-            key: _positive(key, declare_value(self, key, default, text, dynamic=True))
-            for key, default, text in (
-                ("state_rate", 100.0, "JointState rate [Hz]."),
-                ("camera_rate", 30.0, "Image rate per camera [Hz]."),
-            )
+        command_type, command_topic = command_parameters(values)
+        joints = spec.robot_joints
+        limits = np.array([spec.joint_limit(joint) for joint in joints])
+        roles = [camera.role for camera in spec.canvas.cameras]
+        derived: dict[str, Any] = {
+            f"initial_positions.{joint}": float(limits[i].mean()) for i, joint in enumerate(joints)
         }
-        command_type, command_topic = declare_command_parameters(self)
-        joint_topic = declare_value(self, "joint_state_topic", "joint_states", "JointState output.")
-        if not joint_topic.strip():
-            raise ValueError("parameter joint_state_topic must name a topic")
-        self._arm = self._declare_arm(spec)
+        for camera in spec.canvas.cameras:
+            derived[f"cameras.{camera.role}.size"] = camera.source_size or (camera.height, camera.width)
+        members = read_parameters(source, LOOPBACK_SCHEMA, {"joint": joints, "role": roles}, derived)
+        try:
+            self._arm = JointFollower(
+                joints,
+                limits[:, 0],
+                limits[:, 1],
+                np.array([members[f"initial_positions.{joint}"] for joint in joints]),
+                values["tracking_time_constant"],
+            )
+        except ValueError as error:
+            raise ValueError(f"parameters initial_positions/tracking_time_constant: {error}") from None
         self._cameras = [
-            self._declare_camera(camera.role, camera.source_size or (camera.height, camera.width))
-            for camera in spec.canvas.cameras
+            LoopbackCamera(role, members[f"cameras.{role}.topic"], members[f"cameras.{role}.size"])
+            for role in roles
         ]
         self._pictures = {
             camera.role: JointPicture(
@@ -124,66 +134,21 @@ class LoopbackRobotNode(ConfiguredNode):
         }
 
         qos = QoSProfile(depth=10)
+        joint_topic = values["joint_state_topic"]
         self._joint_pub = self.create_publisher(JointState, joint_topic, qos)
         self._image_pubs = {
             camera.role: self.create_publisher(Image, camera.topic, qos) for camera in self._cameras
         }
         self.commands = CommandInput(self, command_type, command_topic, self._arm, self._now_ns, qos)
-        self.create_timer(1.0 / rates["state_rate"], self._on_state_tick)
-        self.create_timer(1.0 / rates["camera_rate"], self._on_camera_tick)
+        self.create_timer(1.0 / values["state_rate"], self._on_state_tick)
+        self.create_timer(1.0 / values["camera_rate"], self._on_camera_tick)
         self._clock_reporter = ReasonReporter(interval=5.0)
         self.get_logger().info(
-            f"loopback {spec.name}: joint states on {joint_topic} at {rates['state_rate']:g} Hz, "
+            f"loopback {spec.name}: joint states on {joint_topic} at {values['state_rate']:g} Hz, "
             f"following {command_type} on {command_topic}; cameras "
             + ", ".join(f"{c.role} {c.size[0]}x{c.size[1]} on {c.topic}" for c in self._cameras)
-            + f" at {rates['camera_rate']:g} Hz"
+            + f" at {values['camera_rate']:g} Hz"
         )
-
-    def _declare_arm(self, spec: EmbodimentSpec) -> JointFollower:
-        """Every joint of the embodiment, from its start position (default: mid-range)."""
-        time_constant = _number(
-            "tracking_time_constant",
-            declare_value(
-                self,
-                "tracking_time_constant",
-                0.0,
-                "First-order lag of the joints behind the command [s]; 0: they follow at once.",
-                dynamic=True,
-            ),
-        )
-        names = spec.robot_joints
-        limits = np.array([spec.joint_limit(joint) for joint in names])
-        initial = [
-            _number(
-                f"initial_positions.{joint}",
-                declare_value(
-                    self,
-                    f"initial_positions.{joint}",
-                    float(limits[i].mean()),
-                    f"Start position of {joint} (default: mid-range).",
-                    dynamic=True,
-                ),
-            )
-            for i, joint in enumerate(names)
-        ]
-        try:
-            return JointFollower(names, limits[:, 0], limits[:, 1], np.array(initial), time_constant)
-        except ValueError as error:
-            raise ValueError(f"parameters initial_positions/tracking_time_constant: {error}") from None
-
-    def _declare_camera(self, role: str, default_size: tuple[int, int]) -> LoopbackCamera:
-        prefix = f"cameras.{role}."
-        topic = declare_value(
-            self, prefix + "topic", default_camera_topic(role), f"Image output of camera '{role}'."
-        ).strip()
-        size = declare_value(
-            self, prefix + "size", [int(v) for v in default_size], f"[height, width] of camera '{role}'."
-        )
-        if not topic:
-            raise ValueError(f"parameter {prefix}topic must name a topic")
-        if len(size) != 2 or min(size) < 1:
-            raise ValueError(f"parameter {prefix}size must be [height, width] > 0, got {list(size)}")
-        return LoopbackCamera(role, topic, (int(size[0]), int(size[1])))
 
     # ---------------------------------------------------------------- callbacks
 
@@ -227,19 +192,6 @@ class LoopbackRobotNode(ConfiguredNode):
                 self._image_pubs[camera.role].publish(rgb_to_image(rgb, stamp, f"{camera.role}_camera"))
         except Exception as error:  # noqa: BLE001
             self.get_logger().error(f"images not published: {error!r}")
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"parameter {name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _positive(name: str, value: Any) -> float:
-    number = _number(name, value)
-    if number <= 0.0:
-        raise ValueError(f"parameter {name} must be > 0, got {number}")
-    return number
 
 
 def create_loopback_robot(

@@ -80,7 +80,7 @@ from lightwam_ros.ros.image_conversion import ImageConversionError, compressed_t
 from lightwam_ros.ros.joint_state import JointStateMatcher
 from lightwam_ros.ros.log_text import quoted
 from lightwam_ros.ros.node_registry import NODE_KINDS, POLICY
-from lightwam_ros.ros.parameter_checks import allow_runtime_changes
+from lightwam_ros.ros.parameter_checks import NodeSource, allow_runtime_changes
 from lightwam_ros.ros.policy_inputs import (
     JOINT_STREAM,
     anchor_stream,
@@ -88,7 +88,7 @@ from lightwam_ros.ros.policy_inputs import (
     input_streams,
     pose_stream,
 )
-from lightwam_ros.ros.policy_params import CameraInput, PolicySettings, declare_policy_parameters
+from lightwam_ros.ros.policy_params import POLICY_SCHEMA, CameraInput, PolicySettings, read_policy_settings
 from lightwam_ros.ros.pose_messages import pose_from_message
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds, stamp_to_seconds
 
@@ -142,7 +142,7 @@ class PolicyNode(ManagedNode):
     # ---------------------------------------------------------------- set-up
 
     def _configure(self) -> None:
-        self.settings: PolicySettings = declare_policy_parameters(self)
+        self.settings: PolicySettings = read_policy_settings(NodeSource(self))
         settings, spec = self.settings, self.settings.spec
         measured = tuple(pose.arm for pose in settings.poses)
         self._builder = StateBuilder(spec, default_chains(spec, measured))
@@ -181,7 +181,9 @@ class PolicyNode(ManagedNode):
         self._status: tuple[int, str, Any] | None = None  # state, message, change key
         self._create_interfaces()
         self._time_jumps = self.on_time_jump_back(self._on_time_jump_back)
-        allow_runtime_changes(self, {"instruction": (self._unknown_task, self._set_instruction)})
+        allow_runtime_changes(
+            self, POLICY_SCHEMA, {"instruction": (self._unknown_task, self._set_instruction)}
+        )
         self._set_status(PolicyStatus.STARTING, f"loading {settings.checkpoint}")
         self._runner = self._load()
         self._stop.clear()

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
 from rclpy.duration import Duration
@@ -54,7 +53,9 @@ from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.ros.message_types import message_class
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY, RECORDER
 from lightwam_ros.ros.param_files import params_file, read_params
-from lightwam_ros.ros.parameter_checks import declare_value, finite_number
+from lightwam_ros.ros.parameter_checks import NodeSource
+from lightwam_ros.ros.parameter_schema import read_parameters
+from lightwam_ros.ros.recorder_params import RECORDER_SCHEMA
 from lightwam_ros.ros.run_topics import RecordedTopics, recorded_topics
 
 NODE_NAME = NODE_KINDS[RECORDER].node_name
@@ -190,14 +191,8 @@ class RecorderNode(ConfiguredNode):
 
     # ---------------------------------------------------------------- parameters
 
-    def _declare_topics(self, name: str, description: str) -> list[str]:
-        values: list[str] = (
-            self.declare_parameter(
-                name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(description=description)
-            ).value
-            or []
-        )
-        return [self._resolve(name, topic) for topic in values if topic.strip()]
+    def _topics(self, values: dict[str, Any], name: str) -> list[str]:
+        return [self._resolve(name, topic) for topic in values[name] or () if topic.strip()]
 
     def _resolve(self, parameter: str, topic: str) -> str:
         try:
@@ -206,38 +201,25 @@ class RecorderNode(ConfiguredNode):
             raise ValueError(f"parameter {parameter}: invalid topic name {topic!r}: {error}") from None
 
     def _read_settings(self) -> RecorderSettings:
-        output = declare_value(
-            self,
-            "output",
-            "",
-            "Bag directory to create (must not exist); "
-            "empty: lightwam_<date>_<time> in the working directory.",
-        ).strip()
-        output_path = Path(output or time.strftime("lightwam_%Y%m%d_%H%M%S")).expanduser()
+        values = read_parameters(NodeSource(self), RECORDER_SCHEMA)
+        output_path = Path(values["output"] or time.strftime("lightwam_%Y%m%d_%H%M%S")).expanduser()
         if output_path.exists():
             raise ValueError(
                 f"parameter output: {output_path.absolute()} already exists; name a new bag directory"
             )
-        embodiment = declare_value(
-            self,
-            "embodiment",
-            "",
-            "Embodiment whose config/policy_* and executor_* parameter files give the default topics.",
-        ).strip()
-        derived = self._derived_topics(embodiment)
-        inputs = self._declare_topics(
-            "input_topics",
-            "Inputs to record (replayed to the policy); empty: from the embodiment's parameter files.",
+        embodiment = values["embodiment"]
+        derived = self._derived_topics(
+            embodiment, values["policy_params_file"], values["executor_params_file"]
         )
-        outputs = self._declare_topics(
-            "output_topics", "Outputs to record; empty: from the embodiment's parameter files."
-        )
-        extra = self._declare_topics("topics", "More topics to record (role other).")
-        exclude = set(self._declare_topics("exclude", "Topics not to record."))
+        exclude = set(self._topics(values, "exclude"))
         roles: dict[str, str] = {}
         for role, topics in zip(
             TOPIC_ROLES,
-            (inputs or self._derived(derived, "inputs"), outputs or self._derived(derived, "outputs"), extra),
+            (
+                self._topics(values, "input_topics") or self._derived(derived, "inputs"),
+                self._topics(values, "output_topics") or self._derived(derived, "outputs"),
+                self._topics(values, "topics"),
+            ),
             strict=True,
         ):
             for topic in topics:
@@ -248,18 +230,8 @@ class RecorderNode(ConfiguredNode):
                 "nothing to record: set embodiment, input_topics/output_topics or "
                 "topics (and not everything in exclude)"
             )
-        instruction = declare_value(
-            self,
-            "instruction",
-            "",
-            "Instruction written into the bag at start (a String on instruction_topic, and metadata).",
-        )
-        instruction_topic = declare_value(
-            self,
-            "instruction_topic",
-            "",
-            "The policy's instruction topic; empty: the embodiment policy file's.",
-        ).strip() or (derived.instruction if derived else "")
+        instruction = values["instruction"]
+        instruction_topic = values["instruction_topic"] or (derived.instruction if derived else "")
         if instruction and not instruction_topic:
             raise ValueError("parameter instruction needs instruction_topic or an embodiment")
         return RecorderSettings(
@@ -270,55 +242,16 @@ class RecorderNode(ConfiguredNode):
                 self._resolve("instruction_topic", instruction_topic) if instruction_topic else ""
             ),
             roles=roles,
-            max_queue_messages=int(
-                self._positive(
-                    "max_queue_messages",
-                    declare_value(
-                        self,
-                        "max_queue_messages",
-                        1000,
-                        "Messages waiting to be written at most; more are dropped (and counted).",
-                    ),
-                )
-            ),
-            max_queue_bytes=int(
-                self._positive(
-                    "max_queue_mb",
-                    declare_value(self, "max_queue_mb", 256.0, "MiB waiting to be written at most."),
-                )
-                * _MIB
-            ),
-            flush_period=self._positive(
-                "flush_period",
-                declare_value(
-                    self, "flush_period", 1.0, "Seconds between flushes to disk: what a kill -9 loses."
-                ),
-            ),
-            discovery_period=self._positive(
-                "discovery_period",
-                declare_value(
-                    self, "discovery_period", 1.0, "Seconds between looks for new topics and publishers."
-                ),
-            ),
-            stats_period=self._positive(
-                "stats_period",
-                declare_value(
-                    self, "stats_period", 10.0, "Seconds between logs of written and dropped counts."
-                ),
-            ),
+            max_queue_messages=values["max_queue_messages"],
+            max_queue_bytes=int(values["max_queue_mb"] * _MIB),
+            flush_period=values["flush_period"],
+            discovery_period=values["discovery_period"],
+            stats_period=values["stats_period"],
         )
 
-    def _derived_topics(self, embodiment: str) -> RecordedTopics | None:
+    def _derived_topics(self, embodiment: str, policy_file: str, executor_file: str) -> RecordedTopics | None:
         """The topics in the embodiment's (or the given) policy and executor parameter files."""
-        files = [
-            declare_value(
-                self,
-                f"{role}_params_file",
-                "",
-                f"The {role}'s parameter file; empty: config/{role}_<embodiment>.yaml.",
-            ).strip()
-            for role in ("policy", "executor")
-        ]
+        files = [policy_file, executor_file]
         if not embodiment and not all(files):
             if any(files):
                 raise ValueError(
@@ -334,13 +267,6 @@ class RecorderNode(ConfiguredNode):
     def _derived(self, derived: RecordedTopics | None, kind: str) -> list[str]:
         topics = getattr(derived, kind) if derived is not None else ()
         return [self._resolve(f"{kind} of the parameter files", topic) for topic in topics]
-
-    @staticmethod
-    def _positive(name: str, value: Any) -> float:
-        number = finite_number(name, value)
-        if number <= 0.0:
-            raise ValueError(f"parameter {name} must be > 0, got {value}")
-        return number
 
     # ---------------------------------------------------------------- recording
 

@@ -43,12 +43,14 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from lightwam_ros.control.joint_follower import JointFollower
-from lightwam_ros.nodes.command_input import CommandInput, declare_command_parameters
+from lightwam_ros.nodes.command_input import CommandInput, command_parameters
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
-from lightwam_ros.policy.embodiment import default_camera_topic, load_embodiment
+from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.ros.node_registry import NODE_KINDS, SIM
-from lightwam_ros.ros.parameter_checks import declare_value
+from lightwam_ros.ros.parameter_checks import NodeSource
+from lightwam_ros.ros.parameter_schema import read_parameters
+from lightwam_ros.ros.robot_params import SIM_SCHEMA
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp
 from lightwam_ros.sim.aloha import AlohaSim
 from lightwam_ros.sim.aloha_scripted import TransferCubeScript
@@ -70,77 +72,22 @@ class SimBridgeNode(ConfiguredNode):
     def _configure(self) -> None:
         if self.get_parameter("use_sim_time").value:
             raise ValueError("the simulator bridge publishes /clock: it cannot use_sim_time")
-        task = SimTask.parse(
-            declare_value(
-                self,
-                "task",
-                "aloha:transfer_cube",
-                "SIMULATOR:TASK, e.g. aloha:transfer_cube or libero:libero_spatial/0.",
-            )
-        )
-        size = declare_value(
-            self,
-            "camera_size",
-            [0, 0],
-            "[height, width] of every camera; [0, 0]: the embodiment's source_size.",
-        )
-        if len(size) != 2 or min(size) < 0:
-            raise ValueError(f"parameter camera_size must be [height, width], got {list(size)}")
-        camera_rate = declare_value(self, "camera_rate", 25.0, "Images per simulated second.")
-        self._real_time_factor = declare_value(
-            self,
-            "real_time_factor",
-            1.0,
-            "At most this many simulated seconds per second; 0: as fast as the simulator goes.",
-        )
-        if not camera_rate > 0 or self._real_time_factor < 0:
-            raise ValueError("parameters camera_rate must be > 0 and real_time_factor >= 0")
-        self._next_episode = int(
-            declare_value(
-                self, "first_episode", 0, "Index of the first episode (its scene); each reset takes the next."
-            )
-        )
-        hold = bool(
-            declare_value(
-                self,
-                "hold_until_reset",
-                False,
-                "Publish the first episode's initial state, then step "
-                "only after a reset call (which starts that episode): an evaluation waits for the "
-                "policy to be ready.",
-            )
-        )
-        command_type, command_topic = declare_command_parameters(self)
-        script = declare_value(
-            self,
-            "script",
-            "",
-            "'transfer_cube' (aloha:transfer_cube only): a "
-            "scripted demonstration drives the arms instead of the commands, "
-            "and its targets go out on command_topic as the executor's "
-            "would (recording demonstrations); empty: follow commands.",
-        )
-        perturbation = declare_value(
-            self,
-            "script_perturbation",
-            0.0,
-            "With a script: drifting noise of this size (rad) on "
-            "the executed arm targets outside the grasp and the handover; the clean targets are "
-            "still what goes out on command_topic (DART-style demonstrations).",
-        )
-        joint_topic = declare_value(self, "joint_state_topic", "joint_states", "JointState output.")
+        source = NodeSource(self)
+        values = read_parameters(source, SIM_SCHEMA)
+        if not values["task"]:
+            raise ValueError("parameter task is required (SIMULATOR:TASK, e.g. aloha:transfer_cube)")
+        task = SimTask.parse(values["task"])
+        size = values["camera_size"]
+        camera_rate = values["camera_rate"]
+        self._real_time_factor = values["real_time_factor"]
+        self._next_episode = values["first_episode"]
+        hold = values["hold_until_reset"]
+        command_type, command_topic = command_parameters(values)
+        script, perturbation = values["script"], values["script_perturbation"]
+        joint_topic = values["joint_state_topic"]
         topics = {
-            name: declare_value(self, name, default, text)
-            for name, default, text in (
-                ("success_topic", "sim/success", "Task success (Bool), every step."),
-                ("status_topic", "sim/status", "JSON status, with every camera frame."),
-                (
-                    "instruction_topic",
-                    "lightwam/instruction",
-                    "The task's instruction (latched); empty: not published.",
-                ),
-                ("reset_service", "sim/reset", "Trigger: start the next episode."),
-            )
+            name: values[name]
+            for name in ("success_topic", "status_topic", "instruction_topic", "reset_service")
         }
 
         spec = load_embodiment(task.embodiment)
@@ -154,7 +101,7 @@ class SimBridgeNode(ConfiguredNode):
         self._state: SimState | None = None
         self._thread = threading.Thread(target=self._run, name="simulator", daemon=True)
         self._thread.start()
-        self.sim: Simulator = self._call(lambda: task.build(tuple(size) if min(size) > 0 else None))
+        self.sim: Simulator = self._call(lambda: task.build(size if min(size) > 0 else None))
         if self.sim.joint_names != spec.robot_joints:
             raise ValueError(
                 f"simulator joints {self.sim.joint_names} differ from embodiment "
@@ -165,30 +112,17 @@ class SimBridgeNode(ConfiguredNode):
         qos = QoSProfile(depth=10)
         self._clock_pub = self.create_publisher(Clock, "/clock", qos)
         self._joint_pub = self.create_publisher(JointState, joint_topic, qos)
+        members = read_parameters(
+            source,
+            SIM_SCHEMA,
+            {"role": [camera.role for camera in self.sim.cameras], "arm": [arm.name for arm in spec.arms]},
+        )
         self._image_pubs = {
-            camera.role: self.create_publisher(
-                Image,
-                declare_value(
-                    self,
-                    f"cameras.{camera.role}.topic",
-                    default_camera_topic(camera.role),
-                    f"Image output of camera '{camera.role}'.",
-                ),
-                qos,
-            )
+            camera.role: self.create_publisher(Image, members[f"cameras.{camera.role}.topic"], qos)
             for camera in self.sim.cameras
         }
         self._pose_pubs = {
-            arm.name: self.create_publisher(
-                PoseStamped,
-                declare_value(
-                    self,
-                    f"eef_pose.{arm.name}.topic",
-                    f"sim/eef_pose/{arm.name}",
-                    f"End-effector pose of arm '{arm.name}' (world frame).",
-                ),
-                qos,
-            )
+            arm.name: self.create_publisher(PoseStamped, members[f"eef_pose.{arm.name}.topic"], qos)
             for arm in spec.arms
         }
         self._success_pub = self.create_publisher(Bool, topics["success_topic"], qos)

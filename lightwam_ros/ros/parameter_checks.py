@@ -1,47 +1,68 @@
-"""What the nodes' parameter parsers share: declaring a parameter with its description, checks
-that stop start-up with the bad parameter's name, and the runtime-change gate."""
+"""A node's parameter schema on a ROS node: each parameter declared with its description and
+constraints as it is read (``ros2 param describe`` shows them), and the run-time-change gate
+that lets the standard parameter services change only what the schema marks changeable."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-# name -> (check(value) -> "" or the reason it is refused, apply(value))
-RuntimeParameters = Mapping[str, tuple[Callable[[Any], str], Callable[[Any], None]]]
+from lightwam_ros.ros.parameter_schema import NodeSchema, ParameterSpec
+
+# name -> (extra check(value) -> "" or the reason it is refused, or None; apply(value))
+RuntimeHandlers = Mapping[str, tuple[Callable[[Any], str] | None, Callable[[Any], None]]]
+
+_UNSET_TYPES = {
+    "string_array": Parameter.Type.STRING_ARRAY,
+    "integer_array": Parameter.Type.INTEGER_ARRAY,
+    "double_array": Parameter.Type.DOUBLE_ARRAY,
+}
 
 
-def declare_value(node: Node, name: str, default: Any, description: str, dynamic: bool = False) -> Any:
-    """Declare ``name`` on ``node`` with its description (``ros2 param describe`` shows it) and
-    return its value; ``dynamic`` lets an integer default accept a double (or vice versa)."""
-    return node.declare_parameter(
-        name, default, ParameterDescriptor(description=description, dynamic_typing=dynamic)
-    ).value
+class NodeSource:
+    """Reads parameters from ``node``, declaring each with its schema entry."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def value(self, name: str, spec: ParameterSpec, default: Any) -> Any:
+        descriptor = ParameterDescriptor(
+            description=spec.description,
+            additional_constraints=spec.constraints_text(),
+            # A double also accepts an integer (-p control_rate:=500), a switch also a mode name.
+            dynamic_typing=spec.type in ("double", "bool_or_string"),
+        )
+        if default is None:
+            return self._node.declare_parameter(name, _UNSET_TYPES[spec.type], descriptor).value
+        if spec.type == "double":
+            default = float(default)
+        elif spec.type.endswith("_array"):
+            default = list(default)
+        return self._node.declare_parameter(name, default, descriptor).value
+
+    def given(self) -> Collection[str]:
+        # Parameter files, -p and overrides: rclpy keeps them on the node, with no public getter.
+        return self._node._parameter_overrides.keys()
 
 
-def finite_number(name: str, value: Any) -> float:
-    """``value`` as a float; ValueError naming the parameter when it is not a finite number
-    (bools are refused: YAML's ``true`` must not become a rate of 1.0)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"parameter {name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"parameter {name} must be finite, got {value}")
-    return value
-
-
-def allow_runtime_changes(node: Node, changeable: RuntimeParameters) -> None:
-    """Let the standard parameter services (``ros2 param set``) change only the parameters in
-    ``changeable``, each after its check; a change of any other parameter is refused with the
-    reason.  A request is all or nothing: nothing is applied unless every change passes.
-    Register it after declaring the parameters (declaring goes through the same callbacks)."""
+def allow_runtime_changes(node: Node, schema: NodeSchema, handlers: RuntimeHandlers) -> None:
+    """Let the standard parameter services (``ros2 param set``) change the parameters the
+    schema marks changeable (``handlers`` applies each, after the schema's check and its own);
+    a change of any other parameter is refused with the reason.  A request is all or nothing:
+    nothing is applied unless every change passes.  Register it after declaring the parameters
+    (declaring goes through the same callbacks)."""
+    changeable = schema.runtime_names()
+    if set(handlers) != set(changeable):
+        raise ValueError(
+            f"{schema.node_name}: handlers for {sorted(handlers)}, schema changeable {changeable}"
+        )
 
     def on_set(parameters: list[Parameter]) -> SetParametersResult:
-        reasons = []
+        reasons, accepted = [], []
         for parameter in parameters:
             if parameter.name not in changeable:
                 reasons.append(
@@ -49,13 +70,20 @@ def allow_runtime_changes(node: Node, changeable: RuntimeParameters) -> None:
                     f"node to change it (changeable now: {sorted(changeable)})"
                 )
                 continue
-            reason = changeable[parameter.name][0](parameter.value)
+            try:
+                value = schema.spec(parameter.name).checked(parameter.name, parameter.value)
+            except ValueError as error:
+                reasons.append(str(error))
+                continue
+            check, _ = handlers[parameter.name]
+            reason = check(value) if check is not None else ""
             if reason:
                 reasons.append(f"parameter {parameter.name}: {reason}")
+            accepted.append((parameter.name, value))
         if reasons:
             return SetParametersResult(successful=False, reason="; ".join(reasons))
-        for parameter in parameters:
-            changeable[parameter.name][1](parameter.value)
+        for name, value in accepted:
+            handlers[name][1](value)
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)

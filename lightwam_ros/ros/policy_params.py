@@ -1,4 +1,5 @@
-"""The policy node's ROS parameters: declared with descriptions, read once, validated at start.
+"""The policy node's ROS parameters: one table (``POLICY_SCHEMA``) that the node declares,
+validates and documents from, read once and validated at start.
 
 Every bad value is a ``ValueError`` naming the parameter, raised before the (slow) model load, so a
 mistyped topic or an unknown instruction stops the node at once with a clear message.
@@ -6,10 +7,11 @@ mistyped topic or an unknown instruction stops the node at once with a clear mes
 Per-input parameters are grouped by camera role and arm, e.g. in a parameter file::
 
     cameras:
-      head: {topic: /head_cam/color/image_raw, compressed: false, max_age: 0.5}
+      head: {topic: /head_cam/color/image_raw, compressed: true}
 
 The roles (and the arms whose end-effector pose the state holds) come from the embodiment, which
-is the ``embodiment`` parameter or, when that is empty, the one recorded in the checkpoint.
+is the ``embodiment`` parameter or, when that is empty, the one recorded in the checkpoint; a
+role or arm the embodiment lacks is refused by name.  No ROS imports.
 """
 
 from __future__ import annotations
@@ -18,9 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.node import Node
-from rclpy.parameter import Parameter
 from safetensors import SafetensorError, safe_open
 
 from lightwam_ros.model.instructions import InstructionCache
@@ -33,60 +32,193 @@ from lightwam_ros.policy.embodiment import (
 )
 from lightwam_ros.policy.runner import COMPILE_MODES
 from lightwam_ros.policy.state_builder import pose_arms
-from lightwam_ros.ros.parameter_checks import declare_value, finite_number
+from lightwam_ros.ros.parameter_schema import (
+    NodeSchema,
+    ParameterSource,
+    ParameterSpec,
+    ValueSource,
+    read_parameters,
+)
 
 TRIGGERS = ("timer", "request")
-DEFAULT_CAMERA_MAX_AGE = 0.5  # s
 DEFAULT_STATE_MAX_AGE = 0.25  # s
 
-_STRINGS: dict[str, tuple[str, str]] = {
-    "checkpoint": ("", "Light-WAM package checkpoint (.safetensors), required."),
-    "instruction_cache": ("", "Instruction-embedding cache (.safetensors), required."),
-    "embodiment": ("", "Embodiment name or YAML path; empty: the checkpoint's."),
-    "device": ("auto", "auto (GPU when present), cpu, cuda or cuda:N."),
-    "dtype": ("", "Weights dtype (bf16, fp16, fp32); empty: bf16 on a GPU, fp32 on a CPU."),
-    "trigger": (
-        "timer",
-        "timer: infer at 'rate'; request: infer once per message on "
-        "request_topic or call of request_service.",
+
+def _topic(name: str, default: str, description: str) -> ParameterSpec:
+    return ParameterSpec(name, "string", default, description, nonempty=True)
+
+
+POLICY_SCHEMA = NodeSchema(
+    "lightwam_policy",
+    "The Light-WAM policy (`lightwam-policy`): cameras, joint states and an instruction in, "
+    "action chunks out.",
+    (
+        ParameterSpec("checkpoint", "string", "", "Light-WAM package checkpoint (.safetensors), required."),
+        ParameterSpec(
+            "instruction_cache", "string", "", "Instruction-embedding cache (.safetensors), required."
+        ),
+        ParameterSpec("embodiment", "string", "", "Embodiment name or YAML path; empty: the checkpoint's."),
+        ParameterSpec("device", "string", "auto", "auto (GPU when present), cpu, cuda or cuda:N."),
+        ParameterSpec(
+            "dtype", "string", "", "Weights dtype (bf16, fp16, fp32); empty: bf16 on a GPU, fp32 on a CPU."
+        ),
+        ParameterSpec(
+            "compile",
+            "bool_or_string",
+            False,
+            "torch.compile the model stages: false, true or a torch.compile mode.",
+            choices=COMPILE_MODES,
+        ),
+        ParameterSpec("cuda_graphs", "bool", False, "Capture the model pass as one CUDA graph (GPU only)."),
+        ParameterSpec(
+            "warmup",
+            "integer",
+            3,
+            "Warm-up passes before READY (excluded from the latency statistics).",
+            minimum=0,
+        ),
+        ParameterSpec(
+            "trigger",
+            "string",
+            "timer",
+            "timer: infer at 'rate'; request: infer once per message on request_topic or call of "
+            "request_service.",
+            choices=TRIGGERS,
+        ),
+        ParameterSpec(
+            "rate",
+            "double",
+            0.0,
+            "Inference rate [Hz] with trigger timer; 0: the embodiment's policy rate. Ticks that find "
+            "inference still running are skipped, never queued.",
+            minimum=0.0,
+        ),
+        ParameterSpec(
+            "instruction",
+            "string",
+            "",
+            "Task (must be in the instruction cache); empty: wait for one on instruction_topic. "
+            "Changeable at run time (ros2 param set).",
+            runtime=True,
+        ),
+        ParameterSpec(
+            "shadow",
+            "bool",
+            False,
+            "Publish chunks on shadow_chunk_topic only, where no executor listens: predict without "
+            "commanding.",
+        ),
+        ParameterSpec(
+            "tolerance",
+            "double",
+            0.0,
+            "Accept samples stamped up to this far after 'now' (clock skew) [s].",
+            minimum=0.0,
+        ),
+        ParameterSpec(
+            "frozen_after",
+            "double",
+            0.0,
+            "Refuse a camera whose image has not changed for this long [s]; 0: off (simulated static "
+            "scenes repeat frames).",
+            minimum=0.0,
+        ),
+        ParameterSpec(
+            "joint_state_max_age",
+            "double",
+            DEFAULT_STATE_MAX_AGE,
+            "Refuse joint states older than this [s].",
+            minimum=0.0,
+            exclusive_minimum=True,
+        ),
+        ParameterSpec(
+            "status_rate",
+            "double",
+            1.0,
+            "PolicyStatus rate [Hz] (also published on every state change).",
+            minimum=0.0,
+            exclusive_minimum=True,
+        ),
+        ParameterSpec(
+            "diagnostics_rate",
+            "double",
+            1.0,
+            "DiagnosticArray rate [Hz].",
+            minimum=0.0,
+            exclusive_minimum=True,
+        ),
+        _topic("joint_state_topic", "joint_states", "sensor_msgs/JointState input (joints matched by name)."),
+        _topic(
+            "instruction_topic", "lightwam/instruction", "std_msgs/String: switch to another cached task."
+        ),
+        _topic(
+            "request_topic", "lightwam/request_chunk", "std_msgs/Empty: request one chunk (trigger request)."
+        ),
+        _topic(
+            "request_service",
+            "lightwam/request_chunk",
+            "std_srvs/Trigger: request one chunk (trigger request); answers at once, the chunk follows.",
+        ),
+        _topic("chunk_topic", "lightwam/action_chunk", "lightwam_ros/ActionChunk output (executable)."),
+        _topic(
+            "shadow_chunk_topic",
+            "lightwam/shadow_chunk",
+            "ActionChunk output in shadow mode, instead of chunk_topic.",
+        ),
+        _topic("status_topic", "lightwam/policy_status", "lightwam_ros/PolicyStatus output."),
+        _topic("diagnostics_topic", "/diagnostics", "diagnostic_msgs/DiagnosticArray output."),
+        # One per camera role of the embodiment.
+        _topic("cameras.<role>.topic", default_camera_topic("<role>"), "Image topic of camera <role>."),
+        ParameterSpec(
+            "cameras.<role>.compressed",
+            "bool",
+            False,
+            "Subscribe to sensor_msgs/CompressedImage (JPEG/PNG) on <topic>/compressed, image_transport's "
+            "name, instead of Image on <topic>.",
+        ),
+        ParameterSpec(
+            "cameras.<role>.max_age",
+            "double",
+            0.5,
+            "Refuse camera <role>'s frames older than this [s].",
+            minimum=0.0,
+            exclusive_minimum=True,
+        ),
+        ParameterSpec(
+            "cameras.<role>.size",
+            "integer_array",
+            None,
+            "[height, width] every frame of camera <role> must have, and the size the warm-up prepares "
+            "for; unset: any size, the warm-up prepares the embodiment's source_size.",
+            minimum=1,
+            length=2,
+        ),
+        ParameterSpec(
+            "cameras.<role>.reliable",
+            "bool",
+            False,
+            "Subscribe to camera <role> with reliable QoS: no frame lost to a burst of large images, but "
+            "only reliable publishers match; false (best effort) matches every driver.",
+        ),
+        # One per arm whose end-effector pose the state holds (delta-EEF embodiments).
+        ParameterSpec(
+            "eef_pose.<arm>.topic",
+            "string",
+            "",
+            "geometry_msgs/PoseStamped of arm <arm>'s end effector in its base frame; empty: forward "
+            "kinematics of the joint states.",
+        ),
+        ParameterSpec(
+            "eef_pose.<arm>.max_age",
+            "double",
+            DEFAULT_STATE_MAX_AGE,
+            "Refuse arm <arm>'s poses older than this [s].",
+            minimum=0.0,
+            exclusive_minimum=True,
+        ),
     ),
-    "instruction": (
-        "",
-        "Initial task (must be in the instruction cache); empty: wait for one on instruction_topic.",
-    ),
-    "joint_state_topic": ("joint_states", "sensor_msgs/JointState input (joints matched by name)."),
-    "instruction_topic": ("lightwam/instruction", "std_msgs/String: switch to another cached task."),
-    "request_topic": ("lightwam/request_chunk", "std_msgs/Empty: request one chunk (trigger request)."),
-    "request_service": (
-        "lightwam/request_chunk",
-        "std_srvs/Trigger: request one chunk (trigger request); answers at once, the chunk follows.",
-    ),
-    "chunk_topic": ("lightwam/action_chunk", "lightwam_ros/ActionChunk output (executable)."),
-    "shadow_chunk_topic": (
-        "lightwam/shadow_chunk",
-        "ActionChunk output in shadow mode, instead of chunk_topic.",
-    ),
-    "status_topic": ("lightwam/policy_status", "lightwam_ros/PolicyStatus output."),
-    "diagnostics_topic": ("/diagnostics", "diagnostic_msgs/DiagnosticArray output."),
-}
-_TOPICS = tuple(name for name in _STRINGS if name.endswith(("_topic", "_service")))
-# name -> (default, description); numbers accept int or double.
-_NUMBERS: dict[str, tuple[float, str]] = {
-    "rate": (
-        0.0,
-        "Inference rate [Hz] with trigger timer; 0: the embodiment's policy rate. "
-        "Ticks that find inference still running are skipped, never queued.",
-    ),
-    "tolerance": (0.0, "Accept samples stamped up to this far after 'now' (clock skew) [s]."),
-    "joint_state_max_age": (DEFAULT_STATE_MAX_AGE, "Refuse joint states older than this [s]."),
-    "frozen_after": (
-        0.0,
-        "Refuse a camera whose image has not changed for this long [s]; 0: "
-        "off (simulated static scenes repeat frames).",
-    ),
-    "status_rate": (1.0, "PolicyStatus rate [Hz] (also published on every state change)."),
-    "diagnostics_rate": (1.0, "DiagnosticArray rate [Hz]."),
-}
+)
+_TOPICS = tuple(spec.name for spec in POLICY_SCHEMA.parameters if spec.family is None and spec.nonempty)
 
 
 @dataclass(frozen=True)
@@ -134,57 +266,41 @@ class PolicySettings:
     topics: dict[str, str]
 
 
-def declare_policy_parameters(node: Node) -> PolicySettings:
-    """Declare every parameter on ``node`` (with its description) and return validated values."""
-    values: dict[str, Any] = {}
-    for name, (text, description) in _STRINGS.items():
-        values[name] = declare_value(node, name, text, description)
-    for name, (default, description) in _NUMBERS.items():
-        values[name] = declare_value(node, name, default, description, dynamic=True)
-    values["compile"] = declare_value(
-        node,
-        "compile",
-        False,
-        f"torch.compile the model stages: false, true or a mode of {list(COMPILE_MODES)}.",
-        dynamic=True,
-    )
-    values["cuda_graphs"] = declare_value(
-        node, "cuda_graphs", False, "Capture the model pass as one CUDA graph (GPU only)."
-    )
-    values["warmup"] = declare_value(
-        node, "warmup", 3, "Warm-up passes before READY (excluded from the latency statistics)."
-    )
-    values["shadow"] = declare_value(
-        node,
-        "shadow",
-        False,
-        "Publish chunks on shadow_chunk_topic only, where no executor listens: predict without commanding.",
-    )
+def read_policy_settings(source: ParameterSource) -> PolicySettings:
+    """Read (on a node: declare) every parameter of ``POLICY_SCHEMA`` and return validated
+    values; the camera and pose families follow the embodiment."""
+    values = read_parameters(source, POLICY_SCHEMA)
     checkpoint, cache, spec, model_id = _model_files(values)
-    cameras = tuple(_declare_camera(node, camera.role) for camera in spec.canvas.cameras)
-    poses = tuple(pose for pose in (_declare_pose(node, arm) for arm in pose_arms(spec)) if pose)
+    roles = [camera.role for camera in spec.canvas.cameras]
+    arms = list(pose_arms(spec))
+    members = read_parameters(source, POLICY_SCHEMA, {"role": roles, "arm": arms})
+    cameras = tuple(
+        CameraInput(
+            role,
+            transport_topic(members[f"cameras.{role}.topic"], members[f"cameras.{role}.compressed"]),
+            members[f"cameras.{role}.compressed"],
+            members[f"cameras.{role}.max_age"],
+            _size(members[f"cameras.{role}.size"]),
+            members[f"cameras.{role}.reliable"],
+        )
+        for role in roles
+    )
+    poses = tuple(
+        PoseInput(arm, members[f"eef_pose.{arm}.topic"], members[f"eef_pose.{arm}.max_age"])
+        for arm in arms
+        if members[f"eef_pose.{arm}.topic"]
+    )
     return validate_settings(values, checkpoint, cache, spec, model_id, cameras, poses)
-
-
-class ParameterValues:
-    """Stands in for a node where settings are needed without one (the offline check): serves
-    ``declare_parameter`` from a dict of values (dotted names, as in a parameter file)."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self._values = dict(values)
-
-    def declare_parameter(self, name: str, default: Any, _descriptor: Any = None) -> Parameter:
-        if name in self._values:
-            return Parameter(name, value=self._values[name])
-        if isinstance(default, Parameter.Type):
-            return Parameter(name)  # a typed declaration without a value: unset
-        return Parameter(name, value=default)
 
 
 def settings_from_values(values: dict[str, Any]) -> PolicySettings:
     """Validated settings from parameter values (dotted names, e.g. from
-    ``bringup_plan.read_params``), exactly as the node would read them."""
-    return declare_policy_parameters(ParameterValues(values))  # type: ignore[arg-type]
+    ``param_files.read_params``), exactly as the node would read them."""
+    return read_policy_settings(ValueSource(values))
+
+
+def _size(size: tuple[int, ...] | None) -> tuple[int, int] | None:
+    return None if size is None else (size[0], size[1])
 
 
 def validate_settings(
@@ -196,44 +312,23 @@ def validate_settings(
     cameras: tuple[CameraInput, ...],
     poses: tuple[PoseInput, ...],
 ) -> PolicySettings:
-    """Check the raw values of the general parameters; ValueError names the bad one."""
-    numbers = {name: finite_number(name, values[name]) for name in _NUMBERS}
-    for name in ("status_rate", "diagnostics_rate", "joint_state_max_age"):
-        if numbers[name] <= 0.0:
-            raise ValueError(f"parameter {name} must be > 0, got {numbers[name]}")
-    for name in ("rate", "tolerance", "frozen_after"):
-        if numbers[name] < 0.0:
-            raise ValueError(f"parameter {name} must be >= 0, got {numbers[name]}")
-    trigger = values["trigger"]
-    if trigger not in TRIGGERS:
-        raise ValueError(f"parameter trigger must be one of {list(TRIGGERS)}, got {trigger!r}")
+    """What the schema cannot check alone (the device, the instruction against the cache), on
+    values ``read_parameters`` checked; ValueError names the bad one."""
     try:
         device = resolve_device(values["device"])
-        dtype = values["dtype"].strip() or None
+        dtype = values["dtype"] or None
         resolve_dtype(dtype, device)
     except ValueError as error:
         raise ValueError(f"parameter device/dtype: {error}") from None
-    compile_mode = values["compile"]
-    if not (isinstance(compile_mode, bool) or compile_mode in COMPILE_MODES):
-        raise ValueError(
-            f"parameter compile must be true, false or one of {list(COMPILE_MODES)}, got {compile_mode!r}"
-        )
     if values["cuda_graphs"] and device.type != "cuda":
         raise ValueError(f"parameter cuda_graphs needs a CUDA device, the device is {device}")
-    warmup = values["warmup"]
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"parameter warmup must be an integer >= 0, got {warmup!r}")
-    instruction = values["instruction"].strip()
+    instruction = values["instruction"]
     tasks = tuple(cache.tasks())
     if instruction and instruction not in cache:
         raise ValueError(
             f"parameter instruction {instruction!r} is not in the instruction cache "
             f"{values['instruction_cache']} (tasks: {list(tasks)})"
         )
-    topics = {name: values[name].strip() for name in _TOPICS}
-    empty = [name for name, topic in topics.items() if not topic]
-    if empty:
-        raise ValueError(f"parameters {empty} must name a topic or service")
     return PolicySettings(
         checkpoint=checkpoint,
         instruction_cache=Path(values["instruction_cache"]),
@@ -241,22 +336,22 @@ def validate_settings(
         model_id=model_id,
         device=values["device"],
         dtype=dtype,
-        compile=compile_mode,
-        cuda_graphs=bool(values["cuda_graphs"]),
-        warmup=warmup,
-        trigger=trigger,
-        rate=numbers["rate"] or spec.policy_rate_hz,
+        compile=values["compile"],
+        cuda_graphs=values["cuda_graphs"],
+        warmup=values["warmup"],
+        trigger=values["trigger"],
+        rate=values["rate"] or spec.policy_rate_hz,
         instruction=instruction,
         tasks=tasks,
-        shadow=bool(values["shadow"]),
-        tolerance=numbers["tolerance"],
-        frozen_after=numbers["frozen_after"] or None,
-        joint_state_max_age=numbers["joint_state_max_age"],
+        shadow=values["shadow"],
+        tolerance=values["tolerance"],
+        frozen_after=values["frozen_after"] or None,
+        joint_state_max_age=values["joint_state_max_age"],
         cameras=cameras,
         poses=poses,
-        status_rate=numbers["status_rate"],
-        diagnostics_rate=numbers["diagnostics_rate"],
-        topics=topics,
+        status_rate=values["status_rate"],
+        diagnostics_rate=values["diagnostics_rate"],
+        topics={name: values[name] for name in _TOPICS},
     )
 
 
@@ -294,79 +389,3 @@ def checkpoint_identity(path: Path) -> tuple[str, str]:
             f"parameter checkpoint: {path} records no {missing}; convert it with lightwam-convert"
         )
     return metadata["embodiment"], metadata["model_id"]
-
-
-def _declare_camera(node: Node, role: str) -> CameraInput:
-    prefix = f"cameras.{role}."
-    compressed = declare_value(
-        node,
-        prefix + "compressed",
-        False,
-        "Subscribe to "
-        "sensor_msgs/CompressedImage (JPEG/PNG) on <topic>/compressed, "
-        "image_transport's name, instead of Image on <topic>.",
-    )
-    image_topic = declare_value(
-        node, prefix + "topic", "", f"Camera '{role}' image topic; empty: {default_camera_topic(role)}."
-    ).strip()
-    topic = transport_topic(image_topic or default_camera_topic(role), compressed)
-    max_age = finite_number(
-        prefix + "max_age",
-        declare_value(
-            node,
-            prefix + "max_age",
-            DEFAULT_CAMERA_MAX_AGE,
-            f"Refuse camera '{role}' frames older than this [s].",
-            dynamic=True,
-        ),
-    )
-    if max_age <= 0.0:
-        raise ValueError(f"parameter {prefix}max_age must be > 0, got {max_age}")
-    size: Any = node.declare_parameter(
-        prefix + "size",
-        Parameter.Type.INTEGER_ARRAY,
-        ParameterDescriptor(
-            description=f"[height, width] every '{role}' frame must have, and the "
-            "size the warm-up prepares for (unset: any size; the "
-            "warm-up prepares the embodiment's source_size)"
-        ),
-    ).value
-    if size is not None:
-        size = tuple(int(v) for v in size)
-        if len(size) != 2 or min(size) < 1:
-            raise ValueError(f"parameter {prefix}size must be [height, width] > 0, got {list(size)}")
-    reliable = declare_value(
-        node,
-        prefix + "reliable",
-        False,
-        (
-            f"Subscribe to camera '{role}' with reliable QoS: no frame lost to a burst of large "
-            "images, but only reliable publishers match; false (best effort) matches every driver."
-        ),
-    )
-    return CameraInput(role, topic, bool(compressed), max_age, size, bool(reliable))
-
-
-def _declare_pose(node: Node, arm: str) -> PoseInput | None:
-    prefix = f"eef_pose.{arm}."
-    topic = declare_value(
-        node,
-        prefix + "topic",
-        "",
-        f"geometry_msgs/PoseStamped of arm "
-        f"'{arm}''s end effector in its base frame; empty: forward kinematics "
-        "of the joint states (Franka Panda only).",
-    ).strip()
-    max_age = finite_number(
-        prefix + "max_age",
-        declare_value(
-            node,
-            prefix + "max_age",
-            DEFAULT_STATE_MAX_AGE,
-            f"Refuse arm '{arm}' poses older than this [s].",
-            dynamic=True,
-        ),
-    )
-    if max_age <= 0.0:
-        raise ValueError(f"parameter {prefix}max_age must be > 0, got {max_age}")
-    return PoseInput(arm, topic, max_age) if topic else None

@@ -9,9 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lightwam_ros.policy.embodiment import default_camera_topic, transport_topic
+from lightwam_ros.policy.embodiment import default_camera_topic, load_embodiment, transport_topic
+from lightwam_ros.ros.executor_params import EXECUTOR_SCHEMA
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY
 from lightwam_ros.ros.param_files import EMBODIMENTS, params_file, read_params
+from lightwam_ros.ros.policy_params import POLICY_SCHEMA
 
 DIAGNOSTICS_TOPIC = "/diagnostics"
 
@@ -28,15 +30,17 @@ class RecordedTopics:
 
 
 def recorded_topics(policy: Mapping[str, Any], executor: Mapping[str, Any]) -> RecordedTopics:
-    """The topics to record, from the effective policy and executor parameters."""
-    instruction = policy.get("instruction_topic", "lightwam/instruction")
+    """The topics to record, from the policy and executor parameters (a parameter file's: the
+    schemas' defaults fill in the rest)."""
+    policy, executor = POLICY_SCHEMA.effective(policy), EXECUTOR_SCHEMA.effective(executor)
+    instruction = policy["instruction_topic"]
     cameras = [camera_topic(policy, role) for role in camera_roles(policy)]
     poses = [
         topic
         for name, topic in policy.items()
         if name.startswith("eef_pose.") and name.endswith(".topic") and topic
     ]
-    joint_states = [values.get("joint_state_topic", "joint_states") for values in (policy, executor)]
+    joint_states = [values["joint_state_topic"] for values in (policy, executor)]
     outputs = [
         values[name]
         for role, values in ((POLICY, policy), (EXECUTOR, executor))
@@ -77,5 +81,9 @@ def package_output_topics() -> set[str]:
 
 
 def camera_roles(policy: Mapping[str, Any]) -> list[str]:
-    """The camera roles a policy's effective parameters configure (``cameras.<role>.*``)."""
-    return sorted({name.split(".")[1] for name in policy if name.startswith("cameras.")})
+    """The camera roles of a policy's parameters: its embodiment's, and any its parameters
+    configure (``cameras.<role>.*``)."""
+    named = {name.split(".")[1] for name in policy if name.startswith("cameras.")}
+    if policy.get("embodiment"):
+        named.update(camera.role for camera in load_embodiment(policy["embodiment"]).canvas.cameras)
+    return sorted(named)

@@ -632,7 +632,10 @@ def test_tick_stats_count_missed_ticks():
     "override, message",
     [
         ("boundary_rule:=bogus", r"boundary_rule must be one of \['latest', 'blend', 'ensemble'\]"),
-        ("max_velocity:=[1.0,2.0]", r"max_velocity: 2 values for 14 joints"),
+        (
+            "joint_limits.left_fingr.max_velocity:=0.1",
+            r"joint_limits\.left_fingr\.max_velocity: unknown joint",
+        ),
     ],
 )
 def test_invalid_parameters_stop_the_process_with_a_reason(override, message):
@@ -660,7 +663,10 @@ def test_invalid_parameters_stop_the_process_with_a_reason(override, message):
     [
         ({"embodiment": ""}, "parameter embodiment is required"),
         ({"control_rate": -5.0}, "control_rate must be > 0"),
-        ({"interpolation": "linear"}, "interpolation must be one of cubic, quintic, min_jerk"),
+        (
+            {"interpolation": "linear"},
+            "interpolation must be one of ['cubic', 'quintic', 'minimum_jerk', 'min_jerk']",
+        ),
         ({"output_modes": ["joint_trajectory", "teleport"]}, "output_modes must list distinct"),
         ({"max_acceleration": 0.0}, "max_acceleration must be > 0"),
         ({"joint_names": ["fl_joint1"]}, "joint_names must list each commanded joint"),
@@ -851,8 +857,11 @@ def test_delta_eef_chunk_moves_the_end_effector_by_the_integrated_delta():
                 Parameter("joint_state_timeout", value=0.3),
                 Parameter("diagnostics_rate", value=20.0),
                 # Fingers fast enough to close within the 0.5 s chunk (the plan's end is a hold).
-                Parameter("max_velocity", value=[1.0] * 7 + [0.2, 0.2]),
-                Parameter("max_acceleration", value=[5.0] * 7 + [2.0, 2.0]),
+                *(
+                    Parameter(f"joint_limits.{finger}.{cap}", value=value)
+                    for finger in PANDA_JOINTS[7:]
+                    for cap, value in (("max_velocity", 0.2), ("max_acceleration", 2.0))
+                ),
                 Parameter("output_modes", value=["joint_trajectory", "joint_state"]),
             ],
         )

@@ -43,6 +43,7 @@ from ros_harness import fresh_ros_context, spin_in_background, wait_until  # noq
 
 from lightwam_ros.bags.reader import BagReader  # noqa: E402
 from lightwam_ros.ros.node_registry import NODE_KINDS  # noqa: E402
+from lightwam_ros.ros.node_schemas import NODE_SCHEMAS  # noqa: E402
 from lightwam_ros.ros.param_files import PACKAGE, read_params  # noqa: E402
 from lightwam_ros.ros.run_topics import absolute_topic  # noqa: E402
 from lightwam_ros.tools.launch.bringup_observer import BringupObserver  # noqa: E402
@@ -72,9 +73,9 @@ def _executables(plan: BringupPlan) -> set[str]:
 
 
 def _parameters(plan: BringupPlan, role: str) -> dict:
-    """A node's effective parameters: its file's, then the plan's overrides."""
+    """A node's effective parameters: the defaults, its file's, then the plan's overrides."""
     node = plan.node(role)
-    return {**read_params(node.params_file, node.node_name), **node.overrides}
+    return NODE_SCHEMAS[role].effective({**read_params(node.params_file, node.node_name), **node.overrides})
 
 
 class Watched:

@@ -29,6 +29,7 @@ from std_msgs.msg import String  # noqa: E402
 from lightwam_ros.bags.reader import BagReader  # noqa: E402
 from lightwam_ros.msg import ActionChunk  # noqa: E402
 from lightwam_ros.nodes import recorder_node  # noqa: E402
+from lightwam_ros.policy.embodiment import default_camera_topic, load_embodiment  # noqa: E402
 from lightwam_ros.ros.param_files import params_file  # noqa: E402
 
 ros_context = pytest.fixture(fresh_ros_context)
@@ -259,7 +260,9 @@ def test_bringup_with_record_records_inputs_and_outputs_with_their_roles(tmp_pat
         roles = json.loads(reader.metadata["topic_roles"])
         assert reader.metadata["instruction"] == policy["instruction"]
         inputs = {t for t, role in roles.items() if role == "input"}
-        assert inputs == {"/" + camera["topic"] for camera in policy["cameras"].values()} | {
+        # The policy file leaves the cameras on their default topics.
+        cameras = load_embodiment("robotwin_aloha").canvas.cameras
+        assert inputs == {"/" + default_camera_topic(camera.role) for camera in cameras} | {
             JOINTS,
             INSTRUCTION,
         }

@@ -5,35 +5,34 @@ from __future__ import annotations
 
 import pytest
 
-from lightwam_ros.ros.node_registry import NODE_KINDS
+from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.ros.executor_params import EXECUTOR_SCHEMA
+from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY
 from lightwam_ros.ros.param_files import EMBODIMENTS, params_file, read_params
+from lightwam_ros.ros.policy_params import POLICY_SCHEMA
 from lightwam_ros.ros.run_topics import package_output_topics, recorded_topics
 
 
 @pytest.mark.parametrize("embodiment", EMBODIMENTS)
 def test_recorded_topics_are_the_policy_inputs_and_what_the_nodes_output(embodiment):
-    policy, executor = (
-        read_params(params_file(role, embodiment), NODE_KINDS[role].node_name)
-        for role in ("policy", "executor")
-    )
-    recorded = recorded_topics(policy, executor)
-    cameras = {
-        topic for name, topic in policy.items() if name.startswith("cameras.") and name.endswith(".topic")
+    """From the shipped files, which hold only what differs from the defaults: the schemas'
+    defaults fill in the rest, and the cameras are the embodiment's."""
+    files = {
+        role: read_params(params_file(role, embodiment), NODE_KINDS[role].node_name)
+        for role in (POLICY, EXECUTOR)
     }
+    recorded = recorded_topics(files[POLICY], files[EXECUTOR])
+    policy, executor = POLICY_SCHEMA.effective(files[POLICY]), EXECUTOR_SCHEMA.effective(files[EXECUTOR])
+    cameras = {f"camera/{camera.role}/image_raw" for camera in load_embodiment(embodiment).canvas.cameras}
     assert set(recorded.inputs) == cameras | {policy["joint_state_topic"], policy["instruction_topic"]}
-    assert recorded.instruction == policy["instruction_topic"]
-    assert {
-        policy[name] for name in ("chunk_topic", "shadow_chunk_topic", "status_topic", "diagnostics_topic")
-    } | {
-        executor[name]
-        for name in (
-            "joint_trajectory_topic",
-            "forward_command_topic",
-            "joint_command_topic",
-            "estop_topic",
-            "chunk_request_topic",
-        )
-    } | {"/diagnostics"} == (set(recorded.outputs) - {executor.get("target_pose_topic")})
+    assert recorded.instruction == "lightwam/instruction"
+    outputs = {
+        values[name]
+        for role, values in ((POLICY, policy), (EXECUTOR, executor))
+        for name in NODE_KINDS[role].output_topic_params
+    }
+    assert outputs | {"/diagnostics"} == set(recorded.outputs)
+    assert {"lightwam/action_chunk", "joint_trajectory_controller/joint_trajectory"} <= outputs
     assert len(set(recorded.outputs)) == len(recorded.outputs)
 
 
@@ -56,7 +55,8 @@ def test_recorded_topics_follow_the_effective_parameters():
         "lightwam/instruction",
         "/arm/pose",
     )
-    assert recorded.outputs == ("cmd", "/diagnostics")
+    assert "cmd" in recorded.outputs and "lightwam/joint_command" not in recorded.outputs
+    assert "lightwam/action_chunk" in recorded.outputs  # a default the values leave out
 
 
 def test_a_camera_switched_to_compressed_is_recorded_on_its_compressed_transport():

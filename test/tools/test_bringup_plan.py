@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightwam_ros.policy.embodiment import camera_sizes, load_embodiment
+from lightwam_ros.policy.embodiment import camera_sizes, default_camera_topic, load_embodiment
 from lightwam_ros.ros.node_registry import NODE_KINDS
+from lightwam_ros.ros.node_schemas import NODE_SCHEMAS
 from lightwam_ros.ros.param_files import EMBODIMENTS, ParamFileError, params_file, rviz_config
 from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.assets.model_files import ModelFiles, default_cache_dir
@@ -32,8 +33,9 @@ def plan(**options):
 
 
 def file_params(role, embodiment="robotwin_aloha"):
+    """A node's values with its parameter file: the file's over the schema's defaults."""
     document = yaml.safe_load(params_file(role, embodiment).read_text())
-    return document[NODE_KINDS[role].node_name]["ros__parameters"]
+    return NODE_SCHEMAS[role].effective(document[NODE_KINDS[role].node_name]["ros__parameters"])
 
 
 # ------------------------------------------------------------------ overrides
@@ -119,8 +121,10 @@ def test_a_simulator_is_the_robot_on_sim_time_with_its_task_and_poses_wired(task
     assert overrides["policy"]["instruction"] == parsed.instruction()
     assert overrides["sim"]["command_topic"] == result.observed.command_topic
     policy = {**file_params("policy", embodiment), **overrides["policy"]}
-    for role in policy["cameras"]:
-        assert overrides["sim"][f"cameras.{role}.topic"] == policy["cameras"][role]["topic"]
+    for camera in load_embodiment(embodiment).canvas.cameras:  # the sim publishes where the policy reads
+        topic = NODE_SCHEMAS["sim"].spec("cameras.<role>.topic").named(camera.role)
+        default = NODE_SCHEMAS["sim"].spec(topic).default_of(camera.role)
+        assert overrides["sim"].get(topic, default) == policy.get(topic, default)
     # The bridge renders the embodiment's camera size, the one the policy warms up for.
     assert {tuple(overrides["sim"]["camera_size"])} == set(camera_sizes(load_embodiment(embodiment)).values())
     poses = {k: v for k, v in overrides["policy"].items() if k.startswith("eef_pose.")}
@@ -137,14 +141,15 @@ def test_a_simulator_must_simulate_the_embodiment():
         params_file("sim", "robotwin_aloha")
 
 
-def test_bare_overrides_go_to_every_node_whose_file_sets_them():
-    result = plan(params=["rate:=5", "shadow:=true", "executor:joint_names:=[a, b]"])
+def test_bare_overrides_go_to_every_started_node_that_declares_them():
+    result = plan(params=["rate:=5", "shadow:=true", "control_rate:=100", "executor:joint_names:=[a, b]"])
     policy, executor = result.nodes
     assert policy.overrides["rate"] == 5 and "rate" not in executor.overrides
     assert policy.overrides["shadow"] is executor.overrides["shadow"] is True
-    assert executor.overrides["joint_names"] == ["a", "b"]  # not in the file: prefixed
+    assert executor.overrides["control_rate"] == 100  # a default, in no file
+    assert executor.overrides["joint_names"] == ["a", "b"]
     assert result.shadow
-    with pytest.raises(PlanError, match="no node's parameter file sets it"):
+    with pytest.raises(PlanError, match="no started node declares it"):
         plan(params=["rat:=5"])
     with pytest.raises(PlanError, match="not started"):
         plan(params=["robot:state_rate:=50"])
@@ -185,20 +190,26 @@ def test_loopback_robot_is_wired_from_the_policy_and_executor_files(embodiment):
     cameras = {name: value for name, value in robot.overrides.items() if name.startswith("cameras.")}
     # It renders what the policy warms up for: the embodiment's camera sizes.
     sizes = camera_sizes(load_embodiment(embodiment))
-    assert cameras == {
-        **{f"cameras.{role}.topic": camera["topic"] for role, camera in policy["cameras"].items()},
-        **{f"cameras.{role}.size": list(sizes[role]) for role in policy["cameras"]},
-    }
+    # The policy's files keep the default topics, which are the robot's defaults too.
+    assert cameras == {f"cameras.{role}.size": list(sizes[role]) for role in sizes}
+    topic = NODE_SCHEMAS["policy"].spec("cameras.<role>.topic")
+    assert topic.default == NODE_SCHEMAS["robot"].spec(topic.name).default
     # The robot publishes all cameras in one burst: the policy subscribes reliably to it.
     assert {
         name: value for name, value in result.node("policy").overrides.items() if name.startswith("cameras.")
-    } == {f"cameras.{role}.reliable": True for role in policy["cameras"]}
+    } == {f"cameras.{role}.reliable": True for role in sizes}
     observed = result.observed
     assert (observed.chunk_topic, observed.command_topic) == (
         policy["chunk_topic"],
         executor["joint_trajectory_topic"],
     )
-    assert observed.max_velocity == executor["max_velocity"]
+    # The caps by joint name, as the executor reads them: the scalar, or the joint's own.
+    joints = load_embodiment(embodiment).robot_joints
+    assert observed.max_velocity == {
+        joint: executor.get("joint_limits", {}).get(joint, {}).get("max_velocity", executor["max_velocity"])
+        for joint in joints
+    }
+    assert len(set(observed.max_velocity.values())) > 1  # the grippers have their own cap
 
 
 def test_robot_follows_what_the_executor_outputs_and_shows_what_the_policy_expects():
@@ -487,8 +498,9 @@ def test_rviz_config_shows_the_cameras_and_the_path_the_executor_plans():
         topic = display.get("Topic") or display.get("Description Topic") or {}
         shown[display["Class"]].add(topic.get("Value"))
     for embodiment in EMBODIMENTS:
-        policy = file_params("policy", embodiment)
-        cameras = {"/" + camera["topic"] for camera in policy["cameras"].values()}
+        # The shipped policy files read every camera on its default topic.
+        assert "cameras" not in file_params("policy", embodiment)
+        cameras = {"/" + default_camera_topic(c.role) for c in load_embodiment(embodiment).canvas.cameras}
         assert cameras <= shown["rviz_default_plugins/Image"], embodiment
     # The executor's planned end-effector path (its default planned_path_topic), not a preview.
     assert shown["rviz_default_plugins/MarkerArray"] == {"/lightwam/planned_path"}

@@ -66,6 +66,7 @@ from lightwam_ros.ros.diagnostics import format_value
 from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.ros.joint_state import make_joint_state
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY
+from lightwam_ros.ros.node_schemas import NODE_SCHEMAS
 from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, EMBODIMENTS, ParamFileError, read_params
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds
 from lightwam_ros.tools.assets.model_files import ModelFiles, ensure_tiny_package
@@ -323,10 +324,11 @@ def _overrides(role: str, **values: Any) -> tuple[ParamOverride, ...]:
     return tuple(ParamOverride(role, name, value) for name, value in values.items())
 
 
-def _effective_parameters(node: NodePlan) -> dict[str, Any]:
-    """A node's parameters (its file, then the overrides), flat as ROS names them."""
+def _effective_parameters(node: NodePlan, embodiment: str) -> dict[str, Any]:
+    """A node's parameters (the defaults, its file, then the overrides), flat as ROS names them."""
     from_file = {} if node.params_file is None else read_params(node.params_file, node.node_name)
-    return {**from_file, **node.overrides}
+    roles = [camera.role for camera in load_embodiment(embodiment).canvas.cameras]
+    return NODE_SCHEMAS[node.role].effective({**from_file, **node.overrides}, {"role": roles})
 
 
 # ------------------------------------------------------------------------------------------
@@ -397,7 +399,7 @@ def measure_overhead(
         ),
         model,
     )
-    policy = _effective_parameters(plan.node("policy"))
+    policy = _effective_parameters(plan.node("policy"), embodiment)
     with Processes([plan.node("policy")]) as processes:
         probe = Probe(ProbeTopics(policy["chunk_topic"], policy["status_topic"], policy["diagnostics_topic"]))
         sender = ObservationSender(probe, embodiment, policy, seed)

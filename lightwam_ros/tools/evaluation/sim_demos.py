@@ -35,6 +35,7 @@ from std_srvs.srv import Trigger
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.ros.node_registry import NODE_KINDS, RECORDER, SIM
 from lightwam_ros.ros.param_files import params_file, read_params
+from lightwam_ros.ros.robot_params import SIM_SCHEMA
 from lightwam_ros.ros.run_topics import camera_topic
 from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.evaluation.sim_eval import start_episode
@@ -66,7 +67,9 @@ def record_demos(
     out: Path, episodes: int, first: int, perturbation: float = 0.0, camera_size: Sequence[int] = (0, 0)
 ) -> list[dict[str, Any]]:
     """Record ``episodes`` scripted demonstrations; one summary per bag."""
-    bridge_params = read_params(params_file(SIM, TASK.embodiment), NODE_KINDS[SIM].node_name)
+    bridge_params = SIM_SCHEMA.effective(
+        read_params(params_file(SIM, TASK.embodiment), NODE_KINDS[SIM].node_name)
+    )
     bridge = NodeChildren()
     bridge.start(
         NodePlan.of_kind(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -272,16 +272,14 @@ def _mean_max(values: Sequence[float]) -> dict[str, float] | None:
     return {"mean": 1e3 * float(np.mean(values)), "max": 1e3 * float(np.max(values))}
 
 
-def _largest(names: tuple[str, ...] | None, values: np.ndarray | None, caps: Any) -> dict[str, Any] | None:
-    """The joint with the largest value, with the executor's cap for that joint."""
+def _largest(
+    names: tuple[str, ...] | None, values: np.ndarray | None, caps: Mapping[str, float] | None
+) -> dict[str, Any] | None:
+    """The joint with the largest value, with the executor's cap for that joint (by name)."""
     if names is None or values is None or not values.size:
         return None
     joint = int(np.argmax(values))
-    cap = None
-    if isinstance(caps, (int, float)):
-        cap = float(caps)
-    elif isinstance(caps, (list, tuple)) and len(caps) == len(names):
-        cap = float(caps[joint])
+    cap = caps.get(names[joint]) if caps is not None else None
     return {"joint": names[joint], "value": float(values[joint]), "cap": cap}
 
 

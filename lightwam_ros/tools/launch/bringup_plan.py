@@ -30,8 +30,12 @@ from typing import Any
 import yaml
 
 from lightwam_ros.policy.embodiment import camera_sizes, load_embodiment
+from lightwam_ros.policy.state_builder import pose_arms
+from lightwam_ros.ros.executor_params import settings_from_values as executor_settings
 from lightwam_ros.ros.node_registry import CONFIGURED_ROLES, EXECUTOR, NODE_KINDS, POLICY, RECORDER, REPLAY
+from lightwam_ros.ros.node_schemas import NODE_SCHEMAS
 from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, embodiments, optional_params_file, read_params
+from lightwam_ros.ros.robot_params import SIM_SCHEMA
 from lightwam_ros.ros.run_topics import recorded_topics
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
@@ -241,8 +245,8 @@ class ObservedTopics:
     status_topic: str
     diagnostics_topic: str
     executor_name: str
-    max_velocity: Any  # the executor's caps, scalar or per commanded joint
-    max_acceleration: Any
+    max_velocity: dict[str, float] | None  # the executor's caps by joint name (None: unknown)
+    max_acceleration: dict[str, float] | None
 
 
 @dataclass(frozen=True)
@@ -295,8 +299,10 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
         overrides["robot"]["use_sim_time"] = True
     for override in options.params:
         _route(override, from_files, overrides)
-    policy, executor = ({**from_files[role], **overrides[role]} for role in (POLICY, EXECUTOR))
-    shadow = bool(policy.get("shadow", False))
+    policy, executor = (
+        NODE_SCHEMAS[role].effective({**from_files[role], **overrides[role]}) for role in (POLICY, EXECUTOR)
+    )
+    shadow = bool(policy["shadow"])
     observed = None
     if robot is not None:
         observed = _observed_topics(policy, executor, shadow)
@@ -328,15 +334,15 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
 def _route(
     override: ParamOverride, from_files: Mapping[str, Mapping[str, Any]], overrides: dict[str, dict[str, Any]]
 ) -> None:
-    """Add an override to its node, or to every started node whose file sets the name."""
+    """Add an override to its node, or to every started node that declares the name."""
     targets = (
         [override.role]
         if override.role
-        else [role for role, values in from_files.items() if override.name in values]
+        else [role for role in from_files if NODE_SCHEMAS[role].find(override.name) is not None]
     )
     if not targets:
         raise PlanError(
-            f"--params {override.name}: no node's parameter file sets it; prefix "
+            f"--params {override.name}: no started node declares it (docs/parameters.md); prefix "
             f"the node to pass it anyway (e.g. policy:{override.name}:=...)"
         )
     if any(target not in overrides for target in targets):
@@ -351,19 +357,20 @@ def _route(
 
 def _observed_topics(policy: Mapping[str, Any], executor: Mapping[str, Any], shadow: bool) -> ObservedTopics:
     command_type, command_topic = _followed_output(executor)
+    try:
+        caps: dict[str, dict[str, float]] | None = executor_settings(executor).joint_caps
+    except ValueError:
+        caps = None  # the executor will refuse its parameters, with the reason
     return ObservedTopics(
-        chunk_topic=policy.get(
-            "shadow_chunk_topic" if shadow else "chunk_topic",
-            "lightwam/shadow_chunk" if shadow else "lightwam/action_chunk",
-        ),
+        chunk_topic=policy["shadow_chunk_topic" if shadow else "chunk_topic"],
         command_type=command_type,
         command_topic=command_topic,
-        joint_state_topic=executor.get("joint_state_topic", "joint_states"),
-        status_topic=policy.get("status_topic", "lightwam/policy_status"),
-        diagnostics_topic=executor.get("diagnostics_topic", "/diagnostics"),
+        joint_state_topic=executor["joint_state_topic"],
+        status_topic=policy["status_topic"],
+        diagnostics_topic=executor["diagnostics_topic"],
         executor_name=NODE_KINDS[EXECUTOR].node_name,
-        max_velocity=executor.get("max_velocity"),
-        max_acceleration=executor.get("max_acceleration"),
+        max_velocity=caps["max_velocity"] if caps else None,
+        max_acceleration=caps["max_acceleration"] if caps else None,
     )
 
 
@@ -412,9 +419,10 @@ def _sim_wiring(
         wiring["camera_size"] = list(sizes.pop())
     wiring["task"] = str(task)
     policy_wiring = {"instruction": task.instruction()}
-    for name in policy:
-        if name.startswith("eef_pose.") and name.endswith(".topic"):
-            policy_wiring[name] = bridge.get(name) or f"sim/eef_pose/{name.split('.')[1]}"
+    pose = SIM_SCHEMA.spec("eef_pose.<arm>.topic")
+    for arm in pose_arms(load_embodiment(task.embodiment)):
+        name = pose.named(arm)
+        policy_wiring[name] = bridge.get(name) or pose.default_of(arm)
     return wiring, policy_wiring
 
 

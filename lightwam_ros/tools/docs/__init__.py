@@ -1,0 +1,1 @@
+"""Generated documentation: the parameter reference from the nodes' parameter tables."""
