@@ -456,8 +456,8 @@ def test_launch_description_starts_the_planned_nodes(tmp_path, monkeypatch):
         "launch_ros", reason="launch_ros is not installable from PyPI: this runs on a ROS 2 installation"
     )
     from launch import LaunchContext
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
-    from launch_ros.actions import Node
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+    from launch_ros.actions import LifecycleNode, Node
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     # rviz:=true needs rviz2 in the ament index (test_launch_real: what happens without it).
@@ -471,17 +471,25 @@ def test_launch_description_starts_the_planned_nodes(tmp_path, monkeypatch):
     description = module.generate_launch_description()
     declared = [e for e in description.entities if isinstance(e, DeclareLaunchArgument)]
     assert [a.name for a in declared] == [a.name for a in bp.LAUNCH_ARGUMENTS]
-    context = LaunchContext()
-    context.launch_configurations.update(_launch_values(loopback_robot="true", rviz="true"))
     function = next(e for e in description.entities if isinstance(e, OpaqueFunction))
-    nodes = function.execute(context)
-    assert all(isinstance(node, Node) for node in nodes)
-    assert [node.node_executable for node in nodes] == [
-        "lightwam-policy",
-        "lightwam-executor",
-        "lightwam-loopback-robot",
-        "rviz2",
-    ]
+    for autostart in ("true", "false"):
+        context = LaunchContext()
+        values = _launch_values(loopback_robot="true", rviz="true", autostart=autostart)
+        context.launch_configurations.update(values)
+        actions = function.execute(context)
+        nodes = [action for action in actions if isinstance(action, Node)]
+        assert [node.node_executable for node in nodes] == [
+            "lightwam-policy",
+            "lightwam-executor",
+            "lightwam-loopback-robot",
+            "rviz2",
+        ]
+        # The managed nodes: lifecycle nodes that wait for launch's transitions (configure when
+        # started, activate when configured), or for the user's with autostart:=false.
+        assert [isinstance(node, LifecycleNode) for node in nodes] == [True, True, False, False]
+        handlers = [action for action in actions if isinstance(action, RegisterEventHandler)]
+        assert len(handlers) == (4 if autostart == "true" else 0)
+        assert len(actions) == len(nodes) + len(handlers)
 
 
 def test_rviz_config_shows_the_cameras_and_the_path_the_executor_plans():
