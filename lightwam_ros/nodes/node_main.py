@@ -22,6 +22,9 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
+from lightwam_ros.ros.parameter_checks import NodeSource
+from lightwam_ros.ros.parameter_schema import AUTOSTART
+
 # A backward step of the clock this large means time restarted (simulator reset, looping bag).
 TIME_JUMP_BACK_THRESHOLD = Duration(nanoseconds=-1_000_000)
 
@@ -83,11 +86,6 @@ class StartError(RuntimeError):
 
 # Errors of a configuration itself (exit status 2), as opposed to a StartError (1).
 INVALID_CONFIGURATION = (ValueError, ParameterException, NameValidationException)
-AUTOSTART = "autostart"
-_AUTOSTART_DESCRIPTION = (
-    "Configure and activate at start (true: a node run on its own, lightwam-bringup); false: "
-    "wait in 'unconfigured' for lifecycle transitions (ros2 lifecycle set, the launch file)."
-)
 _SUCCESS, _FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 _ERROR_LIMIT = 400  # characters of a failed configure's reason in its log line
 
@@ -159,9 +157,7 @@ class ManagedNode(TimeJumps, LifecycleNode):
             parameter_overrides=list(parameter_overrides or []),
         )
         try:  # a bool: rclpy refuses a value of another type (InvalidParameterTypeException)
-            self.autostart: bool = self.declare_parameter(
-                AUTOSTART, True, ParameterDescriptor(description=_AUTOSTART_DESCRIPTION)
-            ).value
+            self.autostart: bool = NodeSource(self).value(AUTOSTART.name, AUTOSTART, AUTOSTART.default)
         except BaseException:
             self.destroy_node()
             raise

@@ -30,6 +30,7 @@ from lightwam_ros.control.safety import JointSafetyLimits
 from lightwam_ros.control.scheduling import BOUNDARY_RULES
 from lightwam_ros.policy.embodiment import EmbodimentSpec, load_embodiment
 from lightwam_ros.ros.parameter_schema import (
+    AUTOSTART,
     NodeSchema,
     ParameterSource,
     ParameterSpec,
@@ -100,6 +101,7 @@ EXECUTOR_SCHEMA = NodeSchema(
     "The chunk executor (`lightwam-executor`): action chunks in, joint commands out at the control "
     "rate, through the safety filter (joint limits and caps) and the watchdog.",
     (
+        AUTOSTART,
         ParameterSpec(
             "embodiment",
             "string",

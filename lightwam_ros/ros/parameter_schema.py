@@ -210,6 +210,16 @@ class NodeSchema:
         return {**defaults, **values}
 
 
+# Declared by every managed (lifecycle) node when it is built, before configure reads the rest.
+AUTOSTART = ParameterSpec(
+    "autostart",
+    "bool",
+    True,
+    "Configure and activate at start (true: a node run on its own, lightwam-bringup); false: wait in "
+    "'unconfigured' for lifecycle transitions (ros2 lifecycle set, the launch file).",
+)
+
+
 class ParameterSource(Protocol):
     """Where values come from: a node (declaring each as it is read) or a dict of values."""
 

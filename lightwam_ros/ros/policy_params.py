@@ -33,6 +33,7 @@ from lightwam_ros.policy.embodiment import (
 from lightwam_ros.policy.runner import COMPILE_MODES
 from lightwam_ros.policy.state_builder import pose_arms
 from lightwam_ros.ros.parameter_schema import (
+    AUTOSTART,
     NodeSchema,
     ParameterSource,
     ParameterSpec,
@@ -53,6 +54,7 @@ POLICY_SCHEMA = NodeSchema(
     "The Light-WAM policy (`lightwam-policy`): cameras, joint states and an instruction in, "
     "action chunks out.",
     (
+        AUTOSTART,
         ParameterSpec("checkpoint", "string", "", "Light-WAM package checkpoint (.safetensors), required."),
         ParameterSpec(
             "instruction_cache", "string", "", "Instruction-embedding cache (.safetensors), required."
