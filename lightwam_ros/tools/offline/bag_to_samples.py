@@ -39,6 +39,7 @@ from safetensors.numpy import save_file
 
 from lightwam_ros.bags.metadata import METADATA_EMBODIMENT
 from lightwam_ros.bags.reader import BagError, BagReader
+from lightwam_ros.ros.executor_params import EXECUTOR_SCHEMA
 from lightwam_ros.ros.message_types import message_class
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS
 from lightwam_ros.ros.param_files import EMBODIMENTS, params_file, read_params
@@ -141,9 +142,7 @@ def _command(msg: Any, builder: Any) -> Command | None:
 def executor_command_topic(embodiment: str) -> str:
     """The executor's JointTrajectory output topic for the embodiment (its parameter file)."""
     params = read_params(params_file(EXECUTOR, embodiment), NODE_KINDS[EXECUTOR].node_name)
-    return absolute_topic(
-        params.get("joint_trajectory_topic", "joint_trajectory_controller/joint_trajectory")
-    )
+    return absolute_topic(EXECUTOR_SCHEMA.effective(params)["joint_trajectory_topic"])
 
 
 def convert_bag(
