@@ -44,11 +44,6 @@ from lightwam_ros.tools.assets.model_files import ModelFiles, ensure_tiny_packag
 # Executor output mode -> (topic parameter, message type the loopback robot follows), by
 # preference: a trajectory is what a real ros2_control arm gets.
 _FOLLOWED_OUTPUTS = (("joint_trajectory", "joint_trajectory_topic"), ("joint_state", "joint_command_topic"))
-# The executor's defaults of those topics, for an embodiment without an executor parameter file.
-_DEFAULT_COMMAND_TOPICS = {
-    "joint_trajectory": "joint_trajectory_controller/joint_trajectory",
-    "joint_state": "lightwam/joint_command",
-}
 
 
 class PlanError(ValueError):
@@ -378,7 +373,7 @@ def _followed_output(executor: Mapping[str, Any]) -> tuple[str, str]:
     modes = executor.get("output_modes") or [_FOLLOWED_OUTPUTS[0][0]]  # the executor's default
     for mode, topic_parameter in _FOLLOWED_OUTPUTS:
         if mode in modes:
-            return mode, executor.get(topic_parameter, _DEFAULT_COMMAND_TOPICS[mode])
+            return mode, executor[topic_parameter]  # effective: the table's default when unset
     raise PlanError(
         f"executor output_modes {list(modes)}: the loopback robot and the observer "
         f"follow {[mode for mode, _ in _FOLLOWED_OUTPUTS]}; enable one of them"
