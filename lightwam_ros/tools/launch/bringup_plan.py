@@ -429,8 +429,8 @@ def _robot_wiring(
     embodiment's)."""
     sizes = camera_sizes(load_embodiment(embodiment))
     joint_topics = {
-        policy.get("joint_state_topic", "joint_states"),
-        executor.get("joint_state_topic", "joint_states"),
+        policy["joint_state_topic"],
+        executor["joint_state_topic"],
     }
     if len(joint_topics) != 1:
         raise PlanError(
