@@ -28,9 +28,9 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
-from lightwam_ros.nodes.node_main import AUTOSTART
 from lightwam_ros.ros.node_registry import NODE_KINDS
 from lightwam_ros.ros.param_files import PACKAGE
+from lightwam_ros.ros.parameter_schema import AUTOSTART
 from lightwam_ros.tools.launch.bringup_plan import (LAUNCH_ARGUMENTS, launch_flag,
                                                     plan_from_launch_arguments)
 from lightwam_ros.tools.launch.child_process import STOP_TIMEOUT
@@ -59,7 +59,7 @@ def _nodes(context, *args, **kwargs):
                        parameters=([str(node.params_file)] if node.params_file else [])
                        + ([dict(node.overrides)] if node.overrides else [])
                        # launch (or the user) drives a managed node's transitions
-                       + ([{AUTOSTART: False}] if managed else []))
+                       + ([{AUTOSTART.name: False}] if managed else []))
         if not managed:
             actions.append(Node(**options))
             continue
