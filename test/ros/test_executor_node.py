@@ -808,9 +808,14 @@ def test_lifecycle_transitions_start_hold_and_resume_the_executor(ros_context):
         assert change_state(helper.node, name, Transition.TRANSITION_DEACTIVATE)
         wait_until(quiet(helper.commands, 0.3), 5, "the commands to stop")
         braking = helper.commands_since(start)
-        assert_within_caps(braking, VMAX, AMAX)
+        speed, accel = assert_within_caps(braking, VMAX, AMAX)
         assert np.abs(braking[0][2]).max() > 0.1 and not np.any(braking[-1][2]), "braked to rest"
         assert len(braking) > 2 and braking[-1][0] - braking[0][0] < 1.0
+        print(
+            f"deactivated at {np.abs(braking[0][2]).max():.3f} rad/s: at rest after "
+            f"{braking[-1][0] - braking[0][0]:.3f} s, {len(braking)} commands, peak {speed:.3f} rad/s "
+            f"and {accel:.2f} rad/s^2 (caps {VMAX}, {AMAX})"
+        )
         assert helper.state()[0] == "HOLDING" and "deactivated" in helper.state()[1], helper.state()
         stopped = len(helper.commands)  # chunks kept coming (10 Hz) while it stayed quiet
 
