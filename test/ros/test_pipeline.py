@@ -47,6 +47,8 @@ from ros_harness import (  # noqa: E402
 
 from lightwam_ros.msg import PolicyStatus  # noqa: E402
 from lightwam_ros.policy.embodiment import load_embodiment  # noqa: E402
+from lightwam_ros.ros.executor_params import settings_from_values  # noqa: E402
+from lightwam_ros.ros.param_files import read_params  # noqa: E402
 from lightwam_ros.ros.stamps import stamp_to_nanoseconds  # noqa: E402
 from lightwam_ros.tools.assets.make_tiny import make_tiny_package  # noqa: E402
 
@@ -65,8 +67,13 @@ ARM_COLUMNS = [
 
 
 def _executor_caps() -> tuple[np.ndarray, np.ndarray]:
-    values = yaml.safe_load(EXECUTOR_CONFIG.read_text())["lightwam_executor"]["ros__parameters"]
-    return np.array(values["max_velocity"]), np.array(values["max_acceleration"])
+    """The shipped executor file's caps per commanded joint, as the node reads them."""
+    settings = settings_from_values(read_params(EXECUTOR_CONFIG, "lightwam_executor"))
+    joints = load_embodiment(settings.embodiment).robot_joints
+    caps = settings.joint_caps
+    return tuple(
+        np.array([caps[cap][joint] for joint in joints]) for cap in ("max_velocity", "max_acceleration")
+    )
 
 
 def _slow_aloha(directory: Path) -> Path:
