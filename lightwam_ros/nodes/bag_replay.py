@@ -32,7 +32,6 @@ import rclpy
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.publisher import Publisher
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
 from rosbags.interfaces import QosDurability
@@ -41,6 +40,7 @@ from rosgraph_msgs.msg import Clock
 
 from lightwam_ros.bags.metadata import METADATA_INSTRUCTION_TOPIC, recorded_topic_roles
 from lightwam_ros.bags.reader import BagError, BagMessage, BagProblem, BagReader
+from lightwam_ros.ros import qos
 from lightwam_ros.ros.message_types import message_class
 from lightwam_ros.ros.node_registry import NODE_KINDS, REPLAY
 from lightwam_ros.ros.param_files import ParamFileError
@@ -289,12 +289,7 @@ def _publishers(node: Node, selection: Mapping[str, str], latched: set[str]) -> 
         except ValueError as error:
             say(f"skipping {topic}: {error}")
             continue
-        durability = DurabilityPolicy.TRANSIENT_LOCAL if topic in latched else DurabilityPolicy.VOLATILE
-        publishers[topic] = node.create_publisher(
-            cls,
-            topic,
-            QoSProfile(depth=_DEPTH, reliability=ReliabilityPolicy.RELIABLE, durability=durability),
-        )
+        publishers[topic] = node.create_publisher(cls, topic, qos.profile(_DEPTH, latched=topic in latched))
     if not publishers:
         raise ReplayError("none of the selected topics has a message type installed here")
     return publishers
@@ -328,13 +323,7 @@ def _play(
         node = Node(NODE_NAME)
         latched = latched_topics(reader)
         publishers = _publishers(node, selection, latched)
-        clock = (
-            None
-            if args.no_clock
-            else node.create_publisher(
-                Clock, CLOCK_TOPIC, QoSProfile(depth=_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
-            )
-        )
+        clock = None if args.no_clock else node.create_publisher(Clock, CLOCK_TOPIC, qos.profile(_DEPTH))
         player = BagPlayer(
             reader,
             publishers,

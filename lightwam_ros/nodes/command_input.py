@@ -8,12 +8,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from lightwam_ros.control.joint_follower import JointFollower
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
+from lightwam_ros.ros import qos
 from lightwam_ros.ros.robot_params import COMMAND_TOPICS
 from lightwam_ros.ros.stamps import stamp_to_nanoseconds
 
@@ -41,7 +41,6 @@ class CommandInput:
         topic: str,
         arm: JointFollower,
         now_ns: Callable[[], int | None],
-        qos: QoSProfile,
         refuse: Callable[[int], str | None] | None = None,
     ) -> None:
         self.arm = arm
@@ -53,7 +52,7 @@ class CommandInput:
         self._reporter = ReasonReporter()
         message_type = COMMAND_TYPES[command_type]
         callback = self._on_trajectory if command_type == "joint_trajectory" else self._on_joint_command
-        node.create_subscription(message_type, topic, callback, qos)
+        node.create_subscription(message_type, topic, callback, qos.COMMANDS)
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         now_ns = self._now_ns()

@@ -63,7 +63,6 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.context import Context
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Empty, Float64MultiArray
 from std_srvs.srv import Trigger
@@ -80,6 +79,7 @@ from lightwam_ros.msg import ActionChunk
 from lightwam_ros.nodes.node_main import ManagedNode, autostarted, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.policy.chunk import NS_PER_S, Chunk
+from lightwam_ros.ros import qos
 from lightwam_ros.ros.chunk_messages import ChunkBounds, msg_to_chunk, path_markers, path_to_joint_trajectory
 from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
 from lightwam_ros.ros.executor_params import EXECUTOR_SCHEMA, ExecutorSettings, read_executor_settings
@@ -200,20 +200,19 @@ class ExecutorNode(ManagedNode):
         settings, topics = self.settings, self.settings.topics
         core_group = MutuallyExclusiveCallbackGroup()
         chunk_group = MutuallyExclusiveCallbackGroup()
-        reliable = QoSProfile(depth=10)
         self.create_subscription(
-            ActionChunk, topics["chunk_topic"], self._on_chunk, reliable, callback_group=chunk_group
+            ActionChunk, topics["chunk_topic"], self._on_chunk, qos.COMMANDS, callback_group=chunk_group
         )
         # Best effort matches both reliable and best-effort joint-state publishers.
         self.create_subscription(
             JointState,
             topics["joint_state_topic"],
             self._on_joint_state,
-            qos_profile_sensor_data,
+            qos.LATEST_STATE,
             callback_group=core_group,
         )
         self.create_subscription(
-            Bool, topics["estop_topic"], self._on_estop_topic, reliable, callback_group=core_group
+            Bool, topics["estop_topic"], self._on_estop_topic, qos.COMMANDS, callback_group=core_group
         )
         self.create_service(
             Trigger, topics["estop_service"], self._on_estop_service, callback_group=core_group
@@ -223,41 +222,43 @@ class ExecutorNode(ManagedNode):
         )
 
         self._request_pub = (
-            self.create_publisher(Empty, topics["chunk_request_topic"], reliable)
+            self.create_publisher(Empty, topics["chunk_request_topic"], qos.COMMANDS)
             if self._requests is not None
             else None
         )
         self._trajectory_pub = self._forward_pub = self._joint_command_pub = self._plan_pub = None
         self._pose_pub = self._shadow_pub = None
         if settings.shadow:
-            self._shadow_pub = self.create_publisher(JointState, topics["shadow_command_topic"], reliable)
+            self._shadow_pub = self.create_publisher(JointState, topics["shadow_command_topic"], qos.COMMANDS)
         else:
             modes = settings.output_modes
             if "joint_trajectory" in modes:
                 self._trajectory_pub = self.create_publisher(
-                    JointTrajectory, topics["joint_trajectory_topic"], reliable
+                    JointTrajectory, topics["joint_trajectory_topic"], qos.COMMANDS
                 )
             if "joint_trajectory_plan" in modes:  # the whole motion per chunk, nothing per tick
                 self._plan_pub = self.create_publisher(
-                    JointTrajectory, topics["joint_trajectory_topic"], reliable
+                    JointTrajectory, topics["joint_trajectory_topic"], qos.COMMANDS
                 )
             if "forward_command" in modes:
                 self._forward_pub = self.create_publisher(
-                    Float64MultiArray, topics["forward_command_topic"], reliable
+                    Float64MultiArray, topics["forward_command_topic"], qos.COMMANDS
                 )
             if "joint_state" in modes:
                 self._joint_command_pub = self.create_publisher(
-                    JointState, topics["joint_command_topic"], reliable
+                    JointState, topics["joint_command_topic"], qos.COMMANDS
                 )
             if self.layout.mode == "delta_eef":
-                self._pose_pub = self.create_publisher(PoseStamped, topics["target_pose_topic"], reliable)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, topics["diagnostics_topic"], reliable)
+                self._pose_pub = self.create_publisher(PoseStamped, topics["target_pose_topic"], qos.COMMANDS)
+        self._diagnostics_pub = self.create_publisher(
+            DiagnosticArray, topics["diagnostics_topic"], qos.COMMANDS
+        )
         # What the executor will command, for RViz (in shadow mode too: a visual, not a command).
         self._planned_trajectory_pub = self.create_publisher(
-            JointTrajectory, topics["planned_trajectory_topic"], reliable
+            JointTrajectory, topics["planned_trajectory_topic"], qos.COMMANDS
         )
         self._planned_path_pub = (
-            self.create_publisher(MarkerArray, topics["planned_path_topic"], reliable)
+            self.create_publisher(MarkerArray, topics["planned_path_topic"], qos.COMMANDS)
             if self.layout.chain is not None
             else None
         )

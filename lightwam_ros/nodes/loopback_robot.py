@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 from rclpy.context import Context
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image, JointState
 
 from lightwam_ros.control.joint_follower import JointFollower
@@ -37,6 +36,7 @@ from lightwam_ros.nodes.command_input import CommandInput, command_parameters
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.nodes.reason_reporter import ReasonReporter
 from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.ros import qos
 from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.ros.node_registry import NODE_KINDS, ROBOT
 from lightwam_ros.ros.parameter_checks import NodeSource
@@ -133,13 +133,13 @@ class LoopbackRobotNode(ConfiguredNode):
             for i, camera in enumerate(self._cameras)
         }
 
-        qos = QoSProfile(depth=10)
         joint_topic = values["joint_state_topic"]
-        self._joint_pub = self.create_publisher(JointState, joint_topic, qos)
+        self._joint_pub = self.create_publisher(JointState, joint_topic, qos.SIMULATED_SENSORS)
         self._image_pubs = {
-            camera.role: self.create_publisher(Image, camera.topic, qos) for camera in self._cameras
+            camera.role: self.create_publisher(Image, camera.topic, qos.SIMULATED_SENSORS)
+            for camera in self._cameras
         }
-        self.commands = CommandInput(self, command_type, command_topic, self._arm, self._now_ns, qos)
+        self.commands = CommandInput(self, command_type, command_topic, self._arm, self._now_ns)
         self.create_timer(1.0 / values["state_rate"], self._on_state_tick)
         self.create_timer(1.0 / values["camera_rate"], self._on_camera_tick)
         self._clock_reporter = ReasonReporter(interval=5.0)

@@ -57,7 +57,6 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.context import Context
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Empty, String
 from std_srvs.srv import Trigger
@@ -74,6 +73,7 @@ from lightwam_ros.policy.runner import (
     PolicyRunner,
 )
 from lightwam_ros.policy.state_builder import StateAssemblyError, StateBuilder, default_chains
+from lightwam_ros.ros import qos
 from lightwam_ros.ros.chunk_messages import chunk_to_msg
 from lightwam_ros.ros.diagnostics import make_diagnostic_array, make_diagnostic_status
 from lightwam_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
@@ -93,13 +93,6 @@ from lightwam_ros.ros.pose_messages import pose_from_message
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds, stamp_to_seconds
 
 NODE_NAME = NODE_KINDS[POLICY].node_name
-# An observation is the instant of a recent scene frame, so every input sample of the last
-# moments counts: reader queues deep enough that a callback thread held up by inference (the GIL)
-# loses none of them (the sensor-data profile's 5 would drop joint states after 50 ms at 100 Hz).
-_CAMERA_DEPTH, _STATE_DEPTH = 10, 100
-_RELIABLE_CAMERA = QoSProfile(depth=_CAMERA_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
-_SENSOR_CAMERA = QoSProfile(depth=_CAMERA_DEPTH, reliability=ReliabilityPolicy.BEST_EFFORT)
-_SENSOR_STATE = QoSProfile(depth=_STATE_DEPTH, reliability=ReliabilityPolicy.BEST_EFFORT)
 _WORKER_STOP_TIMEOUT = 120.0  # s: a full checkpoint load from a slow disk
 _ANCHOR_STAMPS_KEPT = 64  # exact stamps of recent scene-camera frames (see _anchor_stamp)
 _OVERTAKING_MARGIN = 1.0  # s: a sample may be stamped this far ahead of the /clock seen so far
@@ -219,12 +212,12 @@ class PolicyNode(ManagedNode):
 
     def _create_interfaces(self) -> None:
         settings, topics = self.settings, self.settings.topics
-        reliable = QoSProfile(depth=10)
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self._status_pub = self.create_publisher(PolicyStatus, topics["status_topic"], latched)
+        self._status_pub = self.create_publisher(PolicyStatus, topics["status_topic"], qos.LATCHED)
         chunk_topic = topics["shadow_chunk_topic" if settings.shadow else "chunk_topic"]
-        self._chunk_pub = self.create_publisher(ActionChunk, chunk_topic, reliable)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, topics["diagnostics_topic"], reliable)
+        self._chunk_pub = self.create_publisher(ActionChunk, chunk_topic, qos.COMMANDS)
+        self._diagnostics_pub = self.create_publisher(
+            DiagnosticArray, topics["diagnostics_topic"], qos.COMMANDS
+        )
 
         # Best effort matches reliable and best-effort sensor publishers alike; reliable (opt-in
         # per camera) loses no frame of a burst of large images, but matches reliable ones only.
@@ -232,16 +225,18 @@ class PolicyNode(ManagedNode):
             kind, convert = (
                 (CompressedImage, compressed_to_rgb) if camera.compressed else (Image, image_to_rgb)
             )
-            qos = _RELIABLE_CAMERA if camera.reliable else _SENSOR_CAMERA
-            self.create_subscription(kind, camera.topic, self._image_callback(camera, convert), qos)
-        self.create_subscription(JointState, topics["joint_state_topic"], self._on_joint_state, _SENSOR_STATE)
+            profile = qos.RELIABLE_CAMERA if camera.reliable else qos.SENSOR_CAMERA
+            self.create_subscription(kind, camera.topic, self._image_callback(camera, convert), profile)
+        self.create_subscription(
+            JointState, topics["joint_state_topic"], self._on_joint_state, qos.SENSOR_STATE
+        )
         for pose in settings.poses:
-            self.create_subscription(PoseStamped, pose.topic, self._pose_callback(pose.arm), _SENSOR_STATE)
-        self.create_subscription(String, topics["instruction_topic"], self._on_instruction, reliable)
+            self.create_subscription(PoseStamped, pose.topic, self._pose_callback(pose.arm), qos.SENSOR_STATE)
+        self.create_subscription(String, topics["instruction_topic"], self._on_instruction, qos.COMMANDS)
         if settings.trigger == "timer":
             self.create_timer(1.0 / settings.rate, self._on_tick)
         else:
-            self.create_subscription(Empty, topics["request_topic"], self._on_request, reliable)
+            self.create_subscription(Empty, topics["request_topic"], self._on_request, qos.COMMANDS)
             self.create_service(Trigger, topics["request_service"], self._on_request_service)
         self.create_timer(1.0 / settings.status_rate, self._publish_status)
         self.create_timer(1.0 / settings.diagnostics_rate, self._on_diagnostics)

@@ -35,7 +35,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
 from rclpy.duration import Duration
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from rclpy.serialization import serialize_message
 from rclpy.subscription import Subscription
 from std_msgs.msg import String
@@ -50,6 +50,7 @@ from lightwam_ros.bags.metadata import (
 )
 from lightwam_ros.bags.writer import BagWriteError, BagWriter, WriterStats
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
+from lightwam_ros.ros import qos
 from lightwam_ros.ros.message_types import message_class
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY, RECORDER
 from lightwam_ros.ros.param_files import params_file, read_params
@@ -60,10 +61,6 @@ from lightwam_ros.ros.run_topics import RecordedTopics, recorded_topics
 
 NODE_NAME = NODE_KINDS[RECORDER].node_name
 STRING_TYPE = "std_msgs/msg/String"
-# How the recorder's own instruction is kept: latched, so that players offer it to late joiners.
-_INSTRUCTION_QOS = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 _QUEUE_DEPTH = 100  # DDS history per subscription; the callbacks empty it at once
 _MIB = 1 << 20
 
@@ -94,22 +91,17 @@ class _Recording:
 def adapted_qos(publishers: Sequence[QoSProfile]) -> QoSProfile:
     """A subscription QoS that matches every one of ``publishers``: reliable only if they all
     offer reliable, transient-local only if they all are (then their kept messages arrive too)."""
-    reliable = all(p.reliability == ReliabilityPolicy.RELIABLE for p in publishers)
-    latched = all(p.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
-    return QoSProfile(
-        depth=_QUEUE_DEPTH,
-        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    return qos.profile(
+        _QUEUE_DEPTH,
+        reliable=all(qos.is_reliable(p) for p in publishers),
+        latched=all(qos.is_latched(p) for p in publishers),
     )
 
 
 def _weaker(new: QoSProfile, old: QoSProfile) -> bool:
     """Whether ``new`` must replace ``old`` because a publisher that ``old`` misses appeared."""
-    return (
-        old.reliability == ReliabilityPolicy.RELIABLE and new.reliability != ReliabilityPolicy.RELIABLE
-    ) or (
-        old.durability == DurabilityPolicy.TRANSIENT_LOCAL
-        and new.durability != DurabilityPolicy.TRANSIENT_LOCAL
+    return (qos.is_reliable(old) and not qos.is_reliable(new)) or (
+        qos.is_latched(old) and not qos.is_latched(new)
     )
 
 
@@ -143,8 +135,8 @@ def offered_qos_yaml(publishers: Sequence[QoSProfile]) -> str:
     )
 
 
-def _describe_qos(qos: QoSProfile) -> str:
-    return f"{qos.reliability.name.lower()}, {qos.durability.name.lower()}"
+def _describe_qos(profile: QoSProfile) -> str:
+    return f"{profile.reliability.name.lower()}, {profile.durability.name.lower()}"
 
 
 class RecorderNode(ConfiguredNode):
@@ -284,7 +276,7 @@ class RecorderNode(ConfiguredNode):
             return None
         if self._instruction is not None:
             self._bag().add_topic(
-                self.settings.instruction_topic, STRING_TYPE, offered_qos=offered_qos_yaml([_INSTRUCTION_QOS])
+                self.settings.instruction_topic, STRING_TYPE, offered_qos=offered_qos_yaml([qos.LATCHED])
             )
             self._bag().offer(self.settings.instruction_topic, now, serialize_message(self._instruction))
             self._instruction = None
@@ -299,15 +291,15 @@ class RecorderNode(ConfiguredNode):
             publishers = [info.qos_profile for info in self.get_publishers_info_by_topic(topic)]
             if not publishers:
                 continue  # subscribers only so far: wait to see the publishers' QoS
-            qos = adapted_qos(publishers)
+            wanted = adapted_qos(publishers)
             current = self._recordings.get(topic)
             if current is None:
-                self._subscribe(topic, types, qos, offered_qos_yaml(publishers))
-            elif _weaker(qos, current.qos):
+                self._subscribe(topic, types, wanted, offered_qos_yaml(publishers))
+            elif _weaker(wanted, current.qos):
                 self.destroy_subscription(current.subscription)
                 del self._recordings[topic]
                 self.get_logger().info(f"{topic}: a publisher offers less; resubscribing")
-                self._subscribe(topic, [current.msgtype], qos, "")
+                self._subscribe(topic, [current.msgtype], wanted, "")
         self._now_ns()  # writes the instruction once the clock runs
         unseen = sorted(set(self.settings.roles) - set(self._recordings))
         if unseen != self._unseen:
@@ -315,7 +307,7 @@ class RecorderNode(ConfiguredNode):
             if unseen:
                 self.get_logger().info(f"no publisher yet on {unseen}")
 
-    def _subscribe(self, topic: str, types: Sequence[str], qos: QoSProfile, offered_qos: str) -> None:
+    def _subscribe(self, topic: str, types: Sequence[str], profile: QoSProfile, offered_qos: str) -> None:
         msgtype = types[0]
         if len(types) > 1:
             self._warn_once(topic, f"{topic} has several types {list(types)}: recording {msgtype}")
@@ -326,11 +318,11 @@ class RecorderNode(ConfiguredNode):
             self._warn_once(topic, f"not recording {topic}: {error}")
             return
         subscription = self.create_subscription(
-            cls, topic, lambda data, topic=topic: self._on_message(topic, data), qos, raw=True
+            cls, topic, lambda data, topic=topic: self._on_message(topic, data), profile, raw=True
         )
-        self._recordings[topic] = _Recording(msgtype, qos, subscription)
+        self._recordings[topic] = _Recording(msgtype, profile, subscription)
         self.get_logger().info(
-            f"recording {topic} ({msgtype}, {_describe_qos(qos)}, {self.settings.roles[topic]})"
+            f"recording {topic} ({msgtype}, {_describe_qos(profile)}, {self.settings.roles[topic]})"
         )
 
     def _warn_once(self, key: str, text: str) -> None:

@@ -35,7 +35,6 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.context import Context
 from rclpy.duration import Duration
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
@@ -46,6 +45,7 @@ from lightwam_ros.control.joint_follower import JointFollower
 from lightwam_ros.nodes.command_input import CommandInput, command_parameters
 from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
 from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.ros import qos
 from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.ros.node_registry import NODE_KINDS, SIM
 from lightwam_ros.ros.parameter_checks import NodeSource
@@ -109,29 +109,29 @@ class SimBridgeNode(ConfiguredNode):
             )
         self._render_every = max(1, round(1.0 / (camera_rate * self.sim.control_dt)))
         self._task = task
-        qos = QoSProfile(depth=10)
-        self._clock_pub = self.create_publisher(Clock, "/clock", qos)
-        self._joint_pub = self.create_publisher(JointState, joint_topic, qos)
+        self._clock_pub = self.create_publisher(Clock, "/clock", qos.SIMULATED_SENSORS)
+        self._joint_pub = self.create_publisher(JointState, joint_topic, qos.SIMULATED_SENSORS)
         members = read_parameters(
             source,
             SIM_SCHEMA,
             {"role": [camera.role for camera in self.sim.cameras], "arm": [arm.name for arm in spec.arms]},
         )
         self._image_pubs = {
-            camera.role: self.create_publisher(Image, members[f"cameras.{camera.role}.topic"], qos)
+            camera.role: self.create_publisher(
+                Image, members[f"cameras.{camera.role}.topic"], qos.SIMULATED_SENSORS
+            )
             for camera in self.sim.cameras
         }
         self._pose_pubs = {
-            arm.name: self.create_publisher(PoseStamped, members[f"eef_pose.{arm.name}.topic"], qos)
+            arm.name: self.create_publisher(
+                PoseStamped, members[f"eef_pose.{arm.name}.topic"], qos.SIMULATED_SENSORS
+            )
             for arm in spec.arms
         }
-        self._success_pub = self.create_publisher(Bool, topics["success_topic"], qos)
-        self._status_pub = self.create_publisher(String, topics["status_topic"], qos)
-        latched = QoSProfile(
-            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
-        )
+        self._success_pub = self.create_publisher(Bool, topics["success_topic"], qos.COMMANDS)
+        self._status_pub = self.create_publisher(String, topics["status_topic"], qos.COMMANDS)
         self._instruction_pub = (
-            self.create_publisher(String, topics["instruction_topic"], latched)
+            self.create_publisher(String, topics["instruction_topic"], qos.LATCHED)
             if topics["instruction_topic"].strip()
             else None
         )
@@ -143,7 +143,7 @@ class SimBridgeNode(ConfiguredNode):
         if self._script is not None:
             if command_type != "joint_trajectory":
                 raise ValueError("a scripted demonstration publishes joint_trajectory commands")
-            self._demo_pub = self.create_publisher(JointTrajectory, command_topic, qos)
+            self._demo_pub = self.create_publisher(JointTrajectory, command_topic, qos.COMMANDS)
         else:
             self.commands = CommandInput(
                 self,
@@ -151,7 +151,6 @@ class SimBridgeNode(ConfiguredNode):
                 command_topic,
                 self._new_follower(np.zeros(len(self.sim.joint_names))),
                 self._now_ns,
-                qos,
                 refuse=self._refuse,
             )
         self._call(self._start_episode)

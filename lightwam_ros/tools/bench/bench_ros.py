@@ -53,7 +53,6 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, QoSProfile
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Empty
@@ -62,6 +61,7 @@ from trajectory_msgs.msg import JointTrajectory
 from lightwam_ros.msg import ActionChunk, PolicyStatus
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.policy.state_builder import StateBuilder, default_chains
+from lightwam_ros.ros import qos
 from lightwam_ros.ros.diagnostics import format_value
 from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.ros.joint_state import make_joint_state
@@ -221,22 +221,20 @@ class Probe:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("lightwam_bench_ros", context=self.context)
+        # Deeper queues than the observers': every message of a benchmark run counts.
         self.node.create_subscription(
-            ActionChunk, topics.chunk, self._recorder(self.chunks), QoSProfile(depth=100)
+            ActionChunk, topics.chunk, self._recorder(self.chunks), qos.profile(100)
         )
         self.node.create_subscription(
-            PolicyStatus,
-            topics.status,
-            self._recorder(self.statuses),
-            QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+            PolicyStatus, topics.status, self._recorder(self.statuses), qos.profile(10, latched=True)
         )
         self.node.create_subscription(
-            DiagnosticArray, topics.diagnostics, self._on_diagnostics, QoSProfile(depth=100)
+            DiagnosticArray, topics.diagnostics, self._on_diagnostics, qos.profile(100)
         )
         if topics.command is not None:
             mode, topic = topics.command
             self.node.create_subscription(
-                command_type(mode), topic, self._on_command, QoSProfile(depth=1000), raw=True
+                command_type(mode), topic, self._on_command, qos.profile(1000), raw=True
             )
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.node)
@@ -295,7 +293,7 @@ class Probe:
                 self.changed.wait(min(left, 0.2))
 
     def publisher(self, kind: type, topic: str) -> Any:
-        return self.node.create_publisher(kind, topic, 10)
+        return self.node.create_publisher(kind, topic, qos.COMMANDS)
 
     def close(self) -> None:
         self._running = False

@@ -28,11 +28,11 @@ from typing import Any
 
 from rclpy.client import Client
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from lightwam_ros.policy.embodiment import load_embodiment
+from lightwam_ros.ros import qos
 from lightwam_ros.ros.node_registry import NODE_KINDS, RECORDER, SIM
 from lightwam_ros.ros.param_files import params_file, read_params
 from lightwam_ros.ros.robot_params import SIM_SCHEMA
@@ -54,7 +54,7 @@ class DemoWatcher(Node):
         super().__init__("lightwam_sim_demos", context=context)
         self.status: dict[str, Any] = {}
         self.reset: Client = self.create_client(Trigger, reset_service)
-        self.create_subscription(String, status_topic, self._on_status, QoSProfile(depth=10))
+        self.create_subscription(String, status_topic, self._on_status, qos.COMMANDS)
 
     def _on_status(self, msg: String) -> None:
         try:

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 from rclpy.context import Context
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from lightwam_ros.msg import ActionChunk, PolicyStatus
+from lightwam_ros.ros import qos
 from lightwam_ros.ros.image_conversion import image_to_rgb
 from lightwam_ros.ros.stamps import stamp_to_nanoseconds
 from lightwam_ros.tools.launch.bringup_observer import MotionStats
@@ -90,21 +90,14 @@ class SimEvalObserver(Node):
         self._current: EpisodeRecord | None = None
         self.policy_state: int | None = None
         self.policy_message = ""
-        reliable = QoSProfile(depth=50)
+        reliable = qos.profile(50)
         self.create_subscription(ActionChunk, topics.chunk_topic, self._on_chunk, reliable)
-        self.create_subscription(
-            JointTrajectory, topics.command_topic, self._on_command, QoSProfile(depth=200)
-        )
-        self.create_subscription(
-            JointState, topics.joint_state_topic, self._on_joint_state, QoSProfile(depth=200)
-        )
+        self.create_subscription(JointTrajectory, topics.command_topic, self._on_command, qos.OBSERVER)
+        self.create_subscription(JointState, topics.joint_state_topic, self._on_joint_state, qos.OBSERVER)
         self.create_subscription(String, sim_status_topic, self._on_sim_status, reliable)
-        self.create_subscription(Image, camera_topic, self._on_image, QoSProfile(depth=5))
+        self.create_subscription(Image, camera_topic, self._on_image, qos.profile(5))
         self.create_subscription(
-            PolicyStatus,
-            topics.status_topic,
-            self._on_policy_status,
-            QoSProfile(depth=5, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+            PolicyStatus, topics.status_topic, self._on_policy_status, qos.profile(5, latched=True)
         )
 
     def begin(self, episode: int, clock_start: float, time_limit: float) -> EpisodeRecord:

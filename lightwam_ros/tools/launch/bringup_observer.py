@@ -20,11 +20,11 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from lightwam_ros.msg import ActionChunk, PolicyStatus
+from lightwam_ros.ros import qos
 from lightwam_ros.ros.stamps import stamp_to_nanoseconds
 from lightwam_ros.tools.launch.bringup_plan import ObservedTopics
 
@@ -153,24 +153,16 @@ class BringupObserver(Node):
         self._policy_status: PolicyStatus | None = None
         self._executor_state = ""
         self._started = time.monotonic()
-        reliable = QoSProfile(depth=10)
-        self.create_subscription(ActionChunk, topics.chunk_topic, self._on_chunk, reliable)
+        self.create_subscription(ActionChunk, topics.chunk_topic, self._on_chunk, qos.COMMANDS)
         if topics.command_type == "joint_trajectory":
-            self.create_subscription(
-                JointTrajectory, topics.command_topic, self._on_trajectory, QoSProfile(depth=200)
-            )
+            self.create_subscription(JointTrajectory, topics.command_topic, self._on_trajectory, qos.OBSERVER)
         else:
-            self.create_subscription(
-                JointState, topics.command_topic, self._on_joint_command, QoSProfile(depth=200)
-            )
-        self.create_subscription(JointState, topics.joint_state_topic, self._on_joint_state, reliable)
+            self.create_subscription(JointState, topics.command_topic, self._on_joint_command, qos.OBSERVER)
+        self.create_subscription(JointState, topics.joint_state_topic, self._on_joint_state, qos.COMMANDS)
+        self.create_subscription(PolicyStatus, topics.status_topic, self._on_status, qos.LATCHED)
         self.create_subscription(
-            PolicyStatus,
-            topics.status_topic,
-            self._on_status,
-            QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+            DiagnosticArray, topics.diagnostics_topic, self._on_diagnostics, qos.COMMANDS
         )
-        self.create_subscription(DiagnosticArray, topics.diagnostics_topic, self._on_diagnostics, reliable)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
