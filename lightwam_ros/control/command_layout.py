@@ -210,7 +210,8 @@ class CommandLayout:
 
 
 def _load_chain(arm: ArmSpec, kinematics_file: str) -> SerialChain:
-    """The arm's kinematics: a YAML file of modified-DH rows, else its embodiment's."""
+    """The arm's kinematics: a YAML file in ``SerialChain``'s form (a URDF-style joint chain or
+    modified-DH rows), else its embodiment's ``kinematics`` section."""
     if kinematics_file:
         path = Path(kinematics_file).expanduser()
         if not path.is_file():
@@ -220,8 +221,8 @@ def _load_chain(arm: ArmSpec, kinematics_file: str) -> SerialChain:
         chain = arm_chain(arm)
     else:
         raise ValueError(
-            f"arm {arm.name!r} ({list(arm.joints)}) needs a kinematics section in "
-            "its embodiment or a kinematics_file with its modified-DH parameters "
+            f"arm {arm.name!r} ({list(arm.joints)}) needs a kinematics section in its embodiment "
+            "(a URDF-style chain or modified-DH rows) or a kinematics_file in SerialChain's form "
             "for delta-EEF execution"
         )
     if chain.joint_names != arm.joints:

@@ -112,7 +112,9 @@ EXECUTOR_SCHEMA = NodeSchema(
             "kinematics_file",
             "string",
             "",
-            "Modified-DH YAML of the arm for delta-EEF chunks (empty: the Panda for Panda joint names).",
+            "YAML of the arm's chain for delta-EEF chunks, as SerialChain reads it: a URDF-style joint "
+            "chain (convention: urdf) or modified-DH rows (empty: the kinematics section of the arm's "
+            "embodiment).",
         ),
         ParameterSpec(
             "joint_names",
