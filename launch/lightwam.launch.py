@@ -17,6 +17,7 @@ process has started and activates it once configured (autostart:=true, the defau
 autostart:=false they wait, unconfigured, for ``ros2 lifecycle set /<node> configure`` and then
 ``activate`` (``deactivate`` stops the chunks and makes the executor brake to a hold).
 """
+
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
@@ -31,16 +32,16 @@ from lifecycle_msgs.msg import Transition
 from lightwam_ros.ros.node_registry import NODE_KINDS
 from lightwam_ros.ros.param_files import PACKAGE
 from lightwam_ros.ros.parameter_schema import AUTOSTART
-from lightwam_ros.tools.launch.bringup_plan import (LAUNCH_ARGUMENTS, launch_flag,
-                                                    plan_from_launch_arguments)
+from lightwam_ros.tools.launch.bringup_plan import LAUNCH_ARGUMENTS, launch_flag, plan_from_launch_arguments
 from lightwam_ros.tools.launch.child_process import STOP_TIMEOUT
 from lightwam_ros.tools.launch.rviz_config import write_rviz_config
 
 
 def _nodes(context, *args, **kwargs):
     """The plan's nodes for the arguments' values (known only once the launch runs)."""
-    values = {argument.name: LaunchConfiguration(argument.name).perform(context)
-              for argument in LAUNCH_ARGUMENTS}
+    values = {
+        argument.name: LaunchConfiguration(argument.name).perform(context) for argument in LAUNCH_ARGUMENTS
+    }
     rviz = launch_flag(values, "rviz")
     if rviz:
         _require_rviz2()
@@ -52,14 +53,20 @@ def _nodes(context, *args, **kwargs):
     actions = []
     for node in plan.nodes:
         managed = NODE_KINDS[node.role].managed
-        options = dict(package=PACKAGE, executable=node.executable, name=node.node_name,
-                       output="screen", emulate_tty=True, additional_env=dict(node.env),
-                       sigterm_timeout=sigterm_timeout,
-                       arguments=list(node.arguments),
-                       parameters=([str(node.params_file)] if node.params_file else [])
-                       + ([dict(node.overrides)] if node.overrides else [])
-                       # launch (or the user) drives a managed node's transitions
-                       + ([{AUTOSTART.name: False}] if managed else []))
+        options = dict(
+            package=PACKAGE,
+            executable=node.executable,
+            name=node.node_name,
+            output="screen",
+            emulate_tty=True,
+            additional_env=dict(node.env),
+            sigterm_timeout=sigterm_timeout,
+            arguments=list(node.arguments),
+            parameters=([str(node.params_file)] if node.params_file else [])
+            + ([dict(node.overrides)] if node.overrides else [])
+            # launch (or the user) drives a managed node's transitions
+            + ([{AUTOSTART.name: False}] if managed else []),
+        )
         if not managed:
             actions.append(Node(**options))
             continue
@@ -68,24 +75,41 @@ def _nodes(context, *args, **kwargs):
             actions += _configure_then_activate(action)
         actions.append(action)
     if rviz:
-        actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
-                            arguments=["-d", str(write_rviz_config(plan, values["embodiment"]))],
-                            parameters=[{"use_sim_time": plan.use_sim_time}]))
+        actions.append(
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="rviz2",
+                output="screen",
+                arguments=["-d", str(write_rviz_config(plan, values["embodiment"]))],
+                parameters=[{"use_sim_time": plan.use_sim_time}],
+            )
+        )
     return actions
 
 
 def _configure_then_activate(node):
     """Handlers that configure ``node`` once its process has started and activate it once
     configured (a failed configure leaves it unconfigured, its reason in its log)."""
-    def change(transition):
-        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                           transition_id=transition))
 
-    return [RegisterEventHandler(OnProcessStart(
-                target_action=node, on_start=[change(Transition.TRANSITION_CONFIGURE)])),
-            RegisterEventHandler(OnStateTransition(
-                target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
-                entities=[change(Transition.TRANSITION_ACTIVATE)]))]
+    def change(transition):
+        return EmitEvent(
+            event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition)
+        )
+
+    return [
+        RegisterEventHandler(
+            OnProcessStart(target_action=node, on_start=[change(Transition.TRANSITION_CONFIGURE)])
+        ),
+        RegisterEventHandler(
+            OnStateTransition(
+                target_lifecycle_node=node,
+                start_state="configuring",
+                goal_state="inactive",
+                entities=[change(Transition.TRANSITION_ACTIVATE)],
+            )
+        ),
+    ]
 
 
 def _require_rviz2() -> None:
@@ -94,15 +118,21 @@ def _require_rviz2() -> None:
     try:
         get_package_prefix("rviz2")
     except PackageNotFoundError:
-        raise RuntimeError("rviz:=true needs rviz2, which is not installed (no package 'rviz2' "
-                           "in AMENT_PREFIX_PATH): install ros-<distro>-rviz2, or launch with "
-                           "rviz:=false") from None
+        raise RuntimeError(
+            "rviz:=true needs rviz2, which is not installed (no package 'rviz2' "
+            "in AMENT_PREFIX_PATH): install ros-<distro>-rviz2, or launch with "
+            "rviz:=false"
+        ) from None
 
 
 def generate_launch_description():
-    arguments = [DeclareLaunchArgument(argument.name, default_value=argument.default,
-                                       description=argument.description,
-                                       **({"choices": list(argument.choices)}
-                                          if argument.choices else {}))
-                 for argument in LAUNCH_ARGUMENTS]
+    arguments = [
+        DeclareLaunchArgument(
+            argument.name,
+            default_value=argument.default,
+            description=argument.description,
+            **({"choices": list(argument.choices)} if argument.choices else {}),
+        )
+        for argument in LAUNCH_ARGUMENTS
+    ]
     return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])
