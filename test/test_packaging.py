@@ -74,6 +74,8 @@ def test_everything_the_setup_reads_is_tracked_by_git():
         "scripts/setup.sh",
         "scripts/run_tests.sh",
         "scripts/run_demo.sh",
+        "packages/aloha_sim/model.safetensors",  # the main job's learned package
+        "packages/aloha_sim/instructions.safetensors",
         ".ci/run",
         "CMakeLists.txt",
         "package.xml",

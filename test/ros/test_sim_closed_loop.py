@@ -98,3 +98,37 @@ def test_a_scripted_demonstration_is_recorded_and_succeeds(tmp_path):
         reader.counts[f"/camera/{role}/image_raw"] >= steps // 2
         for role in ("head", "left_wrist", "right_wrist")
     )
+
+
+PACKAGE = Path(__file__).resolve().parents[2] / "packages" / "aloha_sim"
+
+
+def test_the_committed_trained_package_reaches_for_the_cube(tmp_path):
+    """The learned small package the repository ships, through the real nodes for the first 4 s of
+    a training seed: chunks are executed and the right gripper closes in on the cube (the
+    approach takes the scripted demonstrations about 2 s); success itself is not asserted."""
+    out = tmp_path / "eval"
+    result = _run(
+        str(BIN / "lightwam-sim-eval"),
+        "--sim",
+        "aloha:transfer_cube",
+        "--checkpoint",
+        str(PACKAGE / "model.safetensors"),
+        "--instructions",
+        str(PACKAGE / "instructions.safetensors"),
+        "--episodes",
+        "1",
+        "--episode-seconds",
+        "4",
+        "--out",
+        str(out),
+        "--params",
+        "policy:warmup:=1",
+    )
+    assert result.returncode == 0
+    report = json.loads((out / "report.json").read_text())
+    (episode,) = report["per_episode"]
+    assert not report["tiny"] and episode["chunks"] > 0 and episode["commands_applied_by_sim"] > 0
+    reach = episode["object_distance_m"]
+    assert reach["closest"] < reach["start"] - 0.03, reach
+    assert report["summary"]["within_limits"]
