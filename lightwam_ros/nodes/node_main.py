@@ -264,9 +264,13 @@ class ManagedNode(TimeJumps, LifecycleNode):
             self._release(built)
 
     def destroy_node(self) -> None:
-        """Stop what configure started first: no thread may use a destroyed handle."""
+        """Stop what configure started first: no thread may use a destroyed handle.  Then the
+        lifecycle state machine, which rclpy leaves alive: it holds the rcl node, which would
+        stay in the graph (its change_state service answering nothing) for as long as anything
+        references this object - a failed start's traceback, for one."""
         self._unconfigure()
         super().destroy_node()
+        self._state_machine.destroy_when_not_in_use()
 
 
 def describe_failure(error: BaseException) -> str:

@@ -447,9 +447,11 @@ class TestBadInputsOnARunningExecutor:
         )
         wait_until(lambda: len(harness.commands) > before + 250, 10, "a second more commands")
         # 250 Hz here: no gap of more than a few periods around the huge chunk (the control
-        # thread never parses it), and the good chunks keep the arm running.
+        # thread never parses it), and the good chunks keep the arm running.  rclpy turns the
+        # 5.6 MB message into Python holding the GIL, which the control thread needs: that costs
+        # a few periods (CI measured 22 ms at load), never the 430-580 ms of planning it.
         gaps = np.diff([c[0] for c in harness.commands[max(before - 50, since_command) :]])
-        assert gaps.max() < 5 / 250, f"largest gap between commands {1e3 * gaps.max():.1f} ms"
+        assert gaps.max() < 10 / 250, f"largest gap between commands {1e3 * gaps.max():.1f} ms"
         assert harness.state()[0] == "RUNNING", harness.state()
 
     def test_reordered_chunk_columns_are_matched_by_name(self, running, harness):
@@ -680,6 +682,17 @@ def test_invalid_parameters_raise_when_built_in_process(ros_context, overrides, 
             context=ros_context,
             parameter_overrides=[Parameter(name, value=value) for name, value in base.items()],
         )
+    # The refused node leaves the graph, although the raised error still references it: a node
+    # left behind would answer lifecycle requests meant for a later executor (a launch's).
+    probe = rclpy.create_node("leftover_probe", context=ros_context)
+    try:
+        wait_until(
+            lambda: ("lightwam_executor", "/") not in probe.get_node_names_and_namespaces(),
+            5,
+            "the refused executor to leave the graph",
+        )
+    finally:
+        probe.destroy_node()
 
 
 # ------------------------------------------------------------------ in-process nodes

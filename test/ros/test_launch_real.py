@@ -56,6 +56,18 @@ RATE_WINDOW = 1.0  # s over which the command rate is measured
 BAG_AFTER_READY = 4.0
 # executable -> node name, for the nodes of a loopback launch
 NODES = {NODE_KINDS[role].executable: NODE_KINDS[role].node_name for role in ("policy", "executor", "robot")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_domain():
+    """These launches and their observers get a ROS domain of their own: a node another test of
+    this process left in the suite's domain must not answer the launch's lifecycle requests."""
+    suite = os.environ["ROS_DOMAIN_ID"]
+    os.environ["ROS_DOMAIN_ID"] = str(int(suite) % 100 + 1)
+    yield
+    os.environ["ROS_DOMAIN_ID"] = suite
+
+
 ros_context = pytest.fixture(fresh_ros_context)
 module_ros_context = pytest.fixture(fresh_ros_context, scope="module")
 
