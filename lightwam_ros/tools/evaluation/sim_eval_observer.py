@@ -46,7 +46,8 @@ class EpisodeRecord:
     sim_time: float = 0.0
     success_time: float | None = None
     steps: int = 0
-    commands_at_start: int | None = None
+    commands_at_start: int | None = None  # the bridge's run-long counters at the episode's start
+    rejected_at_start: int = 0
     commands_received: int = 0
     commands_rejected: int = 0
     step_ms: list[float] = field(default_factory=list)
@@ -165,8 +166,9 @@ class SimEvalObserver(Node):
                 return
             if record.commands_at_start is None:
                 record.commands_at_start = status["commands_received"]
+                record.rejected_at_start = status["commands_rejected"]
             record.commands_received = status["commands_received"] - record.commands_at_start
-            record.commands_rejected = status["commands_rejected"]
+            record.commands_rejected = status["commands_rejected"] - record.rejected_at_start
             record.sim_time, record.steps = float(status["time"]), int(status["step"])
             record.step_ms.append(float(status["step_ms"]))
             record.render_ms.append(float(status["render_ms"]))
