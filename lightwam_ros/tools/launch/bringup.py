@@ -140,7 +140,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="[NODE:]NAME:=VALUE",
         help="parameter overrides; NODE is policy, executor or robot, without it "
-        "every node whose parameter file sets NAME gets it",
+        "every started node that declares NAME gets it",
     )
     parser.add_argument(
         "--policy-threads",

@@ -57,8 +57,8 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class ParamOverride:
-    """``[role:]name:=value`` from the command line; without a role it goes to every node whose
-    parameter file sets ``name``."""
+    """``[role:]name:=value`` from the command line; without a role it goes to every started node
+    that declares ``name`` (``_route``)."""
 
     role: str | None
     name: str
