@@ -110,6 +110,9 @@ class DiTConfig(_DictMixin):
     text_len: int = 128
     freq_dim: int = 256
     eps: float = 1e-6
+    # A fixed absolute 2-D position table added to the patch embeddings (grid_positions.py): for
+    # backbones trained from scratch; Wan, and so the release, has none.
+    absolute_positions: bool = False
 
     def __post_init__(self) -> None:
         _require_positive(
@@ -132,6 +135,8 @@ class DiTConfig(_DictMixin):
             raise ValueError(f"DiTConfig head_dim={self.head_dim} must be even and >= 12 for 3-D RoPE")
         if self.freq_dim % 2:
             raise ValueError(f"DiTConfig.freq_dim={self.freq_dim} must be even (cos|sin halves)")
+        if self.absolute_positions and self.dim % 4:
+            raise ValueError(f"DiTConfig.dim={self.dim} must be divisible by 4 for absolute_positions")
         if len(self.patch_size) != 3 or min(self.patch_size) <= 0:
             raise ValueError(f"DiTConfig.patch_size must be 3 positive ints, got {self.patch_size}")
 

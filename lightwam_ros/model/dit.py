@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from .adapters import build_adapters
 from .config import AdapterConfig, DiTConfig, LoRAConfig
+from .grid_positions import grid_position_embedding
 from .lora import maybe_lora, project
 from .rope import RopeTables, apply_rope
 
@@ -265,6 +266,8 @@ class WanDiT(nn.Module):
 
         dtype = self.patch_embedding.weight.dtype
         tokens = self.patch_embedding(latents.to(dtype)).flatten(2).transpose(1, 2).contiguous()
+        if cfg.absolute_positions:
+            tokens = tokens + grid_position_embedding(grid, cfg.dim, tokens.device).to(dtype)
         e = self.time_embedding(sinusoidal_embedding(cfg.freq_dim, t.reshape(batch, -1)).to(dtype)).float()
         e0 = self.time_projection(e.to(dtype)).float().unflatten(-1, (NUM_MODULATIONS, cfg.dim))
         cos, sin = self.rope(grid, latents.device)

@@ -43,6 +43,7 @@ class ModelConfig:
     init: str = ""  # package checkpoint to start from; "" = seeded random
     trainable: str = "full"  # lora: the paper's set; full: everything, VAE included
     latent_norm: str = "config"  # data: standardise latents with this data's statistics
+    absolute_positions: bool = False  # from scratch: tokens get an absolute 2-D position table
     grad_checkpointing: bool = True  # CUDA only
 
 
@@ -231,6 +232,11 @@ def _check(config: TrainConfig, source: str) -> None:
     )
     need(m.trainable in TRAINABLE_SETS, f"model.trainable must be one of {TRAINABLE_SETS}")
     need(m.latent_norm in LATENT_NORMS, f"model.latent_norm must be one of {LATENT_NORMS}")
+    need(
+        not (m.init and m.absolute_positions),
+        "model.absolute_positions applies to a model built from scratch; with model.init the "
+        "checkpoint's own config decides",
+    )
     need(run.precision in PRECISIONS, f"run.precision must be one of {PRECISIONS}")
     need(run.export_dtype in EXPORT_DTYPES, f"run.export_dtype must be one of {EXPORT_DTYPES}")
     need(d.video_frames >= 1 and d.frame_stride >= 1, "data.video_frames and frame_stride must be >= 1")

@@ -1,6 +1,7 @@
 """The model a run starts from and the parameters it trains.
 
-- ``init`` empty: a seeded random model of the preset for the embodiment's dimensions; a path:
+- ``init`` empty: a seeded random model of the preset for the embodiment's dimensions (with
+  ``absolute_positions``: the backbone's tokens get an absolute position table); a path:
   a package checkpoint (a converted release for ``lora``), checked against the embodiment.
 - ``lora``: the paper's set (LoRA, adapters, video head, expert, proprio encoder) on a frozen
   backbone and VAE; ``full``: every parameter, the VAE encoder included.
@@ -33,16 +34,13 @@ def build_model(cfg: ModelConfig, spec: EmbodimentSpec, seed: int) -> LightWAM:
             raise ValueError(f"{cfg.init}: model (state, action, horizon) {dims} does not fit {spec.name}")
         model = model.float()
     else:
+        config = make_config(
+            cfg.preset, action_dim=spec.action_dim, proprio_dim=spec.state_dim, horizon=spec.chunk.length
+        )
+        dit = dataclasses.replace(config.dit, absolute_positions=cfg.absolute_positions)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = LightWAM(
-                make_config(
-                    cfg.preset,
-                    action_dim=spec.action_dim,
-                    proprio_dim=spec.state_dim,
-                    horizon=spec.chunk.length,
-                )
-            )
+            model = LightWAM(dataclasses.replace(config, dit=dit))
     return model.train()
 
 

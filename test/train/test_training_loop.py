@@ -17,7 +17,7 @@ from lightwam_ros.model.config import PRESETS
 from lightwam_ros.policy.canvas import build_canvas
 from lightwam_ros.policy.runner import PolicyOutputError, PolicyRunner
 from lightwam_ros.train.cli import main
-from lightwam_ros.train.config import config_from_dict
+from lightwam_ros.train.config import TrainConfigError, config_from_dict
 from lightwam_ros.train.loop import Trainer
 from lightwam_ros.train.objective import sample_generators
 from lightwam_ros.train.progress import tensorboard_available
@@ -191,3 +191,27 @@ def test_a_training_encoder_gets_the_action_gradient_from_frame_zero_alone(works
     )
     assert split.action.item() == pytest.approx(whole.action.item(), rel=1e-5)
     assert split.video.item() == pytest.approx(whole.video.item(), rel=1e-5)
+
+
+def test_a_model_trained_with_absolute_positions_keeps_them_in_its_export(workspace):
+    config = config_from_dict(base_config(workspace, model={"absolute_positions": True}, optim={"steps": 1}))
+    trainer = Trainer(config)
+    assert trainer.model.cfg.dit.absolute_positions  # the video loss (on here) runs with them too
+    loaded = load_checkpoint(trainer.run()).model
+    assert loaded.cfg.dit.absolute_positions
+    trained = trainer.model.eval()
+    latents = torch.randn(1, 16, 1, 4, 4)
+    instruction = torch.randn(1, loaded.cfg.dit.text_len, loaded.cfg.dit.text_dim)
+    proprio = torch.randn(1, loaded.cfg.proprio_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.infer_action_from_latents(latents, instruction, proprio),
+            trained.infer_action_from_latents(latents, instruction, proprio),
+        )
+
+
+def test_absolute_positions_are_refused_for_a_model_started_from_a_checkpoint(workspace):
+    with pytest.raises(TrainConfigError, match="absolute_positions"):
+        config_from_dict(
+            base_config(workspace, model={"init": "package.safetensors", "absolute_positions": True})
+        )
