@@ -19,9 +19,10 @@ OCTAVES = 5.0  # frequencies from pi (half a wave across the frame) to pi * 2**O
 
 
 def grid_position_embedding(grid: Grid, dim: int, device: torch.device) -> Tensor:
-    """``[cos | sin]`` of row, then of column, per token in (f, h, w) raster order: [f*h*w, dim] float32."""
-    if dim % 4:
-        raise ValueError(f"the absolute position embedding needs a width divisible by 4, got {dim}")
+    """``[cos | sin]`` of row, then of column, per token in (f, h, w) raster order: [f*h*w, dim] float32.
+
+    ``dim`` is a multiple of 4 (``DiTConfig`` checks it).
+    """
     frames, height, width = grid
     freqs = torch.pi * 2.0 ** torch.linspace(0.0, OCTAVES, dim // 4, dtype=torch.float64, device=device)
 
