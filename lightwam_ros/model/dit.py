@@ -22,8 +22,9 @@ from torch import Tensor, nn
 from .adapters import build_adapters
 from .config import AdapterConfig, DiTConfig, LoRAConfig
 from .grid_positions import grid_position_embedding
+from .grid_tables import GridTables
 from .lora import maybe_lora, project
-from .rope import RopeTables, apply_rope
+from .rope import apply_rope, rope_cos_sin
 
 NUM_MODULATIONS = 6  # shift/scale/gate for self-attention, then for the FFN
 
@@ -201,7 +202,9 @@ class WanDiT(nn.Module):
         self.adapter_layers: tuple[int, ...] = () if adapters is None else tuple(adapters.layers)
         if adapters is not None:
             self.wam_adapters = build_adapters(cfg.dim, adapters, cfg.eps)
-        self.rope = RopeTables(cfg.head_dim)
+        head_dim, dim = cfg.head_dim, cfg.dim
+        self.rope = GridTables(lambda grid, device: rope_cos_sin(grid, head_dim, device))
+        self.positions = GridTables(lambda grid, device: grid_position_embedding(grid, dim, device))
 
     # ----------------------------------------------------------------------------------- public
     def forward(
@@ -267,7 +270,7 @@ class WanDiT(nn.Module):
         dtype = self.patch_embedding.weight.dtype
         tokens = self.patch_embedding(latents.to(dtype)).flatten(2).transpose(1, 2).contiguous()
         if cfg.absolute_positions:
-            tokens = tokens + grid_position_embedding(grid, cfg.dim, tokens.device).to(dtype)
+            tokens = tokens + self.positions(grid, tokens.device).to(dtype)
         e = self.time_embedding(sinusoidal_embedding(cfg.freq_dim, t.reshape(batch, -1)).to(dtype)).float()
         e0 = self.time_projection(e.to(dtype)).float().unflatten(-1, (NUM_MODULATIONS, cfg.dim))
         cos, sin = self.rope(grid, latents.device)

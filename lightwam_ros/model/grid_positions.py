@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-Grid = tuple[int, int, int]
+from .grid_tables import Grid
+
 OCTAVES = 5.0  # frequencies from pi (half a wave across the frame) to pi * 2**OCTAVES
 
 

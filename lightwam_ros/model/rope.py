@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-Grid = tuple[int, int, int]
+from .grid_tables import Grid
 
 
 def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
@@ -52,26 +52,3 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     cos, sin = cos[:, None, :], sin[:, None, :]  # broadcast over heads
     rotated = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
     return rotated.flatten(-2).to(x.dtype)
-
-
-class RopeTables:
-    """Per-grid cache of the RoPE tables so eager inference does not rebuild them every step.
-
-    Deliberately not an nn.Module with buffers: ``model.to(torch.bfloat16)`` would otherwise round
-    the tables. Under torch.compile the tables are built inline (pure tensor ops on constants),
-    which keeps the traced graph free of Python-side cache mutation.
-    """
-
-    def __init__(self, head_dim: int, theta: float = 10000.0) -> None:
-        rope_axis_dims(head_dim)  # validates
-        self.head_dim = head_dim
-        self.theta = theta
-        self._cache: dict[tuple[tuple[int, ...], torch.device], tuple[Tensor, Tensor]] = {}
-
-    def __call__(self, grid: Grid, device: torch.device) -> tuple[Tensor, Tensor]:
-        if torch.compiler.is_compiling():
-            return rope_cos_sin(grid, self.head_dim, device, self.theta)
-        key = (tuple(grid), torch.device(device))
-        if key not in self._cache:
-            self._cache[key] = rope_cos_sin(grid, self.head_dim, device, self.theta)
-        return self._cache[key]
