@@ -4,10 +4,12 @@ configure and activate a managed node, spin, always shut down cleanly)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import textwrap
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import rclpy
@@ -310,6 +312,34 @@ NodeT = TypeVar("NodeT", bound=Node)
 
 EXIT_INVALID_CONFIGURATION = 2
 _POLL_SECONDS = 0.1
+# s that rclpy's own teardown (node destruction, shutdown) may take once a node's work is saved;
+# it normally takes well under a second.
+TEARDOWN_GRACE = 5.0
+
+
+@contextlib.contextmanager
+def teardown_deadline(node_name: str, status: int, grace: float = TEARDOWN_GRACE) -> Iterator[None]:
+    """End the process with ``status`` if the block has not returned within ``grace`` seconds.
+
+    For rclpy's teardown once a node's own work is done and saved (the recorder's bag closed,
+    the spin loop left): a teardown stuck in rclpy (seen once in CI, after the recorder closed its
+    bag) must not keep the process, and so ``ros2 launch`` or the bring-up, waiting until it is
+    killed.  A block that returns in time cancels the deadline.
+    """
+
+    def give_up() -> None:
+        rclpy.logging.get_logger(node_name).warning(
+            f"rclpy's teardown did not return within {grace:g} s; exiting with status {status}"
+        )
+        os._exit(status)
+
+    timer = threading.Timer(grace, give_up)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 class _Autostart(threading.Thread):
@@ -363,12 +393,14 @@ def run_node(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
+    status = 1  # what an exception leaves
     try:
         try:
             node = create()
         except INVALID_CONFIGURATION as error:
             rclpy.logging.get_logger(node_name).fatal(f"invalid configuration: {error}")
-            return EXIT_INVALID_CONFIGURATION
+            status = EXIT_INVALID_CONFIGURATION
+            return status
         built.append(node)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
@@ -385,7 +417,10 @@ def run_node(
             node.destroy_node()
         refused = None if starting is None or stop.is_set() else starting.error
         if refused is not None:
-            return EXIT_INVALID_CONFIGURATION if isinstance(refused, INVALID_CONFIGURATION) else 1
-        return 1 if failed(node) else 0
+            status = EXIT_INVALID_CONFIGURATION if isinstance(refused, INVALID_CONFIGURATION) else 1
+        else:
+            status = 1 if failed(node) else 0
+        return status
     finally:
-        rclpy.try_shutdown()
+        with teardown_deadline(node_name, status):
+            rclpy.try_shutdown()

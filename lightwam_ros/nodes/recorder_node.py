@@ -49,7 +49,7 @@ from lightwam_ros.bags.metadata import (
     topic_roles_text,
 )
 from lightwam_ros.bags.writer import BagWriteError, BagWriter, WriterStats
-from lightwam_ros.nodes.node_main import ConfiguredNode, run_node
+from lightwam_ros.nodes.node_main import ConfiguredNode, run_node, teardown_deadline
 from lightwam_ros.ros import qos
 from lightwam_ros.ros.message_types import message_class
 from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY, RECORDER
@@ -354,10 +354,13 @@ class RecorderNode(ConfiguredNode):
     def destroy_node(self) -> None:
         """Close the bag completely (queue drained, summary and metadata written) first."""
         writer, self._writer = self._writer, None
-        if writer is not None:
-            stats = writer.close()
-            self.get_logger().info(_summary(self.settings.output, stats, writer.error))
-        super().destroy_node()
+        if writer is None:
+            super().destroy_node()
+            return
+        stats = writer.close()
+        self.get_logger().info(_summary(self.settings.output, stats, writer.error))
+        with teardown_deadline(self.get_name(), 0):  # the bag is complete
+            super().destroy_node()
 
 
 def _dropped_text(stats: WriterStats) -> str:
