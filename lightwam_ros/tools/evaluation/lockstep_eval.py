@@ -1,0 +1,200 @@
+"""lightwam-lockstep-eval: the policy and the executor's core stepped with the simulator, no ROS.
+
+    lightwam-lockstep-eval --checkpoint M --instructions I --episodes 20 [--first-episode 0]
+
+The same episodes as ``lightwam-sim-eval`` (same simulator, seeds, parameter file of the
+executor, success signal), in the simulator's time instead of real time: at every control step
+the executor's core gets the joint state and returns the command the simulator steps to, and every
+``1 / policy_rate_hz`` the policy sees the scene as it is and its chunk, stamped with that
+instant, reaches the core at once. So inference takes no time, nothing jitters, and a run gives
+the same result every time. Set beside ``lightwam-sim-eval`` on the same seeds, it separates what
+the policy can do from what the real loop's timing (latency, jitter, process scheduling) costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lightwam_ros.control.command_layout import CommandLayout
+from lightwam_ros.control.executor_core import ChunkExecutorCore, ExecutorConfig
+from lightwam_ros.policy.chunk import NS_PER_S
+from lightwam_ros.policy.runner import PolicyRunner
+from lightwam_ros.policy.state_builder import StateBuilder
+from lightwam_ros.ros.executor_params import settings_from_values
+from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY
+from lightwam_ros.ros.param_files import params_file, read_params
+from lightwam_ros.ros.policy_params import PolicySettings
+from lightwam_ros.ros.policy_params import settings_from_values as policy_settings_from_values
+from lightwam_ros.sim.base import SimError, Simulator
+from lightwam_ros.sim.catalog import SimTask
+from lightwam_ros.tools.launch.bringup_plan import ParamOverride, PlanError
+
+# Time of an episode's reset on the stamps' clock: chunk stamps must be > 0.
+EPISODE_START_NS = NS_PER_S
+
+
+@dataclass(frozen=True)
+class LockstepEpisode:
+    episode: int
+    success: bool
+    length_s: float
+    chunks_accepted: int
+    chunks_refused: int
+    object_distance_closest_m: float | None
+
+
+class Lockstep:
+    """One policy, one executor configuration, one simulator: ``run(seed, seconds)`` per episode."""
+
+    def __init__(
+        self,
+        sim: Simulator,
+        runner: PolicyRunner,
+        policy: PolicySettings,
+        config: ExecutorConfig,
+        layout: CommandLayout,
+    ) -> None:
+        self.sim, self.runner, self.config, self.layout = sim, runner, config, layout
+        self.instruction = policy.instruction or sim.instruction
+        self.builder = StateBuilder(runner.spec, chains={})
+        self._commanded = [sim.joint_names.index(name) for name in layout.joint_names]
+        self._state_joints = [sim.joint_names.index(name) for name in self.builder.joint_names]
+        self._policy_period_ns = round(NS_PER_S / policy.rate)
+        self._step_ns = round(sim.control_dt * NS_PER_S)
+
+    def run(self, episode: int, seconds: float) -> LockstepEpisode:
+        """One episode until the simulator reports success or ``seconds`` of simulated time."""
+        state = self.sim.reset(episode)
+        core = ChunkExecutorCore(self.config)
+        targets = state.positions.copy()
+        accepted = refused = 0
+        closest = state.object_distance
+        next_chunk_ns = EPISODE_START_NS
+        while not state.success and state.time < seconds:
+            now_ns = EPISODE_START_NS + round(state.time * NS_PER_S)
+            core.update_measured(state.positions[self._commanded], now_ns)
+            if now_ns >= next_chunk_ns:
+                robot = self.builder.build(state.positions[self._state_joints])
+                output = self.runner.predict(
+                    self.sim.render(), robot.vector, self.instruction, stamp_ns=now_ns
+                )
+                current = targets[self._commanded]
+                chunk = self.layout.to_joint_targets(output.chunk, current=current).chunk
+                if core.submit_chunk(chunk).accepted:
+                    accepted += 1
+                else:
+                    refused += 1
+                next_chunk_ns += self._policy_period_ns
+            command = core.tick(now_ns + self._step_ns)  # where the arm must be after this step
+            if command.positions is not None:
+                targets[self._commanded] = command.positions
+            state = self.sim.step(targets)
+            if state.object_distance is not None:
+                closest = state.object_distance if closest is None else min(closest, state.object_distance)
+        return LockstepEpisode(
+            episode=episode,
+            success=bool(state.success),
+            length_s=round(float(state.time), 3),
+            chunks_accepted=accepted,
+            chunks_refused=refused,
+            object_distance_closest_m=None if closest is None else round(float(closest), 4),
+        )
+
+
+def policy_settings(embodiment: str, checkpoint: str, instructions: str) -> PolicySettings:
+    """The policy node's settings (rate, instruction, model files) from its parameter file."""
+    values = read_params(params_file(POLICY, embodiment), NODE_KINDS[POLICY].node_name)
+    return policy_settings_from_values(
+        {**values, "checkpoint": checkpoint, "instruction_cache": instructions}
+    )
+
+
+def executor_config(embodiment: str, overrides: Sequence[str]) -> tuple[ExecutorConfig, CommandLayout]:
+    """The executor's core configuration and command layout from its parameter file and
+    ``[executor:]NAME:=VALUE`` overrides, as the executor node would read them."""
+    values = read_params(params_file(EXECUTOR, embodiment), NODE_KINDS[EXECUTOR].node_name)
+    for text in overrides:
+        override = ParamOverride.parse(text)
+        if override.role not in (None, EXECUTOR):
+            raise PlanError(f"--params {text!r}: only the executor's parameters apply here")
+        values[override.name] = override.value
+    settings = settings_from_values(values)
+    layout = CommandLayout(settings.spec, settings.joint_names, settings.kinematics_file)
+    return settings.core_config(settings.limits(layout.joint_names, layout.lower, layout.upper)), layout
+
+
+def summary(episodes: Sequence[LockstepEpisode]) -> dict:
+    return {
+        "episodes": len(episodes),
+        "successes": sum(e.success for e in episodes),
+        "success_rate": round(sum(e.success for e in episodes) / max(1, len(episodes)), 3),
+        "failed": [e.episode for e in episodes if not e.success],
+        "chunks_refused": sum(e.chunks_refused for e in episodes),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lightwam-lockstep-eval", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--instructions", required=True, help="the checkpoint's instruction cache")
+    parser.add_argument(
+        "--sim", default="aloha:transfer_cube", help="SIMULATOR[:TASK], as for lightwam-sim-eval"
+    )
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument(
+        "--first-episode", type=int, default=0, help="scene index (seed) of the first episode"
+    )
+    parser.add_argument("--episode-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--params",
+        nargs="+",
+        default=[],
+        metavar="[executor:]NAME:=VALUE",
+        help="executor parameter overrides",
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, help="folder for lockstep.json")
+    args = parser.parse_args(argv)
+    if args.episodes < 1 or args.first_episode < 0 or not args.episode_seconds > 0:
+        parser.error("--episodes must be >= 1, --first-episode >= 0 and --episode-seconds > 0")
+    try:
+        task = SimTask.parse(args.sim)
+        policy = policy_settings(task.embodiment, args.checkpoint, args.instructions)
+        config, layout = executor_config(task.embodiment, args.params)
+        runner = PolicyRunner.from_files(
+            policy.checkpoint,
+            policy.instruction_cache,
+            embodiment=task.embodiment,
+            device=args.device,
+            warmup=1,
+        )
+        sim = task.build()
+    except (ValueError, OSError, SimError) as error:  # PlanError, CheckpointError ...
+        print(f"lightwam-lockstep-eval: {error}", file=sys.stderr)
+        return 1
+    episodes = []
+    try:
+        loop = Lockstep(sim, runner, policy, config, layout)
+        for episode in range(args.first_episode, args.first_episode + args.episodes):
+            done = loop.run(episode, args.episode_seconds)
+            episodes.append(done)
+            print(f"episode {episode}: success {done.success}, {done.length_s:g} s", flush=True)
+    finally:
+        sim.close()
+    result = summary(episodes)
+    print(f"summary: {json.dumps(result)}")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        report = {"checkpoint": args.checkpoint, "sim": str(task), "params": args.params, "summary": result}
+        report["per_episode"] = [asdict(e) for e in episodes]
+        (args.out / "lockstep.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
