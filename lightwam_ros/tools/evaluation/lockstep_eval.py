@@ -6,8 +6,9 @@ The same episodes as ``lightwam-sim-eval`` (same simulator, seeds, parameter fil
 executor, success signal), in the simulator's time instead of real time: at every control step
 the executor's core gets the joint state and returns the command the simulator steps to, and every
 ``1 / policy_rate_hz`` the policy sees the scene as it is and its chunk, stamped with that
-instant, reaches the core at once. So inference takes no time, nothing jitters, and a run gives
-the same result every time. Set beside ``lightwam-sim-eval`` on the same seeds, it separates what
+instant, reaches the core at once. So inference takes no time, nothing jitters, and a rerun
+with the same number of CPU threads gives the same result (another thread count sums in another
+order, and a difference that small can change an episode's outcome). Set beside ``lightwam-sim-eval`` on the same seeds, it separates what
 the policy can do from what the real loop's timing (latency, jitter, process scheduling) costs.
 """
 
