@@ -2,14 +2,15 @@
 
     lightwam-lockstep-eval --checkpoint M --instructions I --episodes 20 [--first-episode 0]
 
-The same episodes as ``lightwam-sim-eval`` (same simulator, seeds, parameter file of the
-executor, success signal), in the simulator's time instead of real time: at every control step
-the executor's core gets the joint state and returns the command the simulator steps to, and every
-``1 / policy_rate_hz`` the policy sees the scene as it is and its chunk, stamped with that
-instant, reaches the core at once. So inference takes no time, nothing jitters, and a rerun
-with the same number of CPU threads gives the same result (another thread count sums in another
-order, and a difference that small can change an episode's outcome). Set beside ``lightwam-sim-eval`` on the same seeds, it separates what
-the policy can do from what the real loop's timing (latency, jitter, process scheduling) costs.
+The same episodes as ``lightwam-sim-eval`` (same simulator, seeds, parameter files of the policy
+and the executor, success signal), in the simulator's time instead of real time: at every control
+step the executor's core gets the joint state and returns the command the simulator steps to, and
+at the policy file's rate the policy sees the scene as it is and its chunk, stamped with that
+instant, reaches the core at once. So inference takes no time, nothing jitters, and a rerun with
+the same number of CPU threads gives the same result (another thread count sums in another order,
+and a difference that small can change an episode's outcome). Set beside ``lightwam-sim-eval`` on
+the same seeds, it separates what the policy can do from what the real loop's timing (latency,
+jitter, process scheduling) costs.
 """
 
 from __future__ import annotations
