@@ -26,7 +26,9 @@ def _run(tmp_path: Path, *extra: str) -> dict:
             "--episodes",
             "1",
             "--episode-seconds",
-            "3",
+            "4",
+            "--latency",
+            "0.05",  # about what the real loop's inference and transport take here
             "--out",
             str(tmp_path),
             *extra,
@@ -40,16 +42,22 @@ def _run(tmp_path: Path, *extra: str) -> dict:
 def test_the_learned_package_reaches_for_the_cube_and_a_rerun_is_identical(tmp_path):
     first = _run(tmp_path / "a")
     episode = first["per_episode"][0]
-    # The policy file's 10 Hz over 3 simulated seconds, every chunk accepted.
-    assert abs(episode["chunks_accepted"] - 30) <= 1 and episode["chunks_refused"] == 0
-    assert episode["length_s"] == pytest.approx(3.0, abs=0.03)
-    # The right gripper starts about 0.33 m from the cube; after 3 s it is at least 3 cm closer.
+    # The policy file's 10 Hz over 4 simulated seconds, every chunk accepted.
+    assert abs(episode["chunks_accepted"] - 40) <= 1 and episode["chunks_refused"] == 0
+    assert episode["length_s"] == pytest.approx(4.0, abs=0.03)
+    # The right gripper starts about 0.33 m from the cube; after 4 s it is at least 3 cm closer.
     assert episode["object_distance_closest_m"] < 0.30
     assert _run(tmp_path / "b")["per_episode"] == first["per_episode"]  # no clock, no jitter
 
 
-def test_executor_overrides_apply_and_another_node_is_refused():
-    config, layout = lockstep_eval.executor_config("aloha_sim", ["executor:boundary_rule:=ensemble"])
-    assert config.boundary_rule == "ensemble" and "right_finger" in layout.joint_names
-    with pytest.raises(PlanError, match="only the executor"):
-        lockstep_eval.executor_config("aloha_sim", ["policy:rate:=5"])
+def test_overrides_reach_their_node_and_must_name_it():
+    overrides = lockstep_eval.parse_overrides(["executor:boundary_rule:=ensemble", "policy:rate:=5"])
+    setup = lockstep_eval.executor_setup("aloha_sim", overrides)
+    assert setup.config.boundary_rule == "ensemble" and "right_finger" in setup.layout.joint_names
+    assert setup.control_rate == 100.0  # config/executor_aloha_sim.yaml
+    policy = lockstep_eval.policy_settings(
+        "aloha_sim", str(PACKAGE / "model.safetensors"), str(PACKAGE / "instructions.safetensors"), overrides
+    )
+    assert policy.rate == 5.0 and policy.instruction  # the file's instruction, the override's rate
+    with pytest.raises(PlanError, match="name the node"):
+        lockstep_eval.parse_overrides(["rate:=5"])

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lightwam_ros.control.command_layout import CommandLayout
 from lightwam_ros.control.executor_core import ChunkExecutorCore, ExecutorConfig
-from lightwam_ros.policy.chunk import NS_PER_S
+from lightwam_ros.policy.chunk import NS_PER_S, Chunk
 from lightwam_ros.policy.runner import PolicyRunner
 from lightwam_ros.policy.state_builder import StateBuilder
 from lightwam_ros.ros.executor_params import settings_from_values
@@ -58,25 +58,31 @@ class Lockstep:
         sim: Simulator,
         runner: PolicyRunner,
         policy: PolicySettings,
-        config: ExecutorConfig,
-        layout: CommandLayout,
+        executor: ExecutorSetup,
+        latency: float = 0.0,
     ) -> None:
-        self.sim, self.runner, self.config, self.layout = sim, runner, config, layout
+        self.sim, self.runner, self.executor = sim, runner, executor
+        self.layout = executor.layout
         self.instruction = policy.instruction or sim.instruction
         self.builder = StateBuilder(runner.spec, chains={})
-        self._commanded = [sim.joint_names.index(name) for name in layout.joint_names]
+        self._commanded = [sim.joint_names.index(name) for name in self.layout.joint_names]
         self._state_joints = [sim.joint_names.index(name) for name in self.builder.joint_names]
         self._policy_period_ns = round(NS_PER_S / policy.rate)
         self._step_ns = round(sim.control_dt * NS_PER_S)
+        self._latency_ns = round(latency * NS_PER_S)
+        # The executor's ticks within one simulator step (its control rate, at least one).
+        ticks = max(1, round(executor.control_rate * sim.control_dt))
+        self._tick_offsets_ns = [round(self._step_ns * (k + 1) / ticks) for k in range(ticks)]
 
     def run(self, episode: int, seconds: float) -> LockstepEpisode:
         """One episode until the simulator reports success or ``seconds`` of simulated time."""
         state = self.sim.reset(episode)
-        core = ChunkExecutorCore(self.config)
+        core = ChunkExecutorCore(self.executor.config)
         targets = state.positions.copy()
         accepted = refused = 0
         closest = state.object_distance
         next_chunk_ns = EPISODE_START_NS
+        pending: list[tuple[int, Chunk]] = []  # (when it reaches the executor, the chunk)
         while not state.success and state.time < seconds:
             now_ns = EPISODE_START_NS + round(state.time * NS_PER_S)
             core.update_measured(state.positions[self._commanded], now_ns)
@@ -85,16 +91,18 @@ class Lockstep:
                 output = self.runner.predict(
                     self.sim.render(), robot.vector, self.instruction, stamp_ns=now_ns
                 )
-                current = targets[self._commanded]
-                chunk = self.layout.to_joint_targets(output.chunk, current=current).chunk
-                if core.submit_chunk(chunk).accepted:
-                    accepted += 1
-                else:
-                    refused += 1
+                pending.append((now_ns + self._latency_ns, output.chunk))
                 next_chunk_ns += self._policy_period_ns
-            command = core.tick(now_ns + self._step_ns)  # where the arm must be after this step
-            if command.positions is not None:
-                targets[self._commanded] = command.positions
+            for offset in self._tick_offsets_ns:
+                while pending and pending[0][0] <= now_ns + offset:  # it has arrived by this tick
+                    chunk = self.layout.to_joint_targets(pending.pop(0)[1], current=targets[self._commanded])
+                    if core.submit_chunk(chunk.chunk).accepted:
+                        accepted += 1
+                    else:
+                        refused += 1
+                command = core.tick(now_ns + offset)
+                if command.positions is not None:
+                    targets[self._commanded] = command.positions
             state = self.sim.step(targets)
             if state.object_distance is not None:
                 closest = state.object_distance if closest is None else min(closest, state.object_distance)
@@ -108,26 +116,44 @@ class Lockstep:
         )
 
 
-def policy_settings(embodiment: str, checkpoint: str, instructions: str) -> PolicySettings:
+def policy_settings(
+    embodiment: str, checkpoint: str, instructions: str, overrides: Sequence[ParamOverride] = ()
+) -> PolicySettings:
     """The policy node's settings (rate, instruction, model files) from its parameter file."""
     values = read_params(params_file(POLICY, embodiment), NODE_KINDS[POLICY].node_name)
+    values |= {o.name: o.value for o in overrides if o.role == POLICY}
     return policy_settings_from_values(
         {**values, "checkpoint": checkpoint, "instruction_cache": instructions}
     )
 
 
-def executor_config(embodiment: str, overrides: Sequence[str]) -> tuple[ExecutorConfig, CommandLayout]:
-    """The executor's core configuration and command layout from its parameter file and
-    ``[executor:]NAME:=VALUE`` overrides, as the executor node would read them."""
+def parse_overrides(texts: Sequence[str]) -> list[ParamOverride]:
+    """``policy:NAME:=VALUE`` and ``executor:NAME:=VALUE``: the two nodes this loop runs."""
+    overrides = [ParamOverride.parse(text) for text in texts]
+    for text, override in zip(texts, overrides, strict=True):
+        if override.role not in (POLICY, EXECUTOR):
+            raise PlanError(f"--params {text!r}: name the node, policy:NAME:=VALUE or executor:NAME:=VALUE")
+    return overrides
+
+
+@dataclass(frozen=True)
+class ExecutorSetup:
+    """What the executor node would build from its parameters: the core's configuration, the
+    command layout and the control rate."""
+
+    config: ExecutorConfig
+    layout: CommandLayout
+    control_rate: float
+
+
+def executor_setup(embodiment: str, overrides: Sequence[ParamOverride] = ()) -> ExecutorSetup:
+    """The executor's setup from its parameter file and overrides, as the node would read them."""
     values = read_params(params_file(EXECUTOR, embodiment), NODE_KINDS[EXECUTOR].node_name)
-    for text in overrides:
-        override = ParamOverride.parse(text)
-        if override.role not in (None, EXECUTOR):
-            raise PlanError(f"--params {text!r}: only the executor's parameters apply here")
-        values[override.name] = override.value
+    values |= {o.name: o.value for o in overrides if o.role == EXECUTOR}
     settings = settings_from_values(values)
     layout = CommandLayout(settings.spec, settings.joint_names, settings.kinematics_file)
-    return settings.core_config(settings.limits(layout.joint_names, layout.lower, layout.upper)), layout
+    limits = settings.limits(layout.joint_names, layout.lower, layout.upper)
+    return ExecutorSetup(settings.core_config(limits), layout, settings.control_rate)
 
 
 def summary(episodes: Sequence[LockstepEpisode]) -> dict:
@@ -159,15 +185,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="[executor:]NAME:=VALUE",
         help="executor parameter overrides",
     )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="simulated seconds from an observation until its chunk reaches the executor (default 0)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, help="folder for lockstep.json")
     args = parser.parse_args(argv)
-    if args.episodes < 1 or args.first_episode < 0 or not args.episode_seconds > 0:
-        parser.error("--episodes must be >= 1, --first-episode >= 0 and --episode-seconds > 0")
+    if args.episodes < 1 or args.first_episode < 0 or not args.episode_seconds > 0 or not args.latency >= 0:
+        parser.error("--episodes must be >= 1, --first-episode and --latency >= 0, --episode-seconds > 0")
     try:
         task = SimTask.parse(args.sim)
-        policy = policy_settings(task.embodiment, args.checkpoint, args.instructions)
-        config, layout = executor_config(task.embodiment, args.params)
+        overrides = parse_overrides(args.params)
+        policy = policy_settings(task.embodiment, args.checkpoint, args.instructions, overrides)
+        executor = executor_setup(task.embodiment, overrides)
         runner = PolicyRunner.from_files(
             policy.checkpoint,
             policy.instruction_cache,
@@ -181,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     episodes = []
     try:
-        loop = Lockstep(sim, runner, policy, config, layout)
+        loop = Lockstep(sim, runner, policy, executor, args.latency)
         for episode in range(args.first_episode, args.first_episode + args.episodes):
             done = loop.run(episode, args.episode_seconds)
             episodes.append(done)
@@ -192,7 +225,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"summary: {json.dumps(result)}")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        report = {"checkpoint": args.checkpoint, "sim": str(task), "params": args.params, "summary": result}
+        report = {
+            "checkpoint": args.checkpoint,
+            "sim": str(task),
+            "params": args.params,
+            "latency_s": args.latency,
+            "summary": result,
+        }
         report["per_episode"] = [asdict(e) for e in episodes]
         (args.out / "lockstep.json").write_text(json.dumps(report, indent=2) + "\n")
     return 0
