@@ -182,8 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--params",
         nargs="+",
         default=[],
-        metavar="[executor:]NAME:=VALUE",
-        help="executor parameter overrides",
+        metavar="NODE:NAME:=VALUE",
+        help="parameter overrides of the policy or the executor, e.g. policy:rate:=5",
     )
     parser.add_argument(
         "--latency",
