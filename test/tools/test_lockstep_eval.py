@@ -10,6 +10,8 @@ import pytest
 pytest.importorskip("rclpy")  # the parameter files are read as the ROS nodes read them
 pytest.importorskip("gym_aloha", reason="the simulators are not installed (requirements/sim.txt)")
 
+from lightwam_ros.ros.policy_params import settings_from_values as policy_settings_from_values
+from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.evaluation import lockstep_eval
 from lightwam_ros.tools.launch.bringup_plan import PlanError
 
@@ -47,14 +49,15 @@ def test_the_learned_package_reaches_for_the_cube_and_a_rerun_is_identical(tmp_p
     assert _run(tmp_path / "b")["per_episode"] == first["per_episode"]  # no clock, no jitter
 
 
-def test_overrides_reach_their_node_and_must_name_it():
-    overrides = lockstep_eval.parse_overrides(["executor:boundary_rule:=ensemble", "policy:rate:=5"])
-    setup = lockstep_eval.executor_setup("aloha_sim", overrides)
+def test_the_nodes_get_the_parameters_lightwam_sim_eval_gives_them():
+    task = SimTask.parse("aloha:transfer_cube")
+    model = (str(PACKAGE / "model.safetensors"), str(PACKAGE / "instructions.safetensors"))
+    plan = lockstep_eval.lockstep_plan(task, *model, ["executor:boundary_rule:=ensemble", "rate:=2"])
+    setup = lockstep_eval.executor_setup(plan)
     assert setup.config.boundary_rule == "ensemble" and "right_finger" in setup.layout.joint_names
     assert setup.control_rate == 100.0  # config/executor_aloha_sim.yaml
-    policy = lockstep_eval.policy_settings(
-        "aloha_sim", str(PACKAGE / "model.safetensors"), str(PACKAGE / "instructions.safetensors"), overrides
-    )
-    assert policy.rate == 5.0 and policy.instruction  # the file's instruction, the override's rate
-    with pytest.raises(PlanError, match="name the node"):
-        lockstep_eval.parse_overrides(["rate:=5"])
+    policy = policy_settings_from_values(plan.node("policy").values())
+    assert policy.rate == 2.0 and policy.instruction  # the file's instruction, the routed override's rate
+    assert policy.checkpoint == PACKAGE / "model.safetensors"
+    with pytest.raises(PlanError, match="no started node declares it"):
+        lockstep_eval.lockstep_plan(task, *model, ["no_such_parameter:=5"])

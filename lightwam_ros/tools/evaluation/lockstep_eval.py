@@ -2,15 +2,16 @@
 
     lightwam-lockstep-eval --checkpoint M --instructions I --episodes 20 [--first-episode 0]
 
-The same episodes as ``lightwam-sim-eval`` (same simulator, seeds, parameter files of the policy
-and the executor, success signal), in the simulator's time instead of real time: at every control
-step the executor's core gets the joint state and returns the command the simulator steps to, and
-at the policy file's rate the policy sees the scene as it is and its chunk, stamped with that
-instant, reaches the core at once. So inference takes no time, nothing jitters, and a rerun with
-the same number of CPU threads gives the same result (another thread count sums in another order,
-and a difference that small can change an episode's outcome). Set beside ``lightwam-sim-eval`` on
-the same seeds, it separates what the policy can do from what the real loop's timing (latency,
-jitter, process scheduling) costs.
+The same episodes as ``lightwam-sim-eval`` (same simulator, seeds, success signal, and the same
+bring-up plan, so the same parameters of the policy, the executor and the simulator), in the
+simulator's time instead of real time: at every control tick the executor's core gets the joint
+state and returns the command the simulator steps to, and at the policy's rate the policy sees the
+scene as it is and its chunk, stamped with that instant, reaches the core (``--latency`` later).
+So inference takes no time unless asked to, nothing jitters, and a rerun with the same number of
+CPU threads gives the same result (another thread count sums in another order, and a difference
+that small can change an episode's outcome). Set beside ``lightwam-sim-eval`` on the same seeds,
+it separates what the policy can do from what the real loop's timing (latency, jitter, process
+scheduling) costs.
 """
 
 from __future__ import annotations
@@ -28,13 +29,19 @@ from lightwam_ros.policy.chunk import NS_PER_S, Chunk
 from lightwam_ros.policy.runner import PolicyRunner
 from lightwam_ros.policy.state_builder import StateBuilder
 from lightwam_ros.ros.executor_params import settings_from_values
-from lightwam_ros.ros.node_registry import EXECUTOR, NODE_KINDS, POLICY
-from lightwam_ros.ros.param_files import params_file, read_params
+from lightwam_ros.ros.node_registry import EXECUTOR, POLICY, SIM
 from lightwam_ros.ros.policy_params import PolicySettings
 from lightwam_ros.ros.policy_params import settings_from_values as policy_settings_from_values
+from lightwam_ros.ros.robot_params import SIM_SCHEMA
 from lightwam_ros.sim.base import SimError, Simulator
 from lightwam_ros.sim.catalog import SimTask
-from lightwam_ros.tools.launch.bringup_plan import ParamOverride, PlanError
+from lightwam_ros.tools.launch.bringup_plan import (
+    BringupOptions,
+    BringupPlan,
+    ParamOverride,
+    build_plan,
+    resolve_model,
+)
 
 # Time of an episode's reset on the stamps' clock: chunk stamps must be > 0.
 EPISODE_START_NS = NS_PER_S
@@ -116,24 +123,14 @@ class Lockstep:
         )
 
 
-def policy_settings(
-    embodiment: str, checkpoint: str, instructions: str, overrides: Sequence[ParamOverride] = ()
-) -> PolicySettings:
-    """The policy node's settings (rate, instruction, model files) from its parameter file."""
-    values = read_params(params_file(POLICY, embodiment), NODE_KINDS[POLICY].node_name)
-    values |= {o.name: o.value for o in overrides if o.role == POLICY}
-    return policy_settings_from_values(
-        {**values, "checkpoint": checkpoint, "instruction_cache": instructions}
+def lockstep_plan(task: SimTask, checkpoint: str, instructions: str, params: Sequence[str]) -> BringupPlan:
+    """The bring-up plan ``lightwam-sim-eval`` starts for ``task``: the nodes' parameter files and
+    every override (the model files, the simulator's wiring, ``--params`` routed as there)."""
+    options = BringupOptions(
+        embodiment=task.embodiment, sim=str(task), params=tuple(ParamOverride.parse(text) for text in params)
     )
-
-
-def parse_overrides(texts: Sequence[str]) -> list[ParamOverride]:
-    """``policy:NAME:=VALUE`` and ``executor:NAME:=VALUE``: the two nodes this loop runs."""
-    overrides = [ParamOverride.parse(text) for text in texts]
-    for text, override in zip(texts, overrides, strict=True):
-        if override.role not in (POLICY, EXECUTOR):
-            raise PlanError(f"--params {text!r}: name the node, policy:NAME:=VALUE or executor:NAME:=VALUE")
-    return overrides
+    model = resolve_model(options.embodiment, checkpoint, instructions, tiny=False, safe_target=True)
+    return build_plan(options, model)
 
 
 @dataclass(frozen=True)
@@ -146,11 +143,9 @@ class ExecutorSetup:
     control_rate: float
 
 
-def executor_setup(embodiment: str, overrides: Sequence[ParamOverride] = ()) -> ExecutorSetup:
-    """The executor's setup from its parameter file and overrides, as the node would read them."""
-    values = read_params(params_file(EXECUTOR, embodiment), NODE_KINDS[EXECUTOR].node_name)
-    values |= {o.name: o.value for o in overrides if o.role == EXECUTOR}
-    settings = settings_from_values(values)
+def executor_setup(plan: BringupPlan) -> ExecutorSetup:
+    """The executor's setup from its parameters in ``plan``, as the node would read them."""
+    settings = settings_from_values(plan.node(EXECUTOR).values())
     layout = CommandLayout(settings.spec, settings.joint_names, settings.kinematics_file)
     limits = settings.limits(layout.joint_names, layout.lower, layout.upper)
     return ExecutorSetup(settings.core_config(limits), layout, settings.control_rate)
@@ -183,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="+",
         default=[],
         metavar="NODE:NAME:=VALUE",
-        help="parameter overrides of the policy or the executor, e.g. policy:rate:=5",
+        help="parameter overrides of the policy or the executor, as for lightwam-sim-eval (policy:rate:=5)",
     )
     parser.add_argument(
         "--latency",
@@ -198,9 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--episodes must be >= 1, --first-episode and --latency >= 0, --episode-seconds > 0")
     try:
         task = SimTask.parse(args.sim)
-        overrides = parse_overrides(args.params)
-        policy = policy_settings(task.embodiment, args.checkpoint, args.instructions, overrides)
-        executor = executor_setup(task.embodiment, overrides)
+        plan = lockstep_plan(task, args.checkpoint, args.instructions, args.params)
+        policy = policy_settings_from_values(plan.node(POLICY).values())
+        executor = executor_setup(plan)
         runner = PolicyRunner.from_files(
             policy.checkpoint,
             policy.instruction_cache,
@@ -208,8 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             warmup=1,
         )
-        sim = task.build()
-    except (ValueError, OSError, SimError) as error:  # PlanError, CheckpointError ...
+        camera_size = SIM_SCHEMA.effective(plan.node(SIM).values())["camera_size"]
+        sim = task.build(tuple(camera_size) if camera_size else None)
+    except (ValueError, OSError, SimError) as error:  # PlanError, ParamFileError, CheckpointError ...
         print(f"lightwam-lockstep-eval: {error}", file=sys.stderr)
         return 1
     episodes = []

@@ -30,8 +30,8 @@ from std_srvs.srv import Trigger
 from lightwam_ros.msg import PolicyStatus
 from lightwam_ros.nodes.sim_bridge import RESET_TIMEOUT
 from lightwam_ros.policy.embodiment import load_embodiment
-from lightwam_ros.ros.node_registry import NODE_KINDS, SIM
-from lightwam_ros.ros.param_files import ParamFileError, params_file, read_params
+from lightwam_ros.ros.node_registry import SIM
+from lightwam_ros.ros.param_files import ParamFileError
 from lightwam_ros.ros.robot_params import SIM_SCHEMA
 from lightwam_ros.ros.run_topics import camera_topic
 from lightwam_ros.sim.base import SimError
@@ -269,9 +269,7 @@ def write_report(out: Path, header: dict[str, Any], episodes: list[dict[str, Any
 def _evaluate(args: argparse.Namespace) -> int:
     plan, model = make_plan(args)
     spec = load_embodiment(args.task.embodiment)
-    sim_params = SIM_SCHEMA.effective(
-        {**read_params(params_file(SIM, spec.name), NODE_KINDS[SIM].node_name), **plan.node("sim").overrides}
-    )
+    sim_params = SIM_SCHEMA.effective(plan.node(SIM).values())
     camera = spec.canvas.cameras[0]
     limits = {joint: spec.joint_limit(joint) for joint in spec.robot_joints}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -214,6 +214,11 @@ class NodePlan:
             arguments,
         )
 
+    def values(self) -> dict[str, Any]:
+        """The parameter values the node starts with: its parameter file's, the overrides winning."""
+        from_file = {} if self.params_file is None else read_params(self.params_file, self.node_name)
+        return {**from_file, **self.overrides}
+
     def command(self, python: str = sys.executable) -> list[str]:
         """The command line that runs this node in its own process."""
         ros_args = [] if self.params_file is None else ["--params-file", str(self.params_file)]
