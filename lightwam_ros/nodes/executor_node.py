@@ -70,7 +70,6 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
 from lightwam_ros.control.chunk_requests import ChunkRequestTimer
-from lightwam_ros.control.command_layout import CommandLayout
 from lightwam_ros.control.executor_core import ChunkExecutorCore, Command
 from lightwam_ros.control.lookahead import Lookahead
 from lightwam_ros.control.periodic import PeriodicLoop
@@ -139,9 +138,8 @@ class ExecutorNode(ManagedNode):
     def _configure(self) -> None:
         self.settings: ExecutorSettings = read_executor_settings(NodeSource(self))
         settings, spec = self.settings, self.settings.spec
-        self.layout = CommandLayout(spec, settings.joint_names, settings.kinematics_file)
-        limits = settings.limits(self.layout.joint_names, self.layout.lower, self.layout.upper)
-        self._core = ChunkExecutorCore(settings.core_config(limits))
+        self.layout = settings.command_layout()
+        self._core = ChunkExecutorCore(settings.core_config(self.layout))
         self._core.hold(_INACTIVE)
         self._matcher = JointStateMatcher(self.layout.joint_names)
         self._names = list(self.layout.joint_names)

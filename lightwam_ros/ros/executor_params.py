@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from lightwam_ros.control.command_layout import CommandLayout
 from lightwam_ros.control.executor_core import ExecutorConfig
 from lightwam_ros.control.interpolation import INTERPOLATION_KINDS
 from lightwam_ros.control.safety import JointSafetyLimits
@@ -300,9 +301,14 @@ class ExecutorSettings:
             ramp_time=self.ramp_time,
         )
 
-    def core_config(self, limits: JointSafetyLimits) -> ExecutorConfig:
+    def command_layout(self) -> CommandLayout:
+        """The joints the executor commands, in their order, and how chunks map onto them."""
+        return CommandLayout(self.spec, self.joint_names, self.kinematics_file)
+
+    def core_config(self, layout: CommandLayout) -> ExecutorConfig:
+        """The executor core's configuration for the joints ``layout`` commands."""
         return ExecutorConfig(
-            limits=limits,
+            limits=self.limits(layout.joint_names, layout.lower, layout.upper),
             boundary_rule=self.boundary_rule,
             ensemble_k=self.ensemble_k,
             interpolation=self.interpolation,

@@ -146,9 +146,8 @@ class ExecutorSetup:
 def executor_setup(plan: BringupPlan) -> ExecutorSetup:
     """The executor's setup from its parameters in ``plan``, as the node would read them."""
     settings = settings_from_values(plan.node(EXECUTOR).values())
-    layout = CommandLayout(settings.spec, settings.joint_names, settings.kinematics_file)
-    limits = settings.limits(layout.joint_names, layout.lower, layout.upper)
-    return ExecutorSetup(settings.core_config(limits), layout, settings.control_rate)
+    layout = settings.command_layout()
+    return ExecutorSetup(settings.core_config(layout), layout, settings.control_rate)
 
 
 def summary(episodes: Sequence[LockstepEpisode]) -> dict:
