@@ -9,7 +9,8 @@ The nodes, their parameter files (config/<node>_<embodiment>.yaml) and their ove
 pipeline.  Without a checkpoint a random-weight tiny package is built (only with
 loopback_robot:=true or shadow:=true).  replay:=true implies use_sim_time (a bag provides the
 inputs and /clock); bag:=PATH plays that bag here with lightwam-replay (and implies replay).
-record:=PATH also starts lightwam-record, which records the run's inputs and outputs.
+record:=PATH also starts lightwam-record, which records the run's inputs and outputs; the policy
+then starts once the recorder records its cameras and joint states (tools.launch.recording_gate).
 rviz:=true starts RViz on config/lightwam.rviz with the embodiment's cameras (rviz_config).
 
 The policy and the executor are managed (lifecycle) nodes: launch configures each once its
@@ -20,8 +21,15 @@ autostart:=false they wait, unconfigured, for ``ros2 lifecycle set /<node> confi
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
-from launch.event_handlers import OnProcessStart
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    ExecuteProcess,
+    OpaqueFunction,
+    RegisterEventHandler,
+    Shutdown,
+)
+from launch.event_handlers import OnProcessExit, OnProcessStart
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
@@ -29,11 +37,12 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
-from lightwam_ros.ros.node_registry import NODE_KINDS
+from lightwam_ros.ros.node_registry import NODE_KINDS, POLICY
 from lightwam_ros.ros.param_files import PACKAGE
 from lightwam_ros.ros.parameter_schema import AUTOSTART
 from lightwam_ros.tools.launch.bringup_plan import LAUNCH_ARGUMENTS, launch_flag, plan_from_launch_arguments
 from lightwam_ros.tools.launch.child_process import STOP_TIMEOUT
+from lightwam_ros.tools.launch.recording_gate import GATE_NAME, gate_command
 from lightwam_ros.tools.launch.rviz_config import write_rviz_config
 
 
@@ -71,9 +80,11 @@ def _nodes(context, *args, **kwargs):
             actions.append(Node(**options))
             continue
         action = LifecycleNode(namespace="", **options)
-        if autostart:  # the handlers first: they must see the process start
-            actions += _configure_then_activate(action)
-        actions.append(action)
+        node_actions = [*(_configure_then_activate(action) if autostart else []), action]
+        # (the handlers first: they must see the process start)
+        if node.role == POLICY and plan.recording_gate:
+            node_actions = _after_recording_gate(plan.recording_gate, node_actions)
+        actions += node_actions
     if rviz:
         actions.append(
             Node(
@@ -110,6 +121,19 @@ def _configure_then_activate(node):
             )
         ),
     ]
+
+
+def _after_recording_gate(topics, actions):
+    """``actions`` (the policy's) once the recorder records ``topics``: a gate process waits for
+    that (tools.launch.recording_gate); if it fails, the launch ends with its reason."""
+    gate = ExecuteProcess(cmd=gate_command(topics), name=GATE_NAME, output="screen")
+
+    def after(event, _context):
+        if event.returncode == 0:
+            return actions
+        return [Shutdown(reason=f"{GATE_NAME} failed (status {event.returncode}): see its output")]
+
+    return [RegisterEventHandler(OnProcessExit(target_action=gate, on_exit=after)), gate]
 
 
 def _require_rviz2() -> None:

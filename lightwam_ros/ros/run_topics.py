@@ -27,6 +27,7 @@ class RecordedTopics:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     instruction: str  # the policy's instruction topic (std_msgs/String)
+    predicted_from: tuple[str, ...]  # the policy's cameras and joint states: every chunk needs them
 
 
 def recorded_topics(policy: Mapping[str, Any], executor: Mapping[str, Any]) -> RecordedTopics:
@@ -49,7 +50,10 @@ def recorded_topics(policy: Mapping[str, Any], executor: Mapping[str, Any]) -> R
     ] + [DIAGNOSTICS_TOPIC]
     inputs = list(dict.fromkeys([*cameras, *joint_states, instruction, *poses]))
     return RecordedTopics(
-        tuple(inputs), tuple(t for t in dict.fromkeys(outputs) if t not in inputs), instruction
+        tuple(inputs),
+        tuple(t for t in dict.fromkeys(outputs) if t not in inputs),
+        instruction,
+        tuple(dict.fromkeys([*cameras, policy["joint_state_topic"]])),
     )
 
 

@@ -48,6 +48,7 @@ from lightwam_ros.ros.param_files import PACKAGE, read_params  # noqa: E402
 from lightwam_ros.ros.run_topics import absolute_topic  # noqa: E402
 from lightwam_ros.tools.launch.bringup_observer import BringupObserver  # noqa: E402
 from lightwam_ros.tools.launch.bringup_plan import LAUNCH_ARGUMENTS, BringupPlan, plan_from_launch_arguments  # noqa: E402
+from lightwam_ros.tools.launch.recording_gate import GATE_NAME  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 150.0  # s from launch to flowing chunks on a busy 2-core machine
@@ -81,7 +82,8 @@ def _plan(arguments: list[str]) -> BringupPlan:
 
 
 def _executables(plan: BringupPlan) -> set[str]:
-    return {node.executable for node in plan.nodes}
+    """What the launch starts: the plan's nodes, and with a recording the gate the policy awaits."""
+    return {node.executable for node in plan.nodes} | ({GATE_NAME} if plan.recording_gate else set())
 
 
 def _parameters(plan: BringupPlan, role: str) -> dict:
@@ -178,7 +180,7 @@ def loopback_run(tmp_path_factory, module_ros_context):
 
 def test_loopback_launch_flows_at_rate_and_stops_on_sigint(loopback_run):
     launch, summary, rate, _, plan = loopback_run
-    assert set(launch.started()) == _executables(plan) == {*NODES, "lightwam-record"}
+    assert set(launch.started()) == _executables(plan) == {*NODES, "lightwam-record", GATE_NAME}
     assert summary["chunks"]["count"] >= 4
     control_rate = float(_parameters(plan, "executor")["control_rate"])
     assert rate >= 0.5 * control_rate, f"{rate:.0f} commands/s, the executor runs at {control_rate}"

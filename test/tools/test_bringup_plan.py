@@ -259,7 +259,7 @@ def test_a_recording_plan_starts_the_recorder_on_the_effective_topics(tmp_path):
         use_sim_time=True,
         params=["cameras.head.topic:=/cam/head", "instruction:=stack the cups", "recorder:max_queue_mb:=64"],
     )
-    recorder = result.nodes[-1]
+    recorder = result.nodes[0]  # first: it listens before the nodes it records start
     assert (recorder.role, recorder.node_name, recorder.executable) == (
         "recorder",
         "lightwam_recorder",
@@ -283,6 +283,16 @@ def test_a_recording_plan_starts_the_recorder_on_the_effective_topics(tmp_path):
     ]
     assert "--params-file" not in command
     assert dict(arg.split(":=", 1) for arg in command[6::2])["input_topics"].startswith('["/cam/head", ')
+    # The policy waits for the recorder to record what it predicts from: its cameras and joints.
+    cameras = ["/" + t.lstrip("/") for t in overrides["input_topics"] if "cam" in t]
+    assert result.recording_gate == (*cameras, "/joint_states") and "/cam/head" in cameras
+    assert plan(loopback_robot=True).recording_gate == ()
+
+
+def test_a_recorded_replay_has_no_recording_gate(tmp_path):
+    result = plan(record=str(tmp_path / "again"), replay_bag=str(tmp_path))
+    assert [n.role for n in result.nodes] == ["recorder", "policy", "executor", "replay"]
+    assert result.recording_gate == ()  # lightwam-replay waits for the policy instead
 
 
 def test_a_recording_never_overwrites_and_its_parameters_need_it(tmp_path):
@@ -420,7 +430,7 @@ def test_launch_arguments_record_and_play_bags(tmp_path):
         )
     )
     assert from_launch == build_plan(BringupOptions(record=str(record), replay_bag=str(bag)), model)
-    assert [node.role for node in from_launch.nodes][-2:] == ["recorder", "replay"]
+    assert [node.role for node in from_launch.nodes] == ["recorder", "policy", "executor", "replay"]
 
 
 def test_launch_file_builds_its_nodes_from_the_plan_only():

@@ -36,11 +36,12 @@ from lightwam_ros.ros import qos
 from lightwam_ros.ros.node_registry import NODE_KINDS, RECORDER, SIM
 from lightwam_ros.ros.param_files import params_file, read_params
 from lightwam_ros.ros.robot_params import SIM_SCHEMA
-from lightwam_ros.ros.run_topics import camera_topic
+from lightwam_ros.ros.run_topics import absolute_topic, camera_topic
 from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.evaluation.sim_eval import start_episode
 from lightwam_ros.tools.launch.bringup import NodeChild, NodeChildren, NodeThreads, say, wait_for
 from lightwam_ros.tools.launch.bringup_plan import NodePlan
+from lightwam_ros.tools.launch.recording_gate import wait_until_recorded
 from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 
 TASK = SimTask.parse("aloha:transfer_cube")
@@ -126,12 +127,7 @@ def _record_episode(
                 for camera in load_embodiment(TASK.embodiment).canvas.cameras
             ),
         ]
-        wait_for(
-            lambda: all(watcher.count_subscribers("/" + topic.lstrip("/")) >= 1 for topic in watched),
-            60.0,
-            "the recorder to subscribe",
-            bridge.failure,
-        )
+        wait_until_recorded([absolute_topic(topic) for topic in watched], failure=bridge.failure)
         episode = start_episode(watcher.reset, bridge.failure)["episode"]
         wait_for(
             lambda: watcher.status.get("episode") == episode and watcher.status.get("script_done"),

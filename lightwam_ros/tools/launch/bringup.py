@@ -17,7 +17,8 @@ The policy and the executor are managed (lifecycle) nodes: started here they con
 activate themselves (their ``autostart`` parameter, true unless overridden), where the launch
 file drives the same transitions through their lifecycle services.
 
-``--record BAG`` also starts ``lightwam-record`` on the topics the nodes really use;
+``--record BAG`` also starts ``lightwam-record`` on the topics the nodes really use, and the
+policy only once the recorder records its cameras and joint states (``recording_gate``);
 ``--replay BAG`` runs the nodes on simulated time with ``lightwam-replay`` playing the bag as
 their inputs and ``/clock`` (the run ends when the bag does).  Both run in processes of their own
 in either mode: their work must not share an interpreter lock with the control loop.
@@ -50,7 +51,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
-from lightwam_ros.ros.node_registry import NODE_KINDS, REPLAY
+from lightwam_ros.ros.node_registry import NODE_KINDS, POLICY, REPLAY
 from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, ParamFileError, embodiments
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
@@ -66,6 +67,7 @@ from lightwam_ros.tools.launch.bringup_plan import (
     resolve_model,
 )
 from lightwam_ros.tools.launch.child_process import STOP_TIMEOUT, ChildProcess
+from lightwam_ros.tools.launch.recording_gate import wait_until_recorded
 from lightwam_ros.tools.launch.ros_env import isolated_ros_env
 
 _print_lock = threading.Lock()
@@ -292,18 +294,20 @@ class InProcessNodes:
         self.exit_codes = self.children.exit_codes
 
     def start(self) -> None:
-        for node in self.plan.nodes:
-            if node.params_file is None:
-                self.children.start(node)
-        for node in self.in_process:
-            self.threads.add(
-                _node_factory(node.role)(
-                    node.node_name,
-                    context=self.threads.context,
-                    parameter_overrides=_parameters(node.overrides),
-                )
+        start_nodes(self.plan, self._start, self.failure)
+
+    def _start(self, node: NodePlan) -> None:
+        if node.params_file is None:
+            self.children.start(node)
+            return
+        self.threads.add(
+            _node_factory(node.role)(
+                node.node_name,
+                context=self.threads.context,
+                parameter_overrides=_parameters(node.overrides),
             )
-            say(f"started {node.role} in this process")
+        )
+        say(f"started {node.role} in this process")
 
     def failure(self) -> str | None:
         for node in self.threads.nodes:
@@ -356,6 +360,21 @@ def wait_for(
         time.sleep(0.05)
 
 
+def start_nodes(
+    plan: BringupPlan, start: Callable[[NodePlan], None], failure: Callable[[], str | None]
+) -> None:
+    """Start the plan's nodes in order; with a recording gate, the policy last, once the recorder
+    records its cameras and joint states (no chunk is then recorded without its inputs)."""
+    gated = [node for node in plan.nodes if plan.recording_gate and node.role == POLICY]
+    for node in plan.nodes:
+        if node not in gated:
+            start(node)
+    for node in gated:
+        say(f"starting the policy once the recorder records {list(plan.recording_gate)}")
+        wait_until_recorded(plan.recording_gate, failure=failure)
+        start(node)
+
+
 class NodeChildren:
     """Nodes of the plan, each in its own process, stopped together."""
 
@@ -398,8 +417,7 @@ class SeparateProcesses:
         self.threads = NodeThreads() if plan.observed is not None else None
 
     def start(self) -> None:
-        for node in self.plan.nodes:
-            self.children.start(node)
+        start_nodes(self.plan, self.children.start, self.failure)
 
     def failure(self) -> str | None:
         return self.children.failure()

@@ -36,7 +36,7 @@ from lightwam_ros.ros.node_registry import CONFIGURED_ROLES, EXECUTOR, NODE_KIND
 from lightwam_ros.ros.node_schemas import NODE_SCHEMAS
 from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, embodiments, optional_params_file, read_params
 from lightwam_ros.ros.robot_params import SIM_SCHEMA
-from lightwam_ros.ros.run_topics import recorded_topics
+from lightwam_ros.ros.run_topics import absolute_topic, recorded_topics
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.assets.model_files import ModelFiles, ensure_tiny_package, tiny_with_instruction
@@ -255,6 +255,9 @@ class BringupPlan:
     observed: ObservedTopics | None  # with the loopback robot or a simulator only
     use_sim_time: bool
     shadow: bool
+    # Recording (not a replay): the policy starts once the recorder subscribes to these (absolute
+    # names; tools.launch.recording_gate), so no chunk is recorded without its inputs.
+    recording_gate: tuple[str, ...] = ()
 
     def node(self, role: str) -> NodePlan:
         return next(node for node in self.nodes if node.role == role)
@@ -323,12 +326,15 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
     env: dict[str, dict[str, str]] = {role: {} for role in roles}
     env["policy"]["OMP_NUM_THREADS"] = str(threads)
     nodes = tuple(NodePlan.of_kind(role, files[role], overrides[role], env[role]) for role in roles)
+    gate: tuple[str, ...] = ()
     if options.record is not None:
         recorder = _recorder_parameters(options.record, options.embodiment, policy, executor, use_sim_time)
-        nodes += (NodePlan.of_kind(RECORDER, None, {**recorder, **overrides[RECORDER]}),)
+        nodes = (NodePlan.of_kind(RECORDER, None, {**recorder, **overrides[RECORDER]}), *nodes)
+        if not replay:  # a replay's inputs wait for the policy (lightwam-replay)
+            gate = tuple(absolute_topic(t) for t in recorded_topics(policy, executor).predicted_from)
     if options.replay_bag is not None:
         nodes += (_replay_node(options.replay_bag),)
-    return BringupPlan(nodes, observed, use_sim_time, shadow)
+    return BringupPlan(nodes, observed, use_sim_time, shadow, gate)
 
 
 def _route(
