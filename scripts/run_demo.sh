@@ -2,7 +2,7 @@
 # The README's main-job command: set up (idempotent), then run the closed loop in a real
 # simulator - gym-aloha's bimanual ViperX transfer-cube task, stepped by the simulator bridge,
 # driven by the Light-WAM policy on the learned small package this repository ships
-# (packages/aloha_sim: trained here from scratch on 48 scripted demonstrations, see its README)
+# (packages/aloha_sim: trained here from scratch on 93 scripted demonstrations, see its README)
 # and the chunk executor, all on the CPU - for two episodes on training seeds, and write the
 # report (success rate, how close the right gripper came to the cube, latency, smoothness) and
 # an image strip per episode into ./sim_eval.  Discovery stays on this machine.  Extra

@@ -8,16 +8,17 @@
 #   4. the exported package run through the real nodes by lightwam-sim-eval on the training seeds
 #      and on unseen seeds, and lightwam-vision-check on scenes from one start state.
 #   scripts/train_demo.sh [OUT]          (default ./train_demo; sets up .venv first)
-# Sizes come from the environment: DEMOS (50), VAL_DEMOS (6), PERTURBATION (0.05 rad), STEPS
-# (the config's), EVAL_EPISODES (20), UNSEEN_EPISODES (30), VISION_SCENES (10). Small values check
-# the plumbing in minutes (DEMOS=2 VAL_DEMOS=1 STEPS=2 EVAL_EPISODES=1 UNSEEN_EPISODES=1
-# VISION_SCENES=2); the full run needs many hours of CPU training (see the README).
+# Sizes come from the environment: DEMOS (100, as the shipped package), VAL_DEMOS (6),
+# PERTURBATION (0.05 rad), STEPS (the config's), EVAL_EPISODES (20), UNSEEN_EPISODES (30),
+# VISION_SCENES (10). Small values check the plumbing in minutes (DEMOS=2 VAL_DEMOS=1 STEPS=2
+# EVAL_EPISODES=1 UNSEEN_EPISODES=1 VISION_SCENES=2); the full run needs many hours of CPU
+# training (see the README).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh"
 OUT="$(mkdir -p "${1:-$ROOT/train_demo}" && cd "${1:-$ROOT/train_demo}" && pwd)"
 BIN="${LIGHTWAM_VENV:-$ROOT/.venv}/bin"
-DEMOS="${DEMOS:-50}" VAL_DEMOS="${VAL_DEMOS:-6}" PERTURBATION="${PERTURBATION:-0.05}"
+DEMOS="${DEMOS:-100}" VAL_DEMOS="${VAL_DEMOS:-6}" PERTURBATION="${PERTURBATION:-0.05}"
 EVAL_EPISODES="${EVAL_EPISODES:-20}" UNSEEN_EPISODES="${UNSEEN_EPISODES:-30}"
 VISION_SCENES="${VISION_SCENES:-10}"
 UNSEEN_SEED=2000  # seeds from here on are never demonstrated
