@@ -36,7 +36,7 @@ from lightwam_ros.ros.node_registry import CONFIGURED_ROLES, EXECUTOR, NODE_KIND
 from lightwam_ros.ros.node_schemas import NODE_SCHEMAS
 from lightwam_ros.ros.param_files import DEFAULT_EMBODIMENT, embodiments, optional_params_file, read_params
 from lightwam_ros.ros.robot_params import SIM_SCHEMA
-from lightwam_ros.ros.run_topics import absolute_topic, recorded_topics
+from lightwam_ros.ros.run_topics import RecordedTopics, absolute_topic, recorded_topics
 from lightwam_ros.sim.base import SimError
 from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.assets.model_files import ModelFiles, ensure_tiny_package, tiny_with_instruction
@@ -328,10 +328,11 @@ def build_plan(options: BringupOptions, model: ModelFiles) -> BringupPlan:
     nodes = tuple(NodePlan.of_kind(role, files[role], overrides[role], env[role]) for role in roles)
     gate: tuple[str, ...] = ()
     if options.record is not None:
-        recorder = _recorder_parameters(options.record, options.embodiment, policy, executor, use_sim_time)
+        recorded = recorded_topics(policy, executor)
+        recorder = _recorder_parameters(options.record, options.embodiment, policy, recorded, use_sim_time)
         nodes = (NodePlan.of_kind(RECORDER, None, {**recorder, **overrides[RECORDER]}), *nodes)
         if not replay:  # a replay's inputs wait for the policy (lightwam-replay)
-            gate = tuple(absolute_topic(t) for t in recorded_topics(policy, executor).predicted_from)
+            gate = tuple(absolute_topic(t) for t in recorded.predicted_from)
     if options.replay_bag is not None:
         nodes += (_replay_node(options.replay_bag),)
     return BringupPlan(nodes, observed, use_sim_time, shadow, gate)
@@ -475,13 +476,12 @@ def _robot_wiring(
 
 
 def _recorder_parameters(
-    path: str, embodiment: str, policy: Mapping[str, Any], executor: Mapping[str, Any], use_sim_time: bool
+    path: str, embodiment: str, policy: Mapping[str, Any], recorded: RecordedTopics, use_sim_time: bool
 ) -> dict[str, Any]:
     """The recorder records what the started nodes really use: the effective topics."""
     output = Path(path).expanduser().absolute()
     if output.exists():
         raise PlanError(f"record: {output} already exists; name a new bag directory")
-    recorded = recorded_topics(policy, executor)
     parameters: dict[str, Any] = {
         "output": str(output),
         "embodiment": embodiment,
