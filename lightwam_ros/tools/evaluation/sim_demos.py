@@ -127,7 +127,8 @@ def _record_episode(
                 for camera in load_embodiment(TASK.embodiment).canvas.cameras
             ),
         ]
-        wait_until_recorded([absolute_topic(topic) for topic in watched], failure=bridge.failure)
+        recorded = [absolute_topic(topic) for topic in watched]
+        wait_until_recorded(recorded, failure=bridge.failure, node=watcher)
         episode = start_episode(watcher.reset, bridge.failure)["episode"]
         wait_for(
             lambda: watcher.status.get("episode") == episode and watcher.status.get("script_done"),

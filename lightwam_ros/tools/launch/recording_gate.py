@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import rclpy
 from rclpy.context import Context
@@ -56,27 +57,38 @@ def wait_until_recorded(
     recorder: str = RECORDER,
     timeout: float = DEFAULT_TIMEOUT,
     failure: Callable[[], str | None] = lambda: None,
+    node: Node | None = None,
 ) -> None:
     """Return once ``recorder`` (fully qualified node name) subscribes to every one of
     ``topics``; RecordingGateError after ``timeout`` seconds, or as soon as ``failure()`` reports
-    a problem (e.g. a node died)."""
+    a problem (e.g. a node died).  ``node`` looks at the graph: a caller's own (it need not be
+    spun), else a node of its own on a context of its own."""
+    if node is None:
+        with _graph_node() as own:
+            wait_until_recorded(topics, recorder, timeout, failure, own)
+        return
+    deadline = time.monotonic() + timeout
+    while missing := unrecorded(node, recorder, topics):
+        problem = failure()
+        if problem:
+            raise RecordingGateError(problem)
+        if time.monotonic() > deadline:
+            raise RecordingGateError(
+                f"the recorder {recorder} does not record {missing} after {timeout:g} s: "
+                "do they have publishers?  The policy is not started, so that no chunk "
+                "is recorded without its inputs"
+            )
+        time.sleep(POLL_PERIOD)
+
+
+@contextmanager
+def _graph_node() -> Iterator[Node]:
     context = Context()
     rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = rclpy.create_node("lightwam_recording_gate", context=context, start_parameter_services=False)
         try:
-            deadline = time.monotonic() + timeout
-            while missing := unrecorded(node, recorder, topics):
-                problem = failure()
-                if problem:
-                    raise RecordingGateError(problem)
-                if time.monotonic() > deadline:
-                    raise RecordingGateError(
-                        f"the recorder {recorder} does not record {missing} after {timeout:g} s: "
-                        "do they have publishers?  The policy is not started, so that no chunk "
-                        "is recorded without its inputs"
-                    )
-                time.sleep(POLL_PERIOD)
+            yield node
         finally:
             node.destroy_node()
     finally:
