@@ -100,10 +100,7 @@ def test_a_scripted_demonstration_is_recorded_and_succeeds(tmp_path):
     )
 
 
-PACKAGE = Path(__file__).resolve().parents[2] / "packages" / "aloha_sim"
-
-
-def test_the_committed_trained_package_reaches_for_the_cube(tmp_path):
+def test_the_committed_trained_package_reaches_for_the_cube(tmp_path, learned_package_episode):
     """The learned small package the repository ships, through the real nodes for the first 4 s of
     a training seed: chunks are executed and the right gripper closes in on the cube (the
     approach takes the scripted demonstrations about 2 s); success itself is not asserted."""
@@ -112,14 +109,7 @@ def test_the_committed_trained_package_reaches_for_the_cube(tmp_path):
         str(BIN / "lightwam-sim-eval"),
         "--sim",
         "aloha:transfer_cube",
-        "--checkpoint",
-        str(PACKAGE / "model.safetensors"),
-        "--instructions",
-        str(PACKAGE / "instructions.safetensors"),
-        "--episodes",
-        "1",
-        "--episode-seconds",
-        "4",
+        *learned_package_episode,
         "--out",
         str(out),
         "--params",

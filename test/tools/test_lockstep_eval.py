@@ -15,49 +15,35 @@ from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.evaluation import lockstep_eval
 from lightwam_ros.tools.launch.bringup_plan import PlanError
 
-PACKAGE = Path(__file__).resolve().parents[2] / "packages" / "aloha_sim"
 
-
-def _run(tmp_path: Path) -> dict:
-    rc = lockstep_eval.main(
-        [
-            "--checkpoint",
-            str(PACKAGE / "model.safetensors"),
-            "--instructions",
-            str(PACKAGE / "instructions.safetensors"),
-            "--episodes",
-            "1",
-            "--episode-seconds",
-            "4",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+def _run(tmp_path: Path, episode_args: list[str]) -> dict:
+    rc = lockstep_eval.main([*episode_args, "--out", str(tmp_path)])
     assert rc == 0
     return json.loads((tmp_path / "lockstep.json").read_text())
 
 
 @pytest.mark.slow
-def test_the_learned_package_reaches_for_the_cube_and_a_rerun_is_identical(tmp_path):
-    first = _run(tmp_path / "a")
+def test_the_learned_package_reaches_for_the_cube_and_a_rerun_is_identical(tmp_path, learned_package_episode):
+    first = _run(tmp_path / "a", learned_package_episode)
     episode = first["per_episode"][0]
     # The policy file's 5 Hz over 4 simulated seconds, every chunk accepted.
     assert abs(episode["chunks_accepted"] - 20) <= 1 and episode["chunks_refused"] == 0
     assert episode["length_s"] == pytest.approx(4.0, abs=0.03)
     # The right gripper starts about 0.33 m from the cube; after 4 s it is at least 3 cm closer.
     assert episode["object_distance_closest_m"] < 0.30
-    assert _run(tmp_path / "b")["per_episode"] == first["per_episode"]  # no clock, no jitter
+    rerun = _run(tmp_path / "b", learned_package_episode)
+    assert rerun["per_episode"] == first["per_episode"]  # no clock, no jitter
 
 
-def test_the_nodes_get_the_parameters_lightwam_sim_eval_gives_them():
+def test_the_nodes_get_the_parameters_lightwam_sim_eval_gives_them(learned_package):
     task = SimTask.parse("aloha:transfer_cube")
-    model = (str(PACKAGE / "model.safetensors"), str(PACKAGE / "instructions.safetensors"))
+    model = (str(learned_package / "model.safetensors"), str(learned_package / "instructions.safetensors"))
     plan = lockstep_eval.lockstep_plan(task, *model, ["executor:boundary_rule:=ensemble", "rate:=2"])
     setup = lockstep_eval.executor_setup(plan)
     assert setup.config.boundary_rule == "ensemble" and "right_finger" in setup.layout.joint_names
     assert setup.control_rate == 100.0  # config/executor_aloha_sim.yaml
     policy = policy_settings_from_values(plan.node("policy").values())
     assert policy.rate == 2.0 and policy.instruction  # the file's instruction, the routed override's rate
-    assert policy.checkpoint == PACKAGE / "model.safetensors"
+    assert policy.checkpoint == learned_package / "model.safetensors"
     with pytest.raises(PlanError, match="no started node declares it"):
         lockstep_eval.lockstep_plan(task, *model, ["no_such_parameter:=5"])
