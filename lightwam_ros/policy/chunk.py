@@ -17,10 +17,11 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from lightwam_ros.policy.embodiment import ACTION_MODES
+from lightwam_ros.policy.embodiment import ACTION_MODES, EmbodimentSpec
 
 NS_PER_S = 1_000_000_000
 _UINT64_MAX = 2**64 - 1
@@ -108,6 +109,24 @@ class Chunk:
         return dataclasses.replace(
             self, actions=actions, action_names=tuple(action_names), action_mode=action_mode
         )
+
+
+def embodiment_chunk(spec: EmbodimentSpec, actions: np.ndarray, stamp_ns: int, **fields: Any) -> Chunk:
+    """A chunk of ``spec``'s actions: its policy rate, action names and mode, executed steps.
+
+    Whatever predicts chunks for an embodiment (the model's runner, the scripted demonstration)
+    takes these from the embodiment here; ``fields`` adds the rest (instruction, frame, ...).
+    """
+    return Chunk(
+        stamp_ns=stamp_ns,
+        dt=1.0 / spec.policy_rate_hz,
+        actions=actions,
+        action_names=spec.action.layout.dim_names,
+        execute_steps=spec.chunk.execute_steps,
+        embodiment=spec.name,
+        action_mode=spec.action.mode,
+        **fields,
+    )
 
 
 def check_finite(actions: np.ndarray, names: Sequence[str]) -> None:

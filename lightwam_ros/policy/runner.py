@@ -41,7 +41,7 @@ from lightwam_ros.model.instructions import InstructionCache
 from lightwam_ros.model.lightwam import LightWAM
 from lightwam_ros.model.lora import LoRA, set_lora_merged
 from lightwam_ros.policy.canvas import build_canvas, canvas_layout, canvas_to_model_input
-from lightwam_ros.policy.chunk import Chunk, ChunkError
+from lightwam_ros.policy.chunk import Chunk, ChunkError, embodiment_chunk
 from lightwam_ros.policy.device import StageClock, resolve_device, resolve_dtype
 from lightwam_ros.policy.embodiment import EmbodimentSpec, camera_sizes, load_embodiment
 from lightwam_ros.policy.normalization import Normalizer
@@ -420,18 +420,9 @@ class PolicyRunner:
         with self._lock, self._on_device(), torch.inference_mode():
             actions, normalized, timing, peak = self._infer(images, state, instruction)
             self._latencies.append(timing.total)
-        spec = self.spec
         try:
-            chunk = Chunk(
-                stamp_ns=stamp_ns,
-                dt=1.0 / spec.policy_rate_hz,
-                actions=actions,
-                action_names=spec.action.layout.dim_names,
-                execute_steps=spec.chunk.execute_steps,
-                embodiment=spec.name,
-                action_mode=spec.action.mode,
-                instruction=instruction,
-                frame_id=self._frame_id,
+            chunk = embodiment_chunk(
+                self.spec, actions, stamp_ns, instruction=instruction, frame_id=self._frame_id
             )
         except ChunkError as error:
             raise PolicyOutputError(

@@ -35,6 +35,21 @@ def test_the_learned_package_reaches_for_the_cube_and_a_rerun_is_identical(tmp_p
     assert rerun["per_episode"] == first["per_episode"]  # no clock, no jitter
 
 
+def test_the_scripted_chunks_lose_no_episode_to_the_execution_path(tmp_path):
+    """The script's chunks at the policy file's 5 Hz, each 0.05 s late, through the executor's
+    core with its parameter file: the episodes the script wins on its own are won."""
+    rc = lockstep_eval.main(["--scripted", "--episodes", "2", "--latency", "0.05", "--out", str(tmp_path)])
+    assert rc == 0
+    report = json.loads((tmp_path / "lockstep.json").read_text())
+    assert report["scripted"] and report["summary"]["successes"] == 2
+    assert report["summary"]["chunks_refused"] == 0
+
+
+def test_scripted_chunks_exist_only_for_the_transfer_cube_script(capsys):
+    assert lockstep_eval.main(["--scripted", "--sim", "aloha:insertion", "--episodes", "1"]) == 1
+    assert "--scripted plays the aloha:transfer_cube script" in capsys.readouterr().err
+
+
 def test_the_nodes_get_the_parameters_lightwam_sim_eval_gives_them(learned_package):
     task = SimTask.parse("aloha:transfer_cube")
     model = (str(learned_package / "model.safetensors"), str(learned_package / "instructions.safetensors"))

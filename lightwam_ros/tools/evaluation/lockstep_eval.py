@@ -1,6 +1,7 @@
 """lightwam-lockstep-eval: the policy and the executor's core stepped with the simulator, no ROS.
 
     lightwam-lockstep-eval --checkpoint M --instructions I --episodes 20 [--first-episode 0]
+    lightwam-lockstep-eval --scripted --episodes 20 [--latency 0.05]
 
 The same episodes as ``lightwam-sim-eval`` (same simulator, seeds, success signal, and the same
 bring-up plan, so the same parameters of the policy, the executor and the simulator), in the
@@ -11,7 +12,9 @@ So inference takes no time unless asked to, nothing jitters, and a rerun with th
 CPU threads gives the same result (another thread count sums in another order, and a difference
 that small can change an episode's outcome). Set beside ``lightwam-sim-eval`` on the same seeds,
 it separates what the policy can do from what the real loop's timing (latency, jitter, process
-scheduling) costs.
+scheduling) costs. ``--scripted`` plays the transfer-cube script's chunks in place of the model's
+(``lightwam_ros.sim.scripted_policy``): a policy that knows where the cube is and is never wrong,
+so what it loses is what chunking at the policy's rate, the executor and ``--latency`` cost.
 """
 
 from __future__ import annotations
@@ -22,19 +25,22 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 from lightwam_ros.control.command_layout import CommandLayout
 from lightwam_ros.control.executor_core import ChunkExecutorCore, ExecutorConfig
 from lightwam_ros.policy.chunk import NS_PER_S, Chunk
+from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.policy.runner import PolicyRunner
 from lightwam_ros.policy.state_builder import StateBuilder
 from lightwam_ros.ros.executor_params import settings_from_values
 from lightwam_ros.ros.node_registry import EXECUTOR, POLICY, SIM
-from lightwam_ros.ros.policy_params import PolicySettings
 from lightwam_ros.ros.policy_params import settings_from_values as policy_settings_from_values
 from lightwam_ros.ros.robot_params import SIM_SCHEMA
-from lightwam_ros.sim.base import SimError, Simulator
+from lightwam_ros.sim.aloha import AlohaSim
+from lightwam_ros.sim.base import SimError, SimState, Simulator
 from lightwam_ros.sim.catalog import SimTask
+from lightwam_ros.sim.scripted_policy import ScriptedPolicy
 from lightwam_ros.tools.launch.bringup_plan import (
     BringupOptions,
     BringupPlan,
@@ -45,6 +51,7 @@ from lightwam_ros.tools.launch.bringup_plan import (
 
 # Time of an episode's reset on the stamps' clock: chunk stamps must be > 0.
 EPISODE_START_NS = NS_PER_S
+SCRIPTED_TASK = SimTask.parse("aloha:transfer_cube")  # the task whose script --scripted plays
 
 
 @dataclass(frozen=True)
@@ -57,24 +64,48 @@ class LockstepEpisode:
     object_distance_closest_m: float | None
 
 
+class ChunkSource(Protocol):
+    """What predicts the chunks: the model, or the scripted demonstration (``--scripted``)."""
+
+    def start(self, state: SimState) -> None:
+        """A new episode begins from ``state``."""
+
+    def chunk(self, state: SimState, stamp_ns: int) -> Chunk:
+        """The chunk for the scene and robot as they are at ``state``, stamped ``stamp_ns``."""
+
+
+class ModelPolicy:
+    """The model's chunk from the scene as rendered and the robot's joint state."""
+
+    def __init__(self, sim: Simulator, runner: PolicyRunner, instruction: str) -> None:
+        self.sim, self.runner, self.instruction = sim, runner, instruction
+        self.builder = StateBuilder(runner.spec, chains={})
+        self._state_joints = [sim.joint_names.index(name) for name in self.builder.joint_names]
+
+    def start(self, state: SimState) -> None:
+        pass  # memoryless: each chunk comes from the observation alone
+
+    def chunk(self, state: SimState, stamp_ns: int) -> Chunk:
+        robot = self.builder.build(state.positions[self._state_joints])
+        return self.runner.predict(self.sim.render(), robot.vector, self.instruction, stamp_ns=stamp_ns).chunk
+
+
 class Lockstep:
-    """One policy, one executor configuration, one simulator: ``run(seed, seconds)`` per episode."""
+    """One chunk source, one executor configuration, one simulator: ``run(seed, seconds)`` per
+    episode."""
 
     def __init__(
         self,
         sim: Simulator,
-        runner: PolicyRunner,
-        policy: PolicySettings,
+        source: ChunkSource,
+        policy_rate: float,
         executor: ExecutorSetup,
         latency: float = 0.0,
     ) -> None:
-        self.sim, self.runner, self.executor = sim, runner, executor
+        self.sim, self.source, self.executor = sim, source, executor
         self.layout = executor.layout
-        self.instruction = policy.instruction or sim.instruction
-        self.builder = StateBuilder(runner.spec, chains={})
         self._commanded = [sim.joint_names.index(name) for name in self.layout.joint_names]
-        self._state_joints = [sim.joint_names.index(name) for name in self.builder.joint_names]
-        self._policy_period_ns = round(NS_PER_S / policy.rate)
+        self._policy_period_ns = round(NS_PER_S / policy_rate)
         self._step_ns = round(sim.control_dt * NS_PER_S)
         self._latency_ns = round(latency * NS_PER_S)
         # The executor's ticks within one simulator step (its control rate, at least one).
@@ -84,6 +115,7 @@ class Lockstep:
     def run(self, episode: int, seconds: float) -> LockstepEpisode:
         """One episode until the simulator reports success or ``seconds`` of simulated time."""
         state = self.sim.reset(episode)
+        self.source.start(state)
         core = ChunkExecutorCore(self.executor.config)
         targets = state.positions.copy()
         accepted = refused = 0
@@ -94,11 +126,7 @@ class Lockstep:
             now_ns = EPISODE_START_NS + round(state.time * NS_PER_S)
             core.update_measured(state.positions[self._commanded], now_ns)
             if now_ns >= next_chunk_ns:
-                robot = self.builder.build(state.positions[self._state_joints])
-                output = self.runner.predict(
-                    self.sim.render(), robot.vector, self.instruction, stamp_ns=now_ns
-                )
-                pending.append((now_ns + self._latency_ns, output.chunk))
+                pending.append((now_ns + self._latency_ns, self.source.chunk(state, now_ns)))
                 next_chunk_ns += self._policy_period_ns
             for offset in self._tick_offsets_ns:
                 while pending and pending[0][0] <= now_ns + offset:  # it has arrived by this tick
@@ -123,9 +151,12 @@ class Lockstep:
         )
 
 
-def lockstep_plan(task: SimTask, checkpoint: str, instructions: str, params: Sequence[str]) -> BringupPlan:
+def lockstep_plan(
+    task: SimTask, checkpoint: str | None, instructions: str | None, params: Sequence[str]
+) -> BringupPlan:
     """The bring-up plan ``lightwam-sim-eval`` starts for ``task``: the nodes' parameter files and
-    every override (the model files, the simulator's wiring, ``--params`` routed as there)."""
+    every override (the model files, the simulator's wiring, ``--params`` routed as there).
+    Without model files, the random-weight tiny package (the simulator moves nothing real)."""
     options = BringupOptions(
         embodiment=task.embodiment, sim=str(task), params=tuple(ParamOverride.parse(text) for text in params)
     )
@@ -162,8 +193,14 @@ def summary(episodes: Sequence[LockstepEpisode]) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lightwam-lockstep-eval", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--instructions", required=True, help="the checkpoint's instruction cache")
+    parser.add_argument("--checkpoint", help="default: the random-weight tiny package")
+    parser.add_argument("--instructions", help="the checkpoint's instruction cache")
+    parser.add_argument(
+        "--scripted",
+        action="store_true",
+        help="the scripted demonstration's chunks instead of the model's (aloha:transfer_cube): "
+        "what the execution path costs a policy that is never wrong",
+    )
     parser.add_argument(
         "--sim", default="aloha:transfer_cube", help="SIMULATOR[:TASK], as for lightwam-sim-eval"
     )
@@ -192,16 +229,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--episodes must be >= 1, --first-episode and --latency >= 0, --episode-seconds > 0")
     try:
         task = SimTask.parse(args.sim)
+        if args.scripted and str(task) != str(SCRIPTED_TASK):
+            raise SimError(f"--scripted plays the {SCRIPTED_TASK} script, not {task}")
         plan = lockstep_plan(task, args.checkpoint, args.instructions, args.params)
         policy = policy_settings_from_values(plan.node(POLICY).values())
         executor = executor_setup(plan)
-        runner = PolicyRunner.from_files(
-            policy.checkpoint,
-            policy.instruction_cache,
-            embodiment=task.embodiment,
-            device=args.device,
-            warmup=1,
-        )
+        runner = None
+        if not args.scripted:
+            runner = PolicyRunner.from_files(
+                policy.checkpoint,
+                policy.instruction_cache,
+                embodiment=task.embodiment,
+                device=args.device,
+                warmup=1,
+            )
         camera_size = SIM_SCHEMA.effective(plan.node(SIM).values())["camera_size"]
         sim = task.build(tuple(camera_size) if camera_size else None)
     except (ValueError, OSError, SimError) as error:  # PlanError, ParamFileError, CheckpointError ...
@@ -209,7 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     episodes = []
     try:
-        loop = Lockstep(sim, runner, policy, executor, args.latency)
+        source: ChunkSource
+        if runner is None:
+            assert isinstance(sim, AlohaSim), f"{SCRIPTED_TASK} builds an ALOHA simulator"
+            source = ScriptedPolicy(sim, load_embodiment(task.embodiment))
+        else:
+            source = ModelPolicy(sim, runner, policy.instruction or sim.instruction)
+        loop = Lockstep(sim, source, policy.rate, executor, args.latency)
         for episode in range(args.first_episode, args.first_episode + args.episodes):
             done = loop.run(episode, args.episode_seconds)
             episodes.append(done)
@@ -222,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         report = {
             "checkpoint": args.checkpoint,
+            "scripted": args.scripted,
             "sim": str(task),
             "params": args.params,
             "latency_s": args.latency,

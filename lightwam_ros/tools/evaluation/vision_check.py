@@ -20,17 +20,16 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lightwam_ros.policy.embodiment import EmbodimentSpec
 from lightwam_ros.policy.runner import PolicyRunner
-from lightwam_ros.policy.state_builder import StateBuilder
 from lightwam_ros.sim.aloha import AlohaSim
-from lightwam_ros.sim.aloha_scripted import TransferCubeScript
 from lightwam_ros.sim.catalog import SimTask
+from lightwam_ros.sim.scripted_policy import ScriptedPolicy
 
 TASK = SimTask.parse("aloha:transfer_cube")
 ARM = "right"  # the arm whose motion depends on where the cube is
@@ -79,27 +78,18 @@ def scene_motions(
     arm = _arm_columns(spec, ARM)
     sim = TASK.build(camera_size)
     assert isinstance(sim, AlohaSim), f"{TASK} builds an ALOHA simulator"
-    builder = StateBuilder(spec, chains={})
-    dt = 1.0 / spec.policy_rate_hz
     motions = []
     try:
-        script = TransferCubeScript(sim)
+        scripted = ScriptedPolicy(sim, spec)
         for seed in seeds:
             state = sim.reset(seed)
-            script.start(state)
-            joints = dict(zip(sim.joint_names, state.positions, strict=True))
-            start = builder.build(np.array([joints[name] for name in builder.joint_names])).vector
-            # Step i of a chunk is reached at (i + 1) dt after the observation.
-            target = script.targets(replace(state, time=state.time + (step + 1) * dt - sim.control_dt))
-            reached = dict(zip(sim.joint_names, target, strict=True))
-            demonstrated = builder.build(np.array([reached[name] for name in builder.joint_names]))
+            scripted.start(state)
+            start = scripted.state_vector(state)
+            (demonstrated,) = scripted.actions(state, [step])
             output = runner.predict(sim.render(), start, TASK.instruction())
             motions.append(
                 SceneMotion(
-                    seed,
-                    output.chunk.actions[step, arm] - start[arm],
-                    demonstrated.vector[arm] - start[arm],
-                    start,
+                    seed, output.chunk.actions[step, arm] - start[arm], demonstrated[arm] - start[arm], start
                 )
             )
     finally:
