@@ -1,16 +1,20 @@
-"""lightwam-lockstep-eval: the committed package, stepped with the simulator in its own time."""
+"""lightwam-lockstep-eval: the committed package and the scripted policy, stepped with the simulator
+in its own time."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")  # the parameter files are read as the ROS nodes read them
 pytest.importorskip("gym_aloha", reason="the simulators are not installed (requirements/sim.txt)")
 
 from lightwam_ros.ros.policy_params import settings_from_values as policy_settings_from_values
+from lightwam_ros.sim.base import SimState
 from lightwam_ros.sim.catalog import SimTask
 from lightwam_ros.tools.evaluation import lockstep_eval
 from lightwam_ros.tools.launch.bringup_plan import PlanError
@@ -48,6 +52,34 @@ def test_the_scripted_chunks_lose_no_episode_to_the_execution_path(tmp_path):
 def test_scripted_chunks_exist_only_for_the_transfer_cube_script(capsys):
     assert lockstep_eval.main(["--scripted", "--sim", "aloha:insertion", "--episodes", "1"]) == 1
     assert "--scripted plays the aloha:transfer_cube script" in capsys.readouterr().err
+
+
+class _Named:
+    """A chunk source that answers with its name and counts its episode starts."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.starts = name, 0
+
+    def start(self, state):
+        self.starts += 1
+
+    def chunk(self, state, stamp_ns):
+        return self.name
+
+
+def test_an_episode_is_handed_from_the_script_to_the_model_at_the_given_time():
+    script, model = _Named("script"), _Named("model")
+    source = lockstep_eval.HandedOver(script, model, seconds=4.0)
+    state = SimState(time=0.0, positions=np.zeros(2), velocities=np.zeros(2), eef_poses={}, success=False)
+    source.start(state)
+    assert script.starts == model.starts == 1  # both plan (or reset) at every episode's start
+    times = (0.0, 3.98, 4.0, 6.0)
+    assert [source.chunk(replace(state, time=t), 0) for t in times] == ["script", "script", "model", "model"]
+
+
+def test_scripted_and_handed_over_runs_exclude_each_other(capsys):
+    assert lockstep_eval.main(["--scripted", "--scripted-until", "2", "--episodes", "1"]) == 1
+    assert "exclude each other" in capsys.readouterr().err
 
 
 def test_the_nodes_get_the_parameters_lightwam_sim_eval_gives_them(learned_package):

@@ -2,6 +2,7 @@
 
     lightwam-lockstep-eval --checkpoint M --instructions I --episodes 20 [--first-episode 0]
     lightwam-lockstep-eval --scripted --episodes 20 [--latency 0.05]
+    lightwam-lockstep-eval --checkpoint M --instructions I --scripted-until 4.0 --episodes 20
 
 The same episodes as ``lightwam-sim-eval`` (same simulator, seeds, success signal, and the same
 bring-up plan, so the same parameters of the policy, the executor and the simulator), in the
@@ -15,6 +16,8 @@ it separates what the policy can do from what the real loop's timing (latency, j
 scheduling) costs. ``--scripted`` plays the transfer-cube script's chunks in place of the model's
 (``lightwam_ros.sim.scripted_policy``): a policy that knows where the cube is and is never wrong,
 so what it loses is what chunking at the policy's rate, the executor and ``--latency`` cost.
+``--scripted-until S`` hands each episode from the script to the model S seconds in: the phase
+after S is then the model's alone.
 """
 
 from __future__ import annotations
@@ -88,6 +91,22 @@ class ModelPolicy:
     def chunk(self, state: SimState, stamp_ns: int) -> Chunk:
         robot = self.builder.build(state.positions[self._state_joints])
         return self.runner.predict(self.sim.render(), robot.vector, self.instruction, stamp_ns=stamp_ns).chunk
+
+
+class HandedOver:
+    """``first``'s chunks for observations before ``seconds`` into the episode, ``then``'s after:
+    with the script first, which phase of the task the model loses (the script has grasped and
+    lifted the cube by 4 s; lightwam_ros.sim.aloha_scripted)."""
+
+    def __init__(self, first: ChunkSource, then: ChunkSource, seconds: float) -> None:
+        self.first, self.then, self.seconds = first, then, seconds
+
+    def start(self, state: SimState) -> None:
+        self.first.start(state)
+        self.then.start(state)
+
+    def chunk(self, state: SimState, stamp_ns: int) -> Chunk:
+        return (self.first if state.time < self.seconds else self.then).chunk(state, stamp_ns)
 
 
 class Lockstep:
@@ -202,6 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "what the execution path costs a policy that is never wrong",
     )
     parser.add_argument(
+        "--scripted-until",
+        type=float,
+        metavar="SECONDS",
+        help="the script's chunks for the first SECONDS of each episode, the model's after: "
+        "which phase the model loses",
+    )
+    parser.add_argument(
         "--sim", default="aloha:transfer_cube", help="SIMULATOR[:TASK], as for lightwam-sim-eval"
     )
     parser.add_argument("--episodes", type=int, default=20)
@@ -229,7 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--episodes must be >= 1, --first-episode and --latency >= 0, --episode-seconds > 0")
     try:
         task = SimTask.parse(args.sim)
-        if args.scripted and str(task) != str(SCRIPTED_TASK):
+        if args.scripted and args.scripted_until is not None:
+            raise ValueError("--scripted and --scripted-until exclude each other")
+        if (args.scripted or args.scripted_until is not None) and str(task) != str(SCRIPTED_TASK):
             raise SimError(f"--scripted plays the {SCRIPTED_TASK} script, not {task}")
         plan = lockstep_plan(task, args.checkpoint, args.instructions, args.params)
         policy = policy_settings_from_values(plan.node(POLICY).values())
@@ -251,11 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     episodes = []
     try:
         source: ChunkSource
-        if runner is None:
-            assert isinstance(sim, AlohaSim), f"{SCRIPTED_TASK} builds an ALOHA simulator"
-            source = ScriptedPolicy(sim, load_embodiment(task.embodiment))
-        else:
+        if runner is not None:
             source = ModelPolicy(sim, runner, policy.instruction or sim.instruction)
+        if args.scripted or args.scripted_until is not None:
+            assert isinstance(sim, AlohaSim), f"{SCRIPTED_TASK} builds an ALOHA simulator"
+            scripted = ScriptedPolicy(sim, load_embodiment(task.embodiment))
+            source = scripted if runner is None else HandedOver(scripted, source, args.scripted_until)
         loop = Lockstep(sim, source, policy.rate, executor, args.latency)
         for episode in range(args.first_episode, args.first_episode + args.episodes):
             done = loop.run(episode, args.episode_seconds)
@@ -270,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = {
             "checkpoint": args.checkpoint,
             "scripted": args.scripted,
+            "scripted_until_s": args.scripted_until,
             "sim": str(task),
             "params": args.params,
             "latency_s": args.latency,
