@@ -253,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.first_episode < 0 or not args.episode_seconds > 0 or not args.latency >= 0:
         parser.error("--episodes must be >= 1, --first-episode and --latency >= 0, --episode-seconds > 0")
+    if args.scripted_until is not None and not args.scripted_until >= 0:
+        parser.error("--scripted-until must be >= 0 s")
     try:
         task = SimTask.parse(args.sim)
         if args.scripted and args.scripted_until is not None:
