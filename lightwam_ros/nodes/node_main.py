@@ -5,6 +5,7 @@ configure and activate a managed node, spin, always shut down cleanly)."""
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import signal
 import textwrap
@@ -315,6 +316,11 @@ _POLL_SECONDS = 0.1
 # s that rclpy's own teardown (node destruction, shutdown) may take once a node's work is saved;
 # it normally takes well under a second.
 TEARDOWN_GRACE = 5.0
+# s after the first SIGINT/SIGTERM before a process that is still stopping prints every thread's
+# stack to stderr (a later signal prints them at once): a stop that hangs - seen once in CI, an
+# executor killed after the bring-up's SIGINT and SIGTERM timeouts - then shows where.  Under
+# the bring-up's 15 s SIGINT timeout; a normal stop takes well under a second.
+STUCK_STOP_TRACE = 10.0
 
 
 @contextlib.contextmanager
@@ -364,6 +370,7 @@ def run_node(
     node_name: str,
     args: list[str] | None = None,
     failed: Callable[[NodeT], bool] = lambda node: False,
+    stuck_trace_after: float = STUCK_STOP_TRACE,
 ) -> int:
     """Spin the node ``create`` builds until SIGINT/SIGTERM or until ``failed(node)``; return the
     exit status: 2 when the configuration is invalid, 1 when ``failed`` or a managed node could
@@ -376,7 +383,9 @@ def run_node(
     The signals only set a flag that the spin loop polls, so shutdown happens between callbacks,
     never inside one as a KeyboardInterrupt would (which leaves half-done futures behind), and
     ``ros2 launch``'s SIGTERM escalation ends the node as cleanly as Ctrl-C; a configure in
-    progress is interrupted at its next chance (``ManagedNode.interrupted``).  A
+    progress is interrupted at its next chance (``ManagedNode.interrupted``).  A process still
+    stopping ``stuck_trace_after`` seconds after the first signal, or signalled again, prints
+    every thread's stack (``faulthandler``) and goes on stopping.  A
     SingleThreadedExecutor, because rclpy's MultiThreadedExecutor starves fast timers (see
     ``executor_node``).  ``failed`` lets, e.g., a simulator bridge whose simulator died end its
     process instead of idling.
@@ -386,6 +395,10 @@ def run_node(
     built: list[Node] = []
 
     def on_signal(*_: Any) -> None:
+        if stop.is_set():
+            faulthandler.dump_traceback(all_threads=True)  # asked again: where it is stuck
+        else:
+            faulthandler.dump_traceback_later(stuck_trace_after, exit=False)
         stop.set()
         for node in built:
             if isinstance(node, ManagedNode):
