@@ -12,11 +12,15 @@ import pytest
 
 pytest.importorskip("rclpy")
 
+from builtin_interfaces.msg import Duration
 from rclpy.serialization import serialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
+from safetensors import safe_open
 from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from lightwam_ros.bags.typestore import project_typestore
+from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.ros.joint_state import make_joint_state
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp
@@ -24,6 +28,7 @@ from lightwam_ros.tools.assets.model_files import ensure_tiny_package
 from lightwam_ros.tools.offline.bag_to_samples import main as bag_to_samples
 from lightwam_ros.tools.offline.offline_check import main as offline_check
 from lightwam_ros.train.config import config_from_dict
+from lightwam_ros.train.episodes import load_episode
 from lightwam_ros.train.loop import Trainer
 
 START_NS = 1_700_000_000_000_000_000
@@ -31,6 +36,7 @@ TASK = "beat the block with the hammer"
 JOINTS = [f"f{side}_joint{i}" for side in "lr" for i in range(1, 8)]
 CAMERAS = ("head", "left_wrist", "right_wrist")
 SECONDS = 2.0
+COMMAND_TOPIC = "/joint_trajectory_controller/joint_trajectory"  # robotwin_aloha's executor file
 
 
 def scene(t: float, role: str) -> np.ndarray:
@@ -49,10 +55,17 @@ def joints(t: float) -> list[float]:
 
 
 def write_bag(
-    path: Path, *, cameras=CAMERAS, backwards_at: float | None = None, mystery: bool = False
+    path: Path,
+    *,
+    cameras=CAMERAS,
+    backwards_at: float | None = None,
+    mystery: bool = False,
+    commands_from: float | None = None,
 ) -> Path:
     """Cameras at 10 Hz, joint states at 50 Hz, the instruction once; optionally joint stamps
-    that jump back at ``backwards_at`` and a topic of a type nobody has installed."""
+    that jump back at ``backwards_at``, a topic of a type nobody has installed, and from
+    ``commands_from`` (s) on the executor's JointTrajectory commands, one per joint state, each
+    naming the next step's joints."""
     store = project_typestore()
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as bag:
         topics = {
@@ -66,6 +79,10 @@ def write_bag(
             gizmo = bag.add_connection(
                 "/gizmo", "acme_msgs/msg/Gizmo", msgdef="", rihs01="RIHS01_" + "0" * 64
             )
+        if commands_from is not None:
+            commands = bag.add_connection(
+                COMMAND_TOPIC, "trajectory_msgs/msg/JointTrajectory", typestore=store
+            )
         for k in range(int(SECONDS * 50)):
             t = k / 50
             stamp_ns = START_NS + int(t * 1e9)
@@ -76,6 +93,13 @@ def write_bag(
                 log_ns,
                 serialize_message(make_joint_state(JOINTS, joints(t), nanoseconds_to_stamp(shifted))),
             )
+            if commands_from is not None and t >= commands_from:
+                step = JointTrajectoryPoint(
+                    positions=joints(t + 0.02), time_from_start=Duration(nanosec=20_000_000)
+                )
+                command = JointTrajectory(joint_names=JOINTS, points=[step])
+                command.header.stamp = nanoseconds_to_stamp(stamp_ns)
+                bag.write(commands, log_ns, serialize_message(command))
             if k % 5 == 0:
                 for role, connection in topics.items():
                     bag.write(
@@ -233,3 +257,34 @@ def test_a_model_trained_here_is_checked_offline(model, tmp_path, capsys):
     assert code == 0, printed.out + printed.err
     figures = json.loads((tmp_path / "report" / "figures.json").read_text())
     assert figures["counts"]["chunks"] == 2 and figures["vs_reference"] is not None
+
+
+def test_frames_recorded_before_the_first_command_are_dropped_not_the_episode(tmp_path, capsys):
+    """A recorder that subscribed to the commands late holds scene frames without a label: the
+    episode starts at the first labelled frame (said on the console and in its metadata), and
+    the trainer's loader takes it."""
+    bag = write_bag(tmp_path / "late", commands_from=0.55)
+    out = tmp_path / "episodes"
+    assert bag_to_samples([str(bag), "--out", str(out), "--embodiment", "robotwin_aloha"]) == 0
+    path = out / "episode_0000.safetensors"
+    with safe_open(str(path), framework="numpy") as episode:
+        problems = json.loads(episode.metadata()["problems"])
+        stamps, mask = episode.get_tensor("timestamps"), episode.get_tensor("action_mask")
+    # Scene frames every 0.1 s from 0: 0.0 .. 0.5 have no command yet; 0.6 is the first kept.
+    assert stamps[0] - START_NS * 1e-9 == pytest.approx(0.6, abs=1e-3) and len(stamps) == 14
+    assert mask[:, 0].all()
+    assert problems == ["dropped the first 6 observation(s): no commands action yet"]
+    assert problems[0] in capsys.readouterr().err
+    loaded = load_episode(path, load_embodiment("robotwin_aloha"), [TASK])
+    assert len(loaded.state) == 14
+    capsys.readouterr()
+
+    no_commands = [
+        str(write_bag(tmp_path / "none")),
+        "--out",
+        str(tmp_path / "no"),
+        "--embodiment",
+        "robotwin_aloha",
+    ]
+    assert bag_to_samples(no_commands) == 1
+    assert "no JointTrajectory commands recorded" in capsys.readouterr().err

@@ -31,6 +31,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from lightwam_ros.nodes.command_input import command_parameters
 from lightwam_ros.policy.embodiment import load_embodiment
 from lightwam_ros.ros import qos
 from lightwam_ros.ros.node_registry import NODE_KINDS, RECORDER, SIM
@@ -102,6 +103,21 @@ def record_demos(
     return results
 
 
+def demonstrated_topics(bridge_params: dict[str, Any]) -> list[str]:
+    """The topics a demonstration's episode needs from its first step (absolute names): the
+    joint states and cameras the policy reads, and the commands that label them (a recorder
+    that subscribed to those late once dropped 1.4 s of an episode's labels)."""
+    cameras = load_embodiment(TASK.embodiment).canvas.cameras
+    return [
+        absolute_topic(topic)
+        for topic in (
+            bridge_params["joint_state_topic"],
+            command_parameters(bridge_params)[1],
+            *(camera_topic(bridge_params, camera.role) for camera in cameras),
+        )
+    ]
+
+
 def _record_episode(
     out: Path, watcher: DemoWatcher, bridge: NodeChildren, bridge_params: dict[str, Any]
 ) -> dict[str, Any]:
@@ -120,15 +136,7 @@ def _record_episode(
         )
     )
     try:
-        watched = [
-            bridge_params["joint_state_topic"],
-            *(
-                camera_topic(bridge_params, camera.role)
-                for camera in load_embodiment(TASK.embodiment).canvas.cameras
-            ),
-        ]
-        recorded = [absolute_topic(topic) for topic in watched]
-        wait_until_recorded(recorded, failure=bridge.failure, node=watcher)
+        wait_until_recorded(demonstrated_topics(bridge_params), failure=bridge.failure, node=watcher)
         episode = start_episode(watcher.reset, bridge.failure)["episode"]
         wait_for(
             lambda: watcher.status.get("episode") == episode and watcher.status.get("script_done"),

@@ -8,7 +8,8 @@ One ``episode_NNNN.safetensors`` per bag, holding the episode at the policy rate
   (the observation the live node would assemble for each scene frame);
 - ``state`` float32 (T, S): the robot state in the embodiment's state layout;
 - ``action_chunks`` float32 (T, H, A) and ``action_mask`` bool (T, H): the chunk to predict at
-  each step, steps past the episode's end masked out;
+  each step, steps past the episode's end masked out (the episode starts at the first scene frame
+  that has an action: frames recorded before the first command are dropped, and said so);
 - ``timestamps`` float64 (T,): the scene frames' stamps [s].
 Its metadata names the embodiment, instruction, policy rate, action source and source bag.
 
@@ -171,12 +172,22 @@ def convert_bag(
         reasons = "; ".join(f"[{p.kind}] {p.message}" for p in run.problems) or "no scene frames"
         raise EpisodeError(f"no usable observation ({reasons})")
     chunks, mask = chunk_targets(run, settings, kept, source, commands)
-    tensors = {f"images.{role}": np.stack(frames) for role, frames in images.items()}
+    labelled = np.flatnonzero(mask[:, 0])
+    if not labelled.size:
+        raise EpisodeError(f"no observation has a {source} action to learn")
+    # A recorder that starts before the first command records frames without a label: the
+    # episode starts at the first frame that has one (a trainer refuses unlabelled steps).
+    first = int(labelled[0])
+    problems = [p.message for p in run.problems]
+    if first:
+        problems.append(f"dropped the first {first} observation(s): no {source} action yet")
+        print(f"{bag}: {problems[-1]}", file=sys.stderr)
+    tensors = {f"images.{role}": np.stack(frames[first:]) for role, frames in images.items()}
     tensors.update(
-        state=np.asarray(states, dtype=np.float32),
-        action_chunks=chunks,
-        action_mask=mask,
-        timestamps=np.asarray(kept, dtype=np.float64),
+        state=np.asarray(states[first:], dtype=np.float32),
+        action_chunks=chunks[first:],
+        action_mask=mask[first:],
+        timestamps=np.asarray(kept[first:], dtype=np.float64),
     )
     metadata = {
         "embodiment": settings.spec.name,
@@ -184,7 +195,7 @@ def convert_bag(
         "policy_rate_hz": repr(settings.spec.policy_rate_hz),
         "action_source": source,
         "source_bag": str(bag),
-        "problems": json.dumps([p.message for p in run.problems]),
+        "problems": json.dumps(problems),
     }
     return tensors, metadata
 
