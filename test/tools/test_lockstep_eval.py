@@ -30,8 +30,8 @@ def _run(tmp_path: Path, episode_args: list[str]) -> dict:
 def test_the_learned_package_reaches_for_the_cube_and_a_rerun_is_identical(tmp_path, learned_package_episode):
     first = _run(tmp_path / "a", learned_package_episode)
     episode = first["per_episode"][0]
-    # The policy file's 5 Hz over 4 simulated seconds, every chunk accepted.
-    assert abs(episode["chunks_accepted"] - 20) <= 1 and episode["chunks_refused"] == 0
+    # The policy file's 3.33 Hz over 4 simulated seconds, every chunk accepted.
+    assert abs(episode["chunks_accepted"] - 4.0 * 3.33) <= 1 and episode["chunks_refused"] == 0
     assert episode["length_s"] == pytest.approx(4.0, abs=0.03)
     # The right gripper starts about 0.33 m from the cube; after 4 s it is at least 3 cm closer.
     assert episode["object_distance_closest_m"] < 0.30
@@ -40,7 +40,7 @@ def test_the_learned_package_reaches_for_the_cube_and_a_rerun_is_identical(tmp_p
 
 
 def test_the_scripted_chunks_lose_no_episode_to_the_execution_path(tmp_path):
-    """The script's chunks at the policy file's 5 Hz, each 0.05 s late, through the executor's
+    """The script's chunks at the policy file's rate, each 0.05 s late, through the executor's
     core with its parameter file: the episodes the script wins on its own are won."""
     rc = lockstep_eval.main(["--scripted", "--episodes", "2", "--latency", "0.05", "--out", str(tmp_path)])
     assert rc == 0
