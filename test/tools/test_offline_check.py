@@ -25,6 +25,7 @@ from lightwam_ros.ros.image_conversion import rgb_to_image
 from lightwam_ros.ros.joint_state import make_joint_state
 from lightwam_ros.ros.stamps import nanoseconds_to_stamp
 from lightwam_ros.tools.assets.model_files import ensure_tiny_package
+from lightwam_ros.tools.offline.bag_to_samples import executor_command_topic
 from lightwam_ros.tools.offline.bag_to_samples import main as bag_to_samples
 from lightwam_ros.tools.offline.offline_check import main as offline_check
 from lightwam_ros.train.config import config_from_dict
@@ -36,7 +37,7 @@ TASK = "beat the block with the hammer"
 JOINTS = [f"f{side}_joint{i}" for side in "lr" for i in range(1, 8)]
 CAMERAS = ("head", "left_wrist", "right_wrist")
 SECONDS = 2.0
-COMMAND_TOPIC = "/joint_trajectory_controller/joint_trajectory"  # robotwin_aloha's executor file
+COMMAND_TOPIC = executor_command_topic("robotwin_aloha")  # what bag-to-samples reads by default
 
 
 def scene(t: float, role: str) -> np.ndarray:
