@@ -84,7 +84,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on a CPU
+    precision: str = "auto"  # auto/bf16: bf16 autocast on CUDA; a CPU: fp32, video targets in native bf16
     checkpoint_every: int = 0  # 0: only at the end
     keep_last: int = 2
     log_every: int = 10

@@ -2,7 +2,9 @@
 
 AdamW (betas 0.9 / 0.95, weight decay 1e-2 by default) with linear warm-up and a cosine, grad
 norm clipped to 1.0, an optional EMA of the trained weights (what the export writes), bf16
-autocast and per-block gradient checkpointing on CUDA only (a CPU run is float32 and exact).
+autocast and per-block gradient checkpointing on CUDA only (a CPU run is float32, but for the
+video targets' no-graph VAE pass: bf16 where the CPU has it natively, unless ``run.precision`` is
+fp32).
 Several processes (``torchrun``) each take an equal slice of the global batch; DDP averages the
 gradients, and since every loss is a mean over samples the update equals one process's on the
 whole batch.  Only rank 0 writes files.
@@ -134,7 +136,9 @@ class Trainer:
             )
         self.trainable = select_trainable(model, cfg.model.trainable)
         model.to(self.device)
-        self.objective = Objective(model, cfg.objective, self.supervised_steps).to(self.device)
+        self.objective = Objective(
+            model, cfg.objective, self.supervised_steps, target_dtype=self._target_dtype()
+        ).to(self.device)
         if self.device.type == "cuda" and cfg.model.grad_checkpointing:
             checkpoint_blocks(model)
         opt = cfg.optim
@@ -230,6 +234,16 @@ class Trainer:
         if self.device.type == "cuda" and precision in ("auto", "bf16"):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def _target_dtype(self) -> torch.dtype | None:
+        """bf16 for the video targets' no-graph VAE pass on a CPU that computes it natively.
+
+        On CUDA the whole step already runs under bf16 autocast (``_autocast``); a CPU without
+        native bf16 kernels keeps float32, since the saving comes from those kernels.
+        """
+        if self.device.type != "cpu" or self.cfg.run.precision == "fp32":
+            return None
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
     def train_step(self) -> dict[str, float]:
         """One optimiser step on global batch ``self.step``; returns its losses (all ranks)."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lightwam_ros.model.config import PRESETS, VAEConfig
-from lightwam_ros.model.vae import WanVAEEncoder, select_encoder_keys
+from lightwam_ros.model.vae import ChannelRMSNorm, WanVAEEncoder, select_encoder_keys
 
 TINY = PRESETS["tiny"].vae
 
@@ -140,6 +140,38 @@ def test_bfloat16_input_gives_bfloat16_close_to_float32():
     half = enc.to(torch.bfloat16).encode(video.bfloat16())
     assert half.dtype == torch.bfloat16
     assert ((half.float() - full).norm() / full.norm()) < 0.05
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_channel_norm_and_its_gradients_follow_its_formula(layout):
+    torch.manual_seed(4)
+    norm = ChannelRMSNorm(8)
+    with torch.no_grad():
+        norm.gamma.uniform_(0.5, 1.5)
+    x = (torch.randn(2, 8, 3, 5, 6) * 3).contiguous(memory_format=layout).requires_grad_()
+    ref_x = x.detach().clone().requires_grad_()
+    ref_gamma = norm.gamma.detach().clone().requires_grad_()
+    out = norm(x)
+    ref = ref_x / ref_x.norm(dim=1, keepdim=True) * 8**0.5 * ref_gamma
+    torch.testing.assert_close(out, ref)
+    weights = torch.randn_like(ref)
+    (out * weights).sum().backward()
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(x.grad, ref_x.grad)
+    torch.testing.assert_close(norm.gamma.grad, ref_gamma.grad)
+
+
+@torch.no_grad()
+def test_a_clip_under_bfloat16_autocast_stays_close_to_float32():
+    """What the trainer's video targets run as on a CPU with native bf16."""
+    torch.manual_seed(5)
+    enc = WanVAEEncoder(TINY).eval()
+    clip = torch.rand(2, 3, 9, 32, 48) * 2 - 1
+    full = enc.encode(clip)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = enc.encode(clip)
+    assert fast.dtype == torch.float32 and fast.is_contiguous()
+    assert ((fast - full).norm() / full.norm()) < 0.02
 
 
 @pytest.mark.parametrize(

@@ -180,7 +180,7 @@ def test_a_frozen_random_encoder_is_standardised_on_its_data(workspace):
 def test_a_training_encoder_gets_the_action_gradient_from_frame_zero_alone(workspace):
     """With the encoder training, the clip is encoded without a graph and frame 0 again with
     one: the same losses as one encoding of the clip, and a gradient for the encoder."""
-    trainer = Trainer(config_from_dict(base_config(workspace)))
+    trainer = Trainer(config_from_dict(base_config(workspace, run={"precision": "fp32"})))
     batch = trainer.train_set.batch([0, 5, 30])
     generators = sample_generators(0, 0, [0, 1, 2])
     split = trainer.objective(batch, None, generators)
@@ -191,6 +191,34 @@ def test_a_training_encoder_gets_the_action_gradient_from_frame_zero_alone(works
     )
     assert split.action.item() == pytest.approx(whole.action.item(), rel=1e-5)
     assert split.video.item() == pytest.approx(whole.video.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "precision,native,expected",
+    [
+        ("auto", True, torch.bfloat16),
+        ("bf16", True, torch.bfloat16),
+        ("fp32", True, None),
+        ("auto", False, None),
+    ],
+)
+def test_video_targets_run_in_bfloat16_only_on_a_cpu_that_has_it(
+    workspace, monkeypatch, precision, native, expected
+):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    trainer = Trainer(config_from_dict(base_config(workspace, run={"precision": precision})))
+    assert trainer.objective.target_dtype == expected
+
+
+def test_bfloat16_video_targets_leave_the_action_loss_and_barely_move_the_video_loss(workspace):
+    trainer = Trainer(config_from_dict(base_config(workspace, run={"precision": "fp32"})))
+    batch = trainer.train_set.batch([0, 5, 30, 41])
+    exact = trainer.objective(batch, None, sample_generators(0, 0, [0, 1, 2, 3]))
+    trainer.objective.target_dtype = torch.bfloat16
+    fast = trainer.objective(batch, None, sample_generators(0, 0, [0, 1, 2, 3]))
+    assert fast.action.item() == exact.action.item()  # frame 0's encoding keeps float32
+    assert fast.video.item() != exact.video.item()  # the targets did run in bfloat16
+    assert fast.video.item() == pytest.approx(exact.video.item(), rel=2e-3)
 
 
 def test_a_model_trained_with_absolute_positions_keeps_them_in_its_export(workspace):
